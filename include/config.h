@@ -1,0 +1,214 @@
+/*
+ * config — the validated configuration.
+ *
+ * YAML (libyaml) is turned into a jansson tree that remembers where every node
+ * came from (line and column), and one validator turns that tree into the
+ * structs below. JSON pushed through ZooKeeper (zookeeper.config_path) goes
+ * through the same validator, so both sources accept and reject the same things.
+ *
+ * A struct config is immutable once built; the control thread swaps whole
+ * configs on reload. Strings are owned by the config and freed by config_free().
+ */
+#ifndef ZKLB_CONFIG_H
+#define ZKLB_CONFIG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+enum balance_kind {
+	BALANCE_LEAST_CONN = 0,
+	BALANCE_P2C,
+	BALANCE_ROUND_ROBIN,
+	BALANCE_RANDOM,
+};
+
+enum discovery_kind {
+	DISCOVERY_STATIC = 0,
+	DISCOVERY_CURATOR,
+	DISCOVERY_SERVERSET,
+};
+
+enum check_kind {
+	CHECK_NONE = 0,		/* no active check configured */
+	CHECK_TCP,
+	CHECK_SEND_EXPECT,
+	CHECK_HTTP,
+};
+
+enum reuse_kind {
+	REUSE_NONE = 0,
+	REUSE_HTTP1,
+	REUSE_REDIS,
+	REUSE_MEMCACHED,
+};
+
+enum sync_on_delete {
+	SYNC_DELETE_KEEP = 0,
+	SYNC_DELETE_REMOVE,
+};
+
+struct check_conf {
+	enum check_kind type;
+	uint64_t interval_ms;		/* default 2s */
+	uint64_t timeout_ms;		/* default 500ms */
+	uint32_t rise;			/* default 2 */
+	uint32_t fall;			/* default 3 */
+	char *send;			/* owned; send_expect: bytes to send (may be NULL) */
+	size_t send_len;
+	char *expect;			/* owned; send_expect: expected reply prefix */
+	size_t expect_len;
+	char *path;			/* owned; http: request path, default "/" */
+};
+
+struct health_conf {
+	uint32_t failures_to_eject;	/* default 3 */
+	uint64_t base_ejection_ms;	/* default 5s */
+	uint64_t max_ejection_ms;	/* default 5m */
+	uint32_t max_ejected_percent;	/* 0..100, default 50 */
+	uint32_t panic_threshold;	/* 0..100, default 50 */
+	struct check_conf check;	/* type CHECK_NONE when absent */
+};
+
+struct pool_conf {
+	uint32_t prewarm;		/* default 0 */
+	enum reuse_kind reuse;		/* default REUSE_NONE */
+	uint32_t max_idle;		/* default 32 */
+	uint64_t idle_timeout_ms;	/* default 30s */
+};
+
+struct tls_conf {
+	bool enabled;			/* true when the tls: section is present */
+	char *ca;			/* owned; may be NULL */
+	char *cert;			/* owned; may be NULL */
+	char *key;			/* owned; may be NULL */
+	bool verify;			/* default true */
+	char *server_name;		/* owned; may be NULL */
+};
+
+struct static_backend {
+	char *address;			/* owned; "host:port" as written */
+	char host[256];
+	uint16_t port;
+	uint32_t weight;		/* default 1, 1..256 */
+};
+
+struct discovery_conf {
+	enum discovery_kind type;
+	char *path;			/* owned; curator/serverset znode path */
+	bool keep_last_known;		/* default true */
+	double collapse_guard;		/* 0..1, default 0.5; 1 disables */
+	uint64_t collapse_hold_ms;	/* default 30s */
+	struct static_backend *backends;	/* owned; static only */
+	size_t n_backends;
+};
+
+struct service_conf {
+	char *name;			/* owned; the key under services: */
+	char *listen;			/* owned; "host:port" or "unix:/path" */
+	struct discovery_conf discovery;
+	enum balance_kind balance;	/* default least_conn */
+	uint64_t slow_start_ms;		/* default 0 (off) */
+	uint64_t connect_timeout_ms;	/* default 1s */
+	uint64_t idle_timeout_ms;	/* default 5m; 0 = none */
+	uint64_t max_buffer;		/* bytes per direction, default 64k, >= 1k */
+	uint32_t retries;		/* default 2 */
+	struct health_conf health;
+	struct pool_conf pool;
+	struct tls_conf tls;
+	char *origin;			/* owned; "file" or "zookeeper:<path>" */
+};
+
+struct zookeeper_conf {
+	char *hosts;			/* owned; NULL when no zookeeper: section */
+	uint64_t session_timeout_ms;	/* default 10s */
+	char *auth;			/* owned; "digest:user:secret" or NULL */
+	char *config_path;		/* owned; or NULL */
+};
+
+struct announce_conf {
+	char *service;			/* owned */
+	char *base_path;		/* owned; default "/services" */
+	char *address;			/* owned; "auto" or an address */
+	uint16_t port;
+	uint16_t ssl_port;		/* 0 = none */
+	json_t *payload;		/* ref; NULL when absent */
+	struct check_conf check;	/* default tcp 2s/500ms rise 2 fall 3 */
+};
+
+struct sync_conf {
+	char *path;			/* owned; znode */
+	char *file;			/* owned; for a single node */
+	bool children;			/* mirror every child into dir */
+	char *dir;			/* owned; with children */
+	uint32_t mode;			/* file mode, default 0644 */
+	char *on_change;		/* owned; shell command or NULL */
+	uint64_t on_change_timeout_ms;	/* default 30s */
+	enum sync_on_delete on_delete;
+	uint64_t max_size;		/* default 1m */
+};
+
+struct config {
+	char *source;			/* owned; file name the config came from */
+	struct zookeeper_conf zookeeper;
+	char *cache_dir;		/* owned; or NULL */
+	uint32_t workers;		/* resolved: "auto" becomes the online CPU count */
+	uint64_t drain_timeout_ms;	/* default 30s */
+	char *admin_listen;		/* owned; default "127.0.0.1:9901"; NULL when admin: {listen: off} */
+	enum log_level log_level;	/* default info */
+	enum log_format log_format;	/* default text */
+	struct service_conf *services;	/* owned, n_services entries, in file order */
+	size_t n_services;
+	struct announce_conf *announce;	/* owned */
+	size_t n_announce;
+	struct sync_conf *sync;		/* owned */
+	size_t n_sync;
+};
+
+/*
+ * Errors are collected, not fatal at the first one: `zklb check` prints them all.
+ * Each message is complete, e.g.
+ *   "zklb.yaml:12:5: services.web.connect_timeout: '5x' is not a duration"
+ */
+struct config_errors {
+	char **msgs;			/* owned */
+	size_t n;
+};
+
+void config_errors_free(struct config_errors *errs);
+
+/*
+ * Load and validate a YAML file. Returns the config, or NULL with at least one
+ * message in errs. Thread: control thread (or any, it touches no globals).
+ */
+struct config *config_load_file(const char *path, struct config_errors *errs);
+
+/* Same, from a YAML string; `name` is used as FILE in messages. */
+struct config *config_load_string(const char *yaml, size_t len, const char *name,
+				  struct config_errors *errs);
+
+/*
+ * Overlay: validate a JSON document with the same schema as the file's
+ * `services:` section (from zookeeper.config_path) on top of base. Services
+ * named in the overlay replace or add to those of base; the result is a new
+ * config. On error returns NULL; messages name the JSON path
+ * ("zookeeper:/zklb/config: services.web.balance: ...").
+ */
+struct config *config_overlay_json(const struct config *base, const char *json, size_t len,
+				   const char *origin, struct config_errors *errs);
+
+void config_free(struct config *cfg);
+
+/* Names of the enums, as written in the file. */
+const char *balance_kind_name(enum balance_kind k);
+const char *discovery_kind_name(enum discovery_kind k);
+const char *check_kind_name(enum check_kind k);
+const char *reuse_kind_name(enum reuse_kind k);
+
+/* The service named `name`, or NULL. */
+const struct service_conf *config_service(const struct config *cfg, const char *name);
+
+#endif

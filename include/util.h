@@ -1,0 +1,68 @@
+/*
+ * util — small helpers every module uses: clocks, duration/size parsing,
+ * socket address parsing, allocation that never returns NULL.
+ */
+#ifndef ZKLB_UTIL_H
+#define ZKLB_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Monotonic clock in milliseconds / microseconds (CLOCK_MONOTONIC). */
+uint64_t now_ms(void);
+uint64_t now_us(void);
+/* Wall clock in milliseconds since the epoch. */
+uint64_t wall_ms(void);
+
+/*
+ * Parse a duration such as "250ms", "5s", "2m", "1h", "1.5s" or a bare "0".
+ * Returns false on anything else (including overflow and negative values).
+ */
+bool duration_parse(const char *s, uint64_t *out_ms);
+/* Format ms as the shortest exact duration string ("1500ms", "5s", "2m"). */
+void duration_format(uint64_t ms, char *buf, size_t len);
+
+/* Parse a size such as "512", "16k", "1m", "1g" (powers of 1024). */
+bool size_parse(const char *s, uint64_t *out_bytes);
+
+/*
+ * A listen or backend address: "host:port", "[v6]:port", "*:port" (any),
+ * or "unix:/path". Host names are resolved with getaddrinfo (numeric first).
+ */
+struct net_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+/* Parse and resolve; on failure writes a message into err and returns false. */
+bool net_addr_parse(const char *s, struct net_addr *out, char *err, size_t errlen);
+/* Split "host:port" / "[v6]:port" without resolving. host must hold 256 bytes. */
+bool net_split_host_port(const char *s, char *host, size_t hostlen, uint16_t *port);
+/* "127.0.0.1:9001", "[::1]:9001" or "unix:/path". */
+void net_addr_format(const struct net_addr *a, char *buf, size_t len);
+
+/* Allocation that logs and aborts on out-of-memory rather than returning NULL. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+
+/* Set O_NONBLOCK and FD_CLOEXEC; 0 or -errno. */
+int fd_set_nonblock(int fd);
+
+/* A small xorshift PRNG; each thread owns one. Never returns the same stream for two seeds. */
+struct rng {
+	uint64_t s;
+};
+void rng_seed(struct rng *r, uint64_t seed);
+uint64_t rng_next(struct rng *r);
+/* Uniform in [0, n) for n > 0. */
+uint32_t rng_below(struct rng *r, uint32_t n);
+
+#endif

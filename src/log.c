@@ -1,0 +1,110 @@
+/*
+ * log — see log.h. Text lines look like
+ *   2026-11-26T15:04:05.123Z info svc=web be=127.0.0.1:9001 ejected for 5s
+ * JSON lines are {"ts":"…","level":"info","msg":"…"}.
+ */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Atomic int log_threshold = LOG_INFO;
+static _Atomic int log_fmt = LOG_FORMAT_TEXT;
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+void log_setup(enum log_level level, enum log_format format)
+{
+	atomic_store(&log_threshold, (int)level);
+	atomic_store(&log_fmt, (int)format);
+}
+
+bool log_level_parse(const char *s, enum log_level *out)
+{
+	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
+		if (strcmp(s, level_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return true;
+		}
+	}
+	return false;
+}
+
+bool log_format_parse(const char *s, enum log_format *out)
+{
+	if (strcmp(s, "text") == 0)
+		*out = LOG_FORMAT_TEXT;
+	else if (strcmp(s, "json") == 0)
+		*out = LOG_FORMAT_JSON;
+	else
+		return false;
+	return true;
+}
+
+bool log_enabled(enum log_level level)
+{
+	return (int)level <= atomic_load_explicit(&log_threshold, memory_order_relaxed);
+}
+
+/* Append s to buf as the inside of a JSON string; returns the new length. */
+static size_t json_escape(char *buf, size_t len, size_t cap, const char *s)
+{
+	for (; *s && len + 7 < cap; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\') {
+			buf[len++] = '\\';
+			buf[len++] = (char)c;
+		} else if (c < 0x20) {
+			len += (size_t)snprintf(buf + len, cap - len, "\\u%04x", c);
+		} else {
+			buf[len++] = (char)c;
+		}
+	}
+	return len;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+	if (!log_enabled(level))
+		return;
+
+	char msg[1536];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	struct tm tm;
+	gmtime_r(&tv.tv_sec, &tm);
+	char ts[32];
+	size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ts + tl, sizeof(ts) - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
+
+	char line[2048];
+	size_t len;
+	if (atomic_load_explicit(&log_fmt, memory_order_relaxed) == LOG_FORMAT_JSON) {
+		len = (size_t)snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"",
+				       ts, level_names[level]);
+		len = json_escape(line, len, sizeof(line) - 3, msg);
+		memcpy(line + len, "\"}\n", 3);
+		len += 3;
+	} else {
+		len = (size_t)snprintf(line, sizeof(line), "%s %s %s\n", ts, level_names[level], msg);
+		if (len >= sizeof(line)) {
+			len = sizeof(line);
+			line[len - 1] = '\n';
+		}
+	}
+	/* One write per line: atomic for pipes up to PIPE_BUF, good enough for files. */
+	ssize_t w = write(STDERR_FILENO, line, len);
+	(void)w;
+}

@@ -1,0 +1,312 @@
+/*
+ * util — see util.h.
+ */
+#include "util.h"
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <time.h>
+
+uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Parse a non-negative decimal with an optional fraction; returns the end or NULL. */
+static const char *parse_number(const char *s, double *out)
+{
+	const char *p = s;
+	double v = 0;
+	bool digits = false;
+	while (*p >= '0' && *p <= '9') {
+		v = v * 10 + (*p++ - '0');
+		digits = true;
+	}
+	if (*p == '.') {
+		double scale = 0.1;
+		p++;
+		while (*p >= '0' && *p <= '9') {
+			v += (*p++ - '0') * scale;
+			scale /= 10;
+			digits = true;
+		}
+	}
+	if (!digits)
+		return NULL;
+	*out = v;
+	return p;
+}
+
+bool duration_parse(const char *s, uint64_t *out_ms)
+{
+	static const struct { const char *unit; double ms; } units[] = {
+		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 }, { "d", 86400000 },
+	};
+	double v;
+	const char *p = parse_number(s, &v);
+	if (!p)
+		return false;
+	if (*p == '\0') {
+		if (v != 0)
+			return false;	/* a bare number is ambiguous unless it is zero */
+		*out_ms = 0;
+		return true;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+		if (strcmp(p, units[i].unit) == 0) {
+			double ms = v * units[i].ms;
+			if (ms > 1e15)
+				return false;
+			*out_ms = (uint64_t)llround(ms);
+			return true;
+		}
+	}
+	return false;
+}
+
+void duration_format(uint64_t ms, char *buf, size_t len)
+{
+	if (ms != 0 && ms % 3600000 == 0)
+		snprintf(buf, len, "%lluh", (unsigned long long)(ms / 3600000));
+	else if (ms != 0 && ms % 60000 == 0)
+		snprintf(buf, len, "%llum", (unsigned long long)(ms / 60000));
+	else if (ms != 0 && ms % 1000 == 0)
+		snprintf(buf, len, "%llus", (unsigned long long)(ms / 1000));
+	else
+		snprintf(buf, len, "%llums", (unsigned long long)ms);
+}
+
+bool size_parse(const char *s, uint64_t *out_bytes)
+{
+	double v;
+	const char *p = parse_number(s, &v);
+	if (!p)
+		return false;
+	double mult;
+	switch (*p) {
+	case '\0': mult = 1; break;
+	case 'b': case 'B': mult = 1; p++; break;
+	case 'k': case 'K': mult = 1024.0; p++; break;
+	case 'm': case 'M': mult = 1024.0 * 1024; p++; break;
+	case 'g': case 'G': mult = 1024.0 * 1024 * 1024; p++; break;
+	default: return false;
+	}
+	if ((*p == 'b' || *p == 'B') && mult > 1)
+		p++;	/* "16kb" */
+	if (*p != '\0')
+		return false;
+	double bytes = v * mult;
+	if (bytes > 1e15 || bytes != floor(bytes))
+		return false;
+	*out_bytes = (uint64_t)bytes;
+	return true;
+}
+
+bool net_split_host_port(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+	const char *colon;
+	size_t hl;
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (!close || close[1] != ':')
+			return false;
+		hl = (size_t)(close - s - 1);
+		if (hl == 0 || hl >= hostlen)
+			return false;
+		memcpy(host, s + 1, hl);
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return false;
+		hl = (size_t)(colon - s);
+		if (hl == 0 || hl >= hostlen || memchr(s, ':', hl))
+			return false;	/* bare IPv6 without brackets is ambiguous */
+		memcpy(host, s, hl);
+	}
+	host[hl] = '\0';
+	const char *p = colon + 1;
+	if (*p == '\0')
+		return false;
+	unsigned long v = 0;
+	for (; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return false;
+		v = v * 10 + (unsigned long)(*p - '0');
+		if (v > 65535)
+			return false;
+	}
+	*port = (uint16_t)v;
+	return true;
+}
+
+bool net_addr_parse(const char *s, struct net_addr *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	if (strncmp(s, "unix:", 5) == 0) {
+		struct sockaddr_un *un = (struct sockaddr_un *)&out->ss;
+		const char *path = s + 5;
+		size_t pl = strlen(path);
+		if (pl == 0 || pl >= sizeof(un->sun_path)) {
+			snprintf(err, errlen, "unix socket path must be 1..%zu bytes",
+				 sizeof(un->sun_path) - 1);
+			return false;
+		}
+		un->sun_family = AF_UNIX;
+		memcpy(un->sun_path, path, pl + 1);
+		out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + pl + 1);
+		return true;
+	}
+
+	char host[256];
+	uint16_t port;
+	if (!net_split_host_port(s, host, sizeof(host), &port)) {
+		snprintf(err, errlen, "'%s' is not host:port, [ipv6]:port or unix:/path", s);
+		return false;
+	}
+	if (port == 0) {
+		snprintf(err, errlen, "port must be 1..65535");
+		return false;
+	}
+	const char *node = strcmp(host, "*") == 0 ? NULL : host;
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV | (node ? 0 : AI_PASSIVE) };
+	char portstr[8];
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	struct addrinfo *res = NULL;
+	hints.ai_flags |= AI_NUMERICHOST;
+	int rc = getaddrinfo(node, portstr, &hints, &res);
+	if (rc == EAI_NONAME) {
+		hints.ai_flags &= ~AI_NUMERICHOST;
+		rc = getaddrinfo(node, portstr, &hints, &res);
+	}
+	if (rc != 0 || !res) {
+		snprintf(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(rc));
+		return false;
+	}
+	memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
+	out->len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return true;
+}
+
+void net_addr_format(const struct net_addr *a, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+	switch (a->ss.ss_family) {
+	case AF_INET: {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)&a->ss;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		snprintf(buf, len, "%s:%u", host, ntohs(in->sin_port));
+		break;
+	}
+	case AF_INET6: {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a->ss;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
+		break;
+	}
+	case AF_UNIX:
+		snprintf(buf, len, "unix:%s", ((const struct sockaddr_un *)&a->ss)->sun_path);
+		break;
+	default:
+		snprintf(buf, len, "?");
+	}
+}
+
+static void oom(size_t n)
+{
+	log_error("out of memory allocating %zu bytes", n);
+	abort();
+}
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		oom(n);
+	return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (!p)
+		oom(n * size);
+	return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q)
+		oom(n);
+	return q;
+}
+
+char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+	if (!p)
+		oom(strlen(s) + 1);
+	return p;
+}
+
+int fd_set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+		return -errno;
+	return 0;
+}
+
+void rng_seed(struct rng *r, uint64_t seed)
+{
+	/* splitmix64 to spread weak seeds */
+	uint64_t z = seed + 0x9e3779b97f4a7c15ULL;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	r->s = (z ^ (z >> 31)) | 1;
+}
+
+uint64_t rng_next(struct rng *r)
+{
+	uint64_t x = r->s;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	r->s = x;
+	return x * 0x2545f4914f6cdd1dULL;
+}
+
+uint32_t rng_below(struct rng *r, uint32_t n)
+{
+	return (uint32_t)(((rng_next(r) >> 32) * (uint64_t)n) >> 32);
+}
