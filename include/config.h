@@ -179,6 +179,9 @@ struct config_errors {
 };
 
 void config_errors_free(struct config_errors *errs);
+/* Append one complete message (printf style); errs starts zeroed. */
+void config_errors_add(struct config_errors *errs, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /*
  * Load and validate a YAML file. Returns the config, or NULL with at least one
@@ -201,6 +204,14 @@ struct config *config_overlay_json(const struct config *base, const char *json, 
 				   const char *origin, struct config_errors *errs);
 
 void config_free(struct config *cfg);
+
+/*
+ * SIGHUP: can `cur` replace `old` in a running process? Returns true when
+ * every difference applies live (services, announce, sync, log, drain_timeout).
+ * Otherwise false, with the first key that changed but needs a restart
+ * (workers, cache_dir, admin.listen, zookeeper.*) written into buf.
+ */
+bool config_reloadable(const struct config *old, const struct config *cur, char *buf, size_t len);
 
 /* Names of the enums, as written in the file. */
 const char *balance_kind_name(enum balance_kind k);

@@ -37,28 +37,33 @@ uint64_t wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Parse a non-negative decimal with an optional fraction; returns the end or NULL. */
+/*
+ * Parse a non-negative decimal with an optional fraction; returns the end or NULL.
+ * All digits go into one mantissa (exact below 2^53) divided once by 10^n:
+ * summing 0.1-steps instead made "0.75" 0.7500000000000001, so "0.75k" was
+ * not a whole number of bytes.
+ */
 static const char *parse_number(const char *s, double *out)
 {
 	const char *p = s;
 	double v = 0;
+	int frac = 0;
 	bool digits = false;
 	while (*p >= '0' && *p <= '9') {
 		v = v * 10 + (*p++ - '0');
 		digits = true;
 	}
 	if (*p == '.') {
-		double scale = 0.1;
 		p++;
 		while (*p >= '0' && *p <= '9') {
-			v += (*p++ - '0') * scale;
-			scale /= 10;
+			v = v * 10 + (*p++ - '0');
+			frac++;
 			digits = true;
 		}
 	}
 	if (!digits)
 		return NULL;
-	*out = v;
+	*out = frac ? v / pow(10, frac) : v;
 	return p;
 }
 

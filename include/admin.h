@@ -1,0 +1,19 @@
+/*
+ * admin — the HTTP admin API on the control thread (libevent evhttp):
+ *   GET /healthz   200 "ok" (503 "draining" while draining)
+ *   GET /services  JSON: services, their discovery state and instances
+ *   GET /metrics   Prometheus text format, zklb_ prefix
+ *   GET /          a human status page
+ * Bound to 127.0.0.1 by default; it reads control state and atomics only.
+ */
+#ifndef ZKLB_ADMIN_H
+#define ZKLB_ADMIN_H
+
+struct control;
+struct admin;
+
+/* Listen on `listen` ("host:port"); NULL after logging when that fails. */
+struct admin *admin_new(struct control *c, const char *listen);
+void admin_free(struct admin *a);
+
+#endif

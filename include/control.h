@@ -1,0 +1,68 @@
+/*
+ * control — the control thread: loads and reloads the configuration, owns
+ * the services and their snapshots, the listening sockets until they are
+ * handed to workers, discovery, health checks, the admin API, signals and
+ * the drain on exit.
+ *
+ * Everything here runs on the control thread's event base; workers are told
+ * about changes only through worker_post().
+ */
+#ifndef ZKLB_CONTROL_H
+#define ZKLB_CONTROL_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "config.h"
+#include "service.h"
+#include "worker.h"
+
+struct admin;
+
+/* One configured listen address, as the control thread remembers it. */
+struct listen_entry {
+	struct listen_entry *next;
+	char *key;				/* owned; listen string as configured */
+	char *unix_path;			/* owned; unix: sockets are unlinked at removal */
+	struct service *svc;			/* ref */
+};
+
+struct control {
+	struct event_base *base;		/* owned */
+	char *config_path;			/* owned */
+	struct config_ref *cfg;			/* ref; the running configuration */
+	struct worker **workers;		/* owned */
+	unsigned n_workers;
+	struct service **services;		/* refs; index i belongs to cfg->services[i] */
+	size_t n_services;
+	struct listen_entry *listens;		/* owned list */
+	struct admin *admin;			/* owned; NULL when disabled */
+	struct event *sig_hup;			/* owned */
+	struct event *sig_term;			/* owned */
+	struct event *sig_int;			/* owned */
+	struct event *tick;			/* owned; 100ms housekeeping */
+	bool draining;
+	uint64_t drain_deadline_ms;
+	uint64_t started_ms;			/* monotonic */
+	uint64_t started_wall_ms;		/* epoch */
+	uint64_t reloads;			/* successful reloads */
+	uint64_t reload_failures;		/* rejected reloads */
+};
+
+/*
+ * Build the runtime for cfg (ownership of cfg passes to the control): create
+ * the workers and listeners. Returns NULL after logging why (bind failure…).
+ */
+struct control *control_new(struct config *cfg, const char *config_path);
+
+/* Run until drained; returns the process exit code. */
+int control_run(struct control *c);
+
+void control_free(struct control *c);
+
+/* The service named `name` in the running configuration, or NULL. */
+struct service *control_service(const struct control *c, const char *name);
+
+#endif

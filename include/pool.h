@@ -1,0 +1,94 @@
+/*
+ * pool — idle upstream connections kept per worker and per backend, so the
+ * network carries few long-lived connections (pool.prewarm, pool.reuse).
+ *
+ * Each backend has one slot per worker; a slot is touched by its worker only,
+ * so taking and returning connections takes no lock. An idle connection is
+ * watched for readability while it waits: the backend closing it or sending
+ * anything unasked discards it at once. It is checked again when taken
+ * (recv(MSG_PEEK|MSG_DONTWAIT) must say EAGAIN).
+ *
+ * The invariant the pool relies on, enforced by the relay: a connection is
+ * returned only when its framing tracker says every request was fully
+ * answered (FRAMING_OK) and nothing is pending in either direction, so no
+ * byte of one client's exchange can ever reach the next client.
+ *
+ * The pure policy functions at the top take no sockets and no clock.
+ */
+#ifndef ZKLB_POOL_H
+#define ZKLB_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "framing.h"
+
+struct backend;
+struct worker;
+struct pooled;
+
+/* Why an idle connection was dropped: one counter each. */
+enum pool_discard {
+	POOL_DISCARD_CLOSED = 0,	/* the backend closed it while idle */
+	POOL_DISCARD_DATA,		/* the backend sent bytes nobody asked for */
+	POOL_DISCARD_STALE,		/* failed the check when taken */
+	POOL_DISCARD_IDLE_TIMEOUT,	/* pool.idle_timeout passed */
+	POOL_DISCARD_FULL,		/* max_idle reached */
+	POOL_DISCARD_REMOVED,		/* the backend left the service or is not routable */
+	POOL_DISCARD_NOT_REUSABLE,	/* the framing tracker said no (see framing counters) */
+	POOL_DISCARD_SHUTDOWN,		/* worker stopping */
+	POOL_DISCARD_COUNT
+};
+
+/* One worker's slot of a backend. Cache-line aligned: slots of different workers sit side by side. */
+struct pool_slot {
+	struct pooled *idle;		/* LIFO of idle connections (most recent first) */
+	uint32_t n_idle;
+	uint32_t n_connecting;		/* prewarm connects in flight */
+	uint32_t backoff_ms;		/* current prewarm backoff, 0 = none */
+	uint64_t next_attempt_ms;	/* no prewarm connect before this */
+} __attribute__((aligned(64)));
+
+/* Per-worker pool state (embedded in struct worker). */
+struct pool_worker {
+	struct pooled *all;		/* every idle/connecting connection of this worker */
+	struct pooled *dead;		/* closed, freed after the loop turn */
+	struct event *tick;		/* owned; prewarm refill and sweep */
+	uint64_t discards[POOL_DISCARD_COUNT];	/* written by the worker, read racily by admin */
+	uint64_t not_reusable[FRAMING_VERDICT_COUNT];
+};
+
+/* --- Pure policy --------------------------------------------------------- */
+
+/* How many of `prewarm` connections per backend worker `id` of `n` keeps. */
+uint32_t pool_prewarm_share(uint32_t prewarm, unsigned n_workers, unsigned id);
+
+/* The next prewarm backoff after a failure: 100ms, doubling, capped at 5s. */
+uint32_t pool_backoff_next(uint32_t prev_ms);
+
+const char *pool_discard_name(enum pool_discard d);
+
+/* --- Worker mechanics (owning worker thread only) ------------------------ */
+
+void pool_worker_init(struct worker *w);
+/* Close every pooled connection (worker exit). */
+void pool_worker_close(struct worker *w);
+/* Free connections closed during the last loop turn. */
+void pool_worker_reap(struct worker *w);
+
+/*
+ * An idle connection to `be`, checked alive, or -1. On success *fr gets its
+ * framing tracker (reset for the new client; may be NULL).
+ */
+int pool_take(struct worker *w, struct backend *be, struct framing **fr);
+
+/*
+ * Offer an upstream connection at a boundary to the pool. Takes ownership of
+ * fd and fr in every case (closes them when the pool does not keep them).
+ * Returns true when kept.
+ */
+bool pool_put(struct worker *w, struct backend *be, int fd, struct framing *fr,
+	      const struct pool_conf *pc);
+
+#endif

@@ -1,0 +1,104 @@
+/*
+ * service — the runtime of one configured service: its current members
+ * (backend objects kept across views so their state survives), the snapshot
+ * workers route with, health bookkeeping shared by all workers, counters.
+ *
+ * Threads: the control thread creates services, changes members, publishes
+ * snapshots and runs service_tick(). Workers only touch the atomics and, on a
+ * connect failure, call into backend_report_failure(), which takes
+ * `health_lock`. `members` is replaced only under `health_lock`.
+ */
+#ifndef ZKLB_SERVICE_H
+#define ZKLB_SERVICE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "config.h"
+#include "health.h"
+
+/* One member as a discovery source describes it. */
+struct member_spec {
+	const char *id;				/* identity: instance id or host:port */
+	const char *host;
+	uint16_t port;
+	uint16_t ssl_port;			/* 0 = none */
+	uint32_t weight;			/* 1..256 */
+};
+
+struct service {
+	_Atomic uint32_t refs;
+	char *name;				/* owned */
+	unsigned n_workers;			/* pool slots per backend */
+
+	pthread_mutex_t health_lock;		/* guards the fields up to `panic` */
+	struct health_params hp;
+	uint32_t max_ejected_percent;
+	uint32_t panic_threshold;
+	uint64_t slow_start_ms;
+	struct backend **members;		/* refs; the current instances */
+	size_t n_members;
+	bool panic;				/* last state logged by service_tick() */
+
+	/* Control thread only. */
+	struct backend_set *set;		/* ref; the snapshot workers have */
+	uint64_t version;			/* of the last published set */
+	const char *view;			/* static|pending|connected|disconnected|cached */
+	struct backend **draining;		/* refs; removed members with open connections */
+	size_t n_draining;
+
+	_Atomic uint64_t rr_next;		/* round_robin position, all workers */
+
+	/* Counters. */
+	_Atomic uint64_t conn_total;		/* client connections accepted */
+	_Atomic uint64_t conn_failed;		/* closed without reaching any backend */
+	_Atomic uint64_t retries;		/* connect attempts after the first */
+	_Atomic uint64_t wait_timeouts;		/* gave up waiting for a first view */
+	_Atomic uint64_t ejections;		/* passive ejections */
+	_Atomic uint64_t check_failures;	/* active check failures */
+	_Atomic uint64_t panics;		/* times panic mode was entered */
+	_Atomic uint64_t view_updates;		/* member changes applied */
+};
+
+/* A service whose backends will be used by n_workers workers. */
+struct service *service_new(const char *name, unsigned n_workers);
+struct service *service_get(struct service *svc);
+void service_put(struct service *svc);
+
+/* Drop members and snapshot when the service goes away (control thread). */
+void service_retire(struct service *svc);
+
+/* Apply (new) settings: health parameters, thresholds. Control thread. */
+void service_configure(struct service *svc, const struct service_conf *conf);
+
+/*
+ * Replace the members with `v`. Members whose id (and address) match keep
+ * their backend object; removed ones stop being routable for new connections
+ * but keep the connections they have. Returns true when anything changed.
+ * Control thread.
+ */
+bool service_set_members(struct service *svc, const struct member_spec *v, size_t n,
+			 uint64_t now);
+
+/* Build and remember a new snapshot; returns a new reference for the caller. */
+struct backend_set *service_publish(struct service *svc, struct config_ref *cfg,
+				    const struct service_conf *conf, bool ready);
+
+/* Time passes: ejection expiry, decay, panic enter/leave logging. Control thread. */
+void service_tick(struct service *svc, uint64_t now);
+
+/* One active check result for a member. Control thread. */
+void service_check_result(struct service *svc, struct backend *be, bool passed,
+			  const char *why, uint64_t now);
+
+/*
+ * Whether the service is in panic: fewer than panic_threshold % of the
+ * members are routable. Any thread (reads atomics only). `n_routable` and
+ * `n` describe the caller's snapshot.
+ */
+bool service_in_panic(const struct service *svc, size_t n_routable, size_t n);
+
+#endif

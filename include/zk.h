@@ -1,0 +1,167 @@
+/*
+ * zk — the process's one ZooKeeper session, owned by the control thread and
+ * shared by discovery, announce and sync.
+ *
+ * libzookeeper_mt runs its own I/O and completion threads. Its callbacks
+ * here never touch zk state: they copy what they were given into an event,
+ * append it to a mutex-protected queue and write an eventfd that the control
+ * thread's event base watches. Everything below — state changes, listener
+ * calls, completions — therefore happens on the control thread, in the order
+ * libzookeeper produced it (a watch event before the data that follows it).
+ *
+ * Session lifecycle (enum zk_state, one transition function in zk.c):
+ *
+ *   CONNECTING --established--> CONNECTED <--same session back-- DISCONNECTED
+ *       |                          |  \--connection lost------------^   |
+ *       |                          v                                    |
+ *       +--auth failed/expired--> EXPIRED <-----------expired-----------+
+ *                                  |
+ *                                  +--after backoff: new handle--> CONNECTING
+ *
+ * libzookeeper reconnects to the same session by itself (DISCONNECTED ->
+ * CONNECTED keeps every watch). Only a session the server declares expired,
+ * failed authentication or a handle that cannot be created makes a new
+ * session; those are retried with exponential backoff and jitter.
+ *
+ * Paths are relative to the chroot of the connect string
+ * ("host:2181,host2:2181/chroot"); a chroot that does not exist is reported
+ * once per session with a warning (paths under it simply do not exist yet).
+ */
+#ifndef ZKLB_ZK_H
+#define ZKLB_ZK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <zookeeper/zookeeper.h>
+
+#include "config.h"
+
+struct event_base;
+struct zk;
+
+enum zk_state {
+	ZK_CONNECTING = 0,		/* a handle exists; no session established on it yet */
+	ZK_CONNECTED,			/* session established and connected */
+	ZK_DISCONNECTED,		/* connection lost; the session may still live; serving last-known */
+	ZK_EXPIRED,			/* no usable session; a new handle is due after backoff */
+	ZK_CLOSED,			/* zk_free() in progress; terminal */
+};
+
+/* What listeners are told about the session. */
+enum zk_session_event {
+	ZK_SESSION_NEW = 0,		/* a new session is up: no watch survives, re-read everything */
+	ZK_SESSION_LOST,		/* disconnected; requests fail until RESUMED or NEW */
+	ZK_SESSION_RESUMED,		/* the same session is back: the server restored its watches */
+	ZK_SESSION_EXPIRED,		/* the session is gone; NEW follows when another is up */
+};
+
+/* A fired watch (watches are one-shot: read again with watch=true to re-arm). */
+enum zk_watch_event {
+	ZK_WATCH_CREATED = 0,		/* exists watch: the node appeared */
+	ZK_WATCH_DELETED,		/* data/exists/children watch: the node is gone */
+	ZK_WATCH_CHANGED,		/* data/exists watch: the node's data changed */
+	ZK_WATCH_CHILD,			/* children watch: a child was added or removed */
+};
+
+struct zk_listener {
+	void (*on_session)(void *arg, enum zk_session_event ev);	/* may be NULL */
+	void (*on_watch)(void *arg, enum zk_watch_event ev, const char *path);	/* may be NULL */
+};
+
+/* A completed request. Everything is borrowed for the duration of the call. */
+struct zk_result {
+	int rc;				/* ZOK, or a libzookeeper code: ZNONODE, ZNOAUTH, ZCONNECTIONLOSS... */
+	const char *path;		/* the path that was asked for */
+	const char *data;		/* get: the node's bytes (not NUL-terminated); NULL if none */
+	size_t data_len;		/* get: bytes in data */
+	char *const *children;		/* children: child names (not paths), server order */
+	size_t n_children;		/* children: entries in children */
+	const struct Stat *stat;	/* get/exists with rc ZOK: the node's stat; else NULL */
+};
+
+/* Completion callback: control thread, exactly once per uncancelled request. */
+typedef void zk_done_fn(void *arg, const struct zk_result *r);
+
+struct zk_stats {
+	enum zk_state state;
+	uint64_t state_since_ms;	/* monotonic ms of the last transition */
+	uint64_t sessions_total;	/* sessions established */
+	uint64_t disconnects_total;	/* CONNECTED -> DISCONNECTED */
+	uint64_t expirations_total;	/* sessions lost for good (expired, auth failed) */
+	uint64_t auth_failures_total;	/* of which authentication failures */
+	uint64_t handle_failures_total;	/* zookeeper_init failures (bad connect string...) */
+	int64_t session_id;		/* current or last session id; 0 = none yet */
+	uint32_t negotiated_timeout_ms;	/* session timeout the server granted; 0 = none yet */
+};
+
+/*
+ * Start connecting to conf->hosts (conf is copied). Returns NULL (and logs)
+ * only when conf->hosts is NULL or the eventfd cannot be created; a bad
+ * connect string or an unreachable ensemble is retried with backoff.
+ * Also routes libzookeeper's own logging into log.h at warn (process-wide).
+ * Thread: control thread; base must outlive the zk.
+ */
+struct zk *zk_new(struct event_base *base, const struct zookeeper_conf *conf);
+
+/*
+ * Close the session (its ephemeral nodes go away) and free everything.
+ * Pending completions are dropped, listeners are not called.
+ */
+void zk_free(struct zk *zk);
+
+/*
+ * Register a listener (l and arg must stay valid until zk_unlisten). If the
+ * session is already connected, nothing is replayed: check zk_state(). 0, or
+ * -EEXIST if arg is already registered. Safe to call from any zk callback.
+ */
+int zk_listen(struct zk *zk, const struct zk_listener *l, void *arg);
+void zk_unlisten(struct zk *zk, void *arg);
+
+/*
+ * Asynchronous reads. `done(arg, result)` is always called later on the
+ * control thread, never from inside these functions, exactly once — unless
+ * zk_cancel(zk, arg) was called first. When there is no connected session
+ * the request is still handed to libzookeeper (which queues it until it
+ * connects or fails it with ZCONNECTIONLOSS); with no handle at all it
+ * completes with ZINVALIDSTATE. watch=true arms a one-shot watch, reported to
+ * listeners' on_watch: data for get, existence for exists, children for
+ * children. libzookeeper reads a node of any size the server holds; callers
+ * bound what they accept.
+ */
+void zk_get(struct zk *zk, const char *path, bool watch, zk_done_fn *done, void *arg);
+void zk_children(struct zk *zk, const char *path, bool watch, zk_done_fn *done, void *arg);
+void zk_exists(struct zk *zk, const char *path, bool watch, zk_done_fn *done, void *arg);
+
+/* Drop every pending completion registered with arg (call before freeing arg). */
+void zk_cancel(struct zk *zk, void *arg);
+
+enum zk_state zk_state(const struct zk *zk);
+void zk_stats(const struct zk *zk, struct zk_stats *out);
+
+/*
+ * The current session's id and password (for tools and tests that need to
+ * act on the session, e.g. expire it). false when no session is up.
+ */
+bool zk_client_id(const struct zk *zk, int64_t *id, char passwd[16]);
+
+const char *zk_state_name(enum zk_state s);
+const char *zk_session_event_name(enum zk_session_event ev);
+/* zerror() with a stable short name for codes we act on ("ZNONODE"...). */
+const char *zk_rc_name(int rc);
+
+/* Pure: whether the session lifecycle allows from -> to. */
+bool zk_transition_allowed(enum zk_state from, enum zk_state to);
+
+/*
+ * Pure: the delay before retry number `attempt` (0-based): 0 for the first,
+ * then base * 2^(attempt-1) capped at cap, minus up to a quarter of jitter
+ * taken from `random`.
+ */
+uint64_t zk_backoff_ms(uint32_t attempt, uint64_t base_ms, uint64_t cap_ms, uint64_t random);
+
+/* Pure: the chroot suffix of a connect string ("" when none). */
+const char *zk_chroot_of(const char *hosts);
+
+#endif

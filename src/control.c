@@ -1,0 +1,478 @@
+/*
+ * control — see control.h.
+ *
+ * Reload is two-phase: first everything that can fail (opening new listening
+ * sockets) is done on the side; only when all of it worked are the new
+ * snapshots handed to workers and the old configuration released. A reload
+ * that fails at any step leaves the running state exactly as it was.
+ */
+#include "control.h"
+#include "admin.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define TICK_MS 100
+#define LISTEN_BACKLOG 4096
+
+static struct listen_entry *find_listen(struct control *c, const char *key)
+{
+	for (struct listen_entry *e = c->listens; e; e = e->next)
+		if (strcmp(e->key, key) == 0)
+			return e;
+	return NULL;
+}
+
+/* A unix socket path that exists but nobody accepts on is left from a crash. */
+static void unlink_stale_unix(const struct sockaddr_un *un)
+{
+	struct stat st;
+	if (stat(un->sun_path, &st) != 0 || !S_ISSOCK(st.st_mode))
+		return;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (connect(fd, (const struct sockaddr *)un, sizeof(*un)) != 0 && errno == ECONNREFUSED)
+		unlink(un->sun_path);
+	close(fd);
+}
+
+static int open_one(const struct net_addr *a, bool reuseport, char *err, size_t errlen)
+{
+	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	int one = 1;
+	if (a->ss.ss_family != AF_UNIX) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+			snprintf(err, errlen, "SO_REUSEPORT: %s", strerror(errno));
+			close(fd);
+			return -1;
+		}
+		if (a->ss.ss_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	}
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0 ||
+	    listen(fd, LISTEN_BACKLOG) != 0) {
+		snprintf(err, errlen, "%s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * Open the listening sockets for `key`: one per worker with SO_REUSEPORT for
+ * TCP (the kernel spreads connections), one shared socket for unix: paths.
+ */
+static bool open_listeners(const char *key, unsigned n, int *fds, char *err, size_t errlen)
+{
+	struct net_addr a;
+	if (!net_addr_parse(key, &a, err, errlen))
+		return false;
+	for (unsigned i = 0; i < n; i++)
+		fds[i] = -1;
+	if (a.ss.ss_family == AF_UNIX) {
+		unlink_stale_unix((const struct sockaddr_un *)&a.ss);
+		fds[0] = open_one(&a, false, err, errlen);
+		if (fds[0] < 0)
+			return false;
+		chmod(((const struct sockaddr_un *)&a.ss)->sun_path, 0666);
+		for (unsigned i = 1; i < n; i++) {
+			fds[i] = fcntl(fds[0], F_DUPFD_CLOEXEC, 0);
+			if (fds[i] < 0) {
+				snprintf(err, errlen, "dup: %s", strerror(errno));
+				goto fail;
+			}
+		}
+		return true;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		fds[i] = open_one(&a, true, err, errlen);
+		if (fds[i] < 0)
+			goto fail;
+	}
+	return true;
+fail:
+	for (unsigned i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	if (a.ss.ss_family == AF_UNIX)
+		unlink(((const struct sockaddr_un *)&a.ss)->sun_path);
+	return false;
+}
+
+static void static_members(struct service *svc, const struct service_conf *sc, uint64_t now)
+{
+	const struct discovery_conf *d = &sc->discovery;
+	struct member_spec *v = xcalloc(d->n_backends, sizeof(*v));
+	for (size_t i = 0; i < d->n_backends; i++) {
+		v[i].id = d->backends[i].address;
+		v[i].host = d->backends[i].host;
+		v[i].port = d->backends[i].port;
+		v[i].weight = d->backends[i].weight;
+	}
+	service_set_members(svc, v, d->n_backends, now);
+	free(v);
+}
+
+struct service *control_service(const struct control *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_services; i++)
+		if (strcmp(c->services[i]->name, name) == 0)
+			return c->services[i];
+	return NULL;
+}
+
+/* Plan of one reload, built before anything is committed. */
+struct apply_plan {
+	struct service **services;		/* refs, one per new service */
+	int **fds;				/* per new service: NULL (kept) or n_workers fds */
+};
+
+static void plan_abort(struct apply_plan *p, size_t n, unsigned n_workers)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p->fds[i]) {
+			for (unsigned w = 0; w < n_workers; w++)
+				if (p->fds[i][w] >= 0)
+					close(p->fds[i][w]);
+			free(p->fds[i]);
+		}
+		if (p->services[i])
+			service_put(p->services[i]);
+	}
+	free(p->fds);
+	free(p->services);
+}
+
+/*
+ * Make `cfg` the running configuration. On failure nothing changed and the
+ * caller still owns cfg.
+ */
+static bool control_apply(struct control *c, struct config *cfg)
+{
+	uint64_t now = now_ms();
+	size_t n = cfg->n_services;
+	struct apply_plan p = {
+		.services = xcalloc(n, sizeof(*p.services)),
+		.fds = xcalloc(n, sizeof(*p.fds)),
+	};
+
+	/* Phase 1: everything that can fail. */
+	for (size_t i = 0; i < n; i++) {
+		const struct service_conf *sc = &cfg->services[i];
+		if (find_listen(c, sc->listen))
+			continue;
+		char err[256];
+		p.fds[i] = xcalloc(c->n_workers, sizeof(int));
+		if (!open_listeners(sc->listen, c->n_workers, p.fds[i], err, sizeof(err))) {
+			log_error("svc=%s cannot listen on %s: %s", sc->name, sc->listen, err);
+			free(p.fds[i]);
+			p.fds[i] = NULL;
+			plan_abort(&p, n, c->n_workers);
+			return false;
+		}
+	}
+
+	/* Phase 2: commit. */
+	struct config_ref *old_cfg = c->cfg;
+	c->cfg = config_ref_new(cfg);
+	log_setup(cfg->log_level, cfg->log_format);
+
+	for (size_t i = 0; i < n; i++) {
+		const struct service_conf *sc = &cfg->services[i];
+		struct service *svc = control_service(c, sc->name);
+		p.services[i] = svc ? service_get(svc) : service_new(sc->name, c->n_workers);
+		svc = p.services[i];
+		service_configure(svc, sc);
+		bool ready;
+		if (sc->discovery.type == DISCOVERY_STATIC) {
+			static_members(svc, sc, now);
+			svc->view = "static";
+			ready = true;
+		} else {
+			/* Filled by discovery; until then clients wait. */
+			ready = strcmp(svc->view, "pending") != 0;
+		}
+		struct backend_set *s = service_publish(svc, c->cfg, sc, ready);
+		for (unsigned w = 0; w < c->n_workers; w++) {
+			if (p.fds[i])
+				worker_post_listen(c->workers[w], sc->listen, p.fds[i][w],
+						   backend_set_get(s));
+			else
+				worker_post_update(c->workers[w], sc->listen, backend_set_get(s));
+		}
+		backend_set_put(s);
+		if (p.fds[i]) {
+			struct listen_entry *e = xcalloc(1, sizeof(*e));
+			e->key = xstrdup(sc->listen);
+			if (strncmp(sc->listen, "unix:", 5) == 0)
+				e->unix_path = xstrdup(sc->listen + 5);
+			e->svc = service_get(svc);
+			e->next = c->listens;
+			c->listens = e;
+			free(p.fds[i]);
+			p.fds[i] = NULL;
+			log_info("svc=%s listening on %s (%u workers)", sc->name, sc->listen,
+				 c->n_workers);
+		}
+	}
+
+	/* Listen addresses no longer configured: stop accepting there. */
+	for (struct listen_entry **pp = &c->listens; *pp;) {
+		struct listen_entry *e = *pp;
+		const struct service_conf *sc = NULL;
+		for (size_t i = 0; i < n && !sc; i++)
+			if (strcmp(cfg->services[i].listen, e->key) == 0)
+				sc = &cfg->services[i];
+		if (sc) {
+			/* The listener now belongs to whichever service names it. */
+			struct service *owner = control_service(c, sc->name);
+			for (size_t i = 0; i < n; i++)
+				if (p.services[i] && strcmp(p.services[i]->name, sc->name) == 0)
+					owner = p.services[i];
+			if (owner && owner != e->svc) {
+				service_put(e->svc);
+				e->svc = service_get(owner);
+			}
+			pp = &e->next;
+			continue;
+		}
+		for (unsigned w = 0; w < c->n_workers; w++)
+			worker_post_simple(c->workers[w], WORKER_MSG_UNLISTEN, e->key);
+		if (e->unix_path)
+			unlink(e->unix_path);
+		log_info("svc=%s stops listening on %s (open connections finish)", e->svc->name,
+			 e->key);
+		*pp = e->next;
+		service_put(e->svc);
+		free(e->unix_path);
+		free(e->key);
+		free(e);
+	}
+
+	/* Services that are gone: their open connections keep their own references. */
+	for (size_t i = 0; i < c->n_services; i++) {
+		struct service *old = c->services[i];
+		bool stays = false;
+		for (size_t j = 0; j < n && !stays; j++)
+			stays = p.services[j] == old;
+		if (!stays) {
+			log_info("svc=%s removed", old->name);
+			service_retire(old);
+		}
+		service_put(old);
+	}
+	free(c->services);
+	c->services = p.services;
+	c->n_services = n;
+	free(p.fds);
+	config_ref_put(old_cfg);
+	return true;
+}
+
+static void control_reload(struct control *c)
+{
+	struct config_errors errs = { 0 };
+	log_info("reloading %s", c->config_path);
+	struct config *cfg = config_load_file(c->config_path, &errs);
+	if (!cfg) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_error("%s", errs.msgs[i]);
+		config_errors_free(&errs);
+		c->reload_failures++;
+		log_error("reload rejected: the running configuration stays");
+		return;
+	}
+	const struct config *old = c->cfg->cfg;
+	if (cfg->workers != old->workers)
+		log_warn("workers: %u -> %u needs a restart; keeping %u", old->workers,
+			 cfg->workers, c->n_workers);
+	if ((cfg->admin_listen == NULL) != (old->admin_listen == NULL) ||
+	    (cfg->admin_listen && strcmp(cfg->admin_listen, old->admin_listen) != 0))
+		log_warn("admin.listen changes need a restart; keeping %s",
+			 old->admin_listen ? old->admin_listen : "off");
+	if (!control_apply(c, cfg)) {
+		config_free(cfg);
+		c->reload_failures++;
+		log_error("reload rejected: the running configuration stays");
+		return;
+	}
+	c->reloads++;
+	log_info("reload done: %zu services", c->n_services);
+}
+
+static uint32_t live_relays(const struct control *c)
+{
+	uint32_t n = 0;
+	for (unsigned i = 0; i < c->n_workers; i++)
+		n += atomic_load(&c->workers[i]->n_relays);
+	return n;
+}
+
+static void control_stop(struct control *c)
+{
+	for (unsigned i = 0; i < c->n_workers; i++)
+		worker_post_simple(c->workers[i], WORKER_MSG_STOP, NULL);
+	event_base_loopbreak(c->base);
+}
+
+static void control_drain(struct control *c)
+{
+	if (c->draining) {
+		log_warn("second stop signal: closing %u open connections now", live_relays(c));
+		control_stop(c);
+		return;
+	}
+	c->draining = true;
+	c->drain_deadline_ms = now_ms() + c->cfg->cfg->drain_timeout_ms;
+	for (unsigned i = 0; i < c->n_workers; i++)
+		worker_post_simple(c->workers[i], WORKER_MSG_DRAIN, NULL);
+	for (struct listen_entry *e = c->listens; e; e = e->next)
+		if (e->unix_path)
+			unlink(e->unix_path);
+	log_info("draining: no new connections; %u open may finish within %llums",
+		 live_relays(c), (unsigned long long)c->cfg->cfg->drain_timeout_ms);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct control *c = arg;
+	uint64_t now = now_ms();
+	for (size_t i = 0; i < c->n_services; i++)
+		service_tick(c->services[i], now);
+	if (c->draining) {
+		uint32_t left = live_relays(c);
+		if (left == 0) {
+			log_info("drained: exiting");
+			control_stop(c);
+		} else if (now >= c->drain_deadline_ms) {
+			log_warn("drain_timeout reached: closing %u open connections", left);
+			control_stop(c);
+		}
+	}
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct control *c = arg;
+	if (sig == SIGHUP) {
+		if (c->draining)
+			log_warn("SIGHUP ignored while draining");
+		else
+			control_reload(c);
+	} else {
+		log_info("received %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		control_drain(c);
+	}
+}
+
+struct control *control_new(struct config *cfg, const char *config_path)
+{
+	struct control *c = xcalloc(1, sizeof(*c));
+	c->config_path = xstrdup(config_path);
+	c->base = event_base_new();
+	c->started_ms = now_ms();
+	c->started_wall_ms = wall_ms();
+	c->n_workers = cfg->workers ? cfg->workers : 1;
+
+	/* Workers must not take signals: only the control thread handles them. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	c->workers = xcalloc(c->n_workers, sizeof(*c->workers));
+	bool ok = true;
+	for (unsigned i = 0; i < c->n_workers && ok; i++) {
+		c->workers[i] = worker_new(i, c->n_workers);
+		ok = c->workers[i] && worker_start(c->workers[i]) == 0;
+		if (!ok)
+			log_error("cannot start worker %u", i);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+	if (!ok || !control_apply(c, cfg)) {
+		if (ok)
+			config_free(cfg);
+		control_free(c);
+		return NULL;
+	}
+
+	if (c->cfg->cfg->admin_listen) {
+		c->admin = admin_new(c, c->cfg->cfg->admin_listen);
+		if (!c->admin) {
+			control_free(c);
+			return NULL;
+		}
+	}
+	c->sig_hup = evsignal_new(c->base, SIGHUP, on_signal, c);
+	c->sig_term = evsignal_new(c->base, SIGTERM, on_signal, c);
+	c->sig_int = evsignal_new(c->base, SIGINT, on_signal, c);
+	event_add(c->sig_hup, NULL);
+	event_add(c->sig_term, NULL);
+	event_add(c->sig_int, NULL);
+	c->tick = event_new(c->base, -1, EV_PERSIST, on_tick, c);
+	struct timeval tv = { 0, TICK_MS * 1000 };
+	event_add(c->tick, &tv);
+	return c;
+}
+
+int control_run(struct control *c)
+{
+	log_info("zklb %s running: %zu services, %u workers", ZKLB_VERSION, c->n_services,
+		 c->n_workers);
+	event_base_dispatch(c->base);
+	return 0;
+}
+
+void control_free(struct control *c)
+{
+	if (!c)
+		return;
+	for (unsigned i = 0; i < c->n_workers; i++) {
+		if (!c->workers[i])
+			continue;
+		worker_post_simple(c->workers[i], WORKER_MSG_STOP, NULL);
+		worker_join_free(c->workers[i]);
+	}
+	free(c->workers);
+	admin_free(c->admin);
+	while (c->listens) {
+		struct listen_entry *e = c->listens;
+		c->listens = e->next;
+		if (e->unix_path)
+			unlink(e->unix_path);
+		service_put(e->svc);
+		free(e->unix_path);
+		free(e->key);
+		free(e);
+	}
+	for (size_t i = 0; i < c->n_services; i++) {
+		service_retire(c->services[i]);
+		service_put(c->services[i]);
+	}
+	free(c->services);
+	config_ref_put(c->cfg);
+	if (c->sig_hup) {
+		event_free(c->sig_hup);
+		event_free(c->sig_term);
+		event_free(c->sig_int);
+		event_free(c->tick);
+	}
+	event_base_free(c->base);
+	free(c->config_path);
+	free(c);
+}

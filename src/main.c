@@ -1,0 +1,110 @@
+/*
+ * zklb — per-host TCP load balancer for ZooKeeper-based platforms.
+ *
+ *   zklb -c FILE            run in the foreground
+ *   zklb check -c FILE      validate FILE
+ *   zklb --version | --help
+ *
+ * Exit codes: 0 normal, 1 configuration (or start-up) error, 2 usage.
+ */
+#include "config.h"
+#include "control.h"
+#include "log.h"
+
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: zklb -c FILE            run in the foreground\n"
+		"       zklb check -c FILE      validate FILE and exit (1 on error)\n"
+		"       zklb --version | --help\n"
+		"\n"
+		"Signals: SIGHUP reloads FILE (an invalid file keeps the running configuration);\n"
+		"SIGTERM/SIGINT drain (stop accepting, let connections finish up to\n"
+		"drain_timeout) and exit 0.\n"
+		"Exit codes: 0 normal, 1 configuration error, 2 usage.\n");
+}
+
+/* libevent's own warnings go through our log, one line each. */
+static void on_libevent_log(int severity, const char *msg)
+{
+	enum log_level lv = severity >= EVENT_LOG_ERR ? LOG_ERROR :
+			    severity == EVENT_LOG_WARN ? LOG_WARN : LOG_DEBUG;
+	log_msg(lv, "libevent: %s", msg);
+}
+
+static struct config *load(const char *path)
+{
+	struct config_errors errs = { 0 };
+	struct config *cfg = config_load_file(path, &errs);
+	for (size_t i = 0; i < errs.n; i++)
+		fprintf(stderr, "%s\n", errs.msgs[i]);
+	config_errors_free(&errs);
+	return cfg;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL;
+	bool check = false;
+	int argi = 1;
+
+	if (argc > 1 && strcmp(argv[1], "check") == 0) {
+		check = true;
+		argi = 2;
+	}
+	optind = argi;
+	int ch;
+	while ((ch = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'V':
+			printf("zklb %s\n", ZKLB_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!path || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+
+	struct config *cfg = load(path);
+	if (!cfg)
+		return 1;
+	if (check) {
+		printf("%s: ok (%zu services, %zu announce, %zu sync)\n", path, cfg->n_services,
+		       cfg->n_announce, cfg->n_sync);
+		config_free(cfg);
+		return 0;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	event_set_log_callback(on_libevent_log);
+	log_setup(cfg->log_level, cfg->log_format);
+	struct control *c = control_new(cfg, path);
+	if (!c)
+		return 1;
+	int rc = control_run(c);
+	control_free(c);
+	log_info("exit %d", rc);
+	return rc;
+}

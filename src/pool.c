@@ -1,0 +1,342 @@
+/*
+ * pool — see pool.h.
+ */
+#include "pool.h"
+#include "backend.h"
+#include "log.h"
+#include "service.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <event2/event_struct.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define POOL_TICK_MS 200
+#define POOL_BACKOFF_MIN_MS 100
+#define POOL_BACKOFF_MAX_MS 5000
+
+enum pooled_state {
+	POOLED_CONNECTING = 0,		/* prewarm connect in flight */
+	POOLED_IDLE,			/* established, waiting for a client */
+	POOLED_DEAD,			/* closed; freed after the loop turn */
+};
+
+struct pooled {
+	struct pooled *snext;		/* slot LIFO */
+	struct pooled *wnext;		/* worker's list of all */
+	struct pooled *wprev;
+	struct worker *w;		/* owner */
+	struct backend *be;		/* ref */
+	int fd;				/* owned */
+	struct event ev;		/* write while connecting, read + idle timeout after */
+	struct framing *fr;		/* owned; may be NULL */
+	enum pooled_state state;
+	uint64_t idle_timeout_ms;	/* pool.idle_timeout of the service */
+};
+
+static const char *const discard_names[POOL_DISCARD_COUNT] = {
+	[POOL_DISCARD_CLOSED] = "closed_while_idle",
+	[POOL_DISCARD_DATA] = "unsolicited_data",
+	[POOL_DISCARD_STALE] = "stale",
+	[POOL_DISCARD_IDLE_TIMEOUT] = "idle_timeout",
+	[POOL_DISCARD_FULL] = "pool_full",
+	[POOL_DISCARD_REMOVED] = "backend_gone",
+	[POOL_DISCARD_NOT_REUSABLE] = "not_reusable",
+	[POOL_DISCARD_SHUTDOWN] = "shutdown",
+};
+
+const char *pool_discard_name(enum pool_discard d)
+{
+	return d < POOL_DISCARD_COUNT ? discard_names[d] : "?";
+}
+
+uint32_t pool_prewarm_share(uint32_t prewarm, unsigned n_workers, unsigned id)
+{
+	if (n_workers == 0)
+		return prewarm;
+	return prewarm / n_workers + (id < prewarm % n_workers ? 1 : 0);
+}
+
+uint32_t pool_backoff_next(uint32_t prev_ms)
+{
+	if (prev_ms < POOL_BACKOFF_MIN_MS)
+		return POOL_BACKOFF_MIN_MS;
+	return prev_ms >= POOL_BACKOFF_MAX_MS / 2 ? POOL_BACKOFF_MAX_MS : prev_ms * 2;
+}
+
+static struct pool_slot *slot_of(struct worker *w, struct backend *be)
+{
+	return &be->slots[w->id];
+}
+
+static void slot_unlink(struct pool_slot *s, struct pooled *p)
+{
+	for (struct pooled **pp = &s->idle; *pp; pp = &(*pp)->snext) {
+		if (*pp == p) {
+			*pp = p->snext;
+			s->n_idle--;
+			atomic_fetch_sub_explicit(&p->be->idle, 1, memory_order_relaxed);
+			break;
+		}
+	}
+	p->snext = NULL;
+}
+
+static void on_pool_reap(struct worker *w)
+{
+	struct pooled *p = w->pool.dead;
+	w->pool.dead = NULL;
+	while (p) {
+		struct pooled *next = p->wnext;
+		backend_put(p->be);
+		framing_free(p->fr);
+		free(p);
+		p = next;
+	}
+}
+
+/* Close p now, free it after the loop turn. */
+static void pooled_drop(struct pooled *p, enum pool_discard why)
+{
+	struct worker *w = p->w;
+	struct pool_slot *s = slot_of(w, p->be);
+	if (p->state == POOLED_IDLE)
+		slot_unlink(s, p);
+	else if (p->state == POOLED_CONNECTING)
+		s->n_connecting--;
+	event_del(&p->ev);
+	close(p->fd);
+	p->fd = -1;
+	p->state = POOLED_DEAD;
+	w->pool.discards[why]++;
+
+	if (p->wprev)
+		p->wprev->wnext = p->wnext;
+	else
+		w->pool.all = p->wnext;
+	if (p->wnext)
+		p->wnext->wprev = p->wprev;
+	p->wprev = NULL;
+	p->wnext = w->pool.dead;
+	w->pool.dead = p;
+	worker_schedule_reap(w);
+}
+
+static void on_idle_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct pooled *p = arg;
+	if (what & EV_TIMEOUT) {
+		pooled_drop(p, POOL_DISCARD_IDLE_TIMEOUT);
+		return;
+	}
+	char c;
+	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;	/* spurious wake-up */
+	pooled_drop(p, n > 0 ? POOL_DISCARD_DATA : POOL_DISCARD_CLOSED);
+}
+
+static void pooled_make_idle(struct pooled *p, uint64_t idle_timeout_ms)
+{
+	struct pool_slot *s = slot_of(p->w, p->be);
+	p->state = POOLED_IDLE;
+	p->snext = s->idle;
+	s->idle = p;
+	s->n_idle++;
+	atomic_fetch_add_explicit(&p->be->idle, 1, memory_order_relaxed);
+	event_assign(&p->ev, p->w->base, p->fd, EV_READ | EV_PERSIST, on_idle_event, p);
+	struct timeval tv = { .tv_sec = (time_t)(idle_timeout_ms / 1000),
+			      .tv_usec = (suseconds_t)(idle_timeout_ms % 1000) * 1000 };
+	event_add(&p->ev, idle_timeout_ms ? &tv : NULL);
+}
+
+static struct pooled *pooled_new(struct worker *w, struct backend *be, int fd,
+				 struct framing *fr)
+{
+	struct pooled *p = xcalloc(1, sizeof(*p));
+	p->w = w;
+	p->be = backend_get(be);
+	p->fd = fd;
+	p->fr = fr;
+	p->wnext = w->pool.all;
+	if (w->pool.all)
+		w->pool.all->wprev = p;
+	w->pool.all = p;
+	return p;
+}
+
+int pool_take(struct worker *w, struct backend *be, struct framing **fr)
+{
+	struct pool_slot *s = slot_of(w, be);
+	while (s->idle) {
+		struct pooled *p = s->idle;
+		char c;
+		ssize_t n = recv(p->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (!(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+			pooled_drop(p, POOL_DISCARD_STALE);
+			continue;
+		}
+		slot_unlink(s, p);
+		event_del(&p->ev);
+		int fd = p->fd;
+		*fr = p->fr;
+		framing_reset(*fr);
+		p->fr = NULL;
+		p->fd = -1;
+		/* Not a discard: detach from the worker list and free with the dead. */
+		p->state = POOLED_DEAD;
+		if (p->wprev)
+			p->wprev->wnext = p->wnext;
+		else
+			w->pool.all = p->wnext;
+		if (p->wnext)
+			p->wnext->wprev = p->wprev;
+		p->wprev = NULL;
+		p->wnext = w->pool.dead;
+		w->pool.dead = p;
+		worker_schedule_reap(w);
+		atomic_fetch_add_explicit(&be->upstream_reused, 1, memory_order_relaxed);
+		return fd;
+	}
+	return -1;
+}
+
+bool pool_put(struct worker *w, struct backend *be, int fd, struct framing *fr,
+	      const struct pool_conf *pc)
+{
+	enum pool_discard why;
+	struct pool_slot *s = slot_of(w, be);
+	if (!atomic_load_explicit(&be->member, memory_order_relaxed) ||
+	    !backend_routable(be, now_ms()) || atomic_load(&w->draining))
+		why = POOL_DISCARD_REMOVED;
+	else if (s->n_idle >= pc->max_idle)
+		why = POOL_DISCARD_FULL;
+	else {
+		struct pooled *p = pooled_new(w, be, fd, fr);
+		pooled_make_idle(p, pc->idle_timeout_ms);
+		return true;
+	}
+	w->pool.discards[why]++;
+	close(fd);
+	framing_free(fr);
+	return false;
+}
+
+static void on_prewarm_connected(evutil_socket_t fd, short what, void *arg)
+{
+	struct pooled *p = arg;
+	struct pool_slot *s = slot_of(p->w, p->be);
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if (what & EV_TIMEOUT)
+		err = ETIMEDOUT;
+	else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		/* Backoff; a refusing backend is the passive checks' business, not ours. */
+		s->backoff_ms = pool_backoff_next(s->backoff_ms);
+		s->next_attempt_ms = now_ms() + s->backoff_ms;
+		log_debug("svc=%s be=%s prewarm connect: %s; next try in %ums",
+			  p->be->svc->name, p->be->name, strerror(err), s->backoff_ms);
+		pooled_drop(p, POOL_DISCARD_CLOSED);
+		return;
+	}
+	s->backoff_ms = 0;
+	s->n_connecting--;
+	pooled_make_idle(p, p->idle_timeout_ms);
+}
+
+/* Start one prewarm connect to be. */
+static void prewarm_one(struct worker *w, struct backend *be, const struct service_conf *sc)
+{
+	uint64_t connect_timeout_ms = sc->connect_timeout_ms;
+	struct pool_slot *s = slot_of(w, be);
+	int fd = socket(be->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		s->backoff_ms = pool_backoff_next(s->backoff_ms);
+		s->next_attempt_ms = now_ms() + s->backoff_ms;
+		return;
+	}
+	int one = 1;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	atomic_fetch_add_explicit(&be->upstream_opened, 1, memory_order_relaxed);
+	struct pooled *p = pooled_new(w, be, fd, NULL);
+	p->state = POOLED_CONNECTING;
+	p->idle_timeout_ms = sc->pool.idle_timeout_ms;
+	s->n_connecting++;
+	if (connect(fd, (struct sockaddr *)&be->addr.ss, be->addr.len) != 0 && errno != EINPROGRESS) {
+		s->backoff_ms = pool_backoff_next(s->backoff_ms);
+		s->next_attempt_ms = now_ms() + s->backoff_ms;
+		pooled_drop(p, POOL_DISCARD_CLOSED);
+		return;
+	}
+	event_assign(&p->ev, w->base, fd, EV_WRITE, on_prewarm_connected, p);
+	struct timeval tv = { .tv_sec = (time_t)(connect_timeout_ms / 1000),
+			      .tv_usec = (suseconds_t)(connect_timeout_ms % 1000) * 1000 };
+	event_add(&p->ev, &tv);
+}
+
+static void on_pool_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	uint64_t now = now_ms();
+
+	/* Sweep: connections to backends that left or are not routable go. */
+	for (struct pooled *p = w->pool.all, *next; p; p = next) {
+		next = p->wnext;
+		if (p->state == POOLED_IDLE &&
+		    (!atomic_load_explicit(&p->be->member, memory_order_relaxed) ||
+		     !backend_routable(p->be, now)))
+			pooled_drop(p, POOL_DISCARD_REMOVED);
+	}
+	if (atomic_load(&w->draining))
+		return;
+
+	/* Refill prewarmed connections. */
+	for (struct wlistener *l = w->listeners; l; l = l->next) {
+		const struct backend_set *set = l->set;
+		const struct pool_conf *pc = &set->conf->pool;
+		if (!pc->prewarm)
+			continue;
+		uint32_t want = pool_prewarm_share(pc->prewarm, w->n_workers, w->id);
+		for (size_t i = 0; i < set->n; i++) {
+			struct backend *be = set->v[i];
+			struct pool_slot *s = slot_of(w, be);
+			if (!atomic_load_explicit(&be->member, memory_order_relaxed) ||
+			    !backend_routable(be, now) || now < s->next_attempt_ms)
+				continue;
+			/* A failed start sets a backoff, which ends the loop. */
+			while (s->n_idle + s->n_connecting < MIN(want, pc->max_idle) &&
+			       now >= s->next_attempt_ms)
+				prewarm_one(w, be, set->conf);
+		}
+	}
+}
+
+void pool_worker_init(struct worker *w)
+{
+	w->pool.tick = event_new(w->base, -1, EV_PERSIST, on_pool_tick, w);
+	struct timeval tv = { 0, POOL_TICK_MS * 1000 };
+	event_add(w->pool.tick, &tv);
+}
+
+void pool_worker_reap(struct worker *w)
+{
+	on_pool_reap(w);
+}
+
+void pool_worker_close(struct worker *w)
+{
+	while (w->pool.all)
+		pooled_drop(w->pool.all, POOL_DISCARD_SHUTDOWN);
+	on_pool_reap(w);
+	if (w->pool.tick) {
+		event_free(w->pool.tick);
+		w->pool.tick = NULL;
+	}
+}

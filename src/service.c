@@ -1,0 +1,266 @@
+/*
+ * service — see service.h.
+ */
+#include "service.h"
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct service *service_new(const char *name, unsigned n_workers)
+{
+	struct service *svc = xcalloc(1, sizeof(*svc));
+	atomic_init(&svc->refs, 1);
+	svc->name = xstrdup(name);
+	svc->n_workers = n_workers ? n_workers : 1;
+	pthread_mutex_init(&svc->health_lock, NULL);
+	svc->view = "pending";
+	svc->max_ejected_percent = 50;
+	svc->panic_threshold = 50;
+	return svc;
+}
+
+struct service *service_get(struct service *svc)
+{
+	atomic_fetch_add_explicit(&svc->refs, 1, memory_order_relaxed);
+	return svc;
+}
+
+static void release_members(struct backend **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		backend_put(v[i]);
+	free(v);
+}
+
+void service_put(struct service *svc)
+{
+	if (!svc || atomic_fetch_sub_explicit(&svc->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	pthread_mutex_destroy(&svc->health_lock);
+	free(svc->name);
+	free(svc);
+}
+
+/*
+ * Members and snapshots hold references to the service (backend->svc,
+ * set->svc), so the owner drops them explicitly when the service goes away.
+ */
+void service_retire(struct service *svc)
+{
+	pthread_mutex_lock(&svc->health_lock);
+	struct backend **v = svc->members;
+	size_t n = svc->n_members;
+	svc->members = NULL;
+	svc->n_members = 0;
+	pthread_mutex_unlock(&svc->health_lock);
+	for (size_t i = 0; i < n; i++)
+		atomic_store(&v[i]->member, false);
+	release_members(v, n);
+	release_members(svc->draining, svc->n_draining);
+	svc->draining = NULL;
+	svc->n_draining = 0;
+	backend_set_put(svc->set);
+	svc->set = NULL;
+}
+
+void service_configure(struct service *svc, const struct service_conf *conf)
+{
+	pthread_mutex_lock(&svc->health_lock);
+	health_params_from_conf(&svc->hp, &conf->health);
+	svc->max_ejected_percent = conf->health.max_ejected_percent;
+	svc->panic_threshold = conf->health.panic_threshold;
+	svc->slow_start_ms = conf->slow_start_ms;
+	/* A check that was removed must not leave instances waiting for it. */
+	for (size_t i = 0; i < svc->n_members; i++) {
+		struct backend *be = svc->members[i];
+		if (!svc->hp.active_check && be->health.state == HEALTH_CHECKING)
+			be->health.state = HEALTH_HEALTHY;
+		if (atomic_load(&be->eligible_after_ms) != UINT64_MAX || be->addr.len)
+			atomic_store(&be->eligible_after_ms,
+				     health_eligible_after(&be->health, &svc->hp));
+	}
+	pthread_mutex_unlock(&svc->health_lock);
+}
+
+static struct backend *find_member(struct backend **v, size_t n, const struct member_spec *m)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct backend *be = v[i];
+		if (strcmp(be->id, m->id) == 0 && be->port == m->port &&
+		    strcmp(be->host, m->host) == 0 && be->ssl_port == m->ssl_port &&
+		    be->weight == (m->weight ? m->weight : 1))
+			return be;
+	}
+	return NULL;
+}
+
+/* Drop draining backends that have no connections left. */
+static void prune_draining(struct service *svc)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < svc->n_draining; i++) {
+		struct backend *be = svc->draining[i];
+		if (atomic_load(&be->active) == 0 && !atomic_load(&be->member))
+			backend_put(be);
+		else
+			svc->draining[k++] = be;
+	}
+	svc->n_draining = k;
+}
+
+bool service_set_members(struct service *svc, const struct member_spec *v, size_t n,
+			 uint64_t now)
+{
+	struct backend **nv = xcalloc(n, sizeof(*nv));
+	size_t kept = 0, added = 0, removed = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct backend *be = find_member(svc->members, svc->n_members, &v[i]);
+		if (be) {
+			nv[i] = backend_get(be);
+			kept++;
+		} else {
+			nv[i] = backend_new(svc, v[i].id, v[i].host, v[i].port, v[i].ssl_port,
+					    v[i].weight, now);
+			if (svc->hp.active_check) {
+				/* Unknown until the check has spoken once. */
+				nv[i]->health.state = HEALTH_CHECKING;
+				nv[i]->health.check_passes = svc->hp.rise > 0 ? svc->hp.rise - 1 : 0;
+			}
+			if (nv[i]->addr.len)
+				atomic_store(&nv[i]->eligible_after_ms,
+					     health_eligible_after(&nv[i]->health, &svc->hp));
+			added++;
+			log_info("svc=%s be=%s id=%s added", svc->name, nv[i]->name, nv[i]->id);
+		}
+	}
+
+	pthread_mutex_lock(&svc->health_lock);
+	struct backend **old = svc->members;
+	size_t n_old = svc->n_members;
+	svc->members = nv;
+	svc->n_members = n;
+	pthread_mutex_unlock(&svc->health_lock);
+
+	for (size_t i = 0; i < n_old; i++) {
+		bool stays = false;
+		for (size_t j = 0; j < n && !stays; j++)
+			stays = nv[j] == old[i];
+		if (stays)
+			continue;
+		removed++;
+		atomic_store(&old[i]->member, false);
+		log_info("svc=%s be=%s id=%s removed (%u open connections finish)", svc->name,
+			 old[i]->name, old[i]->id, atomic_load(&old[i]->active));
+		svc->draining = xrealloc(svc->draining, (svc->n_draining + 1) * sizeof(*svc->draining));
+		svc->draining[svc->n_draining++] = backend_get(old[i]);
+	}
+	release_members(old, n_old);
+	prune_draining(svc);
+	if (added || removed)
+		atomic_fetch_add(&svc->view_updates, 1);
+	return added || removed;
+}
+
+struct backend_set *service_publish(struct service *svc, struct config_ref *cfg,
+				    const struct service_conf *conf, bool ready)
+{
+	struct backend_set *s = backend_set_new(svc, cfg, conf, svc->members, svc->n_members, ready);
+	s->version = ++svc->version;
+	backend_set_put(svc->set);
+	svc->set = backend_set_get(s);
+	return s;
+}
+
+static void log_transition(struct service *svc, struct backend *be, enum health_transition t,
+			   const char *why)
+{
+	switch (t) {
+	case HEALTH_T_NONE:
+	case HEALTH_T_EJECTED:
+	case HEALTH_T_EJECT_SKIPPED:
+		break;
+	case HEALTH_T_RETURNED:
+		log_info("svc=%s be=%s returns from ejection", svc->name, be->name);
+		break;
+	case HEALTH_T_AWAIT_CHECK:
+		log_info("svc=%s be=%s ejection over, waiting for the check to pass", svc->name,
+			 be->name);
+		break;
+	case HEALTH_T_CHECK_DOWN:
+		log_warn("svc=%s be=%s check DOWN: %s", svc->name, be->name, why ? why : "");
+		break;
+	case HEALTH_T_CHECK_UP:
+		log_info("svc=%s be=%s check UP", svc->name, be->name);
+		break;
+	}
+}
+
+/* Publish a member's health for workers after a transition. Holds health_lock. */
+static void publish_health(struct service *svc, struct backend *be, enum health_transition t,
+			   uint64_t now)
+{
+	if (!be->addr.len)
+		return;	/* unusable address stays unroutable */
+	atomic_store(&be->eligible_after_ms, health_eligible_after(&be->health, &svc->hp));
+	if (t == HEALTH_T_RETURNED || t == HEALTH_T_CHECK_UP)
+		atomic_store(&be->serving_since_ms, now);
+}
+
+void service_tick(struct service *svc, uint64_t now)
+{
+	enum health_transition t[64];
+	struct backend *who[64];
+	size_t nt = 0, routable = 0;
+
+	pthread_mutex_lock(&svc->health_lock);
+	for (size_t i = 0; i < svc->n_members; i++) {
+		struct backend *be = svc->members[i];
+		enum health_transition tr = health_tick(&be->health, &svc->hp, now);
+		if (tr != HEALTH_T_NONE) {
+			publish_health(svc, be, tr, now);
+			if (nt < ARRAY_SIZE(t)) {
+				t[nt] = tr;
+				who[nt++] = backend_get(be);
+			}
+		}
+		if (backend_routable(be, now))
+			routable++;
+	}
+	bool panic = health_in_panic(routable, svc->n_members, svc->panic_threshold);
+	bool was = svc->panic;
+	svc->panic = panic;
+	size_t total = svc->n_members;
+	pthread_mutex_unlock(&svc->health_lock);
+
+	for (size_t i = 0; i < nt; i++) {
+		log_transition(svc, who[i], t[i], NULL);
+		backend_put(who[i]);
+	}
+	if (panic && !was) {
+		atomic_fetch_add(&svc->panics, 1);
+		log_warn("svc=%s entering panic mode: %zu of %zu instances routable (< %u%%), "
+			 "balancing over all", svc->name, routable, total, svc->panic_threshold);
+	} else if (!panic && was) {
+		log_info("svc=%s leaving panic mode: %zu of %zu instances routable", svc->name,
+			 routable, total);
+	}
+	prune_draining(svc);
+}
+
+void service_check_result(struct service *svc, struct backend *be, bool passed,
+			  const char *why, uint64_t now)
+{
+	if (!passed)
+		atomic_fetch_add(&svc->check_failures, 1);
+	pthread_mutex_lock(&svc->health_lock);
+	enum health_transition t = health_on_check(&be->health, &svc->hp, passed, now);
+	publish_health(svc, be, t, now);
+	pthread_mutex_unlock(&svc->health_lock);
+	log_transition(svc, be, t, why);
+}
+
+bool service_in_panic(const struct service *svc, size_t n_routable, size_t n)
+{
+	return health_in_panic(n_routable, n, svc->panic_threshold);
+}

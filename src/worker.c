@@ -1,0 +1,341 @@
+/*
+ * worker — see worker.h.
+ *
+ * Accepting: up to ACCEPT_BATCH connections per readiness event. When accept
+ * fails for lack of file descriptors, the listener is paused and re-armed
+ * from a timer (pgbouncer's way) instead of spinning on a socket that stays
+ * readable; the condition is logged at most once per second.
+ */
+#include "worker.h"
+#include "log.h"
+#include "relay.h"
+#include "service.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define ACCEPT_BATCH 32
+#define ACCEPT_PAUSE_MS 100
+#define SCRATCH_LEN (64 * 1024)
+#define BUF_CACHE_MAX 64
+
+static void on_accept(evutil_socket_t fd, short what, void *arg);
+
+static struct wlistener *find_listener(struct worker *w, const char *key)
+{
+	for (struct wlistener *l = w->listeners; l; l = l->next)
+		if (strcmp(l->key, key) == 0)
+			return l;
+	return NULL;
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct wlistener *l = arg;
+	l->paused = false;
+	event_add(l->ev, NULL);
+}
+
+static void listener_add(struct worker *w, char *key, int fd, struct backend_set *set)
+{
+	struct wlistener *l = xcalloc(1, sizeof(*l));
+	l->w = w;
+	l->key = key;
+	l->fd = fd;
+	l->set = set;
+	l->ev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_accept, l);
+	l->resume = evtimer_new(w->base, on_resume, l);
+	event_add(l->ev, NULL);
+	l->next = w->listeners;
+	w->listeners = l;
+}
+
+static void listener_free(struct wlistener *l)
+{
+	relay_detach_waiting(l);
+	event_free(l->ev);
+	event_free(l->resume);
+	close(l->fd);
+	backend_set_put(l->set);
+	free(l->key);
+	free(l);
+}
+
+static void listener_remove(struct worker *w, const char *key)
+{
+	for (struct wlistener **pp = &w->listeners; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->key, key) == 0) {
+			struct wlistener *l = *pp;
+			*pp = l->next;
+			/* Its relays keep their own set reference and finish normally. */
+			listener_free(l);
+			return;
+		}
+	}
+}
+
+static void listener_update(struct worker *w, const char *key, struct backend_set *set)
+{
+	struct wlistener *l = find_listener(w, key);
+	if (!l) {
+		backend_set_put(set);
+		return;
+	}
+	backend_set_put(l->set);
+	l->set = set;
+	if (set->ready && l->waiting)
+		relay_wake_waiting(l);
+}
+
+static void accept_pause(struct worker *w, struct wlistener *l, int err)
+{
+	atomic_fetch_add_explicit(&w->accept_errors, 1, memory_order_relaxed);
+	uint64_t now = now_ms();
+	if (now - w->emfile_logged_ms >= 1000 || w->emfile_logged_ms == 0) {
+		w->emfile_logged_ms = now;
+		log_error("worker=%u listen=%s accept: %s; pausing accepts for %dms", w->id,
+			  l->key, strerror(err), ACCEPT_PAUSE_MS);
+	}
+	event_del(l->ev);
+	l->paused = true;
+	struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
+	evtimer_add(l->resume, &tv);
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+	struct wlistener *l = arg;
+	struct worker *w = l->w;
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd < 0) {
+			switch (errno) {
+			case EAGAIN:
+#if EAGAIN != EWOULDBLOCK
+			case EWOULDBLOCK:
+#endif
+				return;
+			case EINTR:
+			case ECONNABORTED:
+			case EPROTO:
+				continue;
+			case EMFILE:
+			case ENFILE:
+			case ENOBUFS:
+			case ENOMEM:
+				accept_pause(w, l, errno);
+				return;
+			default:
+				atomic_fetch_add_explicit(&w->accept_errors, 1, memory_order_relaxed);
+				log_error("worker=%u listen=%s accept: %s", w->id, l->key, strerror(errno));
+				return;
+			}
+		}
+		relay_accept(w, l, cfd);
+	}
+}
+
+static void worker_drain(struct worker *w)
+{
+	atomic_store(&w->draining, true);
+	while (w->listeners) {
+		struct wlistener *l = w->listeners;
+		w->listeners = l->next;
+		listener_free(l);
+	}
+}
+
+static void handle_msg(struct worker *w, struct worker_msg *m)
+{
+	switch (m->kind) {
+	case WORKER_MSG_LISTEN:
+		if (atomic_load(&w->draining)) {
+			close(m->fd);
+			backend_set_put(m->set);
+			break;
+		}
+		listener_add(w, m->key, m->fd, m->set);
+		m->key = NULL;
+		break;
+	case WORKER_MSG_UPDATE:
+		listener_update(w, m->key, m->set);
+		break;
+	case WORKER_MSG_UNLISTEN:
+		listener_remove(w, m->key);
+		break;
+	case WORKER_MSG_DRAIN:
+		worker_drain(w);
+		break;
+	case WORKER_MSG_STOP:
+		worker_drain(w);
+		relay_close_all(w);
+		pool_worker_close(w);
+		event_base_loopbreak(w->base);
+		break;
+	}
+	free(m->key);
+	free(m);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	uint64_t v;
+	ssize_t n = read(fd, &v, sizeof(v));
+	(void)n;
+	pthread_mutex_lock(&w->inbox_lock);
+	struct worker_msg *m = w->inbox;
+	w->inbox = w->inbox_tail = NULL;
+	pthread_mutex_unlock(&w->inbox_lock);
+	while (m) {
+		struct worker_msg *next = m->next;
+		handle_msg(w, m);
+		m = next;
+	}
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+	relay_reap(arg);
+	pool_worker_reap(arg);
+}
+
+void worker_schedule_reap(struct worker *w)
+{
+	event_active(w->reaper, EV_TIMEOUT, 0);
+}
+
+void *worker_buf_get(struct worker *w, size_t size)
+{
+	if (size == w->buf_free_size && w->n_buf_free)
+		return w->buf_free[--w->n_buf_free];
+	return xmalloc(size);
+}
+
+void worker_buf_put(struct worker *w, void *buf, size_t size)
+{
+	if (w->n_buf_free == 0)
+		w->buf_free_size = size;
+	if (size == w->buf_free_size && w->n_buf_free < BUF_CACHE_MAX) {
+		w->buf_free[w->n_buf_free++] = buf;
+		return;
+	}
+	free(buf);
+}
+
+struct worker *worker_new(unsigned id, unsigned n)
+{
+	struct worker *w = xcalloc(1, sizeof(*w));
+	w->id = id;
+	w->n_workers = n;
+	struct event_config *ec = event_config_new();
+	/* Each base is used by one thread only: skip libevent's own locking. */
+	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+	w->base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	if (!w->base) {
+		free(w);
+		return NULL;
+	}
+	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->wake_fd < 0) {
+		event_base_free(w->base);
+		free(w);
+		return NULL;
+	}
+	pthread_mutex_init(&w->inbox_lock, NULL);
+	w->wake_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w);
+	event_add(w->wake_ev, NULL);
+	w->reaper = event_new(w->base, -1, 0, on_reap, w);
+	w->scratch_len = SCRATCH_LEN;
+	w->scratch = xmalloc(w->scratch_len);
+	w->buf_free = xcalloc(BUF_CACHE_MAX, sizeof(*w->buf_free));
+	rng_seed(&w->rng, now_us() ^ ((uint64_t)id << 32) ^ (uint64_t)(uintptr_t)w);
+	pool_worker_init(w);
+	return w;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	event_base_loop(w->base, 0);
+	return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+	int rc = pthread_create(&w->thread, NULL, worker_main, w);
+	return rc ? -rc : 0;
+}
+
+void worker_post(struct worker *w, struct worker_msg *msg)
+{
+	msg->next = NULL;
+	pthread_mutex_lock(&w->inbox_lock);
+	if (w->inbox_tail)
+		w->inbox_tail->next = msg;
+	else
+		w->inbox = msg;
+	w->inbox_tail = msg;
+	pthread_mutex_unlock(&w->inbox_lock);
+	uint64_t one = 1;
+	ssize_t n = write(w->wake_fd, &one, sizeof(one));
+	(void)n;	/* EAGAIN only when the counter is huge: already awake */
+}
+
+void worker_post_listen(struct worker *w, const char *key, int fd, struct backend_set *set)
+{
+	struct worker_msg *m = xcalloc(1, sizeof(*m));
+	m->kind = WORKER_MSG_LISTEN;
+	m->key = xstrdup(key);
+	m->fd = fd;
+	m->set = set;
+	worker_post(w, m);
+}
+
+void worker_post_update(struct worker *w, const char *key, struct backend_set *set)
+{
+	struct worker_msg *m = xcalloc(1, sizeof(*m));
+	m->kind = WORKER_MSG_UPDATE;
+	m->key = xstrdup(key);
+	m->fd = -1;
+	m->set = set;
+	worker_post(w, m);
+}
+
+void worker_post_simple(struct worker *w, enum worker_msg_kind kind, const char *key)
+{
+	struct worker_msg *m = xcalloc(1, sizeof(*m));
+	m->kind = kind;
+	m->key = key ? xstrdup(key) : NULL;
+	m->fd = -1;
+	worker_post(w, m);
+}
+
+void worker_join_free(struct worker *w)
+{
+	pthread_join(w->thread, NULL);
+	on_wake(w->wake_fd, 0, w);	/* drop messages that arrived after STOP */
+	relay_close_all(w);
+	pool_worker_close(w);
+	on_reap(-1, 0, w);
+	while (w->listeners) {
+		struct wlistener *l = w->listeners;
+		w->listeners = l->next;
+		listener_free(l);
+	}
+	event_free(w->wake_ev);
+	event_free(w->reaper);
+	event_base_free(w->base);
+	close(w->wake_fd);
+	for (size_t i = 0; i < w->n_buf_free; i++)
+		free(w->buf_free[i]);
+	free(w->buf_free);
+	free(w->scratch);
+	pthread_mutex_destroy(&w->inbox_lock);
+	free(w);
+}

@@ -1,0 +1,216 @@
+"""Fixtures for zklb's integration tests. See harness.py for the objects.
+
+    def test_example(backend, zklb):
+        b1 = backend("b1", mode="tag")
+        lb = zklb(services={"web": static_service([b1], retries=1)})
+        assert ask_tag(lb.listen("web")) == "b1"
+
+Everything a fixture starts is stopped at teardown by PID; a zklb whose log holds a
+sanitizer report fails the test; a failed test shows the tail of every zklb log.
+"""
+
+import os
+import shutil
+
+import pytest
+
+import harness
+from harness import (Backend, Blackhole, ClosedPort, Ensemble, Zklb, ZooKeeper,
+                     zklb_config)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "zookeeper: needs a real ZooKeeper (Java)")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    harness.raise_nofile()
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def _failed(request):
+    rep = getattr(request.node, "rep_call", None)
+    return rep is None or rep.failed
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A per-test scratch directory (pytest's tmp_path)."""
+    return tmp_path
+
+
+@pytest.fixture
+def free_addr():
+    """free_addr() → '127.0.0.1:PORT' nobody listens on yet."""
+    return harness.free_addr
+
+
+@pytest.fixture
+def backend():
+    """backend(name='b1', mode='echo', port=0) → a started Backend (stopped at teardown)."""
+    made = []
+
+    def make(name="b1", mode="echo", **kw):
+        b = Backend(name, mode, **kw).start()
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.stop()
+
+
+@pytest.fixture
+def closed_port():
+    """closed_port() → a ClosedPort (connects refused at once)."""
+    made = []
+
+    def make():
+        c = ClosedPort()
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+@pytest.fixture
+def blackhole():
+    """blackhole() → a Blackhole (connects hang)."""
+    made = []
+
+    def make():
+        b = Blackhole()
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.close()
+
+
+@pytest.fixture
+def zklb(tmp_path, request):
+    """zklb(config=None, *, services=None, start=True, nofile=None, **top) → Zklb.
+
+    Either a whole config (dict, or YAML text with an admin.listen), or services=
+    (a dict of service configs, e.g. from static_service()) completed by
+    zklb_config() with a free admin port and **top as top-level keys.
+    """
+    made = []
+
+    def make(config=None, *, services=None, start=True, nofile=None, env=None,
+             args=None, name=None, **top):
+        if config is None:
+            config = zklb_config(services or {}, workdir=tmp_path, **top)
+        name = name or ("zklb" if not made else f"zklb{len(made) + 1}")
+        z = Zklb(config, tmp_path / name, nofile=nofile, env=env, args=args, name=name)
+        made.append(z)
+        if start:
+            z.start()
+        return z
+
+    yield make
+    problems = []
+    for z in made:
+        z.cleanup()
+        report = z.sanitizer_report()
+        if report:
+            problems.append(f"sanitizer report in {z.log_path}:\n{report}")
+        if _failed(request) and z.log_path.exists():
+            print(f"\n--- tail of {z.log_path} (pid {z.pid}, exit {z.returncode}) ---")
+            print(z.log_tail(80))
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+def _need_java():
+    if not shutil.which("java") or not os.path.exists("/usr/share/java/zookeeper.jar"):
+        pytest.fail("ZooKeeper needs java and Debian's zookeeper package: run tests/deps")
+
+
+@pytest.fixture
+def zookeeper(tmp_path):
+    """A fresh standalone ZooKeeper for this test (stop/kill/restart allowed)."""
+    _need_java()
+    zk = ZooKeeper(tmp_path / "zookeeper")
+    try:
+        zk.start()
+        yield zk
+    finally:
+        zk.cleanup()
+
+
+@pytest.fixture(scope="session")
+def shared_zookeeper(tmp_path_factory):
+    """One standalone ZooKeeper for the whole session: never stop it in a test;
+    use a per-test znode path (see zk_path)."""
+    _need_java()
+    zk = ZooKeeper(tmp_path_factory.mktemp("shared-zookeeper"))
+    try:
+        zk.start()
+        yield zk
+    finally:
+        zk.cleanup()
+
+
+@pytest.fixture
+def zk_path(request):
+    """A znode path unique to this test, for use with shared_zookeeper."""
+    return "/t/" + request.node.name.replace("[", "_").replace("]", "").replace("/", "_")
+
+
+@pytest.fixture
+def ensemble(tmp_path):
+    """A running 3-node ZooKeeper ensemble (kill_leader() etc.)."""
+    _need_java()
+    e = Ensemble(tmp_path / "ensemble")
+    try:
+        e.start()
+        yield e
+    finally:
+        e.cleanup()
+
+
+def _kazoo(hosts):
+    from kazoo.client import KazooClient
+
+    c = KazooClient(hosts=hosts, timeout=10.0, connection_retry={"max_tries": -1,
+                                                                 "max_delay": 1.0})
+    c.start(timeout=15)
+    return c
+
+
+@pytest.fixture
+def zk_client(zookeeper):
+    """A started kazoo client of the `zookeeper` fixture."""
+    c = _kazoo(zookeeper.hosts)
+    try:
+        yield c
+    finally:
+        c.stop()
+        c.close()
+
+
+@pytest.fixture
+def kazoo_client():
+    """kazoo_client(hosts) → a started kazoo client, stopped at teardown."""
+    made = []
+
+    def make(hosts):
+        c = _kazoo(hosts)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        try:
+            c.stop()
+            c.close()
+        except Exception:  # noqa: BLE001
+            pass

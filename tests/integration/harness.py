@@ -1,0 +1,1287 @@
+"""Integration-test harness for zklb: processes and sockets the tests declare.
+
+Everything here is loopback-only and bounded in time. Tests use it through the
+fixtures in conftest.py; nothing depends on the current directory (paths are
+resolved from this file's location, binaries from $ZKLB_BUILD).
+
+  Backend      threaded TCP server (one selector thread): echo, tag, greet, hold,
+               digest, close, rst modes, or a custom protocol class
+  ClosedPort   a reserved port nobody listens on: connects get RST at once
+  Blackhole    a listener whose accept queue is full: connects hang (SYN dropped)
+  Zklb         the daemon under test, started from a config dict or YAML string
+  ZooKeeper    a standalone Debian ZooKeeper 3.8 in a temporary directory
+  Ensemble     three ZooKeeper nodes on loopback, with leader lookup and kill
+
+The metric names and admin JSON shape the tests expect are in one place below
+(METRIC, services_of, instances_of) so they are easy to adapt to DESIGN.md.
+"""
+
+import errno
+import hashlib
+import http.client
+import json
+import os
+import random
+import re
+import resource
+import selectors
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LOOPBACK = "127.0.0.1"
+
+# ---------------------------------------------------------------------------
+# What the tests expect from zklb's admin API (DESIGN.md §1 "Admin HTTP").
+# ---------------------------------------------------------------------------
+
+METRIC = {
+    "active": "zklb_backend_connections_active",
+    "total": "zklb_backend_connections_total",
+    "bytes_in": "zklb_backend_bytes_in_total",
+    "bytes_out": "zklb_backend_bytes_out_total",
+    "connect_failures": "zklb_backend_connect_failures_total",
+}
+
+INSTANCE_STATES = {"healthy", "ejected", "checking", "draining"}
+DISCOVERY_STATES = {"connected", "disconnected", "cached"}
+
+
+def backend_labels(service, backend):
+    """Labels of a per-backend series: service="web", backend="host:port"."""
+    return {"service": service, "backend": address_of(backend)}
+
+
+def services_of(doc):
+    """GET /services → {name: service}. Accepts {"services": {...}}, {"services": [...]},
+    a bare {name: {...}} map or a list of objects with a "name"."""
+    if isinstance(doc, dict) and "services" in doc:
+        doc = doc["services"]
+    if isinstance(doc, list):
+        return {s["name"]: s for s in doc}
+    return doc
+
+
+def instances_of(service):
+    """A service object of GET /services → its list of instance objects."""
+    insts = service.get("instances")
+    if insts is None:
+        insts = service.get("backends", [])
+    if isinstance(insts, dict):
+        insts = list(insts.values())
+    return insts
+
+
+def instance_address(inst):
+    return f"{inst['address']}:{inst['port']}"
+
+
+# ---------------------------------------------------------------------------
+# Small utilities
+# ---------------------------------------------------------------------------
+
+
+def build_dir():
+    """$ZKLB_BUILD (relative paths are relative to the repository root), or build/."""
+    d = Path(os.environ.get("ZKLB_BUILD", "build"))
+    return d if d.is_absolute() else ROOT / d
+
+
+def zklb_binary():
+    return build_dir() / "src" / "zklb"
+
+
+def bench_binary():
+    return build_dir() / "bench" / "zklb-bench"
+
+
+def project_version():
+    m = re.search(r"version\s*:\s*'([^']+)'", (ROOT / "meson.build").read_text())
+    return m.group(1) if m else None
+
+
+def wait_until(pred, timeout=5.0, interval=0.02, what="condition"):
+    """Poll pred() until it returns a truthy value; return it, or raise after timeout."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            v = pred()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - report the last one on timeout
+            last_exc = e
+        if time.monotonic() >= deadline:
+            extra = f" (last error: {last_exc!r})" if last_exc else ""
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}{extra}")
+        time.sleep(interval)
+
+
+_given_ports = set()
+_ports_lock = threading.Lock()
+
+
+def free_port(host=LOOPBACK):
+    """A TCP port free on host, for a server that someone else (zklb, ZooKeeper) binds.
+
+    Picked at random below the kernel's ephemeral range so that outgoing connections
+    never take it as a source port, never handed out twice by this process, and
+    checked by binding it. Parallel runs on one machine collide only by bad luck
+    between the check and the bind.
+    """
+    lo, hi = 20000, 32000
+    try:
+        eph_lo = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+        hi = min(hi, eph_lo)
+    except (OSError, ValueError, IndexError):
+        pass
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.randrange(lo, hi)
+        with _ports_lock:
+            if port in _given_ports:
+                continue
+            s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            finally:
+                s.close()
+            _given_ports.add(port)
+            return port
+    raise RuntimeError("no free port found")
+
+
+def free_addr(host=LOOPBACK):
+    return f"{host}:{free_port(host)}"
+
+
+def split_addr(addr):
+    """'127.0.0.1:80' or '[::1]:80' or (host, port) → (host, port)."""
+    if isinstance(addr, tuple):
+        return addr
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def address_of(x):
+    """Backend / ClosedPort / Blackhole / (host, port) / 'host:port' → 'host:port'."""
+    if hasattr(x, "address"):
+        return x.address
+    if isinstance(x, tuple):
+        return f"{x[0]}:{x[1]}"
+    return str(x)
+
+
+def random_bytes(n, seed):
+    """n reproducible pseudo-random bytes."""
+    return random.Random(seed).randbytes(n)
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# YAML: a tiny block-style emitter (no PyYAML needed). Strings are always
+# double-quoted with JSON escapes (valid YAML); numbers and booleans are plain.
+# ---------------------------------------------------------------------------
+
+
+def _yaml_scalar(v):
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, dict) and not v:
+        return "{}"
+    if isinstance(v, (list, tuple)) and not v:
+        return "[]"
+    return json.dumps(str(v))
+
+
+def _yaml_lines(v, indent):
+    pad = "  " * indent
+    if isinstance(v, dict) and v:
+        for k, x in v.items():
+            if isinstance(x, (dict, list, tuple)) and x:
+                yield f"{pad}{k}:"
+                yield from _yaml_lines(x, indent + 1)
+            else:
+                yield f"{pad}{k}: {_yaml_scalar(x)}"
+    elif isinstance(v, (list, tuple)) and v:
+        for x in v:
+            if isinstance(x, (dict, list, tuple)) and x:
+                sub = list(_yaml_lines(x, indent + 1))
+                yield f"{pad}- {sub[0].lstrip()}"
+                yield from sub[1:]
+            else:
+                yield f"{pad}- {_yaml_scalar(x)}"
+    else:
+        yield pad + _yaml_scalar(v)
+
+
+def to_yaml(obj):
+    return "\n".join(_yaml_lines(obj, 0)) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# Configuration builders
+# ---------------------------------------------------------------------------
+
+
+def static_service(backends, listen=None, **settings):
+    """A service with static discovery. backends: Backend objects, 'host:port'
+    strings, or (backend, weight) pairs. Other keys (balance, retries, ...) as in
+    DESIGN.md pass through unchanged."""
+    entries = []
+    for b in backends:
+        if isinstance(b, tuple):
+            entries.append(f"{address_of(b[0])} weight={b[1]}")
+        else:
+            entries.append(address_of(b))
+    svc = {
+        "listen": listen or free_addr(),
+        "discovery": {"type": "static", "backends": entries},
+    }
+    svc.update(settings)
+    return svc
+
+
+def zklb_config(services, admin=None, workdir=None, **top):
+    """A whole zklb config dict: admin on a free port, cache_dir in workdir,
+    quick drain, info logging; **top overrides top-level keys."""
+    cfg = {}
+    if workdir is not None:
+        cfg["cache_dir"] = str(Path(workdir) / "cache")
+    cfg["drain_timeout"] = "5s"
+    cfg["admin"] = {"listen": admin or free_addr()}
+    cfg["log"] = {"level": "info", "format": "text"}
+    cfg.update(top)
+    cfg["services"] = services
+    return cfg
+
+
+# ---------------------------------------------------------------------------
+# Client helpers
+# ---------------------------------------------------------------------------
+
+
+def connect(addr, timeout=5.0):
+    s = socket.create_connection(split_addr(addr), timeout=timeout)
+    s.settimeout(timeout)
+    return s
+
+
+def recv_line(sock, limit=4096):
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = sock.recv(limit)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def recv_all(sock, timeout=10.0, limit=64 << 20):
+    """Read until EOF; raise TimeoutError if it does not come within timeout."""
+    deadline = time.monotonic() + timeout
+    chunks = []
+    n = 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no EOF after {timeout}s ({n} bytes read)")
+        sock.settimeout(left)
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        n += len(chunk)
+        if n > limit:
+            raise AssertionError(f"read more than {limit} bytes")
+
+
+def ask_tag(addr, timeout=5.0, keep=False):
+    """Connect to addr, send one byte, read the backend's tag line.
+    Returns the tag ('b1'), or (tag, socket) with keep=True (caller closes)."""
+    s = connect(addr, timeout)
+    try:
+        s.sendall(b"?")
+        tag = recv_line(s).decode().strip()
+    except BaseException:
+        s.close()
+        raise
+    if keep:
+        return tag, s
+    s.close()
+    return tag
+
+
+def tags(addr, n, timeout=5.0):
+    """n sequential short connections; Counter of the tags that answered."""
+    return Counter(ask_tag(addr, timeout) for _ in range(n))
+
+
+def hold(addr, n, timeout=5.0):
+    """n connections kept open; returns [(tag, socket)] (close with close_all)."""
+    held = []
+    try:
+        for _ in range(n):
+            held.append(ask_tag(addr, timeout, keep=True))
+    except BaseException:
+        close_all(held)
+        raise
+    return held
+
+
+def close_all(held):
+    for x in held:
+        (x[1] if isinstance(x, tuple) else x).close()
+
+
+def closed_within(sock, timeout):
+    """Wait for the peer to close sock (EOF or reset); return seconds it took,
+    or None if still open after timeout. Data that arrives meanwhile is discarded."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        sock.settimeout(left)
+        try:
+            if not sock.recv(65536):
+                return time.monotonic() - t0
+        except (ConnectionResetError, BrokenPipeError):
+            return time.monotonic() - t0
+        except (socket.timeout, TimeoutError):
+            return None
+
+
+def connect_refused(addr, timeout=1.0):
+    """True when a connect to addr is refused (nobody listening)."""
+    try:
+        s = socket.create_connection(split_addr(addr), timeout=timeout)
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    s.close()
+    return False
+
+
+def raise_nofile(n=None):
+    """Raise this process's RLIMIT_NOFILE soft limit (to the hard limit by default)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if n is None else min(n, hard)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+# ---------------------------------------------------------------------------
+# Backends
+# ---------------------------------------------------------------------------
+
+
+class Conn:
+    """One accepted connection inside a Backend (used only on its thread)."""
+
+    def __init__(self, backend, sock, peer):
+        self.backend = backend
+        self.sock = sock
+        self.peer = peer
+        self.out = bytearray()
+        self.received = 0
+        self.eof = False                # peer shut its write side
+        self.closing = False            # close once `out` is flushed
+        self.shut_after_flush = False   # shutdown(SHUT_WR) once `out` is flushed
+        self.write_shut = False
+
+    def send(self, data):
+        self.out += data
+
+    def close_after_flush(self):
+        self.closing = True
+
+    def shutdown_after_flush(self):
+        self.shut_after_flush = True
+
+    def reset(self):
+        """Close now with RST (SO_LINGER 0)."""
+        self.backend._close(self, rst=True)
+
+
+class Protocol:
+    """Base class of backend behaviours. One instance per connection."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def on_open(self):
+        pass
+
+    def on_data(self, data):
+        pass
+
+    def on_eof(self):
+        self.conn.close_after_flush()
+
+
+class Echo(Protocol):
+    def on_data(self, data):
+        self.conn.send(data)
+
+
+class Tag(Protocol):
+    """Answer the first read with b'<name>\\n', then echo; close on EOF."""
+
+    tagged = False
+
+    def on_data(self, data):
+        if not self.tagged:
+            self.tagged = True
+            self.conn.send(self.conn.backend.name.encode() + b"\n")
+            return
+        self.conn.send(data)
+
+
+class Greet(Protocol):
+    """Send b'<name>\\n' at once (server speaks first), then echo."""
+
+    def on_open(self):
+        self.conn.send(self.conn.backend.name.encode() + b"\n")
+
+    def on_data(self, data):
+        self.conn.send(data)
+
+
+class Hold(Protocol):
+    """Accept and never answer; read and discard; close when the client does."""
+
+
+class Digest(Protocol):
+    """Read until EOF, then answer b'<nbytes> <sha256hex>\\n' and close."""
+
+    def on_open(self):
+        self.h = hashlib.sha256()
+        self.n = 0
+
+    def on_data(self, data):
+        self.h.update(data)
+        self.n += len(data)
+
+    def on_eof(self):
+        self.conn.send(f"{self.n} {self.h.hexdigest()}\n".encode())
+        self.conn.close_after_flush()
+
+
+class CloseAtOnce(Protocol):
+    """Accept, then close cleanly (FIN) without a byte."""
+
+    def on_open(self):
+        self.conn.close_after_flush()
+
+
+class ResetAtOnce(Protocol):
+    """Accept, then close with RST (SO_LINGER 0)."""
+
+    def on_open(self):
+        self.conn.reset()
+
+
+MODES = {
+    "echo": Echo,
+    "tag": Tag,
+    "greet": Greet,
+    "hold": Hold,
+    "digest": Digest,
+    "close": CloseAtOnce,
+    "rst": ResetAtOnce,
+}
+
+
+class Backend:
+    """A TCP server on loopback run by one selector thread.
+
+    mode: a name from MODES or a Protocol subclass. Counters (read from any
+    thread): accepts, active, bytes_received. Supports thousands of connections.
+    """
+
+    def __init__(self, name="b1", mode="echo", host=LOOPBACK, port=0, backlog=1024):
+        self.name = name
+        self.mode = mode
+        self.host = host
+        self.port = port
+        self.backlog = backlog
+        self.accepts = 0
+        self.bytes_received = 0
+        self.conns = set()
+        self._thread = None
+        self._lsock = None
+        self._sel = None
+        self._stop = False
+        self._wake_r = self._wake_w = None
+
+    # -- public ---------------------------------------------------------------
+
+    @property
+    def address(self):
+        return f"{self.host}:{self.port}"
+
+    @property
+    def addr(self):
+        return (self.host, self.port)
+
+    @property
+    def active(self):
+        return len(self.conns)
+
+    def start(self):
+        fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        ls = socket.socket(fam, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((self.host, self.port))
+        ls.listen(self.backlog)
+        ls.setblocking(False)
+        self.port = ls.getsockname()[1]
+        self._lsock = ls
+        self._stop = False
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._sel.register(ls, selectors.EVENT_READ, None)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._thread = threading.Thread(target=self._run, name=f"backend-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Close the listener and every connection; the port is free afterwards."""
+        if self._thread is None:
+            return
+        self._stop = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        self._thread.join(5)
+        self._thread = None
+
+    def restart(self):
+        """Listen again on the same port."""
+        self.stop()
+        return self.start()
+
+    def wait_active(self, n, timeout=5.0):
+        wait_until(lambda: self.active == n, timeout, what=f"{self.name}.active == {n}"
+                   f" (is {self.active})")
+
+    def __repr__(self):
+        return f"<Backend {self.name} {self.address} mode={self.mode}>"
+
+    # -- loop -----------------------------------------------------------------
+
+    def _proto(self, conn):
+        cls = MODES[self.mode] if isinstance(self.mode, str) else self.mode
+        return cls(conn)
+
+    def _run(self):
+        try:
+            while not self._stop:
+                for key, events in self._sel.select(timeout=0.5):
+                    if key.data == "wake":
+                        try:
+                            self._wake_r.recv(64)
+                        except OSError:
+                            pass
+                    elif key.data is None:
+                        self._accept()
+                    else:
+                        self._service(key.data, events)
+        finally:
+            for c in list(self.conns):
+                self._close(c)
+            self._sel.close()
+            self._lsock.close()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _accept(self):
+        for _ in range(64):
+            try:
+                s, peer = self._lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # EMFILE and friends: try again on the next turn
+                if e.errno in (errno.EMFILE, errno.ENFILE):
+                    time.sleep(0.01)
+                return
+            s.setblocking(False)
+            self.accepts += 1
+            c = Conn(self, s, peer)
+            c.proto = self._proto(c)
+            self.conns.add(c)
+            self._sel.register(s, selectors.EVENT_READ, c)
+            c.proto.on_open()
+            self._settle(c)
+
+    def _service(self, c, events):
+        if events & selectors.EVENT_READ and not c.eof:
+            try:
+                data = c.sock.recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                data = None
+            except OSError:
+                self._close(c)
+                return
+            if data is not None:
+                if data:
+                    c.received += len(data)
+                    self.bytes_received += len(data)
+                    c.proto.on_data(data)
+                else:
+                    c.eof = True
+                    c.proto.on_eof()
+        if c not in self.conns:
+            return
+        if events & selectors.EVENT_WRITE or c.out:
+            self._flush(c)
+        self._settle(c)
+
+    def _flush(self, c):
+        while c.out:
+            try:
+                n = c.sock.send(c.out)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self._close(c)
+                return
+            del c.out[:n]
+
+    def _settle(self, c):
+        """Close, half-close or re-register c according to its state."""
+        if c not in self.conns:
+            return
+        if c.out:
+            self._flush(c)
+            if c not in self.conns:
+                return
+        if not c.out:
+            if c.closing:
+                self._close(c)
+                return
+            if c.shut_after_flush and not c.write_shut:
+                try:
+                    c.sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                c.write_shut = True
+            if c.eof and c.write_shut:
+                self._close(c)
+                return
+        ev = 0
+        # Backpressure: stop reading while a lot is waiting to be written.
+        if not c.eof and len(c.out) < (1 << 20):
+            ev |= selectors.EVENT_READ
+        if c.out:
+            ev |= selectors.EVENT_WRITE
+        if ev == 0:
+            # Peer finished and nothing to write, but the protocol keeps it open
+            # (e.g. hold): just wait for the stop.
+            self._sel.unregister(c.sock)
+            c.parked = True
+            return
+        if getattr(c, "parked", False):
+            self._sel.register(c.sock, ev, c)
+            c.parked = False
+        else:
+            self._sel.modify(c.sock, ev, c)
+
+    def _close(self, c, rst=False):
+        if c not in self.conns:
+            return
+        self.conns.discard(c)
+        if not getattr(c, "parked", False):
+            try:
+                self._sel.unregister(c.sock)
+            except (KeyError, ValueError):
+                pass
+        if rst:
+            try:
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                  b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            except OSError:
+                pass
+        c.sock.close()
+
+
+class ClosedPort:
+    """A loopback port that is bound but not listening: connects are refused at
+    once, and no one else can take the port while this object lives."""
+
+    def __init__(self, host=LOOPBACK):
+        self.host = host
+        self._s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self._s.bind((host, 0))
+        self.port = self._s.getsockname()[1]
+        self.name = f"closed:{self.port}"
+
+    @property
+    def address(self):
+        return f"{self.host}:{self.port}"
+
+    def close(self):
+        self._s.close()
+
+
+class Blackhole:
+    """A listener whose accept queue is full and never drained.
+
+    Linux drops SYNs to a listener whose accept queue is full (with the default
+    net.ipv4.tcp_abort_on_overflow=0), so a connect to it neither succeeds nor
+    is refused: it hangs until the connector gives up — what a host that dropped
+    off the network looks like. A closed port on loopback would answer RST at once.
+    """
+
+    def __init__(self, host=LOOPBACK):
+        self.host = host
+        self.name = "blackhole"
+        self._l = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self._l.bind((host, 0))
+        self._l.listen(0)
+        self.port = self._l.getsockname()[1]
+        self._fill = []
+        for _ in range(16):
+            s = socket.socket(self._l.family)
+            s.settimeout(0.3)
+            try:
+                s.connect((host, self.port))
+            except (socket.timeout, TimeoutError):
+                s.close()
+                break
+            self._fill.append(s)
+        else:
+            self.close()
+            raise RuntimeError("could not fill the accept queue: connects do not hang here")
+
+    @property
+    def address(self):
+        return f"{self.host}:{self.port}"
+
+    def close(self):
+        for s in self._fill:
+            s.close()
+        self._l.close()
+
+
+# ---------------------------------------------------------------------------
+# Prometheus text parsing
+# ---------------------------------------------------------------------------
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?\s*$")
+_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
+
+
+def _unescape(v):
+    return v.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
+
+
+def series_key(name, labels):
+    if not labels:
+        return name
+    inner = ",".join(f'{k}="{labels[k]}"' for k in sorted(labels))
+    return f"{name}{{{inner}}}"
+
+
+class Metrics(dict):
+    """{'name{a="1",b="2"}': value} with labels sorted; see value()."""
+
+    def __init__(self):
+        super().__init__()
+        self.parsed = []  # (name, labels dict, value)
+
+    def value(self, name, **labels):
+        """Sum of the series of `name` whose labels include `labels`; None if none."""
+        found = [v for n, ls, v in self.parsed
+                 if n == name and all(ls.get(k) == str(x) for k, x in labels.items())]
+        return sum(found) if found else None
+
+    def names(self):
+        return sorted({n for n, _, _ in self.parsed})
+
+
+def parse_metrics(text):
+    m = Metrics()
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        s = _SAMPLE.match(line)
+        if not s:
+            raise ValueError(f"not a Prometheus sample line: {line!r}")
+        name, raw, val = s.groups()
+        labels = {}
+        if raw:
+            pos = 0
+            while pos < len(raw):
+                lm = _LABEL.match(raw, pos)
+                if not lm:
+                    raise ValueError(f"bad labels in {line!r}")
+                labels[lm.group(1)] = _unescape(lm.group(2))
+                pos = lm.end()
+        value = float(val)
+        m[series_key(name, labels)] = value
+        m.parsed.append((name, labels, value))
+    return m
+
+
+# ---------------------------------------------------------------------------
+# The daemon under test
+# ---------------------------------------------------------------------------
+
+SANITIZER_RE = re.compile(r"ERROR: (?:Address|Leak|Thread|Memory)Sanitizer|runtime error: ")
+
+
+class ZklbMissing(AssertionError):
+    pass
+
+
+class Zklb:
+    """zklb started from a config (dict or YAML text) in workdir.
+
+    Output (stdout+stderr) goes to workdir/zklb.log. The process is stopped by
+    its PID; cleanup() never leaves it running.
+    """
+
+    def __init__(self, config, workdir, *, admin=None, nofile=None, env=None,
+                 args=None, binary=None, name="zklb"):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.binary = Path(binary) if binary else zklb_binary()
+        self.config_path = self.workdir / f"{name}.yaml"
+        self.log_path = self.workdir / f"{name}.log"
+        self.nofile = nofile
+        self.env = env or {}
+        self.extra_args = list(args or [])
+        self.proc = None
+        self.returncode = None
+        self.config = None
+        self.write_config(config)
+        self.admin = admin or self._admin_from_config()
+
+    # -- config ---------------------------------------------------------------
+
+    def write_config(self, config):
+        """Write config (dict → YAML, or text as is) atomically to config_path."""
+        self.config = config
+        text = to_yaml(config) if isinstance(config, dict) else config
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.config_path)
+
+    def _admin_from_config(self):
+        if isinstance(self.config, dict):
+            listen = self.config.get("admin", {}).get("listen")
+            return listen
+        m = re.search(r"^admin:\s*\n(?:\s+#.*\n)*\s+listen:\s*[\"']?([^\"'\s#]+)",
+                      self.config, re.M)
+        return m.group(1) if m else None
+
+    def listen(self, service):
+        """(host, port) of a service's listener (config must be a dict)."""
+        return split_addr(self.config["services"][service]["listen"])
+
+    # -- process --------------------------------------------------------------
+
+    def start(self, wait=True, timeout=15.0):
+        if not self.binary.exists():
+            raise ZklbMissing(
+                f"zklb binary not found at {self.binary}; build it first "
+                f"(tests/run builds build-ci; set ZKLB_BUILD to choose the build dir)")
+        nofile = self.nofile
+
+        def preexec():
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+        env = dict(os.environ)
+        env.update(self.env)
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                [str(self.binary), "-c", str(self.config_path)] + self.extra_args,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=env, preexec_fn=preexec, start_new_session=True)
+        finally:
+            log.close()
+        self.returncode = None
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout=15.0):
+        """Wait until GET /healthz answers 200; fail early if the process exits."""
+        if not self.admin:
+            raise AssertionError("no admin.listen in the config: cannot tell when zklb is up")
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.running():
+                rc = self.proc.wait()
+                raise AssertionError(f"zklb exited with {rc} during start-up\n"
+                                     f"--- {self.log_path} ---\n{self.log_tail()}")
+            try:
+                status, _, _ = self.admin_get("/healthz", timeout=1.0)
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"zklb not ready (GET /healthz) after {timeout}s\n"
+                                     f"--- {self.log_path} ---\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def send_signal(self, sig):
+        if self.running():
+            os.kill(self.proc.pid, sig)
+
+    def reload(self, config=None):
+        """Optionally write a new config, then SIGHUP."""
+        if config is not None:
+            self.write_config(config)
+        self.send_signal(signal.SIGHUP)
+
+    def wait(self, timeout):
+        """Wait for exit; return the exit code (negative: killed by that signal),
+        or raise TimeoutError."""
+        try:
+            self.returncode = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"zklb (pid {self.pid}) still running after {timeout}s")
+        return self.returncode
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        """Send sig and wait for the exit code. If it does not exit in time, it is
+        killed and TimeoutError is raised."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
+            self.returncode = self.proc.returncode
+            return self.returncode
+        os.kill(self.proc.pid, sig)
+        try:
+            return self.wait(timeout)
+        except TimeoutError:
+            self.kill()
+            raise
+
+    def kill(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+        # Children it started (on_change commands) share its process group.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.returncode = self.proc.returncode
+
+    def cleanup(self):
+        """Teardown: SIGTERM, then SIGKILL; never raises."""
+        try:
+            if self.running():
+                self.stop(signal.SIGTERM, timeout=10)
+        except Exception:  # noqa: BLE001
+            pass
+        self.kill()
+
+    # -- log ------------------------------------------------------------------
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_mark(self):
+        """An offset into the log; pass as since= to look only at later lines."""
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_tail(self, lines=60):
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def wait_for_log(self, pattern, timeout=5.0, since=0):
+        """Wait for a regex (re.M) to match the log after offset `since`."""
+        rx = re.compile(pattern, re.M)
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                m = rx.search(f.read().decode(errors="replace"))
+            if m:
+                return m
+            if time.monotonic() > deadline:
+                raise AssertionError(f"log line /{pattern}/ not seen within {timeout}s\n"
+                                     f"--- {self.log_path} ---\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def sanitizer_report(self):
+        """The sanitizer's report in the log, or None."""
+        text = self.log()
+        m = SANITIZER_RE.search(text)
+        if not m:
+            return None
+        start = text.rfind("\n", 0, max(0, m.start() - 200)) + 1
+        return text[start:start + 6000]
+
+    # -- admin API ------------------------------------------------------------
+
+    def admin_get(self, path, timeout=5.0):
+        """→ (status, headers dict (lower-case names), body bytes)."""
+        host, port = split_addr(self.admin)
+        c = http.client.HTTPConnection(host, port, timeout=timeout)
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            body = r.read()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+        finally:
+            c.close()
+
+    def admin_json(self, path):
+        status, _, body = self.admin_get(path)
+        assert status == 200, f"GET {path} → {status}: {body[:500]!r}"
+        return json.loads(body)
+
+    def services(self):
+        """GET /services normalised to {name: service}."""
+        return services_of(self.admin_json("/services"))
+
+    def metrics(self):
+        status, _, body = self.admin_get("/metrics")
+        assert status == 200, f"GET /metrics → {status}"
+        return parse_metrics(body.decode())
+
+    def backend_metric(self, what, service, backend):
+        """One per-backend figure: what is a key of METRIC ('active', 'total', ...)."""
+        return self.metrics().value(METRIC[what], **backend_labels(service, backend))
+
+
+def run_zklb(args, timeout=10.0, binary=None, env=None):
+    """Run the zklb binary to completion (check, --version, ...) → CompletedProcess
+    with text stdout/stderr."""
+    b = Path(binary) if binary else zklb_binary()
+    if not b.exists():
+        raise ZklbMissing(f"zklb binary not found at {b}; build it first "
+                          f"(tests/run builds build-ci; set ZKLB_BUILD to choose)")
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([str(b)] + list(args), capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, env=e)
+
+
+# ---------------------------------------------------------------------------
+# ZooKeeper
+# ---------------------------------------------------------------------------
+
+ZK_CLASSPATH = ["/etc/zookeeper/conf", "/usr/share/java/zookeeper.jar",
+                # Optional: a log4j binding so the server writes DIR/zookeeper.log.
+                "/usr/share/java/slf4j-log4j12.jar", "/usr/share/java/log4j-1.2.jar"]
+
+
+def four_letter(hostport, cmd, timeout=1.0):
+    """Send a ZooKeeper four-letter command; return the answer text ('' on error)."""
+    try:
+        with socket.create_connection(split_addr(hostport), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(cmd.encode())
+            out = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                out += chunk
+            return out.decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class ZooKeeper:
+    """One ZooKeeper server (standalone, or a member of an Ensemble)."""
+
+    def __init__(self, workdir, port=None, myid=None, peers=None, extra=None):
+        self.dir = Path(workdir)
+        self.data = self.dir / "data"
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.myid = myid
+        self.proc = None
+        cfg = {
+            "tickTime": 500,
+            "initLimit": 20,
+            "syncLimit": 10,
+            "dataDir": str(self.data),
+            "clientPort": self.port,
+            "clientPortAddress": LOOPBACK,
+            "admin.enableServer": "false",
+            "4lw.commands.whitelist": "*",
+            "maxClientCnxns": 0,
+            "forceSync": "no",
+            "preAllocSize": 1024,
+            "autopurge.purgeInterval": 0,
+        }
+        if peers:
+            cfg["standaloneEnabled"] = "false"
+            cfg["reconfigEnabled"] = "false"
+            for sid, (p1, p2) in peers.items():
+                cfg[f"server.{sid}"] = f"{LOOPBACK}:{p1}:{p2}"
+            (self.data / "myid").write_text(f"{myid}\n")
+        cfg.update(extra or {})
+        self.cfg_path = self.dir / "zoo.cfg"
+        self.cfg_path.write_text("".join(f"{k}={v}\n" for k, v in cfg.items()))
+
+    @property
+    def hosts(self):
+        return f"{LOOPBACK}:{self.port}"
+
+    def start(self, wait=True, timeout=30.0):
+        cp = ":".join(p for p in ZK_CLASSPATH if os.path.exists(p))
+        cmd = ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+               "-Djava.net.preferIPv4Stack=true",
+               f"-Dzookeeper.log.dir={self.dir}",
+               "-Dzookeeper.root.logger=INFO,ROLLINGFILE",
+               "-Dzookeeper.admin.enableServer=false",
+               "-cp", cp, "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+               str(self.cfg_path)]
+        with open(self.dir / "zookeeper.out", "ab") as out:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def srvr(self):
+        return four_letter(self.hosts, "srvr")
+
+    def mode(self):
+        """'standalone', 'leader', 'follower', or None when not serving."""
+        m = re.search(r"^Mode: (\w+)", self.srvr(), re.M)
+        return m.group(1) if m else None
+
+    def wait_ready(self, timeout=30.0, modes=("standalone", "leader", "follower")):
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.running():
+                raise AssertionError(f"ZooKeeper exited ({self.proc.returncode}) during "
+                                     f"start-up; see {self.dir}")
+            if self.mode() in modes:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"ZooKeeper on {self.hosts} not ready after {timeout}s;"
+                                     f" see {self.dir}")
+            time.sleep(0.1)
+
+    def stop(self, timeout=10.0):
+        """SIGTERM by PID, SIGKILL if it lingers."""
+        if not self.running():
+            return
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self):
+        if self.running():
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def restart(self, wait=True, timeout=30.0):
+        """Stop and start again with the same port and data."""
+        self.stop()
+        return self.start(wait=wait, timeout=timeout)
+
+    def cleanup(self):
+        try:
+            self.stop(timeout=5)
+        finally:
+            self.kill()
+
+
+class Ensemble:
+    """Three (or `size`) ZooKeeper servers on loopback forming one quorum."""
+
+    def __init__(self, workdir, size=3):
+        self.dir = Path(workdir)
+        peers = {i: (free_port(), free_port()) for i in range(1, size + 1)}
+        self.nodes = [ZooKeeper(self.dir / f"zk{i}", myid=i, peers=peers)
+                      for i in range(1, size + 1)]
+
+    @property
+    def hosts(self):
+        return ",".join(n.hosts for n in self.nodes)
+
+    def start(self, timeout=60.0):
+        for n in self.nodes:
+            n.start(wait=False)
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=60.0):
+        """Every running node serves as leader or follower, with exactly one leader."""
+        def ok():
+            modes = [n.mode() for n in self.nodes if n.running()]
+            return (modes and all(m in ("leader", "follower") for m in modes)
+                    and modes.count("leader") == 1)
+        wait_until(ok, timeout, interval=0.2, what="ZooKeeper ensemble quorum")
+
+    def leader(self):
+        for n in self.nodes:
+            if n.running() and n.mode() == "leader":
+                return n
+        return None
+
+    def kill_leader(self):
+        """SIGKILL the current leader; return it (restart it with .start())."""
+        ld = wait_until(self.leader, 30, interval=0.1, what="a ZooKeeper leader")
+        ld.kill()
+        return ld
+
+    def stop(self):
+        for n in self.nodes:
+            n.stop()
+
+    def cleanup(self):
+        for n in self.nodes:
+            n.cleanup()

@@ -1,0 +1,819 @@
+/*
+ * Unit tests for config (with yamltree and schema): the reference files,
+ * defaults, every kind of error with its exact position, the JSON overlay.
+ * Files are found through TEST_SRCDIR, never the current directory.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "util.h"
+#include "yamltree.h"
+
+#ifndef TEST_SRCDIR
+#error "TEST_SRCDIR must name the source tree"
+#endif
+
+static struct config *load(const char *yaml, struct config_errors *errs)
+{
+	return config_load_string(yaml, strlen(yaml), "t.yaml", errs);
+}
+
+static struct config *load_ok(const char *yaml)
+{
+	struct config_errors errs = { 0 };
+	struct config *cfg = load(yaml, &errs);
+	for (size_t i = 0; i < errs.n; i++)
+		print_message("unexpected: %s\n", errs.msgs[i]);
+	assert_non_null(cfg);
+	assert_int_equal(errs.n, 0);
+	config_errors_free(&errs);
+	return cfg;
+}
+
+static bool has_msg(const struct config_errors *errs, const char *want)
+{
+	for (size_t i = 0; i < errs->n; i++)
+		if (strcmp(errs->msgs[i], want) == 0)
+			return true;
+	return false;
+}
+
+/* The YAML must be rejected with exactly this message among the errors. */
+static void expect_error(const char *yaml, const char *want)
+{
+	struct config_errors errs = { 0 };
+	struct config *cfg = load(yaml, &errs);
+	if (cfg || !has_msg(&errs, want)) {
+		print_message("wanted: %s\n", want);
+		for (size_t i = 0; i < errs.n; i++)
+			print_message("got:    %s\n", errs.msgs[i]);
+	}
+	assert_null(cfg);
+	assert_true(has_msg(&errs, want));
+	config_errors_free(&errs);
+}
+
+#define STATIC_SVC \
+	"services:\n" \
+	"  web:\n" \
+	"    listen: \"127.0.0.1:8080\"\n" \
+	"    discovery: {type: static, backends: [\"127.0.0.1:9001\"]}\n"
+
+/* ---- reference files ------------------------------------------------------------- */
+
+static void test_reference_file(void **state)
+{
+	struct config_errors errs = { 0 };
+	struct config *cfg = config_load_file(TEST_SRCDIR "/conf/zklb.yaml", &errs);
+	for (size_t i = 0; i < errs.n; i++)
+		print_message("%s\n", errs.msgs[i]);
+	assert_non_null(cfg);
+	assert_string_equal(cfg->source, TEST_SRCDIR "/conf/zklb.yaml");
+	assert_string_equal(cfg->zookeeper.hosts, "127.0.0.1:2181,127.0.0.1:2182");
+	assert_string_equal(cfg->zookeeper.auth, "digest:user:secret");
+	assert_string_equal(cfg->zookeeper.config_path, "/zklb/config");
+	assert_int_equal(cfg->zookeeper.session_timeout_ms, 10000);
+	assert_string_equal(cfg->cache_dir, "/var/lib/zklb");
+	assert_int_equal(cfg->n_services, 3);
+
+	const struct service_conf *web = config_service(cfg, "web");
+	assert_non_null(web);
+	assert_ptr_equal(web, &cfg->services[0]);	/* file order */
+	assert_string_equal(web->listen, "127.0.0.1:8080");
+	assert_int_equal(web->discovery.type, DISCOVERY_CURATOR);
+	assert_string_equal(web->discovery.path, "/services/web");
+	assert_int_equal(web->health.check.type, CHECK_HTTP);
+	assert_string_equal(web->health.check.path, "/health");
+	assert_true(web->tls.enabled);
+	assert_string_equal(web->tls.server_name, "web.internal");
+	assert_string_equal(web->origin, "file");
+
+	const struct service_conf *cache = config_service(cfg, "cache");
+	assert_non_null(cache);
+	assert_string_equal(cache->listen, "unix:/run/zklb/cache.sock");
+	assert_int_equal(cache->discovery.type, DISCOVERY_SERVERSET);
+	assert_int_equal(cache->balance, BALANCE_P2C);
+	assert_int_equal(cache->health.check.type, CHECK_SEND_EXPECT);
+	assert_int_equal(cache->health.check.send_len, 6);
+	assert_memory_equal(cache->health.check.send, "PING\r\n", 6);
+	assert_int_equal(cache->health.check.expect_len, 5);
+	assert_memory_equal(cache->health.check.expect, "+PONG", 5);
+	assert_int_equal(cache->pool.reuse, REUSE_REDIS);
+	assert_int_equal(cache->pool.prewarm, 4);
+	assert_false(cache->tls.enabled);
+
+	const struct service_conf *legacy = config_service(cfg, "legacy");
+	assert_non_null(legacy);
+	assert_int_equal(legacy->discovery.n_backends, 2);
+	assert_string_equal(legacy->discovery.backends[1].address, "10.0.0.6:9001");
+	assert_string_equal(legacy->discovery.backends[1].host, "10.0.0.6");
+	assert_int_equal(legacy->discovery.backends[1].port, 9001);
+	assert_int_equal(legacy->discovery.backends[1].weight, 2);
+	assert_int_equal(legacy->discovery.backends[0].weight, 1);
+	assert_null(config_service(cfg, "nope"));
+
+	assert_int_equal(cfg->n_announce, 1);
+	assert_string_equal(cfg->announce[0].service, "web");
+	assert_int_equal(cfg->announce[0].port, 9001);
+	assert_true(json_is_object(cfg->announce[0].payload));
+	assert_string_equal(json_string_value(json_object_get(cfg->announce[0].payload, "zone")), "a");
+	assert_int_equal(cfg->announce[0].check.type, CHECK_TCP);
+
+	assert_int_equal(cfg->n_sync, 2);
+	assert_int_equal(cfg->sync[0].mode, 0644);
+	assert_string_equal(cfg->sync[0].on_change, "systemctl reload web");
+	assert_true(cfg->sync[1].children);
+	assert_string_equal(cfg->sync[1].dir, "/etc/web/conf.d");
+	config_free(cfg);
+	config_errors_free(&errs);
+}
+
+static void test_demo_file(void **state)
+{
+	struct config_errors errs = { 0 };
+	struct config *cfg = config_load_file(TEST_SRCDIR "/conf/demo.yaml", &errs);
+	assert_non_null(cfg);
+	assert_null(cfg->zookeeper.hosts);
+	assert_int_equal(cfg->workers, 2);
+	assert_int_equal(cfg->drain_timeout_ms, 5000);
+	assert_string_equal(cfg->admin_listen, "127.0.0.1:19901");
+	assert_int_equal(cfg->log_level, LOG_INFO);
+	assert_int_equal(cfg->n_services, 1);
+	const struct service_conf *s = config_service(cfg, "demo");
+	assert_non_null(s);
+	assert_string_equal(s->listen, "127.0.0.1:18080");
+	assert_int_equal(s->balance, BALANCE_LEAST_CONN);
+	assert_int_equal(s->discovery.type, DISCOVERY_STATIC);
+	assert_int_equal(s->discovery.n_backends, 3);
+	assert_int_equal(s->discovery.backends[0].port, 19001);
+	assert_int_equal(s->discovery.backends[2].port, 19003);
+	assert_int_equal(s->discovery.backends[2].weight, 2);
+	config_free(cfg);
+}
+
+static void test_missing_file(void **state)
+{
+	struct config_errors errs = { 0 };
+	assert_null(config_load_file(TEST_SRCDIR "/conf/does-not-exist.yaml", &errs));
+	assert_int_equal(errs.n, 1);
+	assert_non_null(strstr(errs.msgs[0], "does-not-exist.yaml: cannot open: "));
+	config_errors_free(&errs);
+}
+
+/* ---- defaults ------------------------------------------------------------------- */
+
+static void test_defaults(void **state)
+{
+	struct config *cfg = load_ok(
+		"zookeeper: {hosts: \"zk:2181\"}\n"
+		STATIC_SVC
+		"announce:\n"
+		"  - {service: web, port: 9001}\n"
+		"sync:\n"
+		"  - {path: /a, file: /tmp/a}\n");
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	assert_int_equal(cfg->workers, cpus < 1 ? 1 : cpus > 256 ? 256 : cpus);
+	assert_int_equal(cfg->drain_timeout_ms, 30000);
+	assert_string_equal(cfg->admin_listen, "127.0.0.1:9901");
+	assert_int_equal(cfg->log_level, LOG_INFO);
+	assert_int_equal(cfg->log_format, LOG_FORMAT_TEXT);
+	assert_null(cfg->cache_dir);
+	assert_int_equal(cfg->zookeeper.session_timeout_ms, 10000);
+	assert_null(cfg->zookeeper.auth);
+	assert_null(cfg->zookeeper.config_path);
+
+	const struct service_conf *s = &cfg->services[0];
+	assert_string_equal(s->name, "web");
+	assert_string_equal(s->origin, "file");
+	assert_int_equal(s->balance, BALANCE_LEAST_CONN);
+	assert_int_equal(s->slow_start_ms, 0);
+	assert_int_equal(s->connect_timeout_ms, 1000);
+	assert_int_equal(s->idle_timeout_ms, 300000);
+	assert_int_equal(s->max_buffer, 65536);
+	assert_int_equal(s->retries, 2);
+	assert_true(s->discovery.keep_last_known);
+	assert_true(s->discovery.collapse_guard == 0.5);
+	assert_int_equal(s->discovery.collapse_hold_ms, 30000);
+	assert_null(s->discovery.path);
+	assert_int_equal(s->health.failures_to_eject, 3);
+	assert_int_equal(s->health.base_ejection_ms, 5000);
+	assert_int_equal(s->health.max_ejection_ms, 300000);
+	assert_int_equal(s->health.max_ejected_percent, 50);
+	assert_int_equal(s->health.panic_threshold, 50);
+	assert_int_equal(s->health.check.type, CHECK_NONE);
+	assert_int_equal(s->pool.prewarm, 0);
+	assert_int_equal(s->pool.reuse, REUSE_NONE);
+	assert_int_equal(s->pool.max_idle, 32);
+	assert_int_equal(s->pool.idle_timeout_ms, 30000);
+	assert_false(s->tls.enabled);
+	assert_true(s->tls.verify);
+
+	const struct announce_conf *a = &cfg->announce[0];
+	assert_string_equal(a->base_path, "/services");
+	assert_string_equal(a->address, "auto");
+	assert_int_equal(a->ssl_port, 0);
+	assert_null(a->payload);
+	assert_int_equal(a->check.type, CHECK_TCP);
+	assert_int_equal(a->check.interval_ms, 2000);
+	assert_int_equal(a->check.timeout_ms, 500);
+	assert_int_equal(a->check.rise, 2);
+	assert_int_equal(a->check.fall, 3);
+	assert_null(a->check.send);
+	assert_null(a->check.expect);
+
+	const struct sync_conf *y = &cfg->sync[0];
+	assert_int_equal(y->mode, 0644);
+	assert_false(y->children);
+	assert_null(y->on_change);
+	assert_int_equal(y->on_change_timeout_ms, 30000);
+	assert_int_equal(y->on_delete, SYNC_DELETE_KEEP);
+	assert_int_equal(y->max_size, 1 << 20);
+	config_free(cfg);
+}
+
+static void test_empty_file(void **state)
+{
+	struct config *cfg = load_ok("# nothing but a comment\n");
+	assert_int_equal(cfg->n_services, 0);
+	assert_string_equal(cfg->admin_listen, "127.0.0.1:9901");
+	config_free(cfg);
+	cfg = load_ok("");
+	config_free(cfg);
+}
+
+static void test_sections_without_body(void **state)
+{
+	/* "tls:" alone enables TLS with defaults; "check:" alone is a tcp check. */
+	struct config *cfg = load_ok(STATIC_SVC "    tls:\n    health:\n      check:\n");
+	assert_true(cfg->services[0].tls.enabled);
+	assert_true(cfg->services[0].tls.verify);
+	assert_int_equal(cfg->services[0].health.check.type, CHECK_TCP);
+	config_free(cfg);
+}
+
+static void test_admin_and_workers(void **state)
+{
+	struct config *cfg = load_ok("admin: {listen: off}\nworkers: 4\n");
+	assert_null(cfg->admin_listen);
+	assert_int_equal(cfg->workers, 4);
+	config_free(cfg);
+	cfg = load_ok("admin:\n  listen: false\n");
+	assert_null(cfg->admin_listen);
+	config_free(cfg);
+	cfg = load_ok("admin:\n  listen: \"unix:/run/zklb/admin.sock\"\n");
+	assert_string_equal(cfg->admin_listen, "unix:/run/zklb/admin.sock");
+	config_free(cfg);
+	cfg = load_ok("admin:\n  listen: \"[::1]:9901\"\nlog: {level: debug, format: json}\n");
+	assert_string_equal(cfg->admin_listen, "[::1]:9901");
+	assert_int_equal(cfg->log_level, LOG_DEBUG);
+	assert_int_equal(cfg->log_format, LOG_FORMAT_JSON);
+	config_free(cfg);
+}
+
+static void test_values(void **state)
+{
+	struct config *cfg = load_ok(
+		"drain_timeout: 0\n"
+		"services:\n"
+		"  web:\n"
+		"    listen: \"*:8080\"\n"
+		"    discovery: {type: static, backends: [\"localhost:1\", \"[::1]:2 weight=256\", \"h:3\tweight=1\"], collapse_guard: 1}\n"
+		"    connect_timeout: 1.5s\n"
+		"    idle_timeout: 0\n"
+		"    slow_start: 2m\n"
+		"    max_buffer: 16kb\n"
+		"    retries: 0\n"
+		"    health:\n"
+		"      max_ejected_percent: 100\n"
+		"      panic_threshold: 0\n"
+		"      check:\n"
+		"        type: send_expect\n"
+		"        send: \"\\x00\\x01PING\\r\\n\"\n"
+		"        expect: '+PONG'\n"
+		"  other:\n"
+		"    listen: \"127.0.0.1:8081\"\n"
+		"    discovery: {type: static, backends: [\"127.0.0.1:9\"]}\n"
+		"    max_buffer: 2048\n"
+		"    pool: {prewarm: 2, max_idle: 2, reuse: memcached}\n");
+	assert_int_equal(cfg->drain_timeout_ms, 0);
+	const struct service_conf *s = &cfg->services[0];
+	assert_int_equal(s->connect_timeout_ms, 1500);
+	assert_int_equal(s->idle_timeout_ms, 0);
+	assert_int_equal(s->slow_start_ms, 120000);
+	assert_int_equal(s->max_buffer, 16384);
+	assert_int_equal(s->retries, 0);
+	assert_true(s->discovery.collapse_guard == 1.0);
+	assert_string_equal(s->discovery.backends[1].host, "::1");
+	assert_int_equal(s->discovery.backends[1].weight, 256);
+	assert_int_equal(s->discovery.backends[2].port, 3);
+	assert_int_equal(s->health.check.send_len, 8);
+	assert_memory_equal(s->health.check.send, "\0\001PING\r\n", 8);
+	assert_int_equal(s->health.check.expect_len, 5);
+	assert_int_equal(cfg->services[1].max_buffer, 2048);
+	assert_int_equal(cfg->services[1].pool.reuse, REUSE_MEMCACHED);
+	config_free(cfg);
+}
+
+/* ---- errors, each with its exact position --------------------------------------------- */
+
+static void test_yaml_errors(void **state)
+{
+	expect_error("a: [1, 2\n",
+		     "t.yaml:2:1: did not find expected ',' or ']' while parsing a flow sequence");
+	expect_error("workers: 2\nworkers: 3\n", "t.yaml:2:1: duplicate key 'workers'");
+	expect_error("log: {level: info, level: warn}\n", "t.yaml:1:20: duplicate key 'level'");
+	expect_error("log: &l {level: info}\n", "t.yaml:1:6: anchors and aliases are not supported");
+	expect_error("a: 1\nb: *x\n", "t.yaml:2:4: anchors and aliases are not supported");
+	expect_error("log:\n  <<: {level: info}\n", "t.yaml:2:3: merge keys (<<) are not supported");
+	expect_error("workers: !!int 3\n", "t.yaml:1:10: unsupported tag 'tag:yaml.org,2002:int'");
+	expect_error("workers: 2\n---\nworkers: 3\n", "t.yaml:2:1: only one YAML document is allowed");
+	expect_error("? [a]\n: 1\n", "t.yaml:1:3: mapping keys must be scalars");
+	expect_error("- a\n- b\n", "t.yaml:1:1: the top level must be a mapping, not a list");
+}
+
+static void test_unknown_keys(void **state)
+{
+	expect_error("workerz: 2\n", "t.yaml:1:1: workerz: unknown key (did you mean 'workers'?)");
+	expect_error("zookeeper:\n  hosts: \"zk:2181\"\n  timeout: 5s\n",
+		     "t.yaml:3:3: zookeeper.timeout: unknown key");
+	expect_error(STATIC_SVC "    helth: {}\n",
+		     "t.yaml:5:5: services.web.helth: unknown key (did you mean 'health'?)");
+	expect_error(STATIC_SVC "    pool: {prewarm: 1, idle: 2}\n",
+		     "t.yaml:5:24: services.web.pool.idle: unknown key");
+}
+
+static void test_type_errors(void **state)
+{
+	expect_error(STATIC_SVC "    retries: \"2\"\n",
+		     "t.yaml:5:14: services.web.retries: expected an integer, got a string '2'");
+	expect_error(STATIC_SVC "    retries: 2.5\n",
+		     "t.yaml:5:14: services.web.retries: expected an integer, got a number 2.5");
+	expect_error(STATIC_SVC "    health: 3\n",
+		     "t.yaml:5:13: services.web.health: expected a mapping, got an integer 3");
+	expect_error(STATIC_SVC "    tls: {verify: yes}\n",
+		     "t.yaml:5:19: services.web.tls.verify: expected true or false, got a string 'yes'");
+	expect_error("services: [a]\n",
+		     "t.yaml:1:11: services: expected a mapping of service names, got a list");
+	expect_error("announce: {service: a}\n", "t.yaml:1:11: announce: expected a list, got a mapping");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nannounce: [3]\n",
+		     "t.yaml:2:12: announce[0]: expected a mapping, got an integer 3");
+}
+
+static void test_duration_size_errors(void **state)
+{
+	expect_error("drain_timeout: 5x\n",
+		     "t.yaml:1:16: drain_timeout: '5x' is not a duration (e.g. 250ms, 5s, 2m)");
+	expect_error("drain_timeout: 5\n",
+		     "t.yaml:1:16: drain_timeout: 5 needs a unit, e.g. 5s or 5ms");
+	expect_error("drain_timeout: -1s\n",
+		     "t.yaml:1:16: drain_timeout: '-1s' is not a duration (e.g. 250ms, 5s, 2m)");
+	expect_error(STATIC_SVC "    connect_timeout: 0s\n",
+		     "t.yaml:5:22: services.web.connect_timeout: must not be 0");
+	expect_error(STATIC_SVC "    max_buffer: 512\n",
+		     "t.yaml:5:17: services.web.max_buffer: must be at least 1024 bytes");
+	expect_error(STATIC_SVC "    max_buffer: 0.5k\n",
+		     "t.yaml:5:17: services.web.max_buffer: must be at least 1024 bytes");
+	expect_error(STATIC_SVC "    max_buffer: 16q\n",
+		     "t.yaml:5:17: services.web.max_buffer: '16q' is not a size (e.g. 512, 16k, 1m)");
+	expect_error(STATIC_SVC "    health: {base_ejection: 10s, max_ejection: 5s}\n",
+		     "t.yaml:5:48: services.web.health.max_ejection: must not be shorter than base_ejection");
+}
+
+static void test_range_errors(void **state)
+{
+	expect_error("workers: 0\n", "t.yaml:1:10: workers: 0 is out of range 1..256");
+	expect_error("workers: 257\n", "t.yaml:1:10: workers: 257 is out of range 1..256");
+	expect_error("workers: many\n",
+		     "t.yaml:1:10: workers: expected auto or an integer, got a string 'many'");
+	expect_error(STATIC_SVC "    health: {max_ejected_percent: 101}\n",
+		     "t.yaml:5:35: services.web.health.max_ejected_percent: 101 is out of range 0..100");
+	expect_error(STATIC_SVC "    health: {panic_threshold: -1}\n",
+		     "t.yaml:5:31: services.web.health.panic_threshold: -1 is negative");
+	expect_error("services:\n  web:\n    listen: \"127.0.0.1:1\"\n"
+		     "    discovery: {type: static, backends: [\"h:1\"], collapse_guard: 1.01}\n",
+		     "t.yaml:4:66: services.web.discovery.collapse_guard: 1.01 is out of range 0..1");
+	expect_error("services:\n  web:\n    listen: \"127.0.0.1:1\"\n"
+		     "    discovery: {type: static, backends: [\"h:1\"], collapse_guard: -0.1}\n",
+		     "t.yaml:4:66: services.web.discovery.collapse_guard: -0.1 is out of range 0..1");
+	expect_error(STATIC_SVC "    pool: {prewarm: 40}\n",
+		     "t.yaml:5:21: services.web.pool.prewarm: 40 exceeds max_idle (32)");
+}
+
+static void test_address_errors(void **state)
+{
+	expect_error("services:\n  web:\n    listen: \"127.0.0.1:70000\"\n"
+		     "    discovery: {type: static, backends: [\"h:1\"]}\n",
+		     "t.yaml:3:13: services.web.listen: port 70000 is out of range 1..65535");
+	expect_error("services:\n  web:\n    listen: \"127.0.0.1:0\"\n"
+		     "    discovery: {type: static, backends: [\"h:1\"]}\n",
+		     "t.yaml:3:13: services.web.listen: port 0 is out of range 1..65535");
+	expect_error("services:\n  web:\n    listen: 8080\n"
+		     "    discovery: {type: static, backends: [\"h:1\"]}\n",
+		     "t.yaml:3:13: services.web.listen: expected an address (host:port or unix:/path), "
+		     "got an integer 8080");
+	expect_error("services:\n  web:\n    listen: \"::1:80\"\n"
+		     "    discovery: {type: static, backends: [\"h:1\"]}\n",
+		     "t.yaml:3:13: services.web.listen: '::1:80' is not host:port, [ipv6]:port or unix:/path");
+	expect_error("services:\n  web:\n    listen: \"unix:rel.sock\"\n"
+		     "    discovery: {type: static, backends: [\"h:1\"]}\n",
+		     "t.yaml:3:13: services.web.listen: 'unix:rel.sock': a unix socket needs an "
+		     "absolute path under 108 bytes");
+	expect_error("services:\n  web:\n    listen: \"127.0.0.1:1\"\n"
+		     "    discovery:\n      type: static\n      backends:\n"
+		     "        - \"10.0.0.1:99999\"\n"
+		     "        - \"10.0.0.1:1 weight=0\"\n"
+		     "        - \"10.0.0.1:2 weight=257\"\n"
+		     "        - \"10.0.0.1:3 weight=x\"\n"
+		     "        - \"10.0.0.1:4 prio=1\"\n"
+		     "        - \"10.0.0.1:5\"\n"
+		     "        - \"10.0.0.1:5 weight=2\"\n"
+		     "        - \"unix:/x\"\n",
+		     "t.yaml:7:11: services.web.discovery.backends[0]: port 99999 is out of range 1..65535");
+	const char *many =
+		"services:\n  web:\n    listen: \"127.0.0.1:1\"\n"
+		"    discovery:\n      type: static\n      backends:\n"
+		"        - \"10.0.0.1:99999\"\n"
+		"        - \"10.0.0.1:1 weight=0\"\n"
+		"        - \"10.0.0.1:2 weight=257\"\n"
+		"        - \"10.0.0.1:3 weight=x\"\n"
+		"        - \"10.0.0.1:4 prio=1\"\n"
+		"        - \"10.0.0.1:5\"\n"
+		"        - \"10.0.0.1:5 weight=2\"\n"
+		"        - \"unix:/x\"\n";
+	struct config_errors errs = { 0 };
+	assert_null(load(many, &errs));
+	static const char *const want[] = {
+		"t.yaml:7:11: services.web.discovery.backends[0]: port 99999 is out of range 1..65535",
+		"t.yaml:8:11: services.web.discovery.backends[1]: weight '0' is out of range 1..256",
+		"t.yaml:9:11: services.web.discovery.backends[2]: weight '257' is out of range 1..256",
+		"t.yaml:10:11: services.web.discovery.backends[3]: weight 'x' is out of range 1..256",
+		"t.yaml:11:11: services.web.discovery.backends[4]: unknown option 'prio=1' (only weight=N)",
+		"t.yaml:13:11: services.web.discovery.backends[6]: duplicate backend 10.0.0.1:5",
+		"t.yaml:14:11: services.web.discovery.backends[7]: 'unix:/x' is not host:port or [ipv6]:port",
+	};
+	assert_int_equal(errs.n, ARRAY_SIZE(want));
+	for (size_t i = 0; i < errs.n; i++)
+		assert_string_equal(errs.msgs[i], want[i]);
+	config_errors_free(&errs);
+	expect_error("zookeeper: {hosts: \"zk\"}\n",
+		     "t.yaml:1:20: zookeeper.hosts: 'zk' is not host:port");
+	expect_error("zookeeper: {hosts: \"zk:1\", auth: \"digest\"}\n",
+		     "t.yaml:1:34: zookeeper.auth: must be scheme:credentials, e.g. digest:user:secret");
+	expect_error("zookeeper: {hosts: \"zk:1\", config_path: \"zklb\"}\n",
+		     "t.yaml:1:41: zookeeper.config_path: 'zklb' is not a znode path (/a/b)");
+}
+
+static void test_enum_errors(void **state)
+{
+	expect_error(STATIC_SVC "    balance: fastest\n",
+		     "t.yaml:5:14: services.web.balance: 'fastest' is not one of least_conn, p2c, "
+		     "round_robin, random");
+	expect_error("services:\n  web:\n    listen: \"127.0.0.1:1\"\n    discovery: {type: dns}\n",
+		     "t.yaml:4:23: services.web.discovery.type: 'dns' is not one of static, curator, serverset");
+	expect_error(STATIC_SVC "    health: {check: {type: icmp}}\n",
+		     "t.yaml:5:28: services.web.health.check.type: 'icmp' is not one of tcp, send_expect, http");
+	expect_error(STATIC_SVC "    pool: {reuse: http2}\n",
+		     "t.yaml:5:19: services.web.pool.reuse: 'http2' is not one of none, http1, redis, memcached");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nsync: [{path: /a, file: /b, on_delete: purge}]\n",
+		     "t.yaml:2:40: sync[0].on_delete: 'purge' is not one of keep, remove");
+	expect_error("log: {level: verbose}\n",
+		     "t.yaml:1:14: log.level: 'verbose' is not one of error, warn, info, debug");
+	expect_error("log: {format: xml}\n", "t.yaml:1:15: log.format: 'xml' is not one of text, json");
+}
+
+static void test_required_errors(void **state)
+{
+	expect_error("services:\n  web:\n    discovery: {type: static, backends: [\"h:1\"]}\n",
+		     "t.yaml:2:3: services.web.listen: required key is missing");
+	expect_error("services:\n  web:\n    listen: \"127.0.0.1:1\"\n",
+		     "t.yaml:2:3: services.web.discovery: required key is missing");
+	expect_error("services:\n  web:\n",
+		     "t.yaml:2:3: services.web: a service needs at least listen and discovery");
+	expect_error("services:\n  web:\n    listen: \"127.0.0.1:1\"\n    discovery: {path: /a}\n",
+		     "t.yaml:4:5: services.web.discovery.type: required key is missing");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nservices:\n  web:\n    listen: \"127.0.0.1:1\"\n"
+		     "    discovery:\n      type: curator\n",
+		     "t.yaml:5:5: services.web.discovery.path: required key is missing (type curator)");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nservices:\n  web:\n    listen: \"127.0.0.1:1\"\n"
+		     "    discovery:\n      type: serverset\n      path: /a\n      backends: [\"h:1\"]\n",
+		     "t.yaml:8:7: services.web.discovery.backends: only used with type static");
+	expect_error("services:\n  web:\n    listen: \"127.0.0.1:1\"\n    discovery:\n      type: static\n",
+		     "t.yaml:4:5: services.web.discovery.backends: required key is missing (type static)");
+	expect_error("services:\n  web:\n    listen: \"127.0.0.1:1\"\n"
+		     "    discovery: {type: static, backends: []}\n",
+		     "t.yaml:4:41: services.web.discovery.backends: must list at least one backend");
+	expect_error("services:\n  web:\n    listen: \"127.0.0.1:1\"\n"
+		     "    discovery: {type: static, path: /x, backends: [\"h:1\"]}\n",
+		     "t.yaml:4:31: services.web.discovery.path: only used with type curator or serverset");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nannounce:\n  - service: web\n",
+		     "t.yaml:3:5: announce[0].port: required key is missing");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nannounce:\n  - port: 1\n",
+		     "t.yaml:3:5: announce[0].service: required key is missing");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nsync:\n  - path: /a\n",
+		     "t.yaml:3:5: sync[0].file: required key is missing");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nsync:\n  - path: /a\n    children: true\n",
+		     "t.yaml:3:5: sync[0].dir: required key is missing (children: true)");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nsync:\n  - {path: /a, file: /b, dir: /c}\n",
+		     "t.yaml:3:26: sync[0].dir: only used with children: true");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nsync:\n  - {file: /b}\n",
+		     "t.yaml:3:5: sync[0].path: required key is missing");
+	expect_error("zookeeper: {session_timeout: 5s}\n",
+		     "t.yaml:1:1: zookeeper.hosts: required key is missing");
+	expect_error(STATIC_SVC "    health:\n      check: {type: send_expect, send: \"x\"}\n",
+		     "t.yaml:6:7: services.web.health.check.expect: required key is missing (type send_expect)");
+	expect_error(STATIC_SVC "    health:\n      check: {type: tcp, expect: \"x\"}\n",
+		     "t.yaml:6:26: services.web.health.check.expect: only used with type send_expect");
+	expect_error(STATIC_SVC "    health:\n      check: {type: tcp, path: /h}\n",
+		     "t.yaml:6:26: services.web.health.check.path: only used with type http");
+	expect_error(STATIC_SVC "    health:\n      check: {type: send_expect, expect: \"\"}\n",
+		     "t.yaml:6:42: services.web.health.check.expect: must not be empty");
+	expect_error(STATIC_SVC "    tls: {cert: /c}\n",
+		     "t.yaml:5:11: services.web.tls.cert: cert and key go together");
+}
+
+static void test_cross_errors(void **state)
+{
+	expect_error("services:\n  web:\n    listen: \"127.0.0.1:1\"\n"
+		     "    discovery: {type: curator, path: /services/web}\n",
+		     "t.yaml:4:23: services.web.discovery.type: type curator needs a zookeeper: section");
+	expect_error("announce:\n  - {service: web, port: 1}\n", "t.yaml:1:1: announce: needs a zookeeper: section");
+	expect_error("sync:\n  - {path: /a, file: /b}\n", "t.yaml:1:1: sync: needs a zookeeper: section");
+	expect_error(STATIC_SVC "  api:\n    listen: \"127.0.0.1:8080\"\n"
+		     "    discovery: {type: static, backends: [\"h:1\"]}\n",
+		     "t.yaml:6:13: services.api.listen: '127.0.0.1:8080' clashes with the listen address "
+		     "of service web");
+	expect_error(STATIC_SVC "  api:\n    listen: \"0.0.0.0:8080\"\n"
+		     "    discovery: {type: static, backends: [\"h:1\"]}\n",
+		     "t.yaml:6:13: services.api.listen: '0.0.0.0:8080' clashes with the listen address "
+		     "of service web");
+	expect_error("services:\n"
+		     "  a: {listen: \"unix:/s\", discovery: {type: static, backends: [\"h:1\"]}}\n"
+		     "  b: {listen: \"unix:/s\", discovery: {type: static, backends: [\"h:1\"]}}\n",
+		     "t.yaml:3:15: services.b.listen: 'unix:/s' clashes with the listen address of service a");
+	/* Different ports, or addresses, or families do not clash. */
+	struct config *cfg = load_ok(
+		"services:\n"
+		"  a: {listen: \"127.0.0.1:1\", discovery: {type: static, backends: [\"h:1\"]}}\n"
+		"  b: {listen: \"127.0.0.2:1\", discovery: {type: static, backends: [\"h:1\"]}}\n"
+		"  c: {listen: \"127.0.0.1:2\", discovery: {type: static, backends: [\"h:1\"]}}\n"
+		"  d: {listen: \"unix:/a\", discovery: {type: static, backends: [\"h:1\"]}}\n");
+	config_free(cfg);
+	expect_error("services:\n  \"bad name\": {listen: \"127.0.0.1:1\", "
+		     "discovery: {type: static, backends: [\"h:1\"]}}\n",
+		     "t.yaml:2:3: services.bad name: service names are 1..64 of A-Z a-z 0-9 _ - .");
+}
+
+static void test_misc_errors(void **state)
+{
+	expect_error("admin: {listen: on}\n",
+		     "t.yaml:1:17: admin.listen: 'on' is not host:port, [ipv6]:port or unix:/path");
+	expect_error("admin: {listen: true}\n",
+		     "t.yaml:1:17: admin.listen: expected an address or off, got a boolean");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nsync: [{path: /a, file: /b, mode: 644}]\n",
+		     "t.yaml:2:35: sync[0].mode: 644 is not an octal file mode; write it quoted, e.g. \"0644\"");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nsync: [{path: /a, file: /b, mode: \"0844\"}]\n",
+		     "t.yaml:2:35: sync[0].mode: '0844' is not an octal file mode; write it quoted, e.g. \"0644\"");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nannounce: [{service: a, port: 65536}]\n",
+		     "t.yaml:2:31: announce[0].port: 65536 is out of range 1..65535");
+	/* Several problems are all reported, in source order. */
+	struct config_errors errs = { 0 };
+	assert_null(load("log: {level: loud}\nworkers: 0\ncache_dir: \"\"\nbogus: 1\n", &errs));
+	assert_int_equal(errs.n, 4);
+	assert_string_equal(errs.msgs[0], "t.yaml:1:14: log.level: 'loud' is not one of error, warn, info, debug");
+	assert_string_equal(errs.msgs[1], "t.yaml:2:10: workers: 0 is out of range 1..256");
+	assert_string_equal(errs.msgs[2], "t.yaml:3:12: cache_dir: must not be empty");
+	assert_string_equal(errs.msgs[3], "t.yaml:4:1: bogus: unknown key");
+	config_errors_free(&errs);
+}
+
+static void test_mode_and_scalars(void **state)
+{
+	/* A plain 0644 stays the string "0644" (YAML 1.1 and 1.2 disagree on it). */
+	struct config *cfg = load_ok("zookeeper: {hosts: \"z:1\"}\n"
+				     "sync: [{path: /a, file: /b, mode: 0600}, {path: /c, file: /d, mode: \"755\"}]\n");
+	assert_int_equal(cfg->sync[0].mode, 0600);
+	assert_int_equal(cfg->sync[1].mode, 0755);
+	config_free(cfg);
+}
+
+/* ---- yamltree on its own ------------------------------------------------------ */
+
+static void test_yamltree_scalars(void **state)
+{
+	const char *doc =
+		"n1: ~\nn2: null\nn3:\nb1: true\nb2: False\ni1: 42\ni2: -7\ni3: 0x1f\ni4: 0o17\n"
+		"f1: 1.5\nf2: 1e3\ns1: \"42\"\ns2: '1.5'\ns3: 0644\ns4: yes\ns5: .inf\ns6: !!str 3\n"
+		"s7: |\n  two\n  lines\nbig: 99999999999999999999\nl: [a, {k: v}]\n";
+	struct yamltree t;
+	assert_true(yamltree_parse(&t, doc, strlen(doc)));
+	json_t *r = t.root;
+	assert_true(json_is_null(json_object_get(r, "n1")));
+	assert_true(json_is_null(json_object_get(r, "n2")));
+	assert_true(json_is_null(json_object_get(r, "n3")));
+	assert_true(json_is_true(json_object_get(r, "b1")));
+	assert_true(json_is_false(json_object_get(r, "b2")));
+	assert_int_equal(json_integer_value(json_object_get(r, "i1")), 42);
+	assert_int_equal(json_integer_value(json_object_get(r, "i2")), -7);
+	assert_int_equal(json_integer_value(json_object_get(r, "i3")), 31);
+	assert_int_equal(json_integer_value(json_object_get(r, "i4")), 15);
+	assert_true(json_real_value(json_object_get(r, "f1")) == 1.5);
+	assert_true(json_real_value(json_object_get(r, "f2")) == 1000.0);
+	assert_string_equal(json_string_value(json_object_get(r, "s1")), "42");
+	assert_string_equal(json_string_value(json_object_get(r, "s2")), "1.5");
+	assert_string_equal(json_string_value(json_object_get(r, "s3")), "0644");
+	assert_string_equal(json_string_value(json_object_get(r, "s4")), "yes");
+	assert_string_equal(json_string_value(json_object_get(r, "s5")), ".inf");
+	assert_string_equal(json_string_value(json_object_get(r, "s6")), "3");
+	assert_string_equal(json_string_value(json_object_get(r, "s7")), "two\nlines\n");
+	assert_string_equal(json_string_value(json_object_get(r, "big")), "99999999999999999999");
+
+	struct yamltree_mark k, v;
+	assert_true(yamltree_find(&t, r, "i3", 0, &k, &v));
+	assert_int_equal(k.line, 8);
+	assert_int_equal(k.col, 1);
+	assert_int_equal(v.line, 8);
+	assert_int_equal(v.col, 5);
+	json_t *l = json_object_get(r, "l");
+	assert_true(yamltree_find(&t, l, NULL, 1, &k, &v));
+	assert_int_equal(v.line, 22);
+	assert_int_equal(v.col, 8);
+	assert_true(yamltree_find(&t, json_array_get(l, 1), "k", 0, &k, &v));
+	assert_int_equal(k.col, 9);
+	assert_int_equal(v.col, 12);
+	assert_false(yamltree_find(&t, r, "missing", 0, &k, &v));
+	yamltree_free(&t);
+}
+
+/* ---- overlay ---------------------------------------------------------------------- */
+
+static struct config *overlay_base(void)
+{
+	return load_ok("zookeeper: {hosts: \"z:2181\", config_path: /zklb/config}\n" STATIC_SVC);
+}
+
+static void test_overlay_good(void **state)
+{
+	struct config *base = overlay_base();
+	struct config_errors errs = { 0 };
+	const char *bare =
+		"{\"api\": {\"listen\": \"127.0.0.1:8081\", \"discovery\": {\"type\": \"curator\","
+		" \"path\": \"/services/api\"}, \"balance\": \"p2c\", \"connect_timeout\": \"250ms\"}}";
+	struct config *cfg = config_overlay_json(base, bare, strlen(bare), "zookeeper:/zklb/config", &errs);
+	assert_non_null(cfg);
+	assert_int_equal(errs.n, 0);
+	assert_int_equal(cfg->n_services, 2);
+	assert_string_equal(cfg->services[0].name, "web");
+	assert_string_equal(cfg->services[0].origin, "file");
+	const struct service_conf *api = config_service(cfg, "api");
+	assert_non_null(api);
+	assert_string_equal(api->origin, "zookeeper:/zklb/config");
+	assert_int_equal(api->balance, BALANCE_P2C);
+	assert_int_equal(api->connect_timeout_ms, 250);
+	assert_int_equal(api->max_buffer, 65536);
+	assert_string_equal(cfg->zookeeper.hosts, "z:2181");
+
+	/* Wrapped form, replacing web; the base is untouched. */
+	const char *wrapped =
+		"{\"services\": {\"web\": {\"listen\": \"127.0.0.1:9090\", \"discovery\": {\"type\": \"static\","
+		" \"backends\": [\"127.0.0.1:1 weight=3\"]}}}}";
+	struct config *cfg2 = config_overlay_json(cfg, wrapped, strlen(wrapped), "zk", &errs);
+	assert_non_null(cfg2);
+	assert_int_equal(cfg2->n_services, 2);
+	assert_string_equal(cfg2->services[0].listen, "127.0.0.1:9090");
+	assert_string_equal(cfg2->services[0].origin, "zk");
+	assert_int_equal(cfg2->services[0].discovery.backends[0].weight, 3);
+	assert_string_equal(cfg2->services[1].name, "api");
+	assert_string_equal(cfg->services[0].listen, "127.0.0.1:8080");
+	assert_int_equal(errs.n, 0);
+
+	/* An empty overlay copies the base. */
+	struct config *cfg3 = config_overlay_json(base, "{}", 2, "zk", &errs);
+	assert_non_null(cfg3);
+	assert_int_equal(cfg3->n_services, 1);
+	config_free(cfg3);
+	config_free(cfg2);
+	config_free(cfg);
+	config_free(base);
+}
+
+static void expect_overlay_error(const char *json, const char *want)
+{
+	struct config *base = overlay_base();
+	struct config_errors errs = { 0 };
+	struct config *cfg = config_overlay_json(base, json, strlen(json), "zookeeper:/zklb/config", &errs);
+	if (cfg || !has_msg(&errs, want)) {
+		print_message("wanted: %s\n", want);
+		for (size_t i = 0; i < errs.n; i++)
+			print_message("got:    %s\n", errs.msgs[i]);
+	}
+	assert_null(cfg);
+	assert_true(has_msg(&errs, want));
+	config_errors_free(&errs);
+	config_free(base);
+}
+
+static void test_overlay_errors(void **state)
+{
+	expect_overlay_error("{\"web\": {\"listen\": \"127.0.0.1:1\", \"discovery\": {\"type\": \"static\","
+			     " \"backends\": [\"h:1\"]}, \"balance\": \"fastest\"}}",
+			     "zookeeper:/zklb/config: services.web.balance: 'fastest' is not one of "
+			     "least_conn, p2c, round_robin, random");
+	expect_overlay_error("{\"services\": {\"api\": {\"listen\": \"127.0.0.1:1\", \"discovery\": "
+			     "{\"type\": \"static\", \"backends\": [\"h:70000\"]}, \"colour\": 1}}}",
+			     "zookeeper:/zklb/config: services.api.discovery.backends[0]: port 70000 is "
+			     "out of range 1..65535");
+	expect_overlay_error("{\"services\": {\"api\": {\"listen\": \"127.0.0.1:1\", \"discovery\": "
+			     "{\"type\": \"static\", \"backends\": [\"h:1\"]}, \"colour\": 1}}}",
+			     "zookeeper:/zklb/config: services.api.colour: unknown key");
+	expect_overlay_error("{\"api\": {\"listen\": \"127.0.0.1:8080\", \"discovery\": {\"type\": \"static\","
+			     " \"backends\": [\"h:1\"]}}}",
+			     "zookeeper:/zklb/config: services.api.listen: '127.0.0.1:8080' clashes with "
+			     "the listen address of service web");
+	expect_overlay_error("{\"services\": {}, \"workers\": 3}",
+			     "zookeeper:/zklb/config: workers: unknown key (an overlay only sets services)");
+	expect_overlay_error("{\"services\": []}",
+			     "zookeeper:/zklb/config: services: expected a mapping of service names, got a list");
+	expect_overlay_error("[1]", "zookeeper:/zklb/config: the overlay must be a JSON object of services");
+	expect_overlay_error("{\"a\": 1,}",
+			     "zookeeper:/zklb/config: invalid JSON at line 1 column 9: string or '}' expected near '}'");
+	expect_overlay_error("{\"a\": {}, \"a\": {}}",
+			     "zookeeper:/zklb/config: invalid JSON at line 1 column 13: duplicate object key near '\"a\"'");
+	expect_overlay_error("{\"api\": {\"listen\": \"127.0.0.1:2\", \"discovery\": {\"type\": \"static\","
+			     " \"backends\": [\"h:1\"]}, \"max_buffer\": 100}}",
+			     "zookeeper:/zklb/config: services.api.max_buffer: must be at least 1024 bytes");
+}
+
+static void test_reloadable(void **state)
+{
+	struct config *a = load_ok("zookeeper: {hosts: \"z:1\"}\nworkers: 2\n" STATIC_SVC);
+	struct config *b = load_ok("zookeeper: {hosts: \"z:1\"}\nworkers: 2\nlog: {level: debug}\n"
+				   "drain_timeout: 1s\n"
+				   "services:\n  api: {listen: \"127.0.0.1:1\", discovery: {type: curator, path: /a}}\n");
+	struct config *c = load_ok("zookeeper: {hosts: \"z:1\"}\nworkers: 3\n" STATIC_SVC);
+	struct config *d = load_ok("zookeeper: {hosts: \"z:2\"}\nworkers: 2\n" STATIC_SVC);
+	struct config *e = load_ok("zookeeper: {hosts: \"z:1\"}\nworkers: 2\nadmin: {listen: off}\n" STATIC_SVC);
+	char why[64] = "x";
+	assert_true(config_reloadable(a, a, why, sizeof(why)));
+	assert_string_equal(why, "");
+	assert_true(config_reloadable(a, b, why, sizeof(why)));
+	assert_false(config_reloadable(a, c, why, sizeof(why)));
+	assert_string_equal(why, "workers");
+	assert_false(config_reloadable(a, d, why, sizeof(why)));
+	assert_string_equal(why, "zookeeper.hosts");
+	assert_false(config_reloadable(a, e, why, sizeof(why)));
+	assert_string_equal(why, "admin.listen");
+	config_free(a);
+	config_free(b);
+	config_free(c);
+	config_free(d);
+	config_free(e);
+}
+
+static void test_kind_names(void **state)
+{
+	assert_string_equal(balance_kind_name(BALANCE_ROUND_ROBIN), "round_robin");
+	assert_string_equal(discovery_kind_name(DISCOVERY_SERVERSET), "serverset");
+	assert_string_equal(check_kind_name(CHECK_NONE), "none");
+	assert_string_equal(check_kind_name(CHECK_SEND_EXPECT), "send_expect");
+	assert_string_equal(reuse_kind_name(REUSE_HTTP1), "http1");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_reference_file),
+		cmocka_unit_test(test_demo_file),
+		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_empty_file),
+		cmocka_unit_test(test_sections_without_body),
+		cmocka_unit_test(test_admin_and_workers),
+		cmocka_unit_test(test_values),
+		cmocka_unit_test(test_yaml_errors),
+		cmocka_unit_test(test_unknown_keys),
+		cmocka_unit_test(test_type_errors),
+		cmocka_unit_test(test_duration_size_errors),
+		cmocka_unit_test(test_range_errors),
+		cmocka_unit_test(test_address_errors),
+		cmocka_unit_test(test_enum_errors),
+		cmocka_unit_test(test_required_errors),
+		cmocka_unit_test(test_cross_errors),
+		cmocka_unit_test(test_misc_errors),
+		cmocka_unit_test(test_mode_and_scalars),
+		cmocka_unit_test(test_yamltree_scalars),
+		cmocka_unit_test(test_overlay_good),
+		cmocka_unit_test(test_overlay_errors),
+		cmocka_unit_test(test_reloadable),
+		cmocka_unit_test(test_kind_names),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

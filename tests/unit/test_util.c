@@ -1,0 +1,201 @@
+/*
+ * Unit tests for util's parsers: durations, sizes, host:port splitting and
+ * address parsing. Only numeric hosts and "localhost" (from /etc/hosts), so no
+ * test ever asks DNS.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "util.h"
+
+static uint64_t dur(const char *s)
+{
+	uint64_t ms = 12345;
+	assert_true(duration_parse(s, &ms));
+	return ms;
+}
+
+static void test_duration_parse(void **state)
+{
+	assert_int_equal(dur("250ms"), 250);
+	assert_int_equal(dur("5s"), 5000);
+	assert_int_equal(dur("2m"), 120000);
+	assert_int_equal(dur("1h"), 3600000);
+	assert_int_equal(dur("1d"), 86400000);
+	assert_int_equal(dur("1.5s"), 1500);
+	assert_int_equal(dur("0.3s"), 300);
+	assert_int_equal(dur(".5s"), 500);
+	assert_int_equal(dur("0"), 0);
+	assert_int_equal(dur("0.0"), 0);
+	assert_int_equal(dur("0s"), 0);
+	assert_int_equal(dur("007s"), 7000);
+	assert_int_equal(dur("1000000000000ms"), 1000000000000ull);
+
+	static const char *const bad[] = {
+		"", "s", "5", "1.5", "-1s", "+1s", "5x", "5 s", " 5s", "5s ", "5S", "5sec", "1e3s",
+		".s", "1..5s", "5ms5", "99999999999999999999h", "1000000000000000001ms",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		uint64_t ms = 777;
+		if (duration_parse(bad[i], &ms))
+			fail_msg("duration_parse accepted '%s'", bad[i]);
+		assert_int_equal(ms, 777);	/* untouched on failure */
+	}
+}
+
+static void test_duration_format(void **state)
+{
+	static const struct { uint64_t ms; const char *s; } cases[] = {
+		{ 0, "0ms" }, { 1, "1ms" }, { 999, "999ms" }, { 1000, "1s" }, { 1500, "1500ms" },
+		{ 59000, "59s" }, { 60000, "1m" }, { 90000, "90s" }, { 3600000, "1h" },
+		{ 86400000, "24h" },
+	};
+	char buf[32];
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		duration_format(cases[i].ms, buf, sizeof(buf));
+		assert_string_equal(buf, cases[i].s);
+		/* What it prints, it parses back. */
+		assert_int_equal(dur(buf), cases[i].ms);
+	}
+	/* A tiny buffer truncates rather than overflows. */
+	char tiny[3];
+	duration_format(1500, tiny, sizeof(tiny));
+	assert_string_equal(tiny, "15");
+}
+
+static uint64_t size(const char *s)
+{
+	uint64_t b = 12345;
+	assert_true(size_parse(s, &b));
+	return b;
+}
+
+static void test_size_parse(void **state)
+{
+	assert_int_equal(size("0"), 0);
+	assert_int_equal(size("512"), 512);
+	assert_int_equal(size("512b"), 512);
+	assert_int_equal(size("16k"), 16384);
+	assert_int_equal(size("16K"), 16384);
+	assert_int_equal(size("16kb"), 16384);
+	assert_int_equal(size("16KB"), 16384);
+	assert_int_equal(size("1m"), 1048576);
+	assert_int_equal(size("1g"), 1073741824ull);
+	assert_int_equal(size("1.5k"), 1536);
+	assert_int_equal(size("0.5m"), 524288);
+	/* Exact decimal fractions: summing 0.1-steps once made these non-integral. */
+	assert_int_equal(size("0.75k"), 768);
+	assert_int_equal(size("0.375k"), 384);
+	assert_int_equal(size("1.5625k"), 1600);
+	assert_int_equal(size("0.0009765625m"), 1024);
+
+	static const char *const bad[] = {
+		"", "k", "-1", "2.2m", "16q", "16 k", "16kk", "16bb", "1.1k", "0.3", "1e3", "16kib",
+		"99999999999999999999g", "1000000g",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		uint64_t b = 777;
+		if (size_parse(bad[i], &b))
+			fail_msg("size_parse accepted '%s'", bad[i]);
+		assert_int_equal(b, 777);
+	}
+}
+
+static void test_split_host_port(void **state)
+{
+	char host[256];
+	uint16_t port = 0;
+
+	assert_true(net_split_host_port("127.0.0.1:8080", host, sizeof(host), &port));
+	assert_string_equal(host, "127.0.0.1");
+	assert_int_equal(port, 8080);
+	assert_true(net_split_host_port("[::1]:9", host, sizeof(host), &port));
+	assert_string_equal(host, "::1");
+	assert_int_equal(port, 9);
+	assert_true(net_split_host_port("*:80", host, sizeof(host), &port));
+	assert_string_equal(host, "*");
+	assert_true(net_split_host_port("zk.example:65535", host, sizeof(host), &port));
+	assert_int_equal(port, 65535);
+	assert_true(net_split_host_port("h:0", host, sizeof(host), &port));	/* range is the caller's */
+	assert_int_equal(port, 0);
+	assert_true(net_split_host_port("h:00080", host, sizeof(host), &port));
+	assert_int_equal(port, 80);
+
+	static const char *const bad[] = {
+		"", ":80", "h", "h:", "h:65536", "h:99999999999999999999", "h:-1", "h:+1", "h:8 0",
+		"h:80 ", "::1:80", "[::1]", "[::1]80", "[]:80", "[::1:80", "a:b:80",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		if (net_split_host_port(bad[i], host, sizeof(host), &port))
+			fail_msg("net_split_host_port accepted '%s'", bad[i]);
+
+	/* The host must fit the buffer. */
+	char small[4];
+	assert_true(net_split_host_port("abc:1", small, sizeof(small), &port));
+	assert_false(net_split_host_port("abcd:1", small, sizeof(small), &port));
+	assert_false(net_split_host_port("[abcd]:1", small, sizeof(small), &port));
+	char longhost[300];
+	memset(longhost, 'a', 260);
+	strcpy(longhost + 260, ":80");
+	assert_false(net_split_host_port(longhost, host, sizeof(host), &port));
+}
+
+static void test_addr_parse(void **state)
+{
+	struct net_addr a;
+	char err[128], buf[128];
+
+	assert_true(net_addr_parse("127.0.0.1:9001", &a, err, sizeof(err)));
+	assert_int_equal(a.ss.ss_family, AF_INET);
+	assert_int_equal(a.len, sizeof(struct sockaddr_in));
+	net_addr_format(&a, buf, sizeof(buf));
+	assert_string_equal(buf, "127.0.0.1:9001");
+
+	assert_true(net_addr_parse("[::1]:9001", &a, err, sizeof(err)));
+	assert_int_equal(a.ss.ss_family, AF_INET6);
+	net_addr_format(&a, buf, sizeof(buf));
+	assert_string_equal(buf, "[::1]:9001");
+
+	assert_true(net_addr_parse("*:8080", &a, err, sizeof(err)));
+	assert_true(a.ss.ss_family == AF_INET || a.ss.ss_family == AF_INET6);
+
+	assert_true(net_addr_parse("localhost:80", &a, err, sizeof(err)));
+
+	assert_true(net_addr_parse("unix:/run/zklb/x.sock", &a, err, sizeof(err)));
+	assert_int_equal(a.ss.ss_family, AF_UNIX);
+	assert_int_equal(a.len, offsetof(struct sockaddr_un, sun_path) + strlen("/run/zklb/x.sock") + 1);
+	net_addr_format(&a, buf, sizeof(buf));
+	assert_string_equal(buf, "unix:/run/zklb/x.sock");
+
+	assert_false(net_addr_parse("unix:", &a, err, sizeof(err)));
+	assert_non_null(strstr(err, "unix socket path"));
+	char longpath[200] = "unix:/";
+	memset(longpath + 6, 'p', 150);
+	longpath[156] = '\0';
+	assert_false(net_addr_parse(longpath, &a, err, sizeof(err)));
+
+	assert_false(net_addr_parse("127.0.0.1:0", &a, err, sizeof(err)));
+	assert_string_equal(err, "port must be 1..65535");
+	assert_false(net_addr_parse("127.0.0.1", &a, err, sizeof(err)));
+	assert_non_null(strstr(err, "is not host:port"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_duration_parse),
+		cmocka_unit_test(test_duration_format),
+		cmocka_unit_test(test_size_parse),
+		cmocka_unit_test(test_split_host_port),
+		cmocka_unit_test(test_addr_parse),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
