@@ -20,6 +20,8 @@
 #include "worker.h"
 
 struct admin;
+struct discovery;
+struct zk;
 
 /* One configured listen address, as the control thread remembers it. */
 struct listen_entry {
@@ -39,6 +41,8 @@ struct control {
 	size_t n_services;
 	struct listen_entry *listens;		/* owned list */
 	struct admin *admin;			/* owned; NULL when disabled */
+	struct zk *zk;				/* owned; NULL without a zookeeper: section */
+	struct discovery *disc;			/* owned */
 	struct event *sig_hup;			/* owned */
 	struct event *sig_term;			/* owned */
 	struct event *sig_int;			/* owned */

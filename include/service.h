@@ -20,6 +20,13 @@
 #include "config.h"
 #include "health.h"
 
+/* An active health check of one member (control thread). */
+struct service_check {
+	struct service *svc;			/* not a ref: owned by svc */
+	struct backend *be;			/* ref */
+	struct check *chk;			/* owned */
+};
+
 /* One member as a discovery source describes it. */
 struct member_spec {
 	const char *id;				/* identity: instance id or host:port */
@@ -49,6 +56,8 @@ struct service {
 	const char *view;			/* static|pending|connected|disconnected|cached */
 	struct backend **draining;		/* refs; removed members with open connections */
 	size_t n_draining;
+	struct service_check **checks;		/* owned; active checks, one per member */
+	size_t n_checks;
 
 	_Atomic uint64_t rr_next;		/* round_robin position, all workers */
 

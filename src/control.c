@@ -8,6 +8,9 @@
  */
 #include "control.h"
 #include "admin.h"
+#include "check.h"
+#include "discovery.h"
+#include "zk.h"
 #include "log.h"
 
 #include <errno.h>
@@ -129,6 +132,138 @@ static void static_members(struct service *svc, const struct service_conf *sc, u
 	free(v);
 }
 
+/* Index of the service named `name` in the running configuration, or -1. */
+static long service_index(const struct control *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_services; i++)
+		if (strcmp(c->services[i]->name, name) == 0)
+			return (long)i;
+	return -1;
+}
+
+static void on_check_result(struct check *chk, bool passed, const char *reason,
+			    uint64_t elapsed_ms, void *arg)
+{
+	struct service_check *sc = arg;
+	service_check_result(sc->svc, sc->be, passed, reason, now_ms());
+}
+
+static void check_entry_free(struct service_check *e)
+{
+	check_stop(e->chk);
+	backend_put(e->be);
+	free(e);
+}
+
+static void checks_stop_all(struct service *svc)
+{
+	for (size_t i = 0; i < svc->n_checks; i++)
+		check_entry_free(svc->checks[i]);
+	free(svc->checks);
+	svc->checks = NULL;
+	svc->n_checks = 0;
+}
+
+/*
+ * One active check per member when the service has a check: configured.
+ * restart: the settings changed (reload), so every check starts over; the
+ * health state lives in the backend and is kept.
+ */
+static void control_sync_checks(struct control *c, struct service *svc,
+				const struct service_conf *conf, bool restart)
+{
+	if (restart || conf->health.check.type == CHECK_NONE)
+		checks_stop_all(svc);
+	if (conf->health.check.type == CHECK_NONE)
+		return;
+	/* Keep checks of members that stay, stop the others. */
+	size_t k = 0;
+	for (size_t i = 0; i < svc->n_checks; i++) {
+		struct service_check *e = svc->checks[i];
+		if (atomic_load(&e->be->member))
+			svc->checks[k++] = e;
+		else
+			check_entry_free(e);
+	}
+	svc->n_checks = k;
+	/* members are replaced only on this thread: no lock needed to read them */
+	for (size_t m = 0; m < svc->n_members; m++) {
+		struct backend *be = svc->members[m];
+		bool has = false;
+		for (size_t i = 0; i < svc->n_checks && !has; i++)
+			has = svc->checks[i]->be == be;
+		if (has || !be->addr.len)
+			continue;
+		struct service_check *e = xcalloc(1, sizeof(*e));
+		e->svc = svc;
+		e->be = backend_get(be);
+		char label[512];
+		snprintf(label, sizeof(label), "svc=%s be=%s", svc->name, be->name);
+		e->chk = check_start(c->base, &conf->health.check, &be->addr, label, on_check_result, e);
+		if (!e->chk) {
+			backend_put(be);
+			free(e);
+			continue;
+		}
+		svc->checks = xrealloc(svc->checks, (svc->n_checks + 1) * sizeof(*svc->checks));
+		svc->checks[svc->n_checks++] = e;
+	}
+}
+
+/* Hand the service's current members to every worker as a new snapshot. */
+static void control_publish(struct control *c, size_t i, bool ready)
+{
+	const struct service_conf *sc = &c->cfg->cfg->services[i];
+	struct backend_set *s = service_publish(c->services[i], c->cfg, sc, ready);
+	for (unsigned w = 0; w < c->n_workers; w++)
+		worker_post_update(c->workers[w], sc->listen, backend_set_get(s));
+	backend_set_put(s);
+}
+
+static void on_discovery_view(void *arg, const char *name, const struct instance *v, size_t n)
+{
+	struct control *c = arg;
+	long i = service_index(c, name);
+	if (i < 0)
+		return;
+	const struct service_conf *sc = &c->cfg->cfg->services[i];
+	struct member_spec *m = xcalloc(n, sizeof(*m));
+	for (size_t k = 0; k < n; k++) {
+		m[k].id = v[k].id;
+		m[k].host = v[k].host;
+		/* discovery already picked the port this service uses (tls: sslPort) */
+		m[k].port = sc->tls.enabled && v[k].ssl_port ? v[k].ssl_port : v[k].port;
+		m[k].ssl_port = v[k].ssl_port;
+		m[k].weight = v[k].weight ? v[k].weight : 1;
+	}
+	struct service *svc = c->services[i];
+	bool first = svc->set == NULL || !svc->set->ready;
+	bool changed = service_set_members(svc, m, n, now_ms());
+	free(m);
+	if (changed)
+		control_sync_checks(c, svc, sc, false);
+	if (changed || first) {
+		control_publish(c, (size_t)i, true);
+		log_info("svc=%s view applied: %zu instances (version %llu)", name, n,
+			 (unsigned long long)svc->version);
+	}
+}
+
+static void on_discovery_state(void *arg, const char *name, enum discovery_state st)
+{
+	struct control *c = arg;
+	long i = service_index(c, name);
+	if (i < 0)
+		return;
+	c->services[i]->view = discovery_state_name(st);
+	log_info("svc=%s discovery %s", name, c->services[i]->view);
+}
+
+static const struct discovery_hooks discovery_hooks = {
+	.on_view = on_discovery_view,
+	.on_state = on_discovery_state,
+};
+
 struct service *control_service(const struct control *c, const char *name)
 {
 	for (size_t i = 0; i < c->n_services; i++)
@@ -201,13 +336,18 @@ static bool control_apply(struct control *c, struct config *cfg)
 		service_configure(svc, sc);
 		bool ready;
 		if (sc->discovery.type == DISCOVERY_STATIC) {
+			if (svc->set && strcmp(svc->view, "static") != 0)
+				discovery_unwatch(c->disc, sc->name);
 			static_members(svc, sc, now);
 			svc->view = "static";
 			ready = true;
 		} else {
 			/* Filled by discovery; until then clients wait. */
-			ready = strcmp(svc->view, "pending") != 0;
+			ready = svc->set && svc->set->ready;
+			if (discovery_watch(c->disc, sc) != 0)
+				log_error("svc=%s discovery cannot start", sc->name);
 		}
+		control_sync_checks(c, svc, sc, true);
 		struct backend_set *s = service_publish(svc, c->cfg, sc, ready);
 		for (unsigned w = 0; w < c->n_workers; w++) {
 			if (p.fds[i])
@@ -273,6 +413,8 @@ static bool control_apply(struct control *c, struct config *cfg)
 			stays = p.services[j] == old;
 		if (!stays) {
 			log_info("svc=%s removed", old->name);
+			discovery_unwatch(c->disc, old->name);
+			checks_stop_all(old);
 			service_retire(old);
 		}
 		service_put(old);
@@ -306,6 +448,16 @@ static void control_reload(struct control *c)
 	    (cfg->admin_listen && strcmp(cfg->admin_listen, old->admin_listen) != 0))
 		log_warn("admin.listen changes need a restart; keeping %s",
 			 old->admin_listen ? old->admin_listen : "off");
+	if ((cfg->zookeeper.hosts == NULL) != (old->zookeeper.hosts == NULL) ||
+	    (cfg->zookeeper.hosts && strcmp(cfg->zookeeper.hosts, old->zookeeper.hosts) != 0))
+		log_warn("zookeeper.hosts changes need a restart; keeping %s",
+			 old->zookeeper.hosts ? old->zookeeper.hosts : "none");
+	if (!old->zookeeper.hosts && cfg->zookeeper.hosts) {
+		log_error("reload rejected: a zookeeper: section cannot be added without a restart");
+		config_free(cfg);
+		c->reload_failures++;
+		return;
+	}
 	if (!control_apply(c, cfg)) {
 		config_free(cfg);
 		c->reload_failures++;
@@ -404,6 +556,15 @@ struct control *control_new(struct config *cfg, const char *config_path)
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
+	if (ok && cfg->zookeeper.hosts) {
+		c->zk = zk_new(c->base, &cfg->zookeeper);
+		if (!c->zk) {
+			log_error("cannot create the ZooKeeper client for %s", cfg->zookeeper.hosts);
+			ok = false;
+		}
+	}
+	if (ok)
+		c->disc = discovery_new(c->base, c->zk, cfg, &discovery_hooks, c);
 	if (!ok || !control_apply(c, cfg)) {
 		if (ok)
 			config_free(cfg);
@@ -450,6 +611,10 @@ void control_free(struct control *c)
 	}
 	free(c->workers);
 	admin_free(c->admin);
+	if (c->disc)
+		discovery_free(c->disc);
+	if (c->zk)
+		zk_free(c->zk);
 	while (c->listens) {
 		struct listen_entry *e = c->listens;
 		c->listens = e->next;
@@ -461,6 +626,7 @@ void control_free(struct control *c)
 		free(e);
 	}
 	for (size_t i = 0; i < c->n_services; i++) {
+		checks_stop_all(c->services[i]);
 		service_retire(c->services[i]);
 		service_put(c->services[i]);
 	}

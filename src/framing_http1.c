@@ -9,7 +9,8 @@
  *
  * What poisons the connection (see framing.h):
  *   close     Connection: close on either side, or HTTP/1.0 without
- *             keep-alive: the backend is about to close it.
+ *             keep-alive: the backend is about to close it. Also a final
+ *             response that ends before its request's body is all sent.
  *   upgrade   an Upgrade request, CONNECT, or a 101 response: the bytes that
  *             follow are not HTTP any more. An Upgrade request poisons even if
  *             the server might decline it: that is rare and not worth a model.
@@ -38,6 +39,7 @@ struct http1_state {
 	http_parser request;		/* client -> backend; .data is this state */
 	http_parser response;		/* backend -> client; .data is this state */
 	bool request_open;		/* a request has begun and not ended */
+	bool request_body;		/* ...and its headers are in: it is on the FIFO */
 	bool response_open;		/* a response has begun and not ended */
 	enum framing_verdict poison;	/* set by a callback to stop the parser */
 	uint8_t pending[HTTP1_PIPELINE_MAX];	/* ring of enum http_method, oldest at pending_head */
@@ -85,6 +87,7 @@ static int http1_request_headers(http_parser *p)
 		return http1_stop(s, FRAMING_OVERFLOW);
 	s->pending[(s->pending_head + s->pending_count) % HTTP1_PIPELINE_MAX] = (uint8_t)p->method;
 	s->pending_count++;
+	s->request_body = true;
 	return 0;
 }
 
@@ -92,6 +95,7 @@ static int http1_request_complete(http_parser *p)
 {
 	struct http1_state *s = p->data;
 	s->request_open = false;
+	s->request_body = false;
 	return 0;
 }
 
@@ -129,6 +133,11 @@ static int http1_response_complete(http_parser *p)
 	s->response_open = false;
 	if (p->status_code / 100 == 1)
 		return 0;
+	/* Answered before its body is in (413, 417, a 401 to Expect:
+	 * 100-continue): the server may read the rest, discard it, or close;
+	 * which one is not on the wire. */
+	if (s->pending_count == 1 && s->request_body)
+		return http1_stop(s, FRAMING_CLOSE);
 	s->pending_head = (s->pending_head + 1) % HTTP1_PIPELINE_MAX;
 	s->pending_count--;
 	return 0;

@@ -40,6 +40,7 @@
 #define MC_PIPELINE_MAX 64		/* replies owed that the FIFO tracks */
 #define MC_TOKEN_MAX 32			/* token bytes kept; longer ones are keys or junk */
 #define MC_REQUEST_LINE_MAX 2048	/* memcached closes on longer lines, multiget aside */
+#define MC_MULTIGET_LINE_MAX (1024 * 1024)	/* our own bound on a get line */
 #define MC_REPLY_LINE_MAX 65536		/* generous; replies have no hard limit */
 #define MC_KEY_MAX 250			/* memcached: KEY_MAX_LENGTH */
 #define MC_DATA_MAX (INT32_MAX - 2)	/* memcached refuses larger <bytes> */
@@ -411,7 +412,8 @@ static enum framing_verdict mc_feed_request(void *state, const char *buf, size_t
 				return FRAMING_UNKNOWN;
 			unsigned ev = mc_line_byte(l, c);
 			/* Only a multiget may exceed memcached's line limit. */
-			if (l->len > MC_REQUEST_LINE_MAX && !(l->ntok > 0 && s->req_kind == MC_CMD_GET))
+			if (l->len > MC_REQUEST_LINE_MAX &&
+			    (l->len > MC_MULTIGET_LINE_MAX || l->ntok == 0 || s->req_kind != MC_CMD_GET))
 				return FRAMING_ERROR;
 			if (ev & MC_EV_TOKEN) {
 				enum framing_verdict v = l->ntok == 0 ? mc_request_command(s)

@@ -310,8 +310,9 @@ static void test_http_100_continue(void **st)
 	HTTP(FRAMING_OK, REQ("GET / HTTP/1.1\r\n\r\n"),
 	     RESP("HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
 		  "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
-	/* The server refuses before the body: the body never comes. */
-	HTTP(FRAMING_PARTIAL,
+	/* The server refuses before the body: whether it reads, discards or
+	 * closes is unknown. */
+	HTTP(FRAMING_CLOSE,
 	     REQ("PUT /f HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"),
 	     RESP("HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"));
 }
@@ -368,9 +369,15 @@ static void test_http_post_body(void **st)
 	     RESP("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
 	/* Client gone with part of its body sent. */
 	HTTP(FRAMING_PARTIAL, REQ("POST /form HTTP/1.1\r\nContent-Length: 27\r\n\r\nGET / "));
-	/* Answered early (413), body never finished. */
-	HTTP(FRAMING_PARTIAL, REQ("POST /form HTTP/1.1\r\nContent-Length: 27\r\n\r\nGET / "),
+	/* Answered early (413), body finished or not. */
+	HTTP(FRAMING_CLOSE, REQ("POST /form HTTP/1.1\r\nContent-Length: 27\r\n\r\nGET / "),
 	     RESP("HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n"));
+	HTTP(FRAMING_CLOSE, REQ("POST /form HTTP/1.1\r\nContent-Length: 6\r\n\r\nGET"),
+	     RESP("HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n"), REQ(" / "));
+	/* An early response to an earlier request is not early. */
+	HTTP(FRAMING_OK, REQ("GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\n"),
+	     RESP("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), REQ("hi"),
+	     RESP("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
 }
 
 static void test_http_unframed_and_errors(void **st)
