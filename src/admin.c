@@ -6,6 +6,8 @@
  */
 #include "admin.h"
 #include "control.h"
+#include "discovery.h"
+#include "zk.h"
 #include "log.h"
 
 #include <event2/buffer.h>
@@ -101,6 +103,13 @@ static json_t *service_json(struct control *c, size_t idx)
 	json_object_set_new(o, "balance", json_string(balance_kind_name(sc->balance)));
 	json_object_set_new(o, "origin", json_string(sc->origin ? sc->origin : "file"));
 	json_object_set_new(o, "version", json_integer((json_int_t)svc->version));
+	struct discovery_stats ds;
+	if (c->disc && discovery_stats(c->disc, svc->name, &ds)) {
+		json_object_set_new(o, "bad_instances", json_integer((json_int_t)ds.bad_instances_total));
+		json_object_set_new(o, "skipped_instances", json_integer((json_int_t)ds.skipped));
+		json_object_set_new(o, "held_changes", json_integer((json_int_t)ds.held_total));
+		json_object_set_new(o, "holding", json_boolean(ds.holding));
+	}
 	pthread_mutex_lock(&svc->health_lock);
 	json_object_set_new(o, "panic", json_boolean(svc->panic));
 	pthread_mutex_unlock(&svc->health_lock);
@@ -148,6 +157,17 @@ static void on_services(struct evhttp_request *req, void *arg)
 	json_object_set_new(root, "uptime_s", json_integer((json_int_t)((now_ms() - c->started_ms) / 1000)));
 	json_object_set_new(root, "workers", json_integer(c->n_workers));
 	json_object_set_new(root, "draining", json_boolean(c->draining));
+	if (c->zk) {
+		struct zk_stats zs;
+		zk_stats(c->zk, &zs);
+		json_t *z = json_object();
+		json_object_set_new(z, "hosts", json_string(c->cfg->cfg->zookeeper.hosts));
+		json_object_set_new(z, "state", json_string(zk_state_name(zs.state)));
+		json_object_set_new(z, "session_id", json_sprintf("0x%llx", (unsigned long long)zs.session_id));
+		json_object_set_new(z, "sessions", json_integer((json_int_t)zs.sessions_total));
+		json_object_set_new(z, "expirations", json_integer((json_int_t)zs.expirations_total));
+		json_object_set_new(root, "zookeeper", z);
+	}
 	json_t *svcs = json_object();
 	for (size_t i = 0; i < c->n_services; i++)
 		json_object_set_new(svcs, c->services[i]->name, service_json(c, i));
@@ -287,6 +307,59 @@ static void metrics_backends(struct evbuffer *b, struct control *c)
 	free(ps);
 }
 
+static void metrics_zookeeper(struct evbuffer *b, struct control *c)
+{
+	if (c->zk) {
+		struct zk_stats zs;
+		zk_stats(c->zk, &zs);
+		HELP(b, "zklb_zookeeper_connected", "gauge", "1 while the ZooKeeper session is connected.");
+		evbuffer_add_printf(b, "zklb_zookeeper_connected %d\n", zs.state == ZK_CONNECTED);
+		HELP(b, "zklb_zookeeper_session_state", "gauge", "1 for the current session state.");
+		for (int st = ZK_CONNECTING; st <= ZK_CLOSED; st++)
+			evbuffer_add_printf(b, "zklb_zookeeper_session_state{state=\"%s\"} %d\n",
+					    zk_state_name((enum zk_state)st), zs.state == (enum zk_state)st);
+		HELP(b, "zklb_zookeeper_sessions_total", "counter", "Sessions established.");
+		evbuffer_add_printf(b, "zklb_zookeeper_sessions_total %llu\n", (unsigned long long)zs.sessions_total);
+		HELP(b, "zklb_zookeeper_disconnects_total", "counter", "Connections to ZooKeeper lost.");
+		evbuffer_add_printf(b, "zklb_zookeeper_disconnects_total %llu\n", (unsigned long long)zs.disconnects_total);
+		HELP(b, "zklb_zookeeper_expirations_total", "counter", "Sessions expired.");
+		evbuffer_add_printf(b, "zklb_zookeeper_expirations_total %llu\n", (unsigned long long)zs.expirations_total);
+	}
+	static const struct {
+		const char *name;
+		const char *help;
+		size_t off;
+	} m[] = {
+		{ "zklb_discovery_bad_instances_total", "Malformed instance nodes skipped.",
+		  offsetof(struct discovery_stats, bad_instances_total) },
+		{ "zklb_discovery_held_changes_total", "Collapses held by the collapse guard.",
+		  offsetof(struct discovery_stats, held_total) },
+		{ "zklb_discovery_kept_total", "Empty views refused by keep_last_known.",
+		  offsetof(struct discovery_stats, kept_total) },
+		{ "zklb_discovery_errors_total", "ZooKeeper read errors other than connection loss.",
+		  offsetof(struct discovery_stats, errors_total) },
+	};
+	char sname[256];
+	for (size_t k = 0; k < ARRAY_SIZE(m); k++) {
+		evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s counter\n", m[k].name, m[k].help, m[k].name);
+		for (size_t i = 0; i < c->n_services; i++) {
+			struct discovery_stats ds;
+			if (!c->disc || !discovery_stats(c->disc, c->services[i]->name, &ds))
+				continue;
+			label_escape(sname, sizeof(sname), c->services[i]->name);
+			evbuffer_add_printf(b, "%s{service=\"%s\"} %llu\n", m[k].name, sname,
+					    (unsigned long long)*(const uint64_t *)((const char *)&ds + m[k].off));
+		}
+	}
+	HELP(b, "zklb_discovery_connected", "gauge", "1 when the service's view is in sync with ZooKeeper (or static).");
+	for (size_t i = 0; i < c->n_services; i++) {
+		label_escape(sname, sizeof(sname), c->services[i]->name);
+		const char *v = c->services[i]->view;
+		evbuffer_add_printf(b, "zklb_discovery_connected{service=\"%s\",state=\"%s\"} %d\n", sname, v,
+				    strcmp(v, "connected") == 0 || strcmp(v, "static") == 0);
+	}
+}
+
 static void on_metrics(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
@@ -346,6 +419,7 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 				    framing_verdict_name((enum framing_verdict)v),
 				    (unsigned long long)not_reusable[v]);
 
+	metrics_zookeeper(b, c);
 	metrics_services(b, c);
 	metrics_backends(b, c);
 	reply(req, 200, "OK", "text/plain; version=0.0.4", b);

@@ -72,6 +72,7 @@ struct relay {
 	struct backend *tried[RELAY_MAX_TRIED];	/* not refs: identity only */
 	bool first_byte;			/* the backend sent something */
 	bool fin_deferred;			/* client FIN held back: upstream may be pooled */
+	bool reused;				/* the upstream came from the idle pool */
 	struct framing *fr;			/* owned; pool.reuse tracker, NULL when off */
 	uint64_t last_active_ms;
 };
@@ -323,6 +324,7 @@ static void relay_connect_next(struct relay *r)
 			if (pfd >= 0) {
 				r->ufd = pfd;
 				r->fr = fr;
+				r->reused = true;
 				relay_established(r);
 				return;
 			}
@@ -428,12 +430,16 @@ static bool relay_try_pool(struct relay *r)
 static void relay_client_fin(struct relay *r)
 {
 	enum framing_verdict v = framing_verdict(r->fr);
-	if (v == FRAMING_PARTIAL) {
-		r->fin_deferred = true;
+	bool replies_owed = v == FRAMING_PARTIAL || r->u2c.end != r->u2c.start;
+	if (replies_owed && v != FRAMING_OK && v != FRAMING_PARTIAL)
+		replies_owed = false;	/* poisoned: nothing to wait for */
+	if (replies_owed && !r->u2c.eof) {
+		r->fin_deferred = true;	/* decided again after the next progress */
 		return;
 	}
 	r->fin_deferred = false;
-	if (v == FRAMING_OK && r->u2c.end == r->u2c.start && relay_try_pool(r)) {
+	if (relay_try_pool(r)) {
+		/* The upstream lives on in the pool; the client gets our FIN. */
 		r->c2u.shut = true;
 		r->u2c.eof = true;
 		event_del(&r->cw);
@@ -441,8 +447,9 @@ static void relay_client_fin(struct relay *r)
 		r->u2c.shut = true;
 		return;
 	}
-	if (v == FRAMING_OK)
-		return;	/* replies still on their way to the client: after the next write */
+	/* Not reusable: decided once, so stop tracking and pass the FIN on. */
+	framing_free(r->fr);
+	r->fr = NULL;
 	shutdown(r->ufd, SHUT_WR);
 	r->c2u.shut = true;
 }
@@ -611,7 +618,8 @@ static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
 			event_del(&r->ur);
 		return;
 	} else {
-		if (!r->first_byte && errno == ECONNRESET)
+		/* A pooled connection may die of old age: not the backend's failure. */
+		if (!r->first_byte && errno == ECONNRESET && !r->reused)
 			backend_report_failure(r->be, "reset before the first byte");
 		relay_close(r, RELAY_CLOSE_BACKEND_ERROR);
 		return;

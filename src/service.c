@@ -71,12 +71,11 @@ void service_configure(struct service *svc, const struct service_conf *conf)
 	svc->max_ejected_percent = conf->health.max_ejected_percent;
 	svc->panic_threshold = conf->health.panic_threshold;
 	svc->slow_start_ms = conf->slow_start_ms;
-	/* A check that was removed must not leave instances waiting for it. */
+	/* New parameters may change when instances are routable (the next tick
+	 * brings up instances that waited for a check that was removed). */
 	for (size_t i = 0; i < svc->n_members; i++) {
 		struct backend *be = svc->members[i];
-		if (!svc->hp.active_check && be->health.state == HEALTH_CHECKING)
-			be->health.state = HEALTH_HEALTHY;
-		if (atomic_load(&be->eligible_after_ms) != UINT64_MAX || be->addr.len)
+		if (be->addr.len)
 			atomic_store(&be->eligible_after_ms,
 				     health_eligible_after(&be->health, &svc->hp));
 	}
@@ -204,7 +203,7 @@ static void publish_health(struct service *svc, struct backend *be, enum health_
 		return;	/* unusable address stays unroutable */
 	atomic_store(&be->eligible_after_ms, health_eligible_after(&be->health, &svc->hp));
 	if (t == HEALTH_T_RETURNED || t == HEALTH_T_CHECK_UP)
-		atomic_store(&be->serving_since_ms, now);
+		atomic_store(&be->serving_since_ms, be->health.routable_since_ms);
 }
 
 void service_tick(struct service *svc, uint64_t now)

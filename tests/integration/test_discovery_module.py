@@ -371,13 +371,19 @@ def test_session_expiry_resyncs(shared_zookeeper, zk_path, kazoo_client, probe):
     p.state("connected")
 
     # Expire the probe's session: take it over with its id and password, then close it.
-    thief = KazooClient(hosts=shared_zookeeper.hosts,
-                        client_id=(int(new["session_id"], 16), bytes.fromhex(new["passwd"])))
-    thief.start(timeout=10)
-    thief.stop()
-    thief.close()
-    k.create(f"{path}/c", curator("c", 9003))          # made while the probe has no session
-    k.delete(f"{path}/a")
+    # The probe is paused meanwhile, or its client would take the session straight back.
+    os.kill(p.proc.pid, signal.SIGSTOP)
+    try:
+        thief = KazooClient(hosts=shared_zookeeper.hosts,
+                            client_id=(int(new["session_id"], 16),
+                                       bytes.fromhex(new["passwd"])))
+        thief.start(timeout=10)
+        thief.stop()
+        thief.close()
+        k.create(f"{path}/c", curator("c", 9003))      # made while the probe has no session
+        k.delete(f"{path}/a")
+    finally:
+        os.kill(p.proc.pid, signal.SIGCONT)
     p.session("expired")
     p.state("disconnected")
     renewed = p.session("new")
