@@ -137,13 +137,13 @@ struct instance_guard_params {
 };
 
 /*
- * Stateless verdict. n_applied: size of the view being served; n_new: size
- * of the candidate. A collapse is a net shrink of more than collapse_guard
- * of n_applied (instances replaced by others in the same change are not a
- * collapse). Nothing applied yet (n_applied == 0) always applies.
+ * Stateless verdict. n_ref: size of the reference view (the one served, or
+ * see instance_guard_step); n_new: size of the candidate. A collapse is a net
+ * shrink of more than collapse_guard of n_ref (instances replaced by others
+ * in the same change are not a collapse). n_ref == 0 always applies.
  */
 enum instance_verdict instance_guard_verdict(const struct instance_guard_params *p,
-					     size_t n_applied, size_t n_new);
+					     size_t n_ref, size_t n_new);
 
 enum instance_hold_state {
 	INSTANCE_HOLD_IDLE = 0,		/* no collapse pending */
@@ -154,11 +154,20 @@ struct instance_guard {
 	enum instance_hold_state state;
 	uint64_t hold_until_ms;		/* HOLDING: monotonic ms when the held view may apply */
 	uint64_t holds_total;		/* holds started, for metrics */
+	size_t peak;			/* largest view applied recently (see instance_guard_step) */
+	uint64_t peak_until_ms;		/* monotonic ms when that view was last the applied one */
 };
 
 /*
  * The guard's one transition function. Call it with every candidate view
- * (and again at hold_until_ms with the latest candidate). Returns:
+ * (and again at hold_until_ms with the latest candidate); n_applied is the
+ * size of the view being served (0 when nothing was ever applied).
+ *
+ * "At once" means within collapse_hold: the reference is the largest view
+ * applied during the last collapse_hold ms, not only the current one, so a
+ * collapse that arrives as a series of small removals (registrar sessions
+ * expiring one after another) is held like one that arrives in one change.
+ * A held collapse that applies becomes the new reference. Returns:
  *   APPLY  deliver the candidate (a held collapse that persisted to
  *          hold_until_ms applies, as does any non-collapse at once);
  *   KEEP   do not deliver; no timer needed;

@@ -621,9 +621,9 @@ static void evaluate(struct service *s, struct instance *view, size_t n)
 		if (s->guard.holds_total != holds) {
 			s->stats.held_total++;
 			duration_format(s->params.collapse_hold_ms, dur, sizeof(dur));
-			log_warn("svc=%s: change would remove %zu of %zu instances at once "
-				 "(collapse_guard %.2f); holding it for %s", s->name,
-				 n_applied - n, n_applied, s->params.collapse_guard, dur);
+			log_warn("svc=%s: a change to %zu instances (serving %zu) is a collapse "
+				 "(collapse_guard %.2f); holding it for %s", s->name, n, n_applied,
+				 s->params.collapse_guard, dur);
 		}
 		if (s->candidate != view)
 			free(s->candidate);
@@ -834,8 +834,13 @@ static void on_watch(void *arg, enum zk_watch_event ev, const char *path)
 			phase_set(s, PHASE_SYNCING, "instance data changed");
 			issue_get(s, &s->members[i]);
 		} else if (ev == ZK_WATCH_DELETED) {
+			/*
+			 * Not published yet: one multi-delete fires one DELETED per
+			 * child, and the guard must see it as one change. The list
+			 * (coalesced) says what is left.
+			 */
 			member_remove(s, (size_t)i);
-			maybe_publish(s);
+			relist(s, "instance deleted");
 		}
 	}
 }

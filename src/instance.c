@@ -473,30 +473,58 @@ void instance_diff(const struct instance *old_v, size_t n_old,
 }
 
 enum instance_verdict instance_guard_verdict(const struct instance_guard_params *p,
-					     size_t n_applied, size_t n_new)
+					     size_t n_ref, size_t n_new)
 {
-	if (n_applied == 0)
+	if (n_ref == 0)
 		return INSTANCE_APPLY;
 	if (n_new == 0 && p->keep_last_known)
 		return INSTANCE_KEEP;
-	if (p->collapse_guard < 1.0 && n_new < n_applied) {
-		double lost = (double)(n_applied - n_new);
-		double limit = (p->collapse_guard > 0 ? p->collapse_guard : 0) * (double)n_applied;
+	if (p->collapse_guard < 1.0 && n_new < n_ref) {
+		double lost = (double)(n_ref - n_new);
+		double limit = (p->collapse_guard > 0 ? p->collapse_guard : 0) * (double)n_ref;
 		if (lost > limit)
 			return INSTANCE_HOLD;
 	}
 	return INSTANCE_APPLY;
 }
 
+/* The reference size: the served view, or a larger one served within the window. */
+static size_t guard_reference(const struct instance_guard *g,
+			      const struct instance_guard_params *p, size_t n_applied, uint64_t now)
+{
+	bool recent = now >= g->peak_until_ms ? now - g->peak_until_ms <= p->collapse_hold_ms
+					      : true;
+
+	return recent && g->peak > n_applied ? g->peak : n_applied;
+}
+
+/* Remember the peak as a candidate of n_new replaces the served n_applied. */
+static void guard_applied(struct instance_guard *g, size_t ref, size_t n_applied, size_t n_new,
+			  bool collapse_accepted, uint64_t now)
+{
+	if (collapse_accepted || n_new >= ref) {
+		g->peak = n_new;
+		g->peak_until_ms = now;
+	} else if (n_applied == ref) {
+		/* The served view was the peak: it stays the reference for a window. */
+		g->peak = n_applied;
+		g->peak_until_ms = now;
+	}
+}
+
 enum instance_verdict instance_guard_step(struct instance_guard *g,
 					  const struct instance_guard_params *p,
 					  size_t n_applied, size_t n_new, uint64_t now)
 {
-	enum instance_verdict v = instance_guard_verdict(p, n_applied, n_new);
+	size_t ref = guard_reference(g, p, n_applied, now);
+	enum instance_verdict v = instance_guard_verdict(p, ref, n_new);
 
 	if (v != INSTANCE_HOLD || p->collapse_hold_ms == 0) {
 		g->state = INSTANCE_HOLD_IDLE;
-		return v == INSTANCE_HOLD ? INSTANCE_APPLY : v;
+		if (v == INSTANCE_KEEP)
+			return v;
+		guard_applied(g, ref, n_applied, n_new, v == INSTANCE_HOLD, now);
+		return INSTANCE_APPLY;
 	}
 	if (g->state == INSTANCE_HOLD_IDLE) {
 		g->state = INSTANCE_HOLD_HOLDING;
@@ -508,6 +536,7 @@ enum instance_verdict instance_guard_step(struct instance_guard *g,
 	}
 	if (now >= g->hold_until_ms) {
 		g->state = INSTANCE_HOLD_IDLE;
+		guard_applied(g, ref, n_applied, n_new, true, now);
 		return INSTANCE_APPLY;
 	}
 	return INSTANCE_HOLD;

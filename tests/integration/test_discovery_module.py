@@ -335,7 +335,7 @@ def test_collapse_is_held_then_applied_or_withdrawn(shared_zookeeper, zk_path, k
     assert 1.3 <= held <= 3.0, held
     st = p.stats()
     assert st["held"] == 1 and not st["holding"]
-    assert "holding it for 1500ms" in p.log()
+    assert "is a collapse (collapse_guard 0.50); holding it for 1500ms" in p.log()
 
     # They come back: growth applies at once.
     for i, port in (("a", 1), ("b", 2), ("c", 3)):
@@ -384,8 +384,9 @@ def test_session_expiry_resyncs(shared_zookeeper, zk_path, kazoo_client, probe):
         k.delete(f"{path}/a")
     finally:
         os.kill(p.proc.pid, signal.SIGCONT)
-    p.session("expired")
+    p.session("lost")
     p.state("disconnected")
+    p.session("expired")
     renewed = p.session("new")
     assert renewed["session_id"] != new["session_id"]
     p.view(["b", "c"])                                   # everything re-read, watches re-armed

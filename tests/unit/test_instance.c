@@ -615,6 +615,57 @@ static void test_guard_zero_hold_and_overflow(void **state)
 	assert_int_equal(instance_guard_step(&g, &p, 10, 1, UINT64_MAX - 1), INSTANCE_HOLD);
 }
 
+static void test_guard_collapse_in_steps(void **state)
+{
+	struct instance_guard g = { 0 };
+	(void)state;
+	/* 10 served; registrars expire a few at a time within the hold window. */
+	assert_int_equal(instance_guard_step(&g, &gp, 0, 10, 0), INSTANCE_APPLY);
+	assert_int_equal(instance_guard_step(&g, &gp, 10, 6, 1000), INSTANCE_APPLY);
+	assert_int_equal(instance_guard_step(&g, &gp, 6, 5, 2000), INSTANCE_APPLY);
+	/* 5 -> 3 loses only 2 of 5, but 7 of the 10 served a moment ago: held. */
+	assert_int_equal(instance_guard_step(&g, &gp, 5, 3, 3000), INSTANCE_HOLD);
+	assert_true(g.hold_until_ms == 33000);
+	assert_int_equal(instance_guard_step(&g, &gp, 5, 3, 33000), INSTANCE_APPLY);
+	/* The 5 were served until now: 3 -> 2 is 3 of 5 within the window. */
+	assert_int_equal(instance_guard_step(&g, &gp, 3, 2, 34000), INSTANCE_HOLD);
+}
+
+static void test_guard_accepted_collapse_is_new_reference(void **state)
+{
+	struct instance_guard g = { 0 };
+	(void)state;
+	assert_int_equal(instance_guard_step(&g, &gp, 0, 10, 0), INSTANCE_APPLY);
+	assert_int_equal(instance_guard_step(&g, &gp, 10, 6, 1000), INSTANCE_APPLY);
+	assert_int_equal(instance_guard_step(&g, &gp, 6, 2, 2000), INSTANCE_HOLD);
+	assert_int_equal(instance_guard_step(&g, &gp, 6, 2, 32000), INSTANCE_APPLY);
+	/* Held long enough: 2 is the reference now, not the 6 it replaced. */
+	assert_int_equal(instance_guard_step(&g, &gp, 2, 1, 32001), INSTANCE_APPLY);
+}
+
+static void test_guard_reference_window_expires(void **state)
+{
+	struct instance_guard g = { 0 };
+	(void)state;
+	assert_int_equal(instance_guard_step(&g, &gp, 0, 10, 0), INSTANCE_APPLY);
+	assert_int_equal(instance_guard_step(&g, &gp, 10, 6, 1000), INSTANCE_APPLY);
+	/* 30s after the 10 stopped being served it no longer counts: 6 -> 3 is half. */
+	assert_int_equal(instance_guard_step(&g, &gp, 6, 3, 31001), INSTANCE_APPLY);
+	/* Growth raises the reference at once. */
+	assert_int_equal(instance_guard_step(&g, &gp, 3, 8, 40000), INSTANCE_APPLY);
+	assert_int_equal(instance_guard_step(&g, &gp, 8, 3, 40001), INSTANCE_HOLD);
+}
+
+static void test_guard_peak_while_served(void **state)
+{
+	struct instance_guard g = { 0 };
+	(void)state;
+	/* A view served for hours is still the reference when it is replaced. */
+	assert_int_equal(instance_guard_step(&g, &gp, 0, 10, 0), INSTANCE_APPLY);
+	assert_int_equal(instance_guard_step(&g, &gp, 10, 6, 7200000), INSTANCE_APPLY);
+	assert_int_equal(instance_guard_step(&g, &gp, 6, 4, 7201000), INSTANCE_HOLD);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -645,6 +696,10 @@ int main(void)
 		cmocka_unit_test(test_guard_hold_recovers),
 		cmocka_unit_test(test_guard_keep_ends_hold),
 		cmocka_unit_test(test_guard_zero_hold_and_overflow),
+		cmocka_unit_test(test_guard_collapse_in_steps),
+		cmocka_unit_test(test_guard_accepted_collapse_is_new_reference),
+		cmocka_unit_test(test_guard_reference_window_expires),
+		cmocka_unit_test(test_guard_peak_while_served),
 	};
 	return cmocka_run_group_tests_name("instance", tests, NULL, NULL);
 }
