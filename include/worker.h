@@ -76,6 +76,8 @@ struct worker {
 	size_t n_buf_free;
 	size_t buf_free_size;			/* size of the cached buffers */
 	struct pool_worker pool;		/* idle upstream connections */
+	int (*pipes)[2];			/* cached empty pipes for splice */
+	size_t n_pipes;
 
 	_Atomic uint32_t n_relays;		/* live relays, read by the control thread */
 	_Atomic bool draining;
@@ -99,5 +101,9 @@ void worker_join_free(struct worker *w);
 void *worker_buf_get(struct worker *w, size_t size);
 void worker_buf_put(struct worker *w, void *buf, size_t size);
 void worker_schedule_reap(struct worker *w);
+/* An empty pipe for splice (cached or new); false when none can be had. */
+bool worker_pipe_get(struct worker *w, int p[2]);
+/* Return a pipe; `empty` false means bytes are left in it and it is closed. */
+void worker_pipe_put(struct worker *w, const int p[2], bool empty);
 
 #endif

@@ -9,6 +9,11 @@
  * has drained to half (libevent's le-proxy watermark scheme). An idle
  * connection holds no buffer at all.
  *
+ * Bulk transfers: once a direction has moved SPLICE_MIN bytes (and no
+ * framing tracker needs to see them), it switches to splice(2) through a
+ * pipe borrowed from the worker, so the bytes never enter user space. One
+ * pipe load is in flight at a time; reading resumes when it has drained.
+ *
  * Timeouts: one timer per relay, owned by the current state: the connect
  * timeout while WAITING or CONNECTING, the idle timeout once ESTABLISHED
  * (re-armed lazily from `last_active_ms`, so traffic costs no timer update).
@@ -24,6 +29,7 @@
 
 #include <errno.h>
 #include <event2/event_struct.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -32,6 +38,8 @@
 #include <unistd.h>
 
 #define RELAY_MAX_TRIED 8
+#define SPLICE_MIN (256 * 1024)		/* bytes a direction moves before it splices */
+#define SPLICE_CHUNK (256 * 1024)	/* at most this much in a pipe at once (its size) */
 
 enum relay_state {
 	RELAY_WAITING = 0,
@@ -47,6 +55,10 @@ struct relay_dir {
 	uint32_t end;				/* one past the last pending byte */
 	bool eof;				/* the reading side sent FIN */
 	bool shut;				/* SHUT_WR sent to the writing side */
+	bool no_splice;				/* splice refused (EINVAL): copy instead */
+	int pipe[2];				/* splice mode: read/write ends, -1 when off */
+	uint32_t piped;				/* bytes sitting in the pipe */
+	uint64_t moved;				/* bytes read so far: bulk turns splice on */
 };
 
 struct relay {
@@ -147,6 +159,8 @@ void relay_accept(struct worker *w, struct wlistener *l, int cfd)
 	r->set = backend_set_get(l->set);
 	r->cap = (uint32_t)r->set->conf->max_buffer;
 	r->last_active_ms = now_ms();
+	r->c2u.pipe[0] = r->c2u.pipe[1] = -1;
+	r->u2c.pipe[0] = r->u2c.pipe[1] = -1;
 	set_nodelay(cfd);
 
 	event_assign(&r->cr, w->base, cfd, EV_READ | EV_PERSIST, on_client_read, r);
@@ -374,6 +388,53 @@ static void dir_release(struct relay *r, struct relay_dir *d)
 	d->start = d->end = 0;
 }
 
+/* Give the pipe back (relay closing). A pipe with bytes in it is closed. */
+static void dir_unsplice(struct relay *r, struct relay_dir *d)
+{
+	if (d->pipe[0] < 0)
+		return;
+	worker_pipe_put(r->w, d->pipe, d->piped == 0);
+	d->pipe[0] = d->pipe[1] = -1;
+	d->piped = 0;
+}
+
+/* Move what sits in the pipe to fd. false on a fatal write error. */
+static bool dir_flush_pipe(struct relay_dir *d, int fd)
+{
+	while (d->piped) {
+		ssize_t n = splice(d->pipe[0], NULL, fd, NULL, d->piped,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN || errno == EWOULDBLOCK;
+		}
+		d->piped -= (uint32_t)n;
+	}
+	return true;
+}
+
+/* Read from from_fd into the pipe and on to to_fd. Like dir_pump(). */
+static ssize_t dir_pump_splice(struct relay_dir *d, int from_fd, int to_fd, bool *write_failed)
+{
+	if (d->piped) {
+		errno = EAGAIN;	/* one pipe load at a time */
+		return -1;
+	}
+	ssize_t n;
+	do
+		n = splice(from_fd, NULL, d->pipe[1], NULL, SPLICE_CHUNK,
+			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return n;
+	d->piped = (uint32_t)n;
+	d->moved += (uint64_t)n;
+	if (!dir_flush_pipe(d, to_fd))
+		*write_failed = true;
+	return n;
+}
+
 /*
  * Write what is pending in d to fd. Returns false on a fatal write error.
  * Releases the buffer once empty.
@@ -458,6 +519,12 @@ static void relay_client_fin(struct relay *r)
 static void dir_settle(struct relay *r, struct relay_dir *d, int to_fd, struct event *src_read,
 		       struct event *dst_write)
 {
+	if (d->piped) {
+		/* Splicing: wait for the pipe to drain before reading more. */
+		event_add(dst_write, NULL);
+		event_del(src_read);
+		return;
+	}
 	uint32_t pending = d->end - d->start;
 	if (pending) {
 		event_add(dst_write, NULL);
@@ -509,6 +576,19 @@ static ssize_t dir_pump(struct relay *r, struct relay_dir *d, int from_fd, int t
 	struct worker *w = r->w;
 	ssize_t n;
 	*write_failed = false;
+	if (d->pipe[0] < 0 && !d->buf && !r->fr && !d->no_splice && d->moved >= SPLICE_MIN &&
+	    !worker_pipe_get(w, d->pipe))
+		d->no_splice = true;	/* out of pipes: copy */
+	if (d->pipe[0] >= 0) {
+		n = dir_pump_splice(d, from_fd, to_fd, write_failed);
+		if (n < 0 && errno == EINVAL) {
+			/* This socket pair cannot splice: back to copying. */
+			dir_unsplice(r, d);
+			d->no_splice = true;
+			errno = EAGAIN;
+		}
+		return n;
+	}
 	if (d->buf) {
 		/* Something is still pending: append behind it. */
 		if (d->end == r->cap) {
@@ -522,6 +602,7 @@ static ssize_t dir_pump(struct relay *r, struct relay_dir *d, int from_fd, int t
 			return n;
 		relay_track(r, d, d->buf + d->end, (size_t)n);
 		d->end += (uint32_t)n;
+		d->moved += (uint64_t)n;
 		if (!dir_flush(r, d, to_fd))
 			*write_failed = true;
 		return n;
@@ -533,6 +614,7 @@ static ssize_t dir_pump(struct relay *r, struct relay_dir *d, int from_fd, int t
 	if (n <= 0)
 		return n;
 	relay_track(r, d, w->scratch, (size_t)n);
+	d->moved += (uint64_t)n;
 	ssize_t sent = 0;
 	while (sent < n) {
 		ssize_t k = send(to_fd, w->scratch + sent, (size_t)(n - sent), MSG_NOSIGNAL);
@@ -631,7 +713,7 @@ static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
 static void on_client_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
-	if (!dir_flush(r, &r->u2c, r->cfd)) {
+	if (!dir_flush_pipe(&r->u2c, r->cfd) || !dir_flush(r, &r->u2c, r->cfd)) {
 		relay_close(r, RELAY_CLOSE_CLIENT_ERROR);
 		return;
 	}
@@ -655,7 +737,7 @@ static void on_upstream_write(evutil_socket_t fd, short what, void *arg)
 		relay_established(r);
 		return;
 	}
-	if (!dir_flush(r, &r->c2u, r->ufd)) {
+	if (!dir_flush_pipe(&r->c2u, r->ufd) || !dir_flush(r, &r->c2u, r->ufd)) {
 		relay_close(r, RELAY_CLOSE_BACKEND_ERROR);
 		return;
 	}
@@ -720,6 +802,8 @@ static void relay_close(struct relay *r, enum relay_close_reason why)
 	upstream_release(r);
 	dir_release(r, &r->c2u);
 	dir_release(r, &r->u2c);
+	dir_unsplice(r, &r->c2u);
+	dir_unsplice(r, &r->u2c);
 
 	if (r->prev)
 		r->prev->next = r->next;

@@ -12,6 +12,7 @@
 #include "service.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -22,6 +23,8 @@
 #define ACCEPT_PAUSE_MS 100
 #define SCRATCH_LEN (64 * 1024)
 #define BUF_CACHE_MAX 64
+#define PIPE_CACHE_MAX 64
+#define WORKER_PIPE_SIZE (256 * 1024)
 
 static void on_accept(evutil_socket_t fd, short what, void *arg);
 
@@ -227,6 +230,35 @@ void worker_buf_put(struct worker *w, void *buf, size_t size)
 	free(buf);
 }
 
+bool worker_pipe_get(struct worker *w, int p[2])
+{
+	if (w->n_pipes) {
+		w->n_pipes--;
+		p[0] = w->pipes[w->n_pipes][0];
+		p[1] = w->pipes[w->n_pipes][1];
+		return true;
+	}
+	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) {
+		p[0] = p[1] = -1;
+		return false;
+	}
+	/* Larger loads mean fewer splice calls per byte; the default is 64k. */
+	(void)fcntl(p[0], F_SETPIPE_SZ, WORKER_PIPE_SIZE);
+	return true;
+}
+
+void worker_pipe_put(struct worker *w, const int p[2], bool empty)
+{
+	if (empty && w->n_pipes < PIPE_CACHE_MAX) {
+		w->pipes[w->n_pipes][0] = p[0];
+		w->pipes[w->n_pipes][1] = p[1];
+		w->n_pipes++;
+		return;
+	}
+	close(p[0]);
+	close(p[1]);
+}
+
 struct worker *worker_new(unsigned id, unsigned n)
 {
 	struct worker *w = xcalloc(1, sizeof(*w));
@@ -254,6 +286,7 @@ struct worker *worker_new(unsigned id, unsigned n)
 	w->scratch_len = SCRATCH_LEN;
 	w->scratch = xmalloc(w->scratch_len);
 	w->buf_free = xcalloc(BUF_CACHE_MAX, sizeof(*w->buf_free));
+	w->pipes = xcalloc(PIPE_CACHE_MAX, sizeof(*w->pipes));
 	rng_seed(&w->rng, now_us() ^ ((uint64_t)id << 32) ^ (uint64_t)(uintptr_t)w);
 	pool_worker_init(w);
 	return w;
@@ -335,6 +368,11 @@ void worker_join_free(struct worker *w)
 	for (size_t i = 0; i < w->n_buf_free; i++)
 		free(w->buf_free[i]);
 	free(w->buf_free);
+	for (size_t i = 0; i < w->n_pipes; i++) {
+		close(w->pipes[i][0]);
+		close(w->pipes[i][1]);
+	}
+	free(w->pipes);
 	free(w->scratch);
 	pthread_mutex_destroy(&w->inbox_lock);
 	free(w);
