@@ -265,8 +265,10 @@ struct worker *worker_new(unsigned id, unsigned n)
 	w->id = id;
 	w->n_workers = n;
 	struct event_config *ec = event_config_new();
-	/* Each base is used by one thread only: skip libevent's own locking. */
-	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+	/* Each base is used by one thread only: skip libevent's own locking.
+	 * The changelist folds the add/del pairs of one loop turn into one
+	 * epoll_ctl (no fd is dup()ed within a worker, which it cannot handle). */
+	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
 	w->base = event_base_new_with_config(ec);
 	event_config_free(ec);
 	if (!w->base) {
