@@ -60,6 +60,7 @@ struct service {
 	size_t n_checks;
 
 	_Atomic uint64_t rr_next;		/* round_robin position, all workers */
+	_Atomic uint64_t skip_logged_ms;	/* last "not ejected" log line (rate limit) */
 
 	/* Counters. */
 	_Atomic uint64_t conn_total;		/* client connections accepted */

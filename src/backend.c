@@ -90,8 +90,12 @@ void backend_report_failure(struct backend *be, const char *why)
 		log_warn("svc=%s be=%s ejected for %llums (ejection #%u) after %s",
 			 svc->name, be->name, (unsigned long long)(until - now), times, why);
 	} else if (t == HEALTH_T_EJECT_SKIPPED) {
-		log_warn("svc=%s be=%s not ejected: max_ejected_percent=%u reached (%s)",
-			 svc->name, be->name, svc->max_ejected_percent, why);
+		/* A flapping service would say this on every streak: once a second is enough. */
+		uint64_t last = atomic_load_explicit(&svc->skip_logged_ms, memory_order_relaxed);
+		if (now - last >= 1000 &&
+		    atomic_compare_exchange_strong(&svc->skip_logged_ms, &last, now))
+			log_warn("svc=%s be=%s not ejected: max_ejected_percent=%u reached (%s)",
+				 svc->name, be->name, svc->max_ejected_percent, why);
 	} else {
 		log_debug("svc=%s be=%s connect failure: %s", svc->name, be->name, why);
 	}

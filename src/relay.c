@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #define RELAY_MAX_TRIED 8
+#define WEIGHT_SCALE 100		/* balancing weight units per configured weight */
 #define SPLICE_MIN (256 * 1024)		/* bytes a direction moves before it splices */
 #define SPLICE_CHUNK (256 * 1024)	/* at most this much in a pipe at once (its size) */
 
@@ -108,6 +109,7 @@ const char *relay_close_reason_name(enum relay_close_reason r)
 
 static void relay_close(struct relay *r, enum relay_close_reason why);
 static void relay_client_fin(struct relay *r);
+static void relay_upstream_write_failed(struct relay *r);
 static void relay_connect_next(struct relay *r);
 static void on_client_read(evutil_socket_t fd, short what, void *arg);
 static void on_client_write(evutil_socket_t fd, short what, void *arg);
@@ -247,7 +249,14 @@ static struct backend *relay_choose(struct relay *r, uint64_t now)
 		members += member;
 		routable += ok;
 		c[i].active = atomic_load_explicit(&be->active, memory_order_relaxed);
-		c[i].weight = health_slow_start_weight(be->weight,
+		/*
+		 * Weights are scaled up so slow start can ramp even a weight of 1
+		 * (fractions of it); round_robin walks weights slot by slot, so
+		 * it keeps the configured ones.
+		 */
+		uint32_t wt = s->conf->balance == BALANCE_ROUND_ROBIN ? be->weight
+								     : be->weight * WEIGHT_SCALE;
+		c[i].weight = health_slow_start_weight(wt,
 			atomic_load_explicit(&be->serving_since_ms, memory_order_relaxed), now,
 			s->conf->slow_start_ms);
 		c[i].eligible = ok && !was_tried(r, be);
@@ -653,7 +662,7 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
 		r->last_active_ms = now_ms();
 		atomic_fetch_add_explicit(&r->be->bytes_out, (uint64_t)n, memory_order_relaxed);
 		if (wfail) {
-			relay_close(r, RELAY_CLOSE_BACKEND_ERROR);
+			relay_upstream_write_failed(r);
 			return;
 		}
 	} else if (n == 0) {
@@ -722,6 +731,17 @@ static void on_client_write(evutil_socket_t fd, short what, void *arg)
 	relay_maybe_done(r);
 }
 
+/*
+ * Writing to the backend failed. Before its first byte that is a reset of a
+ * fresh connection, which counts against it like a reset seen on read.
+ */
+static void relay_upstream_write_failed(struct relay *r)
+{
+	if (!r->first_byte && !r->reused && (errno == ECONNRESET || errno == EPIPE))
+		backend_report_failure(r->be, "reset before the first byte");
+	relay_close(r, RELAY_CLOSE_BACKEND_ERROR);
+}
+
 static void on_upstream_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
@@ -738,7 +758,7 @@ static void on_upstream_write(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (!dir_flush_pipe(&r->c2u, r->ufd) || !dir_flush(r, &r->c2u, r->ufd)) {
-		relay_close(r, RELAY_CLOSE_BACKEND_ERROR);
+		relay_upstream_write_failed(r);
 		return;
 	}
 	r->last_active_ms = now_ms();

@@ -5,7 +5,7 @@ fixtures in conftest.py; nothing depends on the current directory (paths are
 resolved from this file's location, binaries from $ZKLB_BUILD).
 
   Backend      threaded TCP server (one selector thread): echo, tag, greet, hold,
-               digest, close, rst modes, or a custom protocol class
+               digest, close, rst, http modes, or a custom protocol class
   ClosedPort   a reserved port nobody listens on: connects get RST at once
   Blackhole    a listener whose accept queue is full: connects hang (SYN dropped)
   Zklb         the daemon under test, started from a config dict or YAML string
@@ -25,6 +25,7 @@ import random
 import re
 import resource
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -500,6 +501,31 @@ class ResetAtOnce(Protocol):
         self.conn.reset()
 
 
+class HttpHealth(Protocol):
+    """A health endpoint beside the tag protocol: a request starting with b'GET '
+    gets b'HTTP/1.0 <backend.http_status>' (an empty body) and a close; anything
+    else is answered as by Tag. Set backend.http_status at any time."""
+
+    def on_open(self):
+        self.buf = b""
+        self.tagged = False
+
+    def on_data(self, data):
+        if self.tagged:
+            self.conn.send(data)
+            return
+        self.buf += data
+        if not b"GET ".startswith(self.buf[:4]):
+            self.tagged = True
+            self.conn.send(self.conn.backend.name.encode() + b"\n")
+            return
+        if b"\r\n\r\n" in self.buf:
+            status = self.conn.backend.http_status
+            self.conn.send(f"HTTP/1.0 {status} Status\r\nContent-Length: 0\r\n"
+                           f"Connection: close\r\n\r\n".encode())
+            self.conn.close_after_flush()
+
+
 MODES = {
     "echo": Echo,
     "tag": Tag,
@@ -508,14 +534,17 @@ MODES = {
     "digest": Digest,
     "close": CloseAtOnce,
     "rst": ResetAtOnce,
+    "http": HttpHealth,
 }
 
 
 class Backend:
     """A TCP server on loopback run by one selector thread.
 
-    mode: a name from MODES or a Protocol subclass. Counters (read from any
-    thread): accepts, active, bytes_received. Supports thousands of connections.
+    mode: a name from MODES or a Protocol subclass; it is read at each accept,
+    so assigning b.mode changes how the next connections are served. Counters
+    (read from any thread): accepts, active, bytes_received. http_status: what
+    mode "http" answers health requests with. Supports thousands of connections.
     """
 
     def __init__(self, name="b1", mode="echo", host=LOOPBACK, port=0, backlog=1024):
@@ -526,6 +555,7 @@ class Backend:
         self.backlog = backlog
         self.accepts = 0
         self.bytes_received = 0
+        self.http_status = 200
         self.conns = set()
         self._thread = None
         self._lsock = None
@@ -912,20 +942,18 @@ class Zklb:
             raise ZklbMissing(
                 f"zklb binary not found at {self.binary}; build it first "
                 f"(tests/run builds build-ci; set ZKLB_BUILD to choose the build dir)")
-        nofile = self.nofile
-
-        def preexec():
-            if nofile is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
+        cmd = [str(self.binary), "-c", str(self.config_path)] + self.extra_args
+        if self.nofile is not None:
+            # prlimit sets the limit and execs zklb (same PID). A preexec_fn would
+            # run Python in the child of a multi-threaded process: not safe.
+            cmd = ["prlimit", f"--nofile={self.nofile}:{self.nofile}", "--"] + cmd
         env = dict(os.environ)
         env.update(self.env)
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
-                [str(self.binary), "-c", str(self.config_path)] + self.extra_args,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, preexec_fn=preexec, start_new_session=True)
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=env, start_new_session=True)
         finally:
             log.close()
         self.returncode = None
@@ -1093,6 +1121,10 @@ class Zklb:
     def backend_metric(self, what, service, backend):
         """One per-backend figure: what is a key of METRIC ('active', 'total', ...)."""
         return self.metrics().value(METRIC[what], **backend_labels(service, backend))
+
+    def instances(self, service):
+        """GET /services → {'host:port': instance object} of one service."""
+        return {instance_address(i): i for i in instances_of(self.services()[service])}
 
 
 def run_zklb(args, timeout=10.0, binary=None, env=None):
@@ -1285,3 +1317,480 @@ class Ensemble:
     def cleanup(self):
         for n in self.nodes:
             n.cleanup()
+
+
+# ---------------------------------------------------------------------------
+# Real protocol servers as backends (Nginx HTTP, redis-server, memcached) and a
+# tiny threaded HTTP/1.1 server whose answers can be delayed (used by
+# test_pool.py). Each one counts the connections it accepted, so that a test
+# can compare upstream accepts with client connections; the counts leave out
+# the harness's own status queries. Loopback only; stopped by PID.
+# ---------------------------------------------------------------------------
+
+
+def port_listening(port, host=LOOPBACK):
+    """True once something listens on host:port (read from /proc/net/tcp, so
+    that waiting for a server does not add a connection to its counters)."""
+    want = f"{socket.htonl(int.from_bytes(socket.inet_aton(host), 'big')):08X}:{port:04X}"
+    try:
+        with open("/proc/net/tcp") as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if parts[1] == want and parts[3] == "0A":
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+class SockReader:
+    """Buffered reads from a socket: lines, exact byte counts, HTTP responses,
+    RESP replies. Raises ConnectionError on EOF in the middle of a read."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = bytearray()
+
+    def _fill(self):
+        chunk = self.sock.recv(1 << 16)
+        if not chunk:
+            raise ConnectionError(f"EOF after {len(self.buf)} buffered bytes: "
+                                  f"{bytes(self.buf[:200])!r}")
+        self.buf += chunk
+
+    def line(self, limit=1 << 16):
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                out = bytes(self.buf[:i + 1])
+                del self.buf[:i + 1]
+                return out
+            if len(self.buf) > limit:
+                raise AssertionError(f"line longer than {limit}: {bytes(self.buf[:200])!r}")
+            self._fill()
+
+    def exactly(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def extra(self):
+        """Bytes already here beyond what was read (buffered or queued in the
+        kernel), without waiting: b'' when the peer sent nothing more yet."""
+        out = bytes(self.buf)
+        self.buf.clear()
+        try:
+            out += self.sock.recv(1 << 16, socket.MSG_DONTWAIT | socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return out
+
+    def http_response(self):
+        """One HTTP/1.1 response read by Content-Length → (status, headers, body);
+        header names lower-case."""
+        status_line = self.line()
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+            raise AssertionError(f"not an HTTP status line: {status_line!r}")
+        headers = {}
+        while True:
+            h = self.line()
+            if h in (b"\r\n", b"\n"):
+                break
+            k, _, v = h.decode("latin-1").partition(":")
+            headers[k.strip().lower()] = v.strip()
+        n = int(headers.get("content-length", "0"))
+        return int(parts[1]), headers, self.exactly(n)
+
+    def resp(self):
+        """One RESP2 reply: str for +, Exception-like ('ERR', text) tuple for -,
+        int for :, bytes or None for $, list or None for *."""
+        line = self.line()
+        t, rest = line[:1], line[1:].rstrip(b"\r\n")
+        if t == b"+":
+            return rest.decode()
+        if t == b"-":
+            return ("ERR", rest.decode())
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.exactly(n + 2)
+            return data[:-2]
+        if t == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.resp() for _ in range(n)]
+        raise AssertionError(f"not a RESP reply: {line!r}")
+
+
+def http_request(path, host="zklb-test", close=False):
+    """A GET request for path, HTTP/1.1 keep-alive unless close."""
+    conn = "Connection: close\r\n" if close else ""
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{conn}\r\n".encode()
+
+
+def resp_command(*args):
+    """A RESP2 command (array of bulk strings)."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class ServerProcess:
+    """A real server program on a loopback port, started in its own session and
+    stopped by PID. Subclasses give argv() and stats()."""
+
+    kind = "server"
+    binary = None
+
+    def __init__(self, workdir, port=None, name=None):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.host = LOOPBACK
+        self.port = port or free_port()
+        self.name = name or self.kind
+        self.proc = None
+        self.out_path = self.dir / f"{self.name}.out"
+        self._own_queries = 0
+
+    @property
+    def address(self):
+        return f"{self.host}:{self.port}"
+
+    @property
+    def addr(self):
+        return (self.host, self.port)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.address}>"
+
+    @classmethod
+    def available(cls):
+        return cls.binary is not None and os.path.exists(cls.binary)
+
+    def argv(self):
+        raise NotImplementedError
+
+    def start(self, timeout=10.0):
+        if not self.available():
+            raise RuntimeError(f"{self.binary} not installed")
+        with open(self.out_path, "ab") as out:
+            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not port_listening(self.port, self.host):
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode} at "
+                                     f"start-up:\n{self.out_path.read_text(errors='replace')[-3000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"{self.name} not listening on {self.address} "
+                                     f"after {timeout}s")
+            time.sleep(0.02)
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=5.0):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                self.proc.wait(5)
+            except ProcessLookupError:
+                pass
+        self.proc = None
+
+    def _query(self, payload, until, timeout=5.0):
+        """Send payload on a fresh connection, read until `until` ends the answer."""
+        self._own_queries += 1
+        with socket.create_connection(self.addr, timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(payload)
+            out = b""
+            while not until(out):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        return out
+
+    @property
+    def accepts(self):
+        """Connections accepted since start, the harness's own queries excluded."""
+        return self.stats()["accepts"]
+
+    @property
+    def active(self):
+        """Connections open now, the harness's own query excluded."""
+        return self.stats()["active"]
+
+
+class NginxHTTP(ServerProcess):
+    """Nginx as an HTTP/1.1 keep-alive backend (one worker, access log with
+    $connection). Locations:
+        /r/<id>     200, body "r<id>\\n" (return directive, Content-Length set)
+        /big/<id>   200, the file big.bin (big_size pseudo-random bytes), with
+                    header X-Client: <id>
+        /stub       stub_status (used by stats(); not logged)
+    """
+
+    kind = "nginx"
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+
+    def __init__(self, workdir, port=None, keepalive_timeout="75s", keepalive_requests=1000000,
+                 big_size=1 << 20, name=None):
+        super().__init__(workdir, port, name)
+        self.keepalive_timeout = keepalive_timeout
+        self.keepalive_requests = keepalive_requests
+        (self.dir / "www").mkdir(exist_ok=True)
+        (self.dir / "tmp").mkdir(exist_ok=True)
+        self.big = random_bytes(big_size, seed=big_size)
+        self.big_sha = sha256(self.big)
+        (self.dir / "www" / "big.bin").write_bytes(self.big)
+        self.access_log = self.dir / "access.log"
+        self.conf = self.dir / "nginx.conf"
+        d = self.dir
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        self.conf.write_text(f"""daemon off;
+master_process on;
+{user}worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    log_format conn '$connection $connection_requests $request_uri $status';
+    access_log {self.access_log} conn;
+    keepalive_requests {keepalive_requests};
+    keepalive_timeout {keepalive_timeout};
+    client_body_temp_path {d}/tmp;
+    proxy_temp_path {d}/tmp;
+    fastcgi_temp_path {d}/tmp;
+    uwsgi_temp_path {d}/tmp;
+    scgi_temp_path {d}/tmp;
+    default_type text/plain;
+    server {{
+        listen {self.host}:{self.port} backlog=4096;
+        root {d}/www;
+        location ~ ^/r/(?<cid>[0-9]+)$ {{ return 200 "r$cid\\n"; }}
+        location ~ ^/big/(?<cid>[0-9]+)$ {{
+            add_header X-Client $cid always;
+            try_files /big.bin =404;
+        }}
+        location = /stub {{ stub_status; access_log off; }}
+    }}
+}}
+""")
+
+    def argv(self):
+        return [self.binary, "-p", str(self.dir), "-c", str(self.conf),
+                "-e", str(self.dir / "error.log")]
+
+    def stats(self):
+        """stub_status → {accepts, handled, requests, active, waiting}, without the
+        connections and requests of the harness's own stub queries."""
+        text = self._query(b"GET /stub HTTP/1.1\r\nHost: stub\r\nConnection: close\r\n\r\n",
+                           lambda b: False).decode()
+        m = re.search(r"Active connections:\s*(\d+).*?\n\s*(\d+)\s+(\d+)\s+(\d+).*?"
+                      r"Waiting:\s*(\d+)", text, re.S)
+        if not m:
+            raise AssertionError(f"bad stub_status answer: {text!r}")
+        active, accepts, handled, requests, waiting = map(int, m.groups())
+        q = self._own_queries
+        return {"accepts": accepts - q, "handled": handled - q, "requests": requests - q,
+                "active": active - 1, "waiting": waiting}
+
+    def log_entries(self):
+        """The access log → [(connection serial, request number on it, uri, status)]."""
+        out = []
+        try:
+            text = self.access_log.read_text()
+        except FileNotFoundError:
+            return out
+        for line in text.splitlines():
+            p = line.split()
+            if len(p) == 4:
+                out.append((int(p[0]), int(p[1]), p[2], int(p[3])))
+        return out
+
+
+class RedisServer(ServerProcess):
+    """redis-server without persistence."""
+
+    kind = "redis"
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+    def argv(self):
+        return [self.binary, "--port", str(self.port), "--bind", self.host,
+                "--save", "", "--appendonly", "no", "--dir", str(self.dir),
+                "--protected-mode", "no", "--daemonize", "no", "--maxclients", "10000",
+                "--logfile", str(self.dir / "redis.log")]
+
+    def info(self):
+        raw = self._query(resp_command("INFO"), lambda b: b.count(b"\r\n") >= 2 and
+                          len(b) >= int(b[1:b.index(b"\r\n")]) + b.index(b"\r\n") + 4)
+        out = {}
+        for line in raw.decode().splitlines()[1:]:
+            k, sep, v = line.partition(":")
+            if sep:
+                out[k] = v.strip()
+        return out
+
+    def stats(self):
+        i = self.info()
+        return {"accepts": int(i["total_connections_received"]) - self._own_queries,
+                "active": int(i["connected_clients"]) - 1}
+
+
+class Memcached(ServerProcess):
+    """memcached, text protocol, one thread."""
+
+    kind = "memcached"
+    binary = shutil.which("memcached") or "/usr/bin/memcached"
+
+    def argv(self):
+        user = ["-u", "root"] if os.geteuid() == 0 else []
+        return [self.binary] + user + ["-l", self.host, "-p", str(self.port), "-U", "0",
+                                       "-t", "1", "-c", "8192", "-m", "64"]
+
+    def start(self, timeout=10.0):
+        super().start(timeout)
+        self.stats()  # sets the baseline of the counters
+        return self
+
+    def stats(self):
+        raw = self._query(b"stats\r\n", lambda b: b.endswith(b"END\r\n")).decode()
+        st = {}
+        for line in raw.splitlines():
+            p = line.split()
+            if len(p) == 3 and p[0] == "STAT":
+                st[p[1]] = p[2]
+        if not hasattr(self, "_base"):
+            # total_connections and curr_connections include the listening sockets.
+            self._base = int(st["total_connections"]) - self._own_queries
+            self._base_curr = int(st["curr_connections"]) - 1
+        return {"accepts": int(st["total_connections"]) - self._own_queries - self._base,
+                "active": int(st["curr_connections"]) - 1 - self._base_curr}
+
+
+class TinyHTTP:
+    """A small HTTP/1.1 keep-alive server, one thread per connection:
+        GET /r/<id>            → 200 "r<id>\\n"
+        GET /slow/<ms>/<id>    → the same after <ms> milliseconds
+    Counts accepts, open connections (active) and closes, readable from any
+    thread; requests (paths, in arrival order) for inspection."""
+
+    def __init__(self, host=LOOPBACK, max_conns=256):
+        self.host = host
+        self.max_conns = max_conns
+        self.accepts = 0
+        self.closes = 0
+        self.requests = []
+        self._conns = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ls = socket.socket(socket.AF_INET)
+        self._ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._ls.bind((host, 0))
+        self.port = self._ls.getsockname()[1]
+        self.name = f"tinyhttp:{self.port}"
+        self._threads = []
+
+    @property
+    def address(self):
+        return f"{self.host}:{self.port}"
+
+    @property
+    def active(self):
+        with self._lock:
+            return len(self._conns)
+
+    def start(self):
+        self._ls.listen(128)
+        self._ls.settimeout(0.2)
+        t = threading.Thread(target=self._accept_loop, name=self.name, daemon=True)
+        t.start()
+        self._threads.append(t)
+        return self
+
+    def _accept_loop(self):
+        while not self._stop.is_set():
+            try:
+                s, _ = self._ls.accept()
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.accepts += 1
+                if len(self._conns) >= self.max_conns:
+                    s.close()
+                    self.closes += 1
+                    continue
+                self._conns.add(s)
+            t = threading.Thread(target=self._serve, args=(s,), daemon=True)
+            t.start()
+
+    def _serve(self, s):
+        s.settimeout(0.2)
+        buf = b""
+        try:
+            while not self._stop.is_set():
+                i = buf.find(b"\r\n\r\n")
+                if i < 0:
+                    try:
+                        chunk = s.recv(65536)
+                    except (socket.timeout, TimeoutError):
+                        continue
+                    if not chunk:
+                        return
+                    buf += chunk
+                    continue
+                head, buf = buf[:i], buf[i + 4:]
+                path = head.split(b"\r\n", 1)[0].split()[1].decode()
+                with self._lock:
+                    self.requests.append(path)
+                m = re.fullmatch(r"/slow/(\d+)/(\d+)", path)
+                if m:
+                    self._stop.wait(int(m.group(1)) / 1000.0)
+                    body = f"r{m.group(2)}\n".encode()
+                else:
+                    m = re.fullmatch(r"/r/(\d+)", path)
+                    body = f"r{m.group(1)}\n".encode() if m else b"not found\n"
+                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
+                          b"Content-Type: text/plain\r\n\r\n%s" % (len(body), body))
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._conns.discard(s)
+                self.closes += 1
+            s.close()
+
+    def stop(self):
+        self._stop.set()
+        self._ls.close()
+        with self._lock:
+            conns = list(self._conns)
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for t in self._threads:
+            t.join(2)
