@@ -33,8 +33,9 @@
 bool cache_name_ok(const char *service);
 
 /*
- * Write the view v[0..n) of `service` (read from `source`) to dir.
- * Returns 0, or -errno with a message in err.
+ * Write the view v[0..n) of `service` (read from `source`) to dir, creating
+ * dir (mkdir -p, 0755) if it does not exist. Returns 0, or -errno with a
+ * message in err.
  */
 int cache_save(const char *dir, const char *service, const char *source,
 	       const struct instance *v, size_t n, char *err, size_t errlen);
@@ -60,7 +61,8 @@ struct cache_writer *cache_writer_new(const char *dir);
 /*
  * Queue the view of `service` for writing (everything is copied; returns at
  * once). A queued, not yet written view of the same service is replaced.
- * Failures are logged by the writer thread and counted. Any thread.
+ * Failures are counted, and logged by the writer thread once until the
+ * message changes or a write succeeds. Any thread.
  */
 void cache_writer_put(struct cache_writer *w, const char *service, const char *source,
 		      const struct instance *v, size_t n);

@@ -20,7 +20,10 @@
 #include "worker.h"
 
 struct admin;
+struct announce;
 struct discovery;
+struct overlay;
+struct sync;
 struct zk;
 
 /* One configured listen address, as the control thread remembers it. */
@@ -43,6 +46,12 @@ struct control {
 	struct admin *admin;			/* owned; NULL when disabled */
 	struct zk *zk;				/* owned; NULL without a zookeeper: section */
 	struct discovery *disc;			/* owned */
+	struct announce *announce;		/* owned; NULL without a zookeeper: section */
+	struct sync *sync;			/* owned; NULL without a zookeeper: section */
+	struct overlay *overlay;		/* owned; NULL without zookeeper.config_path */
+	struct config *file_cfg;		/* owned; with an overlay: the file's own config */
+	struct event *withdraw_timer;		/* owned; bounds SIGTERM's wait for deregistration */
+	bool withdrawing;			/* SIGTERM: deregistering; the drain starts after */
 	struct event *sig_hup;			/* owned */
 	struct event *sig_term;			/* owned */
 	struct event *sig_int;			/* owned */

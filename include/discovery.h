@@ -67,7 +67,7 @@ struct discovery_hooks {
 };
 
 struct discovery_stats {
-	enum discovery_state state;
+	enum discovery_state state;	/* now */
 	size_t instances;		/* in the applied view */
 	size_t skipped;			/* children currently skipped (bad, disabled, unusable) */
 	uint64_t updates_total;		/* views delivered (zklb_discovery_updates_total) */

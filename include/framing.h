@@ -68,7 +68,11 @@ void framing_free(struct framing *f);
  */
 void framing_reset(struct framing *f);
 
-/* Account for `len` bytes relayed client -> backend. */
+/*
+ * Account for `len` bytes relayed client -> backend. Feed them when they are
+ * read from the client (no later than they are written to the backend), so
+ * that a reply is never seen before its request.
+ */
 void framing_feed_request(struct framing *f, const char *buf, size_t len);
 
 /* Account for `len` bytes relayed backend -> client. */

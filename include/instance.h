@@ -107,10 +107,10 @@ enum instance_change {
 };
 
 struct instance_diff {
-	size_t added;
-	size_t removed;
-	size_t changed;
-	size_t kept;
+	size_t added;			/* ids only in the new view */
+	size_t removed;			/* ids only in the old view */
+	size_t changed;			/* same id, different endpoint/weight/enabled */
+	size_t kept;			/* same id, same routing fields */
 };
 
 /*
@@ -151,7 +151,7 @@ enum instance_hold_state {
 };
 
 struct instance_guard {
-	enum instance_hold_state state;
+	enum instance_hold_state state;	/* changed only by instance_guard_step */
 	uint64_t hold_until_ms;		/* HOLDING: monotonic ms when the held view may apply */
 	uint64_t holds_total;		/* holds started, for metrics */
 	size_t peak;			/* largest view applied recently (see instance_guard_step) */

@@ -65,4 +65,16 @@ uint64_t rng_next(struct rng *r);
 /* Uniform in [0, n) for n > 0. */
 uint32_t rng_below(struct rng *r, uint32_t n);
 
+/*
+ * Replace the file at path with data[0..len) atomically: a temporary file in
+ * the same directory (".<name>.XXXXXX"), fchmod(mode), fsync, rename over
+ * path, fsync of the directory. A reader sees the old file or the new one,
+ * never a torn one; on failure path is untouched and the temporary file is
+ * gone. Returns 0, or -errno with a message in err (a failed fsync of the
+ * directory is reported too, although the new file is then in place).
+ * Blocking file I/O.
+ */
+int file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
+		      char *err, size_t errlen);
+
 #endif

@@ -78,14 +78,15 @@ struct zk_result {
 	size_t data_len;		/* get: bytes in data */
 	char *const *children;		/* children: child names (not paths), server order */
 	size_t n_children;		/* children: entries in children */
-	const struct Stat *stat;	/* get/exists with rc ZOK: the node's stat; else NULL */
+	const struct Stat *stat;	/* get/exists/create with rc ZOK: the node's stat; else NULL */
+	const char *created;		/* create with rc ZOK: the path made (sequential suffix included) */
 };
 
 /* Completion callback: control thread, exactly once per uncancelled request. */
 typedef void zk_done_fn(void *arg, const struct zk_result *r);
 
 struct zk_stats {
-	enum zk_state state;
+	enum zk_state state;		/* session lifecycle now */
 	uint64_t state_since_ms;	/* monotonic ms of the last transition */
 	uint64_t sessions_total;	/* sessions established */
 	uint64_t disconnects_total;	/* CONNECTED -> DISCONNECTED */
@@ -134,6 +135,27 @@ void zk_get(struct zk *zk, const char *path, bool watch, zk_done_fn *done, void 
 void zk_children(struct zk *zk, const char *path, bool watch, zk_done_fn *done, void *arg);
 void zk_exists(struct zk *zk, const char *path, bool watch, zk_done_fn *done, void *arg);
 
+/*
+ * Asynchronous writes, with the same completion rules as the reads (`done`
+ * may be NULL when the caller does not care; arg is still the cancellation
+ * key). ACLs are open (ZOO_OPEN_ACL_UNSAFE), as Curator's default.
+ *
+ * zk_create: a node at path holding data[0..len) (copied; data NULL = no
+ * data), flags ZOO_PERSISTENT, ZOO_EPHEMERAL, ZOO_PERSISTENT_SEQUENTIAL...
+ * With make_parents, a create that fails with ZNONODE (parent missing)
+ * creates every ancestor as a CONTAINER node — what Curator's
+ * creatingParentContainersIfNeeded() does, so the server removes them once
+ * they empty — and is retried once; the ancestors and the retry are
+ * pipelined on the session, which ZooKeeper runs in order. Ancestors that
+ * already exist are fine. The result's `created` is the path made and
+ * `stat` its stat.
+ *
+ * zk_delete: delete path if its version is `version` (-1: any version).
+ */
+void zk_create(struct zk *zk, const char *path, const void *data, size_t len, int flags,
+	       bool make_parents, zk_done_fn *done, void *arg);
+void zk_delete(struct zk *zk, const char *path, int version, zk_done_fn *done, void *arg);
+
 /* Drop every pending completion registered with arg (call before freeing arg). */
 void zk_cancel(struct zk *zk, void *arg);
 
@@ -150,6 +172,14 @@ const char *zk_state_name(enum zk_state s);
 const char *zk_session_event_name(enum zk_session_event ev);
 /* zerror() with a stable short name for codes we act on ("ZNONODE"...). */
 const char *zk_rc_name(int rc);
+
+/*
+ * Pure: rc says the session or its connection failed the request
+ * (ZCONNECTIONLOSS, ZOPERATIONTIMEOUT, ZSESSIONEXPIRED, ZSESSIONMOVED,
+ * ZCLOSING, ZINVALIDSTATE), not the server's answer about the node: retry
+ * after the next ZK_SESSION_RESUMED or ZK_SESSION_NEW rather than on a timer.
+ */
+bool zk_rc_is_connection(int rc);
 
 /* Pure: whether the session lifecycle allows from -> to. */
 bool zk_transition_allowed(enum zk_state from, enum zk_state to);

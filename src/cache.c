@@ -62,6 +62,27 @@ static int sync_dir(const char *dir)
 	return rc;
 }
 
+/* mkdir -p dir (0755); 0 or -errno. */
+static int make_dirs(const char *dir)
+{
+	char p[4096];
+	size_t n = strlen(dir);
+
+	if (n == 0 || n >= sizeof(p))
+		return -ENAMETOOLONG;
+	memcpy(p, dir, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (p[i] != '/' && p[i] != '\0')
+			continue;
+		p[i] = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		if (i < n)
+			p[i] = '/';
+	}
+	return 0;
+}
+
 int cache_save(const char *dir, const char *service, const char *source,
 	       const struct instance *v, size_t n, char *err, size_t errlen)
 {
@@ -97,6 +118,11 @@ int cache_save(const char *dir, const char *service, const char *source,
 	}
 
 	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && make_dirs(dir) == 0) {
+		/* First write into a cache_dir nobody created yet. */
+		snprintf(tmp, sizeof(tmp), "%s/.%s.json.XXXXXX", dir, service);
+		fd = mkostemp(tmp, O_CLOEXEC);
+	}
 	if (fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "create %s: %s", tmp, strerror(-rc));
@@ -258,19 +284,20 @@ struct cache_job {
 	char *service;			/* owned */
 	char *source;			/* owned */
 	struct instance *v;		/* owned; NULL when n is 0 */
-	size_t n;
+	size_t n;			/* entries in v */
 	struct cache_job *next;		/* queue link */
 };
 
 struct cache_writer {
 	char *dir;			/* owned */
-	pthread_t thread;
+	pthread_t thread;		/* the writer */
 	pthread_mutex_t lock;		/* protects everything below */
 	pthread_cond_t cond;		/* signalled on put and on stop */
 	struct cache_job *jobs;		/* FIFO, at most one per service */
 	bool stop;			/* cache_writer_free() was called */
 	uint64_t written;		/* files written */
 	uint64_t failed;		/* writes that failed */
+	char last_err[512];		/* writer thread only: last failure logged ("" after a success) */
 };
 
 static void job_free(struct cache_job *j)
@@ -299,8 +326,14 @@ static void *writer_main(void *arg)
 		w->jobs = j->next;
 		pthread_mutex_unlock(&w->lock);
 		rc = cache_save(w->dir, j->service, j->source, j->v, j->n, err, sizeof(err));
-		if (rc < 0)
+		/* A full or read-only disk fails every write: say so once, not per change. */
+		if (rc < 0 && strcmp(err, w->last_err) != 0) {
 			log_warn("svc=%s: cache not written: %s", j->service, err);
+			snprintf(w->last_err, sizeof(w->last_err), "%s", err);
+		} else if (rc == 0 && w->last_err[0]) {
+			log_info("svc=%s: cache written again", j->service);
+			w->last_err[0] = '\0';
+		}
 		job_free(j);
 		pthread_mutex_lock(&w->lock);
 		if (rc < 0)

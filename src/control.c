@@ -8,8 +8,11 @@
  */
 #include "control.h"
 #include "admin.h"
+#include "announce.h"
 #include "check.h"
 #include "discovery.h"
+#include "overlay.h"
+#include "sync.h"
 #include "zk.h"
 #include "log.h"
 
@@ -27,6 +30,7 @@
 
 #define TICK_MS 100
 #define LISTEN_BACKLOG 4096
+#define WITHDRAW_WAIT_MS 1000	/* SIGTERM: longest wait for announce's deletes */
 
 static struct listen_entry *find_listen(struct control *c, const char *key)
 {
@@ -424,14 +428,75 @@ static bool control_apply(struct control *c, struct config *cfg)
 	c->n_services = n;
 	free(p.fds);
 	config_ref_put(old_cfg);
+
+	/* announce: and sync: entries (their own reconciliation; nothing here can fail) */
+	if (c->announce)
+		announce_apply(c->announce, cfg->announce, cfg->n_announce);
+	if (c->sync)
+		sync_apply(c->sync, cfg->sync, cfg->n_sync);
 	return true;
 }
+
+/*
+ * ---- zookeeper.config_path -------------------------------------------------
+ * The running configuration is c->file_cfg with the overlay's document laid
+ * over it. A new document is applied like a reload; one that does not
+ * validate (or apply) is rejected as a whole and the running one stays.
+ */
+static void log_config_errors(struct config_errors *errs)
+{
+	for (size_t i = 0; i < errs->n; i++)
+		log_error("%s", errs->msgs[i]);
+	config_errors_free(errs);
+}
+
+static void on_overlay_change(void *arg)
+{
+	struct control *c = arg;
+	struct config_errors errs = { 0 };
+	struct config *cfg;
+
+	if (c->draining) {
+		log_warn("config overlay %s: ignored while draining", overlay_origin(c->overlay));
+		return;
+	}
+	cfg = overlay_compose(c->overlay, c->file_cfg, OVERLAY_LATEST, &errs);
+	if (!cfg) {
+		log_config_errors(&errs);
+		overlay_reject(c->overlay);
+		log_error("config overlay %s rejected: the running configuration stays",
+			  overlay_origin(c->overlay));
+		return;
+	}
+	if (!control_apply(c, cfg)) {
+		config_free(cfg);
+		overlay_reject(c->overlay);
+		log_error("config overlay %s rejected: the running configuration stays",
+			  overlay_origin(c->overlay));
+		return;
+	}
+	overlay_commit(c->overlay);
+	log_info("config overlay %s applied: %zu services", overlay_origin(c->overlay),
+		 c->n_services);
+}
+
+static const struct overlay_hooks overlay_hooks = {
+	.on_change = on_overlay_change,
+};
 
 static void control_reload(struct control *c)
 {
 	struct config_errors errs = { 0 };
 	log_info("reloading %s", c->config_path);
 	struct config *cfg = config_load_file(c->config_path, &errs);
+	struct config *file_cfg = NULL;		/* with an overlay: the new file's own config */
+	if (cfg && c->overlay) {
+		/* The overlay in force goes on top of the re-read file. */
+		file_cfg = cfg;
+		cfg = overlay_compose(c->overlay, file_cfg, OVERLAY_APPLIED, &errs);
+		if (!cfg)
+			config_free(file_cfg);
+	}
 	if (!cfg) {
 		for (size_t i = 0; i < errs.n; i++)
 			log_error("%s", errs.msgs[i]);
@@ -452,17 +517,28 @@ static void control_reload(struct control *c)
 	    (cfg->zookeeper.hosts && strcmp(cfg->zookeeper.hosts, old->zookeeper.hosts) != 0))
 		log_warn("zookeeper.hosts changes need a restart; keeping %s",
 			 old->zookeeper.hosts ? old->zookeeper.hosts : "none");
+	if ((cfg->zookeeper.config_path == NULL) != (old->zookeeper.config_path == NULL) ||
+	    (cfg->zookeeper.config_path &&
+	     strcmp(cfg->zookeeper.config_path, old->zookeeper.config_path) != 0))
+		log_warn("zookeeper.config_path changes need a restart; keeping %s",
+			 old->zookeeper.config_path ? old->zookeeper.config_path : "none");
 	if (!old->zookeeper.hosts && cfg->zookeeper.hosts) {
 		log_error("reload rejected: a zookeeper: section cannot be added without a restart");
 		config_free(cfg);
+		config_free(file_cfg);
 		c->reload_failures++;
 		return;
 	}
 	if (!control_apply(c, cfg)) {
 		config_free(cfg);
+		config_free(file_cfg);
 		c->reload_failures++;
 		log_error("reload rejected: the running configuration stays");
 		return;
+	}
+	if (file_cfg) {
+		config_free(c->file_cfg);
+		c->file_cfg = file_cfg;
 	}
 	c->reloads++;
 	log_info("reload done: %zu services", c->n_services);
@@ -483,14 +559,10 @@ static void control_stop(struct control *c)
 	event_base_loopbreak(c->base);
 }
 
-static void control_drain(struct control *c)
+/* Stop accepting and let open connections finish (after announce's withdraw). */
+static void control_drain_proxy(struct control *c)
 {
-	if (c->draining) {
-		log_warn("second stop signal: closing %u open connections now", live_relays(c));
-		control_stop(c);
-		return;
-	}
-	c->draining = true;
+	c->withdrawing = false;
 	c->drain_deadline_ms = now_ms() + c->cfg->cfg->drain_timeout_ms;
 	for (unsigned i = 0; i < c->n_workers; i++)
 		worker_post_simple(c->workers[i], WORKER_MSG_DRAIN, NULL);
@@ -501,13 +573,54 @@ static void control_drain(struct control *c)
 		 live_relays(c), (unsigned long long)c->cfg->cfg->drain_timeout_ms);
 }
 
+/* announce's deletes are done, or the wait for them is over. */
+static void on_withdrawn(void *arg)
+{
+	struct control *c = arg;
+
+	if (!c->withdrawing)
+		return;
+	evtimer_del(c->withdraw_timer);
+	control_drain_proxy(c);
+}
+
+static void on_withdraw_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	log_warn("announce: deregistration not confirmed within %dms; draining anyway",
+		 WITHDRAW_WAIT_MS);
+	on_withdrawn(arg);
+}
+
+/*
+ * SIGTERM/SIGINT. Announced instances are deleted first and the proxy keeps
+ * serving until that is done (or WITHDRAW_WAIT_MS passed), so callers stop
+ * sending before we stop accepting.
+ */
+static void control_drain(struct control *c)
+{
+	if (c->draining) {
+		log_warn("second stop signal: closing %u open connections now", live_relays(c));
+		control_stop(c);
+		return;
+	}
+	c->draining = true;
+	if (c->announce && !announce_withdraw(c->announce, on_withdrawn, c)) {
+		struct timeval tv = { WITHDRAW_WAIT_MS / 1000, (WITHDRAW_WAIT_MS % 1000) * 1000 };
+		c->withdrawing = true;
+		c->withdraw_timer = evtimer_new(c->base, on_withdraw_timeout, c);
+		evtimer_add(c->withdraw_timer, &tv);
+		return;
+	}
+	control_drain_proxy(c);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct control *c = arg;
 	uint64_t now = now_ms();
 	for (size_t i = 0; i < c->n_services; i++)
 		service_tick(c->services[i], now);
-	if (c->draining) {
+	if (c->draining && !c->withdrawing) {
 		uint32_t left = live_relays(c);
 		if (left == 0) {
 			log_info("drained: exiting");
@@ -565,9 +678,23 @@ struct control *control_new(struct config *cfg, const char *config_path)
 	}
 	if (ok)
 		c->disc = discovery_new(c->base, c->zk, cfg, &discovery_hooks, c);
+	if (ok && c->zk) {
+		c->announce = announce_new(c->base, c->zk);
+		c->sync = sync_new(c->base, c->zk);
+	}
+	if (ok && c->zk && cfg->zookeeper.config_path) {
+		/* Until ZooKeeper answers, the file's configuration runs alone. */
+		struct config_errors errs = { 0 };
+		c->overlay = overlay_new(c->base, c->zk, cfg->zookeeper.config_path, &overlay_hooks, c);
+		c->file_cfg = cfg;
+		cfg = overlay_compose(c->overlay, c->file_cfg, OVERLAY_APPLIED, &errs);
+		if (!cfg) {
+			log_config_errors(&errs);
+			ok = false;
+		}
+	}
 	if (!ok || !control_apply(c, cfg)) {
-		if (ok)
-			config_free(cfg);
+		config_free(cfg);	/* c->file_cfg, if any, goes with control_free */
 		control_free(c);
 		return NULL;
 	}
@@ -613,6 +740,9 @@ void control_free(struct control *c)
 	admin_free(c->admin);
 	if (c->disc)
 		discovery_free(c->disc);
+	overlay_free(c->overlay);
+	announce_free(c->announce);
+	sync_free(c->sync);
 	if (c->zk)
 		zk_free(c->zk);
 	while (c->listens) {
@@ -632,6 +762,9 @@ void control_free(struct control *c)
 	}
 	free(c->services);
 	config_ref_put(c->cfg);
+	config_free(c->file_cfg);
+	if (c->withdraw_timer)
+		event_free(c->withdraw_timer);
 	if (c->sig_hup) {
 		event_free(c->sig_hup);
 		event_free(c->sig_term);

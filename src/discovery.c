@@ -49,19 +49,19 @@ struct member {
 
 struct service {
 	char *name;			/* owned */
-	enum discovery_kind type;
+	enum discovery_kind type;	/* curator, serverset or static */
 	char *path;			/* owned; znode path, no trailing '/'; NULL for static */
 	char *source;			/* owned; cache key "curator:/chroot/path[ tls]" */
 	bool tls;			/* route to ssl_port instead of port */
-	struct instance_guard_params params;
+	struct instance_guard_params params;	/* keep_last_known, collapse_guard/hold */
 	struct discovery *d;		/* ref: owner */
 
-	enum discovery_state state;
-	enum watch_phase phase;
+	enum discovery_state state;	/* public; changed only by state_set */
+	enum watch_phase phase;		/* changed only by phase_set */
 
 	struct member *members;		/* owned; sorted by name */
-	size_t n_members;
-	size_t cap_members;
+	size_t n_members;		/* used entries */
+	size_t cap_members;		/* allocated entries */
 	bool list_inflight;		/* a children request is outstanding */
 	bool relist_wanted;		/* a child event came meanwhile: list again after it */
 	bool exists_inflight;		/* an exists request is outstanding */
@@ -71,11 +71,11 @@ struct service {
 	uint32_t retry_attempt;		/* consecutive retries, drives backoff */
 
 	struct instance *applied;	/* owned; last delivered view, sorted by id */
-	size_t n_applied;
+	size_t n_applied;		/* entries in applied */
 	bool have_applied;		/* something was delivered (even an empty view) */
 	bool initial_pending;		/* applied came from cache/static: deliver on the next turn */
 	struct instance *candidate;	/* owned; the held collapse, or NULL */
-	size_t n_candidate;
+	size_t n_candidate;		/* entries in candidate */
 	struct instance_guard guard;	/* collapse hold state */
 	bool keeping;			/* keep_last_known is refusing an empty view */
 	size_t last_dups;		/* duplicate ids in the last candidate (logged on change) */

@@ -28,17 +28,25 @@ enum zk_op {
 	ZK_OP_GET = 0,
 	ZK_OP_CHILDREN,
 	ZK_OP_EXISTS,
+	ZK_OP_CREATE,
+	ZK_OP_DELETE,
 };
 
 /* One outstanding request. Touched only by the control thread. */
 struct zk_req {
-	enum zk_op op;
+	enum zk_op op;			/* what was asked */
 	char *path;			/* owned */
 	zk_done_fn *done;		/* user completion */
 	void *arg;			/* user argument; also the cancellation key */
 	bool cancelled;			/* zk_cancel() dropped it; free on completion */
+	char *data;			/* create: owned copy of the node's bytes, or NULL */
+	size_t data_len;		/* create: bytes in data */
+	int flags;			/* create: ZOO_EPHEMERAL... */
+	int version;			/* delete: expected version, -1 = any */
+	bool make_parents;		/* create: on ZNONODE, create the ancestors and retry */
+	bool parents_tried;		/* create: the retry with ancestors was sent */
 	struct zk_req *prev;		/* zk->reqs list */
-	struct zk_req *next;
+	struct zk_req *next;		/* zk->reqs list */
 };
 
 enum zk_event_kind {
@@ -49,19 +57,19 @@ enum zk_event_kind {
 
 /* Built on a libzookeeper thread (or on ours for synthetic replies). */
 struct zk_event {
-	enum zk_event_kind kind;
+	enum zk_event_kind kind;	/* what this event carries */
 	uint64_t gen;			/* SESSION/WATCH: handle generation it came from */
 	int state;			/* SESSION: ZOO_*_STATE */
 	int type;			/* WATCH: ZOO_*_EVENT */
-	char *path;			/* WATCH: owned */
+	char *path;			/* WATCH: owned; REPLY create: the path made, owned */
 	struct zk_req *req;		/* REPLY: ref, the request (never dereferenced off-thread) */
 	int rc;				/* REPLY */
 	char *data;			/* REPLY get: owned copy */
-	size_t data_len;
+	size_t data_len;		/* REPLY get: bytes in data */
 	char **children;		/* REPLY children: owned */
-	size_t n_children;
+	size_t n_children;		/* REPLY children: entries */
 	struct Stat stat;		/* REPLY get/exists */
-	bool has_stat;
+	bool has_stat;			/* stat is valid */
 	struct zk_event *next;		/* queue link */
 };
 
@@ -85,13 +93,14 @@ struct zk {
 	char *auth_cert;		/* owned */
 	uint32_t session_timeout_ms;	/* asked of the server */
 
-	enum zk_state state;
+	enum zk_state state;		/* session lifecycle; changed only by zk_set_state */
 	uint64_t state_since_ms;	/* monotonic */
 	zhandle_t *zh;			/* owned; NULL while EXPIRED waits for its retry */
 	struct zk_handle *hctx;		/* owned; context of zh */
 	uint64_t gen;			/* generation of zh; events from older handles are dropped */
 	bool had_session;		/* zh has established its session once */
 	uint32_t attempt;		/* consecutive failed sessions, drives backoff */
+	uint64_t session_up_ms;		/* monotonic ms the current session was established */
 	struct event *retry_ev;		/* owned; EXPIRED -> new handle */
 	struct rng rng;			/* backoff jitter */
 
@@ -102,8 +111,8 @@ struct zk {
 
 	struct zk_req *reqs;		/* outstanding requests */
 	struct zk_listen_entry *listeners;	/* owned array */
-	size_t n_listeners;
-	size_t cap_listeners;
+	size_t n_listeners;		/* used entries */
+	size_t cap_listeners;		/* allocated entries */
 	unsigned dispatching;		/* > 0 while calling listeners */
 
 	struct zk_stats stats;		/* counters; state fields filled on read */
@@ -150,6 +159,12 @@ const char *zk_rc_name(int rc)
 	case ZMARSHALLINGERROR: return "ZMARSHALLINGERROR";
 	}
 	return zerror(rc);
+}
+
+bool zk_rc_is_connection(int rc)
+{
+	return rc == ZCONNECTIONLOSS || rc == ZOPERATIONTIMEOUT || rc == ZSESSIONEXPIRED ||
+	       rc == ZSESSIONMOVED || rc == ZCLOSING || rc == ZINVALIDSTATE;
 }
 
 bool zk_transition_allowed(enum zk_state from, enum zk_state to)
@@ -283,6 +298,38 @@ static void strings_done(int rc, const struct String_vector *sv, const void *dat
 	queue_post(zk, ev);
 }
 
+static void create_done(int rc, const char *value, const struct Stat *stat, const void *data)
+{
+	struct zk *zk;
+	struct zk_event *ev = reply_event(data, rc, &zk);
+
+	if (rc == ZOK) {
+		ev->path = xstrdup(value ? value : "");
+		if (stat) {
+			ev->stat = *stat;
+			ev->has_stat = true;
+		}
+	}
+	queue_post(zk, ev);
+}
+
+static void void_done(int rc, const void *data)
+{
+	struct zk *zk;
+	struct zk_event *ev = reply_event(data, rc, &zk);
+
+	queue_post(zk, ev);
+}
+
+/* Ancestors made for a create: their outcome shows in the create's own result. */
+static void parent_done(int rc, const char *value, const struct Stat *stat, const void *data)
+{
+	(void)rc;
+	(void)value;
+	(void)stat;
+	(void)data;
+}
+
 static void stat_done(int rc, const struct Stat *stat, const void *data)
 {
 	struct zk *zk;
@@ -300,8 +347,10 @@ static void stat_done(int rc, const struct Stat *stat, const void *data)
  * below is necessarily process-wide; it is not a setting. Lines look like
  * "2024-01-01 10:00:00,000:123(0x7f..):ZOO_ERROR@handle_socket_error_msg@...: msg".
  */
+#define ZLOG_WINDOW_MS 60000		/* an outage logs a few lines a minute, not a flood */
+#define ZLOG_LINES 10
 static pthread_mutex_t zlog_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t zlog_window_ms;		/* start of the current 10 s window */
+static uint64_t zlog_window_ms;		/* start of the current window (ZLOG_WINDOW_MS) */
 static unsigned zlog_in_window;		/* lines logged in it */
 static unsigned zlog_suppressed;	/* lines dropped in it */
 
@@ -313,13 +362,13 @@ static void zk_log_line(const char *msg)
 	bool emit;
 
 	pthread_mutex_lock(&zlog_lock);
-	if (now - zlog_window_ms >= 10000) {
+	if (now - zlog_window_ms >= ZLOG_WINDOW_MS) {
 		dropped = zlog_suppressed;
 		zlog_window_ms = now;
 		zlog_in_window = 0;
 		zlog_suppressed = 0;
 	}
-	emit = zlog_in_window < 20;
+	emit = zlog_in_window < ZLOG_LINES;
 	if (emit)
 		zlog_in_window++;
 	else
@@ -473,6 +522,12 @@ static void lose_session(struct zk *zk, const char *why)
 
 	if (zk->state == ZK_EXPIRED || zk->state == ZK_CLOSED)
 		return;
+	/*
+	 * Only a session that lived a while forgives past failures: an auth
+	 * failure comes right after the handshake and must keep backing off.
+	 */
+	if (zk->had_session && now_ms() - zk->session_up_ms >= zk->session_timeout_ms)
+		zk->attempt = 0;
 	close_handle(zk);
 	zk_set_state(zk, ZK_EXPIRED, why);
 	notify_session(zk, ZK_SESSION_EXPIRED);
@@ -539,8 +594,9 @@ static void on_session_event(struct zk *zk, int state)
 
 		if (zk->state == ZK_CONNECTED)
 			return;
+		if (fresh)
+			zk->session_up_ms = now_ms();
 		zk->had_session = true;
-		zk->attempt = 0;
 		zk->stats.session_id = cid ? cid->client_id : 0;
 		zk->stats.negotiated_timeout_ms = (uint32_t)zoo_recv_timeout(zk->zh);
 		if (!zk_set_state(zk, ZK_CONNECTED, fresh ? "session established" : "same session"))
@@ -593,6 +649,7 @@ static void req_unlink(struct zk *zk, struct zk_req *req)
 static void req_free(struct zk_req *req)
 {
 	free(req->path);
+	free(req->data);
 	free(req);
 }
 
@@ -606,6 +663,37 @@ static void zk_event_free(struct zk_event *ev)
 	free(ev);
 }
 
+static int req_send(struct zk *zk, struct zk_req *req, bool watch);
+static void complete_later(struct zk *zk, struct zk_req *req, int rc);
+
+/*
+ * A create whose parent is missing: send a create of every ancestor (as a
+ * container) followed by the create itself again. The session runs them in
+ * order, so the retry sees the ancestors. true when the retry is on its way.
+ */
+static bool retry_with_parents(struct zk *zk, struct zk_req *req)
+{
+	const char *p = req->path;
+	int rc;
+
+	if (req->op != ZK_OP_CREATE || !req->make_parents || req->parents_tried ||
+	    req->cancelled || !zk->zh || zk->state == ZK_CLOSED)
+		return false;
+	req->parents_tried = true;
+	for (const char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
+		char *anc = strndup(p, (size_t)(s - p));
+		if (!anc)
+			break;
+		zoo_acreate2(zk->zh, anc, NULL, -1, &ZOO_OPEN_ACL_UNSAFE, ZOO_CONTAINER,
+			     parent_done, NULL);
+		free(anc);
+	}
+	rc = req_send(zk, req, false);
+	if (rc != ZOK)
+		complete_later(zk, req, rc);
+	return true;
+}
+
 static void on_reply(struct zk *zk, struct zk_event *ev)
 {
 	struct zk_req *req = ev->req;
@@ -617,10 +705,13 @@ static void on_reply(struct zk *zk, struct zk_event *ev)
 		.children = ev->children,
 		.n_children = ev->n_children,
 		.stat = ev->has_stat ? &ev->stat : NULL,
+		.created = req->op == ZK_OP_CREATE && ev->rc == ZOK ? ev->path : NULL,
 	};
 
+	if (ev->rc == ZNONODE && retry_with_parents(zk, req))
+		return;
 	req_unlink(zk, req);
-	if (!req->cancelled && zk->state != ZK_CLOSED)
+	if (!req->cancelled && zk->state != ZK_CLOSED && req->done)
 		req->done(req->arg, &r);
 	req_free(req);
 }
@@ -805,46 +896,74 @@ static void complete_later(struct zk *zk, struct zk_req *req, int rc)
 	queue_post(zk, ev);
 }
 
-static void submit(struct zk *zk, enum zk_op op, const char *path, bool watch,
-		   zk_done_fn *done, void *arg)
+/* Hand req to libzookeeper; ZOK when its completion will run. */
+static int req_send(struct zk *zk, struct zk_req *req, bool watch)
 {
-	struct zk_req *req = xcalloc(1, sizeof(*req));
-	struct zk_req_wire *w;
+	struct zk_req_wire *w = xmalloc(sizeof(*w));
 	int rc;
 
-	req->op = op;
-	req->path = xstrdup(path);
-	req->done = done;
-	req->arg = arg;
-	req->next = zk->reqs;
-	if (zk->reqs)
-		zk->reqs->prev = req;
-	zk->reqs = req;
-
-	if (!zk->zh || zk->state == ZK_CLOSED) {
-		complete_later(zk, req, ZINVALIDSTATE);
-		return;
-	}
-	w = xmalloc(sizeof(*w));
 	w->zk = zk;
 	w->req = req;
-	switch (op) {
+	switch (req->op) {
 	case ZK_OP_GET:
 		rc = zoo_aget(zk->zh, req->path, watch, data_done, w);
 		break;
 	case ZK_OP_CHILDREN:
 		rc = zoo_aget_children(zk->zh, req->path, watch, strings_done, w);
 		break;
+	case ZK_OP_CREATE:
+		rc = zoo_acreate2(zk->zh, req->path, req->data,
+				  req->data ? (int)req->data_len : -1, &ZOO_OPEN_ACL_UNSAFE,
+				  req->flags, create_done, w);
+		break;
+	case ZK_OP_DELETE:
+		rc = zoo_adelete(zk->zh, req->path, req->version, void_done, w);
+		break;
 	case ZK_OP_EXISTS:
 	default:
 		rc = zoo_aexists(zk->zh, req->path, watch, stat_done, w);
 		break;
 	}
-	if (rc != ZOK) {
-		/* Not queued by libzookeeper: its completion will never run. */
+	/* Not queued by libzookeeper: its completion will never run. */
+	if (rc != ZOK)
 		free(w);
-		complete_later(zk, req, rc);
+	return rc;
+}
+
+static struct zk_req *req_new(struct zk *zk, enum zk_op op, const char *path, zk_done_fn *done,
+			      void *arg)
+{
+	struct zk_req *req = xcalloc(1, sizeof(*req));
+
+	req->op = op;
+	req->path = xstrdup(path);
+	req->done = done;
+	req->arg = arg;
+	req->version = -1;
+	req->next = zk->reqs;
+	if (zk->reqs)
+		zk->reqs->prev = req;
+	zk->reqs = req;
+	return req;
+}
+
+static void req_submit(struct zk *zk, struct zk_req *req, bool watch)
+{
+	int rc;
+
+	if (!zk->zh || zk->state == ZK_CLOSED) {
+		complete_later(zk, req, ZINVALIDSTATE);
+		return;
 	}
+	rc = req_send(zk, req, watch);
+	if (rc != ZOK)
+		complete_later(zk, req, rc);
+}
+
+static void submit(struct zk *zk, enum zk_op op, const char *path, bool watch,
+		   zk_done_fn *done, void *arg)
+{
+	req_submit(zk, req_new(zk, op, path, done, arg), watch);
 }
 
 void zk_get(struct zk *zk, const char *path, bool watch, zk_done_fn *done, void *arg)
@@ -860,6 +979,30 @@ void zk_children(struct zk *zk, const char *path, bool watch, zk_done_fn *done, 
 void zk_exists(struct zk *zk, const char *path, bool watch, zk_done_fn *done, void *arg)
 {
 	submit(zk, ZK_OP_EXISTS, path, watch, done, arg);
+}
+
+void zk_create(struct zk *zk, const char *path, const void *data, size_t len, int flags,
+	       bool make_parents, zk_done_fn *done, void *arg)
+{
+	struct zk_req *req = req_new(zk, ZK_OP_CREATE, path, done, arg);
+
+	if (data) {
+		/* libzookeeper takes an int length; larger nodes are refused by any server */
+		req->data_len = len > INT32_MAX ? INT32_MAX : len;
+		req->data = xmalloc(req->data_len ? req->data_len : 1);
+		memcpy(req->data, data, req->data_len);
+	}
+	req->flags = flags;
+	req->make_parents = make_parents;
+	req_submit(zk, req, false);
+}
+
+void zk_delete(struct zk *zk, const char *path, int version, zk_done_fn *done, void *arg)
+{
+	struct zk_req *req = req_new(zk, ZK_OP_DELETE, path, done, arg);
+
+	req->version = version;
+	req_submit(zk, req, false);
 }
 
 void zk_cancel(struct zk *zk, void *arg)

@@ -10,7 +10,6 @@ client. Every process is stopped by PID; every wait is bounded.
 
 import json
 import os
-import queue  # noqa: F401  (kept for readers: events are in a list + condition)
 import signal
 import subprocess
 import threading

@@ -227,8 +227,11 @@ def test_backend_reset_before_first_byte_is_survived(backend, zklb):
                 ok += 1
         except OSError:
             pass
-    assert ok >= 50 - 3, f"only {ok} of 50 connections served"
-    assert bad.accepts <= 10
+    # Without ejection round_robin would fail every other connection (25 of 50).
+    # failures_to_eject is 3; ejection may lag a pick or two behind the failure
+    # (it is decided off the data path), hence the margin.
+    assert ok >= 50 - 8, f"only {ok} of 50 connections served"
+    assert bad.accepts <= 8
 
 
 def test_connect_timeout_single_blackholed_backend(blackhole, zklb):

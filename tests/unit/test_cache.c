@@ -260,13 +260,35 @@ static void test_names(void **state)
 	assert_int_equal(count_files(f), 0);
 }
 
+static void test_creates_missing_dir(void **state)
+{
+	struct fixture *f = *state;
+	struct instance v[1] = { mk("a", "h", 1, 0) };
+	struct instance *out = NULL;
+	char p[512], q[600];
+	size_t n;
+
+	snprintf(p, sizeof(p), "%s/missing/deeper", f->dir);
+	assert_int_equal(cache_save(p, "web", SRC, v, 1, f->err, sizeof(f->err)), 0);
+	assert_int_equal(cache_load(p, "web", SRC, &out, &n, NULL, f->err, sizeof(f->err)), 0);
+	assert_int_equal(n, 1);
+	free(out);
+	snprintf(q, sizeof(q), "%s/web.json", p);
+	unlink(q);
+	rmdir(p);
+	snprintf(p, sizeof(p), "%s/missing", f->dir);
+	rmdir(p);
+}
+
 static void test_unwritable_dir(void **state)
 {
 	struct fixture *f = *state;
 	char p[512];
 	struct instance v[1] = { mk("a", "h", 1, 0) };
 
-	snprintf(p, sizeof(p), "%s/missing", f->dir);
+	/* A regular file where a directory should be: nothing can fix that. */
+	write_text(f, "plainfile", "x");
+	snprintf(p, sizeof(p), "%s/plainfile/sub", f->dir);
 	f->err[0] = '\0';
 	assert_true(cache_save(p, "web", SRC, v, 1, f->err, sizeof(f->err)) < 0);
 	assert_true(strlen(f->err) > 0);
@@ -335,6 +357,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_a_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_creates_missing_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unwritable_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_counts, setup, teardown),
