@@ -6,7 +6,10 @@
  */
 #include "admin.h"
 #include "control.h"
+#include "announce.h"
 #include "discovery.h"
+#include "overlay.h"
+#include "sync.h"
 #include "zk.h"
 #include "log.h"
 
@@ -172,6 +175,23 @@ static void on_services(struct evhttp_request *req, void *arg)
 	for (size_t i = 0; i < c->n_services; i++)
 		json_object_set_new(svcs, c->services[i]->name, service_json(c, i));
 	json_object_set_new(root, "services", svcs);
+	if (c->announce && announce_count(c->announce)) {
+		json_t *arr = json_array();
+		for (size_t i = 0; i < announce_count(c->announce); i++) {
+			struct announce_stats as;
+			announce_stats(c->announce, i, &as);
+			json_t *e = json_object();
+			json_object_set_new(e, "service", json_string(as.service));
+			json_object_set_new(e, "id", json_string(as.id));
+			json_object_set_new(e, "path", json_string(as.path));
+			json_object_set_new(e, "address", json_string(as.address));
+			json_object_set_new(e, "port", json_integer(as.port));
+			json_object_set_new(e, "healthy", json_boolean(as.healthy));
+			json_object_set_new(e, "registered_at_ms", json_integer(as.registered_at_ms));
+			json_array_append_new(arr, e);
+		}
+		json_object_set_new(root, "announce", arr);
+	}
 	char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(root);
 	struct evbuffer *b = evbuffer_new();
@@ -360,6 +380,88 @@ static void metrics_zookeeper(struct evbuffer *b, struct control *c)
 	}
 }
 
+/* announce, sync and the config overlay: one labelled counter family each. */
+static void metrics_zk_clients(struct evbuffer *b, struct control *c)
+{
+	char l1[512], l2[1024];
+	if (c->announce && announce_count(c->announce)) {
+		size_t n = announce_count(c->announce);
+		struct announce_stats *v = xcalloc(n, sizeof(*v));
+		for (size_t i = 0; i < n; i++)
+			announce_stats(c->announce, i, &v[i]);
+		static const struct {
+			const char *name;
+			const char *help;
+			size_t off;
+		} m[] = {
+			{ "zklb_announce_registrations_total", "Announced nodes created.",
+			  offsetof(struct announce_stats, registrations_total) },
+			{ "zklb_announce_deregistrations_total", "Announced nodes deleted.",
+			  offsetof(struct announce_stats, deregistrations_total) },
+			{ "zklb_announce_failures_total", "Creates/deletes that failed.",
+			  offsetof(struct announce_stats, failures_total) },
+			{ "zklb_announce_check_failures_total", "Failed local health checks.",
+			  offsetof(struct announce_stats, check_failures_total) },
+		};
+		for (size_t k = 0; k < ARRAY_SIZE(m); k++) {
+			evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s counter\n", m[k].name, m[k].help, m[k].name);
+			for (size_t i = 0; i < n; i++) {
+				label_escape(l1, sizeof(l1), v[i].service);
+				label_escape(l2, sizeof(l2), v[i].path);
+				evbuffer_add_printf(b, "%s{service=\"%s\",path=\"%s\"} %llu\n", m[k].name, l1, l2,
+						    (unsigned long long)*(const uint64_t *)((const char *)&v[i] + m[k].off));
+			}
+		}
+		HELP(b, "zklb_announce_healthy", "gauge", "1 while the announced service passes its check.");
+		for (size_t i = 0; i < n; i++) {
+			label_escape(l1, sizeof(l1), v[i].service);
+			label_escape(l2, sizeof(l2), v[i].path);
+			evbuffer_add_printf(b, "zklb_announce_healthy{service=\"%s\",path=\"%s\"} %d\n", l1, l2,
+					    v[i].healthy);
+		}
+		free(v);
+	}
+	if (c->sync && sync_count(c->sync)) {
+		size_t n = sync_count(c->sync);
+		struct sync_stats *v = xcalloc(n, sizeof(*v));
+		for (size_t i = 0; i < n; i++)
+			sync_stats(c->sync, i, &v[i]);
+		static const struct {
+			const char *name;
+			const char *help;
+			size_t off;
+		} m[] = {
+			{ "zklb_sync_writes_total", "Files written.", offsetof(struct sync_stats, writes_total) },
+			{ "zklb_sync_removals_total", "Files removed.", offsetof(struct sync_stats, removals_total) },
+			{ "zklb_sync_refused_total", "Nodes refused (over max_size, bad child names).",
+			  offsetof(struct sync_stats, refused_total) },
+			{ "zklb_sync_errors_total", "File or ZooKeeper errors.", offsetof(struct sync_stats, errors_total) },
+			{ "zklb_sync_commands_total", "on_change runs started.", offsetof(struct sync_stats, commands_total) },
+			{ "zklb_sync_command_failures_total", "on_change runs that failed or timed out.",
+			  offsetof(struct sync_stats, command_failures_total) },
+		};
+		for (size_t k = 0; k < ARRAY_SIZE(m); k++) {
+			evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s counter\n", m[k].name, m[k].help, m[k].name);
+			for (size_t i = 0; i < n; i++) {
+				label_escape(l2, sizeof(l2), v[i].path);
+				evbuffer_add_printf(b, "%s{path=\"%s\"} %llu\n", m[k].name, l2,
+						    (unsigned long long)*(const uint64_t *)((const char *)&v[i] + m[k].off));
+			}
+		}
+		free(v);
+	}
+	if (c->overlay) {
+		struct overlay_stats os;
+		overlay_stats(c->overlay, &os);
+		HELP(b, "zklb_config_overlay_applied_total", "counter", "Overlay documents applied.");
+		evbuffer_add_printf(b, "zklb_config_overlay_applied_total %llu\n", (unsigned long long)os.applied_total);
+		HELP(b, "zklb_config_overlay_rejected_total", "counter", "Overlay documents rejected.");
+		evbuffer_add_printf(b, "zklb_config_overlay_rejected_total %llu\n", (unsigned long long)os.rejected_total);
+		HELP(b, "zklb_config_overlay_in_force", "gauge", "1 while an overlay from ZooKeeper applies.");
+		evbuffer_add_printf(b, "zklb_config_overlay_in_force %d\n", os.in_force);
+	}
+}
+
 static void on_metrics(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
@@ -420,6 +522,7 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 				    (unsigned long long)not_reusable[v]);
 
 	metrics_zookeeper(b, c);
+	metrics_zk_clients(b, c);
 	metrics_services(b, c);
 	metrics_backends(b, c);
 	reply(req, 200, "OK", "text/plain; version=0.0.4", b);

@@ -506,22 +506,10 @@ static void control_reload(struct control *c)
 		return;
 	}
 	const struct config *old = c->cfg->cfg;
-	if (cfg->workers != old->workers)
-		log_warn("workers: %u -> %u needs a restart; keeping %u", old->workers,
-			 cfg->workers, c->n_workers);
-	if ((cfg->admin_listen == NULL) != (old->admin_listen == NULL) ||
-	    (cfg->admin_listen && strcmp(cfg->admin_listen, old->admin_listen) != 0))
-		log_warn("admin.listen changes need a restart; keeping %s",
-			 old->admin_listen ? old->admin_listen : "off");
-	if ((cfg->zookeeper.hosts == NULL) != (old->zookeeper.hosts == NULL) ||
-	    (cfg->zookeeper.hosts && strcmp(cfg->zookeeper.hosts, old->zookeeper.hosts) != 0))
-		log_warn("zookeeper.hosts changes need a restart; keeping %s",
-			 old->zookeeper.hosts ? old->zookeeper.hosts : "none");
-	if ((cfg->zookeeper.config_path == NULL) != (old->zookeeper.config_path == NULL) ||
-	    (cfg->zookeeper.config_path &&
-	     strcmp(cfg->zookeeper.config_path, old->zookeeper.config_path) != 0))
-		log_warn("zookeeper.config_path changes need a restart; keeping %s",
-			 old->zookeeper.config_path ? old->zookeeper.config_path : "none");
+	char what[128];
+	if (!config_reloadable(old, cfg, what, sizeof(what)))
+		log_warn("reload: %s changed, which needs a restart: the running value stays, "
+			 "the rest applies", what);
 	if (!old->zookeeper.hosts && cfg->zookeeper.hosts) {
 		log_error("reload rejected: a zookeeper: section cannot be added without a restart");
 		config_free(cfg);
