@@ -9,8 +9,10 @@ Everything a fixture starts is stopped at teardown by PID; a zklb whose log hold
 sanitizer report fails the test; a failed test shows the tail of every zklb log.
 """
 
+import atexit
 import os
 import shutil
+import signal
 
 import pytest
 
@@ -23,6 +25,13 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "zookeeper: needs a real ZooKeeper (Java)")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
     harness.raise_nofile()
+    # If the session is stopped from outside (tests/run's time bound sends SIGTERM),
+    # teardown may not run: kill what the harness started, then exit.
+    def on_term(signum, frame):
+        harness.kill_tracked()
+        os._exit(128 + signum)
+    signal.signal(signal.SIGTERM, on_term)
+    atexit.register(harness.kill_tracked)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

@@ -123,6 +123,41 @@ def wait_until(pred, timeout=5.0, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+# Every process the harness starts, so that none outlives the test session even
+# when pytest itself is stopped (SIGTERM from a time bound): see kill_tracked().
+_tracked = set()
+_tracked_lock = threading.Lock()
+
+
+def track(proc):
+    """Remember a subprocess.Popen for kill_tracked(). Returns proc."""
+    with _tracked_lock:
+        for p in [p for p in _tracked if p.poll() is not None]:
+            _tracked.discard(p)
+        _tracked.add(proc)
+    return proc
+
+
+def kill_tracked():
+    """SIGKILL every tracked process still running, with its process group (the
+    harness starts each in a session of its own). Processes already reaped are
+    skipped, so a recycled PID is never signalled. For emergencies: fixtures stop
+    their processes normally."""
+    with _tracked_lock:
+        procs = [p for p in _tracked if p.poll() is None]
+        _tracked.clear()
+    for p in procs:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
 _given_ports = set()
 _ports_lock = threading.Lock()
 
@@ -954,6 +989,7 @@ class Zklb:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=env, start_new_session=True)
+            track(self.proc)
         finally:
             log.close()
         self.returncode = None
@@ -1214,8 +1250,9 @@ class ZooKeeper:
                "-cp", cp, "org.apache.zookeeper.server.quorum.QuorumPeerMain",
                str(self.cfg_path)]
         with open(self.dir / "zookeeper.out", "ab") as out:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = track(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                               stderr=subprocess.STDOUT,
+                                               start_new_session=True))
         if wait:
             self.wait_ready(timeout)
         return self
@@ -1382,10 +1419,14 @@ class SockReader:
         kernel), without waiting: b'' when the peer sent nothing more yet."""
         out = bytes(self.buf)
         self.buf.clear()
+        timeout = self.sock.gettimeout()
+        self.sock.setblocking(False)  # with a timeout, Python would poll and wait
         try:
-            out += self.sock.recv(1 << 16, socket.MSG_DONTWAIT | socket.MSG_PEEK)
+            out += self.sock.recv(1 << 16, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
             pass
+        finally:
+            self.sock.settimeout(timeout)
         return out
 
     def http_response(self):
