@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -19,6 +20,8 @@ uint64_t now_ms(void);
 uint64_t now_us(void);
 /* Wall clock in milliseconds since the epoch. */
 uint64_t wall_ms(void);
+/* ms as a struct timeval, e.g. for a libevent timer. */
+struct timeval timeval_from_ms(uint64_t ms);
 
 /*
  * Parse a duration such as "250ms", "5s", "2m", "1h", "1.5s" or a bare "0".
@@ -53,6 +56,12 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 
+/*
+ * s is 1..max bytes of POSIX's portable filename character set,
+ * [A-Za-z0-9._-] (service names, cache file names).
+ */
+bool name_is_portable(const char *s, size_t max);
+
 /* Set O_NONBLOCK and FD_CLOEXEC; 0 or -errno. */
 int fd_set_nonblock(int fd);
 
@@ -76,5 +85,13 @@ uint32_t rng_below(struct rng *r, uint32_t n);
  */
 int file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
 		      char *err, size_t errlen);
+
+/*
+ * mkdir -p: create dir and each missing ancestor with mode. Returns 0 (also
+ * when dir already exists), or -errno (-EINVAL for "", -ENAMETOOLONG from
+ * 4096 bytes on).
+ * Blocking file I/O.
+ */
+int dir_make(const char *dir, unsigned mode);
 
 #endif

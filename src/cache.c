@@ -20,65 +20,20 @@
 
 bool cache_name_ok(const char *service)
 {
-	size_t n = strlen(service);
+	return service[0] != '.' && name_is_portable(service, 128);
+}
 
-	if (n == 0 || n > 128 || service[0] == '.')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = service[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '_' || c == '-'))
-			return false;
+/* dir/<service>.json into path; 0, or -errno with a message in err. */
+static int cache_path(const char *dir, const char *service, char *path, size_t len, char *err,
+		      size_t errlen)
+{
+	if (!cache_name_ok(service)) {
+		snprintf(err, errlen, "service name '%s' cannot name a cache file", service);
+		return -EINVAL;
 	}
-	return true;
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* fsync the directory so that the rename itself survives a power cut. */
-static int sync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
-/* mkdir -p dir (0755); 0 or -errno. */
-static int make_dirs(const char *dir)
-{
-	char p[4096];
-	size_t n = strlen(dir);
-
-	if (n == 0 || n >= sizeof(p))
+	if ((size_t)snprintf(path, len, "%s/%s.json", dir, service) >= len) {
+		snprintf(err, errlen, "cache path too long");
 		return -ENAMETOOLONG;
-	memcpy(p, dir, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (p[i] != '/' && p[i] != '\0')
-			continue;
-		p[i] = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		if (i < n)
-			p[i] = '/';
 	}
 	return 0;
 }
@@ -86,20 +41,15 @@ static int make_dirs(const char *dir)
 int cache_save(const char *dir, const char *service, const char *source,
 	       const struct instance *v, size_t n, char *err, size_t errlen)
 {
-	char path[4096], tmp[4096];
+	char path[4096];
 	json_t *root, *arr;
 	char *text;
-	int fd, rc;
+	size_t len;
+	int rc;
 
-	if (!cache_name_ok(service)) {
-		snprintf(err, errlen, "service name '%s' cannot name a cache file", service);
-		return -EINVAL;
-	}
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s.json", dir, service) >= sizeof(path) ||
-	    (size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.json.XXXXXX", dir, service) >= sizeof(tmp)) {
-		snprintf(err, errlen, "cache path too long");
-		return -ENAMETOOLONG;
-	}
+	rc = cache_path(dir, service, path, sizeof(path), err, errlen);
+	if (rc < 0)
+		return rc;
 
 	arr = json_array();
 	for (size_t i = 0; i < n; i++)
@@ -116,42 +66,17 @@ int cache_save(const char *dir, const char *service, const char *source,
 		snprintf(err, errlen, "cannot encode the view");
 		return -ENOMEM;
 	}
+	len = strlen(text);
+	text = xrealloc(text, len + 2);
+	text[len++] = '\n';
+	text[len] = '\0';
 
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT && make_dirs(dir) == 0) {
-		/* First write into a cache_dir nobody created yet. */
-		snprintf(tmp, sizeof(tmp), "%s/.%s.json.XXXXXX", dir, service);
-		fd = mkostemp(tmp, O_CLOEXEC);
-	}
-	if (fd < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "create %s: %s", tmp, strerror(-rc));
-		free(text);
-		return rc;
-	}
-	rc = write_all(fd, text, strlen(text));
-	if (rc == 0)
-		rc = write_all(fd, "\n", 1);
+	rc = file_write_atomic(path, text, len, 0644, err, errlen);
+	/* First write into a cache_dir nobody created yet. */
+	if (rc == -ENOENT && dir_make(dir, 0755) == 0)
+		rc = file_write_atomic(path, text, len, 0644, err, errlen);
 	free(text);
-	if (rc == 0 && fchmod(fd, 0644) < 0)
-		rc = -errno;
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0) {
-		snprintf(err, errlen, "write %s: %s", path, strerror(-rc));
-		unlink(tmp);
-		return rc;
-	}
-	rc = sync_dir(dir);
-	if (rc < 0) {
-		snprintf(err, errlen, "fsync %s: %s", dir, strerror(-rc));
-		return rc;
-	}
-	return 0;
+	return rc;
 }
 
 static int read_file(const char *path, char **out, size_t *len, char *err, size_t errlen)
@@ -205,14 +130,9 @@ int cache_load(const char *dir, const char *service, const char *source,
 
 	*out = NULL;
 	*n_out = 0;
-	if (!cache_name_ok(service)) {
-		snprintf(err, errlen, "service name '%s' cannot name a cache file", service);
-		return -EINVAL;
-	}
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s.json", dir, service) >= sizeof(path)) {
-		snprintf(err, errlen, "cache path too long");
-		return -ENAMETOOLONG;
-	}
+	rc = cache_path(dir, service, path, sizeof(path), err, errlen);
+	if (rc < 0)
+		return rc;
 	rc = read_file(path, &text, &len, err, errlen);
 	if (rc < 0)
 		return rc;

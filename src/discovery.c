@@ -1,15 +1,16 @@
 /*
- * discovery — see discovery.h.
+ * discovery — see discovery.h. This file is the per-service view side:
+ * build the candidate view from what the service's zkset read (zkset.h: the
+ * children, their data and the watches), run it through the guard, deliver
+ * it and hand it to the cache writer; plus static services, the cache read at
+ * start and the public state.
  *
  * Per service, two lifecycles, each with one transition function:
- *   - the watch phase (enum watch_phase, phase_set): what we are waiting for
- *     from ZooKeeper;
+ *   - the zkset's phase (zkset.h): what we are waiting for from ZooKeeper;
  *   - the public state (enum discovery_state, state_set): what the owner is
  *     told and the admin API shows.
- * A sync is: children (watch) -> data of every new or stale child (watch)
- * -> when nothing is outstanding, build the candidate view -> guard ->
- * deliver. Watch events restart the relevant part; completions find their
- * child again by path, so a child removed meanwhile is simply ignored.
+ * One zk listener serves every service: session events move both, watch
+ * events go to each service's zkset.
  */
 #include "discovery.h"
 
@@ -23,52 +24,20 @@
 #include "log.h"
 #include "util.h"
 #include "zk.h"
+#include "zkset.h"
 
-#define RETRY_BASE_MS 1000
-#define RETRY_CAP_MS 60000
 #define DIFF_LOG_LINES 20		/* per-instance lines logged per change, then a summary */
-
-enum watch_phase {
-	PHASE_IDLE = 0,			/* no session, or not a ZooKeeper service: nothing asked */
-	PHASE_SYNCING,			/* children or data reads outstanding */
-	PHASE_ABSENT,			/* the path does not exist; an exists watch waits for it */
-	PHASE_SYNCED,			/* everything read; the candidate went through the guard */
-	PHASE_BACKOFF,			/* the path could not be read (ACL...); retry timer armed */
-};
-
-struct member {
-	char *name;			/* owned; child znode name */
-	bool loaded;			/* its data was read at least once */
-	bool stale;			/* must be read again (new session, failed read) */
-	enum instance_decode verdict;	/* of the last read */
-	struct instance inst;		/* verdict OK or DISABLED */
-	char reason[INSTANCE_REASON_MAX];	/* verdict DISABLED or BAD */
-	int32_t version;		/* znode data version of the last read; -1 unknown */
-	int32_t logged_version;		/* version whose skip was logged and counted; INT32_MIN none */
-};
 
 struct service {
 	char *name;			/* owned */
 	enum discovery_kind type;	/* curator, serverset or static */
-	char *path;			/* owned; znode path, no trailing '/'; NULL for static */
-	char *source;			/* owned; cache key "curator:/chroot/path[ tls]" */
+	char *source;			/* owned; cache key "curator:/chroot/path[ tls]"; NULL for static */
 	bool tls;			/* route to ssl_port instead of port */
 	struct instance_guard_params params;	/* keep_last_known, collapse_guard/hold */
 	struct discovery *d;		/* ref: owner */
 
 	enum discovery_state state;	/* public; changed only by state_set */
-	enum watch_phase phase;		/* changed only by phase_set */
-
-	struct member *members;		/* owned; sorted by name */
-	size_t n_members;		/* used entries */
-	size_t cap_members;		/* allocated entries */
-	bool list_inflight;		/* a children request is outstanding */
-	bool relist_wanted;		/* a child event came meanwhile: list again after it */
-	bool exists_inflight;		/* an exists request is outstanding */
-	unsigned reads_inflight;	/* get requests outstanding */
-	bool needs_resync;		/* a request failed on the connection: re-read on resume */
-	bool sync_errors;		/* a non-connection error happened in this sync */
-	uint32_t retry_attempt;		/* consecutive retries, drives backoff */
+	struct zkset *set;		/* owned; reads path (curator, serverset) */
 
 	struct instance *applied;	/* owned; last delivered view, sorted by id */
 	size_t n_applied;		/* entries in applied */
@@ -81,7 +50,6 @@ struct service {
 	size_t last_dups;		/* duplicate ids in the last candidate (logged on change) */
 
 	struct event *hold_ev;		/* owned; fires at guard.hold_until_ms */
-	struct event *retry_ev;		/* owned; backoff -> resync */
 	struct event *kick_ev;		/* owned; deferred first delivery */
 
 	struct discovery_stats stats;	/* counters; state and instances kept current */
@@ -103,9 +71,6 @@ struct discovery {
 	struct rng rng;			/* retry jitter */
 };
 
-static void resync(struct service *s, const char *why);
-static void maybe_publish(struct service *s);
-
 /* ---------- names, lifecycles ---------- */
 
 const char *discovery_state_name(enum discovery_state st)
@@ -117,47 +82,6 @@ const char *discovery_state_name(enum discovery_state st)
 	case DISCOVERY_DISCONNECTED: return "disconnected";
 	}
 	return "?";
-}
-
-static const char *phase_name(enum watch_phase p)
-{
-	switch (p) {
-	case PHASE_IDLE: return "idle";
-	case PHASE_SYNCING: return "syncing";
-	case PHASE_ABSENT: return "absent";
-	case PHASE_SYNCED: return "synced";
-	case PHASE_BACKOFF: return "backoff";
-	}
-	return "?";
-}
-
-static bool phase_allowed(enum watch_phase from, enum watch_phase to)
-{
-	switch (from) {
-	case PHASE_IDLE:
-		return to == PHASE_SYNCING || to == PHASE_BACKOFF;
-	case PHASE_SYNCING:
-	case PHASE_ABSENT:
-	case PHASE_SYNCED:
-		return true;
-	case PHASE_BACKOFF:
-		return to == PHASE_SYNCING || to == PHASE_IDLE;
-	}
-	return false;
-}
-
-static void phase_set(struct service *s, enum watch_phase to, const char *why)
-{
-	if (s->phase == to)
-		return;
-	if (!phase_allowed(s->phase, to)) {
-		log_error("svc=%s: refused watch transition %s -> %s (%s)", s->name,
-			  phase_name(s->phase), phase_name(to), why);
-		return;
-	}
-	log_debug("svc=%s: watch %s -> %s (%s)", s->name, phase_name(s->phase), phase_name(to),
-		  why);
-	s->phase = to;
 }
 
 static bool state_allowed(enum discovery_state from, enum discovery_state to)
@@ -197,75 +121,6 @@ static bool is_zk_service(const struct service *s)
 	return s->type == DISCOVERY_CURATOR || s->type == DISCOVERY_SERVERSET;
 }
 
-static bool conn_error(int rc)
-{
-	return rc == ZCONNECTIONLOSS || rc == ZOPERATIONTIMEOUT || rc == ZSESSIONEXPIRED ||
-	       rc == ZCLOSING || rc == ZINVALIDSTATE || rc == ZSESSIONMOVED;
-}
-
-static char *child_path(const struct service *s, const char *name)
-{
-	size_t a = strlen(s->path), b = strlen(name);
-	bool root = strcmp(s->path, "/") == 0;
-	char *p = xmalloc(a + b + 2);
-
-	if (root)
-		snprintf(p, b + 2, "/%s", name);
-	else
-		snprintf(p, a + b + 2, "%s/%s", s->path, name);
-	return p;
-}
-
-/* The child name when path is a direct child of s->path, else NULL. */
-static const char *child_name(const struct service *s, const char *path)
-{
-	size_t a = strcmp(s->path, "/") == 0 ? 0 : strlen(s->path);
-	const char *name;
-
-	if (strncmp(path, s->path, a) != 0 || path[a] != '/')
-		return NULL;
-	name = path + a + 1;
-	if (!*name || strchr(name, '/'))
-		return NULL;
-	return name;
-}
-
-static bool wanted_child(const struct service *s, const char *name)
-{
-	return s->type != DISCOVERY_SERVERSET || strncmp(name, "member_", 7) == 0;
-}
-
-static long member_find(const struct service *s, const char *name)
-{
-	size_t lo = 0, hi = s->n_members;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(s->members[mid].name, name);
-		if (c == 0)
-			return (long)mid;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -1;
-}
-
-static void member_remove(struct service *s, size_t i)
-{
-	free(s->members[i].name);
-	memmove(&s->members[i], &s->members[i + 1], (s->n_members - i - 1) * sizeof(*s->members));
-	s->n_members--;
-}
-
-static void members_clear(struct service *s)
-{
-	for (size_t i = 0; i < s->n_members; i++)
-		free(s->members[i].name);
-	s->n_members = 0;
-}
-
 static bool views_equal(const struct instance *a, size_t na, const struct instance *b, size_t nb)
 {
 	if (na != nb)
@@ -285,233 +140,6 @@ static void candidate_drop(struct service *s)
 	s->guard.state = INSTANCE_HOLD_IDLE;
 	s->stats.holding = false;
 	evtimer_del(s->hold_ev);
-}
-
-static void schedule_retry(struct service *s)
-{
-	struct timeval tv;
-	uint64_t delay;
-
-	if (evtimer_pending(s->retry_ev, NULL))
-		return;
-	delay = zk_backoff_ms(s->retry_attempt + 1, RETRY_BASE_MS, RETRY_CAP_MS,
-			      rng_next(&s->d->rng));
-	s->retry_attempt++;
-	tv.tv_sec = (time_t)(delay / 1000);
-	tv.tv_usec = (suseconds_t)((delay % 1000) * 1000);
-	evtimer_add(s->retry_ev, &tv);
-	log_info("svc=%s: retrying in %llums", s->name, (unsigned long long)delay);
-}
-
-/* A request failed. Connection trouble waits for the session; the rest backs off. */
-static void read_failed(struct service *s, int rc, const char *path, bool whole_service)
-{
-	if (conn_error(rc)) {
-		s->needs_resync = true;
-		/* No session event will follow if the session is up: retry ourselves. */
-		if (s->d->zk && zk_state(s->d->zk) == ZK_CONNECTED)
-			schedule_retry(s);
-		return;
-	}
-	s->stats.errors_total++;
-	s->sync_errors = true;
-	if (rc == ZNOAUTH)
-		log_error("svc=%s: no permission to read %s (ZNOAUTH): check its ACL and "
-			  "zookeeper.auth", s->name, path);
-	else
-		log_error("svc=%s: reading %s failed: %s", s->name, path, zk_rc_name(rc));
-	if (whole_service)
-		phase_set(s, PHASE_BACKOFF, zk_rc_name(rc));
-	schedule_retry(s);
-}
-
-/* ---------- requests and completions ---------- */
-
-static void list_done(void *arg, const struct zk_result *r);
-static void get_done(void *arg, const struct zk_result *r);
-static void exists_done(void *arg, const struct zk_result *r);
-
-static void issue_list(struct service *s)
-{
-	s->list_inflight = true;
-	zk_children(s->d->zk, s->path, true, list_done, s);
-}
-
-static void issue_get(struct service *s, struct member *m)
-{
-	char *p = child_path(s, m->name);
-
-	m->stale = false;
-	s->reads_inflight++;
-	zk_get(s->d->zk, p, true, get_done, s);
-	free(p);
-}
-
-/* A child or existence event: list again (coalesced to one outstanding list). */
-static void relist(struct service *s, const char *why)
-{
-	if (s->phase == PHASE_IDLE || s->phase == PHASE_BACKOFF)
-		return;
-	if (s->list_inflight) {
-		s->relist_wanted = true;
-		return;
-	}
-	phase_set(s, PHASE_SYNCING, why);
-	issue_list(s);
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Replace the member table by the listed children; read new and stale ones. */
-static void merge_children(struct service *s, char *const *children, size_t n)
-{
-	const char **names = xcalloc(n ? n : 1, sizeof(*names));
-	struct member *old = s->members;
-	size_t n_old = s->n_members, k = 0, i = 0, j = 0;
-	struct member *next;
-
-	for (size_t x = 0; x < n; x++) {
-		if (wanted_child(s, children[x]))
-			names[k++] = children[x];
-	}
-	qsort(names, k, sizeof(*names), cmp_str);
-	next = xcalloc(k ? k : 1, sizeof(*next));
-	s->members = next;
-	s->n_members = 0;
-	s->cap_members = k ? k : 1;
-	while (i < n_old || j < k) {
-		int c = i == n_old ? 1 : j == k ? -1 : strcmp(old[i].name, names[j]);
-		if (c < 0) {
-			free(old[i].name);	/* gone */
-			i++;
-		} else if (c > 0) {
-			struct member *m = &next[s->n_members++];
-			memset(m, 0, sizeof(*m));
-			m->name = xstrdup(names[j]);
-			m->version = -1;
-			m->logged_version = INT32_MIN;
-			m->stale = true;
-			j++;
-		} else {
-			next[s->n_members++] = old[i];
-			i++;
-			j++;
-		}
-	}
-	free(old);
-	free(names);
-	for (size_t x = 0; x < s->n_members; x++) {
-		if (s->members[x].stale)
-			issue_get(s, &s->members[x]);
-	}
-}
-
-static void list_done(void *arg, const struct zk_result *r)
-{
-	struct service *s = arg;
-
-	s->list_inflight = false;
-	if (r->rc == ZOK) {
-		merge_children(s, r->children, r->n_children);
-		if (s->relist_wanted) {
-			s->relist_wanted = false;
-			issue_list(s);
-		}
-	} else if (r->rc == ZNONODE) {
-		s->relist_wanted = false;
-		members_clear(s);
-		s->exists_inflight = true;
-		zk_exists(s->d->zk, s->path, true, exists_done, s);
-	} else {
-		read_failed(s, r->rc, s->path, true);
-	}
-	maybe_publish(s);
-}
-
-static void exists_done(void *arg, const struct zk_result *r)
-{
-	struct service *s = arg;
-
-	s->exists_inflight = false;
-	if (r->rc == ZOK) {
-		relist(s, "path appeared");
-	} else if (r->rc == ZNONODE) {
-		if (s->phase != PHASE_ABSENT)
-			log_info("svc=%s: %s does not exist; waiting for it", s->name, s->path);
-		members_clear(s);
-		phase_set(s, PHASE_ABSENT, "path missing");
-	} else {
-		read_failed(s, r->rc, s->path, true);
-	}
-	maybe_publish(s);
-}
-
-/* Log and count a skipped child once per version of its data. */
-static void note_skip(struct service *s, struct member *m)
-{
-	if (m->logged_version == m->version)
-		return;
-	m->logged_version = m->version;
-	if (m->verdict == INSTANCE_BAD) {
-		s->stats.bad_instances_total++;
-		log_warn("svc=%s node=%s skipped: %s", s->name, m->name, m->reason);
-	} else {
-		log_info("svc=%s node=%s not routed: %s", s->name, m->name, m->reason);
-	}
-}
-
-static void get_done(void *arg, const struct zk_result *r)
-{
-	struct service *s = arg;
-	const char *name = child_name(s, r->path);
-	long i = name ? member_find(s, name) : -1;
-	struct member *m;
-
-	if (s->reads_inflight)
-		s->reads_inflight--;
-	if (i < 0) {
-		maybe_publish(s);	/* removed meanwhile */
-		return;
-	}
-	m = &s->members[i];
-	if (r->rc == ZOK) {
-		m->loaded = true;
-		m->version = r->stat ? r->stat->version : -1;
-		if (s->type == DISCOVERY_SERVERSET)
-			m->verdict = instance_decode_serverset(r->data, r->data_len, &m->inst,
-							       m->reason, sizeof(m->reason));
-		else
-			m->verdict = instance_decode_curator(m->name, r->data, r->data_len,
-							     &m->inst, m->reason,
-							     sizeof(m->reason));
-		if (m->verdict == INSTANCE_OK) {
-			uint16_t port = s->tls ? m->inst.ssl_port : m->inst.port;
-			if (port == 0) {
-				m->verdict = INSTANCE_BAD;
-				snprintf(m->reason, sizeof(m->reason), "%s",
-					 s->tls ? "no sslPort, and the service uses tls"
-						: "no port (only sslPort), and the service has no tls");
-			}
-		}
-		if (m->verdict != INSTANCE_OK)
-			note_skip(s, m);
-	} else if (r->rc == ZNONODE) {
-		member_remove(s, (size_t)i);
-	} else if (r->rc == ZNOAUTH) {
-		/* One unreadable child costs that child, not the service. */
-		m->loaded = true;
-		m->verdict = INSTANCE_BAD;
-		snprintf(m->reason, sizeof(m->reason), "no read permission (ACL)");
-		note_skip(s, m);
-		read_failed(s, r->rc, r->path, false);
-	} else {
-		m->stale = true;
-		read_failed(s, r->rc, r->path, false);
-	}
-	maybe_publish(s);
 }
 
 /* ---------- views: build, guard, deliver ---------- */
@@ -571,9 +199,9 @@ static void apply(struct service *s, struct instance *view, size_t n)
 
 static void arm_hold(struct service *s, uint64_t now)
 {
-	uint64_t left = s->guard.hold_until_ms > now ? s->guard.hold_until_ms - now : 0;
-	struct timeval tv = { .tv_sec = (time_t)(left / 1000),
-			      .tv_usec = (suseconds_t)((left % 1000) * 1000) };
+	struct timeval tv = timeval_from_ms(s->guard.hold_until_ms > now
+						    ? s->guard.hold_until_ms - now
+						    : 0);
 
 	evtimer_add(s->hold_ev, &tv);
 }
@@ -636,25 +264,21 @@ static void evaluate(struct service *s, struct instance *view, size_t n)
 	}
 }
 
-/* When nothing is outstanding, turn the member table into a candidate view. */
-static void maybe_publish(struct service *s)
+/* The zkset read everything: turn its members into a candidate view. */
+static void on_settled(void *arg)
 {
+	struct service *s = arg;
+	const struct zkset_member *members;
 	struct instance *view;
-	size_t n = 0, dups = 0, skipped = 0;
+	size_t n_members, n = 0, dups = 0, skipped = 0;
 
-	if (s->dead || s->list_inflight || s->relist_wanted || s->exists_inflight ||
-	    s->reads_inflight)
+	if (s->dead)
 		return;
-	if (s->phase != PHASE_SYNCING && s->phase != PHASE_SYNCED && s->phase != PHASE_ABSENT)
-		return;
-	for (size_t i = 0; i < s->n_members; i++) {
-		if (!s->members[i].loaded)
-			return;		/* a first read failed: wait for the resync */
-	}
-	view = xcalloc(s->n_members ? s->n_members : 1, sizeof(*view));
-	for (size_t i = 0; i < s->n_members; i++) {
-		if (s->members[i].verdict == INSTANCE_OK)
-			view[n++] = s->members[i].inst;
+	members = zkset_members(s->set, &n_members);
+	view = xcalloc(n_members ? n_members : 1, sizeof(*view));
+	for (size_t i = 0; i < n_members; i++) {
+		if (members[i].verdict == INSTANCE_OK)
+			view[n++] = members[i].inst;
 		else
 			skipped++;
 	}
@@ -677,16 +301,16 @@ static void maybe_publish(struct service *s)
 		s->last_dups = dups;
 	}
 	s->stats.skipped = skipped + dups;
-	if (s->phase == PHASE_SYNCING)
-		phase_set(s, PHASE_SYNCED, "all read");
-	if (!s->sync_errors)
-		s->retry_attempt = 0;
 	evaluate(s, view, n);
 	if (s->dead)
 		return;
-	if (s->d->zk && zk_state(s->d->zk) == ZK_CONNECTED && !s->needs_resync)
+	if (s->d->zk && zk_state(s->d->zk) == ZK_CONNECTED && !zkset_needs_resync(s->set))
 		state_set(s, DISCOVERY_CONNECTED, "in sync with ZooKeeper");
 }
+
+static const struct zkset_hooks set_hooks = {
+	.on_settled = on_settled,
+};
 
 /* ---------- timers ---------- */
 
@@ -700,23 +324,6 @@ static void hold_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	log_info("svc=%s: collapse still holds after the hold time", s->name);
 	evaluate(s, s->candidate, s->n_candidate);
-}
-
-static void retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct service *s = arg;
-
-	(void)fd;
-	(void)what;
-	if (s->dead || !s->d->zk)
-		return;
-	if (zk_state(s->d->zk) != ZK_CONNECTED) {
-		/* The session event will resync; leave BACKOFF so it may. */
-		s->needs_resync = true;
-		phase_set(s, PHASE_IDLE, "waiting for the session");
-		return;
-	}
-	resync(s, "retry");
 }
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
@@ -740,33 +347,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 
 static void reap_cb(evutil_socket_t fd, short what, void *arg);
 
-/* ---------- sync control ---------- */
-
-/* Drop every outstanding request of s; their completions never run. */
-static void sync_reset(struct service *s)
-{
-	if (s->d->zk)
-		zk_cancel(s->d->zk, s);
-	evtimer_del(s->retry_ev);
-	s->list_inflight = false;
-	s->relist_wanted = false;
-	s->exists_inflight = false;
-	s->reads_inflight = 0;
-	s->sync_errors = false;
-}
-
-/* Forget what is in flight and read everything again (watches re-armed). */
-static void resync(struct service *s, const char *why)
-{
-	if (!is_zk_service(s) || !s->d->zk || s->dead)
-		return;
-	sync_reset(s);
-	s->needs_resync = false;
-	for (size_t i = 0; i < s->n_members; i++)
-		s->members[i].stale = true;
-	phase_set(s, PHASE_SYNCING, why);
-	issue_list(s);
-}
+/* ---------- the session, for every service ---------- */
 
 static void on_session(void *arg, enum zk_session_event ev)
 {
@@ -778,12 +359,10 @@ static void on_session(void *arg, enum zk_session_event ev)
 			continue;
 		switch (ev) {
 		case ZK_SESSION_NEW:
-			resync(s, "new session");
+			zkset_resync(s->set, "new session");
 			break;
 		case ZK_SESSION_RESUMED:
-			if (s->needs_resync || s->phase == PHASE_IDLE)
-				resync(s, "session resumed");
-			else if (s->phase == PHASE_SYNCED || s->phase == PHASE_ABSENT)
+			if (zkset_resume(s->set))
 				state_set(s, DISCOVERY_CONNECTED, "session resumed");
 			break;
 		case ZK_SESSION_LOST:
@@ -793,11 +372,8 @@ static void on_session(void *arg, enum zk_session_event ev)
 				log_info("svc=%s: dropping the held change: ZooKeeper lost",
 					 s->name);
 			candidate_drop(s);
-			if (ev == ZK_SESSION_EXPIRED) {
-				sync_reset(s);
-				s->needs_resync = true;
-				phase_set(s, PHASE_IDLE, "session expired");
-			}
+			if (ev == ZK_SESSION_EXPIRED)
+				zkset_expire(s->set);
 			state_set(s, DISCOVERY_DISCONNECTED,
 				  ev == ZK_SESSION_LOST ? "ZooKeeper connection lost"
 							: "ZooKeeper session expired");
@@ -811,37 +387,8 @@ static void on_watch(void *arg, enum zk_watch_event ev, const char *path)
 	struct discovery *d = arg;
 
 	for (struct service *s = d->services; s; s = s->next) {
-		const char *name;
-		long i;
-
-		if (!is_zk_service(s) || s->dead || s->phase == PHASE_IDLE ||
-		    s->phase == PHASE_BACKOFF)
-			continue;
-		if (strcmp(path, s->path) == 0) {
-			if (ev != ZK_WATCH_CHANGED)
-				relist(s, ev == ZK_WATCH_CREATED   ? "path created"
-					  : ev == ZK_WATCH_DELETED ? "path deleted"
-								   : "children changed");
-			continue;
-		}
-		name = child_name(s, path);
-		if (!name || !wanted_child(s, name))
-			continue;
-		i = member_find(s, name);
-		if (i < 0)
-			continue;
-		if (ev == ZK_WATCH_CHANGED) {
-			phase_set(s, PHASE_SYNCING, "instance data changed");
-			issue_get(s, &s->members[i]);
-		} else if (ev == ZK_WATCH_DELETED) {
-			/*
-			 * Not published yet: one multi-delete fires one DELETED per
-			 * child, and the guard must see it as one change. The list
-			 * (coalesced) says what is left.
-			 */
-			member_remove(s, (size_t)i);
-			relist(s, "instance deleted");
-		}
+		if (is_zk_service(s) && !s->dead)
+			zkset_watch_event(s->set, ev, path);
 	}
 }
 
@@ -993,8 +540,9 @@ int discovery_watch(struct discovery *d, const struct service_conf *svc)
 		source = source_of(d, svc, path);
 	}
 	if (s) {
+		const char *cur = zkset_path(s->set);
 		bool same = s->type == c->type && s->tls == svc->tls.enabled &&
-			    ((!path && !s->path) || (path && s->path && !strcmp(path, s->path)));
+			    ((!path && !cur) || (path && cur && !strcmp(path, cur)));
 		params_from_conf(&s->params, c);
 		if (same && c->type != DISCOVERY_STATIC) {
 			free(path);
@@ -1002,27 +550,22 @@ int discovery_watch(struct discovery *d, const struct service_conf *svc)
 			return 0;
 		}
 		/* A new source: restart the watch; the last view serves meanwhile. */
-		sync_reset(s);
+		zkset_reset(s->set, "source changed");
 		candidate_drop(s);
-		members_clear(s);
-		if (s->phase != PHASE_IDLE)
-			phase_set(s, PHASE_IDLE, "source changed");
-		free(s->path);
 		free(s->source);
 	} else {
 		s = xcalloc(1, sizeof(*s));
 		s->name = xstrdup(svc->name);
 		s->d = d;
 		s->hold_ev = evtimer_new(d->base, hold_cb, s);
-		s->retry_ev = evtimer_new(d->base, retry_cb, s);
 		s->kick_ev = evtimer_new(d->base, kick_cb, s);
+		s->set = zkset_new(d->base, d->zk, s->name, &d->rng, &set_hooks, s);
 		params_from_conf(&s->params, c);
 		s->next = d->services;
 		d->services = s;
 	}
 	s->type = c->type;
 	s->tls = svc->tls.enabled;
-	s->path = path;
 	s->source = source;
 	s->guard.state = INSTANCE_HOLD_IDLE;
 
@@ -1031,15 +574,13 @@ int discovery_watch(struct discovery *d, const struct service_conf *svc)
 	} else {
 		if (fresh)
 			load_cache(s);
-		s->needs_resync = true;
 		if (!d->zk)
 			log_error("svc=%s: %s discovery needs a zookeeper: section; serving the "
 				  "cache only", s->name, discovery_kind_name(c->type));
-		else if (zk_state(d->zk) == ZK_CONNECTED)
-			resync(s, fresh ? "watch" : "source changed");
-		else if (s->phase != PHASE_IDLE)
-			phase_set(s, PHASE_IDLE, "waiting for the session");
+		zkset_start(s->set, path, c->type == DISCOVERY_SERVERSET, s->tls,
+			    fresh ? "watch" : "source changed");
 	}
+	free(path);
 	if (s->initial_pending) {
 		struct timeval zero = { 0, 0 };
 		evtimer_add(s->kick_ev, &zero);
@@ -1050,14 +591,11 @@ int discovery_watch(struct discovery *d, const struct service_conf *svc)
 static void service_free(struct service *s)
 {
 	event_free(s->hold_ev);
-	event_free(s->retry_ev);
 	event_free(s->kick_ev);
-	members_clear(s);
-	free(s->members);
+	zkset_free(s->set);
 	free(s->applied);
 	free(s->candidate);
 	free(s->name);
-	free(s->path);
 	free(s->source);
 	free(s);
 }
@@ -1087,10 +625,8 @@ void discovery_unwatch(struct discovery *d, const char *service)
 	struct service *s = *pp;
 	*pp = s->next;
 	s->dead = true;
-	if (d->zk)
-		zk_cancel(d->zk, s);
+	zkset_cancel(s->set);
 	evtimer_del(s->hold_ev);
-	evtimer_del(s->retry_ev);
 	evtimer_del(s->kick_ev);
 	/* It may be running one of its own callbacks: free it after this loop turn. */
 	s->next = d->graveyard;
@@ -1121,6 +657,8 @@ bool discovery_stats(const struct discovery *d, const char *service, struct disc
 	if (!s)
 		return false;
 	*out = s->stats;
+	out->bad_instances_total += zkset_bad(s->set);
+	out->errors_total = zkset_errors(s->set);
 	out->state = s->state;
 	out->instances = s->n_applied;
 	return true;

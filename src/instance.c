@@ -407,21 +407,19 @@ void instance_sort(struct instance *v, size_t n)
 		qsort(v, n, sizeof(*v), cmp_id);
 }
 
+static int cmp_key_id(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct instance *)elem)->id);
+}
+
 long instance_find(const struct instance *v, size_t n, const char *id)
 {
-	size_t lo = 0, hi = n;
+	const struct instance *x;
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(v[mid].id, id);
-		if (c == 0)
-			return (long)mid;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -1;
+	if (n == 0)
+		return -1;
+	x = bsearch(id, v, n, sizeof(*v), cmp_key_id);
+	return x ? (long)(x - v) : -1;
 }
 
 bool instance_same(const struct instance *a, const struct instance *b)

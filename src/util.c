@@ -18,25 +18,33 @@
 #include <time.h>
 #include <unistd.h>
 
-uint64_t now_ms(void)
+static uint64_t clock_ns(clockid_t id)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t now_ms(void)
+{
+	return clock_ns(CLOCK_MONOTONIC) / 1000000u;
 }
 
 uint64_t now_us(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	return clock_ns(CLOCK_MONOTONIC) / 1000u;
 }
 
 uint64_t wall_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return clock_ns(CLOCK_REALTIME) / 1000000u;
+}
+
+struct timeval timeval_from_ms(uint64_t ms)
+{
+	struct timeval tv = { .tv_sec = (time_t)(ms / 1000),
+			      .tv_usec = (suseconds_t)((ms % 1000) * 1000) };
+	return tv;
 }
 
 /*
@@ -284,6 +292,21 @@ char *xstrdup(const char *s)
 	return p;
 }
 
+bool name_is_portable(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
 int fd_set_nonblock(int fd)
 {
 	int fl = fcntl(fd, F_GETFL);
@@ -384,4 +407,26 @@ int file_write_atomic(const char *path, const void *data, size_t len, unsigned m
 	if (fd >= 0)
 		close(fd);
 	return rc;
+}
+
+int dir_make(const char *dir, unsigned mode)
+{
+	char p[4096];
+	size_t n = strlen(dir);
+
+	if (n == 0)
+		return -EINVAL;
+	if (n >= sizeof(p))
+		return -ENAMETOOLONG;
+	memcpy(p, dir, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (p[i] != '/' && p[i] != '\0')
+			continue;
+		p[i] = '\0';
+		if (mkdir(p, (mode_t)mode) < 0 && errno != EEXIST)
+			return -errno;
+		if (i < n)
+			p[i] = '/';
+	}
+	return 0;
 }

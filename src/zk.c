@@ -1,13 +1,16 @@
 /*
- * zk — see zk.h. Two halves:
- *   - "foreign" functions (zk_watcher, the *_done completions, the log
- *     bridge) run on libzookeeper's threads and only build an event and post
- *     it (queue_post);
- *   - everything else runs on the control thread: zk_drain() pops the events
- *     and applies them, one transition function (zk_set_state) moves the
- *     session lifecycle.
+ * zk — see zk.h. This file is the session: the handle, its lifecycle (one
+ * transition function, zk_set_state), the backoff between sessions, the
+ * listeners, libzookeeper's logging, and the queue that brings everything
+ * libzookeeper's threads produce onto the control thread. The requests and
+ * their completions are in zk_request.c; zk_internal.h holds what both share.
+ *
+ * "Foreign" functions (zk_watcher, the log bridge, and the completions in
+ * zk_request.c) run on libzookeeper's threads and only build an event and
+ * post it (zk_queue_post); everything else runs on the control thread:
+ * zk_drain() pops the events and applies them.
  */
-#include "zk.h"
+#include "zk_internal.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -24,55 +27,6 @@
 #define ZK_BACKOFF_BASE_MS 200
 #define ZK_BACKOFF_CAP_MS 30000
 
-enum zk_op {
-	ZK_OP_GET = 0,
-	ZK_OP_CHILDREN,
-	ZK_OP_EXISTS,
-	ZK_OP_CREATE,
-	ZK_OP_DELETE,
-};
-
-/* One outstanding request. Touched only by the control thread. */
-struct zk_req {
-	enum zk_op op;			/* what was asked */
-	char *path;			/* owned */
-	zk_done_fn *done;		/* user completion */
-	void *arg;			/* user argument; also the cancellation key */
-	bool cancelled;			/* zk_cancel() dropped it; free on completion */
-	char *data;			/* create: owned copy of the node's bytes, or NULL */
-	size_t data_len;		/* create: bytes in data */
-	int flags;			/* create: ZOO_EPHEMERAL... */
-	int version;			/* delete: expected version, -1 = any */
-	bool make_parents;		/* create: on ZNONODE, create the ancestors and retry */
-	bool parents_tried;		/* create: the retry with ancestors was sent */
-	struct zk_req *prev;		/* zk->reqs list */
-	struct zk_req *next;		/* zk->reqs list */
-};
-
-enum zk_event_kind {
-	ZK_EV_SESSION = 0,		/* session state change */
-	ZK_EV_WATCH,			/* a watch fired */
-	ZK_EV_REPLY,			/* a request completed */
-};
-
-/* Built on a libzookeeper thread (or on ours for synthetic replies). */
-struct zk_event {
-	enum zk_event_kind kind;	/* what this event carries */
-	uint64_t gen;			/* SESSION/WATCH: handle generation it came from */
-	int state;			/* SESSION: ZOO_*_STATE */
-	int type;			/* WATCH: ZOO_*_EVENT */
-	char *path;			/* WATCH: owned; REPLY create: the path made, owned */
-	struct zk_req *req;		/* REPLY: ref, the request (never dereferenced off-thread) */
-	int rc;				/* REPLY */
-	char *data;			/* REPLY get: owned copy */
-	size_t data_len;		/* REPLY get: bytes in data */
-	char **children;		/* REPLY children: owned */
-	size_t n_children;		/* REPLY children: entries */
-	struct Stat stat;		/* REPLY get/exists */
-	bool has_stat;			/* stat is valid */
-	struct zk_event *next;		/* queue link */
-};
-
 /* The context libzookeeper hands back to zk_watcher; one per handle. */
 struct zk_handle {
 	struct zk *zk;			/* ref */
@@ -83,39 +37,6 @@ struct zk_listen_entry {
 	const struct zk_listener *l;	/* ref: caller's */
 	void *arg;			/* caller's */
 	bool removed;			/* unlistened while dispatching; compacted afterwards */
-};
-
-struct zk {
-	struct event_base *base;	/* ref */
-	char *hosts;			/* owned; connect string incl. chroot */
-	char *chroot;			/* owned; "" when none */
-	char *auth_scheme;		/* owned; NULL = no auth */
-	char *auth_cert;		/* owned */
-	uint32_t session_timeout_ms;	/* asked of the server */
-
-	enum zk_state state;		/* session lifecycle; changed only by zk_set_state */
-	uint64_t state_since_ms;	/* monotonic */
-	zhandle_t *zh;			/* owned; NULL while EXPIRED waits for its retry */
-	struct zk_handle *hctx;		/* owned; context of zh */
-	uint64_t gen;			/* generation of zh; events from older handles are dropped */
-	bool had_session;		/* zh has established its session once */
-	uint32_t attempt;		/* consecutive failed sessions, drives backoff */
-	uint64_t session_up_ms;		/* monotonic ms the current session was established */
-	struct event *retry_ev;		/* owned; EXPIRED -> new handle */
-	struct rng rng;			/* backoff jitter */
-
-	int efd;			/* owned; eventfd the foreign threads write */
-	struct event *efd_ev;		/* owned */
-	pthread_mutex_t qlock;		/* protects queue */
-	struct zk_event *queue;		/* LIFO while queued; reversed when drained */
-
-	struct zk_req *reqs;		/* outstanding requests */
-	struct zk_listen_entry *listeners;	/* owned array */
-	size_t n_listeners;		/* used entries */
-	size_t cap_listeners;		/* allocated entries */
-	unsigned dispatching;		/* > 0 while calling listeners */
-
-	struct zk_stats stats;		/* counters; state fields filled on read */
 };
 
 /* ---------- names and pure helpers ---------- */
@@ -209,7 +130,7 @@ const char *zk_chroot_of(const char *hosts)
 
 /* ---------- foreign threads: post only ---------- */
 
-static void queue_post(struct zk *zk, struct zk_event *ev)
+void zk_queue_post(struct zk *zk, struct zk_event *ev)
 {
 	uint64_t one = 1;
 	ssize_t w;
@@ -239,107 +160,7 @@ static void zk_watcher(zhandle_t *zh, int type, int state, const char *path, voi
 		ev->type = type;
 		ev->path = xstrdup(path ? path : "");
 	}
-	queue_post(h->zk, ev);
-}
-
-/*
- * The completion's `data` is a struct zk_req whose zk pointer we need; the
- * request is only read here for that immutable field.
- */
-struct zk_req_wire {
-	struct zk *zk;			/* ref */
-	struct zk_req *req;		/* ref */
-};
-
-static struct zk_event *reply_event(const void *data, int rc, struct zk **zk_out)
-{
-	const struct zk_req_wire *w = data;
-	struct zk_event *ev = xcalloc(1, sizeof(*ev));
-
-	ev->kind = ZK_EV_REPLY;
-	ev->req = w->req;
-	ev->rc = rc;
-	*zk_out = w->zk;
-	free((void *)w);
-	return ev;
-}
-
-static void data_done(int rc, const char *value, int value_len, const struct Stat *stat,
-		      const void *data)
-{
-	struct zk *zk;
-	struct zk_event *ev = reply_event(data, rc, &zk);
-
-	if (rc == ZOK) {
-		if (value && value_len > 0) {
-			ev->data = xmalloc((size_t)value_len);
-			memcpy(ev->data, value, (size_t)value_len);
-			ev->data_len = (size_t)value_len;
-		}
-		if (stat) {
-			ev->stat = *stat;
-			ev->has_stat = true;
-		}
-	}
-	queue_post(zk, ev);
-}
-
-static void strings_done(int rc, const struct String_vector *sv, const void *data)
-{
-	struct zk *zk;
-	struct zk_event *ev = reply_event(data, rc, &zk);
-
-	if (rc == ZOK && sv && sv->count > 0) {
-		ev->children = xcalloc((size_t)sv->count, sizeof(char *));
-		for (int32_t i = 0; i < sv->count; i++)
-			ev->children[i] = xstrdup(sv->data[i]);
-		ev->n_children = (size_t)sv->count;
-	}
-	queue_post(zk, ev);
-}
-
-static void create_done(int rc, const char *value, const struct Stat *stat, const void *data)
-{
-	struct zk *zk;
-	struct zk_event *ev = reply_event(data, rc, &zk);
-
-	if (rc == ZOK) {
-		ev->path = xstrdup(value ? value : "");
-		if (stat) {
-			ev->stat = *stat;
-			ev->has_stat = true;
-		}
-	}
-	queue_post(zk, ev);
-}
-
-static void void_done(int rc, const void *data)
-{
-	struct zk *zk;
-	struct zk_event *ev = reply_event(data, rc, &zk);
-
-	queue_post(zk, ev);
-}
-
-/* Ancestors made for a create: their outcome shows in the create's own result. */
-static void parent_done(int rc, const char *value, const struct Stat *stat, const void *data)
-{
-	(void)rc;
-	(void)value;
-	(void)stat;
-	(void)data;
-}
-
-static void stat_done(int rc, const struct Stat *stat, const void *data)
-{
-	struct zk *zk;
-	struct zk_event *ev = reply_event(data, rc, &zk);
-
-	if (rc == ZOK && stat) {
-		ev->stat = *stat;
-		ev->has_stat = true;
-	}
-	queue_post(zk, ev);
+	zk_queue_post(h->zk, ev);
 }
 
 /*
@@ -535,8 +356,7 @@ static void lose_session(struct zk *zk, const char *why)
 	delay = zk_backoff_ms(zk->attempt, ZK_BACKOFF_BASE_MS, ZK_BACKOFF_CAP_MS,
 			      rng_next(&zk->rng));
 	zk->attempt++;
-	tv.tv_sec = (time_t)(delay / 1000);
-	tv.tv_usec = (suseconds_t)((delay % 1000) * 1000);
+	tv = timeval_from_ms(delay);
 	if (delay)
 		log_info("zookeeper: new session in %llums", (unsigned long long)delay);
 	evtimer_add(zk->retry_ev, &tv);
@@ -636,23 +456,6 @@ static enum zk_watch_event watch_kind(int type, bool *ok)
 	return ZK_WATCH_CHANGED;
 }
 
-static void req_unlink(struct zk *zk, struct zk_req *req)
-{
-	if (req->prev)
-		req->prev->next = req->next;
-	else
-		zk->reqs = req->next;
-	if (req->next)
-		req->next->prev = req->prev;
-}
-
-static void req_free(struct zk_req *req)
-{
-	free(req->path);
-	free(req->data);
-	free(req);
-}
-
 static void zk_event_free(struct zk_event *ev)
 {
 	free(ev->path);
@@ -661,59 +464,6 @@ static void zk_event_free(struct zk_event *ev)
 		free(ev->children[i]);
 	free(ev->children);
 	free(ev);
-}
-
-static int req_send(struct zk *zk, struct zk_req *req, bool watch);
-static void complete_later(struct zk *zk, struct zk_req *req, int rc);
-
-/*
- * A create whose parent is missing: send a create of every ancestor (as a
- * container) followed by the create itself again. The session runs them in
- * order, so the retry sees the ancestors. true when the retry is on its way.
- */
-static bool retry_with_parents(struct zk *zk, struct zk_req *req)
-{
-	const char *p = req->path;
-	int rc;
-
-	if (req->op != ZK_OP_CREATE || !req->make_parents || req->parents_tried ||
-	    req->cancelled || !zk->zh || zk->state == ZK_CLOSED)
-		return false;
-	req->parents_tried = true;
-	for (const char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
-		char *anc = strndup(p, (size_t)(s - p));
-		if (!anc)
-			break;
-		zoo_acreate2(zk->zh, anc, NULL, -1, &ZOO_OPEN_ACL_UNSAFE, ZOO_CONTAINER,
-			     parent_done, NULL);
-		free(anc);
-	}
-	rc = req_send(zk, req, false);
-	if (rc != ZOK)
-		complete_later(zk, req, rc);
-	return true;
-}
-
-static void on_reply(struct zk *zk, struct zk_event *ev)
-{
-	struct zk_req *req = ev->req;
-	struct zk_result r = {
-		.rc = ev->rc,
-		.path = req->path,
-		.data = ev->data,
-		.data_len = ev->data_len,
-		.children = ev->children,
-		.n_children = ev->n_children,
-		.stat = ev->has_stat ? &ev->stat : NULL,
-		.created = req->op == ZK_OP_CREATE && ev->rc == ZOK ? ev->path : NULL,
-	};
-
-	if (ev->rc == ZNONODE && retry_with_parents(zk, req))
-		return;
-	req_unlink(zk, req);
-	if (!req->cancelled && zk->state != ZK_CLOSED && req->done)
-		req->done(req->arg, &r);
-	req_free(req);
 }
 
 static struct zk_event *queue_take(struct zk *zk)
@@ -756,7 +506,7 @@ static void zk_drain(struct zk *zk)
 				break;
 			}
 			case ZK_EV_REPLY:
-				on_reply(zk, ev);
+				zk_req_reply(zk, ev);
 				break;
 			}
 			zk_event_free(ev);
@@ -779,14 +529,21 @@ static void efd_cb(evutil_socket_t fd, short what, void *arg)
 struct zk *zk_new(struct event_base *base, const struct zookeeper_conf *conf)
 {
 	struct zk *zk;
+	int efd;
 
 	if (!conf->hosts) {
 		log_error("zookeeper: no hosts configured");
 		return NULL;
 	}
 	zk_log_setup();
+	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (efd < 0) {
+		log_error("zookeeper: eventfd: %s", strerror(errno));
+		return NULL;
+	}
 	zk = xcalloc(1, sizeof(*zk));
 	zk->base = base;
+	zk->efd = efd;
 	zk->hosts = xstrdup(conf->hosts);
 	zk->chroot = xstrdup(zk_chroot_of(conf->hosts));
 	zk->session_timeout_ms = conf->session_timeout_ms ? (uint32_t)conf->session_timeout_ms
@@ -802,17 +559,6 @@ struct zk *zk_new(struct event_base *base, const struct zookeeper_conf *conf)
 	}
 	rng_seed(&zk->rng, now_us() ^ ((uint64_t)getpid() << 32));
 	pthread_mutex_init(&zk->qlock, NULL);
-	zk->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (zk->efd < 0) {
-		log_error("zookeeper: eventfd: %s", strerror(errno));
-		pthread_mutex_destroy(&zk->qlock);
-		free(zk->hosts);
-		free(zk->chroot);
-		free(zk->auth_scheme);
-		free(zk->auth_cert);
-		free(zk);
-		return NULL;
-	}
 	zk->efd_ev = event_new(base, zk->efd, EV_READ | EV_PERSIST, efd_cb, zk);
 	event_add(zk->efd_ev, NULL);
 	zk->retry_ev = evtimer_new(base, retry_cb, zk);
@@ -836,19 +582,13 @@ void zk_free(struct zk *zk)
 	while ((ev = queue_take(zk)) != NULL) {
 		while (ev) {
 			struct zk_event *next = ev->next;
-			if (ev->kind == ZK_EV_REPLY) {
-				req_unlink(zk, ev->req);
-				req_free(ev->req);
-			}
+			if (ev->kind == ZK_EV_REPLY)
+				zk_req_discard(zk, ev->req);
 			zk_event_free(ev);
 			ev = next;
 		}
 	}
-	while (zk->reqs) {
-		struct zk_req *r = zk->reqs;
-		req_unlink(zk, r);
-		req_free(r);
-	}
+	zk_req_discard_all(zk);
 	event_free(zk->efd_ev);
 	event_free(zk->retry_ev);
 	close(zk->efd);
@@ -883,134 +623,6 @@ void zk_unlisten(struct zk *zk, void *arg)
 			zk->listeners[i].removed = true;
 	}
 	compact_listeners(zk);
-}
-
-/* Complete a request that never reached libzookeeper, still asynchronously. */
-static void complete_later(struct zk *zk, struct zk_req *req, int rc)
-{
-	struct zk_event *ev = xcalloc(1, sizeof(*ev));
-
-	ev->kind = ZK_EV_REPLY;
-	ev->req = req;
-	ev->rc = rc;
-	queue_post(zk, ev);
-}
-
-/* Hand req to libzookeeper; ZOK when its completion will run. */
-static int req_send(struct zk *zk, struct zk_req *req, bool watch)
-{
-	struct zk_req_wire *w = xmalloc(sizeof(*w));
-	int rc;
-
-	w->zk = zk;
-	w->req = req;
-	switch (req->op) {
-	case ZK_OP_GET:
-		rc = zoo_aget(zk->zh, req->path, watch, data_done, w);
-		break;
-	case ZK_OP_CHILDREN:
-		rc = zoo_aget_children(zk->zh, req->path, watch, strings_done, w);
-		break;
-	case ZK_OP_CREATE:
-		rc = zoo_acreate2(zk->zh, req->path, req->data,
-				  req->data ? (int)req->data_len : -1, &ZOO_OPEN_ACL_UNSAFE,
-				  req->flags, create_done, w);
-		break;
-	case ZK_OP_DELETE:
-		rc = zoo_adelete(zk->zh, req->path, req->version, void_done, w);
-		break;
-	case ZK_OP_EXISTS:
-	default:
-		rc = zoo_aexists(zk->zh, req->path, watch, stat_done, w);
-		break;
-	}
-	/* Not queued by libzookeeper: its completion will never run. */
-	if (rc != ZOK)
-		free(w);
-	return rc;
-}
-
-static struct zk_req *req_new(struct zk *zk, enum zk_op op, const char *path, zk_done_fn *done,
-			      void *arg)
-{
-	struct zk_req *req = xcalloc(1, sizeof(*req));
-
-	req->op = op;
-	req->path = xstrdup(path);
-	req->done = done;
-	req->arg = arg;
-	req->version = -1;
-	req->next = zk->reqs;
-	if (zk->reqs)
-		zk->reqs->prev = req;
-	zk->reqs = req;
-	return req;
-}
-
-static void req_submit(struct zk *zk, struct zk_req *req, bool watch)
-{
-	int rc;
-
-	if (!zk->zh || zk->state == ZK_CLOSED) {
-		complete_later(zk, req, ZINVALIDSTATE);
-		return;
-	}
-	rc = req_send(zk, req, watch);
-	if (rc != ZOK)
-		complete_later(zk, req, rc);
-}
-
-static void submit(struct zk *zk, enum zk_op op, const char *path, bool watch,
-		   zk_done_fn *done, void *arg)
-{
-	req_submit(zk, req_new(zk, op, path, done, arg), watch);
-}
-
-void zk_get(struct zk *zk, const char *path, bool watch, zk_done_fn *done, void *arg)
-{
-	submit(zk, ZK_OP_GET, path, watch, done, arg);
-}
-
-void zk_children(struct zk *zk, const char *path, bool watch, zk_done_fn *done, void *arg)
-{
-	submit(zk, ZK_OP_CHILDREN, path, watch, done, arg);
-}
-
-void zk_exists(struct zk *zk, const char *path, bool watch, zk_done_fn *done, void *arg)
-{
-	submit(zk, ZK_OP_EXISTS, path, watch, done, arg);
-}
-
-void zk_create(struct zk *zk, const char *path, const void *data, size_t len, int flags,
-	       bool make_parents, zk_done_fn *done, void *arg)
-{
-	struct zk_req *req = req_new(zk, ZK_OP_CREATE, path, done, arg);
-
-	if (data) {
-		/* libzookeeper takes an int length; larger nodes are refused by any server */
-		req->data_len = len > INT32_MAX ? INT32_MAX : len;
-		req->data = xmalloc(req->data_len ? req->data_len : 1);
-		memcpy(req->data, data, req->data_len);
-	}
-	req->flags = flags;
-	req->make_parents = make_parents;
-	req_submit(zk, req, false);
-}
-
-void zk_delete(struct zk *zk, const char *path, int version, zk_done_fn *done, void *arg)
-{
-	struct zk_req *req = req_new(zk, ZK_OP_DELETE, path, done, arg);
-
-	req->version = version;
-	req_submit(zk, req, false);
-}
-
-void zk_cancel(struct zk *zk, void *arg)
-{
-	for (struct zk_req *r = zk->reqs; r; r = r->next) {
-		if (r->arg == arg)
-			r->cancelled = true;
-	}
 }
 
 enum zk_state zk_state(const struct zk *zk)

@@ -1,0 +1,645 @@
+/*
+ * config_keys — the schema of a zklb configuration: one table per section
+ * (see schema.h), one key per line with its type, default as written in the
+ * file, flags (required, reloadable), the field it fills and a validator;
+ * the validators (fn_*) and each section's cross-key finisher (finish_*).
+ * config.c applies the top table to a document and checks across sections.
+ */
+#include "config_keys.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* ---- the schema ------------------------------------------------------------------ */
+
+/* What an S_FN field holds, for schema_diff (see config_reloadable). */
+static const enum schema_type as_str = S_STR;
+static const enum schema_type as_u32 = S_U32;
+
+static const struct schema_range r_pct = { 0, 100 };
+static const struct schema_range r_rise = { 1, 1000 };
+static const struct schema_range r_retries = { 0, 100 };
+static const struct schema_range r_count = { 0, 1000000 };
+static const struct schema_range r_port = { 1, 65535 };
+static const struct schema_range r_port0 = { 0, 65535 };
+static const struct schema_range r_positive = { 1, UINT64_MAX };
+static const struct schema_range r_buffer = { 1024, 1ull << 30 };
+
+static const struct schema_enum balance_names[] = {
+	{ "least_conn", BALANCE_LEAST_CONN }, { "p2c", BALANCE_P2C },
+	{ "round_robin", BALANCE_ROUND_ROBIN }, { "random", BALANCE_RANDOM }, { NULL, 0 },
+};
+static const struct schema_enum discovery_names[] = {
+	{ "static", DISCOVERY_STATIC }, { "curator", DISCOVERY_CURATOR },
+	{ "serverset", DISCOVERY_SERVERSET }, { NULL, 0 },
+};
+static const struct schema_enum check_names[] = {
+	{ "tcp", CHECK_TCP }, { "send_expect", CHECK_SEND_EXPECT }, { "http", CHECK_HTTP },
+	{ NULL, 0 },
+};
+static const struct schema_enum reuse_names[] = {
+	{ "none", REUSE_NONE }, { "http1", REUSE_HTTP1 }, { "redis", REUSE_REDIS },
+	{ "memcached", REUSE_MEMCACHED }, { NULL, 0 },
+};
+static const struct schema_enum on_delete_names[] = {
+	{ "keep", SYNC_DELETE_KEEP }, { "remove", SYNC_DELETE_REMOVE }, { NULL, 0 },
+};
+static const struct schema_enum level_names[] = {
+	{ "error", LOG_ERROR }, { "warn", LOG_WARN }, { "info", LOG_INFO },
+	{ "debug", LOG_DEBUG }, { NULL, 0 },
+};
+static const struct schema_enum format_names[] = {
+	{ "text", LOG_FORMAT_TEXT }, { "json", LOG_FORMAT_JSON }, { NULL, 0 },
+};
+
+static void fn_workers(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_admin_listen(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_listen(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_services(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_announce(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_sync(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_backends(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_bytes(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_http_path(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_payload(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_mode(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_zk_hosts(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_zk_auth(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_nonempty(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+
+static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
+static void finish_check(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
+static void finish_health(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
+static void finish_pool(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
+static void finish_tls(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
+static void finish_sync(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
+
+#define SECTION(keys, finish) { keys, ARRAY_SIZE(keys), finish }
+#define AT(st, field) offsetof(struct st, field)
+
+/* name                 type       default          flags            field                                  arg                validator */
+static const struct schema_key zookeeper_keys[] = {
+	{ "hosts",           S_STR,     NULL,            S_REQ,           AT(zookeeper_conf, hosts),             NULL,              fn_zk_hosts },
+	{ "session_timeout", S_DUR,     "10s",           0,               AT(zookeeper_conf, session_timeout_ms), &r_positive,      NULL },
+	{ "auth",            S_STR,     NULL,            0,               AT(zookeeper_conf, auth),              NULL,              fn_zk_auth },
+	{ "config_path",     S_ZPATH,   NULL,            0,               AT(zookeeper_conf, config_path),       NULL,              NULL },
+};
+static const struct schema_section zookeeper_section = SECTION(zookeeper_keys, NULL);
+
+/* admin: and log: have no struct of their own; their keys land in struct config. */
+static const struct schema_key admin_keys[] = {
+	{ "listen",          S_FN,      "127.0.0.1:9901", 0,              AT(config, admin_listen),              &as_str,           fn_admin_listen },
+};
+static const struct schema_section admin_section = SECTION(admin_keys, NULL);
+
+static const struct schema_key log_keys[] = {
+	{ "level",           S_ENUM,    "info",          S_RELOAD,        AT(config, log_level),                 level_names,       NULL },
+	{ "format",          S_ENUM,    "text",          S_RELOAD,        AT(config, log_format),                format_names,      NULL },
+};
+static const struct schema_section log_section = SECTION(log_keys, NULL);
+
+static const struct schema_key discovery_keys[] = {
+	{ "type",            S_ENUM,    NULL,            S_REQ|S_RELOAD,  AT(discovery_conf, type),              discovery_names,   NULL },
+	{ "path",            S_ZPATH,   NULL,            S_RELOAD,        AT(discovery_conf, path),              NULL,              NULL },
+	{ "keep_last_known", S_BOOL,    "true",          S_RELOAD,        AT(discovery_conf, keep_last_known),   NULL,              NULL },
+	{ "collapse_guard",  S_RATIO,   "0.5",           S_RELOAD,        AT(discovery_conf, collapse_guard),    NULL,              NULL },
+	{ "collapse_hold",   S_DUR,     "30s",           S_RELOAD,        AT(discovery_conf, collapse_hold_ms),  NULL,              NULL },
+	{ "backends",        S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_backends },
+};
+static const struct schema_section discovery_section = SECTION(discovery_keys, finish_discovery);
+
+static const struct schema_key check_keys[] = {
+	{ "type",            S_ENUM,    "tcp",           S_RELOAD,        AT(check_conf, type),                  check_names,       NULL },
+	{ "interval",        S_DUR,     "2s",            S_RELOAD,        AT(check_conf, interval_ms),           &r_positive,       NULL },
+	{ "timeout",         S_DUR,     "500ms",         S_RELOAD,        AT(check_conf, timeout_ms),            &r_positive,       NULL },
+	{ "rise",            S_U32,     "2",             S_RELOAD,        AT(check_conf, rise),                  &r_rise,           NULL },
+	{ "fall",            S_U32,     "3",             S_RELOAD,        AT(check_conf, fall),                  &r_rise,           NULL },
+	{ "send",            S_FN,      NULL,            S_RELOAD,        AT(check_conf, send),                  NULL,              fn_bytes },
+	{ "expect",          S_FN,      NULL,            S_RELOAD,        AT(check_conf, expect),                NULL,              fn_bytes },
+	{ "path",            S_STR,     "/",             S_RELOAD,        AT(check_conf, path),                  NULL,              fn_http_path },
+};
+static const struct schema_section check_section = SECTION(check_keys, finish_check);
+
+static const struct schema_key health_keys[] = {
+	{ "failures_to_eject", S_U32,   "3",             S_RELOAD,        AT(health_conf, failures_to_eject),    &r_rise,           NULL },
+	{ "base_ejection",   S_DUR,     "5s",            S_RELOAD,        AT(health_conf, base_ejection_ms),     &r_positive,       NULL },
+	{ "max_ejection",    S_DUR,     "5m",            S_RELOAD,        AT(health_conf, max_ejection_ms),      &r_positive,       NULL },
+	{ "max_ejected_percent", S_U32, "50",            S_RELOAD,        AT(health_conf, max_ejected_percent),  &r_pct,            NULL },
+	{ "panic_threshold", S_U32,     "50",            S_RELOAD,        AT(health_conf, panic_threshold),      &r_pct,            NULL },
+	{ "check",           S_SECTION, NULL,            S_RELOAD,        AT(health_conf, check),                &check_section,    NULL },
+};
+static const struct schema_section health_section = SECTION(health_keys, finish_health);
+
+static const struct schema_key pool_keys[] = {
+	{ "prewarm",         S_U32,     "0",             S_RELOAD,        AT(pool_conf, prewarm),                &r_count,          NULL },
+	{ "reuse",           S_ENUM,    "none",          S_RELOAD,        AT(pool_conf, reuse),                  reuse_names,       NULL },
+	{ "max_idle",        S_U32,     "32",            S_RELOAD,        AT(pool_conf, max_idle),               &r_count,          NULL },
+	{ "idle_timeout",    S_DUR,     "30s",           S_RELOAD,        AT(pool_conf, idle_timeout_ms),        NULL,              NULL },
+};
+static const struct schema_section pool_section = SECTION(pool_keys, finish_pool);
+
+static const struct schema_key tls_keys[] = {
+	{ "ca",              S_STR,     NULL,            S_RELOAD,        AT(tls_conf, ca),                      NULL,              fn_nonempty },
+	{ "cert",            S_STR,     NULL,            S_RELOAD,        AT(tls_conf, cert),                    NULL,              fn_nonempty },
+	{ "key",             S_STR,     NULL,            S_RELOAD,        AT(tls_conf, key),                     NULL,              fn_nonempty },
+	{ "verify",          S_BOOL,    "true",          S_RELOAD,        AT(tls_conf, verify),                  NULL,              NULL },
+	{ "server_name",     S_STR,     NULL,            S_RELOAD,        AT(tls_conf, server_name),             NULL,              fn_nonempty },
+};
+static const struct schema_section tls_section = SECTION(tls_keys, finish_tls);
+
+static const struct schema_key service_keys[] = {
+	{ "listen",          S_FN,      NULL,            S_REQ|S_RELOAD,  AT(service_conf, listen),              NULL,              fn_listen },
+	{ "discovery",       S_SECTION, NULL,            S_REQ|S_RELOAD,  AT(service_conf, discovery),           &discovery_section, NULL },
+	{ "balance",         S_ENUM,    "least_conn",    S_RELOAD,        AT(service_conf, balance),             balance_names,     NULL },
+	{ "slow_start",      S_DUR,     "0s",            S_RELOAD,        AT(service_conf, slow_start_ms),       NULL,              NULL },
+	{ "connect_timeout", S_DUR,     "1s",            S_RELOAD,        AT(service_conf, connect_timeout_ms),  &r_positive,       NULL },
+	{ "idle_timeout",    S_DUR,     "5m",            S_RELOAD,        AT(service_conf, idle_timeout_ms),     NULL,              NULL },
+	{ "max_buffer",      S_SIZE,    "64k",           S_RELOAD,        AT(service_conf, max_buffer),          &r_buffer,         NULL },
+	{ "retries",         S_U32,     "2",             S_RELOAD,        AT(service_conf, retries),             &r_retries,        NULL },
+	{ "health",          S_SECTION, NULL,            S_RELOAD,        AT(service_conf, health),              &health_section,   NULL },
+	{ "pool",            S_SECTION, NULL,            S_RELOAD,        AT(service_conf, pool),                &pool_section,     NULL },
+	{ "tls",             S_SECTION, NULL,            S_RELOAD,        AT(service_conf, tls),                 &tls_section,      NULL },
+};
+static const struct schema_section service_section = SECTION(service_keys, NULL);
+
+static const struct schema_key announce_keys[] = {
+	{ "service",         S_STR,     NULL,            S_REQ|S_RELOAD,  AT(announce_conf, service),            NULL,              fn_nonempty },
+	{ "base_path",       S_ZPATH,   "/services",     S_RELOAD,        AT(announce_conf, base_path),          NULL,              NULL },
+	{ "address",         S_STR,     "auto",          S_RELOAD,        AT(announce_conf, address),            NULL,              fn_nonempty },
+	{ "port",            S_PORT,    NULL,            S_REQ|S_RELOAD,  AT(announce_conf, port),               &r_port,           NULL },
+	{ "ssl_port",        S_PORT,    "0",             S_RELOAD,        AT(announce_conf, ssl_port),           &r_port0,          NULL },
+	{ "payload",         S_FN,      NULL,            S_RELOAD,        AT(announce_conf, payload),            NULL,              fn_payload },
+	{ "check",           S_SECTION, NULL,            S_RELOAD,        AT(announce_conf, check),              &check_section,    NULL },
+};
+static const struct schema_section announce_section = SECTION(announce_keys, NULL);
+
+static const struct schema_key sync_keys[] = {
+	{ "path",            S_ZPATH,   NULL,            S_REQ|S_RELOAD,  AT(sync_conf, path),                   NULL,              NULL },
+	{ "file",            S_STR,     NULL,            S_RELOAD,        AT(sync_conf, file),                   NULL,              fn_nonempty },
+	{ "children",        S_BOOL,    "false",         S_RELOAD,        AT(sync_conf, children),               NULL,              NULL },
+	{ "dir",             S_STR,     NULL,            S_RELOAD,        AT(sync_conf, dir),                    NULL,              fn_nonempty },
+	{ "mode",            S_FN,      "0644",          S_RELOAD,        AT(sync_conf, mode),                   NULL,              fn_mode },
+	{ "on_change",       S_STR,     NULL,            S_RELOAD,        AT(sync_conf, on_change),              NULL,              fn_nonempty },
+	{ "on_change_timeout", S_DUR,   "30s",           S_RELOAD,        AT(sync_conf, on_change_timeout_ms),   &r_positive,       NULL },
+	{ "on_delete",       S_ENUM,    "keep",          S_RELOAD,        AT(sync_conf, on_delete),              on_delete_names,   NULL },
+	{ "max_size",        S_SIZE,    "1m",            S_RELOAD,        AT(sync_conf, max_size),               &r_positive,       NULL },
+};
+static const struct schema_section sync_section = SECTION(sync_keys, finish_sync);
+
+/* The top level. S_FN and S_SECTION keys at offset 0 receive the whole struct config. */
+static const struct schema_key top_keys[] = {
+	{ "zookeeper",       S_SECTION, NULL,            0,               AT(config, zookeeper),                 &zookeeper_section, NULL },
+	{ "cache_dir",       S_STR,     NULL,            0,               AT(config, cache_dir),                 NULL,              fn_nonempty },
+	{ "workers",         S_FN,      "auto",          0,               AT(config, workers),                   &as_u32,           fn_workers },
+	{ "drain_timeout",   S_DUR,     "30s",           S_RELOAD,        AT(config, drain_timeout_ms),          NULL,              NULL },
+	{ "admin",           S_SECTION, NULL,            0,               0,                                     &admin_section,    NULL },
+	{ "log",             S_SECTION, NULL,            S_RELOAD,        0,                                     &log_section,      NULL },
+	{ "services",        S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_services },
+	{ "announce",        S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_announce },
+	{ "sync",            S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_sync },
+};
+static const struct schema_section top_section = SECTION(top_keys, NULL);
+
+/* ---- validators ---------------------------------------------------------------- */
+
+static void fn_nonempty(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	if (json_string_length(val) == 0)
+		schema_error(v, p, false, "must not be empty");
+}
+
+static void fn_zk_hosts(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	/* "h1:p1,h2:p2[/chroot]"; the client library resolves names, we check the shape. */
+	const char *s = json_string_value(val);
+	const char *slash = strchr(s, '/');
+	size_t n = slash ? (size_t)(slash - s) : strlen(s);
+	char buf[80];
+	if (n == 0) {
+		schema_error(v, p, false, "must list at least one host:port");
+		return;
+	}
+	char *hosts = xmalloc(n + 1);
+	memcpy(hosts, s, n);
+	hosts[n] = '\0';
+	char *save = NULL;
+	for (char *tok = strtok_r(hosts, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char host[256];
+		uint16_t port;
+		if (!net_split_host_port(tok, host, sizeof(host), &port) || port == 0) {
+			json_t *t = json_string(tok);
+			schema_error(v, p, false, "%s is not host:port", t ? schema_show(t, buf, sizeof(buf)) : "entry");
+			json_decref(t);
+			break;
+		}
+	}
+	free(hosts);
+	if (slash && (slash[1] == '\0' || (slash[1] && s[strlen(s) - 1] == '/')))
+		schema_error(v, p, false, "bad chroot path after the hosts");
+}
+
+static void fn_zk_auth(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	const char *s = json_string_value(val);
+	const char *colon = strchr(s, ':');
+	if (!colon || colon == s || colon[1] == '\0')
+		schema_error(v, p, false, "must be scheme:credentials, e.g. digest:user:secret");
+}
+
+/*
+ * Check "host:port" (port 1..65535), or "unix:/path" when allow_unix. On success
+ * fills host and port (unix: host is the path, port 0).
+ */
+static bool addr_check(struct schema_ctx *v, const struct schema_path *p, const json_t *val, const char *s,
+		       bool allow_unix, char *host, uint16_t *port)
+{
+	char buf[80];
+	if (allow_unix && strncmp(s, "unix:", 5) == 0) {
+		size_t pl = strlen(s + 5);
+		if (s[5] != '/' || pl >= 108) {
+			schema_error(v, p, false, "%s: a unix socket needs an absolute path under 108 bytes",
+			     schema_show(val, buf, sizeof(buf)));
+			return false;
+		}
+		snprintf(host, 256, "%s", s + 5);
+		*port = 0;
+		return true;
+	}
+	if (net_split_host_port(s, host, 256, port) && *port != 0)
+		return true;
+	/* Say what is wrong rather than only that something is. */
+	const char *colon = strrchr(s, ':');
+	if (colon && colon[1]) {
+		const char *d = colon + 1;
+		while (*d >= '0' && *d <= '9')
+			d++;
+		if (*d == '\0' && (d - colon - 1 > 5 || strtoul(colon + 1, NULL, 10) > 65535 ||
+				   strtoul(colon + 1, NULL, 10) == 0)) {
+			schema_error(v, p, false, "port %s is out of range 1..65535", colon + 1);
+			return false;
+		}
+	}
+	schema_error(v, p, false, "%s is not host:port%s", schema_show(val, buf, sizeof(buf)),
+	     allow_unix ? ", [ipv6]:port or unix:/path" : " or [ipv6]:port");
+	return false;
+}
+
+static void fn_listen(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	char host[256];
+	uint16_t port;
+	if (!schema_want(v, p, val, json_is_string(val), "an address (host:port or unix:/path)"))
+		return;
+	if (!addr_check(v, p, val, json_string_value(val), true, host, &port))
+		return;
+	char **dst = field;
+	free(*dst);
+	*dst = xstrdup(json_string_value(val));
+}
+
+static void fn_admin_listen(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	char **dst = field;
+	char host[256];
+	uint16_t port;
+	free(*dst);
+	*dst = NULL;
+	if (json_is_false(val) || (json_is_string(val) && strcmp(json_string_value(val), "off") == 0))
+		return;	/* admin disabled */
+	if (!schema_want(v, p, val, json_is_string(val), "an address or off"))
+		return;
+	if (addr_check(v, p, val, json_string_value(val), true, host, &port))
+		*dst = xstrdup(json_string_value(val));
+}
+
+static void fn_workers(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	uint32_t *dst = field;
+	if (json_is_string(val) && strcmp(json_string_value(val), "auto") == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		*dst = n < 1 ? 1 : n > 256 ? 256 : (uint32_t)n;
+		return;
+	}
+	if (!schema_want(v, p, val, json_is_integer(val), "auto or an integer"))
+		return;
+	json_int_t n = json_integer_value(val);
+	if (n < 1 || n > 256) {
+		schema_error(v, p, false, "%lld is out of range 1..256", (long long)n);
+		return;
+	}
+	*dst = (uint32_t)n;
+}
+
+/* The length follows the pointer, for send and expect alike. */
+#define SEND_LEN_GAP (offsetof(struct check_conf, send_len) - offsetof(struct check_conf, send))
+_Static_assert(offsetof(struct check_conf, expect_len) - offsetof(struct check_conf, expect) ==
+	       SEND_LEN_GAP, "check_conf: send/send_len and expect/expect_len must match");
+
+/* send/expect: bytes as written (YAML double quotes already turned \r\n into bytes). */
+static void fn_bytes(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	if (!schema_want(v, p, val, json_is_string(val), "a string"))
+		return;
+	size_t len = json_string_length(val);
+	if (len == 0) {
+		schema_error(v, p, false, "must not be empty");
+		return;
+	}
+	char **dst = field;
+	size_t *dst_len = (size_t *)((char *)field + SEND_LEN_GAP);
+	free(*dst);
+	*dst = xmalloc(len + 1);
+	memcpy(*dst, json_string_value(val), len);
+	(*dst)[len] = '\0';
+	*dst_len = len;
+}
+
+static void fn_http_path(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	const char *s = json_string_value(val);
+	for (const char *c = s; *c; c++) {
+		if ((unsigned char)*c <= 0x20 || *c == 0x7f) {
+			schema_error(v, p, false, "must not contain spaces or control characters");
+			return;
+		}
+	}
+	if (s[0] != '/')
+		schema_error(v, p, false, "must start with '/'");
+}
+
+static void fn_payload(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	json_t **dst = field;
+	json_decref(*dst);
+	*dst = json_is_null(val) ? NULL : json_incref((json_t *)val);
+}
+
+static void fn_mode(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	char buf[80];
+	const char *s = json_is_string(val) ? json_string_value(val) : NULL;
+	size_t len = s ? strlen(s) : 0;
+	bool ok = s && len >= 1 && len <= 5 && len == json_string_length(val);
+	for (size_t i = 0; ok && i < len; i++)
+		ok = s[i] >= '0' && s[i] <= '7';
+	unsigned long m = ok ? strtoul(s, NULL, 8) : 0;
+	if (!ok || m > 07777) {
+		schema_error(v, p, false, "%s is not an octal file mode; write it quoted, e.g. \"0644\"",
+		     schema_show(val, buf, sizeof(buf)));
+		return;
+	}
+	*(uint32_t *)field = (uint32_t)m;
+}
+
+static void fn_backends(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	struct discovery_conf *d = field;
+	if (!schema_want(v, p, val, json_is_array(val), "a list of \"host:port [weight=N]\""))
+		return;
+	size_t n = json_array_size(val);
+	if (n == 0) {
+		schema_error(v, p, false, "must list at least one backend");
+		return;
+	}
+	d->backends = xcalloc(n, sizeof(*d->backends));
+	for (size_t i = 0; i < n; i++) {
+		const json_t *item = json_array_get(val, i);
+		struct schema_path ip = { p, NULL, i, val };
+		if (!schema_want(v, &ip, item, json_is_string(item), "\"host:port [weight=N]\""))
+			continue;
+		char *copy = xstrdup(json_string_value(item));
+		char *save = NULL;
+		char *addr = strtok_r(copy, " \t", &save);
+		struct static_backend *b = &d->backends[d->n_backends];
+		uint32_t weight = 1;
+		bool ok = addr != NULL;
+		if (!addr)
+			schema_error(v, &ip, false, "empty backend");
+		else
+			ok = addr_check(v, &ip, item, addr, false, b->host, &b->port);
+		for (char *tok; ok && (tok = strtok_r(NULL, " \t", &save));) {
+			char *end;
+			unsigned long w;
+			if (strncmp(tok, "weight=", 7) != 0) {
+				schema_error(v, &ip, false, "unknown option '%.40s' (only weight=N)", tok);
+				ok = false;
+				break;
+			}
+			errno = 0;
+			w = strtoul(tok + 7, &end, 10);
+			if (tok[7] < '0' || tok[7] > '9' || *end || errno || w < 1 || w > 256) {
+				schema_error(v, &ip, false, "weight '%.40s' is out of range 1..256", tok + 7);
+				ok = false;
+				break;
+			}
+			weight = (uint32_t)w;
+		}
+		for (size_t j = 0; ok && j < d->n_backends; j++) {
+			if (d->backends[j].port == b->port && strcasecmp(d->backends[j].host, b->host) == 0) {
+				schema_error(v, &ip, false, "duplicate backend %s", d->backends[j].address);
+				ok = false;
+			}
+		}
+		if (ok) {
+			b->address = xstrdup(addr);
+			b->weight = weight;
+			d->n_backends++;
+		} else {
+			memset(b, 0, sizeof(*b));
+		}
+		free(copy);
+	}
+}
+
+static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
+{
+	struct discovery_conf *d = base;
+	if (!obj || !schema_has(obj, "type"))
+		return;
+	if (d->type == DISCOVERY_STATIC) {
+		if (schema_has(obj, "path")) {
+			struct schema_path kp = { p, "path", 0, obj };
+			schema_error(v, &kp, true, "only used with type curator or serverset");
+		}
+		if (!schema_has(obj, "backends")) {
+			struct schema_path kp = { p, "backends", 0, obj };
+			schema_error(v, &kp, true, "required key is missing (type static)");
+		}
+	} else {
+		if (schema_has(obj, "backends")) {
+			struct schema_path kp = { p, "backends", 0, obj };
+			schema_error(v, &kp, true, "only used with type static");
+		}
+		if (!schema_has(obj, "path")) {
+			struct schema_path kp = { p, "path", 0, obj };
+			schema_error(v, &kp, true, "required key is missing (type %s)",
+			     discovery_kind_name(d->type));
+		}
+	}
+}
+
+static void finish_check(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
+{
+	struct check_conf *c = base;
+	if (!obj)
+		return;
+	static const struct { const char *key; enum check_kind kind; } only[] = {
+		{ "send", CHECK_SEND_EXPECT }, { "expect", CHECK_SEND_EXPECT }, { "path", CHECK_HTTP },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(only); i++) {
+		if (schema_has(obj, only[i].key) && c->type != only[i].kind) {
+			struct schema_path kp = { p, only[i].key, 0, obj };
+			schema_error(v, &kp, true, "only used with type %s", check_kind_name(only[i].kind));
+		}
+	}
+	if (c->type == CHECK_SEND_EXPECT && !schema_has(obj, "expect")) {
+		struct schema_path kp = { p, "expect", 0, obj };
+		schema_error(v, &kp, true, "required key is missing (type send_expect)");
+	}
+}
+
+static void finish_health(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
+{
+	struct health_conf *h = base;
+	if (!schema_has(obj, "check"))
+		h->check.type = CHECK_NONE;
+	if (h->max_ejection_ms < h->base_ejection_ms) {
+		struct schema_path kp = { p, "max_ejection", 0, obj };
+		schema_error(v, &kp, !schema_has(obj, "max_ejection"), "must not be shorter than base_ejection");
+	}
+}
+
+static void finish_pool(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
+{
+	struct pool_conf *pc = base;
+	if (pc->prewarm > pc->max_idle) {
+		struct schema_path kp = { p, "prewarm", 0, obj };
+		schema_error(v, &kp, false, "%u exceeds max_idle (%u)", pc->prewarm, pc->max_idle);
+	}
+}
+
+static void finish_tls(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
+{
+	struct tls_conf *t = base;
+	t->enabled = obj != NULL;
+	if (obj && !t->cert != !t->key) {
+		struct schema_path kp = { p, t->cert ? "cert" : "key", 0, obj };
+		schema_error(v, &kp, true, "cert and key go together");
+	}
+}
+
+static void finish_sync(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
+{
+	struct sync_conf *s = base;
+	if (!obj)
+		return;
+	const char *need = s->children ? "dir" : "file";
+	const char *other = s->children ? "file" : "dir";
+	if (!schema_has(obj, need)) {
+		struct schema_path kp = { p, need, 0, obj };
+		schema_error(v, &kp, true, "required key is missing%s", s->children ? " (children: true)" : "");
+	}
+	if (schema_has(obj, other)) {
+		struct schema_path kp = { p, other, 0, obj };
+		schema_error(v, &kp, true, s->children ? "not used with children: true (use dir)"
+					       : "only used with children: true");
+	}
+}
+
+void config_keys_parse_service(struct schema_ctx *v, const struct schema_path *p,
+			       const char *name, const json_t *obj, struct service_conf *svc)
+{
+	svc->name = xstrdup(name);
+	svc->origin = xstrdup(v->user);
+	if (!name_is_portable(name, 64))
+		schema_error(v, p, true, "service names are 1..64 of A-Z a-z 0-9 _ - .");
+	if (!obj || json_is_null(obj)) {
+		schema_error(v, p, true, "a service needs at least listen and discovery");
+		return;
+	}
+	schema_apply(v, p, obj, &service_section, svc);
+}
+
+static void fn_services(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	struct config *cfg = field;
+	if (json_is_null(val))
+		return;
+	if (!schema_want(v, p, val, json_is_object(val), "a mapping of service names"))
+		return;
+	cfg->services = xcalloc(json_object_size(val), sizeof(*cfg->services));
+	const char *name;
+	const json_t *svc;
+	json_object_foreach((json_t *)val, name, svc) {
+		struct schema_path sp = { p, name, 0, val };
+		config_keys_parse_service(v, &sp, name, svc, &cfg->services[cfg->n_services++]);
+	}
+}
+
+/* announce: and sync: are lists of mappings of one section each. */
+static void *list_parse(struct schema_ctx *v, const struct schema_path *p, const json_t *val,
+			const struct schema_section *s, size_t elem, size_t *n_out)
+{
+	if (json_is_null(val))
+		return NULL;
+	if (!schema_want(v, p, val, json_is_array(val), "a list"))
+		return NULL;
+	size_t n = json_array_size(val);
+	char *items = xcalloc(n, elem);
+	for (size_t i = 0; i < n; i++) {
+		struct schema_path ip = { p, NULL, i, val };
+		const json_t *obj = json_array_get(val, i);
+		if (!schema_want(v, &ip, obj, json_is_object(obj), "a mapping"))
+			obj = NULL;
+		else
+			schema_apply(v, &ip, obj, s, items + i * elem);
+	}
+	*n_out = n;
+	return items;
+}
+
+static void fn_announce(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	struct config *cfg = field;
+	cfg->announce = list_parse(v, p, val, &announce_section, sizeof(*cfg->announce),
+				   &cfg->n_announce);
+}
+
+static void fn_sync(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	struct config *cfg = field;
+	cfg->sync = list_parse(v, p, val, &sync_section, sizeof(*cfg->sync), &cfg->n_sync);
+}
+
+const struct schema_section *config_keys_top(void)
+{
+	return &top_section;
+}
+
+/* ---- names of the enums ---------------------------------------------------------- */
+
+const char *balance_kind_name(enum balance_kind k)
+{
+	return schema_enum_name(balance_names, (int)k);
+}
+
+const char *discovery_kind_name(enum discovery_kind k)
+{
+	return schema_enum_name(discovery_names, (int)k);
+}
+
+const char *check_kind_name(enum check_kind k)
+{
+	return k == CHECK_NONE ? "none" : schema_enum_name(check_names, (int)k);
+}
+
+const char *reuse_kind_name(enum reuse_kind k)
+{
+	return schema_enum_name(reuse_names, (int)k);
+}

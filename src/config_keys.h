@@ -1,0 +1,24 @@
+/*
+ * config_keys — the key tables of every configuration section, their
+ * validators and per-section finishers (config_keys.c). Internal to config:
+ * config.h is the API.
+ */
+#ifndef ZKLB_CONFIG_KEYS_H
+#define ZKLB_CONFIG_KEYS_H
+
+#include <jansson.h>
+
+#include "config.h"
+#include "schema.h"
+
+/* The top-level section: every key of a file, sections nested. Static storage. */
+const struct schema_section *config_keys_top(void);
+
+/*
+ * Validate the service mapping obj (NULL or null: none given) named `name`
+ * into svc, which the caller zeroed; svc->origin is v->user. Problems go to v.
+ */
+void config_keys_parse_service(struct schema_ctx *v, const struct schema_path *p,
+			       const char *name, const json_t *obj, struct service_conf *svc);
+
+#endif
