@@ -287,6 +287,14 @@ static bool zk_set_state(struct zk *zk, enum zk_state to, const char *why)
 	}
 	zk->state = to;
 	zk->state_since_ms = now_ms();
+	if (to == ZK_DISCONNECTED) {
+		uint64_t t = zk->stats.negotiated_timeout_ms ? zk->stats.negotiated_timeout_ms
+							     : zk->session_timeout_ms;
+		struct timeval tv = timeval_from_ms(t);
+		evtimer_add(zk->lost_ev, &tv);
+	} else {
+		evtimer_del(zk->lost_ev);
+	}
 	switch (to) {
 	case ZK_CONNECTED:
 		if (from == ZK_CONNECTING)
@@ -360,6 +368,26 @@ static void lose_session(struct zk *zk, const char *why)
 	if (delay)
 		log_info("zookeeper: new session in %llums", (unsigned long long)delay);
 	evtimer_add(zk->retry_ev, &tv);
+}
+
+/*
+ * No server took the session back within its timeout. Either the server has
+ * expired it (we would be told on reconnecting) or no server ever will: one
+ * whose data is older than what we saw (a restored or rebuilt ensemble)
+ * refuses the handshake forever ("client has seen zxid") while libzookeeper
+ * keeps retrying. A new session costs one re-read, so give this one up, as
+ * Curator does.
+ */
+static void lost_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct zk *zk = arg;
+
+	if (zk->state != ZK_DISCONNECTED)
+		return;
+	log_warn("zookeeper: no server took session 0x%llx back within its %ums timeout; "
+		 "starting a new session", (unsigned long long)zk->stats.session_id,
+		 zk->stats.negotiated_timeout_ms);
+	lose_session(zk, "no server contact for the session timeout");
 }
 
 static void zk_connect(struct zk *zk)
@@ -562,6 +590,7 @@ struct zk *zk_new(struct event_base *base, const struct zookeeper_conf *conf)
 	zk->efd_ev = event_new(base, zk->efd, EV_READ | EV_PERSIST, efd_cb, zk);
 	event_add(zk->efd_ev, NULL);
 	zk->retry_ev = evtimer_new(base, retry_cb, zk);
+	zk->lost_ev = evtimer_new(base, lost_cb, zk);
 	zk->state = ZK_CONNECTING;
 	zk->state_since_ms = now_ms();
 	log_info("zookeeper: connecting to %s (session timeout %ums)", zk->hosts,
@@ -591,6 +620,7 @@ void zk_free(struct zk *zk)
 	zk_req_discard_all(zk);
 	event_free(zk->efd_ev);
 	event_free(zk->retry_ev);
+	event_free(zk->lost_ev);
 	close(zk->efd);
 	pthread_mutex_destroy(&zk->qlock);
 	free(zk->listeners);

@@ -63,6 +63,7 @@ struct zk {
 	uint32_t attempt;		/* consecutive failed sessions, drives backoff */
 	uint64_t session_up_ms;		/* monotonic ms the current session was established */
 	struct event *retry_ev;		/* owned; EXPIRED -> new handle */
+	struct event *lost_ev;		/* owned; DISCONNECTED for a whole session timeout */
 	struct rng rng;			/* backoff jitter */
 
 	int efd;			/* owned; eventfd the foreign threads write */

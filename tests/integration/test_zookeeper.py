@@ -10,7 +10,7 @@ says which instance served it. Covered (DESIGN.md §3):
   - update latency, create()/delete() → first/last connection (printed, n=100);
   - ZooKeeper down: zklb keeps proxying (`disconnected`), a restart serves from
     cache_dir (`cached`), changes apply once ZooKeeper is back;
-  - ZooKeeper rebuilt with older data (xfail: zklb's session is refused forever);
+  - ZooKeeper rebuilt with older data: zklb gives the refused session up after its timeout;
   - zklb's own session expires: new session, everything re-read;
   - every registrar's session expires at once: collapse_guard holds the
     change, keep_last_known refuses the empty set, both logged and counted;
@@ -422,10 +422,6 @@ def test_zookeeper_down_keeps_serving_and_restart_uses_cache(zookeeper, kazoo_cl
     assert "b1" not in seen
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "zklb never gives a session up while disconnected: a server whose data is older "
-    "than the last zxid zklb saw refuses the handshake forever; fix proposed in the "
-    "report (zk.c: start a new session after a session timeout without contact)"))
 def test_zookeeper_rebuilt_with_older_data(zookeeper, kazoo_client, backend, zklb):
     """ZooKeeper comes back from a wipe (a rebuilt or restored ensemble): its last
     zxid is below the one zklb's session saw, so the server refuses zklb's
