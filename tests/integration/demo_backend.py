@@ -9,6 +9,15 @@
         at a time; prints how many answers came from each backend. Exit 1 if any
         request failed.
 
+    python3 demo_backend.py register --zk 127.0.0.1:2181 --path /services/demo \
+            --port 19001 --port 19002
+        Registers one Curator ServiceInstance per port (ids backend-1, backend-2,
+        ...) as ephemeral nodes, as Curator's ServiceDiscovery would, prints
+        "registered N", and holds the ZooKeeper session until SIGTERM.
+
+    python3 demo_backend.py deregister --zk 127.0.0.1:2181 --path /services/demo --id backend-2
+        Deletes one registered instance (what a registrar does on shutdown).
+
 Bounded: every socket operation has a timeout and burst has an overall deadline.
 """
 
@@ -108,6 +117,46 @@ def burst(target, connections, concurrency=8, timeout=5.0, deadline_s=120.0):
     return 0 if not errors else 1
 
 
+def curator_instance(service, iid, port):
+    """The JSON Curator 5 writes for a ServiceInstance (no `enabled` field)."""
+    import json
+    return json.dumps({
+        "name": service, "id": iid, "address": "127.0.0.1", "port": port,
+        "sslPort": None, "payload": None,
+        "registrationTimeUTC": int(time.time() * 1000),
+        "serviceType": "DYNAMIC", "uriSpec": None,
+    }).encode()
+
+
+def register(zk_hosts, path, ports):
+    import signal
+    from kazoo.client import KazooClient
+    zk = KazooClient(hosts=zk_hosts, timeout=10)
+    zk.start(timeout=15)
+    service = path.rstrip("/").rsplit("/", 1)[-1]
+    for i, port in enumerate(ports, 1):
+        zk.create(f"{path}/backend-{i}", curator_instance(service, f"backend-{i}", port),
+                  ephemeral=True, makepath=True)
+    print(f"registered {len(ports)}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait(3600)        # bounded: the demo stops us long before
+    zk.stop()
+    zk.close()
+    return 0
+
+
+def deregister(zk_hosts, path, iid):
+    from kazoo.client import KazooClient
+    zk = KazooClient(hosts=zk_hosts, timeout=10)
+    zk.start(timeout=15)
+    zk.delete(f"{path}/{iid}")
+    zk.stop()
+    zk.close()
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -119,7 +168,19 @@ def main(argv=None):
     b.add_argument("--target", required=True)
     b.add_argument("--connections", type=int, default=300)
     b.add_argument("--concurrency", type=int, default=8)
+    r = sub.add_parser("register")
+    r.add_argument("--zk", required=True)
+    r.add_argument("--path", required=True)
+    r.add_argument("--port", type=int, action="append", required=True)
+    d = sub.add_parser("deregister")
+    d.add_argument("--zk", required=True)
+    d.add_argument("--path", required=True)
+    d.add_argument("--id", required=True)
     a = ap.parse_args(argv)
+    if a.cmd == "register":
+        return register(a.zk, a.path, a.port)
+    if a.cmd == "deregister":
+        return deregister(a.zk, a.path, a.id)
     if a.cmd == "serve":
         if not a.host.startswith("127.") and a.host != "::1":
             ap.error("demo backends listen on loopback only")
