@@ -532,6 +532,14 @@ static void finish_tls(struct schema_ctx *v, const struct schema_path *p, const 
 		struct schema_path kp = { p, t->cert ? "cert" : "key", 0, obj };
 		schema_error(v, &kp, true, "cert and key go together");
 	}
+	/*
+	 * The keys are validated so a file written for a later release reads
+	 * well, but this build relays plain TCP only: accepting the section
+	 * would send plaintext to TLS ports.
+	 */
+	if (obj)
+		schema_error(v, p, true, "upstream TLS is not supported by this build yet; "
+			     "remove the tls: section");
 }
 
 static void finish_sync(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)

@@ -93,8 +93,7 @@ static void test_reference_file(void **state)
 	assert_string_equal(web->discovery.path, "/services/web");
 	assert_int_equal(web->health.check.type, CHECK_HTTP);
 	assert_string_equal(web->health.check.path, "/health");
-	assert_true(web->tls.enabled);
-	assert_string_equal(web->tls.server_name, "web.internal");
+	assert_false(web->tls.enabled);	/* not in this build: commented out */
 	assert_string_equal(web->origin, "file");
 
 	const struct service_conf *cache = config_service(cfg, "cache");
@@ -252,12 +251,21 @@ static void test_empty_file(void **state)
 
 static void test_sections_without_body(void **state)
 {
-	/* "tls:" alone enables TLS with defaults; "check:" alone is a tcp check. */
-	struct config *cfg = load_ok(STATIC_SVC "    tls:\n    health:\n      check:\n");
-	assert_true(cfg->services[0].tls.enabled);
-	assert_true(cfg->services[0].tls.verify);
+	/* "check:" alone is a tcp check with defaults. */
+	struct config *cfg = load_ok(STATIC_SVC "    health:\n      check:\n");
 	assert_int_equal(cfg->services[0].health.check.type, CHECK_TCP);
 	config_free(cfg);
+}
+
+/* Upstream TLS is not in this build: the section is refused, not ignored. */
+static void test_tls_refused(void **state)
+{
+	expect_error(STATIC_SVC "    tls:\n",
+		     "t.yaml:5:5: services.web.tls: upstream TLS is not supported by this build yet; "
+		     "remove the tls: section");
+	expect_error(STATIC_SVC "    tls: {ca: /etc/ca.pem, verify: true}\n",
+		     "t.yaml:5:5: services.web.tls: upstream TLS is not supported by this build yet; "
+		     "remove the tls: section");
 }
 
 static void test_admin_and_workers(void **state)
@@ -796,6 +804,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_empty_file),
 		cmocka_unit_test(test_sections_without_body),
+		cmocka_unit_test(test_tls_refused),
 		cmocka_unit_test(test_admin_and_workers),
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_yaml_errors),
