@@ -9,10 +9,13 @@
  * has drained to half (libevent's le-proxy watermark scheme). An idle
  * connection holds no buffer at all.
  *
- * Bulk transfers: once a direction has moved SPLICE_MIN bytes (and no
- * framing tracker needs to see them), it switches to splice(2) through a
- * pipe borrowed from the worker, so the bytes never enter user space. One
- * pipe load is in flight at a time; reading resumes when it has drained.
+ * Bulk transfers: once SPLICE_AFTER reads in a row of a direction fill the
+ * whole read buffer (a stream, not request/response traffic, for which
+ * splicing small messages costs more than copying them) and no framing
+ * tracker needs to see the bytes, the direction switches to splice(2)
+ * through a pipe borrowed from the worker, so the bytes never enter user
+ * space. One pipe load is in flight at a time; reading resumes when it has
+ * drained.
  *
  * Timeouts: one timer per relay, owned by the current state: the connect
  * timeout while WAITING or CONNECTING, the idle timeout once ESTABLISHED
@@ -39,7 +42,7 @@
 
 #define RELAY_MAX_TRIED 8
 #define WEIGHT_SCALE 100		/* balancing weight units per configured weight */
-#define SPLICE_MIN (256 * 1024)		/* bytes a direction moves before it splices */
+#define SPLICE_AFTER 4			/* full reads in a row that make a direction splice */
 #define SPLICE_CHUNK (256 * 1024)	/* at most this much in a pipe at once (its size) */
 
 enum relay_state {
@@ -59,7 +62,7 @@ struct relay_dir {
 	bool no_splice;				/* splice refused (EINVAL): copy instead */
 	int pipe[2];				/* splice mode: read/write ends, -1 when off */
 	uint32_t piped;				/* bytes sitting in the pipe */
-	uint64_t moved;				/* bytes read so far: bulk turns splice on */
+	uint32_t full_reads;			/* reads in a row that filled the buffer */
 };
 
 struct relay {
@@ -438,7 +441,6 @@ static ssize_t dir_pump_splice(struct relay_dir *d, int from_fd, int to_fd, bool
 	if (n <= 0)
 		return n;
 	d->piped = (uint32_t)n;
-	d->moved += (uint64_t)n;
 	if (!dir_flush_pipe(d, to_fd))
 		*write_failed = true;
 	return n;
@@ -558,8 +560,14 @@ static void dir_settle(struct relay *r, struct relay_dir *d, int to_fd, struct e
 			relay_client_fin(r);
 			return;
 		}
-		/* The reading side sent FIN and everything is through: pass it on. */
-		shutdown(to_fd, SHUT_WR);
+		/*
+		 * The reading side sent FIN and everything is through: pass it on.
+		 * When the other direction is already done, the close that follows
+		 * at once sends the FIN: spare the syscall.
+		 */
+		const struct relay_dir *other = d == &r->c2u ? &r->u2c : &r->c2u;
+		if (!other->shut)
+			shutdown(to_fd, SHUT_WR);
 		d->shut = true;
 	}
 }
@@ -585,7 +593,7 @@ static ssize_t dir_pump(struct relay *r, struct relay_dir *d, int from_fd, int t
 	struct worker *w = r->w;
 	ssize_t n;
 	*write_failed = false;
-	if (d->pipe[0] < 0 && !d->buf && !r->fr && !d->no_splice && d->moved >= SPLICE_MIN &&
+	if (d->pipe[0] < 0 && !d->buf && !r->fr && !d->no_splice && d->full_reads >= SPLICE_AFTER &&
 	    !worker_pipe_get(w, d->pipe))
 		d->no_splice = true;	/* out of pipes: copy */
 	if (d->pipe[0] >= 0) {
@@ -610,8 +618,8 @@ static ssize_t dir_pump(struct relay *r, struct relay_dir *d, int from_fd, int t
 		if (n <= 0)
 			return n;
 		relay_track(r, d, d->buf + d->end, (size_t)n);
+		d->full_reads = d->end + (uint32_t)n == r->cap ? d->full_reads + 1 : 0;
 		d->end += (uint32_t)n;
-		d->moved += (uint64_t)n;
 		if (!dir_flush(r, d, to_fd))
 			*write_failed = true;
 		return n;
@@ -623,7 +631,7 @@ static ssize_t dir_pump(struct relay *r, struct relay_dir *d, int from_fd, int t
 	if (n <= 0)
 		return n;
 	relay_track(r, d, w->scratch, (size_t)n);
-	d->moved += (uint64_t)n;
+	d->full_reads = (size_t)n == room ? d->full_reads + 1 : 0;
 	ssize_t sent = 0;
 	while (sent < n) {
 		ssize_t k = send(to_fd, w->scratch + sent, (size_t)(n - sent), MSG_NOSIGNAL);
