@@ -100,8 +100,11 @@ static void on_pool_reap(struct worker *w)
 	}
 }
 
-/* Close p now, free it after the loop turn. */
-static void pooled_drop(struct pooled *p, enum pool_discard why)
+/*
+ * Take p out of its slot and the worker's list; it is freed after the loop
+ * turn (we may be inside its own callback). Its fd is the caller's business.
+ */
+static void pooled_retire(struct pooled *p)
 {
 	struct worker *w = p->w;
 	struct pool_slot *s = slot_of(w, p->be);
@@ -110,11 +113,7 @@ static void pooled_drop(struct pooled *p, enum pool_discard why)
 	else if (p->state == POOLED_CONNECTING)
 		s->n_connecting--;
 	event_del(&p->ev);
-	close(p->fd);
-	p->fd = -1;
 	p->state = POOLED_DEAD;
-	w->pool.discards[why]++;
-
 	if (p->wprev)
 		p->wprev->wnext = p->wnext;
 	else
@@ -125,6 +124,15 @@ static void pooled_drop(struct pooled *p, enum pool_discard why)
 	p->wnext = w->pool.dead;
 	w->pool.dead = p;
 	worker_schedule_reap(w);
+}
+
+/* Close p now and count why. */
+static void pooled_drop(struct pooled *p, enum pool_discard why)
+{
+	p->w->pool.discards[why]++;
+	close(p->fd);
+	p->fd = -1;
+	pooled_retire(p);
 }
 
 static void on_idle_event(evutil_socket_t fd, short what, void *arg)
@@ -181,25 +189,13 @@ int pool_take(struct worker *w, struct backend *be, struct framing **fr)
 			pooled_drop(p, POOL_DISCARD_STALE);
 			continue;
 		}
-		slot_unlink(s, p);
-		event_del(&p->ev);
+		/* Not a discard: the connection lives on in the relay. */
 		int fd = p->fd;
 		*fr = p->fr;
 		framing_reset(*fr);
 		p->fr = NULL;
 		p->fd = -1;
-		/* Not a discard: detach from the worker list and free with the dead. */
-		p->state = POOLED_DEAD;
-		if (p->wprev)
-			p->wprev->wnext = p->wnext;
-		else
-			w->pool.all = p->wnext;
-		if (p->wnext)
-			p->wnext->wprev = p->wprev;
-		p->wprev = NULL;
-		p->wnext = w->pool.dead;
-		w->pool.dead = p;
-		worker_schedule_reap(w);
+		pooled_retire(p);
 		atomic_fetch_add_explicit(&be->upstream_reused, 1, memory_order_relaxed);
 		return fd;
 	}
