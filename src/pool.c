@@ -19,6 +19,7 @@
 #define POOL_TICK_MS 200
 #define POOL_BACKOFF_MIN_MS 100
 #define POOL_BACKOFF_MAX_MS 5000
+#define POOL_EARLY_CLOSE_MS 1000	/* a prewarmed connection closed sooner is a refusal */
 
 enum pooled_state {
 	POOLED_CONNECTING = 0,		/* prewarm connect in flight */
@@ -37,6 +38,8 @@ struct pooled {
 	struct framing *fr;		/* owned; may be NULL */
 	enum pooled_state state;
 	uint64_t idle_timeout_ms;	/* pool.idle_timeout of the service */
+	uint64_t idle_since_ms;		/* when it entered the pool */
+	bool prewarmed;			/* opened by the refill, not returned by a client */
 };
 
 static const char *const discard_names[POOL_DISCARD_COUNT] = {
@@ -135,6 +138,14 @@ static void pooled_drop(struct pooled *p, enum pool_discard why)
 	pooled_retire(p);
 }
 
+/* The refill of p's slot waits longer: the backend refused in effect. */
+static void slot_back_off(struct pooled *p, uint64_t now)
+{
+	struct pool_slot *s = slot_of(p->w, p->be);
+	s->backoff_ms = pool_backoff_next(s->backoff_ms);
+	s->next_attempt_ms = now + s->backoff_ms;
+}
+
 static void on_idle_event(evutil_socket_t fd, short what, void *arg)
 {
 	struct pooled *p = arg;
@@ -146,6 +157,14 @@ static void on_idle_event(evutil_socket_t fd, short what, void *arg)
 	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;	/* spurious wake-up */
+	/*
+	 * A backend that accepts and drops prewarmed connections at once is
+	 * refusing in all but name: back off as for a refused connect instead
+	 * of reconnecting on every tick. (Never a backend failure, though.)
+	 */
+	uint64_t now = now_ms();
+	if (p->prewarmed && now - p->idle_since_ms < POOL_EARLY_CLOSE_MS)
+		slot_back_off(p, now);
 	pooled_drop(p, n > 0 ? POOL_DISCARD_DATA : POOL_DISCARD_CLOSED);
 }
 
@@ -156,6 +175,7 @@ static void pooled_make_idle(struct pooled *p, uint64_t idle_timeout_ms)
 	p->snext = s->idle;
 	s->idle = p;
 	s->n_idle++;
+	p->idle_since_ms = now_ms();
 	atomic_fetch_add_explicit(&p->be->idle, 1, memory_order_relaxed);
 	event_assign(&p->ev, p->w->base, p->fd, EV_READ | EV_PERSIST, on_idle_event, p);
 	struct timeval tv = { .tv_sec = (time_t)(idle_timeout_ms / 1000),
@@ -190,6 +210,7 @@ int pool_take(struct worker *w, struct backend *be, struct framing **fr)
 			continue;
 		}
 		/* Not a discard: the connection lives on in the relay. */
+		s->backoff_ms = 0;	/* it was worth having */
 		int fd = p->fd;
 		*fr = p->fr;
 		framing_reset(*fr);
@@ -242,7 +263,7 @@ static void on_prewarm_connected(evutil_socket_t fd, short what, void *arg)
 		pooled_drop(p, POOL_DISCARD_CLOSED);
 		return;
 	}
-	s->backoff_ms = 0;
+	/* The backoff stays until a connection proves useful (pool_take). */
 	s->n_connecting--;
 	pooled_make_idle(p, p->idle_timeout_ms);
 }
@@ -263,6 +284,7 @@ static void prewarm_one(struct worker *w, struct backend *be, const struct servi
 	atomic_fetch_add_explicit(&be->upstream_opened, 1, memory_order_relaxed);
 	struct pooled *p = pooled_new(w, be, fd, NULL);
 	p->state = POOLED_CONNECTING;
+	p->prewarmed = true;
 	p->idle_timeout_ms = sc->pool.idle_timeout_ms;
 	s->n_connecting++;
 	if (connect(fd, (struct sockaddr *)&be->addr.ss, be->addr.len) != 0 && errno != EINPROGRESS) {

@@ -495,18 +495,18 @@ static bool relay_try_pool(struct relay *r)
 
 /*
  * The client sent FIN and every byte of it reached the backend. Without
- * reuse the FIN is passed on; with reuse the upstream connection goes to the
- * pool once the last reply is through (FRAMING_PARTIAL: wait for it), and
- * the client gets our FIN instead.
+ * reuse the FIN is passed on. With reuse, an upstream connection at a
+ * boundary goes to the pool (once replies already read from it have reached
+ * the client) and the client gets our FIN instead. Anything else — a reply
+ * still owed, half a request, a poisoned tracker — is decided at once: the
+ * FIN goes to the backend. Waiting for an owed reply could wait forever
+ * when the request itself was incomplete, and the tracker cannot tell.
  */
 static void relay_client_fin(struct relay *r)
 {
 	enum framing_verdict v = framing_verdict(r->fr);
-	bool replies_owed = v == FRAMING_PARTIAL || r->u2c.end != r->u2c.start;
-	if (replies_owed && v != FRAMING_OK && v != FRAMING_PARTIAL)
-		replies_owed = false;	/* poisoned: nothing to wait for */
-	if (replies_owed && !r->u2c.eof) {
-		r->fin_deferred = true;	/* decided again after the next progress */
+	if (v == FRAMING_OK && r->u2c.end != r->u2c.start && !r->u2c.eof) {
+		r->fin_deferred = true;	/* decided again once the client has it all */
 		return;
 	}
 	r->fin_deferred = false;
