@@ -245,7 +245,7 @@ static void slot_complete(struct client_slot *s)
 	case CLIENT_HTTP:
 		if (s->http->status < 200 || s->http->status > 299)
 			counter_add(&t->n.http_non2xx, 1);
-		if (s->http->close || o->http_close)
+		if (s->http->close || o->http_close || o->http_once)
 			slot_close_fd(s);
 		break;
 	case CLIENT_CONN:

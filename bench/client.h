@@ -10,7 +10,8 @@
  *   stream  bulk one way: "up" sends to a sink, "down" reads from a source;
  *           bounded by the duration and an optional total byte count.
  *   http    HTTP/1.1 GET, keep-alive or Connection: close; a reply is read by
- *           its Content-Length.
+ *           its Content-Length. http_once: one keep-alive GET per connection,
+ *           then the client closes (what lets a proxy reuse its upstream).
  *   idle    open `connections` connections, do one rr exchange on each (so a
  *           proxy has connected upstream), print "ready N" on stdout, then
  *           hold them idle until the duration ends or SIGINT/SIGTERM.
@@ -57,6 +58,7 @@ struct client_opts {
 	bool close_by_server;		/* conn: wait for the server's EOF before closing */
 	bool stream_down;		/* stream: read from a source instead of sending */
 	bool http_close;		/* http: send Connection: close */
+	bool http_once;			/* http: one keep-alive request per connection, client closes */
 	char http_path[1024];		/* http: request target */
 	char http_host[300];		/* http: Host header value */
 	bool progress;			/* print a progress line on stderr each second */

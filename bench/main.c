@@ -50,6 +50,8 @@ static const char usage_text[] =
 "      --direction D     stream: up | down                      [up]\n"
 "      --close WHO       conn: client | server                  [client]\n"
 "      --http-close      http: send Connection: close\n"
+"      --http-once       http: one keep-alive GET per connection, then the\n"
+"                        client closes first (short clients a proxy may pool)\n"
 "      --path PATH       http: request target                   [/]\n"
 "      --host HOST       http: Host header                      [HOST:PORT]\n"
 "      --json            print the result as one JSON object\n"
@@ -82,6 +84,7 @@ enum opt_id {
 	OPT_DIRECTION,
 	OPT_CLOSE,
 	OPT_HTTP_CLOSE,
+	OPT_HTTP_ONCE,
 	OPT_PATH,
 	OPT_HOST,
 	OPT_JSON,
@@ -107,6 +110,7 @@ static const struct option client_long_opts[] = {
 	{ "direction", required_argument, NULL, OPT_DIRECTION },
 	{ "close", required_argument, NULL, OPT_CLOSE },
 	{ "http-close", no_argument, NULL, OPT_HTTP_CLOSE },
+	{ "http-once", no_argument, NULL, OPT_HTTP_ONCE },
 	{ "path", required_argument, NULL, OPT_PATH },
 	{ "host", required_argument, NULL, OPT_HOST },
 	{ "json", no_argument, NULL, OPT_JSON },
@@ -313,6 +317,9 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_HTTP_CLOSE:
 			co->http_close = true;
+			break;
+		case OPT_HTTP_ONCE:
+			co->http_once = true;
 			break;
 		case OPT_PATH:
 			if (optarg[0] != '/' || strlen(optarg) >= sizeof(co->http_path) || strpbrk(optarg, " \r\n"))

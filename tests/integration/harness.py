@@ -11,6 +11,10 @@ resolved from this file's location, binaries from $ZKLB_BUILD).
   Zklb         the daemon under test, started from a config dict or YAML string
   ZooKeeper    a standalone Debian ZooKeeper 3.8 in a temporary directory
   Ensemble     three ZooKeeper nodes on loopback, with leader lookup and kill
+  NginxHTTP, RedisServer, Memcached
+               real servers as backends, counting their accepts (stub_status, INFO,
+               stats); TinyHTTP: a threaded HTTP/1.1 server with delayed answers;
+               SockReader: buffered HTTP / RESP / line reads for clients
 
 The metric names and admin JSON shape the tests expect are in one place below
 (METRIC, services_of, instances_of) so they are easy to adapt to DESIGN.md.
