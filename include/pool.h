@@ -38,6 +38,7 @@ enum pool_discard {
 	POOL_DISCARD_REMOVED,		/* the backend left the service or is not routable */
 	POOL_DISCARD_NOT_REUSABLE,	/* the framing tracker said no (see framing counters) */
 	POOL_DISCARD_SHUTDOWN,		/* worker stopping */
+	POOL_DISCARD_CONNECT_FAILED,	/* a prewarm connect failed */
 	POOL_DISCARD_COUNT
 };
 

@@ -51,6 +51,7 @@ static const char *const discard_names[POOL_DISCARD_COUNT] = {
 	[POOL_DISCARD_REMOVED] = "backend_gone",
 	[POOL_DISCARD_NOT_REUSABLE] = "not_reusable",
 	[POOL_DISCARD_SHUTDOWN] = "shutdown",
+	[POOL_DISCARD_CONNECT_FAILED] = "connect_failed",
 };
 
 const char *pool_discard_name(enum pool_discard d)
@@ -260,7 +261,7 @@ static void on_prewarm_connected(evutil_socket_t fd, short what, void *arg)
 		s->next_attempt_ms = now_ms() + s->backoff_ms;
 		log_debug("svc=%s be=%s prewarm connect: %s; next try in %ums",
 			  p->be->svc->name, p->be->name, strerror(err), s->backoff_ms);
-		pooled_drop(p, POOL_DISCARD_CLOSED);
+		pooled_drop(p, POOL_DISCARD_CONNECT_FAILED);
 		return;
 	}
 	/* The backoff stays until a connection proves useful (pool_take). */
@@ -290,7 +291,7 @@ static void prewarm_one(struct worker *w, struct backend *be, const struct servi
 	if (connect(fd, (struct sockaddr *)&be->addr.ss, be->addr.len) != 0 && errno != EINPROGRESS) {
 		s->backoff_ms = pool_backoff_next(s->backoff_ms);
 		s->next_attempt_ms = now_ms() + s->backoff_ms;
-		pooled_drop(p, POOL_DISCARD_CLOSED);
+		pooled_drop(p, POOL_DISCARD_CONNECT_FAILED);
 		return;
 	}
 	event_assign(&p->ev, w->base, fd, EV_WRITE, on_prewarm_connected, p);
