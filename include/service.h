@@ -104,11 +104,4 @@ void service_tick(struct service *svc, uint64_t now);
 void service_check_result(struct service *svc, struct backend *be, bool passed,
 			  const char *why, uint64_t now);
 
-/*
- * Whether the service is in panic: fewer than panic_threshold % of the
- * members are routable. Any thread (reads atomics only). `n_routable` and
- * `n` describe the caller's snapshot.
- */
-bool service_in_panic(const struct service *svc, size_t n_routable, size_t n);
-
 #endif

@@ -96,6 +96,8 @@ void worker_post_update(struct worker *w, const char *key, struct backend_set *s
 void worker_post_simple(struct worker *w, enum worker_msg_kind kind, const char *key);
 /* Join the thread (after STOP) and free everything. */
 void worker_join_free(struct worker *w);
+/* Free a worker whose thread never started (worker_start failed). */
+void worker_free_unstarted(struct worker *w);
 
 /* For relays. */
 void *worker_buf_get(struct worker *w, size_t size);

@@ -78,7 +78,8 @@ void backend_report_failure(struct backend *be, const char *why)
 	atomic_fetch_add_explicit(&be->connect_failures, 1, memory_order_relaxed);
 
 	pthread_mutex_lock(&svc->health_lock);
-	bool may = health_may_eject(count_ejected(svc), svc->n_members, svc->max_ejected_percent);
+	uint32_t max_pct = svc->max_ejected_percent;
+	bool may = health_may_eject(count_ejected(svc), svc->n_members, max_pct);
 	enum health_transition t = health_on_failure(&be->health, &svc->hp, now, may);
 	uint64_t until = be->health.ejected_until_ms;
 	uint32_t times = be->health.ejections_total;
@@ -95,7 +96,7 @@ void backend_report_failure(struct backend *be, const char *why)
 		if (now - last >= 1000 &&
 		    atomic_compare_exchange_strong(&svc->skip_logged_ms, &last, now))
 			log_warn("svc=%s be=%s not ejected: max_ejected_percent=%u reached (%s)",
-				 svc->name, be->name, svc->max_ejected_percent, why);
+				 svc->name, be->name, max_pct, why);
 	} else {
 		log_debug("svc=%s be=%s connect failure: %s", svc->name, be->name, why);
 	}

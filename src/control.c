@@ -565,8 +565,12 @@ struct control *control_new(struct config *cfg, const char *config_path)
 	for (unsigned i = 0; i < c->n_workers && ok; i++) {
 		c->workers[i] = worker_new(i, c->n_workers);
 		ok = c->workers[i] && worker_start(c->workers[i]) == 0;
-		if (!ok)
+		if (!ok) {
 			log_error("cannot start worker %u", i);
+			if (c->workers[i])
+				worker_free_unstarted(c->workers[i]);
+			c->workers[i] = NULL;
+		}
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 

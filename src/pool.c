@@ -116,7 +116,8 @@ static void pooled_retire(struct pooled *p)
 		slot_unlink(s, p);
 	else if (p->state == POOLED_CONNECTING)
 		s->n_connecting--;
-	event_del(&p->ev);
+	if (event_initialized(&p->ev))	/* not yet when connect() failed at once */
+		event_del(&p->ev);
 	p->state = POOLED_DEAD;
 	if (p->wprev)
 		p->wprev->wnext = p->wnext;

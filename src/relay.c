@@ -265,7 +265,7 @@ static struct backend *relay_choose(struct relay *r, uint64_t now)
 		c[i].eligible = ok && !was_tried(r, be);
 	}
 	/* Panic (Envoy): too few healthy ones left, so balance over all of them. */
-	if (service_in_panic(s->svc, routable, members)) {
+	if (health_in_panic(routable, members, s->conf->health.panic_threshold)) {
 		for (size_t i = 0; i < s->n; i++) {
 			struct backend *be = s->v[i];
 			c[i].eligible = atomic_load_explicit(&be->member, memory_order_relaxed) &&
@@ -416,6 +416,8 @@ static bool dir_flush_pipe(struct relay_dir *d, int fd)
 	while (d->piped) {
 		ssize_t n = splice(d->pipe[0], NULL, fd, NULL, d->piped,
 				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n == 0)
+			return true;	/* nothing moved: wait for writability */
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -572,7 +574,12 @@ static void dir_settle(struct relay *r, struct relay_dir *d, int to_fd, struct e
 	}
 }
 
-/* Let the framing tracker see the bytes (pool.reuse). */
+/*
+ * Let the framing tracker see the bytes (pool.reuse). Once it says the
+ * connection can never be reused (upgrade, pinned, unframed, error...), it
+ * is dropped: the rest of the connection is relayed (and may splice)
+ * without it.
+ */
 static inline void relay_track(struct relay *r, const struct relay_dir *d, const char *p, size_t n)
 {
 	if (!r->fr)
@@ -581,6 +588,13 @@ static inline void relay_track(struct relay *r, const struct relay_dir *d, const
 		framing_feed_request(r->fr, p, n);
 	else
 		framing_feed_response(r->fr, p, n);
+	enum framing_verdict v = framing_verdict(r->fr);
+	if (v != FRAMING_OK && v != FRAMING_PARTIAL) {
+		r->w->pool.not_reusable[v < FRAMING_VERDICT_COUNT ? v : FRAMING_ERROR]++;
+		r->w->pool.discards[POOL_DISCARD_NOT_REUSABLE]++;
+		framing_free(r->fr);
+		r->fr = NULL;
+	}
 }
 
 /*

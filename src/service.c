@@ -258,8 +258,3 @@ void service_check_result(struct service *svc, struct backend *be, bool passed,
 	pthread_mutex_unlock(&svc->health_lock);
 	log_transition(svc, be, t, why);
 }
-
-bool service_in_panic(const struct service *svc, size_t n_routable, size_t n)
-{
-	return health_in_panic(n_routable, n, svc->panic_threshold);
-}

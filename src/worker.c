@@ -133,8 +133,9 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 				accept_pause(w, l, errno);
 				return;
 			default:
-				atomic_fetch_add_explicit(&w->accept_errors, 1, memory_order_relaxed);
-				log_error("worker=%u listen=%s accept: %s", w->id, l->key, strerror(errno));
+				/* Anything else (EPERM from a filter, ...) would fire again
+				 * at once on a level-triggered socket: pause as well. */
+				accept_pause(w, l, errno);
 				return;
 			}
 		}
@@ -351,9 +352,9 @@ void worker_post_simple(struct worker *w, enum worker_msg_kind kind, const char 
 	worker_post(w, m);
 }
 
-void worker_join_free(struct worker *w)
+/* Free everything the worker owns; its thread is not running (any more). */
+static void worker_free(struct worker *w)
 {
-	pthread_join(w->thread, NULL);
 	on_wake(w->wake_fd, 0, w);	/* drop messages that arrived after STOP */
 	relay_close_all(w);
 	pool_worker_close(w);
@@ -378,4 +379,15 @@ void worker_join_free(struct worker *w)
 	free(w->scratch);
 	pthread_mutex_destroy(&w->inbox_lock);
 	free(w);
+}
+
+void worker_join_free(struct worker *w)
+{
+	pthread_join(w->thread, NULL);
+	worker_free(w);
+}
+
+void worker_free_unstarted(struct worker *w)
+{
+	worker_free(w);
 }
