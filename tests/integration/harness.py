@@ -1209,8 +1209,11 @@ def four_letter(hostport, cmd, timeout=1.0):
 class ZooKeeper:
     """One ZooKeeper server (standalone, or a member of an Ensemble)."""
 
-    def __init__(self, workdir, port=None, myid=None, peers=None, extra=None):
+    def __init__(self, workdir, port=None, myid=None, peers=None, extra=None, jvm_props=None):
+        """extra: more zoo.cfg lines; jvm_props: server settings that are JVM
+        system properties only (jute.maxbuffer, znode.container.checkIntervalMs)."""
         self.dir = Path(workdir)
+        self.jvm_props = dict(jvm_props or {})
         self.data = self.dir / "data"
         self.data.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -1251,6 +1254,7 @@ class ZooKeeper:
                f"-Dzookeeper.log.dir={self.dir}",
                "-Dzookeeper.root.logger=INFO,ROLLINGFILE",
                "-Dzookeeper.admin.enableServer=false",
+               *(f"-D{k}={v}" for k, v in self.jvm_props.items()),
                "-cp", cp, "org.apache.zookeeper.server.quorum.QuorumPeerMain",
                str(self.cfg_path)]
         with open(self.dir / "zookeeper.out", "ab") as out:

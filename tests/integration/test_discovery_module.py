@@ -170,23 +170,6 @@ def probe(tmp_path):
         assert rc == 0, f"probe exited {rc}:\n{log}"
 
 
-class BigZooKeeper(ZooKeeper):
-    """A ZooKeeper that accepts nodes up to 4 MiB (jute.maxbuffer is a JVM property)."""
-
-    def start(self, wait=True, timeout=30.0):
-        real = subprocess.Popen
-
-        def popen(cmd, *a, **kw):
-            if cmd and cmd[0] == "java":
-                cmd = [cmd[0], "-Djute.maxbuffer=4194304"] + cmd[1:]
-            return real(cmd, *a, **kw)
-        subprocess.Popen = popen
-        try:
-            return super().start(wait=wait, timeout=timeout)
-        finally:
-            subprocess.Popen = real
-
-
 def _ms(x):
     return round(x * 1000.0, 1)
 
@@ -494,7 +477,8 @@ def test_acl_denied_then_auth(shared_zookeeper, zk_path, kazoo_client, probe):
 
 
 def test_huge_node_is_skipped(tmp_path, kazoo_client, probe):
-    zk = BigZooKeeper(tmp_path / "bigzk")
+    # Accept nodes up to 4 MiB (jute.maxbuffer is a JVM property).
+    zk = ZooKeeper(tmp_path / "bigzk", jvm_props={"jute.maxbuffer": 4194304})
     try:
         zk.start()
         k = kazoo_client(zk.hosts)
