@@ -47,19 +47,24 @@ static bool has_msg(const struct config_errors *errs, const char *want)
 	return false;
 }
 
+/* A load that must fail with exactly `want` among its messages; frees errs. */
+static void assert_rejected(struct config *cfg, struct config_errors *errs, const char *want)
+{
+	if (cfg || !has_msg(errs, want)) {
+		print_message("wanted: %s\n", want);
+		for (size_t i = 0; i < errs->n; i++)
+			print_message("got:    %s\n", errs->msgs[i]);
+	}
+	assert_null(cfg);
+	assert_true(has_msg(errs, want));
+	config_errors_free(errs);
+}
+
 /* The YAML must be rejected with exactly this message among the errors. */
 static void expect_error(const char *yaml, const char *want)
 {
 	struct config_errors errs = { 0 };
-	struct config *cfg = load(yaml, &errs);
-	if (cfg || !has_msg(&errs, want)) {
-		print_message("wanted: %s\n", want);
-		for (size_t i = 0; i < errs.n; i++)
-			print_message("got:    %s\n", errs.msgs[i]);
-	}
-	assert_null(cfg);
-	assert_true(has_msg(&errs, want));
-	config_errors_free(&errs);
+	assert_rejected(load(yaml, &errs), &errs, want);
 }
 
 #define STATIC_SVC \
@@ -717,15 +722,8 @@ static void expect_overlay_error(const char *json, const char *want)
 {
 	struct config *base = overlay_base();
 	struct config_errors errs = { 0 };
-	struct config *cfg = config_overlay_json(base, json, strlen(json), "zookeeper:/zklb/config", &errs);
-	if (cfg || !has_msg(&errs, want)) {
-		print_message("wanted: %s\n", want);
-		for (size_t i = 0; i < errs.n; i++)
-			print_message("got:    %s\n", errs.msgs[i]);
-	}
-	assert_null(cfg);
-	assert_true(has_msg(&errs, want));
-	config_errors_free(&errs);
+	assert_rejected(config_overlay_json(base, json, strlen(json), "zookeeper:/zklb/config", &errs),
+			&errs, want);
 	config_free(base);
 }
 
