@@ -24,9 +24,8 @@ enum log_format {
 /* Set the threshold and format; safe to call again on reload. */
 void log_setup(enum log_level level, enum log_format format);
 
-/* Parse "error|warn|info|debug" / "text|json"; false when unknown. */
+/* Parse "error|warn|info|debug"; false when unknown. */
 bool log_level_parse(const char *s, enum log_level *out);
-bool log_format_parse(const char *s, enum log_format *out);
 
 bool log_enabled(enum log_level level);
 

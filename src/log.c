@@ -35,17 +35,6 @@ bool log_level_parse(const char *s, enum log_level *out)
 	return false;
 }
 
-bool log_format_parse(const char *s, enum log_format *out)
-{
-	if (strcmp(s, "text") == 0)
-		*out = LOG_FORMAT_TEXT;
-	else if (strcmp(s, "json") == 0)
-		*out = LOG_FORMAT_JSON;
-	else
-		return false;
-	return true;
-}
-
 bool log_enabled(enum log_level level)
 {
 	return (int)level <= atomic_load_explicit(&log_threshold, memory_order_relaxed);
