@@ -258,11 +258,16 @@ static void on_prewarm_connected(evutil_socket_t fd, short what, void *arg)
 		err = errno;
 	if (err) {
 		/* Backoff; a refusing backend is the passive checks' business, not ours. */
-		s->backoff_ms = pool_backoff_next(s->backoff_ms);
-		s->next_attempt_ms = now_ms() + s->backoff_ms;
+		slot_back_off(p, now_ms());
 		log_debug("svc=%s be=%s prewarm connect: %s; next try in %ums",
 			  p->be->svc->name, p->be->name, strerror(err), s->backoff_ms);
-		pooled_drop(p, POOL_DISCARD_CONNECT_FAILED);
+		/*
+		 * ECONNRESET here is not a failed connect: the handshake completed
+		 * and the backend reset the connection before this event ran (a
+		 * refused SYN reports ECONNREFUSED). Count it as the drop it is.
+		 */
+		pooled_drop(p, err == ECONNRESET || err == EPIPE ? POOL_DISCARD_CLOSED
+								   : POOL_DISCARD_CONNECT_FAILED);
 		return;
 	}
 	/* The backoff stays until a connection proves useful (pool_take). */
