@@ -19,6 +19,9 @@
 
 #include "log.h"
 
+/* A relay remembers every backend it tried, so retries are bounded. */
+#define CONFIG_MAX_RETRIES 15
+
 enum balance_kind {
 	BALANCE_LEAST_CONN = 0,
 	BALANCE_P2C,
@@ -115,7 +118,7 @@ struct service_conf {
 	uint64_t connect_timeout_ms;	/* default 1s */
 	uint64_t idle_timeout_ms;	/* default 5m; 0 = none */
 	uint64_t max_buffer;		/* bytes per direction, default 64k, >= 1k */
-	uint32_t retries;		/* default 2 */
+	uint32_t retries;		/* default 2, at most CONFIG_MAX_RETRIES */
 	struct health_conf health;
 	struct pool_conf pool;
 	struct tls_conf tls;

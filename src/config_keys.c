@@ -24,7 +24,7 @@ static const enum schema_type as_u32 = S_U32;
 
 static const struct schema_range r_pct = { 0, 100 };
 static const struct schema_range r_rise = { 1, 1000 };
-static const struct schema_range r_retries = { 0, 100 };
+static const struct schema_range r_retries = { 0, CONFIG_MAX_RETRIES };
 static const struct schema_range r_count = { 0, 1000000 };
 static const struct schema_range r_port = { 1, 65535 };
 static const struct schema_range r_port0 = { 0, 65535 };

@@ -40,7 +40,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define RELAY_MAX_TRIED 8
+#define RELAY_MAX_TRIED (CONFIG_MAX_RETRIES + 1)	/* every attempt is remembered */
 #define WEIGHT_SCALE 100		/* balancing weight units per configured weight */
 #define SPLICE_AFTER 4			/* full reads in a row that make a direction splice */
 #define SPLICE_CHUNK (256 * 1024)	/* at most this much in a pipe at once (its size) */
@@ -230,8 +230,7 @@ void relay_detach_waiting(struct wlistener *l)
 
 static bool was_tried(const struct relay *r, const struct backend *be)
 {
-	uint32_t n = MIN(r->attempts, RELAY_MAX_TRIED);
-	for (uint32_t i = 0; i < n; i++)
+	for (uint32_t i = 0; i < r->attempts; i++)
 		if (r->tried[i] == be)
 			return true;
 	return false;
@@ -338,7 +337,7 @@ static void relay_connect_next(struct relay *r)
 		}
 		if (r->attempts)
 			atomic_fetch_add_explicit(&r->set->svc->retries, 1, memory_order_relaxed);
-		r->tried[r->attempts % RELAY_MAX_TRIED] = be;
+		r->tried[r->attempts] = be;
 		r->attempts++;
 		r->be = backend_get(be);
 		atomic_fetch_add_explicit(&be->active, 1, memory_order_relaxed);

@@ -211,6 +211,22 @@ def test_dead_backends_cost_the_client_nothing(backend, closed_port, zklb, balan
     assert good.accepts == 100
 
 
+def test_retries_never_revisit_a_backend(backend, closed_port, zklb):
+    """retries: 12 over 12 refusing instances and one good one: every attempt of a
+    client goes to a backend it has not tried yet, so the 13th at the latest is
+    the good one. (Nothing is ejected: failures_to_eject is out of reach.)"""
+    good = backend("good", "tag")
+    dead = [closed_port() for _ in range(12)]
+    lb = zklb(services={SVC: static_service(
+        dead[:6] + [good] + dead[6:], balance="random", retries=12, connect_timeout="1s",
+        health={"failures_to_eject": 1000})})
+    addr = lb.listen(SVC)
+    assert [ask_tag(addr, timeout=5) for _ in range(40)] == ["good"] * 40
+    m = lb.metrics()
+    assert m.value("zklb_service_connections_failed_total", service=SVC) == 0
+    assert m.value("zklb_service_retries_total", service=SVC) >= 40
+
+
 def test_backend_reset_before_first_byte_is_survived(backend, zklb):
     """A backend that accepts and resets is not the client's problem for long:
     it is ejected after failures_to_eject and the rest of the traffic is served."""

@@ -370,6 +370,8 @@ static void test_type_errors(void **state)
 		     "t.yaml:5:14: services.web.retries: expected an integer, got a string '2'");
 	expect_error(STATIC_SVC "    retries: 2.5\n",
 		     "t.yaml:5:14: services.web.retries: expected an integer, got a number 2.5");
+	expect_error(STATIC_SVC "    retries: 16\n",
+		     "t.yaml:5:14: services.web.retries: 16 is out of range 0..15");
 	expect_error(STATIC_SVC "    health: 3\n",
 		     "t.yaml:5:13: services.web.health: expected a mapping, got an integer 3");
 	expect_error(STATIC_SVC "    tls: {verify: yes}\n",
