@@ -74,7 +74,8 @@ def test_refused_backend_is_ejected_retried_and_returns(backend, zklb):
     assert sum(got.values()) == 200 and set(got) == {"b1", "b2"}, got
     assert ejected_seen, "b3 was never seen ejected"
     first = [ms for n, ms in ejected_seen if n == 1]
-    assert first and all(0 < ms <= 500 for ms in first), ejected_seen
+    # 0 = due: the deadline passed and the control thread's next tick returns it.
+    assert any(ms > 0 for ms in first) and all(ms <= 500 for ms in first), ejected_seen
 
     inst = lb.instances(SVC)[b3.address]
     assert inst["ejections"] >= 1 and inst["failures"] >= 3, inst
