@@ -520,7 +520,9 @@ def test_half_request_then_close_reaches_backend(proto, server, zklb):
     wait_until(lambda: be.active == 1, 2, what="the upstream connection")
     s.close()
     wait_until(lambda: be.active == 0, 2, what=f"{proto} sees the upstream closed")
-    assert lb.metrics().value("zklb_backend_connections_active", service=SVC) == 0
+    # zklb passed the FIN on; the backend's FIN back then ends the relay.
+    wait_until(lambda: metric(lb, "zklb_backend_connections_active", service=SVC) == 0, 2,
+               what="the relay closed")
 
 
 # ---------------------------------------------------------------------------
