@@ -11,7 +11,10 @@
  *
  * Threads: counters and `eligible_after_ms` are atomics written by workers
  * and the control thread; `health` is guarded by the service's health lock;
- * everything else is immutable after backend_new().
+ * `addr` is written once by the control thread before `has_addr` is set
+ * (release), so whoever sees has_addr (acquire) may use it; `resolving`
+ * belongs to the control thread; everything else is immutable after
+ * backend_new().
  */
 #ifndef ZKLB_BACKEND_H
 #define ZKLB_BACKEND_H
@@ -34,7 +37,9 @@ struct backend {
 	char host[256];				/* as discovered */
 	uint16_t port;
 	uint16_t ssl_port;			/* 0 = none */
-	struct net_addr addr;			/* resolved once at creation */
+	struct net_addr addr;			/* valid once has_addr; written once */
+	_Atomic bool has_addr;			/* an IP literal, or its name resolved */
+	bool resolving;				/* control thread: queued in the resolver */
 	uint32_t weight;			/* 1..256 */
 	struct service *svc;			/* ref */
 
@@ -85,9 +90,22 @@ struct backend_set {
 	struct backend *v[];			/* refs */
 };
 
-/* New instance with one reference. host must be numeric or resolvable. */
+/*
+ * New instance with one reference. An IP literal host gives an address at
+ * once; a host name leaves the backend without one (never routable) until
+ * backend_set_addr(): names are resolved by the caller, off the data path.
+ */
 struct backend *backend_new(struct service *svc, const char *id, const char *host,
 			    uint16_t port, uint16_t ssl_port, uint32_t weight, uint64_t now);
+
+/* Give a backend created from a host name its address (once). Control thread. */
+void backend_set_addr(struct backend *be, const struct net_addr *addr);
+
+/* Does be have an address yet? Pairs with backend_set_addr(). */
+static inline bool backend_has_addr(const struct backend *be)
+{
+	return atomic_load_explicit(&be->has_addr, memory_order_acquire);
+}
 struct backend *backend_get(struct backend *be);
 void backend_put(struct backend *be);
 

@@ -46,6 +46,7 @@ struct control {
 	struct admin *admin;			/* owned; NULL when disabled */
 	struct zk *zk;				/* owned; NULL without a zookeeper: section */
 	struct discovery *disc;			/* owned */
+	struct resolver *resolver;		/* owned; host names of backends */
 	struct announce *announce;		/* owned; NULL without a zookeeper: section */
 	struct sync *sync;			/* owned; NULL without a zookeeper: section */
 	struct overlay *overlay;		/* owned; NULL without zookeeper.config_path */

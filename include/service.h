@@ -93,6 +93,12 @@ void service_configure(struct service *svc, const struct service_conf *conf);
 bool service_set_members(struct service *svc, const struct member_spec *v, size_t n,
 			 uint64_t now);
 
+/*
+ * A member created from a host name got its address: publish its health for
+ * workers; slow start counts from now. Control thread.
+ */
+void service_backend_ready(struct service *svc, struct backend *be, uint64_t now);
+
 /* Build and remember a new snapshot; returns a new reference for the caller. */
 struct backend_set *service_publish(struct service *svc, struct config_ref *cfg,
 				    const struct service_conf *conf, bool ready);

@@ -45,6 +45,14 @@ struct net_addr {
 
 /* Parse and resolve; on failure writes a message into err and returns false. */
 bool net_addr_parse(const char *s, struct net_addr *out, char *err, size_t errlen);
+/*
+ * host and port to an address: an IP literal, else a name looked up with
+ * getaddrinfo() (blocks for as long as DNS takes). host NULL = any.
+ */
+bool net_addr_resolve(const char *host, uint16_t port, struct net_addr *out, char *err,
+		      size_t errlen);
+/* Only an IP literal ("10.0.0.5", "::1", "fe80::1%eth0"); never blocks. */
+bool net_addr_numeric(const char *host, uint16_t port, struct net_addr *out);
 /* Split "host:port" / "[v6]:port" without resolving. host must hold 256 bytes. */
 bool net_split_host_port(const char *s, char *host, size_t hostlen, uint16_t *port);
 /* "127.0.0.1:9001", "[::1]:9001" or "unix:/path". */

@@ -9,6 +9,7 @@
 #include "announce.h"
 #include "discovery.h"
 #include "overlay.h"
+#include "resolver.h"
 #include "sync.h"
 #include "zk.h"
 #include "log.h"
@@ -27,7 +28,7 @@ struct admin {
 /* One instance's numbers, copied under the health lock. */
 struct be_view {
 	struct backend *be;			/* ref */
-	const char *state;			/* healthy|ejected|checking|draining */
+	const char *state;			/* healthy|ejected|checking|draining|resolving */
 	uint32_t consecutive_failures;
 	uint32_t ejections;
 	uint64_t ejected_for_ms;		/* remaining, 0 when not ejected */
@@ -38,6 +39,8 @@ static const char *be_state(const struct backend *be)
 {
 	if (!atomic_load(&be->member))
 		return "draining";
+	if (!backend_has_addr(be))
+		return "resolving";	/* a host name not resolved yet */
 	return health_state_name(be->health.state);
 }
 
@@ -481,6 +484,15 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 	evbuffer_add_printf(b, "zklb_reloads_total %llu\n", (unsigned long long)c->reloads);
 	HELP(b, "zklb_reload_failures_total", "counter", "Reloads rejected (old configuration kept).");
 	evbuffer_add_printf(b, "zklb_reload_failures_total %llu\n", (unsigned long long)c->reload_failures);
+	struct resolver_stats rs;
+	resolver_stats(c->resolver, &rs);
+	HELP(b, "zklb_resolver_lookups_total", "counter", "Host name lookups of backends, by result.");
+	evbuffer_add_printf(b, "zklb_resolver_lookups_total{result=\"ok\"} %llu\n",
+			    (unsigned long long)rs.resolved);
+	evbuffer_add_printf(b, "zklb_resolver_lookups_total{result=\"failed\"} %llu\n",
+			    (unsigned long long)rs.failed);
+	HELP(b, "zklb_resolver_pending", "gauge", "Backends waiting for their host name to resolve.");
+	evbuffer_add_printf(b, "zklb_resolver_pending %llu\n", (unsigned long long)rs.pending);
 
 	uint64_t conns = 0, accept_errors = 0, closes[RELAY_CLOSE_REASONS] = { 0 };
 	for (unsigned i = 0; i < c->n_workers; i++) {

@@ -33,16 +33,23 @@ struct backend *backend_new(struct service *svc, const char *id, const char *hos
 		snprintf(be->name, sizeof(be->name), "[%s]:%u", be->host, port);
 	else
 		snprintf(be->name, sizeof(be->name), "%s:%u", be->host, port);
-	char err[256];
-	if (!net_addr_parse(be->name, &be->addr, err, sizeof(err))) {
-		/* Kept as a member so it shows up in /services, but never routable. */
-		log_warn("svc=%s be=%s unusable address: %s", svc->name, be->name, err);
+	/* A name waits for its address as a member: listed, never routable. */
+	bool literal = net_addr_numeric(host, port, &be->addr);
+	atomic_init(&be->has_addr, literal);
+	if (!literal)
 		atomic_init(&be->eligible_after_ms, UINT64_MAX);
-	}
 	atomic_init(&be->serving_since_ms, now);
 	atomic_init(&be->member, true);
 	health_init(&be->health, now);
 	return be;
+}
+
+void backend_set_addr(struct backend *be, const struct net_addr *addr)
+{
+	if (backend_has_addr(be))
+		return;
+	be->addr = *addr;
+	atomic_store_explicit(&be->has_addr, true, memory_order_release);
 }
 
 struct backend *backend_get(struct backend *be)

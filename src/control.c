@@ -13,6 +13,7 @@
 #include "discovery.h"
 #include "listener.h"
 #include "overlay.h"
+#include "resolver.h"
 #include "sync.h"
 #include "zk.h"
 #include "log.h"
@@ -47,6 +48,32 @@ static void static_members(struct service *svc, const struct service_conf *sc, u
 	}
 	service_set_members(svc, v, d->n_backends, now);
 	free(v);
+}
+
+/*
+ * Members named by a host name get their address from the resolver. At a
+ * (re)load, static backends are looked up at once, as a configuration file's
+ * names are by any proxy; what fails there, and every name discovery brings
+ * at run time, is looked up off this thread.
+ */
+static void control_resolve(struct control *c, struct service *svc, bool now)
+{
+	for (size_t i = 0; i < svc->n_members; i++) {
+		struct backend *be = svc->members[i];
+		if (backend_has_addr(be) || be->resolving)
+			continue;
+		struct net_addr a;
+		char err[256];
+		if (now) {
+			if (net_addr_resolve(be->host, be->port, &a, err, sizeof(err))) {
+				backend_set_addr(be, &a);
+				service_backend_ready(svc, be, now_ms());
+				continue;
+			}
+			log_warn("svc=%s be=%s not routable: %s (retrying)", svc->name, be->name, err);
+		}
+		resolver_submit(c->resolver, be);
+	}
 }
 
 /* Index of the service named `name` in the running configuration, or -1. */
@@ -109,7 +136,7 @@ static void control_sync_checks(struct control *c, struct service *svc,
 		bool has = false;
 		for (size_t i = 0; i < svc->n_checks && !has; i++)
 			has = svc->checks[i]->be == be;
-		if (has || !be->addr.len)
+		if (has || !backend_has_addr(be))
 			continue;
 		struct service_check *e = xcalloc(1, sizeof(*e));
 		e->svc = svc;
@@ -124,6 +151,19 @@ static void control_sync_checks(struct control *c, struct service *svc,
 		}
 		svc->checks = xrealloc(svc->checks, (svc->n_checks + 1) * sizeof(*svc->checks));
 		svc->checks[svc->n_checks++] = e;
+	}
+}
+
+/* A member's host name resolved: it may be routed and checked now. */
+static void on_resolved(void *arg, struct backend *be)
+{
+	struct control *c = arg;
+	for (size_t i = 0; i < c->n_services; i++) {
+		if (c->services[i] != be->svc)
+			continue;
+		service_backend_ready(be->svc, be, now_ms());
+		control_sync_checks(c, be->svc, &c->cfg->cfg->services[i], false);
+		return;
 	}
 }
 
@@ -157,8 +197,10 @@ static void on_discovery_view(void *arg, const char *name, const struct instance
 	bool first = svc->set == NULL || !svc->set->ready;
 	bool changed = service_set_members(svc, m, n, now_ms());
 	free(m);
-	if (changed)
+	if (changed) {
+		control_resolve(c, svc, false);
 		control_sync_checks(c, svc, sc, false);
+	}
 	if (changed || first) {
 		control_publish(c, (size_t)i, true);
 		log_info("svc=%s view applied: %zu instances (version %llu)", name, n,
@@ -256,6 +298,7 @@ static bool control_apply(struct control *c, struct config *cfg)
 			if (svc->set && strcmp(svc->view, "static") != 0)
 				discovery_unwatch(c->disc, sc->name);
 			static_members(svc, sc, now);
+			control_resolve(c, svc, true);
 			svc->view = "static";
 			ready = true;
 		} else {
@@ -572,6 +615,10 @@ struct control *control_new(struct config *cfg, const char *config_path)
 			c->workers[i] = NULL;
 		}
 	}
+	if (ok) {
+		c->resolver = resolver_new(c->base, on_resolved, c);
+		ok = c->resolver != NULL;
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
 	if (ok && cfg->zookeeper.hosts) {
@@ -642,6 +689,7 @@ void control_free(struct control *c)
 		worker_join_free(c->workers[i]);
 	}
 	free(c->workers);
+	resolver_free(c->resolver);
 	admin_free(c->admin);
 	if (c->disc)
 		discovery_free(c->disc);

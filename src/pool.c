@@ -333,7 +333,8 @@ static void on_pool_tick(evutil_socket_t fd, short what, void *arg)
 			struct backend *be = set->v[i];
 			struct pool_slot *s = slot_of(w, be);
 			if (!atomic_load_explicit(&be->member, memory_order_relaxed) ||
-			    !backend_routable(be, now) || now < s->next_attempt_ms)
+			    !backend_has_addr(be) || !backend_routable(be, now) ||
+			    now < s->next_attempt_ms)
 				continue;
 			/* A failed start sets a backoff, which ends the loop. */
 			while (s->n_idle + s->n_connecting < MIN(want, pc->max_idle) &&

@@ -246,7 +246,7 @@ static struct backend *relay_choose(struct relay *r, uint64_t now)
 
 	for (size_t i = 0; i < s->n; i++) {
 		struct backend *be = s->v[i];
-		bool member = atomic_load_explicit(&be->member, memory_order_relaxed) && be->addr.len;
+		bool member = atomic_load_explicit(&be->member, memory_order_relaxed) && backend_has_addr(be);
 		bool ok = member && backend_routable(be, now);
 		members += member;
 		routable += ok;
@@ -268,7 +268,7 @@ static struct backend *relay_choose(struct relay *r, uint64_t now)
 		for (size_t i = 0; i < s->n; i++) {
 			struct backend *be = s->v[i];
 			c[i].eligible = atomic_load_explicit(&be->member, memory_order_relaxed) &&
-					be->addr.len && !was_tried(r, be);
+					backend_has_addr(be) && !was_tried(r, be);
 		}
 	}
 	struct balance_cursor cur = { 0 };

@@ -75,7 +75,7 @@ void service_configure(struct service *svc, const struct service_conf *conf)
 	 * brings up instances that waited for a check that was removed). */
 	for (size_t i = 0; i < svc->n_members; i++) {
 		struct backend *be = svc->members[i];
-		if (be->addr.len)
+		if (backend_has_addr(be))
 			atomic_store(&be->eligible_after_ms,
 				     health_eligible_after(&be->health, &svc->hp));
 	}
@@ -126,7 +126,7 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 				nv[i]->health.state = HEALTH_CHECKING;
 				nv[i]->health.check_passes = svc->hp.rise > 0 ? svc->hp.rise - 1 : 0;
 			}
-			if (nv[i]->addr.len)
+			if (backend_has_addr(nv[i]))
 				atomic_store(&nv[i]->eligible_after_ms,
 					     health_eligible_after(&nv[i]->health, &svc->hp));
 			added++;
@@ -159,6 +159,14 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 	if (added || removed)
 		atomic_fetch_add(&svc->view_updates, 1);
 	return added || removed;
+}
+
+void service_backend_ready(struct service *svc, struct backend *be, uint64_t now)
+{
+	pthread_mutex_lock(&svc->health_lock);
+	atomic_store(&be->serving_since_ms, now);
+	atomic_store(&be->eligible_after_ms, health_eligible_after(&be->health, &svc->hp));
+	pthread_mutex_unlock(&svc->health_lock);
 }
 
 struct backend_set *service_publish(struct service *svc, struct config_ref *cfg,
@@ -199,8 +207,8 @@ static void log_transition(struct service *svc, struct backend *be, enum health_
 static void publish_health(struct service *svc, struct backend *be, enum health_transition t,
 			   uint64_t now)
 {
-	if (!be->addr.len)
-		return;	/* unusable address stays unroutable */
+	if (!backend_has_addr(be))
+		return;	/* no address yet: stays unroutable until resolved */
 	atomic_store(&be->eligible_after_ms, health_eligible_after(&be->health, &svc->hp));
 	if (t == HEALTH_T_RETURNED || t == HEALTH_T_CHECK_UP)
 		atomic_store(&be->serving_since_ms, be->health.routable_since_ms);
@@ -210,7 +218,7 @@ void service_tick(struct service *svc, uint64_t now)
 {
 	enum health_transition t[64];
 	struct backend *who[64];
-	size_t nt = 0, routable = 0;
+	size_t nt = 0, routable = 0, total = 0;
 
 	pthread_mutex_lock(&svc->health_lock);
 	for (size_t i = 0; i < svc->n_members; i++) {
@@ -223,13 +231,16 @@ void service_tick(struct service *svc, uint64_t now)
 				who[nt++] = backend_get(be);
 			}
 		}
+		/* As in relay_choose(): a name not resolved yet is no instance yet. */
+		if (!backend_has_addr(be))
+			continue;
+		total++;
 		if (backend_routable(be, now))
 			routable++;
 	}
-	bool panic = health_in_panic(routable, svc->n_members, svc->panic_threshold);
+	bool panic = health_in_panic(routable, total, svc->panic_threshold);
 	bool was = svc->panic;
 	svc->panic = panic;
-	size_t total = svc->n_members;
 	pthread_mutex_unlock(&svc->health_lock);
 
 	for (size_t i = 0; i < nt; i++) {

@@ -208,25 +208,45 @@ bool net_addr_parse(const char *s, struct net_addr *out, char *err, size_t errle
 		snprintf(err, errlen, "port must be 1..65535");
 		return false;
 	}
-	const char *node = strcmp(host, "*") == 0 ? NULL : host;
+	return net_addr_resolve(strcmp(host, "*") == 0 ? NULL : host, port, out, err, errlen);
+}
+
+/* getaddrinfo() for one TCP address; node NULL = any (passive). */
+static int lookup(const char *node, uint16_t port, int flags, struct net_addr *out)
+{
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICSERV | (node ? 0 : AI_PASSIVE) };
+				  .ai_flags = AI_NUMERICSERV | flags | (node ? 0 : AI_PASSIVE) };
 	char portstr[8];
 	snprintf(portstr, sizeof(portstr), "%u", port);
 	struct addrinfo *res = NULL;
-	hints.ai_flags |= AI_NUMERICHOST;
 	int rc = getaddrinfo(node, portstr, &hints, &res);
-	if (rc == EAI_NONAME) {
-		hints.ai_flags &= ~AI_NUMERICHOST;
-		rc = getaddrinfo(node, portstr, &hints, &res);
+	if (rc == 0 && !res)
+		rc = EAI_NONAME;
+	if (rc == 0) {
+		memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
+		out->len = res->ai_addrlen;
 	}
-	if (rc != 0 || !res) {
-		snprintf(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(rc));
+	if (res)
+		freeaddrinfo(res);
+	return rc;
+}
+
+bool net_addr_numeric(const char *host, uint16_t port, struct net_addr *out)
+{
+	return lookup(host, port, AI_NUMERICHOST, out) == 0;
+}
+
+bool net_addr_resolve(const char *host, uint16_t port, struct net_addr *out, char *err,
+		      size_t errlen)
+{
+	int rc = lookup(host, port, AI_NUMERICHOST, out);
+	if (rc == EAI_NONAME && host)
+		rc = lookup(host, port, 0, out);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot resolve '%s': %s", host ? host : "*",
+			 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
 		return false;
 	}
-	memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
-	out->len = res->ai_addrlen;
-	freeaddrinfo(res);
 	return true;
 }
 

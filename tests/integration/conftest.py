@@ -17,7 +17,7 @@ import signal
 import pytest
 
 import harness
-from harness import (Backend, Blackhole, ClosedPort, Ensemble, Zklb, ZooKeeper,
+from harness import (Backend, Blackhole, ClosedPort, DnsServer, Ensemble, Zklb, ZooKeeper,
                      zklb_config)
 
 
@@ -89,6 +89,18 @@ def closed_port():
 
 
 @pytest.fixture
+def dns(tmp_path):
+    """A DnsServer and a resolv.conf naming it: zklb(..., resolv_conf=dns.resolv_conf).
+    Needs root (port 53, a mount namespace), as CI has."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a private resolv.conf")
+    d = DnsServer()
+    d.resolv_conf = d.write_resolv_conf(tmp_path / "resolv.conf")
+    yield d
+    d.stop()
+
+
+@pytest.fixture
 def blackhole():
     """blackhole() → a Blackhole (connects hang)."""
     made = []
@@ -114,11 +126,12 @@ def zklb(tmp_path, request):
     made = []
 
     def make(config=None, *, services=None, start=True, nofile=None, env=None,
-             args=None, name=None, **top):
+             args=None, name=None, resolv_conf=None, **top):
         if config is None:
             config = zklb_config(services or {}, workdir=tmp_path, **top)
         name = name or ("zklb" if not made else f"zklb{len(made) + 1}")
-        z = Zklb(config, tmp_path / name, nofile=nofile, env=env, args=args, name=name)
+        z = Zklb(config, tmp_path / name, nofile=nofile, env=env, args=args, name=name,
+                 resolv_conf=resolv_conf)
         made.append(z)
         if start:
             z.start()

@@ -924,6 +924,111 @@ def parse_metrics(text):
 SANITIZER_RE = re.compile(r"ERROR: (?:Address|Leak|Thread|Memory)Sanitizer|runtime error: ")
 
 
+class DnsServer:
+    """A small DNS server on UDP for tests, answering the A records it is given.
+
+    add(name, ip, delay) answers A queries for name with ip after delay seconds
+    (each reply on a timer of its own, so a slow name holds nothing else up);
+    AAAA queries for a known name get an empty answer; unknown names get
+    NXDOMAIN. `queries` counts A queries per name. Binds port 53 (what
+    resolv.conf can name; root only) on a random 127.53.x.y, so suites running
+    side by side do not collide: write_resolv_conf() gives a file that points
+    there, for Zklb(resolv_conf=...).
+    """
+
+    def __init__(self, host=None, port=53):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(20):
+            host = host or f"127.53.{random.randrange(256)}.{random.randrange(1, 255)}"
+            try:
+                self.sock.bind((host, port))
+                break
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    raise
+                host = None
+        else:
+            raise OSError(errno.EADDRINUSE, "no free 127.53.x.y:53 in 20 tries")
+        self.host, self.port = host, port
+        self.sock.settimeout(0.1)
+        self.records = {}
+        self.queries = Counter()
+        self._lock = threading.Lock()
+        self._timers = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="dns", daemon=True)
+        self._thread.start()
+
+    def add(self, name, ip, delay=0.0):
+        with self._lock:
+            self.records[name.lower().rstrip(".")] = (ip, delay)
+
+    def write_resolv_conf(self, path):
+        Path(path).write_text(f"nameserver {self.host}\noptions timeout:5 attempts:1\n")
+        return path
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                self._answer(data, peer)
+            except (IndexError, ValueError):
+                pass                               # not a query we understand: drop
+
+    def _answer(self, q, peer):
+        if len(q) < 12 or int.from_bytes(q[4:6], "big") != 1:
+            return
+        labels, i = [], 12
+        while q[i]:
+            labels.append(q[i + 1:i + 1 + q[i]].decode("ascii", "replace"))
+            i += 1 + q[i]
+        i += 1
+        qtype = int.from_bytes(q[i:i + 2], "big")
+        question = q[12:i + 4]
+        name = ".".join(labels).lower()
+        with self._lock:
+            rec = self.records.get(name)
+            if qtype == 1:
+                self.queries[name] += 1
+        rd = q[2] & 0x01
+        if rec is None:
+            flags, answers = bytes([0x84 | rd, 0x83]), b""          # NXDOMAIN
+        else:
+            flags, answers = bytes([0x84 | rd, 0x80]), b""
+            if qtype == 1:
+                answers = (b"\xc0\x0c" + (1).to_bytes(2, "big") + (1).to_bytes(2, "big")
+                           + (60).to_bytes(4, "big") + (4).to_bytes(2, "big")
+                           + socket.inet_aton(rec[0]))
+        reply = (q[:2] + flags + (1).to_bytes(2, "big") + (1 if answers else 0).to_bytes(2, "big")
+                 + bytes(4) + question + answers)
+        delay = rec[1] if rec else 0.0
+        if delay:
+            t = threading.Timer(delay, self._send, (reply, peer))
+            t.daemon = True
+            self._timers.append(t)
+            t.start()
+        else:
+            self._send(reply, peer)
+
+    def _send(self, reply, peer):
+        try:
+            self.sock.sendto(reply, peer)
+        except OSError:
+            pass
+
+    def stop(self):
+        self._stop.set()
+        for t in self._timers:
+            t.cancel()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
 class ZklbMissing(AssertionError):
     pass
 
@@ -936,7 +1041,7 @@ class Zklb:
     """
 
     def __init__(self, config, workdir, *, admin=None, nofile=None, env=None,
-                 args=None, binary=None, name="zklb"):
+                 args=None, binary=None, name="zklb", resolv_conf=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -944,6 +1049,7 @@ class Zklb:
         self.config_path = self.workdir / f"{name}.yaml"
         self.log_path = self.workdir / f"{name}.log"
         self.nofile = nofile
+        self.resolv_conf = resolv_conf
         self.env = env or {}
         self.extra_args = list(args or [])
         self.proc = None
@@ -986,6 +1092,12 @@ class Zklb:
             # prlimit sets the limit and execs zklb (same PID). A preexec_fn would
             # run Python in the child of a multi-threaded process: not safe.
             cmd = ["prlimit", f"--nofile={self.nofile}:{self.nofile}", "--"] + cmd
+        if self.resolv_conf is not None:
+            # A mount namespace of its own in which resolv.conf is ours (root only):
+            # DNS for this zklb alone. unshare and sh exec, so the PID stays zklb's.
+            cmd = ["unshare", "--mount", "sh", "-c",
+                   'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+                   str(self.resolv_conf)] + cmd
         env = dict(os.environ)
         env.update(self.env)
         log = open(self.log_path, "ab")

@@ -1,0 +1,141 @@
+"""Backends named by host names, through the real zklb binary.
+
+zklb runs in a mount namespace of its own whose /etc/resolv.conf names a DNS
+server of the test's (harness.DnsServer on 127.53.0.1:53), so each name
+resolves when, to what, and as slowly as the test says. Covered:
+
+  - a static backend named by a host name is resolved at load and served;
+  - discovered instances named by host names are resolved off the control
+    thread: while a lookup takes 3 s, the admin API answers, other instances
+    (literal and quickly resolved ones) serve, and a ZooKeeper change applies;
+    the slow one shows `resolving` and serves once its answer comes;
+  - a name that does not resolve yet is retried (1 s, doubling) and served
+    once DNS knows it; failures are logged once and counted.
+"""
+
+import json
+import re
+import time
+from collections import Counter
+
+import pytest
+
+from harness import ask_tag, free_addr, instances_of, static_service, wait_until
+
+SVC = "web"
+
+
+def curator(id_, host, port):
+    return json.dumps({"name": SVC, "id": id_, "address": host, "port": port,
+                       "sslPort": None, "payload": None,
+                       "registrationTimeUTC": int(time.time() * 1000),
+                       "serviceType": "DYNAMIC", "uriSpec": None}).encode()
+
+
+def states(lb):
+    return {i["id"]: i["state"] for i in instances_of(lb.services()[SVC])}
+
+
+def lookups(lb, result):
+    return lb.metrics().value("zklb_resolver_lookups_total", result=result) or 0
+
+
+def tags(addr, n):
+    return Counter(ask_tag(addr, timeout=3) for _ in range(n))
+
+
+def test_static_backend_host_name(backend, dns, zklb):
+    """A static backend named by a host name is resolved when the file is loaded."""
+    b1 = backend("b1", "tag")
+    dns.add("b1.zklb.test", "127.0.0.1")
+    lb = zklb(services={SVC: static_service([f"b1.zklb.test:{b1.port}"])},
+              resolv_conf=dns.resolv_conf)
+    assert tags(lb.listen(SVC), 5) == Counter({"b1": 5})
+    assert dns.queries["b1.zklb.test"] >= 1
+    assert states(lb) == {f"b1.zklb.test:{b1.port}": "healthy"}
+
+
+def test_slow_dns_blocks_nothing(backend, dns, shared_zookeeper, kazoo_client, zk_path, zklb):
+    """One instance's name takes 3 s to resolve. Meanwhile the admin API answers,
+    the other instances serve, and an instance added in ZooKeeper is routed: the
+    lookup runs off the control thread. Then the slow one serves too."""
+    k = kazoo_client(shared_zookeeper.hosts)
+    b = {n: backend(n, "tag") for n in ("lit", "fast", "slow", "late")}
+    dns.add("fast.zklb.test", "127.0.0.1")
+    dns.add("slow.zklb.test", "127.0.0.1", delay=3.0)
+    k.create(f"{zk_path}/lit", curator("lit", "127.0.0.1", b["lit"].port), makepath=True)
+    k.create(f"{zk_path}/fast", curator("fast", "fast.zklb.test", b["fast"].port))
+    k.create(f"{zk_path}/slow", curator("slow", "slow.zklb.test", b["slow"].port))
+    lb = zklb(services={SVC: {"listen": free_addr(), "connect_timeout": "1s",
+                              "discovery": {"type": "curator", "path": zk_path}}},
+              zookeeper={"hosts": shared_zookeeper.hosts, "session_timeout": "4s"},
+              resolv_conf=dns.resolv_conf)
+    t0 = time.monotonic()
+    addr = lb.listen(SVC)
+    wait_until(lambda: states(lb).get("fast") == "healthy", 2, what="fast resolved")
+    assert states(lb)["slow"] == "resolving"
+
+    # The control thread is free: admin answers, and a new instance applies.
+    t1 = time.monotonic()
+    lb.metrics()
+    admin_s = time.monotonic() - t1
+    k.create(f"{zk_path}/late", curator("late", "127.0.0.1", b["late"].port))
+    wait_until(lambda: states(lb).get("late") == "healthy", 1.5, what="late routed")
+    assert set(tags(addr, 30)) == {"lit", "fast", "late"}
+    assert states(lb)["slow"] == "resolving", "resolved before DNS answered?"
+    assert time.monotonic() - t0 < 3.0, "the checks above outlasted the DNS delay"
+    print(f"\nadmin answered in {admin_s * 1000:.1f} ms during a 3 s lookup")
+
+    wait_until(lambda: states(lb)["slow"] == "healthy", 5, what="slow resolved")
+    print(f"slow instance routable {time.monotonic() - t0:.2f} s after start (DNS: 3 s)")
+    assert set(tags(addr, 40)) == {"lit", "fast", "late", "slow"}
+    lb.wait_for_log(r"be=slow\.zklb\.test:\d+ resolved to 127\.0\.0\.1:\d+")
+    assert lookups(lb, "ok") == 2 and lookups(lb, "failed") == 0
+    assert lb.metrics().value("zklb_resolver_pending") == 0
+
+
+def test_unknown_name_is_retried(backend, dns, shared_zookeeper, kazoo_client, zk_path, zklb):
+    """A name DNS does not know yet: not routable, logged once, retried with
+    backoff; served once DNS knows it."""
+    k = kazoo_client(shared_zookeeper.hosts)
+    b1, b2 = backend("b1", "tag"), backend("b2", "tag")
+    k.create(f"{zk_path}/b1", curator("b1", "127.0.0.1", b1.port), makepath=True)
+    k.create(f"{zk_path}/b2", curator("b2", "new.zklb.test", b2.port))
+    lb = zklb(services={SVC: {"listen": free_addr(), "connect_timeout": "1s",
+                              "discovery": {"type": "curator", "path": zk_path}}},
+              zookeeper={"hosts": shared_zookeeper.hosts, "session_timeout": "4s"},
+              resolv_conf=dns.resolv_conf)
+    addr = lb.listen(SVC)
+    wait_until(lambda: lookups(lb, "failed") >= 2, 5, what="a lookup and a retry failed")
+    assert states(lb) == {"b1": "healthy", "b2": "resolving"}
+    assert tags(addr, 10) == Counter({"b1": 10})
+    assert lb.metrics().value("zklb_resolver_pending") == 1
+    # Logged once, not once per retry.
+    assert len(re.findall(r"be=new\.zklb\.test:\d+ not routable", lb.log())) == 1
+
+    dns.add("new.zklb.test", "127.0.0.1")
+    wait_until(lambda: states(lb)["b2"] == "healthy", 6, what="b2 resolved on a retry")
+    assert set(tags(addr, 30)) == {"b1", "b2"}
+    assert lb.metrics().value("zklb_resolver_pending") == 0
+
+
+def test_removed_while_resolving(backend, dns, shared_zookeeper, kazoo_client, zk_path, zklb):
+    """An instance removed while its name is being looked up is forgotten: the
+    late answer changes nothing and nothing is left pending."""
+    k = kazoo_client(shared_zookeeper.hosts)
+    b1, b2 = backend("b1", "tag"), backend("b2", "tag")
+    dns.add("gone.zklb.test", "127.0.0.1", delay=1.0)
+    k.create(f"{zk_path}/b1", curator("b1", "127.0.0.1", b1.port), makepath=True)
+    k.create(f"{zk_path}/b2", curator("b2", "gone.zklb.test", b2.port))
+    lb = zklb(services={SVC: {"listen": free_addr(), "connect_timeout": "1s",
+                              "discovery": {"type": "curator", "path": zk_path}}},
+              zookeeper={"hosts": shared_zookeeper.hosts, "session_timeout": "4s"},
+              resolv_conf=dns.resolv_conf)
+    wait_until(lambda: states(lb).get("b2") == "resolving", 2, what="b2 resolving")
+    k.delete(f"{zk_path}/b2")
+    wait_until(lambda: "b2" not in states(lb), 2, what="b2 removed")
+    wait_until(lambda: lb.metrics().value("zklb_resolver_pending") == 0, 3,
+               what="the lookup finished and was dropped")
+    assert lookups(lb, "ok") == 0
+    assert tags(lb.listen(SVC), 10) == Counter({"b1": 10})
+    assert b2.accepts == 0
