@@ -44,6 +44,14 @@ def tags(addr, n):
     return Counter(ask_tag(addr, timeout=3) for _ in range(n))
 
 
+def discovering_lb(zklb, dns, zookeeper, path):
+    """zklb discovering SVC from Curator nodes under path, with dns as its DNS."""
+    return zklb(services={SVC: {"listen": free_addr(), "connect_timeout": "1s",
+                                "discovery": {"type": "curator", "path": path}}},
+                zookeeper={"hosts": zookeeper.hosts, "session_timeout": "4s"},
+                resolv_conf=dns.resolv_conf)
+
+
 def test_static_backend_host_name(backend, dns, zklb):
     """A static backend named by a host name is resolved when the file is loaded."""
     b1 = backend("b1", "tag")
@@ -66,10 +74,7 @@ def test_slow_dns_blocks_nothing(backend, dns, shared_zookeeper, kazoo_client, z
     k.create(f"{zk_path}/lit", curator("lit", "127.0.0.1", b["lit"].port), makepath=True)
     k.create(f"{zk_path}/fast", curator("fast", "fast.zklb.test", b["fast"].port))
     k.create(f"{zk_path}/slow", curator("slow", "slow.zklb.test", b["slow"].port))
-    lb = zklb(services={SVC: {"listen": free_addr(), "connect_timeout": "1s",
-                              "discovery": {"type": "curator", "path": zk_path}}},
-              zookeeper={"hosts": shared_zookeeper.hosts, "session_timeout": "4s"},
-              resolv_conf=dns.resolv_conf)
+    lb = discovering_lb(zklb, dns, shared_zookeeper, zk_path)
     t0 = time.monotonic()
     addr = lb.listen(SVC)
     wait_until(lambda: states(lb).get("fast") == "healthy", 2, what="fast resolved")
@@ -101,10 +106,7 @@ def test_unknown_name_is_retried(backend, dns, shared_zookeeper, kazoo_client, z
     b1, b2 = backend("b1", "tag"), backend("b2", "tag")
     k.create(f"{zk_path}/b1", curator("b1", "127.0.0.1", b1.port), makepath=True)
     k.create(f"{zk_path}/b2", curator("b2", "new.zklb.test", b2.port))
-    lb = zklb(services={SVC: {"listen": free_addr(), "connect_timeout": "1s",
-                              "discovery": {"type": "curator", "path": zk_path}}},
-              zookeeper={"hosts": shared_zookeeper.hosts, "session_timeout": "4s"},
-              resolv_conf=dns.resolv_conf)
+    lb = discovering_lb(zklb, dns, shared_zookeeper, zk_path)
     addr = lb.listen(SVC)
     wait_until(lambda: lookups(lb, "failed") >= 2, 5, what="a lookup and a retry failed")
     assert states(lb) == {"b1": "healthy", "b2": "resolving"}
@@ -127,10 +129,7 @@ def test_removed_while_resolving(backend, dns, shared_zookeeper, kazoo_client, z
     dns.add("gone.zklb.test", "127.0.0.1", delay=1.0)
     k.create(f"{zk_path}/b1", curator("b1", "127.0.0.1", b1.port), makepath=True)
     k.create(f"{zk_path}/b2", curator("b2", "gone.zklb.test", b2.port))
-    lb = zklb(services={SVC: {"listen": free_addr(), "connect_timeout": "1s",
-                              "discovery": {"type": "curator", "path": zk_path}}},
-              zookeeper={"hosts": shared_zookeeper.hosts, "session_timeout": "4s"},
-              resolv_conf=dns.resolv_conf)
+    lb = discovering_lb(zklb, dns, shared_zookeeper, zk_path)
     wait_until(lambda: states(lb).get("b2") == "resolving", 2, what="b2 resolving")
     k.delete(f"{zk_path}/b2")
     wait_until(lambda: "b2" not in states(lb), 2, what="b2 removed")
