@@ -312,10 +312,14 @@ void resolver_free(struct resolver *r)
 	sh->pending = sh->done = NULL;
 	sh->pending_tail = &sh->pending;
 	if (busy) {
-		/* The thread frees the job itself; its backend is ours to drop. */
+		/* The thread frees the job itself; its backend and timer are ours. */
 		busy->be->resolving = false;
 		backend_put(busy->be);
 		busy->be = NULL;
+		if (busy->timer) {
+			event_free(busy->timer);
+			busy->timer = NULL;
+		}
 	}
 	pthread_cond_signal(&sh->cond);
 	int efd = sh->efd;
