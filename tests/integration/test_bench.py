@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+import harness
+
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 20  # seconds; a client run that takes longer is a bug
 
@@ -39,9 +41,10 @@ def bench():
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below the ephemeral range (harness.free_port): a client
+    connecting to it again and again can never be handed it as its own source port
+    (a TCP self-connect would succeed where a refusal is expected)."""
+    return harness.free_port()
 
 
 def read_line(proc, timeout=5.0):
@@ -405,13 +408,23 @@ def nginx(tmp_path):
                 pytest.skip("nginx did not start: " + (tmp_path / "error.log").read_text()[-500:])
             time.sleep(0.05)
 
-    def access():
-        """(connection ids, request bytes, response bytes, statuses) from the log."""
-        # nginx writes the log line when the request ends; give it a moment.
-        time.sleep(0.2)
-        rows = [l.split() for l in (tmp_path / "access.log").read_text().splitlines() if l]
-        return ({r[0] for r in rows}, sum(int(r[1]) for r in rows),
-                sum(int(r[2]) for r in rows), [r[3] for r in rows])
+    def rows():
+        try:
+            text = (tmp_path / "access.log").read_text()
+        except FileNotFoundError:
+            return []
+        # Complete lines only: the last one may still be being written.
+        return [l.split() for l in text.split("\n")[:-1] if l]
+
+    def access(expect):
+        """(connection ids, request bytes, response bytes, statuses) from the log,
+        once it holds `expect` rows (nginx writes a row when its request ends, a
+        moment after the client has its answer) or after 5 s."""
+        deadline = time.monotonic() + 5
+        while len(got := rows()) < expect and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return ({r[0] for r in got}, sum(int(r[1]) for r in got),
+                sum(int(r[2]) for r in got), [r[3] for r in got])
 
     yield f"127.0.0.1:{port}", access
     p.terminate()
@@ -425,7 +438,7 @@ def nginx(tmp_path):
 def test_http_keepalive_exact(bench, nginx):
     addr, access = nginx
     r = run(bench, "http", addr, "-c", "5", "-n", "500", "--path", "/1k.bin", "-d", "5s")
-    conns, req_bytes, resp_bytes, statuses = access()
+    conns, req_bytes, resp_bytes, statuses = access(500)
     assert_clean(r)
     assert r["requests"] == 500 == len(statuses)
     assert r["http_non2xx"] == 0 and set(statuses) == {"200"}
@@ -437,7 +450,7 @@ def test_http_keepalive_exact(bench, nginx):
 def test_http_connection_close(bench, nginx):
     addr, access = nginx
     r = run(bench, "http", addr, "-c", "4", "-n", "200", "--http-close", "--path", "/1k.bin", "-d", "5s")
-    conns, req_bytes, resp_bytes, statuses = access()
+    conns, req_bytes, resp_bytes, statuses = access(200)
     assert_clean(r)
     assert r["requests"] == 200 == len(statuses)
     assert r["connections_opened"] == 200 == len(conns)
@@ -448,7 +461,7 @@ def test_http_connection_close(bench, nginx):
 def test_http_non2xx_counted(bench, nginx):
     addr, access = nginx
     r = run(bench, "http", addr, "-c", "2", "-n", "50", "--path", "/missing", "-d", "5s")
-    _, _, resp_bytes, statuses = access()
+    _, _, resp_bytes, statuses = access(50)
     assert_clean(r)
     assert r["requests"] == 50 == r["http_non2xx"]
     assert set(statuses) == {"404"}
@@ -458,7 +471,7 @@ def test_http_non2xx_counted(bench, nginx):
 def test_http_open_loop(bench, nginx):
     addr, access = nginx
     r = run(bench, "http", addr, "-c", "2", "-n", "100", "--rate", "500", "--path", "/1k.bin", "-d", "5s")
-    _, _, resp_bytes, statuses = access()
+    _, _, resp_bytes, statuses = access(100)
     assert_clean(r)
     assert r["requests"] == 100 == len(statuses)
     assert r["bytes_received"] == resp_bytes

@@ -182,7 +182,9 @@ def test_adds_removes_and_changes(shared_zookeeper, zk_path, kazoo_client, probe
     path = zk_path + "/services/web"
     for i, port in (("a", 9001), ("b", 9002), ("c", 9003)):
         k.create(f"{path}/{i}", curator(i, port), makepath=True, ephemeral=True)
-    p = probe(shared_zookeeper.hosts, path)
+    # A 10 s session: a stall of the loaded machine must not cost the session
+    # (counted below); expiry is not what this test is about.
+    p = probe(shared_zookeeper.hosts, path, session_timeout=10000)
     p.view(["a", "b", "c"])
     p.state("connected")
 
@@ -211,7 +213,9 @@ def test_adds_removes_and_changes(shared_zookeeper, zk_path, kazoo_client, probe
         xs = sorted(xs)
         print(f"\nupdate latency {kind}: n={len(xs)} min={_ms(xs[0])}ms "
               f"median={_ms(xs[len(xs) // 2])}ms max={_ms(xs[-1])}ms")
-        assert xs[-1] < 0.5, (kind, xs)
+        # Typical latency is a few ms; one slow delivery on a loaded machine is not
+        # a failure, a slow median or a stuck update is.
+        assert xs[len(xs) // 2] < 0.1 and xs[-1] < 2.0, (kind, xs)
 
 
 def test_missing_path_then_container_lifecycle(shared_zookeeper, zk_path, kazoo_client,
@@ -291,8 +295,7 @@ def test_bad_nodes_are_skipped_and_counted(shared_zookeeper, zk_path, kazoo_clie
     k.set(f"{path}/good", b"broken")                     # broken: it leaves
     p.view(["lenient", "port0"])
     k.set(f"{path}/good", b"broken again")               # a new version is counted again
-    time.sleep(0.5)
-    assert p.stats()["bad"] == 7
+    harness.wait_until(lambda: p.stats()["bad"] == 7, 5, what="stats bad == 7")
     k.set(f"{path}/disabled", curator("disabled", 9005, enabled=True))
     p.view(["disabled", "lenient", "port0"])
 
@@ -303,7 +306,9 @@ def test_collapse_is_held_then_applied_or_withdrawn(shared_zookeeper, zk_path, k
     path = zk_path + "/services/web"
     for i, port in (("a", 1), ("b", 2), ("c", 3), ("d", 4)):
         k.create(f"{path}/{i}", curator(i, 9000 + port), makepath=True, ephemeral=True)
-    p = probe(shared_zookeeper.hosts, path, args=["--collapse-hold", "1500"])
+    # A 3 s hold: long enough for the healing below to land within it on a loaded
+    # machine.
+    p = probe(shared_zookeeper.hosts, path, args=["--collapse-hold", "3000"])
     p.view(["a", "b", "c", "d"])
 
     # 3 of 4 go at once (registrars losing their sessions): held, then applied.
@@ -312,12 +317,12 @@ def test_collapse_is_held_then_applied_or_withdrawn(shared_zookeeper, zk_path, k
     for i in ("a", "b", "c"):
         tx.delete(f"{path}/{i}")
     tx.commit()
-    ev = p.view(["d"], timeout=5)
+    ev = p.view(["d"], timeout=8)
     held = ev["t"] / 1000.0 - t0
-    assert 1.3 <= held <= 3.0, held
+    assert 2.8 <= held <= 5.5, held
     st = p.stats()
     assert st["held"] == 1 and not st["holding"]
-    assert "is a collapse (collapse_guard 0.50); holding it for 1500ms" in p.log()
+    assert "is a collapse (collapse_guard 0.50); holding it for 3s" in p.log()
 
     # They come back: growth applies at once.
     for i, port in (("a", 1), ("b", 2), ("c", 3)):
@@ -329,13 +334,12 @@ def test_collapse_is_held_then_applied_or_withdrawn(shared_zookeeper, zk_path, k
     for i in ("a", "b", "c"):
         tx.delete(f"{path}/{i}")
     tx.commit()
-    time.sleep(0.3)
-    assert p.stats()["holding"]
+    harness.wait_until(lambda: p.stats()["holding"], 2, what="the collapse to be held")
     tx = k.transaction()           # all at once: a partial return would apply (not a collapse)
     for i, port in (("a", 1), ("b", 2), ("c", 3)):
         tx.create(f"{path}/{i}", curator(i, 9000 + port), ephemeral=True)
     tx.commit()
-    p.none(lambda e: e["ev"] == "view", 2.5, "view after a withdrawn collapse")
+    p.none(lambda e: e["ev"] == "view", 4.0, "view after a withdrawn collapse")
     st = p.stats()
     assert st["held"] == 2 and not st["holding"] and st["instances"] == 4
 
@@ -347,7 +351,10 @@ def test_session_expiry_resyncs(shared_zookeeper, zk_path, kazoo_client, probe):
     path = zk_path + "/services/web"
     for i in ("a", "b"):
         k.create(f"{path}/{i}", curator(i, 9001), makepath=True)
-    p = probe(shared_zookeeper.hosts, path)
+    # The expiry is forced below (the session is taken over and closed), so a 10 s
+    # session changes nothing in it, and a stall of the loaded machine cannot add
+    # a session of its own to the counts checked at the end.
+    p = probe(shared_zookeeper.hosts, path, session_timeout=10000)
     new = p.session("new")
     p.view(["a", "b"])
     p.state("connected")

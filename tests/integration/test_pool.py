@@ -564,13 +564,17 @@ def test_pool_idle_timeout_closes_pooled_connections(tiny_http, zklb):
     be = tiny_http()
     lb = start_lb(zklb, pooled([be], "http1", idle_timeout="600ms"), workers=1)
     addr = lb.listen(SVC)
+    # Before the clients: every pooled connection went idle after this, so none
+    # may close before t0 + 600 ms (t0 taken after wait_idle could be late by the
+    # time a loaded machine takes to answer it).
+    t0 = time.monotonic()
     clean_http_clients(addr, range(3))
     wait_idle(lb)
-    t0 = time.monotonic()
     idle = upstream_counts(lb)["idle"]
     assert be.active == idle
     wait_until(lambda: upstream_counts(lb)["idle"] == 0, 3, what="idle gauge 0")
-    assert time.monotonic() - t0 > 0.3, "closed long before pool.idle_timeout"
+    took = time.monotonic() - t0
+    assert took > 0.5, f"closed {took:.2f}s after the clients began: long before pool.idle_timeout"
     assert metric(lb, DISCARDED, reason="idle_timeout") == idle
     wait_until(lambda: be.active == 0, 2, what="the backend sees the close")
     accepts = be.accepts
@@ -599,7 +603,9 @@ def test_prewarm_opens_connections_before_any_client(tiny_http, zklb):
     clean_http_clients(lb.listen(SVC), range(40), concurrency=2)
     up = upstream_counts(lb)
     assert up["reused"] >= 30, up
-    assert up["opened"] <= 10, up
+    # 6 prewarmed; while clients hold connections, each worker's refill tick tops
+    # its pools up again: a few more per backend and worker, not one per client.
+    assert up["opened"] <= 6 + 2 * 4, up
     wait_until(lambda: b1.accepts + b2.accepts == upstream_counts(lb)["opened"], 2,
                what="backend accepts == zklb's opened counter")
     # Clients return what they took (and refills covered them meanwhile).

@@ -201,13 +201,15 @@ def test_weights_over_1000_connections(backend, zklb, balance, sigmas):
 def test_dead_backends_cost_the_client_nothing(backend, closed_port, zklb, balance):
     good = backend("good", "tag")
     dead = [closed_port(), closed_port()]
+    # Refused connects cost nothing: a connection that waited for a connect_timeout
+    # (5 s) instead would take twice the bound, which leaves room for a loaded machine.
     lb = zklb(services={SVC: static_service([dead[0], good, dead[1]], balance=balance,
-                                            retries=2, connect_timeout="1s")})
+                                            retries=2, connect_timeout="5s")})
     addr = lb.listen(SVC)
     for i in range(100):
         t0 = time.monotonic()
         assert ask_tag(addr) == "good", f"connection {i}"
-        assert time.monotonic() - t0 < 1.0, f"connection {i} took {time.monotonic() - t0:.2f}s"
+        assert time.monotonic() - t0 < 2.5, f"connection {i} took {time.monotonic() - t0:.2f}s"
     assert good.accepts == 100
 
 
@@ -260,7 +262,7 @@ def test_connect_timeout_single_blackholed_backend(blackhole, zklb):
     took = time.monotonic() - t0
     s.close()
     assert closed is not None, "client connection still open 5s after a 400ms connect_timeout"
-    assert 0.3 <= took <= 2.0, f"closed after {took:.2f}s, connect_timeout is 0.4s"
+    assert 0.3 <= took <= 3.0, f"closed after {took:.2f}s, connect_timeout is 0.4s"
 
 
 def test_connect_timeout_retries_on_good_backend(blackhole, backend, zklb):
@@ -271,8 +273,9 @@ def test_connect_timeout_retries_on_good_backend(blackhole, backend, zklb):
     addr = lb.listen(SVC)
     for i in range(10):
         t0 = time.monotonic()
-        assert ask_tag(addr, timeout=3) == "good", f"connection {i}"
-        assert time.monotonic() - t0 < 1.5
+        assert ask_tag(addr, timeout=5) == "good", f"connection {i}"
+        took = time.monotonic() - t0
+        assert took < 3.0, f"connection {i} took {took:.2f}s (connect_timeout 0.3s, retries 1)"
     m = lb.metrics()
     failures = m.value(METRIC["connect_failures"], **backend_labels(SVC, bh))
     assert failures is not None and failures >= 1, \
@@ -497,7 +500,7 @@ def test_fd_exhaustion_recovers(backend, zklb):
     try:
         for _ in range(300):
             try:
-                tag, s = ask_tag(addr, timeout=1.0, keep=True)
+                tag, s = ask_tag(addr, timeout=3.0, keep=True)
             except OSError:
                 break
             if tag != "b1":

@@ -124,11 +124,14 @@ def try_tag(addr, timeout=3.0):
         return None
 
 
-def tags_until(addr, want, timeout=5.0):
-    """Short connections until every tag in want answered; → Counter of tags."""
+def tags_until(addr, want, timeout=5.0, at_least=0):
+    """Short connections until every tag in want answered (and at least `at_least`
+    connections were made); → Counter of tags. least_conn breaks ties at random,
+    so a fixed number of connections may miss one; callers check the Counter's
+    keys (nothing unexpected answered)."""
     seen = Counter()
     deadline = time.monotonic() + timeout
-    while not set(want) <= set(seen):
+    while not set(want) <= set(seen) or sum(seen.values()) < at_least:
         if time.monotonic() > deadline:
             raise AssertionError(f"tags {sorted(want)} not all seen within {timeout}s: "
                                  f"{dict(seen)}")
@@ -287,7 +290,7 @@ def test_instances_added_and_removed(shared_zookeeper, zk_path, kazoo_client, ba
         gone = instance(lb, "b2")           # listed until its last connection closes
         assert gone and gone["state"] == "draining" and gone["active"] == 1, gone
         before = b["b2"].accepts
-        seen = Counter(ask_tag(addr) for _ in range(40))
+        seen = tags_until(addr, {"b1", "b3", "b4"}, timeout=10, at_least=40)
         assert "b2" not in seen and set(seen) == {"b1", "b3", "b4"}, seen
         assert b["b2"].accepts == before
         # The open connection still works, both ways, and large enough to need
@@ -303,7 +306,7 @@ def test_instances_added_and_removed(shared_zookeeper, zk_path, kazoo_client, ba
     k.delete(node4)
     wait_ids(lb, ["b1", "b3"])
     before = b["b4"].accepts
-    assert set(Counter(ask_tag(addr) for _ in range(20))) == {"b1", "b3"}
+    assert set(tags_until(addr, {"b1", "b3"}, timeout=10, at_least=20)) == {"b1", "b3"}
     assert b["b4"].accepts == before
     assert metric(lb, "zklb_discovery_bad_instances_total") == 0
 
@@ -463,7 +466,11 @@ def test_zookeeper_rebuilt_with_older_data(zookeeper, kazoo_client, backend, zkl
               f"{ms(time.monotonic() - t0)}; the server refused "
               f"{zlog.count('Refusing session request')} session handshakes")
     wait_discovery(lb, "connected")
-    assert zk_info(lb)["sessions"] == 2
+    # The refused session was given up (an expiration) and a new one made. A stall
+    # of the loaded machine against the 2 s session may add a give-up and a new
+    # session; every session after the first follows an expiration.
+    info = zk_info(lb)
+    assert info["expirations"] >= 1 and info["sessions"] == info["expirations"] + 1, info
 
 
 # --------------------------------------------------------------------------- 4. own session expiry
@@ -484,7 +491,9 @@ def test_own_session_expiry_resyncs(shared_zookeeper, zk_path, kazoo_client, bac
     wait_discovery(lb, "connected")
     old = zk_info(lb)
     sid = int(old["session_id"], 16)
-    assert sid != 0 and old["sessions"] == 1
+    # Sessions lost to a stall (2 s timeout on a loaded machine) count as
+    # expirations; every session after the first follows one.
+    assert sid != 0 and old["sessions"] == old["expirations"] + 1, old
     assert session_alive(shared_zookeeper.hosts, sid)
 
     mark = lb.log_mark()
@@ -504,7 +513,8 @@ def test_own_session_expiry_resyncs(shared_zookeeper, zk_path, kazoo_client, bac
     wait_discovery(lb, "connected")
     new = zk_info(lb)
     assert new["session_id"] != old["session_id"]
-    assert new["expirations"] == 1 and new["sessions"] == 2, new
+    assert new["expirations"] >= old["expirations"] + 1, (old, new)
+    assert new["sessions"] == new["expirations"] + 1, new
     lb.wait_for_log(r"zookeeper: .*-> expired", since=mark)
     register(k, path, b["d"])               # after the expiry: watches were re-armed
     wait_ids(lb, ["b", "c", "d"])
@@ -539,9 +549,18 @@ def test_registrar_sessions_expire_at_once(shared_zookeeper, zk_path, kazoo_clie
     mark = lb.log_mark()
     reg.kill()
     t_kill = time.monotonic()
-    wait_until(lambda: not k.exists(f"{api}/a1"), 15, interval=0.05,
-               what="the registrar's ephemerals to vanish")
-    t_gone = time.monotonic()
+    # The ephemerals went after the start of the last poll that still saw a1:
+    # zklb's hold cannot have begun before it.
+    last_seen = [t_kill]
+
+    def vanished():
+        t = time.monotonic()
+        if k.exists(f"{api}/a1"):
+            last_seen[0] = t
+            return False
+        return True
+    wait_until(vanished, 15, interval=0.05, what="the registrar's ephemerals to vanish")
+    t_gone = last_seen[0]
     print(f"\nregistrar killed: its ephemerals gone after {ms(t_gone - t_kill)}")
     lb.wait_for_log(r"svc=web: a change to 1 instances \(serving 5\) is a collapse", since=mark)
     lb.wait_for_log(r"svc=api: ZooKeeper lists no usable instance; keeping the 4 last-known",
@@ -570,8 +589,8 @@ def test_registrar_sessions_expire_at_once(shared_zookeeper, zk_path, kazoo_clie
     # One of api's four comes back. Measured against the four still served, a
     # view of one is itself a collapse: held for collapse_hold, then applied.
     mark = lb.log_mark()
+    t0 = time.monotonic()                   # the hold cannot start before the create
     k.create(f"{api}/a1", curator("a1", a["a1"].port, name="api"), ephemeral=True)
-    t0 = time.monotonic()
     lb.wait_for_log(r"svc=api: a change to 1 instances \(serving 4\) is a collapse",
                     since=mark)
     assert ids(lb, "api") == sorted(a)
@@ -585,7 +604,8 @@ def test_registrar_sessions_expire_at_once(shared_zookeeper, zk_path, kazoo_clie
 
 def test_client_waits_for_first_view(tmp_path, kazoo_client, backend, zklb):
     """zklb starts with ZooKeeper down and nothing cached; a client connects and
-    waits (connect_timeout 8s); ZooKeeper comes up with the instances → served."""
+    waits (connect_timeout 20s: a cold JVM start on a loaded machine takes a while);
+    ZooKeeper comes up with the instances → served."""
     zk = ZooKeeper(tmp_path / "zk-late")
     try:
         b1 = backend("b1", "tag")
@@ -596,7 +616,7 @@ def test_client_waits_for_first_view(tmp_path, kazoo_client, backend, zklb):
         k.stop()
         zk.stop()
 
-        lb = zklb(services={SVC: zk_service("/services/web", connect_timeout="8s")},
+        lb = zklb(services={SVC: zk_service("/services/web", connect_timeout="20s")},
                   zookeeper=zk_section(zk.hosts))
         assert service(lb, SVC)["discovery"] == "pending"
         addr = lb.listen(SVC)
@@ -605,7 +625,7 @@ def test_client_waits_for_first_view(tmp_path, kazoo_client, backend, zklb):
         def client():
             t0 = time.monotonic()
             try:
-                result["tag"] = ask_tag(addr, timeout=15)
+                result["tag"] = ask_tag(addr, timeout=30)
             except OSError as e:
                 result["error"] = repr(e)
             result["waited"] = time.monotonic() - t0
@@ -621,7 +641,7 @@ def test_client_waits_for_first_view(tmp_path, kazoo_client, backend, zklb):
         t_zk = time.monotonic()
         zk.start()
         print(f"\nZooKeeper started in {ms(time.monotonic() - t_zk)}")
-        t.join(15)
+        t.join(30)
         assert not t.is_alive()
         print(f"client waited {ms(result['waited'])} in all and was served by "
               f"{result.get('tag')}")
@@ -640,7 +660,9 @@ def test_ensemble_leader_failover_under_traffic(ensemble, kazoo_client, backend,
     b = {n: backend(n, "tag") for n in ("b1", "b2", "b3")}
     for n in ("b1", "b2"):
         register(k, path, b[n])
-    lb = zklb(services={SVC: zk_service(path)}, zookeeper=zk_section(ensemble.hosts, "4s"))
+    # A 10 s session (the most tickTime 500 allows: 20 ticks) outlasts the election on
+    # a loaded machine, so zklb never gives it up: the same session throughout.
+    lb = zklb(services={SVC: zk_service(path)}, zookeeper=zk_section(ensemble.hosts, "10s"))
     wait_ids(lb, ["b1", "b2"])
     wait_discovery(lb, "connected")
     addr = lb.listen(SVC)
@@ -648,6 +670,7 @@ def test_ensemble_leader_failover_under_traffic(ensemble, kazoo_client, backend,
     stop = threading.Event()
     stats = Counter()
     errors = []
+    served = []                     # (start, end) of each connection that got its tag
     rate = 300.0                    # short connections per second, one client thread
 
     def traffic():
@@ -659,9 +682,12 @@ def test_ensemble_leader_failover_under_traffic(ensemble, kazoo_client, backend,
             d = due - time.monotonic()
             if d > 0:
                 time.sleep(d)
+            start = time.monotonic()
             try:
                 tag = ask_tag(addr, timeout=3)
                 stats["ok" if tag else "empty"] += 1
+                if tag:
+                    served.append((start, time.monotonic()))
             except OSError as e:
                 stats["failed"] += 1
                 errors.append(repr(e))
@@ -685,9 +711,16 @@ def test_ensemble_leader_failover_under_traffic(ensemble, kazoo_client, backend,
           f"{ms(t_lost - t_kill)}, connected again after {ms(t_back - t_kill)}; "
           f"traffic {dict(stats)} at ~{rate:.0f}/s; "
           f"zklb_zookeeper_disconnects_total={mx.value('zklb_zookeeper_disconnects_total')} "
-          f"sessions={mx.value('zklb_zookeeper_sessions_total')}")
+          f"sessions={mx.value('zklb_zookeeper_sessions_total')}; "
+          f"{sum(1 for s, _ in served if t_kill <= s <= t_back)} served connections "
+          f"started during the failover")
     assert stats["failed"] == 0 and stats["empty"] == 0, (stats, errors[:5])
-    assert stats["ok"] > 500
+    # The client's pace depends on the machine; what matters is that there was
+    # traffic, and that connections made while zklb had no ZooKeeper were served.
+    assert stats["ok"] >= 100, stats
+    during = [s for s, _ in served if t_kill <= s <= t_back]
+    assert during, (f"no connection started during the failover "
+                    f"({ms(t_back - t_kill)}); {dict(stats)}")
 
     # The surviving quorum serves changes.
     register(k, path, b["b3"])
