@@ -540,8 +540,9 @@ def test_registrar_sessions_expire_at_once(shared_zookeeper, zk_path, kazoo_clie
     reg = registrar(shared_zookeeper.hosts, nodes, timeout=2.0)
     register(k, web, w["w5"])               # a stable registrar's instance
     lb = zklb(services={
-        "web": zk_service(web, collapse_hold="3s"),
-        "api": zk_service(api, collapse_hold="3s"),
+        # Long enough for the checks made during the hold on a loaded machine.
+        "web": zk_service(web, collapse_hold="5s"),
+        "api": zk_service(api, collapse_hold="5s"),
     }, zookeeper=zk_section(shared_zookeeper.hosts))
     wait_ids(lb, list(w), "web")
     wait_ids(lb, list(a), "api")
@@ -574,10 +575,10 @@ def test_registrar_sessions_expire_at_once(shared_zookeeper, zk_path, kazoo_clie
     assert ids(lb, "web") == sorted(w)
 
     # The hold expires: web applies the collapse; api still keeps its four.
-    wait_ids(lb, ["w5"], "web", timeout=8)
+    wait_ids(lb, ["w5"], "web", timeout=10)
     held_for = time.monotonic() - t_gone
-    print(f"web collapse applied {held_for:.2f}s after the nodes vanished (collapse_hold 3s)")
-    assert held_for >= 2.5
+    print(f"web collapse applied {held_for:.2f}s after the nodes vanished (collapse_hold 5s)")
+    assert held_for >= 4.5
     assert set(Counter(ask_tag(lb.listen("web")) for _ in range(10))) == {"w5"}
     assert ids(lb, "api") == sorted(a)
     assert set(tags_until(lb.listen("api"), set(a))) == set(a)
@@ -594,8 +595,8 @@ def test_registrar_sessions_expire_at_once(shared_zookeeper, zk_path, kazoo_clie
     lb.wait_for_log(r"svc=api: a change to 1 instances \(serving 4\) is a collapse",
                     since=mark)
     assert ids(lb, "api") == sorted(a)
-    wait_ids(lb, ["a1"], "api", timeout=8)
-    assert time.monotonic() - t0 >= 2.5
+    wait_ids(lb, ["a1"], "api", timeout=10)
+    assert time.monotonic() - t0 >= 4.5
     assert metric(lb, "zklb_discovery_held_changes_total", "api") == 1
 
 
