@@ -14,7 +14,15 @@
  * is rejected as a whole and the running configuration stays; a SIGHUP
  * composes the re-read file with the `applied` document. A deleted node
  * means "no overlay": the file's services apply alone. ZooKeeper being
- * unreachable changes nothing; until the first answer the file runs alone.
+ * unreachable changes nothing.
+ *
+ * With a cache_dir, the document in force is kept in cache_dir/.overlay.json
+ * (written atomically on every apply, removed when the node is deleted), and
+ * a start while ZooKeeper is unreachable applies it until ZooKeeper answers,
+ * as discovery serves its cached views: a restart during an outage does not
+ * fall back to the file's services. Without a cache_dir, or a cached
+ * document, the file runs alone until the first answer. (Service names
+ * cannot start with '.', so the file never meets a service's cache file.)
  *
  * Thread: the control thread.
  */
@@ -49,11 +57,22 @@ struct overlay_stats {
 	uint64_t applied_total;		/* documents applied (zklb_config_overlay_applied_total) */
 	uint64_t rejected_total;	/* documents rejected (zklb_config_overlay_rejected_total) */
 	uint64_t applied_at_ms;		/* wall ms of the last apply; 0 = never */
+	bool cached;			/* in force from cache_dir; ZooKeeper has not answered */
 };
 
-/* Follow path (copied) on zk; h and arg must outlive the overlay. */
+/*
+ * Follow path (copied) on zk; h and arg must outlive the overlay. cache_dir
+ * (copied; NULL = none): the document in force from a previous run, if its
+ * path matches, is in force at once (overlay_compose with OVERLAY_APPLIED).
+ */
 struct overlay *overlay_new(struct event_base *base, struct zk *zk, const char *path,
-			    const struct overlay_hooks *h, void *arg);
+			    const char *cache_dir, const struct overlay_hooks *h, void *arg);
+
+/*
+ * The cached document does not fit the file any more (the caller tried it):
+ * forget it; the file runs alone until ZooKeeper answers.
+ */
+void overlay_drop_cached(struct overlay *o);
 void overlay_free(struct overlay *o);
 
 /*

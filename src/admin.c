@@ -462,6 +462,9 @@ static void metrics_zk_clients(struct evbuffer *b, struct control *c)
 		evbuffer_add_printf(b, "zklb_config_overlay_rejected_total %llu\n", (unsigned long long)os.rejected_total);
 		HELP(b, "zklb_config_overlay_in_force", "gauge", "1 while an overlay from ZooKeeper applies.");
 		evbuffer_add_printf(b, "zklb_config_overlay_in_force %d\n", os.in_force);
+		HELP(b, "zklb_config_overlay_cached", "gauge",
+		     "1 while the overlay in force comes from cache_dir (ZooKeeper has not answered).");
+		evbuffer_add_printf(b, "zklb_config_overlay_cached %d\n", os.cached);
 	}
 }
 

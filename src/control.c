@@ -635,11 +635,23 @@ struct control *control_new(struct config *cfg, const char *config_path)
 		c->sync = sync_new(c->base, c->zk);
 	}
 	if (ok && c->zk && cfg->zookeeper.config_path) {
-		/* Until ZooKeeper answers, the file's configuration runs alone. */
+		/* Until ZooKeeper answers: the cached overlay, if any, or the file alone. */
 		struct config_errors errs = { 0 };
-		c->overlay = overlay_new(c->base, c->zk, cfg->zookeeper.config_path, &overlay_hooks, c);
+		c->overlay = overlay_new(c->base, c->zk, cfg->zookeeper.config_path, cfg->cache_dir,
+					 &overlay_hooks, c);
 		c->file_cfg = cfg;
 		cfg = overlay_compose(c->overlay, c->file_cfg, OVERLAY_APPLIED, &errs);
+		struct overlay_stats os;
+		overlay_stats(c->overlay, &os);
+		if (!cfg && os.cached) {
+			/* Written for another version of the file: not worth failing the start. */
+			log_config_errors(&errs);
+			log_warn("config overlay %s: the cached document does not fit %s; the file "
+				 "runs alone until ZooKeeper answers", overlay_origin(c->overlay),
+				 c->config_path);
+			overlay_drop_cached(c->overlay);
+			cfg = overlay_compose(c->overlay, c->file_cfg, OVERLAY_APPLIED, &errs);
+		}
 		if (!cfg) {
 			log_config_errors(&errs);
 			ok = false;

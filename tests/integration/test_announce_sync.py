@@ -672,3 +672,60 @@ def test_config_overlay_present_at_start(shared_zookeeper, zk_path, kazoo_client
     z.wait_for_log(r"config overlay zookeeper:%s applied" % re.escape(cfg_node))
     assert tags(z.listen("web"), 6) == {"b2": 6}
     assert z.services()["web"]["origin"] == f"zookeeper:{cfg_node}"
+
+
+def test_config_overlay_cached_for_a_start_without_zookeeper(zookeeper, kazoo_client, backend,
+                                                             zklb, tmp_path):
+    """The overlay in force is kept in cache_dir: a restart while ZooKeeper is down
+    applies it (not the file's services alone) until ZooKeeper answers; a deleted
+    node removes it; a cached document that no longer fits the file is dropped
+    with a warning instead of failing the start."""
+    k = kazoo_client(zookeeper.hosts)
+    cfg_node = "/zklb/config"
+    cache = tmp_path / "cache" / ".overlay.json"
+    b1, b2 = backend("b1", mode="tag"), backend("b2", mode="tag")
+    svc = static_service([b1])
+    extra_listen = free_addr()
+    overlay = {"web": {"listen": svc["listen"],
+                       "discovery": {"type": "static", "backends": [b2.address]}},
+               "web2": {"listen": extra_listen,
+                        "discovery": {"type": "static", "backends": [b2.address]}}}
+    k.create(cfg_node, json.dumps(overlay).encode(), makepath=True)
+    z = zklb(services={"web": svc}, zookeeper=zk_section(zookeeper, config_path=cfg_node))
+    z.wait_for_log(r"config overlay .* applied: 2 services")
+    wait = harness.wait_until
+    wait(lambda: cache.exists(), 3, what="the overlay cache file")
+    assert oct(cache.stat().st_mode & 0o777) == "0o600"
+    assert json.loads(json.loads(cache.read_text())["document"]) == overlay
+
+    # Restart while ZooKeeper is down: the cached overlay is in force at once.
+    assert z.stop() == 0
+    zookeeper.kill()
+    z2 = zklb(z.config, name="zklb2")
+    z2.wait_for_log(r"config overlay zookeeper:/zklb/config: \d+ bytes from .*\.overlay\.json")
+    assert tags(z2.listen("web"), 6) == {"b2": 6}
+    assert ask_tag(harness.split_addr(extra_listen)) == "b2"
+    assert z2.services()["web"]["origin"] == f"zookeeper:{cfg_node}"
+    assert z2.metrics().value("zklb_config_overlay_cached") == 1
+
+    # ZooKeeper back, the node deleted meanwhile: back to the file; cache removed.
+    zookeeper.start()
+    wait(lambda: k.connected, 20, what="kazoo reconnected")
+    k.delete(cfg_node)
+    z2.wait_for_log(r"config overlay .* applied: 1 services", timeout=20)
+    assert tags(z2.listen("web"), 6) == {"b1": 6}
+    assert z2.metrics().value("zklb_config_overlay_cached") == 0
+    assert not cache.exists()
+    assert z2.stop() == 0
+
+    # A cached document that does not fit the file (here: web2's listen address
+    # is taken by the file's own service) is dropped; the file runs alone.
+    cache.write_text(json.dumps({"format": "zklb-overlay/1", "path": cfg_node,
+                                 "written_at_ms": 1, "document": json.dumps(overlay)}))
+    clash = dict(z.config, services={"web": svc, "other": static_service([b1],
+                                                                      listen=extra_listen)})
+    zookeeper.kill()
+    z3 = zklb(clash, name="zklb3")
+    z3.wait_for_log(r"the cached document does not fit")
+    assert tags(z3.listen("web"), 6) == {"b1": 6}
+    assert z3.metrics().value("zklb_config_overlay_cached") == 0
