@@ -5,7 +5,7 @@
  * Finagle) and hand-written registrations often carry host names, and
  * getaddrinfo() blocks for as long as DNS takes: seconds when a name server
  * does not answer. So a backend named by a host name is created without an
- * address (listed, never routable), and one thread of our own resolves the
+ * address (listed, never routable), and a few threads of our own resolve the
  * queued names with getaddrinfo() — /etc/hosts, nsswitch.conf and
  * resolv.conf apply as for any other program. Results are applied on the
  * control thread: the address is set (backend_set_addr) and the `done` hook
@@ -14,7 +14,9 @@
  * A name that does not resolve is logged (again only when the error
  * changes) and tried again after 1 s, doubling up to 30 s, for as long as
  * the backend is a member. An address is resolved once per backend, like an
- * IP literal: a new address comes with a new instance, not from DNS.
+ * IP literal: a new address comes with a new instance (or, for a static
+ * backend, a restart), not from DNS; the first address getaddrinfo() gives
+ * is used.
  *
  * Everything but the lookup itself runs on the control thread.
  */
@@ -33,7 +35,7 @@ struct resolver;
 /* Called on the control thread once be has its address. */
 typedef void (*resolver_done_fn)(void *arg, struct backend *be);
 
-/* Start the lookup thread. NULL (logged) if it cannot start. */
+/* Start the lookup threads. NULL (logged) if none can start. */
 struct resolver *resolver_new(struct event_base *base, resolver_done_fn done, void *arg);
 
 /*

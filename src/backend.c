@@ -68,13 +68,22 @@ void backend_put(struct backend *be)
 	free(be);
 }
 
-/* Count ejected members; caller holds the health lock. */
-static size_t count_ejected(const struct service *svc)
+/*
+ * Count ejected members, and members with an address (a name not resolved
+ * yet is no instance yet, as for panic); caller holds the health lock.
+ */
+static size_t count_ejected(const struct service *svc, size_t *with_addr)
 {
 	size_t n = 0;
-	for (size_t i = 0; i < svc->n_members; i++)
-		if (svc->members[i]->health.state == HEALTH_EJECTED)
+	*with_addr = 0;
+	for (size_t i = 0; i < svc->n_members; i++) {
+		const struct backend *be = svc->members[i];
+		if (!backend_has_addr(be))
+			continue;
+		(*with_addr)++;
+		if (be->health.state == HEALTH_EJECTED)
 			n++;
+	}
 	return n;
 }
 
@@ -86,7 +95,9 @@ void backend_report_failure(struct backend *be, const char *why)
 
 	pthread_mutex_lock(&svc->health_lock);
 	uint32_t max_pct = svc->max_ejected_percent;
-	bool may = health_may_eject(count_ejected(svc), svc->n_members, max_pct);
+	size_t total;
+	size_t ejected = count_ejected(svc, &total);
+	bool may = health_may_eject(ejected, total, max_pct);
 	enum health_transition t = health_on_failure(&be->health, &svc->hp, now, may);
 	uint64_t until = be->health.ejected_until_ms;
 	uint32_t times = be->health.ejections_total;

@@ -51,10 +51,12 @@ static void static_members(struct service *svc, const struct service_conf *sc, u
 }
 
 /*
- * Members named by a host name get their address from the resolver. At a
- * (re)load, static backends are looked up at once, as a configuration file's
- * names are by any proxy; what fails there, and every name discovery brings
- * at run time, is looked up off this thread.
+ * Members named by a host name get their address from the resolver. At
+ * start, static backends are looked up at once, as a configuration file's
+ * names are by any proxy, so they serve from the first connection; what
+ * fails there, names added by a reload or an overlay, and every name
+ * discovery brings, are looked up off this thread: once running, the
+ * control thread never waits for DNS.
  */
 static void control_resolve(struct control *c, struct service *svc, bool now)
 {
@@ -70,7 +72,7 @@ static void control_resolve(struct control *c, struct service *svc, bool now)
 				service_backend_ready(svc, be, now_ms());
 				continue;
 			}
-			log_warn("svc=%s be=%s not routable: %s (retrying)", svc->name, be->name, err);
+			/* The resolver tries again, and logs what fails there. */
 		}
 		resolver_submit(c->resolver, be);
 	}
@@ -284,6 +286,7 @@ static bool control_apply(struct control *c, struct config *cfg)
 
 	/* Phase 2: commit. */
 	struct config_ref *old_cfg = c->cfg;
+	bool starting = old_cfg == NULL;
 	c->cfg = config_ref_new(cfg);
 	log_setup(cfg->log_level, cfg->log_format);
 
@@ -298,7 +301,7 @@ static bool control_apply(struct control *c, struct config *cfg)
 			if (svc->set && strcmp(svc->view, "static") != 0)
 				discovery_unwatch(c->disc, sc->name);
 			static_members(svc, sc, now);
-			control_resolve(c, svc, true);
+			control_resolve(c, svc, starting);
 			svc->view = "static";
 			ready = true;
 		} else {
@@ -434,6 +437,32 @@ static void on_overlay_change(void *arg)
 	overlay_commit(c->overlay);
 	log_info("config overlay %s applied: %zu services", overlay_origin(c->overlay),
 		 c->n_services);
+}
+
+/*
+ * The first configuration with an overlay: until ZooKeeper answers, the
+ * cached document (if any) over the file. A cached document that no longer
+ * fits — it does not validate with this file, or cannot apply (a listen
+ * address now taken) — is dropped with a warning and the file starts alone:
+ * a stale cache must never keep zklb from starting.
+ */
+static bool control_start_with_overlay(struct control *c)
+{
+	for (;;) {
+		struct config_errors errs = { 0 };
+		struct overlay_stats os;
+		overlay_stats(c->overlay, &os);
+		struct config *cfg = overlay_compose(c->overlay, c->file_cfg, OVERLAY_APPLIED, &errs);
+		if (cfg && control_apply(c, cfg))
+			return true;
+		config_free(cfg);
+		log_config_errors(&errs);
+		if (!os.cached)
+			return false;
+		log_warn("config overlay %s: the cached document does not fit %s; the file runs "
+			 "alone until ZooKeeper answers", overlay_origin(c->overlay), c->config_path);
+		overlay_drop_cached(c->overlay);
+	}
 }
 
 static const struct overlay_hooks overlay_hooks = {
@@ -635,29 +664,14 @@ struct control *control_new(struct config *cfg, const char *config_path)
 		c->sync = sync_new(c->base, c->zk);
 	}
 	if (ok && c->zk && cfg->zookeeper.config_path) {
-		/* Until ZooKeeper answers: the cached overlay, if any, or the file alone. */
-		struct config_errors errs = { 0 };
 		c->overlay = overlay_new(c->base, c->zk, cfg->zookeeper.config_path, cfg->cache_dir,
 					 &overlay_hooks, c);
 		c->file_cfg = cfg;
-		cfg = overlay_compose(c->overlay, c->file_cfg, OVERLAY_APPLIED, &errs);
-		struct overlay_stats os;
-		overlay_stats(c->overlay, &os);
-		if (!cfg && os.cached) {
-			/* Written for another version of the file: not worth failing the start. */
-			log_config_errors(&errs);
-			log_warn("config overlay %s: the cached document does not fit %s; the file "
-				 "runs alone until ZooKeeper answers", overlay_origin(c->overlay),
-				 c->config_path);
-			overlay_drop_cached(c->overlay);
-			cfg = overlay_compose(c->overlay, c->file_cfg, OVERLAY_APPLIED, &errs);
+		if (!control_start_with_overlay(c)) {
+			control_free(c);
+			return NULL;
 		}
-		if (!cfg) {
-			log_config_errors(&errs);
-			ok = false;
-		}
-	}
-	if (!ok || !control_apply(c, cfg)) {
+	} else if (!ok || !control_apply(c, cfg)) {
 		config_free(cfg);	/* c->file_cfg, if any, goes with control_free */
 		control_free(c);
 		return NULL;

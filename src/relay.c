@@ -326,7 +326,8 @@ static void relay_connect_next(struct relay *r)
 	uint64_t now = now_ms();
 
 	for (;;) {
-		if (r->attempts > conf->retries) {
+		/* retries <= CONFIG_MAX_RETRIES (the schema): tried[] holds every attempt */
+		if (r->attempts > conf->retries || r->attempts >= RELAY_MAX_TRIED) {
 			relay_close(r, RELAY_CLOSE_CONNECT_FAILED);
 			return;
 		}

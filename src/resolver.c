@@ -7,12 +7,15 @@
  * job's host and port and writes its result; the backend reference is taken
  * and dropped on the control thread alone.
  *
- * Stopping: the thread and the control side share `struct shared`. When the
+ * RESOLVER_THREADS threads take jobs from one FIFO, so a name whose name
+ * server times out (seconds, each retry) holds up no other name.
+ *
+ * Stopping: the threads and the control side share `struct shared`. When a
  * thread is inside getaddrinfo() at resolver_free(), the control side drops
  * its reference and leaves; the thread finds `stop` set when the lookup
- * returns, frees its job and the shared part, and exits. It never writes the
- * eventfd once `stop` is set (both under the lock), so a closed and reused
- * descriptor is never written.
+ * returns, frees its job, drops its reference to the shared part (the last
+ * one frees it), and exits. No thread writes the eventfd once `stop` is set
+ * (both under the lock), so a closed and reused descriptor is never written.
  */
 #include "resolver.h"
 #include "backend.h"
@@ -43,16 +46,26 @@ struct job {
 	struct event *timer;		/* control: retry, while parked */
 };
 
+#define RESOLVER_THREADS 4
+
+struct shared;
+
+struct lookup_thread {
+	struct shared *sh;
+	unsigned i;			/* its busy[] slot */
+};
+
 struct shared {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct job *pending;		/* FIFO head (control -> thread) */
 	struct job **pending_tail;
 	struct job *done;		/* LIFO (thread -> control), reversed when drained */
-	struct job *busy;		/* the job inside getaddrinfo(), or NULL */
+	struct job *busy[RESOLVER_THREADS];	/* jobs inside getaddrinfo() */
+	struct lookup_thread th[RESOLVER_THREADS];
 	bool stop;
 	int efd;			/* written under lock while !stop */
-	int refs;			/* control side and thread: the last one frees */
+	int refs;			/* control side and threads: the last one frees */
 };
 
 struct resolver {
@@ -60,7 +73,6 @@ struct resolver {
 	resolver_done_fn done;
 	void *arg;
 	struct shared *sh;
-	pthread_t thread;
 	struct event *efd_ev;
 	struct job *parked;		/* waiting for a retry timer */
 	uint64_t resolved;
@@ -92,7 +104,8 @@ static void shared_put(struct shared *sh)
 
 static void *resolver_main(void *arg)
 {
-	struct shared *sh = arg;
+	struct lookup_thread *t = arg;
+	struct shared *sh = t->sh;
 	pthread_mutex_lock(&sh->lock);
 	for (;;) {
 		while (!sh->pending && !sh->stop)
@@ -103,13 +116,13 @@ static void *resolver_main(void *arg)
 		sh->pending = j->next;
 		if (!sh->pending)
 			sh->pending_tail = &sh->pending;
-		sh->busy = j;
+		sh->busy[t->i] = j;
 		pthread_mutex_unlock(&sh->lock);
 
 		j->ok = net_addr_resolve(j->host, j->port, &j->addr, j->err, sizeof(j->err));
 
 		pthread_mutex_lock(&sh->lock);
-		sh->busy = NULL;
+		sh->busy[t->i] = NULL;
 		if (sh->stop) {
 			free(j);	/* the control side let go of it (and its backend) */
 			break;
@@ -247,24 +260,37 @@ struct resolver *resolver_new(struct event_base *base, resolver_done_fn done, vo
 	pthread_cond_init(&sh->cond, NULL);
 	sh->pending_tail = &sh->pending;
 	sh->efd = efd;
-	sh->refs = 2;
+	sh->refs = 1;
 
 	struct resolver *r = xcalloc(1, sizeof(*r));
 	r->base = base;
 	r->done = done;
 	r->arg = arg;
 	r->sh = sh;
-	int rc = pthread_create(&r->thread, NULL, resolver_main, sh);
-	if (rc != 0) {
-		log_error("resolver: cannot start the lookup thread: %s", strerror(rc));
-		pthread_cond_destroy(&sh->cond);
-		pthread_mutex_destroy(&sh->lock);
-		free(sh);
-		close(efd);
-		free(r);
-		return NULL;
+	for (unsigned i = 0; i < RESOLVER_THREADS; i++) {
+		pthread_t tid;
+		sh->th[i] = (struct lookup_thread){ .sh = sh, .i = i };
+		pthread_mutex_lock(&sh->lock);
+		sh->refs++;
+		pthread_mutex_unlock(&sh->lock);
+		int rc = pthread_create(&tid, NULL, resolver_main, &sh->th[i]);
+		if (rc != 0) {
+			log_error("resolver: cannot start a lookup thread: %s", strerror(rc));
+			pthread_mutex_lock(&sh->lock);
+			sh->refs--;
+			pthread_mutex_unlock(&sh->lock);
+			if (i == 0) {
+				pthread_cond_destroy(&sh->cond);
+				pthread_mutex_destroy(&sh->lock);
+				free(sh);
+				close(efd);
+				free(r);
+				return NULL;
+			}
+			break;	/* fewer threads will do */
+		}
+		pthread_detach(tid);
 	}
-	pthread_detach(r->thread);
 	r->efd_ev = event_new(base, efd, EV_READ | EV_PERSIST, on_done, r);
 	event_add(r->efd_ev, NULL);
 	return r;
@@ -308,10 +334,13 @@ void resolver_free(struct resolver *r)
 	struct shared *sh = r->sh;
 	pthread_mutex_lock(&sh->lock);
 	sh->stop = true;
-	struct job *pending = sh->pending, *done = sh->done, *busy = sh->busy;
+	struct job *pending = sh->pending, *done = sh->done;
 	sh->pending = sh->done = NULL;
 	sh->pending_tail = &sh->pending;
-	if (busy) {
+	for (unsigned i = 0; i < RESOLVER_THREADS; i++) {
+		struct job *busy = sh->busy[i];
+		if (!busy)
+			continue;
 		/* The thread frees the job itself; its backend and timer are ours. */
 		busy->be->resolving = false;
 		backend_put(busy->be);
@@ -321,7 +350,7 @@ void resolver_free(struct resolver *r)
 			busy->timer = NULL;
 		}
 	}
-	pthread_cond_signal(&sh->cond);
+	pthread_cond_broadcast(&sh->cond);
 	int efd = sh->efd;
 	pthread_mutex_unlock(&sh->lock);
 

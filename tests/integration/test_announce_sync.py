@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import statistics
 import threading
 import time
@@ -729,3 +730,17 @@ def test_config_overlay_cached_for_a_start_without_zookeeper(zookeeper, kazoo_cl
     z3.wait_for_log(r"the cached document does not fit")
     assert tags(z3.listen("web"), 6) == {"b1": 6}
     assert z3.metrics().value("zklb_config_overlay_cached") == 0
+
+    # One that validates but cannot apply (web2's listen address is taken by
+    # another process) is dropped too: a stale cache never keeps zklb down.
+    assert z3.stop() == 0
+    taken = socket.socket()
+    try:
+        taken.bind(harness.split_addr(extra_listen))
+        taken.listen(1)
+        z4 = zklb(z.config, name="zklb4")
+        z4.wait_for_log(r"svc=web2 cannot listen")
+        z4.wait_for_log(r"the cached document does not fit")
+        assert tags(z4.listen("web"), 6) == {"b1": 6}
+    finally:
+        taken.close()

@@ -138,3 +138,34 @@ def test_removed_while_resolving(backend, dns, shared_zookeeper, kazoo_client, z
     assert lookups(lb, "ok") == 0
     assert tags(lb.listen(SVC), 10) == Counter({"b1": 10})
     assert b2.accepts == 0
+
+
+def test_reload_never_waits_for_dns(backend, dns, zklb):
+    """Names added by a reload are looked up off the control thread, several at a
+    time: with the first new name taking 3 s, the admin API answers at once and
+    the second new name is routed without waiting behind it."""
+    b = {n: backend(n, "tag") for n in ("lit", "slow", "fast")}
+    dns.add("slow.zklb.test", "127.0.0.1", delay=3.0)
+    dns.add("fast.zklb.test", "127.0.0.1")
+    svc = static_service([b["lit"]], balance="round_robin")
+    lb = zklb(services={SVC: svc}, resolv_conf=dns.resolv_conf)
+    addr = lb.listen(SVC)
+    assert tags(addr, 4) == Counter({"lit": 4})
+
+    svc = dict(svc, discovery={"type": "static", "backends": [
+        b["lit"].address, f"slow.zklb.test:{b['slow'].port}", f"fast.zklb.test:{b['fast'].port}"]})
+    t0 = time.monotonic()
+    lb.reload(dict(lb.config, services={SVC: svc}))
+    lb.wait_for_log(r"reload done")
+    t1 = time.monotonic()
+    lb.metrics()
+    admin_s = time.monotonic() - t1
+    wait_until(lambda: states(lb).get(f"fast.zklb.test:{b['fast'].port}") == "healthy", 1.5,
+               what="fast routed while slow is still being looked up")
+    assert states(lb)[f"slow.zklb.test:{b['slow'].port}"] == "resolving"
+    assert set(tags(addr, 20)) == {"lit", "fast"}
+    assert time.monotonic() - t0 < 3.0, "the checks above outlasted the DNS delay"
+    print(f"\nreload + admin during a 3 s lookup: reload done, admin in {admin_s * 1000:.1f} ms")
+    wait_until(lambda: states(lb)[f"slow.zklb.test:{b['slow'].port}"] == "healthy", 5,
+               what="slow resolved")
+    assert set(tags(addr, 30)) == {"lit", "fast", "slow"}
