@@ -373,6 +373,21 @@ def tags(addr, n, timeout=5.0):
     return Counter(ask_tag(addr, timeout) for _ in range(n))
 
 
+def tags_until(addr, want, timeout=5.0, at_least=0):
+    """Short connections until every tag in want answered (and at least `at_least`
+    connections were made); → Counter of tags. least_conn breaks ties at random,
+    so a fixed number of connections may miss one; callers check the Counter's
+    keys (nothing unexpected answered)."""
+    seen = Counter()
+    deadline = time.monotonic() + timeout
+    while not set(want) <= set(seen) or sum(seen.values()) < at_least:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"tags {sorted(want)} not all seen within {timeout}s: "
+                                 f"{dict(seen)}")
+        seen[ask_tag(addr)] += 1
+    return seen
+
+
 def hold(addr, n, timeout=5.0):
     """n connections kept open; returns [(tag, socket)] (close with close_all)."""
     held = []

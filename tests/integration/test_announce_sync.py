@@ -15,13 +15,13 @@ import socket
 import statistics
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 import harness
-from harness import ask_tag, free_addr, hold, close_all, instances_of, static_service, tags
+from harness import (ask_tag, free_addr, hold, close_all, instances_of, static_service, tags,
+                     tags_until)
 
 pytestmark = pytest.mark.zookeeper
 
@@ -88,19 +88,6 @@ def assert_curator(doc, name, id_, address, port, payload, t0_ms, t1_ms):
 
 def now_ms():
     return int(time.time() * 1000)
-
-
-def tags_until(addr, want, timeout=5.0, at_least=0):
-    """Short connections until every tag in want answered (and at least `at_least`
-    connections were made); → Counter of tags (as in test_zookeeper.py)."""
-    seen = Counter()
-    deadline = time.monotonic() + timeout
-    while not set(want) <= set(seen) or sum(seen.values()) < at_least:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"tags {sorted(want)} not all seen within {timeout}s: "
-                                 f"{dict(seen)}")
-        seen[ask_tag(addr)] += 1
-    return seen
 
 
 # ---------------------------------------------------------------------------

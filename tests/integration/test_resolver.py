@@ -18,8 +18,6 @@ import re
 import time
 from collections import Counter
 
-import pytest
-
 from harness import ask_tag, free_addr, instances_of, static_service, wait_until
 
 SVC = "web"

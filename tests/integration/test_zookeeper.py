@@ -40,7 +40,7 @@ from collections import Counter
 import pytest
 
 import harness
-from harness import (ZooKeeper, ask_tag, close_all, free_addr, wait_until,
+from harness import (ZooKeeper, ask_tag, close_all, free_addr, tags_until, wait_until,
                      zklb_config)
 
 pytestmark = pytest.mark.zookeeper
@@ -122,21 +122,6 @@ def try_tag(addr, timeout=3.0):
         return ask_tag(addr, timeout) or None
     except OSError:
         return None
-
-
-def tags_until(addr, want, timeout=5.0, at_least=0):
-    """Short connections until every tag in want answered (and at least `at_least`
-    connections were made); → Counter of tags. least_conn breaks ties at random,
-    so a fixed number of connections may miss one; callers check the Counter's
-    keys (nothing unexpected answered)."""
-    seen = Counter()
-    deadline = time.monotonic() + timeout
-    while not set(want) <= set(seen) or sum(seen.values()) < at_least:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"tags {sorted(want)} not all seen within {timeout}s: "
-                                 f"{dict(seen)}")
-        seen[ask_tag(addr)] += 1
-    return seen
 
 
 def hold_spread(addr, names, per=1, timeout=5.0):
@@ -659,10 +644,11 @@ def test_ensemble_leader_failover_under_traffic(ensemble, kazoo_client, backend,
     k = kazoo_client(ensemble.hosts)
     path = "/services/web"
     b = {n: backend(n, "tag") for n in ("b1", "b2", "b3")}
+    # Persistent nodes: kazoo's own session is not the subject.
     for n in ("b1", "b2"):
-        register(k, path, b[n])
+        register(k, path, b[n], ephemeral=False)
     # A 10 s session (the most tickTime 500 allows: 20 ticks) outlasts the election on
-    # a loaded machine, so zklb never gives it up: the same session throughout.
+    # a loaded machine, so zklb never gives it up.
     lb = zklb(services={SVC: zk_service(path)}, zookeeper=zk_section(ensemble.hosts, "10s"))
     wait_ids(lb, ["b1", "b2"])
     wait_discovery(lb, "connected")
@@ -726,7 +712,15 @@ def test_ensemble_leader_failover_under_traffic(ensemble, kazoo_client, backend,
     # The surviving quorum serves changes.
     register(k, path, b["b3"])
     wait_ids(lb, ["b1", "b2", "b3"], timeout=15)
-    assert zk_info(lb)["sessions"] == 1          # same session across the failover
+    # Normally the same session across the failover. A new leader that takes
+    # longer than the session timeout to form (four suites at once on two
+    # cores did that once: kazoo's session expired too) expires it server-side;
+    # then zklb opens exactly one new session per expiry, and the check above
+    # (b3 routed) shows the new session re-watched everything.
+    info = zk_info(lb)
+    assert info["sessions"] == info["expirations"] + 1, info
+    if info["sessions"] > 1:
+        print(f"the ensemble expired the session during the election: {info}")
 
 
 # --------------------------------------------------------------------------- 8. malformed nodes
