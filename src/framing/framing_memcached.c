@@ -31,6 +31,7 @@
  * "overflow"; bad framing is "error". Commands are case-sensitive, as in
  * memcached.
  */
+#include "framing_block.h"
 #include "framing_ops.h"
 
 #include <stdbool.h>
@@ -106,16 +107,12 @@ struct mc_line {
 
 enum mc_req_state {
 	MC_REQ_LINE = 0,	/* reading a command line */
-	MC_REQ_DATA,		/* inside the data block */
-	MC_REQ_DATA_CR,		/* expecting its '\r' */
-	MC_REQ_DATA_LF,		/* expecting its '\n' */
+	MC_REQ_BLOCK,		/* the data block and the "\r\n" after it */
 };
 
 enum mc_rep_state {
 	MC_REP_LINE = 0,	/* reading a reply line */
-	MC_REP_DATA,		/* inside a data block */
-	MC_REP_DATA_CR,		/* expecting its '\r' */
-	MC_REP_DATA_LF,		/* expecting its '\n' */
+	MC_REP_BLOCK,		/* a data block and the "\r\n" after it */
 };
 
 struct mc_state {
@@ -125,14 +122,16 @@ struct mc_state {
 	enum mc_kind req_kind;		/* its command, once token 0 ended */
 	bool req_noreply;		/* its last token so far is "noreply" */
 	bool req_delete_zero;		/* delete: token 2 is "0" */
-	uint64_t req_data;		/* <bytes>/<datalen> of the line; then bytes left in the block */
+	uint64_t req_data;		/* <bytes>/<datalen> of the line */
+	struct framing_block req_block;	/* the data block being read */
 	bool noreply_tail;		/* noreply commands sent since the last one with a reply */
 	/* backend -> client */
 	enum mc_rep_state rep;		/* where the reply scanner is */
 	struct mc_line rep_line;	/* the reply line being read */
 	char rep_word[MC_TOKEN_MAX];	/* the reply line's first token */
 	uint32_t rep_word_len;		/* its length (may exceed MC_TOKEN_MAX) */
-	uint64_t rep_data;		/* VALUE/VA block size; then bytes left in the block */
+	uint64_t rep_data;		/* VALUE/VA block size of the line */
+	struct framing_block rep_block;	/* the data block being read */
 	bool rep_open;			/* the head reply has begun and not ended */
 	/* both */
 	uint8_t pending[MC_PIPELINE_MAX];	/* ring of enum mc_shape, oldest at pending_head */
@@ -393,7 +392,11 @@ static enum framing_verdict mc_request_line(struct mc_state *s)
 		if (v != FRAMING_OK)
 			return v;
 	}
-	s->req = data ? (s->req_data ? MC_REQ_DATA : MC_REQ_DATA_CR) : MC_REQ_LINE;
+	s->req = MC_REQ_LINE;
+	if (data) {
+		framing_block_start(&s->req_block, s->req_data);
+		s->req = MC_REQ_BLOCK;
+	}
 	return FRAMING_OK;
 }
 
@@ -432,26 +435,15 @@ static enum framing_verdict mc_feed_request(void *state, const char *buf, size_t
 			}
 			break;
 		}
-		case MC_REQ_DATA: {
-			size_t n = (size_t)(end - p);
-			if (n > s->req_data)
-				n = (size_t)s->req_data;
-			s->req_data -= n;
-			p += n;
-			if (s->req_data == 0)
-				s->req = MC_REQ_DATA_CR;
-			continue;
+		case MC_REQ_BLOCK: {
+			enum framing_block_step step = framing_block_feed(&s->req_block, &p, end,
+									  NULL, NULL);
+			if (step == FRAMING_BLOCK_BAD)
+				return FRAMING_ERROR;
+			if (step == FRAMING_BLOCK_DONE)
+				s->req = MC_REQ_LINE;
+			continue;	/* p has moved past what the block took */
 		}
-		case MC_REQ_DATA_CR:
-			if (c != '\r')
-				return FRAMING_ERROR;
-			s->req = MC_REQ_DATA_LF;
-			break;
-		case MC_REQ_DATA_LF:
-			if (c != '\n')
-				return FRAMING_ERROR;
-			s->req = MC_REQ_LINE;
-			break;
 		}
 		p++;
 	}
@@ -470,6 +462,23 @@ static void mc_pop(struct mc_state *s)
 	s->pending_head = (s->pending_head + 1) % MC_PIPELINE_MAX;
 	s->pending_count--;
 	s->rep_open = false;
+}
+
+/* A VALUE or VA line announced a data block of rep_data bytes. */
+static void mc_reply_block(struct mc_state *s)
+{
+	framing_block_start(&s->rep_block, s->rep_data);
+	s->rep = MC_REP_BLOCK;
+}
+
+/* The "\r\n" after a VALUE or VA block arrived. */
+static void mc_reply_block_done(struct mc_state *s)
+{
+	s->rep = MC_REP_LINE;
+	s->rep_data = MC_NOT_NUMBER;
+	/* A VA block is the whole meta reply; a VALUE block is not. */
+	if ((enum mc_shape)s->pending[s->pending_head] == MC_SHAPE_META)
+		mc_pop(s);
 }
 
 /* A reply line ended: does it end the head reply, open a data block, or poison? */
@@ -491,7 +500,7 @@ static enum framing_verdict mc_reply_line(struct mc_state *s)
 			return FRAMING_OK;
 		}
 		if (mc_word_is(s, "VALUE") && (n == 4 || n == 5) && s->rep_data <= MC_DATA_MAX) {
-			s->rep = s->rep_data ? MC_REP_DATA : MC_REP_DATA_CR;
+			mc_reply_block(s);
 			return FRAMING_OK;
 		}
 		return FRAMING_ERROR;
@@ -505,7 +514,7 @@ static enum framing_verdict mc_reply_line(struct mc_state *s)
 		return FRAMING_ERROR;
 	case MC_SHAPE_META:
 		if (mc_word_is(s, "VA") && n >= 2 && s->rep_data <= MC_DATA_MAX) {
-			s->rep = s->rep_data ? MC_REP_DATA : MC_REP_DATA_CR;
+			mc_reply_block(s);
 			return FRAMING_OK;
 		}
 		if (mc_word_is(s, "HD") || mc_word_is(s, "EN") || mc_word_is(s, "NS") ||
@@ -566,30 +575,15 @@ static enum framing_verdict mc_feed_response(void *state, const char *buf, size_
 			}
 			break;
 		}
-		case MC_REP_DATA: {
-			size_t n = (size_t)(end - p);
-			if (n > s->rep_data)
-				n = (size_t)s->rep_data;
-			s->rep_data -= n;
-			p += n;
-			if (s->rep_data == 0)
-				s->rep = MC_REP_DATA_CR;
-			continue;
+		case MC_REP_BLOCK: {
+			enum framing_block_step step = framing_block_feed(&s->rep_block, &p, end,
+									  NULL, NULL);
+			if (step == FRAMING_BLOCK_BAD)
+				return FRAMING_ERROR;
+			if (step == FRAMING_BLOCK_DONE)
+				mc_reply_block_done(s);
+			continue;	/* p has moved past what the block took */
 		}
-		case MC_REP_DATA_CR:
-			if (c != '\r')
-				return FRAMING_ERROR;
-			s->rep = MC_REP_DATA_LF;
-			break;
-		case MC_REP_DATA_LF:
-			if (c != '\n')
-				return FRAMING_ERROR;
-			s->rep = MC_REP_LINE;
-			s->rep_data = MC_NOT_NUMBER;
-			/* A VA block is the whole meta reply; a VALUE block is not. */
-			if ((enum mc_shape)s->pending[s->pending_head] == MC_SHAPE_META)
-				mc_pop(s);
-			break;
 		}
 		p++;
 	}

@@ -38,6 +38,7 @@
  * but odd; "unknown"), and bytes Redis would reject ("error"). Limits follow
  * Redis's defaults: 1M arguments, 512 MB per argument, 64 KB per inline line.
  */
+#include "framing_block.h"
 #include "framing_ops.h"
 
 #include <stdbool.h>
@@ -56,9 +57,7 @@ enum redis_req_state {
 	REDIS_REQ_COUNT,	/* "*<n>\r\n": number */
 	REDIS_REQ_ARG,		/* expecting the '$' of the next argument */
 	REDIS_REQ_ARG_LEN,	/* "$<n>\r\n": number */
-	REDIS_REQ_ARG_DATA,	/* inside an argument's bytes */
-	REDIS_REQ_ARG_CR,	/* expecting the '\r' after them */
-	REDIS_REQ_ARG_LF,	/* expecting the '\n' after them */
+	REDIS_REQ_ARG_BODY,	/* an argument's bytes and the "\r\n" after them */
 	REDIS_REQ_INLINE,	/* inside an inline command line */
 };
 
@@ -68,9 +67,7 @@ enum redis_rep_state {
 	REDIS_REP_LINE_CR,	/* saw '\r' inside such a line */
 	REDIS_REP_COUNT,	/* "*<n>\r\n": number */
 	REDIS_REP_BULK_LEN,	/* "$<n>\r\n": number */
-	REDIS_REP_BULK_DATA,	/* inside a bulk string's bytes */
-	REDIS_REP_BULK_CR,	/* expecting the '\r' after them */
-	REDIS_REP_BULK_LF,	/* expecting the '\n' after them */
+	REDIS_REP_BULK_BODY,	/* a bulk string's bytes and the "\r\n" after them */
 };
 
 /* A "-?digits\r\n" header being read, one byte at a time. */
@@ -92,7 +89,7 @@ struct redis_state {
 	enum redis_req_state req;	/* where the request scanner is */
 	struct redis_number req_num;	/* count or length being read */
 	uint32_t args_left;		/* arguments of this command not yet started */
-	uint64_t arg_left;		/* bytes of this argument not yet seen */
+	struct framing_block arg;	/* the argument being read */
 	bool first_arg;			/* the argument being read is the command name */
 	char name[REDIS_NAME_MAX];	/* the command name's first bytes */
 	uint32_t name_len;		/* its full length (may exceed REDIS_NAME_MAX) */
@@ -102,7 +99,7 @@ struct redis_state {
 	enum redis_rep_state rep;	/* where the reply scanner is */
 	struct redis_number rep_num;	/* count or length being read */
 	uint64_t values_left;		/* values the current reply still needs; 0 between replies */
-	uint64_t bulk_left;		/* bytes of this bulk string not yet seen */
+	struct framing_block bulk;	/* the bulk string being read */
 	char error[sizeof(REDIS_ERROR_PREFIX) - 1];	/* first bytes of a '-' line */
 	uint32_t error_len;		/* bytes of error[] filled; UINT32_MAX when not a '-' line */
 	/* both */
@@ -249,6 +246,87 @@ static enum framing_verdict redis_inline_end(struct redis_state *s)
 	return FRAMING_OK;
 }
 
+/* "*<n>\r\n" of a multibulk command arrived. */
+static enum framing_verdict redis_req_count_done(struct redis_state *s)
+{
+	/* Redis sends nothing back for "*0" or "*-1". */
+	if (s->req_num.negative || s->req_num.value == 0)
+		return FRAMING_UNKNOWN;
+	if (s->req_num.value > REDIS_MAX_ARGS)
+		return FRAMING_ERROR;
+	s->args_left = (uint32_t)s->req_num.value;
+	s->first_arg = true;
+	s->req = REDIS_REQ_ARG;
+	return FRAMING_OK;
+}
+
+/* "$<n>\r\n" of an argument arrived. */
+static enum framing_verdict redis_req_arg_len_done(struct redis_state *s)
+{
+	if (s->req_num.negative || s->req_num.value > REDIS_MAX_ARG_LEN)
+		return FRAMING_ERROR;
+	framing_block_start(&s->arg, s->req_num.value);
+	s->args_left--;
+	s->req = REDIS_REQ_ARG_BODY;
+	return FRAMING_OK;
+}
+
+/* An argument and its "\r\n" arrived. */
+static enum framing_verdict redis_req_arg_done(struct redis_state *s)
+{
+	if (s->first_arg) {
+		enum framing_verdict v = redis_command_verdict(s);
+		if (v != FRAMING_OK)
+			return v;
+		s->first_arg = false;
+	}
+	if (s->args_left == 0)
+		redis_command_done(s);
+	else
+		s->req = REDIS_REQ_ARG;
+	return FRAMING_OK;
+}
+
+/*
+ * One byte of a "-?digits\r\n" header: FRAMING_OK while it goes on or once
+ * `done` accepted the complete number, else the verdict that poisons.
+ */
+static enum framing_verdict redis_number_feed(struct redis_state *s, struct redis_number *n,
+					      unsigned char c,
+					      enum framing_verdict (*done)(struct redis_state *))
+{
+	switch (redis_number_byte(n, c)) {
+	case REDIS_NUMBER_MORE:
+		return FRAMING_OK;
+	case REDIS_NUMBER_DONE:
+		return done(s);
+	case REDIS_NUMBER_BAD:
+		break;
+	}
+	return FRAMING_ERROR;
+}
+
+/* A bulk string or argument body: consume it, then call `done` after its "\r\n". */
+static enum framing_verdict redis_block_feed(struct redis_state *s, struct framing_block *b,
+					     const char **p, const char *end, bool name,
+					     enum framing_verdict (*done)(struct redis_state *))
+{
+	const char *data;
+	size_t data_len;
+	enum framing_block_step step = framing_block_feed(b, p, end, &data, &data_len);
+	if (name && data_len > 0)
+		redis_name_add(s, data, data_len);
+	switch (step) {
+	case FRAMING_BLOCK_MORE:
+		return FRAMING_OK;
+	case FRAMING_BLOCK_DONE:
+		return done(s);
+	case FRAMING_BLOCK_BAD:
+		break;
+	}
+	return FRAMING_ERROR;
+}
+
 static enum framing_verdict redis_feed_request(void *state, const char *buf, size_t len)
 {
 	struct redis_state *s = state;
@@ -256,6 +334,7 @@ static enum framing_verdict redis_feed_request(void *state, const char *buf, siz
 
 	while (p < end) {
 		unsigned char c = (unsigned char)*p;
+		enum framing_verdict v = FRAMING_OK;
 		switch (s->req) {
 		case REDIS_REQ_START:
 			s->name_len = 0;
@@ -270,22 +349,7 @@ static enum framing_verdict redis_feed_request(void *state, const char *buf, siz
 			}
 			break;
 		case REDIS_REQ_COUNT:
-			switch (redis_number_byte(&s->req_num, c)) {
-			case REDIS_NUMBER_MORE:
-				break;
-			case REDIS_NUMBER_BAD:
-				return FRAMING_ERROR;
-			case REDIS_NUMBER_DONE:
-				/* Redis sends nothing back for "*0" or "*-1". */
-				if (s->req_num.negative || s->req_num.value == 0)
-					return FRAMING_UNKNOWN;
-				if (s->req_num.value > REDIS_MAX_ARGS)
-					return FRAMING_ERROR;
-				s->args_left = (uint32_t)s->req_num.value;
-				s->first_arg = true;
-				s->req = REDIS_REQ_ARG;
-				break;
-			}
+			v = redis_number_feed(s, &s->req_num, c, redis_req_count_done);
 			break;
 		case REDIS_REQ_ARG:
 			if (c != '$')
@@ -294,75 +358,103 @@ static enum framing_verdict redis_feed_request(void *state, const char *buf, siz
 			s->req = REDIS_REQ_ARG_LEN;
 			break;
 		case REDIS_REQ_ARG_LEN:
-			switch (redis_number_byte(&s->req_num, c)) {
-			case REDIS_NUMBER_MORE:
-				break;
-			case REDIS_NUMBER_BAD:
-				return FRAMING_ERROR;
-			case REDIS_NUMBER_DONE:
-				if (s->req_num.negative || s->req_num.value > REDIS_MAX_ARG_LEN)
-					return FRAMING_ERROR;
-				s->arg_left = s->req_num.value;
-				s->args_left--;
-				s->req = s->arg_left ? REDIS_REQ_ARG_DATA : REDIS_REQ_ARG_CR;
-				break;
-			}
+			v = redis_number_feed(s, &s->req_num, c, redis_req_arg_len_done);
 			break;
-		case REDIS_REQ_ARG_DATA: {
-			size_t n = (size_t)(end - p);
-			if (n > s->arg_left)
-				n = (size_t)s->arg_left;
-			if (s->first_arg)
-				redis_name_add(s, p, n);
-			s->arg_left -= n;
-			p += n;
-			if (s->arg_left == 0)
-				s->req = REDIS_REQ_ARG_CR;
-			continue;
-		}
-		case REDIS_REQ_ARG_CR:
-			if (c != '\r')
-				return FRAMING_ERROR;
-			s->req = REDIS_REQ_ARG_LF;
-			break;
-		case REDIS_REQ_ARG_LF:
-			if (c != '\n')
-				return FRAMING_ERROR;
-			if (s->first_arg) {
-				enum framing_verdict v = redis_command_verdict(s);
-				if (v != FRAMING_OK)
-					return v;
-				s->first_arg = false;
-			}
-			if (s->args_left == 0)
-				redis_command_done(s);
-			else
-				s->req = REDIS_REQ_ARG;
-			break;
+		case REDIS_REQ_ARG_BODY:
+			v = redis_block_feed(s, &s->arg, &p, end, s->first_arg, redis_req_arg_done);
+			if (v != FRAMING_OK)
+				return v;
+			continue;	/* p has moved past what the block took */
 		case REDIS_REQ_INLINE:
-			if (c == '\n') {
-				enum framing_verdict v = redis_inline_end(s);
-				if (v != FRAMING_OK)
-					return v;
-			} else {
-				enum framing_verdict v = redis_inline_byte(s, c);
-				if (v != FRAMING_OK)
-					return v;
-			}
+			v = c == '\n' ? redis_inline_end(s) : redis_inline_byte(s, c);
 			break;
 		}
+		if (v != FRAMING_OK)
+			return v;
 		p++;
 	}
 	return FRAMING_OK;
 }
 
 /* One value of the current reply is complete. */
-static void redis_value_done(struct redis_state *s)
+static enum framing_verdict redis_value_done(struct redis_state *s)
 {
 	s->rep = REDIS_REP_START;
 	s->values_left--;
 	if (s->values_left == 0)
 		s->pending--;
+	return FRAMING_OK;
+}
+
+/* "*<n>\r\n" of a reply arrived: null, empty, or replaced by its n elements. */
+static enum framing_verdict redis_rep_count_done(struct redis_state *s)
+{
+	if (s->rep_num.negative)
+		return s->rep_num.value == 1 ? redis_value_done(s) : FRAMING_ERROR;
+	if (s->rep_num.value == 0)
+		return redis_value_done(s);
+	if (s->rep_num.value - 1 > UINT64_MAX - s->values_left)
+		return FRAMING_ERROR;
+	s->values_left += s->rep_num.value - 1;
+	s->rep = REDIS_REP_START;
+	return FRAMING_OK;
+}
+
+/* "$<n>\r\n" of a reply arrived: null bulk ("$-1") or a body to skip. */
+static enum framing_verdict redis_rep_bulk_len_done(struct redis_state *s)
+{
+	if (s->rep_num.negative)
+		return s->rep_num.value == 1 ? redis_value_done(s) : FRAMING_ERROR;
+	framing_block_start(&s->bulk, s->rep_num.value);
+	s->rep = REDIS_REP_BULK_BODY;
+	return FRAMING_OK;
+}
+
+/* The type byte that starts a reply value. */
+static enum framing_verdict redis_rep_type(struct redis_state *s, unsigned char c)
+{
+	if (s->values_left == 0) {
+		if (s->pending == 0)
+			return FRAMING_UNSOLICITED;
+		s->values_left = 1;
+	}
+	s->error_len = UINT32_MAX;
+	switch (c) {
+	case '-':
+		s->error_len = 0;
+		/* fall through */
+	case '+':
+	case ':':
+		s->rep = REDIS_REP_LINE;
+		return FRAMING_OK;
+	case '*':
+		s->rep = REDIS_REP_COUNT;
+		redis_number_start(&s->rep_num);
+		return FRAMING_OK;
+	case '$':
+		s->rep = REDIS_REP_BULK_LEN;
+		redis_number_start(&s->rep_num);
+		return FRAMING_OK;
+	}
+	return FRAMING_ERROR;
+}
+
+/* The byte after a '\r' inside a '+', '-' or ':' line. */
+static enum framing_verdict redis_rep_line_cr(struct redis_state *s, unsigned char c)
+{
+	if (c == '\n') {
+		if (s->error_len == sizeof(s->error) &&
+		    memcmp(s->error, REDIS_ERROR_PREFIX, sizeof(s->error)) == 0)
+			return FRAMING_CLOSE;
+		return redis_value_done(s);
+	}
+	/* A lone '\r' is part of the line, as for hiredis; the prefix we look
+	 * for has none. */
+	if (s->error_len < sizeof(s->error))
+		s->error_len = UINT32_MAX;
+	if (c != '\r')
+		s->rep = REDIS_REP_LINE;
+	return FRAMING_OK;
 }
 
 static enum framing_verdict redis_feed_response(void *state, const char *buf, size_t len)
@@ -372,118 +464,34 @@ static enum framing_verdict redis_feed_response(void *state, const char *buf, si
 
 	while (p < end) {
 		unsigned char c = (unsigned char)*p;
+		enum framing_verdict v = FRAMING_OK;
 		switch (s->rep) {
 		case REDIS_REP_START:
-			if (s->values_left == 0) {
-				if (s->pending == 0)
-					return FRAMING_UNSOLICITED;
-				s->values_left = 1;
-			}
-			s->error_len = UINT32_MAX;
-			switch (c) {
-			case '-':
-				s->error_len = 0;
-				/* fall through */
-			case '+':
-			case ':':
-				s->rep = REDIS_REP_LINE;
-				break;
-			case '*':
-				s->rep = REDIS_REP_COUNT;
-				redis_number_start(&s->rep_num);
-				break;
-			case '$':
-				s->rep = REDIS_REP_BULK_LEN;
-				redis_number_start(&s->rep_num);
-				break;
-			default:
-				return FRAMING_ERROR;
-			}
+			v = redis_rep_type(s, c);
 			break;
 		case REDIS_REP_LINE:
-			if (c == '\r') {
+			if (c == '\r')
 				s->rep = REDIS_REP_LINE_CR;
-			} else if (s->error_len < sizeof(s->error)) {
+			else if (s->error_len < sizeof(s->error))
 				s->error[s->error_len++] = (char)c;
-			}
 			break;
 		case REDIS_REP_LINE_CR:
-			if (c == '\n') {
-				if (s->error_len == sizeof(s->error) &&
-				    memcmp(s->error, REDIS_ERROR_PREFIX, sizeof(s->error)) == 0)
-					return FRAMING_CLOSE;
-				redis_value_done(s);
-				break;
-			}
-			/* A lone '\r' is part of the line, as for hiredis; the
-			 * prefix we look for has none. */
-			if (s->error_len < sizeof(s->error))
-				s->error_len = UINT32_MAX;
-			if (c != '\r')
-				s->rep = REDIS_REP_LINE;
+			v = redis_rep_line_cr(s, c);
 			break;
 		case REDIS_REP_COUNT:
-			switch (redis_number_byte(&s->rep_num, c)) {
-			case REDIS_NUMBER_MORE:
-				break;
-			case REDIS_NUMBER_BAD:
-				return FRAMING_ERROR;
-			case REDIS_NUMBER_DONE:
-				if (s->rep_num.negative) {
-					if (s->rep_num.value != 1)
-						return FRAMING_ERROR;
-					redis_value_done(s);	/* null array */
-				} else if (s->rep_num.value == 0) {
-					redis_value_done(s);	/* empty array */
-				} else {
-					/* The array is replaced by its elements. */
-					if (s->rep_num.value - 1 > UINT64_MAX - s->values_left)
-						return FRAMING_ERROR;
-					s->values_left += s->rep_num.value - 1;
-					s->rep = REDIS_REP_START;
-				}
-				break;
-			}
+			v = redis_number_feed(s, &s->rep_num, c, redis_rep_count_done);
 			break;
 		case REDIS_REP_BULK_LEN:
-			switch (redis_number_byte(&s->rep_num, c)) {
-			case REDIS_NUMBER_MORE:
-				break;
-			case REDIS_NUMBER_BAD:
-				return FRAMING_ERROR;
-			case REDIS_NUMBER_DONE:
-				if (s->rep_num.negative) {
-					if (s->rep_num.value != 1)
-						return FRAMING_ERROR;
-					redis_value_done(s);	/* null bulk */
-				} else {
-					s->bulk_left = s->rep_num.value;
-					s->rep = s->bulk_left ? REDIS_REP_BULK_DATA : REDIS_REP_BULK_CR;
-				}
-				break;
-			}
+			v = redis_number_feed(s, &s->rep_num, c, redis_rep_bulk_len_done);
 			break;
-		case REDIS_REP_BULK_DATA: {
-			size_t n = (size_t)(end - p);
-			if (n > s->bulk_left)
-				n = (size_t)s->bulk_left;
-			s->bulk_left -= n;
-			p += n;
-			if (s->bulk_left == 0)
-				s->rep = REDIS_REP_BULK_CR;
-			continue;
+		case REDIS_REP_BULK_BODY:
+			v = redis_block_feed(s, &s->bulk, &p, end, false, redis_value_done);
+			if (v != FRAMING_OK)
+				return v;
+			continue;	/* p has moved past what the block took */
 		}
-		case REDIS_REP_BULK_CR:
-			if (c != '\r')
-				return FRAMING_ERROR;
-			s->rep = REDIS_REP_BULK_LF;
-			break;
-		case REDIS_REP_BULK_LF:
-			if (c != '\n')
-				return FRAMING_ERROR;
-			redis_value_done(s);
-			break;
-		}
+		if (v != FRAMING_OK)
+			return v;
 		p++;
 	}
 	return FRAMING_OK;
