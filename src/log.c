@@ -2,6 +2,10 @@
  * log — see log.h. Text lines look like
  *   2026-11-26T15:04:05.123Z info svc=web be=127.0.0.1:9001 ejected for 5s
  * JSON lines are {"ts":"…","level":"info","msg":"…"}.
+ *
+ * Messages carry values from outside (ZooKeeper data, node names, peers'
+ * bytes), so a message can never end a line or start another: in text lines,
+ * bytes below 0x20 and 0x7f are written as \xNN; in JSON, as \u00NN.
  */
 #include "log.h"
 
@@ -57,6 +61,24 @@ static size_t json_escape(char *buf, size_t len, size_t cap, const char *s)
 	return len;
 }
 
+/* Append s to buf with control bytes as \xNN; returns the new length. */
+static size_t text_escape(char *buf, size_t len, size_t cap, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	for (; *s && len + 5 < cap; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c < 0x20 || c == 0x7f) {
+			buf[len++] = '\\';
+			buf[len++] = 'x';
+			buf[len++] = hex[c >> 4];
+			buf[len++] = hex[c & 15];
+		} else {
+			buf[len++] = (char)c;
+		}
+	}
+	return len;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	if (!log_enabled(level))
@@ -87,11 +109,9 @@ void log_msg(enum log_level level, const char *fmt, ...)
 		memcpy(line + len, "\"}\n", 3);
 		len += 3;
 	} else {
-		len = (size_t)snprintf(line, sizeof(line), "%s %s %s\n", ts, level_names[level], msg);
-		if (len >= sizeof(line)) {
-			len = sizeof(line);
-			line[len - 1] = '\n';
-		}
+		len = (size_t)snprintf(line, sizeof(line), "%s %s ", ts, level_names[level]);
+		len = text_escape(line, len, sizeof(line) - 1, msg);
+		line[len++] = '\n';
 	}
 	/* One write per line: atomic for pipes up to PIPE_BUF, good enough for files. */
 	ssize_t w = write(STDERR_FILENO, line, len);
