@@ -5,8 +5,12 @@
  *   {{#instances}} ... {{/instances}}           once per instance, in order
  *   {{^instances}} ... {{/instances}}           only when there is none
  *   inside instances: {{id}} {{address}} {{port}} {{ssl_port}} {{weight}}
+ *                     {{endpoint}}              address:port, or [address]:port for IPv6
  *                     {{payload.KEY}}           ("" when absent; ssl_port "" when none)
- *                     {{#first}} {{^first}} {{#last}} {{^last}} ... {{/...}}
+ *                     {{#ssl_port}} {{#payload.KEY}} ... and {{^...}}: is it set?
+ *                     {{#payload}} {{key}} {{value}} {{/payload}}: each pair, in order
+ *                     {{#first}} {{^first}} {{#last}} {{^last}}: position in the
+ *                     innermost list (instances, or payload inside it)
  *   {{! a comment }}
  *
  * A section, inverted-section, closing or comment tag alone on its line

@@ -31,31 +31,47 @@ enum tname {
 	TNAME_ID,
 	TNAME_ADDRESS,
 	TNAME_PORT,
+	TNAME_ENDPOINT,				/* address:port, [v6]:port */
 	TNAME_SSL_PORT,
 	TNAME_WEIGHT,
 	TNAME_PAYLOAD,				/* payload.KEY */
+	TNAME_PAYLOAD_LIST,			/* {{#payload}}: each key and value */
+	TNAME_KEY,
+	TNAME_VALUE,
 	TNAME_FIRST,
 	TNAME_LAST,
 	TNAME_COUNT_OF_NAMES
 };
 
-/* Each name: how it is spelled, whether it is a section, whether it needs an instance. */
+/* How a name may be used. */
+enum tuse {
+	TUSE_VALUE = 0,				/* {{name}} only */
+	TUSE_LIST,				/* {{#name}} repeats, {{^name}} when empty */
+	TUSE_FLAG,				/* {{#name}}/{{^name}} only: a condition */
+	TUSE_BOTH,				/* a value, and a condition: is it set? */
+};
+
+/* Each name: how it is spelled, how it is used, which section gives it meaning. */
 static const struct {
 	const char *spelling;
-	bool section;
-	bool per_instance;
+	enum tuse use;
+	enum tname inside;			/* TNAME_SERVICE: anywhere */
 } tnames[TNAME_COUNT_OF_NAMES] = {
-	[TNAME_SERVICE] = { "service", false, false },
-	[TNAME_COUNT] = { "count", false, false },
-	[TNAME_INSTANCES] = { "instances", true, false },
-	[TNAME_ID] = { "id", false, true },
-	[TNAME_ADDRESS] = { "address", false, true },
-	[TNAME_PORT] = { "port", false, true },
-	[TNAME_SSL_PORT] = { "ssl_port", false, true },
-	[TNAME_WEIGHT] = { "weight", false, true },
-	[TNAME_PAYLOAD] = { "payload.", false, true },
-	[TNAME_FIRST] = { "first", true, true },
-	[TNAME_LAST] = { "last", true, true },
+	[TNAME_SERVICE] = { "service", TUSE_VALUE, TNAME_SERVICE },
+	[TNAME_COUNT] = { "count", TUSE_VALUE, TNAME_SERVICE },
+	[TNAME_INSTANCES] = { "instances", TUSE_LIST, TNAME_SERVICE },
+	[TNAME_ID] = { "id", TUSE_VALUE, TNAME_INSTANCES },
+	[TNAME_ADDRESS] = { "address", TUSE_VALUE, TNAME_INSTANCES },
+	[TNAME_PORT] = { "port", TUSE_VALUE, TNAME_INSTANCES },
+	[TNAME_ENDPOINT] = { "endpoint", TUSE_VALUE, TNAME_INSTANCES },
+	[TNAME_SSL_PORT] = { "ssl_port", TUSE_BOTH, TNAME_INSTANCES },
+	[TNAME_WEIGHT] = { "weight", TUSE_VALUE, TNAME_INSTANCES },
+	[TNAME_PAYLOAD] = { "payload.", TUSE_BOTH, TNAME_INSTANCES },
+	[TNAME_PAYLOAD_LIST] = { "payload", TUSE_LIST, TNAME_INSTANCES },
+	[TNAME_KEY] = { "key", TUSE_VALUE, TNAME_PAYLOAD_LIST },
+	[TNAME_VALUE] = { "value", TUSE_VALUE, TNAME_PAYLOAD_LIST },
+	[TNAME_FIRST] = { "first", TUSE_FLAG, TNAME_INSTANCES },
+	[TNAME_LAST] = { "last", TUSE_FLAG, TNAME_INSTANCES },
 };
 
 struct tnode {
@@ -127,12 +143,14 @@ static void tparse_text(struct tparse *p, const char *s, size_t len)
 	n->len = len;
 }
 
-/* Is a per-instance name usable here: inside {{#instances}}? */
-static bool tparse_in_instances(const struct tparse *p)
+/* Is the parser inside {{#list}} (instances or payload)? TNAME_SERVICE: always. */
+static bool tparse_inside(const struct tparse *p, enum tname list)
 {
+	if (list == TNAME_SERVICE)
+		return true;
 	for (size_t i = 0; i < p->depth; i++) {
 		const struct tnode *n = &p->t->node[p->open[i]];
-		if (n->kind == TNODE_SECTION && n->name == TNAME_INSTANCES)
+		if (n->kind == TNODE_SECTION && n->name == list)
 			return true;
 	}
 	return false;
@@ -225,29 +243,34 @@ static bool tparse_tag(struct tparse *p, const char *at, const char *s, size_t l
 		if (p->depth == 0)
 			return tparse_fail(p, at, "'{{/%s}}' closes no open section", shown);
 		struct tnode *open = &p->t->node[p->open[p->depth - 1]];
-		if (open->name != name)
+		if (open->name != name ||
+		    (name == TNAME_PAYLOAD && (open->len != key_len || memcmp(open->text, key, key_len))))
 			return tparse_fail(p, at, "'{{/%s}}' does not close the section open here",
 					   shown);
 		p->depth--;
 		open->end = p->t->n;
 		return true;
 	}
-	if (tnames[name].per_instance && !tparse_in_instances(p))
-		return tparse_fail(p, at, "'%s' has a meaning only inside {{#instances}}", shown);
+	enum tname inside = tnames[name].inside;
+	if (!tparse_inside(p, inside))
+		return tparse_fail(p, at, "'%s' has a meaning only inside {{#%s}}", shown,
+				   tnames[inside].spelling);
 	if (sigil == '#' || sigil == '^') {
-		if (!tnames[name].section)
-			return tparse_fail(p, at, "'%s' is not a section (sections: instances, first, last)",
-					   shown);
-		if (name == TNAME_INSTANCES && tparse_in_instances(p))
+		if (tnames[name].use == TUSE_VALUE)
+			return tparse_fail(p, at, "'%s' is not a section (sections: instances, payload, "
+					   "first, last, ssl_port, payload.KEY)", shown);
+		if ((name == TNAME_INSTANCES || name == TNAME_PAYLOAD_LIST) && tparse_inside(p, name))
 			return tparse_fail(p, at, "'%s' cannot be nested in itself", shown);
 		if (p->depth == TEMPLATE_MAX_DEPTH)
 			return tparse_fail(p, at, "sections nested too deep at '%s'", shown);
 		struct tnode *n = tparse_push(p, sigil == '#' ? TNODE_SECTION : TNODE_INVERTED);
 		n->name = name;
+		n->text = key;
+		n->len = key_len;
 		p->open[p->depth++] = p->t->n - 1;
 		return true;
 	}
-	if (tnames[name].section)
+	if (tnames[name].use == TUSE_LIST || tnames[name].use == TUSE_FLAG)
 		return tparse_fail(p, at, "'%s' is a section: write {{#%s}}...{{/%s}}", shown, shown, shown);
 	struct tnode *n = tparse_push(p, TNODE_VALUE);
 	n->name = name;
@@ -355,6 +378,14 @@ static const char *payload_value(const struct template_instance *in, const char 
 	return NULL;
 }
 
+/* Where rendering is: the instance, the payload pair, the innermost list's position. */
+struct tpos {
+	size_t inst;				/* SIZE_MAX outside {{#instances}} */
+	size_t pair;				/* SIZE_MAX outside {{#payload}} */
+	size_t at;				/* position in the innermost list */
+	size_t len;				/* that list's length */
+};
+
 struct trender {
 	const struct template *t;
 	const char *service;
@@ -363,9 +394,9 @@ struct trender {
 	struct tout out;
 };
 
-static void trender_value(struct trender *r, const struct tnode *nd, size_t idx)
+static void trender_value(struct trender *r, const struct tnode *nd, const struct tpos *pos)
 {
-	const struct template_instance *in = idx < r->n ? &r->v[idx] : NULL;
+	const struct template_instance *in = pos->inst < r->n ? &r->v[pos->inst] : NULL;
 	switch (nd->name) {
 	case TNAME_SERVICE:
 		tout_str(&r->out, r->service);
@@ -388,6 +419,14 @@ static void trender_value(struct trender *r, const struct tnode *nd, size_t idx)
 	case TNAME_PORT:
 		tout_uint(&r->out, in->port);
 		break;
+	case TNAME_ENDPOINT: {
+		bool v6 = in->address && strchr(in->address, ':');
+		tout_str(&r->out, v6 ? "[" : "");
+		tout_str(&r->out, in->address);
+		tout_str(&r->out, v6 ? "]:" : ":");
+		tout_uint(&r->out, in->port);
+		break;
+	}
 	case TNAME_SSL_PORT:
 		if (in->ssl_port)
 			tout_uint(&r->out, in->ssl_port);
@@ -398,13 +437,66 @@ static void trender_value(struct trender *r, const struct tnode *nd, size_t idx)
 	case TNAME_PAYLOAD:
 		tout_str(&r->out, payload_value(in, nd->text, nd->len));
 		break;
+	case TNAME_KEY:
+		if (pos->pair < in->n_payload)
+			tout_str(&r->out, in->payload_keys[pos->pair]);
+		break;
+	case TNAME_VALUE:
+		if (pos->pair < in->n_payload)
+			tout_str(&r->out, in->payload_values[pos->pair]);
+		break;
 	default:
 		break;
 	}
 }
 
-/* Nodes [from, to) for instance idx (SIZE_MAX outside {{#instances}}). */
-static void trender_range(struct trender *r, size_t from, size_t to, size_t idx)
+static void trender_range(struct trender *r, size_t from, size_t to, const struct tpos *pos);
+
+/* A section or inverted section at node i, given where rendering is. */
+static void trender_section(struct trender *r, size_t i, const struct tpos *pos)
+{
+	const struct tnode *nd = &r->t->node[i];
+	bool inverted = nd->kind == TNODE_INVERTED;
+	size_t len;
+	switch (nd->name) {
+	case TNAME_INSTANCES:
+	case TNAME_PAYLOAD_LIST:
+		len = nd->name == TNAME_INSTANCES ? r->n
+		      : pos->inst < r->n ? r->v[pos->inst].n_payload : 0;
+		if (inverted) {
+			if (len == 0)
+				trender_range(r, i + 1, nd->end, pos);
+			return;
+		}
+		for (size_t k = 0; k < len; k++) {
+			struct tpos in = *pos;
+			if (nd->name == TNAME_INSTANCES)
+				in.inst = k;
+			else
+				in.pair = k;
+			in.at = k;
+			in.len = len;
+			trender_range(r, i + 1, nd->end, &in);
+		}
+		return;
+	default:
+		break;
+	}
+	const struct template_instance *in = pos->inst < r->n ? &r->v[pos->inst] : NULL;
+	bool on = false;
+	if (nd->name == TNAME_FIRST)
+		on = pos->at == 0;
+	else if (nd->name == TNAME_LAST)
+		on = pos->at + 1 == pos->len;
+	else if (nd->name == TNAME_SSL_PORT)
+		on = in && in->ssl_port != 0;
+	else if (nd->name == TNAME_PAYLOAD)
+		on = in && payload_value(in, nd->text, nd->len) != NULL;
+	if (on != inverted)
+		trender_range(r, i + 1, nd->end, pos);
+}
+
+static void trender_range(struct trender *r, size_t from, size_t to, const struct tpos *pos)
 {
 	for (size_t i = from; i < to;) {
 		const struct tnode *nd = &r->t->node[i];
@@ -412,28 +504,17 @@ static void trender_range(struct trender *r, size_t from, size_t to, size_t idx)
 		case TNODE_TEXT:
 			tout_add(&r->out, nd->text, nd->len);
 			i++;
-			continue;
+			break;
 		case TNODE_VALUE:
-			trender_value(r, nd, idx);
+			trender_value(r, nd, pos);
 			i++;
-			continue;
+			break;
 		case TNODE_SECTION:
 		case TNODE_INVERTED:
+			trender_section(r, i, pos);
+			i = nd->end;
 			break;
 		}
-		bool inverted = nd->kind == TNODE_INVERTED;
-		if (nd->name == TNAME_INSTANCES) {
-			if (!inverted)
-				for (size_t k = 0; k < r->n; k++)
-					trender_range(r, i + 1, nd->end, k);
-			else if (r->n == 0)
-				trender_range(r, i + 1, nd->end, idx);
-		} else {
-			bool on = nd->name == TNAME_FIRST ? idx == 0 : idx + 1 == r->n;
-			if (on != inverted)
-				trender_range(r, i + 1, nd->end, idx);
-		}
-		i = nd->end;
 	}
 }
 
@@ -441,8 +522,9 @@ char *template_render(const struct template *t, const char *service,
 		      const struct template_instance *v, size_t n, size_t *len)
 {
 	struct trender r = { .t = t, .service = service, .v = v, .n = n };
+	struct tpos top = { .inst = SIZE_MAX, .pair = SIZE_MAX };
 	tout_add(&r.out, "", 0);
-	trender_range(&r, 0, t->n, SIZE_MAX);
+	trender_range(&r, 0, t->n, &top);
 	*len = r.out.len;
 	return r.out.buf;
 }

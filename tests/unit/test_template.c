@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +40,24 @@ static void expect_render(const char *tpl, const struct template_instance *v, si
 	assert_string_equal(out, want);
 	free(out);
 	template_free(t);
+}
+
+/* Compile a template shipped in conf/templates/ and render it. */
+static char *render_shipped(const char *name, const struct template_instance *v, size_t n)
+{
+	char path[512], text[8192], err[128] = "";
+	snprintf(path, sizeof(path), "%s/conf/templates/%s", TEST_SRCDIR, name);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t len = fread(text, 1, sizeof(text), f);
+	fclose(f);
+	struct template *t = template_compile(text, len, err, sizeof(err));
+	if (!t)
+		fail_msg("%s: %s", name, err);
+	size_t out_len;
+	char *out = template_render(t, "web", v, n, &out_len);
+	template_free(t);
+	return out;
 }
 
 static void expect_error(const char *tpl, const char *want)
@@ -130,6 +150,64 @@ static void test_errors_with_position(void **state)
 	expect_error("{{#first}}{{/first}}", "1:1: 'first' has a meaning only inside");
 }
 
+static const struct template_instance v6[] = {
+	{ .id = "i-6", .address = "fd00::7", .port = 9000, .weight = 2 },
+};
+
+static void test_payload_pairs_and_conditions(void **state)
+{
+	expect_render("{{#instances}}{{id}}:{{#payload}}{{key}}={{value}}{{^last}};{{/last}}{{/payload}}"
+		      "{{^payload}}-{{/payload}}{{#ssl_port}} tls={{ssl_port}}{{/ssl_port}}"
+		      "{{#payload.rack}} rack={{payload.rack}}{{/payload.rack}}{{^last}}|{{/last}}"
+		      "{{/instances}}",
+		      two, 2, "i-a:zone=z1;rack=r7 tls=8443 rack=r7|i-b:zone=z2");
+	expect_render("{{#instances}}{{endpoint}} {{address}}{{/instances}}", v6, 1, "[fd00::7]:9000 fd00::7");
+	expect_error("{{#instances}}{{#payload.a}}{{/payload.b}}{{/instances}}", "1:29: '{{/payload.b}}' does not close");
+	expect_error("{{#instances}}{{key}}{{/instances}}", "1:15: 'key' has a meaning only inside {{#payload}}");
+	expect_error("{{#instances}}{{#payload}}{{#payload}}{{/payload}}{{/payload}}{{/instances}}",
+		     "1:27: 'payload' cannot be nested");
+}
+
+static void test_shipped_templates(void **state)
+{
+	char *out = render_shipped("nginx_upstream.tmpl", two, 2);
+	assert_string_equal(out, "upstream web {\n"
+				 "    server 10.0.0.1:8080 weight=1;\n"
+				 "    server 10.0.0.2:8081 weight=5;\n"
+				 "}\n");
+	free(out);
+	out = render_shipped("haproxy_servers.tmpl", v6, 1);
+	assert_string_equal(out, "    server i-6 [fd00::7]:9000 weight 2\n");
+	free(out);
+	out = render_shipped("lines.tmpl", two, 2);
+	assert_string_equal(out, "10.0.0.1:8080\n10.0.0.2:8081\n");
+	free(out);
+
+	/* json must be JSON, with every field, for two instances, one, and none. */
+	for (size_t n = 0; n <= 2; n++) {
+		out = render_shipped("json.tmpl", two, n);
+		json_error_t jerr;
+		json_t *doc = json_loads(out, 0, &jerr);
+		if (!doc)
+			fail_msg("json.tmpl with %zu: %s\n%s", n, jerr.text, out);
+		assert_int_equal(json_array_size(doc), n);
+		if (n == 2) {
+			json_t *a = json_array_get(doc, 0), *b = json_array_get(doc, 1);
+			assert_string_equal(json_string_value(json_object_get(a, "id")), "i-a");
+			assert_string_equal(json_string_value(json_object_get(a, "address")), "10.0.0.1");
+			assert_int_equal(json_integer_value(json_object_get(a, "port")), 8080);
+			assert_int_equal(json_integer_value(json_object_get(a, "ssl_port")), 8443);
+			assert_true(json_is_null(json_object_get(b, "ssl_port")));
+			assert_int_equal(json_integer_value(json_object_get(b, "weight")), 5);
+			json_t *pa = json_object_get(a, "payload");
+			assert_int_equal(json_object_size(pa), 2);
+			assert_string_equal(json_string_value(json_object_get(pa, "rack")), "r7");
+		}
+		json_decref(doc);
+		free(out);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -139,6 +217,8 @@ int main(void)
 		cmocka_unit_test(test_payload_ssl_port_comment),
 		cmocka_unit_test(test_standalone_rules),
 		cmocka_unit_test(test_errors_with_position),
+		cmocka_unit_test(test_payload_pairs_and_conditions),
+		cmocka_unit_test(test_shipped_templates),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
