@@ -352,6 +352,41 @@ def recv_all(sock, timeout=10.0, limit=64 << 20):
             raise AssertionError(f"read more than {limit} bytes")
 
 
+def echo_roundtrip(sock, payload=b"ping\n"):
+    """Send payload and read back as many bytes (fewer if EOF comes first)."""
+    sock.sendall(payload)
+    got = b""
+    while len(got) < len(payload):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def stream(addr, data, timeout=60.0):
+    """Send data (then SHUT_WR) while reading everything back; return what came back."""
+    s = connect(addr, timeout)
+    err = []
+
+    def send():
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            err.append(e)
+
+    t = threading.Thread(target=send)
+    t.start()
+    try:
+        got = recv_all(s, timeout=timeout)
+    finally:
+        t.join(timeout)
+        s.close()
+    assert not err, f"send failed: {err[0]!r}"
+    return got
+
+
 def ask_tag(addr, timeout=5.0, keep=False):
     """Connect to addr, send one byte, read the backend's tag line.
     Returns the tag ('b1'), or (tag, socket) with keep=True (caller closes)."""
