@@ -312,6 +312,14 @@ def zklb_config(services, admin=None, workdir=None, **top):
     return cfg
 
 
+def zk_section(zk, **extra):
+    """A `zookeeper:` section for a ZooKeeper or Ensemble object: its hosts, a 2 s
+    session timeout, and **extra (config_path, ...)."""
+    z = {"hosts": zk.hosts, "session_timeout": "2s"}
+    z.update(extra)
+    return z
+
+
 # ---------------------------------------------------------------------------
 # Client helpers
 # ---------------------------------------------------------------------------
