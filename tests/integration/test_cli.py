@@ -15,9 +15,13 @@ SVC = "web"
 
 
 def test_check_shipped_configs():
-    for name in ("zklb.yaml", "demo.yaml"):
-        path = ROOT / "conf" / name
-        assert path.exists(), f"{path} is missing"
+    # Every file in conf/, so that a new one is covered without touching this test;
+    # the ones the README and tests/demo name must be among them.
+    shipped = sorted(p for p in (ROOT / "conf").iterdir() if p.is_file())
+    names = {p.name for p in shipped}
+    for name in ("zklb.yaml", "demo.yaml", "demo-zookeeper.yaml"):
+        assert name in names, f"{ROOT / 'conf' / name} is missing"
+    for path in shipped:
         r = run_zklb(["check", "-c", str(path)])
         assert r.returncode == 0, f"zklb check {path} → {r.returncode}\n{r.stdout}{r.stderr}"
 
