@@ -17,7 +17,7 @@ resolved from this file's location, binaries from $ZKLB_BUILD).
                SockReader: buffered HTTP / RESP / line reads for clients
 
 The metric names and admin JSON shape the tests expect are in one place below
-(METRIC, services_of, instances_of) so they are easy to adapt to DESIGN.md.
+(METRIC, services_of, instances_of) so they are easy to adapt to docs/design.md.
 """
 
 import errno
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
 
 # ---------------------------------------------------------------------------
-# What the tests expect from zklb's admin API (DESIGN.md §1 "Admin HTTP").
+# What the tests expect from zklb's admin API (docs/design.md §4 "Admin HTTP API").
 # ---------------------------------------------------------------------------
 
 METRIC = {
@@ -283,7 +283,7 @@ def to_yaml(obj):
 def static_service(backends, listen=None, **settings):
     """A service with static discovery. backends: Backend objects, 'host:port'
     strings, or (backend, weight) pairs. Other keys (balance, retries, ...) as in
-    DESIGN.md pass through unchanged."""
+    docs/design.md pass through unchanged."""
     entries = []
     for b in backends:
         if isinstance(b, tuple):
