@@ -17,7 +17,7 @@ resolved from this file's location, binaries from $ZKLB_BUILD).
                SockReader: buffered HTTP / RESP / line reads for clients
 
 The metric names and admin JSON shape the tests expect are in one place below
-(METRIC, services_of, instances_of) so they are easy to adapt to DESIGN.md.
+(METRIC, services_of, instances_of) so they are easy to adapt to docs/design.md.
 """
 
 import errno
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
 
 # ---------------------------------------------------------------------------
-# What the tests expect from zklb's admin API (DESIGN.md §1 "Admin HTTP").
+# What the tests expect from zklb's admin API (docs/design.md §4 "Admin HTTP API").
 # ---------------------------------------------------------------------------
 
 METRIC = {
@@ -283,7 +283,7 @@ def to_yaml(obj):
 def static_service(backends, listen=None, **settings):
     """A service with static discovery. backends: Backend objects, 'host:port'
     strings, or (backend, weight) pairs. Other keys (balance, retries, ...) as in
-    DESIGN.md pass through unchanged."""
+    docs/design.md pass through unchanged."""
     entries = []
     for b in backends:
         if isinstance(b, tuple):
@@ -310,6 +310,14 @@ def zklb_config(services, admin=None, workdir=None, **top):
     cfg.update(top)
     cfg["services"] = services
     return cfg
+
+
+def zk_section(zk, **extra):
+    """A `zookeeper:` section for a ZooKeeper or Ensemble object: its hosts, a 2 s
+    session timeout, and **extra (config_path, ...)."""
+    z = {"hosts": zk.hosts, "session_timeout": "2s"}
+    z.update(extra)
+    return z
 
 
 # ---------------------------------------------------------------------------
@@ -350,6 +358,41 @@ def recv_all(sock, timeout=10.0, limit=64 << 20):
         n += len(chunk)
         if n > limit:
             raise AssertionError(f"read more than {limit} bytes")
+
+
+def echo_roundtrip(sock, payload=b"ping\n"):
+    """Send payload and read back as many bytes (fewer if EOF comes first)."""
+    sock.sendall(payload)
+    got = b""
+    while len(got) < len(payload):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def stream(addr, data, timeout=60.0):
+    """Send data (then SHUT_WR) while reading everything back; return what came back."""
+    s = connect(addr, timeout)
+    err = []
+
+    def send():
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            err.append(e)
+
+    t = threading.Thread(target=send)
+    t.start()
+    try:
+        got = recv_all(s, timeout=timeout)
+    finally:
+        t.join(timeout)
+        s.close()
+    assert not err, f"send failed: {err[0]!r}"
+    return got
 
 
 def ask_tag(addr, timeout=5.0, keep=False):

@@ -1,4 +1,4 @@
-"""Health against DESIGN.md's `health:` section, with real backends on loopback:
+"""Health against docs/design.md's `health:` keys, with real backends on loopback:
 passive ejection (refused connects, resets before the first byte) and its
 backoff, active checks (send_expect, http) with rise/fall, panic mode,
 max_ejected_percent, slow start, and the kill-one-backend figure (no new client

@@ -1,4 +1,4 @@
-"""The upstream connection pool (services.X.pool, DESIGN.md), against real backends:
+"""The upstream connection pool (services.X.pool, docs/design.md), against real backends:
 Nginx (HTTP/1.1 keep-alive), redis-server and memcached, plus a tiny threaded HTTP
 server whose answers can be late.
 

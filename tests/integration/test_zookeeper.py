@@ -3,7 +3,7 @@
 A service with `discovery: {type: curator, path: ...}` and a `zookeeper:`
 section; instances are registered with kazoo (the independent client) as
 Curator JSON; traffic goes through zklb to tag backends, so every connection
-says which instance served it. Covered (DESIGN.md §3):
+says which instance served it. Covered (docs/design.md §5):
 
   - adds and removes reach the data plane; a removed instance keeps its open
     connections (bytes both ways) but gets no new one;
