@@ -26,6 +26,7 @@
  *   {"op":"query","d":D,"name":N}       queryForInstances → "instances"
  *   {"op":"query_one","d":D,"name":N,"id":I}   queryForInstance → "instance"
  *   {"op":"names","d":D}                queryForNames → "names"
+ *   {"op":"nodes","d":D,"name":N}       the service's znode children, sorted → "nodes"
  *   {"op":"provider","d":D,"name":N}    a started ServiceProvider (made once per d+name):
  *       getAllInstances → "instances", getInstance → "picked"
  *   {"op":"cache","d":D,"name":N}       a started ServiceCache (made once per d+name,
@@ -130,8 +131,10 @@ public final class CuratorProbe {
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
         BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
         CuratorProbe probe = new CuratorProbe();
-        out.println("{\"ok\":true,\"ready\":true,\"curator\":\""
-                    + ServiceDiscovery.class.getPackage().getImplementationVersion() + "\"}");
+        ObjectNode hello = JSON.createObjectNode();
+        hello.put("ok", true);
+        hello.put("curator", ServiceDiscovery.class.getPackage().getImplementationVersion());
+        out.println(JSON.writeValueAsString(hello));
         String line;
         while ((line = in.readLine()) != null) {
             if (line.isBlank())
@@ -317,6 +320,11 @@ public final class CuratorProbe {
                 r.putNull("instance");
             else
                 r.set("instance", report(i));
+            return r;
+        }
+        case "nodes": {
+            App a = app(cmd);
+            r.set("nodes", nodes(a, need(cmd, "name")));
             return r;
         }
         case "names": {

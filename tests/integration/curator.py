@@ -21,6 +21,7 @@ made of the payload), payload.
 """
 
 import fcntl
+import glob
 import hashlib
 import itertools
 import json
@@ -134,8 +135,9 @@ class CuratorProbe:
         threading.Thread(target=self._read, daemon=True).start()
         hello = self._reply(30.0)
         # Debian's jar has no Implementation-Version: take it from the file name.
-        self.version = hello.get("curator") or os.path.basename(
-            os.path.realpath(JARS[0])).removeprefix("curator-x-discovery-").removesuffix(".jar")
+        versioned = sorted(glob.glob("/usr/share/java/curator-x-discovery-*.jar"))
+        self.version = hello.get("curator") or (
+            versioned[-1].rsplit("-", 1)[1].removesuffix(".jar") if versioned else "?")
         self.start_seconds = time.monotonic() - t0
         return self
 
@@ -217,7 +219,8 @@ class CuratorApp:
 
     def register(self, service, id_, address, port, **extra):
         """registerService. extra: sslPort, payload (dict), uriSpec (str), enabled,
-        serviceType. → {"instance": as Curator reads it back, "nodes": [children]}"""
+        serviceType. → {"instance": the ServiceInstance registered, "nodes": the
+        service's znode children afterwards}"""
         return self._call("register", name=service, id=id_, address=address, port=port,
                           **extra)
 
@@ -235,6 +238,10 @@ class CuratorApp:
 
     def query_one(self, service, id_):
         return self._call("query_one", name=service, id=id_)["instance"]
+
+    def nodes(self, service):
+        """The service's znode children as this application's client lists them."""
+        return self._call("nodes", name=service)["nodes"]
 
     def names(self):
         return self._call("names")["names"]
