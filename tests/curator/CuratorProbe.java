@@ -9,10 +9,10 @@
  * ({"ok":true,...} or {"ok":false,"error":"<exception class>: <message>",
  * "trace":[...]}). Logging (Curator, ZooKeeper) goes to stderr. Commands:
  *
- *   {"op":"open","d":D,"connect":HOSTS,"basePath":P,"payload":"map"|"class"|"none",
+ *   {"op":"open","d":D,"connect":HOSTS,"basePath":P,"payload":"map"|"class"|"list"|"none",
  *    "sessionTimeoutMs":N,"serializer":"default"|"full"}
  *       a CuratorFramework + ServiceDiscovery built the usual way:
- *       ServiceDiscoveryBuilder.builder(Map.class | InstanceDetails.class | Void.class)
+ *       ServiceDiscoveryBuilder.builder(Map | InstanceDetails | List | Void .class)
  *       with the default JsonInstanceSerializer (which writes no "enabled" field), or
  *       with "full": new JsonInstanceSerializer<>(payloadClass, false), which does.
  *       Waits for the connection.
@@ -253,8 +253,9 @@ public final class CuratorProbe {
             switch (kind) {
             case "map": cls = Map.class; break;
             case "class": cls = InstanceDetails.class; break;
+            case "list": cls = List.class; break;
             case "none": cls = Void.class; break;
-            default: throw new IllegalArgumentException("payload must be map, class or none");
+            default: throw new IllegalArgumentException("payload must be map, class, list or none");
             }
             CuratorFramework client = CuratorFrameworkFactory.builder()
                 .connectString(need(cmd, "connect"))

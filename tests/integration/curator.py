@@ -115,7 +115,8 @@ class CuratorProbe:
         self.timeout = timeout
         self.proc = None
         self.version = None
-        self.start_seconds = None
+        self.start_seconds = None        # JVM start → the probe's first line
+        self.first_open_seconds = None   # the first open(): Curator's classes load here
         self._lines = queue.Queue()
         self._lock = threading.Lock()
         self._names = itertools.count(1)
@@ -173,13 +174,17 @@ class CuratorProbe:
     def open(self, hosts, base_path, payload="map", session_timeout_ms=10000, name=None,
              serializer="default"):
         """A new Curator application (client + ServiceDiscovery) reading and writing
-        payloads as a Map ('map'), as InstanceDetails ('class') or none ('none').
+        payloads as a Map ('map'), as InstanceDetails ('class'), as a List ('list')
+        or none ('none').
         serializer='default' is ServiceDiscoveryBuilder's own JsonInstanceSerializer
         (Curator 5.4: the "compatible" format, no "enabled" field written);
         'full' is new JsonInstanceSerializer<>(cls, false), which writes "enabled"."""
         d = name or f"app{next(self._names)}"
+        t0 = time.monotonic()
         self.call("open", d=d, connect=hosts, basePath=base_path, payload=payload,
                   sessionTimeoutMs=session_timeout_ms, serializer=serializer)
+        if self.first_open_seconds is None:
+            self.first_open_seconds = time.monotonic() - t0
         return CuratorApp(self, d, payload)
 
     def errors(self):

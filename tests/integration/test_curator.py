@@ -54,6 +54,9 @@ def probe(tmp_path_factory):
     print(f"\ncurator probe: Curator {p.version}, JVM ready in {p.start_seconds:.2f}s "
           f"(compile + start {time.monotonic() - t0:.2f}s)")
     yield p
+    if p.first_open_seconds is not None:
+        print(f"\ncurator probe: first ServiceDiscovery opened in {p.first_open_seconds:.2f}s "
+              f"(class loading + ZooKeeper session)")
     p.stop()
 
 
@@ -264,8 +267,12 @@ def test_update_service_port_moves_traffic(shared_zookeeper, zk_path, apps, back
 
     r = app.update(SVC, "i1", "127.0.0.1", b2.port, payload={"zone": "a"})
     assert r["instance"]["port"] == b2.port
-    wait_until(lambda: harness.instances_of(service(lb))[0]["port"] == b2.port
-               and len(ids(lb)) == 1, 10, what="zklb sees the new port")
+    def routed_ports():
+        return sorted(i["port"] for i in harness.instances_of(service(lb))
+                      if i["state"] != "draining")
+    wait_until(lambda: routed_ports() == [b2.port], 10,
+               what=f"zklb routes i1 at port {b2.port} only")
+    assert ids(lb) == ["i1"]
     only_tags(lb.listen(SVC), {"b2"})
     assert curator.ids(app.query(SVC)) == ["i1"]
 
@@ -333,7 +340,9 @@ def test_enabled_false_written_by_the_full_serializer_is_not_routed(
     app.update(SVC, "off", "127.0.0.1", b2.port, enabled=True)
     wait_ids(lb, ["off", "on"])
     tags_until(lb.listen(SVC), {"b1", "b2"}, timeout=10)
-    assert curator.ids(app.provider(SVC)["instances"]) == ["off", "on"]
+    # The provider's own ServiceCache follows the update asynchronously.
+    wait_curator(lambda: app.provider(SVC)["instances"],
+                 lambda insts: curator.ids(insts) == ["off", "on"], "provider lists both")
 
 
 def test_enabled_false_with_the_default_serializer_is_lost_on_the_wire(
@@ -382,6 +391,72 @@ def test_dynamic_sequential_instance_id_is_the_json_id(shared_zookeeper, zk_path
                                                        backend, zklb):
     app, lb, node = sequential_setup(shared_zookeeper, zk_path, apps, backend, zklb)
     assert ids(lb) == ["seq"], f"zklb id {ids(lb)}, node {node}, Curator id 'seq'"
+
+
+def ssl_only_setup(shared_zookeeper, zk_path, apps, backend, zklb):
+    """'plain' has a port; 'tls-only' has only an sslPort (Curator writes "port":null)
+    on a service without tls."""
+    b1 = backend("b1", mode="tag")
+    app = apps("map")
+    app.register(SVC, "plain", "127.0.0.1", b1.port)
+    app.register(SVC, "tls-only", "127.0.0.1", None, sslPort=harness.free_port())
+    listed = {i["id"]: (i["port"], i["sslPort"]) for i in app.query(SVC)}
+    assert listed["tls-only"][0] is None and listed["tls-only"][1], listed
+    lb = router(zklb, shared_zookeeper, zk_path)
+    wait_ids(lb, ["plain"])
+    wait_until(lambda: service(lb)["skipped_instances"] == 1, 5, what="one not routed")
+    return lb
+
+
+def test_ssl_port_only_instance_is_not_routed_without_tls(shared_zookeeper, zk_path, apps,
+                                                         backend, zklb):
+    lb = ssl_only_setup(shared_zookeeper, zk_path, apps, backend, zklb)
+    only_tags(lb.listen(SVC), {"b1"})
+    lb.wait_for_log(r"node=tls-only .*no port \(only sslPort\), and the service has no tls")
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20: an sslPort-only instance on a service "
+                   "without tls is counted as malformed (bad_instances), not as not routable")
+def test_ssl_port_only_instance_is_not_counted_as_malformed(shared_zookeeper, zk_path, apps,
+                                                            backend, zklb):
+    lb = ssl_only_setup(shared_zookeeper, zk_path, apps, backend, zklb)
+    svc = service(lb)
+    assert svc["bad_instances"] == 0, svc
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20: a deliberate removal (ZooKeeper no longer "
+                   "lists the instances) is held by the collapse guard, and with "
+                   "max_ejected_percent one stopped instance stays healthy and keeps taking "
+                   "first attempts")
+def test_removed_and_stopped_instances_take_no_more_attempts(shared_zookeeper, zk_path, apps,
+                                                            backend, zklb):
+    """A Curator application with two of three instances goes away (one ZooKeeper
+    event drops both nodes, so the collapse guard holds the change for collapse_hold),
+    then those two backends stop and refuse. An instance that ZooKeeper no longer lists
+    and that fails should be dropped at its first failure: 30 clients cost at most one
+    failed first attempt per stopped instance. Today the hold keeps both in the pool
+    and max_ejected_percent (50) lets only one of three be ejected."""
+    b1, b2, b3 = (backend(n, mode="tag") for n in ("b1", "b2", "b3"))
+    stays, leaves = apps("map"), apps("map")
+    stays.register(SVC, "i1", "127.0.0.1", b1.port)
+    leaves.register(SVC, "i2", "127.0.0.1", b2.port)
+    leaves.register(SVC, "i3", "127.0.0.1", b3.port)
+    lb = router(zklb, shared_zookeeper, zk_path)
+    wait_ids(lb, ["i1", "i2", "i3"])
+
+    leaves.close_session()
+    wait_until(lambda: curator.ids(stays.query(SVC)) == ["i1"], 10, what="ZooKeeper lists i1")
+    wait_until(lambda: service(lb)["held_changes"] >= 1 or ids(lb) == ["i1"], 5,
+               what="zklb saw the removal (held or applied)")
+    b2.stop()
+    b3.stop()
+    seen = tags(lb.listen(SVC), 30)
+    assert seen == {"b1": 30}, seen   # retries hide the failures from clients, today too
+    m = lb.metrics()
+    failed = {b.name: m.value(harness.METRIC["connect_failures"], service=SVC,
+                              backend=b.address) or 0 for b in (b2, b3)}
+    print(f"\nscale-down: first attempts on removed, stopped instances: {failed}")
+    assert sum(failed.values()) <= 2, f"connect failures on removed instances: {failed}"
 
 
 # ===================================================================== announce
@@ -480,3 +555,34 @@ def test_announce_mixed_service_read_by_class_consumer(shared_zookeeper, zk_path
     assert all(i["payloadClass"] == PAYLOAD_CLASS for i in insts)
     by_port = {i["port"]: i for i in insts}
     assert set(by_port) == {b1.port, b2.port}
+
+
+@pytest.mark.xfail(strict=True, raises=CuratorError,
+                   reason="issue 20: a list payload passes zklb check and is written as a "
+                   "bare JSON array, which no Curator reader deserializes (Curator writes "
+                   "[\"java.util.ArrayList\", [...]])")
+def test_announce_list_payload_is_refused_or_readable(shared_zookeeper, zk_path, apps,
+                                                      backend, zklb, tmp_path,
+                                                      kazoo_client):
+    """Either zklb check refuses a list payload with the reason, or a Curator consumer
+    of a List payload reads what zklb announces."""
+    base = zk_path + "/services"
+    # What Curator itself writes for a List payload:
+    lists = apps("list")
+    lists.register("ref", "r1", "127.0.0.1", 9, payload=["a", "b"])
+    k = kazoo_client(shared_zookeeper.hosts)
+    assert node_json(k, f"{base}/ref/r1")["payload"] == ["java.util.ArrayList", ["a", "b"]]
+
+    b1 = backend("b1", mode="tag")
+    entry = announce_entry(base, b1.port, ["a", "b"])
+    cfg = harness.zklb_config({}, zookeeper=zk_section(shared_zookeeper), announce=[entry])
+    f = tmp_path / "list-payload.yaml"
+    f.write_text(harness.to_yaml(cfg))
+    r = harness.run_zklb(["check", "-c", str(f)])
+    if r.returncode != 0:
+        assert "payload" in r.stdout + r.stderr, r
+        return
+    zklb(services={}, zookeeper=zk_section(shared_zookeeper), announce=[entry])
+    wait_announced(lists)
+    (inst,) = lists.query(SVC)
+    assert inst["payload"] == ["a", "b"] and inst["payloadClass"] == "java.util.ArrayList"
