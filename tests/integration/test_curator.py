@@ -5,13 +5,23 @@ side is Debian's Apache Curator 5.4 (tests/curator/CuratorProbe.java, driven thr
 curator.py): real ServiceDiscovery, ServiceProvider and ServiceCache objects.
 
   discovery  Curator registers (Map and class payloads, uriSpec, sslPort,
-             updateService, unregisterService, session close, enabled=false,
-             DYNAMIC_SEQUENTIAL) and zklb routes to tag backends accordingly.
+             updateService, unregisterService, session close, enabled=false with
+             both serializers, DYNAMIC_SEQUENTIAL) and zklb routes to tag backends
+             accordingly (pass today).
   announce   zklb announces and Curator reads: a Map reader, a ServiceProvider and
-             a ServiceCache (pass today); a class-payload reader, a class-payload
-             ServiceCache and a mixed service read by a class-payload consumer are
-             strict xfails until announce writes payloads Curator can type
-             (issue 20: no "@class" → ClassCastException for the whole service).
+             a ServiceCache, which also see it withdrawn when its check fails and
+             gone at SIGTERM (pass today).
+
+Strict xfails, each naming what issue 20 changes — un-xfail a test with its fix:
+  - class-payload reader, class-payload ServiceCache, and a mixed service (Java +
+    zklb instances) read by a class-payload consumer: no "@class" in what zklb
+    writes → ClassCastException for the whole service. They announce with
+    `payload_class: zklbtest.InstanceDetails` as soon as `zklb check` accepts it;
+  - a list payload: accepted by zklb check, unreadable by any Curator reader;
+  - a DYNAMIC_SEQUENTIAL instance's id in zklb is the node name, not the JSON id;
+  - an sslPort-only instance on a service without tls counts as malformed;
+  - removed-then-stopped instances keep taking first attempts (collapse hold +
+    max_ejected_percent).
 
 One JVM serves the whole module; every wait is bounded; processes stop by PID.
 
