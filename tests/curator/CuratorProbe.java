@@ -9,10 +9,12 @@
  * ({"ok":true,...} or {"ok":false,"error":"<exception class>: <message>",
  * "trace":[...]}). Logging (Curator, ZooKeeper) goes to stderr. Commands:
  *
- *   {"op":"open","d":D,"connect":HOSTS,"basePath":P,"payload":"map"|"class"|"list"|"none",
+ *   {"op":"open","d":D,"connect":HOSTS,"basePath":P,
+ *    "payload":"map"|"class"|"list"|"string"|"integer"|"none",
  *    "sessionTimeoutMs":N,"serializer":"default"|"full"}
  *       a CuratorFramework + ServiceDiscovery built the usual way:
- *       ServiceDiscoveryBuilder.builder(Map | InstanceDetails | List | Void .class)
+ *       ServiceDiscoveryBuilder.builder(Map | InstanceDetails | List | String | Integer
+ *       | Void .class)
  *       with the default JsonInstanceSerializer (which writes no "enabled" field), or
  *       with "full": new JsonInstanceSerializer<>(payloadClass, false), which does.
  *       Waits for the connection.
@@ -254,8 +256,10 @@ public final class CuratorProbe {
             case "map": cls = Map.class; break;
             case "class": cls = InstanceDetails.class; break;
             case "list": cls = List.class; break;
+            case "string": cls = String.class; break;
+            case "integer": cls = Integer.class; break;
             case "none": cls = Void.class; break;
-            default: throw new IllegalArgumentException("payload must be map, class, list or none");
+            default: throw new IllegalArgumentException("payload must be map, class, list, string, integer or none");
             }
             CuratorFramework client = CuratorFrameworkFactory.builder()
                 .connectString(need(cmd, "connect"))
@@ -263,12 +267,6 @@ public final class CuratorProbe {
                 .connectionTimeoutMs(5000)
                 .retryPolicy(new ExponentialBackoffRetry(100, 3))
                 .build();
-            client.start();
-            if (!client.blockUntilConnected(15, TimeUnit.SECONDS)) {
-                client.close();
-                throw new IllegalStateException("not connected to " + cmd.path("connect").asText()
-                                                + " within 15 s");
-            }
             String basePath = need(cmd, "basePath");
             ServiceDiscoveryBuilder<Object> builder = (ServiceDiscoveryBuilder<Object>)
                 (ServiceDiscoveryBuilder<?>) ServiceDiscoveryBuilder.builder(cls);
@@ -281,7 +279,24 @@ public final class CuratorProbe {
             if (full)
                 builder.serializer(new JsonInstanceSerializer<Object>((Class<Object>) cls, false));
             ServiceDiscovery<Object> sd = builder.build();
+            /* The ServiceDiscovery re-registers its instances when its connection
+             * listener sees CONNECTED. Delivered after a registration, that re-creates
+             * a DYNAMIC_SEQUENTIAL instance as a second node. So: start it before the
+             * client (nothing is registered yet), and return only once a listener
+             * added after it has seen CONNECTED, i.e. once its own has run. */
             sd.start();
+            java.util.concurrent.CountDownLatch connected = new java.util.concurrent.CountDownLatch(1);
+            client.getConnectionStateListenable().addListener((c, state) -> {
+                if (state == ConnectionState.CONNECTED)
+                    connected.countDown();
+            });
+            client.start();
+            if (!connected.await(15, TimeUnit.SECONDS)) {
+                sd.close();
+                client.close();
+                throw new IllegalStateException("not connected to " + cmd.path("connect").asText()
+                                                + " within 15 s");
+            }
             apps.put(d, new App(client, sd, cls, basePath));
             r.put("payloadClass", cls.getName());
             return r;

@@ -17,7 +17,8 @@ Strict xfails, each naming what issue 20 changes — un-xfail a test with its fi
     zklb instances) read by a class-payload consumer: no "@class" in what zklb
     writes → ClassCastException for the whole service. They announce with
     `payload_class: zklbtest.InstanceDetails` as soon as `zklb check` accepts it;
-  - a list payload: accepted by zklb check, unreadable by any Curator reader;
+  - a list payload: accepted by zklb check, unreadable by any Curator reader
+    (string and integer payloads are fine: Jackson writes them bare too);
   - a DYNAMIC_SEQUENTIAL instance's id in zklb is the node name, not the JSON id;
   - an sslPort-only instance on a service without tls counts as malformed;
   - removed-then-stopped instances keep taking first attempts (collapse hold +
@@ -565,6 +566,29 @@ def test_announce_mixed_service_read_by_class_consumer(shared_zookeeper, zk_path
     assert all(i["payloadClass"] == PAYLOAD_CLASS for i in insts)
     by_port = {i["port"]: i for i in insts}
     assert set(by_port) == {b1.port, b2.port}
+
+
+@pytest.mark.parametrize("kind,value,java", [("string", "text", "java.lang.String"),
+                                              ("integer", 42, "java.lang.Integer")])
+def test_announce_scalar_payload_read_by_matching_reader(shared_zookeeper, zk_path, apps,
+                                                         backend, zklb, kazoo_client,
+                                                         kind, value, java):
+    """Jackson writes String and Integer payloads bare (no type id), so zklb's bare
+    scalar is byte-for-byte what Curator writes, and a String / Integer consumer
+    reads it. (Map and class consumers cannot read either one: Curator's too.)"""
+    base = zk_path + "/services"
+    reader = apps(kind)
+    reader.register("ref", "r1", "127.0.0.1", 9, payload=value)
+    k = kazoo_client(shared_zookeeper.hosts)
+    assert node_json(k, f"{base}/ref/r1")["payload"] == value
+
+    b1 = backend("b1", mode="tag")
+    zklb(services={}, zookeeper=zk_section(shared_zookeeper),
+         announce=[announce_entry(base, b1.port, value)])
+    (node,) = wait_announced(reader)
+    assert node_json(k, f"{base}/{SVC}/{node}")["payload"] == value
+    (inst,) = reader.query(SVC)
+    assert (inst["payloadClass"], inst["payload"], inst["port"]) == (java, value, b1.port)
 
 
 @pytest.mark.xfail(strict=True, raises=CuratorError,
