@@ -18,6 +18,7 @@
 #include "backend.h"
 #include "pool.h"
 #include "relay.h"
+#include "spare.h"
 #include "balance.h"
 #include "util.h"
 
@@ -72,12 +73,8 @@ struct worker {
 	struct event *reaper;			/* owned; frees `dead` */
 	char *scratch;				/* owned; read buffer for the fast path */
 	size_t scratch_len;
-	void **buf_free;			/* cached relay buffers (max_buffer bytes) */
-	size_t n_buf_free;
-	size_t buf_free_size;			/* size of the cached buffers */
+	struct spares spares;			/* relay buffers and splice pipes */
 	struct pool_worker pool;		/* idle upstream connections */
-	int (*pipes)[2];			/* cached empty pipes for splice */
-	size_t n_pipes;
 
 	_Atomic uint32_t n_relays;		/* live relays, read by the control thread */
 	_Atomic bool draining;
@@ -100,12 +97,6 @@ void worker_join_free(struct worker *w);
 void worker_free_unstarted(struct worker *w);
 
 /* For relays. */
-void *worker_buf_get(struct worker *w, size_t size);
-void worker_buf_put(struct worker *w, void *buf, size_t size);
 void worker_schedule_reap(struct worker *w);
-/* An empty pipe for splice (cached or new); false when none can be had. */
-bool worker_pipe_get(struct worker *w, int p[2]);
-/* Return a pipe; `empty` false means bytes are left in it and it is closed. */
-void worker_pipe_put(struct worker *w, const int p[2], bool empty);
 
 #endif

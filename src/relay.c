@@ -394,7 +394,7 @@ static void relay_connect_next(struct relay *r)
 static void dir_release(struct relay *r, struct relay_dir *d)
 {
 	if (d->buf) {
-		worker_buf_put(r->w, d->buf, r->cap);
+		spare_buf_put(&r->w->spares, d->buf, r->cap);
 		d->buf = NULL;
 	}
 	d->start = d->end = 0;
@@ -405,7 +405,7 @@ static void dir_unsplice(struct relay *r, struct relay_dir *d)
 {
 	if (d->pipe[0] < 0)
 		return;
-	worker_pipe_put(r->w, d->pipe, d->piped == 0);
+	spare_pipe_put(&r->w->spares, d->pipe, d->piped == 0);
 	d->pipe[0] = d->pipe[1] = -1;
 	d->piped = 0;
 }
@@ -608,7 +608,7 @@ static ssize_t dir_pump(struct relay *r, struct relay_dir *d, int from_fd, int t
 	ssize_t n;
 	*write_failed = false;
 	if (d->pipe[0] < 0 && !d->buf && !r->fr && !d->no_splice && d->full_reads >= SPLICE_AFTER &&
-	    !worker_pipe_get(w, d->pipe))
+	    !spare_pipe_get(&w->spares, d->pipe))
 		d->no_splice = true;	/* out of pipes: copy */
 	if (d->pipe[0] >= 0) {
 		n = dir_pump_splice(d, from_fd, to_fd, write_failed);
@@ -659,7 +659,7 @@ static ssize_t dir_pump(struct relay *r, struct relay_dir *d, int from_fd, int t
 		sent += k;
 	}
 	if (sent < n && !*write_failed) {
-		d->buf = worker_buf_get(w, r->cap);
+		d->buf = spare_buf_get(&w->spares, r->cap);
 		memcpy(d->buf, w->scratch + sent, (size_t)(n - sent));
 		d->start = 0;
 		d->end = (uint32_t)(n - sent);

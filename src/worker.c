@@ -12,7 +12,6 @@
 #include "service.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -22,9 +21,6 @@
 #define ACCEPT_BATCH 32
 #define ACCEPT_PAUSE_MS 100
 #define SCRATCH_LEN (64 * 1024)
-#define BUF_CACHE_MAX 64
-#define PIPE_CACHE_MAX 64
-#define WORKER_PIPE_SIZE (256 * 1024)
 
 static void on_accept(evutil_socket_t fd, short what, void *arg);
 
@@ -213,53 +209,6 @@ void worker_schedule_reap(struct worker *w)
 	event_active(w->reaper, EV_TIMEOUT, 0);
 }
 
-void *worker_buf_get(struct worker *w, size_t size)
-{
-	if (size == w->buf_free_size && w->n_buf_free)
-		return w->buf_free[--w->n_buf_free];
-	return xmalloc(size);
-}
-
-void worker_buf_put(struct worker *w, void *buf, size_t size)
-{
-	if (w->n_buf_free == 0)
-		w->buf_free_size = size;
-	if (size == w->buf_free_size && w->n_buf_free < BUF_CACHE_MAX) {
-		w->buf_free[w->n_buf_free++] = buf;
-		return;
-	}
-	free(buf);
-}
-
-bool worker_pipe_get(struct worker *w, int p[2])
-{
-	if (w->n_pipes) {
-		w->n_pipes--;
-		p[0] = w->pipes[w->n_pipes][0];
-		p[1] = w->pipes[w->n_pipes][1];
-		return true;
-	}
-	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) {
-		p[0] = p[1] = -1;
-		return false;
-	}
-	/* Larger loads mean fewer splice calls per byte; the default is 64k. */
-	(void)fcntl(p[0], F_SETPIPE_SZ, WORKER_PIPE_SIZE);
-	return true;
-}
-
-void worker_pipe_put(struct worker *w, const int p[2], bool empty)
-{
-	if (empty && w->n_pipes < PIPE_CACHE_MAX) {
-		w->pipes[w->n_pipes][0] = p[0];
-		w->pipes[w->n_pipes][1] = p[1];
-		w->n_pipes++;
-		return;
-	}
-	close(p[0]);
-	close(p[1]);
-}
-
 struct worker *worker_new(unsigned id, unsigned n)
 {
 	struct worker *w = xcalloc(1, sizeof(*w));
@@ -288,8 +237,7 @@ struct worker *worker_new(unsigned id, unsigned n)
 	w->reaper = event_new(w->base, -1, 0, on_reap, w);
 	w->scratch_len = SCRATCH_LEN;
 	w->scratch = xmalloc(w->scratch_len);
-	w->buf_free = xcalloc(BUF_CACHE_MAX, sizeof(*w->buf_free));
-	w->pipes = xcalloc(PIPE_CACHE_MAX, sizeof(*w->pipes));
+	spare_init(&w->spares);
 	rng_seed(&w->rng, now_us() ^ ((uint64_t)id << 32) ^ (uint64_t)(uintptr_t)w);
 	pool_worker_init(w);
 	return w;
@@ -368,14 +316,7 @@ static void worker_free(struct worker *w)
 	event_free(w->reaper);
 	event_base_free(w->base);
 	close(w->wake_fd);
-	for (size_t i = 0; i < w->n_buf_free; i++)
-		free(w->buf_free[i]);
-	free(w->buf_free);
-	for (size_t i = 0; i < w->n_pipes; i++) {
-		close(w->pipes[i][0]);
-		close(w->pipes[i][1]);
-	}
-	free(w->pipes);
+	spare_free(&w->spares);
 	free(w->scratch);
 	pthread_mutex_destroy(&w->inbox_lock);
 	free(w);
