@@ -75,6 +75,7 @@ struct worker {
 	size_t scratch_len;
 	struct spares spares;			/* relay buffers and splice pipes */
 	struct pool_worker pool;		/* idle upstream connections */
+	struct event *pool_tick;		/* owned; drives the pool: sweep, prewarm refill */
 
 	_Atomic uint32_t n_relays;		/* live relays, read by the control thread */
 	_Atomic bool draining;

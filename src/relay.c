@@ -346,7 +346,7 @@ static void relay_connect_next(struct relay *r)
 
 		if (conf->pool.reuse != REUSE_NONE || conf->pool.prewarm) {
 			struct framing *fr = NULL;
-			int pfd = pool_take(r->w, be, &fr);
+			int pfd = pool_take(&r->w->pool, be, &fr);
 			if (pfd >= 0) {
 				r->ufd = pfd;
 				r->fr = fr;
@@ -483,13 +483,12 @@ static bool relay_try_pool(struct relay *r)
 		return false;
 	enum framing_verdict v = framing_verdict(r->fr);
 	if (v != FRAMING_OK || r->c2u.end != r->c2u.start || r->u2c.eof || r->c2u.shut) {
-		w->pool.not_reusable[v < FRAMING_VERDICT_COUNT ? v : FRAMING_ERROR]++;
-		w->pool.discards[POOL_DISCARD_NOT_REUSABLE]++;
+		pool_count_not_reusable(&w->pool, v);
 		return false;
 	}
 	event_del(&r->ur);
 	event_del(&r->uw);
-	pool_put(w, r->be, r->ufd, r->fr, &r->set->conf->pool);
+	pool_put(&w->pool, r->be, r->ufd, r->fr, &r->set->conf->pool);
 	r->ufd = -1;
 	r->fr = NULL;
 	return true;
@@ -590,8 +589,7 @@ static inline void relay_track(struct relay *r, const struct relay_dir *d, const
 		framing_feed_response(r->fr, p, n);
 	enum framing_verdict v = framing_verdict(r->fr);
 	if (v != FRAMING_OK && v != FRAMING_PARTIAL) {
-		r->w->pool.not_reusable[v < FRAMING_VERDICT_COUNT ? v : FRAMING_ERROR]++;
-		r->w->pool.discards[POOL_DISCARD_NOT_REUSABLE]++;
+		pool_count_not_reusable(&r->w->pool, v);
 		framing_free(r->fr);
 		r->fr = NULL;
 	}

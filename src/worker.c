@@ -20,6 +20,7 @@
 
 #define ACCEPT_BATCH 32
 #define ACCEPT_PAUSE_MS 100
+#define POOL_TICK_MS 200
 #define SCRATCH_LEN (64 * 1024)
 
 static void on_accept(evutil_socket_t fd, short what, void *arg);
@@ -142,6 +143,7 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 static void worker_drain(struct worker *w)
 {
 	atomic_store(&w->draining, true);
+	pool_worker_drain(&w->pool);
 	while (w->listeners) {
 		struct wlistener *l = w->listeners;
 		w->listeners = l->next;
@@ -173,7 +175,8 @@ static void handle_msg(struct worker *w, struct worker_msg *m)
 	case WORKER_MSG_STOP:
 		worker_drain(w);
 		relay_close_all(w);
-		pool_worker_close(w);
+		pool_worker_close(&w->pool);
+		event_del(w->pool_tick);
 		event_base_loopbreak(w->base);
 		break;
 	}
@@ -200,8 +203,21 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 
 static void on_reap(evutil_socket_t fd, short what, void *arg)
 {
-	relay_reap(arg);
-	pool_worker_reap(arg);
+	struct worker *w = arg;
+	relay_reap(w);
+	pool_worker_reap(&w->pool);
+}
+
+/* Every POOL_TICK_MS: idle connections to departed backends go, prewarm refills. */
+static void on_pool_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	uint64_t now = now_ms();
+	pool_sweep(&w->pool, now);
+	if (atomic_load(&w->draining))
+		return;
+	for (struct wlistener *l = w->listeners; l; l = l->next)
+		pool_refill(&w->pool, l->set, now);
 }
 
 void worker_schedule_reap(struct worker *w)
@@ -239,7 +255,10 @@ struct worker *worker_new(unsigned id, unsigned n)
 	w->scratch = xmalloc(w->scratch_len);
 	spare_init(&w->spares);
 	rng_seed(&w->rng, now_us() ^ ((uint64_t)id << 32) ^ (uint64_t)(uintptr_t)w);
-	pool_worker_init(w);
+	pool_worker_init(&w->pool, w->base, w->reaper, id, n);
+	w->pool_tick = event_new(w->base, -1, EV_PERSIST, on_pool_tick, w);
+	struct timeval tv = { 0, POOL_TICK_MS * 1000 };
+	event_add(w->pool_tick, &tv);
 	return w;
 }
 
@@ -305,7 +324,7 @@ static void worker_free(struct worker *w)
 {
 	on_wake(w->wake_fd, 0, w);	/* drop messages that arrived after STOP */
 	relay_close_all(w);
-	pool_worker_close(w);
+	pool_worker_close(&w->pool);
 	on_reap(-1, 0, w);
 	while (w->listeners) {
 		struct wlistener *l = w->listeners;
@@ -314,6 +333,7 @@ static void worker_free(struct worker *w)
 	}
 	event_free(w->wake_ev);
 	event_free(w->reaper);
+	event_free(w->pool_tick);
 	event_base_free(w->base);
 	close(w->wake_fd);
 	spare_free(&w->spares);
