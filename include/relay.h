@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 struct worker;
-struct wlistener;
+struct acceptor;
 
 enum relay_close_reason {
 	RELAY_CLOSE_DONE = 0,		/* both directions finished */
@@ -31,13 +31,13 @@ enum relay_close_reason {
 const char *relay_close_reason_name(enum relay_close_reason r);
 
 /* Take over an accepted client socket for listener l. */
-void relay_accept(struct worker *w, struct wlistener *l, int cfd);
+void relay_accept(struct worker *w, struct acceptor *l, int cfd);
 
 /* A first view arrived for l: start every relay waiting on it. */
-void relay_wake_waiting(struct wlistener *l);
+void relay_wake_waiting(struct acceptor *l);
 
 /* Listener l goes away: its waiting relays stop pointing at it. */
-void relay_detach_waiting(struct wlistener *l);
+void relay_detach_waiting(struct acceptor *l);
 
 /* Close every relay of w now (drain deadline). */
 void relay_close_all(struct worker *w);

@@ -25,9 +25,13 @@
 struct relay;
 struct worker;
 
-/* One service's listening socket in one worker. */
-struct wlistener {
-	struct wlistener *next;
+/*
+ * One service's accepting socket in one worker: accepts clients and hands
+ * them to relays. (listener.c opens these sockets; zk_listener is something
+ * else again: an observer of the ZooKeeper session.)
+ */
+struct acceptor {
+	struct acceptor *next;
 	struct worker *w;			/* owner */
 	char *key;				/* owned; the listen address as configured */
 	int fd;					/* owned */
@@ -40,7 +44,7 @@ struct wlistener {
 
 enum worker_msg_kind {
 	WORKER_MSG_LISTEN,			/* start accepting on fd with set */
-	WORKER_MSG_UPDATE,			/* new snapshot for the listener `key` */
+	WORKER_MSG_UPDATE,			/* new snapshot for the acceptor `key` */
 	WORKER_MSG_UNLISTEN,			/* stop accepting on `key` */
 	WORKER_MSG_DRAIN,			/* stop accepting everywhere; finish */
 	WORKER_MSG_STOP,			/* leave the loop now */
@@ -64,7 +68,7 @@ struct worker {
 	pthread_mutex_t inbox_lock;		/* guards inbox */
 	struct worker_msg *inbox;		/* FIFO, newest at the tail */
 	struct worker_msg *inbox_tail;
-	struct wlistener *listeners;		/* owned list */
+	struct acceptor *acceptors;		/* owned list */
 	struct rng rng;
 	uint64_t emfile_logged_ms;		/* last "out of fds" log line */
 

@@ -70,7 +70,7 @@ struct relay {
 	struct relay *prev;
 	struct relay *wnext;			/* listener's waiting list */
 	struct worker *w;			/* owner */
-	struct wlistener *l;			/* while WAITING only; NULL once detached */
+	struct acceptor *l;			/* while WAITING only; NULL once detached */
 	struct backend_set *set;		/* ref */
 	struct backend *be;			/* ref; the current or last target */
 	enum relay_state state;
@@ -155,7 +155,7 @@ static void set_nodelay(int fd)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-void relay_accept(struct worker *w, struct wlistener *l, int cfd)
+void relay_accept(struct worker *w, struct acceptor *l, int cfd)
 {
 	struct relay *r = xcalloc(1, sizeof(*r));
 	r->w = w;
@@ -204,7 +204,7 @@ static void unlink_waiting(struct relay *r)
 	r->wnext = NULL;
 }
 
-void relay_wake_waiting(struct wlistener *l)
+void relay_wake_waiting(struct acceptor *l)
 {
 	struct relay *list = l->waiting;
 	l->waiting = NULL;
@@ -221,7 +221,7 @@ void relay_wake_waiting(struct wlistener *l)
 	}
 }
 
-void relay_detach_waiting(struct wlistener *l)
+void relay_detach_waiting(struct acceptor *l)
 {
 	for (struct relay *r = l->waiting; r; r = r->wnext)
 		r->l = NULL;

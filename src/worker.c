@@ -2,7 +2,7 @@
  * worker — see worker.h.
  *
  * Accepting: up to ACCEPT_BATCH connections per readiness event. When accept
- * fails for lack of file descriptors, the listener is paused and re-armed
+ * fails for lack of file descriptors, the acceptor is paused and re-armed
  * from a timer (pgbouncer's way) instead of spinning on a socket that stays
  * readable; the condition is logged at most once per second.
  */
@@ -25,91 +25,91 @@
 
 static void on_accept(evutil_socket_t fd, short what, void *arg);
 
-static struct wlistener *find_listener(struct worker *w, const char *key)
+static struct acceptor *acceptor_find(struct worker *w, const char *key)
 {
-	for (struct wlistener *l = w->listeners; l; l = l->next)
-		if (strcmp(l->key, key) == 0)
-			return l;
+	for (struct acceptor *a = w->acceptors; a; a = a->next)
+		if (strcmp(a->key, key) == 0)
+			return a;
 	return NULL;
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
 {
-	struct wlistener *l = arg;
-	l->paused = false;
-	event_add(l->ev, NULL);
+	struct acceptor *a = arg;
+	a->paused = false;
+	event_add(a->ev, NULL);
 }
 
-static void listener_add(struct worker *w, char *key, int fd, struct backend_set *set)
+static void acceptor_add(struct worker *w, char *key, int fd, struct backend_set *set)
 {
-	struct wlistener *l = xcalloc(1, sizeof(*l));
-	l->w = w;
-	l->key = key;
-	l->fd = fd;
-	l->set = set;
-	l->ev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_accept, l);
-	l->resume = evtimer_new(w->base, on_resume, l);
-	event_add(l->ev, NULL);
-	l->next = w->listeners;
-	w->listeners = l;
+	struct acceptor *a = xcalloc(1, sizeof(*a));
+	a->w = w;
+	a->key = key;
+	a->fd = fd;
+	a->set = set;
+	a->ev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_accept, a);
+	a->resume = evtimer_new(w->base, on_resume, a);
+	event_add(a->ev, NULL);
+	a->next = w->acceptors;
+	w->acceptors = a;
 }
 
-static void listener_free(struct wlistener *l)
+static void acceptor_free(struct acceptor *a)
 {
-	relay_detach_waiting(l);
-	event_free(l->ev);
-	event_free(l->resume);
-	close(l->fd);
-	backend_set_put(l->set);
-	free(l->key);
-	free(l);
+	relay_detach_waiting(a);
+	event_free(a->ev);
+	event_free(a->resume);
+	close(a->fd);
+	backend_set_put(a->set);
+	free(a->key);
+	free(a);
 }
 
-static void listener_remove(struct worker *w, const char *key)
+static void acceptor_remove(struct worker *w, const char *key)
 {
-	for (struct wlistener **pp = &w->listeners; *pp; pp = &(*pp)->next) {
+	for (struct acceptor **pp = &w->acceptors; *pp; pp = &(*pp)->next) {
 		if (strcmp((*pp)->key, key) == 0) {
-			struct wlistener *l = *pp;
-			*pp = l->next;
+			struct acceptor *a = *pp;
+			*pp = a->next;
 			/* Its relays keep their own set reference and finish normally. */
-			listener_free(l);
+			acceptor_free(a);
 			return;
 		}
 	}
 }
 
-static void listener_update(struct worker *w, const char *key, struct backend_set *set)
+static void acceptor_update(struct worker *w, const char *key, struct backend_set *set)
 {
-	struct wlistener *l = find_listener(w, key);
-	if (!l) {
+	struct acceptor *a = acceptor_find(w, key);
+	if (!a) {
 		backend_set_put(set);
 		return;
 	}
-	backend_set_put(l->set);
-	l->set = set;
-	if (set->ready && l->waiting)
-		relay_wake_waiting(l);
+	backend_set_put(a->set);
+	a->set = set;
+	if (set->ready && a->waiting)
+		relay_wake_waiting(a);
 }
 
-static void accept_pause(struct worker *w, struct wlistener *l, int err)
+static void accept_pause(struct worker *w, struct acceptor *a, int err)
 {
 	atomic_fetch_add_explicit(&w->accept_errors, 1, memory_order_relaxed);
 	uint64_t now = now_ms();
 	if (now - w->emfile_logged_ms >= 1000 || w->emfile_logged_ms == 0) {
 		w->emfile_logged_ms = now;
 		log_error("worker=%u listen=%s accept: %s; pausing accepts for %dms", w->id,
-			  l->key, strerror(err), ACCEPT_PAUSE_MS);
+			  a->key, strerror(err), ACCEPT_PAUSE_MS);
 	}
-	event_del(l->ev);
-	l->paused = true;
+	event_del(a->ev);
+	a->paused = true;
 	struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
-	evtimer_add(l->resume, &tv);
+	evtimer_add(a->resume, &tv);
 }
 
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
-	struct wlistener *l = arg;
-	struct worker *w = l->w;
+	struct acceptor *a = arg;
+	struct worker *w = a->w;
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0) {
@@ -127,16 +127,16 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 			case ENFILE:
 			case ENOBUFS:
 			case ENOMEM:
-				accept_pause(w, l, errno);
+				accept_pause(w, a, errno);
 				return;
 			default:
 				/* Anything else (EPERM from a filter, ...) would fire again
 				 * at once on a level-triggered socket: pause as well. */
-				accept_pause(w, l, errno);
+				accept_pause(w, a, errno);
 				return;
 			}
 		}
-		relay_accept(w, l, cfd);
+		relay_accept(w, a, cfd);
 	}
 }
 
@@ -144,10 +144,10 @@ static void worker_drain(struct worker *w)
 {
 	atomic_store(&w->draining, true);
 	pool_worker_drain(&w->pool);
-	while (w->listeners) {
-		struct wlistener *l = w->listeners;
-		w->listeners = l->next;
-		listener_free(l);
+	while (w->acceptors) {
+		struct acceptor *a = w->acceptors;
+		w->acceptors = a->next;
+		acceptor_free(a);
 	}
 }
 
@@ -160,14 +160,14 @@ static void handle_msg(struct worker *w, struct worker_msg *m)
 			backend_set_put(m->set);
 			break;
 		}
-		listener_add(w, m->key, m->fd, m->set);
+		acceptor_add(w, m->key, m->fd, m->set);
 		m->key = NULL;
 		break;
 	case WORKER_MSG_UPDATE:
-		listener_update(w, m->key, m->set);
+		acceptor_update(w, m->key, m->set);
 		break;
 	case WORKER_MSG_UNLISTEN:
-		listener_remove(w, m->key);
+		acceptor_remove(w, m->key);
 		break;
 	case WORKER_MSG_DRAIN:
 		worker_drain(w);
@@ -216,8 +216,8 @@ static void on_pool_tick(evutil_socket_t fd, short what, void *arg)
 	pool_sweep(&w->pool, now);
 	if (atomic_load(&w->draining))
 		return;
-	for (struct wlistener *l = w->listeners; l; l = l->next)
-		pool_refill(&w->pool, l->set, now);
+	for (struct acceptor *a = w->acceptors; a; a = a->next)
+		pool_refill(&w->pool, a->set, now);
 }
 
 void worker_schedule_reap(struct worker *w)
@@ -326,10 +326,10 @@ static void worker_free(struct worker *w)
 	relay_close_all(w);
 	pool_worker_close(&w->pool);
 	on_reap(-1, 0, w);
-	while (w->listeners) {
-		struct wlistener *l = w->listeners;
-		w->listeners = l->next;
-		listener_free(l);
+	while (w->acceptors) {
+		struct acceptor *a = w->acceptors;
+		w->acceptors = a->next;
+		acceptor_free(a);
 	}
 	event_free(w->wake_ev);
 	event_free(w->reaper);
