@@ -18,29 +18,11 @@
 #include "backend.h"
 #include "pool.h"
 #include "relay.h"
-#include "spare.h"
 #include "balance.h"
 #include "util.h"
 
-struct relay;
+struct acceptor;
 struct worker;
-
-/*
- * One service's accepting socket in one worker: accepts clients and hands
- * them to relays. (listener.c opens these sockets; zk_listener is something
- * else again: an observer of the ZooKeeper session.)
- */
-struct acceptor {
-	struct acceptor *next;
-	struct worker *w;			/* owner */
-	char *key;				/* owned; the listen address as configured */
-	int fd;					/* owned */
-	struct event *ev;			/* owned; accept readiness */
-	struct event *resume;			/* owned; re-arms accepting after EMFILE */
-	bool paused;				/* accepting paused for fd exhaustion */
-	struct backend_set *set;		/* ref; what new connections route with */
-	struct relay *waiting;			/* relays waiting for a first view */
-};
 
 enum worker_msg_kind {
 	WORKER_MSG_LISTEN,			/* start accepting on fd with set */
@@ -69,22 +51,20 @@ struct worker {
 	struct worker_msg *inbox;		/* FIFO, newest at the tail */
 	struct worker_msg *inbox_tail;
 	struct acceptor *acceptors;		/* owned list */
-	struct rng rng;
 	uint64_t emfile_logged_ms;		/* last "out of fds" log line */
 
-	struct relay *relays;			/* owned list of live relays */
-	struct relay *dead;			/* closed, freed after the loop turn */
-	struct event *reaper;			/* owned; frees `dead` */
-	char *scratch;				/* owned; read buffer for the fast path */
-	size_t scratch_len;
-	struct spares spares;			/* relay buffers and splice pipes */
+	/*
+	 * The data plane below, driven from here: relays use the pool, and
+	 * neither knows the worker. Both free what they closed from `reaper`,
+	 * after the loop turn; the pool's timer is the worker's `pool_tick`.
+	 */
+	struct relay_worker relay;		/* relays, their buffers and counters */
 	struct pool_worker pool;		/* idle upstream connections */
+	struct event *reaper;			/* owned; frees closed relays and pooled conns */
 	struct event *pool_tick;		/* owned; drives the pool: sweep, prewarm refill */
 
-	_Atomic uint32_t n_relays;		/* live relays, read by the control thread */
 	_Atomic bool draining;
 	_Atomic uint64_t accept_errors;		/* accept failures (EMFILE etc.) */
-	_Atomic uint64_t closes[RELAY_CLOSE_REASONS];	/* relays closed, by reason */
 };
 
 /* Create (not start) worker `id` of `n`. */
@@ -100,8 +80,5 @@ void worker_post_simple(struct worker *w, enum worker_msg_kind kind, const char 
 void worker_join_free(struct worker *w);
 /* Free a worker whose thread never started (worker_start failed). */
 void worker_free_unstarted(struct worker *w);
-
-/* For relays. */
-void worker_schedule_reap(struct worker *w);
 
 #endif

@@ -1,9 +1,10 @@
 /*
  * relay — see relay.h.
  *
- * Copying: a readable side is read into the worker's scratch buffer and
- * written straight to the other side; only what the other side does not take
- * at once is kept, in a buffer of max_buffer bytes borrowed from the worker.
+ * Copying: a readable side is read into the relay worker's scratch buffer
+ * and written straight to the other side; only what the other side does not
+ * take at once is kept, in a buffer of max_buffer bytes borrowed from the
+ * relay worker's spares.
  * While that buffer is full the reading side is not read (the kernel's
  * window then pushes back on the sender); it is read again once the buffer
  * has drained to half (libevent's le-proxy watermark scheme). An idle
@@ -13,7 +14,7 @@
  * whole read buffer (a stream, not request/response traffic, for which
  * splicing small messages costs more than copying them) and no framing
  * tracker needs to see the bytes, the direction switches to splice(2)
- * through a pipe borrowed from the worker, so the bytes never enter user
+ * through a pipe borrowed from the spares, so the bytes never enter user
  * space. One pipe load is in flight at a time; reading resumes when it has
  * drained.
  *
@@ -28,9 +29,9 @@
 #include "log.h"
 #include "pool.h"
 #include "service.h"
-#include "worker.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <event2/event_struct.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -44,17 +45,11 @@
 #define WEIGHT_SCALE 100		/* balancing weight units per configured weight */
 #define SPLICE_AFTER 4			/* full reads in a row that make a direction splice */
 #define SPLICE_CHUNK (256 * 1024)	/* at most this much in a pipe at once (its size) */
-
-enum relay_state {
-	RELAY_WAITING = 0,
-	RELAY_CONNECTING,
-	RELAY_ESTABLISHED,
-	RELAY_CLOSED,
-};
+#define RELAY_SCRATCH_LEN (64 * 1024)	/* rw->scratch, the read buffer of the fast path */
 
 /* One direction of the copy. */
 struct relay_dir {
-	char *buf;				/* borrowed from the worker; NULL when empty */
+	char *buf;				/* borrowed from rw->spares; NULL when empty */
 	uint32_t start;				/* first pending byte */
 	uint32_t end;				/* one past the last pending byte */
 	bool eof;				/* the reading side sent FIN */
@@ -66,11 +61,11 @@ struct relay_dir {
 };
 
 struct relay {
-	struct relay *next;			/* worker's list of live relays */
+	struct relay *next;			/* rw's list of live relays, then of dead ones */
 	struct relay *prev;
-	struct relay *wnext;			/* listener's waiting list */
-	struct worker *w;			/* owner */
-	struct acceptor *l;			/* while WAITING only; NULL once detached */
+	struct relay *wnext;			/* q's list of waiting relays */
+	struct relay_worker *rw;		/* owner */
+	struct relay_queue *q;			/* while WAITING only; NULL once detached */
 	struct backend_set *set;		/* ref */
 	struct backend *be;			/* ref; the current or last target */
 	enum relay_state state;
@@ -126,12 +121,57 @@ static void arm_timer(struct relay *r, uint64_t ms)
 	event_add(&r->timer, &tv);
 }
 
-/* The one place states change; also owns which timeout is armed. */
-static void relay_set_state(struct relay *r, enum relay_state s)
+static const char *const state_names[RELAY_STATES] = {
+	[RELAY_NEW] = "new",
+	[RELAY_WAITING] = "waiting",
+	[RELAY_CONNECTING] = "connecting",
+	[RELAY_ESTABLISHED] = "established",
+	[RELAY_CLOSED] = "closed",
+};
+
+const char *relay_state_name(enum relay_state s)
+{
+	return s < RELAY_STATES ? state_names[s] : "?";
+}
+
+bool relay_transition_allowed(enum relay_state from, enum relay_state to)
+{
+	switch (from) {
+	case RELAY_NEW:
+		/* Routed at once: waits, connects, or takes a pooled/at-once connection. */
+		return to == RELAY_WAITING || to == RELAY_CONNECTING || to == RELAY_ESTABLISHED ||
+		       to == RELAY_CLOSED;
+	case RELAY_WAITING:
+		return to == RELAY_CONNECTING || to == RELAY_ESTABLISHED || to == RELAY_CLOSED;
+	case RELAY_CONNECTING:
+		/* CONNECTING again: the retry on another backend, with a fresh timeout. */
+		return to == RELAY_CONNECTING || to == RELAY_ESTABLISHED || to == RELAY_CLOSED;
+	case RELAY_ESTABLISHED:
+		return to == RELAY_CLOSED;
+	case RELAY_CLOSED:
+	case RELAY_STATES:
+		return false;
+	}
+	return false;
+}
+
+/*
+ * The one place states change; also owns which timeout is armed. Refuses a
+ * move the lifecycle does not have: that is a bug, logged, not asserted.
+ */
+static bool relay_set_state(struct relay *r, enum relay_state s)
 {
 	const struct service_conf *conf = r->set->conf;
+	if (!relay_transition_allowed(r->state, s)) {
+		log_error("svc=%s refused relay transition %s -> %s", r->set->svc->name,
+			  relay_state_name(r->state), relay_state_name(s));
+		return false;
+	}
 	r->state = s;
 	switch (s) {
+	case RELAY_NEW:
+	case RELAY_STATES:
+		break;
 	case RELAY_WAITING:
 	case RELAY_CONNECTING:
 		arm_timer(r, conf->connect_timeout_ms);
@@ -146,6 +186,7 @@ static void relay_set_state(struct relay *r, enum relay_state s)
 		event_del(&r->timer);
 		break;
 	}
+	return true;
 }
 
 static void set_nodelay(int fd)
@@ -155,35 +196,37 @@ static void set_nodelay(int fd)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-void relay_accept(struct worker *w, struct acceptor *l, int cfd)
+void relay_accept(struct relay_worker *rw, struct backend_set *set, struct relay_queue *q,
+		  int cfd)
 {
 	struct relay *r = xcalloc(1, sizeof(*r));
-	r->w = w;
+	r->rw = rw;
+	r->state = RELAY_NEW;
 	r->cfd = cfd;
 	r->ufd = -1;
-	r->set = backend_set_get(l->set);
+	r->set = backend_set_get(set);
 	r->cap = (uint32_t)r->set->conf->max_buffer;
 	r->last_active_ms = now_ms();
 	r->c2u.pipe[0] = r->c2u.pipe[1] = -1;
 	r->u2c.pipe[0] = r->u2c.pipe[1] = -1;
 	set_nodelay(cfd);
 
-	event_assign(&r->cr, w->base, cfd, EV_READ | EV_PERSIST, on_client_read, r);
-	event_assign(&r->cw, w->base, cfd, EV_WRITE | EV_PERSIST, on_client_write, r);
-	evtimer_assign(&r->timer, w->base, on_timer, r);
+	event_assign(&r->cr, rw->base, cfd, EV_READ | EV_PERSIST, on_client_read, r);
+	event_assign(&r->cw, rw->base, cfd, EV_WRITE | EV_PERSIST, on_client_write, r);
+	evtimer_assign(&r->timer, rw->base, on_timer, r);
 
-	r->next = w->relays;
-	if (w->relays)
-		w->relays->prev = r;
-	w->relays = r;
-	atomic_fetch_add_explicit(&w->n_relays, 1, memory_order_relaxed);
+	r->next = rw->live;
+	if (rw->live)
+		rw->live->prev = r;
+	rw->live = r;
+	atomic_fetch_add_explicit(&rw->n_relays, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&r->set->svc->conn_total, 1, memory_order_relaxed);
 
 	if (!r->set->ready) {
 		/* No view yet (discovery has not answered): wait, do not refuse. */
-		r->l = l;
-		r->wnext = l->waiting;
-		l->waiting = r;
+		r->q = q;
+		r->wnext = q->head;
+		q->head = r;
 		relay_set_state(r, RELAY_WAITING);
 		return;
 	}
@@ -192,40 +235,40 @@ void relay_accept(struct worker *w, struct acceptor *l, int cfd)
 
 static void unlink_waiting(struct relay *r)
 {
-	if (!r->l)
+	if (!r->q)
 		return;
-	for (struct relay **pp = &r->l->waiting; *pp; pp = &(*pp)->wnext) {
+	for (struct relay **pp = &r->q->head; *pp; pp = &(*pp)->wnext) {
 		if (*pp == r) {
 			*pp = r->wnext;
 			break;
 		}
 	}
-	r->l = NULL;
+	r->q = NULL;
 	r->wnext = NULL;
 }
 
-void relay_wake_waiting(struct acceptor *l)
+void relay_wake_waiting(struct relay_queue *q, struct backend_set *set)
 {
-	struct relay *list = l->waiting;
-	l->waiting = NULL;
+	struct relay *list = q->head;
+	q->head = NULL;
 	while (list) {
 		struct relay *r = list;
 		list = r->wnext;
 		r->wnext = NULL;
-		r->l = NULL;
+		r->q = NULL;
 		/* Route with the new view. */
 		backend_set_put(r->set);
-		r->set = backend_set_get(l->set);
+		r->set = backend_set_get(set);
 		r->cap = (uint32_t)r->set->conf->max_buffer;
 		relay_connect_next(r);
 	}
 }
 
-void relay_detach_waiting(struct acceptor *l)
+void relay_detach_waiting(struct relay_queue *q)
 {
-	for (struct relay *r = l->waiting; r; r = r->wnext)
-		r->l = NULL;
-	l->waiting = NULL;
+	for (struct relay *r = q->head; r; r = r->wnext)
+		r->q = NULL;
+	q->head = NULL;
 }
 
 static bool was_tried(const struct relay *r, const struct backend *be)
@@ -274,7 +317,7 @@ static struct backend *relay_choose(struct relay *r, uint64_t now)
 	struct balance_cursor cur = { 0 };
 	if (s->conf->balance == BALANCE_ROUND_ROBIN)
 		cur.next = atomic_fetch_add_explicit(&s->svc->rr_next, 1, memory_order_relaxed);
-	size_t k = balance_pick(s->conf->balance, c, s->n, &cur, &r->w->rng);
+	size_t k = balance_pick(s->conf->balance, c, s->n, &cur, &r->rw->rng);
 	if (c != stack)
 		free(c);
 	return k == BALANCE_NONE ? NULL : s->v[k];
@@ -304,8 +347,8 @@ static void relay_established(struct relay *r)
 	enum reuse_kind reuse = r->set->conf->pool.reuse;
 	if (reuse != REUSE_NONE && !r->fr)
 		r->fr = framing_new(reuse);
-	event_assign(&r->uw, r->w->base, r->ufd, EV_WRITE | EV_PERSIST, on_upstream_write, r);
-	event_assign(&r->ur, r->w->base, r->ufd, EV_READ | EV_PERSIST, on_upstream_read, r);
+	event_assign(&r->uw, r->rw->base, r->ufd, EV_WRITE | EV_PERSIST, on_upstream_write, r);
+	event_assign(&r->ur, r->rw->base, r->ufd, EV_READ | EV_PERSIST, on_upstream_read, r);
 	relay_set_state(r, RELAY_ESTABLISHED);
 	r->last_active_ms = now_ms();
 	event_add(&r->cr, NULL);
@@ -346,7 +389,7 @@ static void relay_connect_next(struct relay *r)
 
 		if (conf->pool.reuse != REUSE_NONE || conf->pool.prewarm) {
 			struct framing *fr = NULL;
-			int pfd = pool_take(&r->w->pool, be, &fr);
+			int pfd = pool_take(r->rw->pool, be, &fr);
 			if (pfd >= 0) {
 				r->ufd = pfd;
 				r->fr = fr;
@@ -372,7 +415,7 @@ static void relay_connect_next(struct relay *r)
 			return;
 		}
 		if (errno == EINPROGRESS) {
-			event_assign(&r->uw, r->w->base, fd, EV_WRITE, on_upstream_write, r);
+			event_assign(&r->uw, r->rw->base, fd, EV_WRITE, on_upstream_write, r);
 			event_add(&r->uw, NULL);
 			relay_set_state(r, RELAY_CONNECTING);
 			return;
@@ -394,7 +437,7 @@ static void relay_connect_next(struct relay *r)
 static void dir_release(struct relay *r, struct relay_dir *d)
 {
 	if (d->buf) {
-		spare_buf_put(&r->w->spares, d->buf, r->cap);
+		spare_buf_put(&r->rw->spares, d->buf, r->cap);
 		d->buf = NULL;
 	}
 	d->start = d->end = 0;
@@ -405,7 +448,7 @@ static void dir_unsplice(struct relay *r, struct relay_dir *d)
 {
 	if (d->pipe[0] < 0)
 		return;
-	spare_pipe_put(&r->w->spares, d->pipe, d->piped == 0);
+	spare_pipe_put(&r->rw->spares, d->pipe, d->piped == 0);
 	d->pipe[0] = d->pipe[1] = -1;
 	d->piped = 0;
 }
@@ -478,17 +521,17 @@ static bool dir_flush(struct relay *r, struct relay_dir *d, int fd)
  */
 static bool relay_try_pool(struct relay *r)
 {
-	struct worker *w = r->w;
+	struct relay_worker *rw = r->rw;
 	if (r->state != RELAY_ESTABLISHED || r->ufd < 0 || !r->fr)
 		return false;
 	enum framing_verdict v = framing_verdict(r->fr);
 	if (v != FRAMING_OK || r->c2u.end != r->c2u.start || r->u2c.eof || r->c2u.shut) {
-		pool_count_not_reusable(&w->pool, v);
+		pool_count_not_reusable(rw->pool, v);
 		return false;
 	}
 	event_del(&r->ur);
 	event_del(&r->uw);
-	pool_put(&w->pool, r->be, r->ufd, r->fr, &r->set->conf->pool);
+	pool_put(rw->pool, r->be, r->ufd, r->fr, &r->set->conf->pool);
 	r->ufd = -1;
 	r->fr = NULL;
 	return true;
@@ -589,7 +632,7 @@ static inline void relay_track(struct relay *r, const struct relay_dir *d, const
 		framing_feed_response(r->fr, p, n);
 	enum framing_verdict v = framing_verdict(r->fr);
 	if (v != FRAMING_OK && v != FRAMING_PARTIAL) {
-		pool_count_not_reusable(&r->w->pool, v);
+		pool_count_not_reusable(r->rw->pool, v);
 		framing_free(r->fr);
 		r->fr = NULL;
 	}
@@ -602,11 +645,11 @@ static inline void relay_track(struct relay *r, const struct relay_dir *d, const
 static ssize_t dir_pump(struct relay *r, struct relay_dir *d, int from_fd, int to_fd,
 			bool *write_failed)
 {
-	struct worker *w = r->w;
+	struct relay_worker *rw = r->rw;
 	ssize_t n;
 	*write_failed = false;
 	if (d->pipe[0] < 0 && !d->buf && !r->fr && !d->no_splice && d->full_reads >= SPLICE_AFTER &&
-	    !spare_pipe_get(&w->spares, d->pipe))
+	    !spare_pipe_get(&rw->spares, d->pipe))
 		d->no_splice = true;	/* out of pipes: copy */
 	if (d->pipe[0] >= 0) {
 		n = dir_pump_splice(d, from_fd, to_fd, write_failed);
@@ -636,17 +679,17 @@ static ssize_t dir_pump(struct relay *r, struct relay_dir *d, int from_fd, int t
 			*write_failed = true;
 		return n;
 	}
-	size_t room = MIN(w->scratch_len, r->cap);
+	size_t room = MIN(rw->scratch_len, r->cap);
 	do
-		n = recv(from_fd, w->scratch, room, 0);
+		n = recv(from_fd, rw->scratch, room, 0);
 	while (n < 0 && errno == EINTR);
 	if (n <= 0)
 		return n;
-	relay_track(r, d, w->scratch, (size_t)n);
+	relay_track(r, d, rw->scratch, (size_t)n);
 	d->full_reads = (size_t)n == room ? d->full_reads + 1 : 0;
 	ssize_t sent = 0;
 	while (sent < n) {
-		ssize_t k = send(to_fd, w->scratch + sent, (size_t)(n - sent), MSG_NOSIGNAL);
+		ssize_t k = send(to_fd, rw->scratch + sent, (size_t)(n - sent), MSG_NOSIGNAL);
 		if (k < 0) {
 			if (errno == EINTR)
 				continue;
@@ -657,8 +700,8 @@ static ssize_t dir_pump(struct relay *r, struct relay_dir *d, int from_fd, int t
 		sent += k;
 	}
 	if (sent < n && !*write_failed) {
-		d->buf = spare_buf_get(&w->spares, r->cap);
-		memcpy(d->buf, w->scratch + sent, (size_t)(n - sent));
+		d->buf = spare_buf_get(&rw->spares, r->cap);
+		memcpy(d->buf, rw->scratch + sent, (size_t)(n - sent));
 		d->start = 0;
 		d->end = (uint32_t)(n - sent);
 	}
@@ -790,6 +833,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
 	switch (r->state) {
+	case RELAY_NEW:
+	case RELAY_CLOSED:
+	case RELAY_STATES:
+		break;	/* no timer runs in these */
 	case RELAY_WAITING:
 		unlink_waiting(r);
 		atomic_fetch_add_explicit(&r->set->svc->wait_timeouts, 1, memory_order_relaxed);
@@ -809,14 +856,12 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 			arm_timer(r, idle - quiet);
 		break;
 	}
-	case RELAY_CLOSED:
-		break;
 	}
 }
 
 static void relay_close(struct relay *r, enum relay_close_reason why)
 {
-	struct worker *w = r->w;
+	struct relay_worker *rw = r->rw;
 	if (r->state == RELAY_CLOSED)
 		return;
 	if (why == RELAY_CLOSE_CONNECT_FAILED || why == RELAY_CLOSE_NO_BACKEND ||
@@ -827,7 +872,7 @@ static void relay_close(struct relay *r, enum relay_close_reason why)
 				  relay_close_reason_name(why));
 		}
 	}
-	atomic_fetch_add_explicit(&w->closes[why], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&rw->closes[why], 1, memory_order_relaxed);
 	/* A client that left at a boundary still leaves a reusable upstream. */
 	if (r->fr && why != RELAY_CLOSE_BACKEND_ERROR && why != RELAY_CLOSE_SHUTDOWN)
 		relay_try_pool(r);
@@ -848,31 +893,50 @@ static void relay_close(struct relay *r, enum relay_close_reason why)
 	if (r->prev)
 		r->prev->next = r->next;
 	else
-		w->relays = r->next;
+		rw->live = r->next;
 	if (r->next)
 		r->next->prev = r->prev;
 	r->prev = NULL;
-	atomic_fetch_sub_explicit(&w->n_relays, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&rw->n_relays, 1, memory_order_relaxed);
 	/* Reclaimed after this loop turn: the caller may still be on our stack. */
-	r->next = w->dead;
-	w->dead = r;
-	worker_schedule_reap(w);
+	r->next = rw->dead;
+	rw->dead = r;
+	event_active(rw->reap, EV_TIMEOUT, 0);
 }
 
-void relay_close_all(struct worker *w)
+void relay_close_all(struct relay_worker *rw)
 {
-	while (w->relays)
-		relay_close(w->relays, RELAY_CLOSE_SHUTDOWN);
+	while (rw->live)
+		relay_close(rw->live, RELAY_CLOSE_SHUTDOWN);
 }
 
-void relay_reap(struct worker *w)
+void relay_reap(struct relay_worker *rw)
 {
-	struct relay *r = w->dead;
-	w->dead = NULL;
+	struct relay *r = rw->dead;
+	rw->dead = NULL;
 	while (r) {
 		struct relay *next = r->next;
 		backend_set_put(r->set);
 		free(r);
 		r = next;
 	}
+}
+
+void relay_worker_init(struct relay_worker *rw, struct event_base *base, struct event *reap,
+		       struct pool_worker *pool, uint64_t seed)
+{
+	rw->base = base;
+	rw->reap = reap;
+	rw->pool = pool;
+	rng_seed(&rw->rng, seed);
+	rw->scratch_len = RELAY_SCRATCH_LEN;
+	rw->scratch = xmalloc(rw->scratch_len);
+	spare_init(&rw->spares);
+}
+
+void relay_worker_free(struct relay_worker *rw)
+{
+	spare_free(&rw->spares);
+	free(rw->scratch);
+	rw->scratch = NULL;
 }

@@ -18,10 +18,26 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/*
+ * One service's accepting socket in one worker: accepts clients and hands
+ * them to relays. (listener.c opens these sockets; zk_listener is something
+ * else again: an observer of the ZooKeeper session.)
+ */
+struct acceptor {
+	struct acceptor *next;
+	struct worker *w;			/* owner */
+	char *key;				/* owned; the listen address as configured */
+	int fd;					/* owned */
+	struct event *ev;			/* owned; accept readiness */
+	struct event *resume;			/* owned; re-arms accepting after EMFILE */
+	bool paused;				/* accepting paused for fd exhaustion */
+	struct backend_set *set;		/* ref; what new connections route with */
+	struct relay_queue waiting;		/* relays waiting for a first view */
+};
+
 #define ACCEPT_BATCH 32
 #define ACCEPT_PAUSE_MS 100
 #define POOL_TICK_MS 200
-#define SCRATCH_LEN (64 * 1024)
 
 static void on_accept(evutil_socket_t fd, short what, void *arg);
 
@@ -56,7 +72,7 @@ static void acceptor_add(struct worker *w, char *key, int fd, struct backend_set
 
 static void acceptor_free(struct acceptor *a)
 {
-	relay_detach_waiting(a);
+	relay_detach_waiting(&a->waiting);
 	event_free(a->ev);
 	event_free(a->resume);
 	close(a->fd);
@@ -87,8 +103,8 @@ static void acceptor_update(struct worker *w, const char *key, struct backend_se
 	}
 	backend_set_put(a->set);
 	a->set = set;
-	if (set->ready && a->waiting)
-		relay_wake_waiting(a);
+	if (set->ready)
+		relay_wake_waiting(&a->waiting, set);
 }
 
 static void accept_pause(struct worker *w, struct acceptor *a, int err)
@@ -136,7 +152,7 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 				return;
 			}
 		}
-		relay_accept(w, a, cfd);
+		relay_accept(&w->relay, a->set, &a->waiting, cfd);
 	}
 }
 
@@ -174,7 +190,7 @@ static void handle_msg(struct worker *w, struct worker_msg *m)
 		break;
 	case WORKER_MSG_STOP:
 		worker_drain(w);
-		relay_close_all(w);
+		relay_close_all(&w->relay);
 		pool_worker_close(&w->pool);
 		event_del(w->pool_tick);
 		event_base_loopbreak(w->base);
@@ -204,7 +220,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 static void on_reap(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	relay_reap(w);
+	relay_reap(&w->relay);
 	pool_worker_reap(&w->pool);
 }
 
@@ -218,11 +234,6 @@ static void on_pool_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	for (struct acceptor *a = w->acceptors; a; a = a->next)
 		pool_refill(&w->pool, a->set, now);
-}
-
-void worker_schedule_reap(struct worker *w)
-{
-	event_active(w->reaper, EV_TIMEOUT, 0);
 }
 
 struct worker *worker_new(unsigned id, unsigned n)
@@ -251,10 +262,8 @@ struct worker *worker_new(unsigned id, unsigned n)
 	w->wake_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w);
 	event_add(w->wake_ev, NULL);
 	w->reaper = event_new(w->base, -1, 0, on_reap, w);
-	w->scratch_len = SCRATCH_LEN;
-	w->scratch = xmalloc(w->scratch_len);
-	spare_init(&w->spares);
-	rng_seed(&w->rng, now_us() ^ ((uint64_t)id << 32) ^ (uint64_t)(uintptr_t)w);
+	relay_worker_init(&w->relay, w->base, w->reaper, &w->pool,
+			  now_us() ^ ((uint64_t)id << 32) ^ (uint64_t)(uintptr_t)w);
 	pool_worker_init(&w->pool, w->base, w->reaper, id, n);
 	w->pool_tick = event_new(w->base, -1, EV_PERSIST, on_pool_tick, w);
 	struct timeval tv = { 0, POOL_TICK_MS * 1000 };
@@ -323,7 +332,7 @@ void worker_post_simple(struct worker *w, enum worker_msg_kind kind, const char 
 static void worker_free(struct worker *w)
 {
 	on_wake(w->wake_fd, 0, w);	/* drop messages that arrived after STOP */
-	relay_close_all(w);
+	relay_close_all(&w->relay);
 	pool_worker_close(&w->pool);
 	on_reap(-1, 0, w);
 	while (w->acceptors) {
@@ -336,8 +345,7 @@ static void worker_free(struct worker *w)
 	event_free(w->pool_tick);
 	event_base_free(w->base);
 	close(w->wake_fd);
-	spare_free(&w->spares);
-	free(w->scratch);
+	relay_worker_free(&w->relay);
 	pthread_mutex_destroy(&w->inbox_lock);
 	free(w);
 }
