@@ -47,8 +47,8 @@
 #define SPLICE_CHUNK (256 * 1024)	/* at most this much in a pipe at once (its size) */
 #define RELAY_SCRATCH_LEN (64 * 1024)	/* rw->scratch, the read buffer of the fast path */
 
-/* One direction of the copy. */
-struct relay_dir {
+/* One half of the relay: one direction of the copy, with its own buffer, FIN and pipe. */
+struct relay_half {
 	char *buf;				/* borrowed from rw->spares; NULL when empty */
 	uint32_t start;				/* first pending byte */
 	uint32_t end;				/* one past the last pending byte */
@@ -76,8 +76,8 @@ struct relay {
 	struct event ur;			/* upstream readable */
 	struct event uw;			/* upstream writable (and connect completion) */
 	struct event timer;
-	struct relay_dir c2u;			/* client -> upstream */
-	struct relay_dir u2c;			/* upstream -> client */
+	struct relay_half c2u;			/* client -> upstream */
+	struct relay_half u2c;			/* upstream -> client */
 	uint32_t cap;				/* max_buffer of the service */
 	uint32_t attempts;			/* connects started */
 	struct backend *tried[RELAY_MAX_TRIED];	/* not refs: identity only */
@@ -434,30 +434,30 @@ static void relay_connect_next(struct relay *r)
 	}
 }
 
-static void dir_release(struct relay *r, struct relay_dir *d)
+static void half_release(struct relay *r, struct relay_half *h)
 {
-	if (d->buf) {
-		spare_buf_put(&r->rw->spares, d->buf, r->cap);
-		d->buf = NULL;
+	if (h->buf) {
+		spare_buf_put(&r->rw->spares, h->buf, r->cap);
+		h->buf = NULL;
 	}
-	d->start = d->end = 0;
+	h->start = h->end = 0;
 }
 
 /* Give the pipe back (relay closing). A pipe with bytes in it is closed. */
-static void dir_unsplice(struct relay *r, struct relay_dir *d)
+static void half_unsplice(struct relay *r, struct relay_half *h)
 {
-	if (d->pipe[0] < 0)
+	if (h->pipe[0] < 0)
 		return;
-	spare_pipe_put(&r->rw->spares, d->pipe, d->piped == 0);
-	d->pipe[0] = d->pipe[1] = -1;
-	d->piped = 0;
+	spare_pipe_put(&r->rw->spares, h->pipe, h->piped == 0);
+	h->pipe[0] = h->pipe[1] = -1;
+	h->piped = 0;
 }
 
 /* Move what sits in the pipe to fd. false on a fatal write error. */
-static bool dir_flush_pipe(struct relay_dir *d, int fd)
+static bool half_flush_pipe(struct relay_half *h, int fd)
 {
-	while (d->piped) {
-		ssize_t n = splice(d->pipe[0], NULL, fd, NULL, d->piped,
+	while (h->piped) {
+		ssize_t n = splice(h->pipe[0], NULL, fd, NULL, h->piped,
 				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n == 0)
 			return true;	/* nothing moved: wait for writability */
@@ -466,39 +466,39 @@ static bool dir_flush_pipe(struct relay_dir *d, int fd)
 				continue;
 			return errno == EAGAIN || errno == EWOULDBLOCK;
 		}
-		d->piped -= (uint32_t)n;
+		h->piped -= (uint32_t)n;
 	}
 	return true;
 }
 
-/* Read from from_fd into the pipe and on to to_fd. Like dir_pump(). */
-static ssize_t dir_pump_splice(struct relay_dir *d, int from_fd, int to_fd, bool *write_failed)
+/* Read from from_fd into the pipe and on to to_fd. Like half_pump(). */
+static ssize_t half_pump_splice(struct relay_half *h, int from_fd, int to_fd, bool *write_failed)
 {
-	if (d->piped) {
+	if (h->piped) {
 		errno = EAGAIN;	/* one pipe load at a time */
 		return -1;
 	}
 	ssize_t n;
 	do
-		n = splice(from_fd, NULL, d->pipe[1], NULL, SPLICE_CHUNK,
+		n = splice(from_fd, NULL, h->pipe[1], NULL, SPLICE_CHUNK,
 			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	while (n < 0 && errno == EINTR);
 	if (n <= 0)
 		return n;
-	d->piped = (uint32_t)n;
-	if (!dir_flush_pipe(d, to_fd))
+	h->piped = (uint32_t)n;
+	if (!half_flush_pipe(h, to_fd))
 		*write_failed = true;
 	return n;
 }
 
 /*
- * Write what is pending in d to fd. Returns false on a fatal write error.
+ * Write what is pending in h to fd. Returns false on a fatal write error.
  * Releases the buffer once empty.
  */
-static bool dir_flush(struct relay *r, struct relay_dir *d, int fd)
+static bool half_flush(struct relay *r, struct relay_half *h, int fd)
 {
-	while (d->start < d->end) {
-		ssize_t n = send(fd, d->buf + d->start, d->end - d->start, MSG_NOSIGNAL);
+	while (h->start < h->end) {
+		ssize_t n = send(fd, h->buf + h->start, h->end - h->start, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -506,9 +506,9 @@ static bool dir_flush(struct relay *r, struct relay_dir *d, int fd)
 				return true;
 			return false;
 		}
-		d->start += (uint32_t)n;
+		h->start += (uint32_t)n;
 	}
-	dir_release(r, d);
+	half_release(r, h);
 	return true;
 }
 
@@ -570,36 +570,36 @@ static void relay_client_fin(struct relay *r)
 	r->c2u.shut = true;
 }
 
-/* After a direction made progress, update interest and half-close. */
-static void dir_settle(struct relay *r, struct relay_dir *d, int to_fd, struct event *src_read,
+/* After a half made progress, update interest and half-close. */
+static void half_settle(struct relay *r, struct relay_half *h, int to_fd, struct event *src_read,
 		       struct event *dst_write)
 {
-	if (d->piped) {
+	if (h->piped) {
 		/* Splicing: wait for the pipe to drain before reading more. */
 		event_add(dst_write, NULL);
 		event_del(src_read);
 		return;
 	}
-	uint32_t pending = d->end - d->start;
+	uint32_t pending = h->end - h->start;
 	if (pending) {
 		event_add(dst_write, NULL);
-		if (d->start && pending <= r->cap / 2) {
+		if (h->start && pending <= r->cap / 2) {
 			/* Drained to half: compact so reading can go on. */
-			memmove(d->buf, d->buf + d->start, pending);
-			d->start = 0;
-			d->end = pending;
+			memmove(h->buf, h->buf + h->start, pending);
+			h->start = 0;
+			h->end = pending;
 		}
-		if (d->end == r->cap)
+		if (h->end == r->cap)
 			event_del(src_read);	/* full: let the kernel push back */
-		else if (!d->eof)
+		else if (!h->eof)
 			event_add(src_read, NULL);
 		return;
 	}
 	event_del(dst_write);
-	if (!d->eof) {
+	if (!h->eof) {
 		event_add(src_read, NULL);
-	} else if (!d->shut) {
-		if (d == &r->c2u && r->fr) {
+	} else if (!h->shut) {
+		if (h == &r->c2u && r->fr) {
 			/* The client is done: the upstream connection may outlive it. */
 			relay_client_fin(r);
 			return;
@@ -609,10 +609,10 @@ static void dir_settle(struct relay *r, struct relay_dir *d, int to_fd, struct e
 		 * When the other direction is already done, the close that follows
 		 * at once sends the FIN: spare the syscall.
 		 */
-		const struct relay_dir *other = d == &r->c2u ? &r->u2c : &r->c2u;
+		const struct relay_half *other = h == &r->c2u ? &r->u2c : &r->c2u;
 		if (!other->shut)
 			shutdown(to_fd, SHUT_WR);
-		d->shut = true;
+		h->shut = true;
 	}
 }
 
@@ -622,11 +622,11 @@ static void dir_settle(struct relay *r, struct relay_dir *d, int to_fd, struct e
  * is dropped: the rest of the connection is relayed (and may splice)
  * without it.
  */
-static inline void relay_track(struct relay *r, const struct relay_dir *d, const char *p, size_t n)
+static inline void relay_track(struct relay *r, const struct relay_half *h, const char *p, size_t n)
 {
 	if (!r->fr)
 		return;
-	if (d == &r->c2u)
+	if (h == &r->c2u)
 		framing_feed_request(r->fr, p, n);
 	else
 		framing_feed_response(r->fr, p, n);
@@ -639,43 +639,43 @@ static inline void relay_track(struct relay *r, const struct relay_dir *d, const
 }
 
 /*
- * Read from `from_fd` into d and forward to `to_fd`. Returns the bytes read,
+ * Read from `from_fd` into h and forward to `to_fd`. Returns the bytes read,
  * 0 on EOF, -1 with errno on error (EAGAIN included).
  */
-static ssize_t dir_pump(struct relay *r, struct relay_dir *d, int from_fd, int to_fd,
+static ssize_t half_pump(struct relay *r, struct relay_half *h, int from_fd, int to_fd,
 			bool *write_failed)
 {
 	struct relay_worker *rw = r->rw;
 	ssize_t n;
 	*write_failed = false;
-	if (d->pipe[0] < 0 && !d->buf && !r->fr && !d->no_splice && d->full_reads >= SPLICE_AFTER &&
-	    !spare_pipe_get(&rw->spares, d->pipe))
-		d->no_splice = true;	/* out of pipes: copy */
-	if (d->pipe[0] >= 0) {
-		n = dir_pump_splice(d, from_fd, to_fd, write_failed);
+	if (h->pipe[0] < 0 && !h->buf && !r->fr && !h->no_splice && h->full_reads >= SPLICE_AFTER &&
+	    !spare_pipe_get(&rw->spares, h->pipe))
+		h->no_splice = true;	/* out of pipes: copy */
+	if (h->pipe[0] >= 0) {
+		n = half_pump_splice(h, from_fd, to_fd, write_failed);
 		if (n < 0 && errno == EINVAL) {
 			/* This socket pair cannot splice: back to copying. */
-			dir_unsplice(r, d);
-			d->no_splice = true;
+			half_unsplice(r, h);
+			h->no_splice = true;
 			errno = EAGAIN;
 		}
 		return n;
 	}
-	if (d->buf) {
+	if (h->buf) {
 		/* Something is still pending: append behind it. */
-		if (d->end == r->cap) {
+		if (h->end == r->cap) {
 			errno = EAGAIN;
 			return -1;
 		}
 		do
-			n = recv(from_fd, d->buf + d->end, r->cap - d->end, 0);
+			n = recv(from_fd, h->buf + h->end, r->cap - h->end, 0);
 		while (n < 0 && errno == EINTR);
 		if (n <= 0)
 			return n;
-		relay_track(r, d, d->buf + d->end, (size_t)n);
-		d->full_reads = d->end + (uint32_t)n == r->cap ? d->full_reads + 1 : 0;
-		d->end += (uint32_t)n;
-		if (!dir_flush(r, d, to_fd))
+		relay_track(r, h, h->buf + h->end, (size_t)n);
+		h->full_reads = h->end + (uint32_t)n == r->cap ? h->full_reads + 1 : 0;
+		h->end += (uint32_t)n;
+		if (!half_flush(r, h, to_fd))
 			*write_failed = true;
 		return n;
 	}
@@ -685,8 +685,8 @@ static ssize_t dir_pump(struct relay *r, struct relay_dir *d, int from_fd, int t
 	while (n < 0 && errno == EINTR);
 	if (n <= 0)
 		return n;
-	relay_track(r, d, rw->scratch, (size_t)n);
-	d->full_reads = (size_t)n == room ? d->full_reads + 1 : 0;
+	relay_track(r, h, rw->scratch, (size_t)n);
+	h->full_reads = (size_t)n == room ? h->full_reads + 1 : 0;
 	ssize_t sent = 0;
 	while (sent < n) {
 		ssize_t k = send(to_fd, rw->scratch + sent, (size_t)(n - sent), MSG_NOSIGNAL);
@@ -700,10 +700,10 @@ static ssize_t dir_pump(struct relay *r, struct relay_dir *d, int from_fd, int t
 		sent += k;
 	}
 	if (sent < n && !*write_failed) {
-		d->buf = spare_buf_get(&rw->spares, r->cap);
-		memcpy(d->buf, rw->scratch + sent, (size_t)(n - sent));
-		d->start = 0;
-		d->end = (uint32_t)(n - sent);
+		h->buf = spare_buf_get(&rw->spares, r->cap);
+		memcpy(h->buf, rw->scratch + sent, (size_t)(n - sent));
+		h->start = 0;
+		h->end = (uint32_t)(n - sent);
 	}
 	return n;
 }
@@ -720,7 +720,7 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
 	bool wfail;
-	ssize_t n = dir_pump(r, &r->c2u, r->cfd, r->ufd, &wfail);
+	ssize_t n = half_pump(r, &r->c2u, r->cfd, r->ufd, &wfail);
 	if (n > 0) {
 		r->last_active_ms = now_ms();
 		atomic_fetch_add_explicit(&r->be->bytes_out, (uint64_t)n, memory_order_relaxed);
@@ -739,7 +739,7 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
 		relay_close(r, RELAY_CLOSE_CLIENT_ERROR);
 		return;
 	}
-	dir_settle(r, &r->c2u, r->ufd, &r->cr, &r->uw);
+	half_settle(r, &r->c2u, r->ufd, &r->cr, &r->uw);
 	relay_maybe_done(r);
 }
 
@@ -747,7 +747,7 @@ static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
 	bool wfail;
-	ssize_t n = dir_pump(r, &r->u2c, r->ufd, r->cfd, &wfail);
+	ssize_t n = half_pump(r, &r->u2c, r->ufd, r->cfd, &wfail);
 	if (n > 0) {
 		r->last_active_ms = now_ms();
 		atomic_fetch_add_explicit(&r->be->bytes_in, (uint64_t)n, memory_order_relaxed);
@@ -778,19 +778,19 @@ static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
 		relay_close(r, RELAY_CLOSE_BACKEND_ERROR);
 		return;
 	}
-	dir_settle(r, &r->u2c, r->cfd, &r->ur, &r->cw);
+	half_settle(r, &r->u2c, r->cfd, &r->ur, &r->cw);
 	relay_maybe_done(r);
 }
 
 static void on_client_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
-	if (!dir_flush_pipe(&r->u2c, r->cfd) || !dir_flush(r, &r->u2c, r->cfd)) {
+	if (!half_flush_pipe(&r->u2c, r->cfd) || !half_flush(r, &r->u2c, r->cfd)) {
 		relay_close(r, RELAY_CLOSE_CLIENT_ERROR);
 		return;
 	}
 	r->last_active_ms = now_ms();
-	dir_settle(r, &r->u2c, r->cfd, &r->ur, &r->cw);
+	half_settle(r, &r->u2c, r->cfd, &r->ur, &r->cw);
 	relay_maybe_done(r);
 }
 
@@ -820,12 +820,12 @@ static void on_upstream_write(evutil_socket_t fd, short what, void *arg)
 		relay_established(r);
 		return;
 	}
-	if (!dir_flush_pipe(&r->c2u, r->ufd) || !dir_flush(r, &r->c2u, r->ufd)) {
+	if (!half_flush_pipe(&r->c2u, r->ufd) || !half_flush(r, &r->c2u, r->ufd)) {
 		relay_upstream_write_failed(r);
 		return;
 	}
 	r->last_active_ms = now_ms();
-	dir_settle(r, &r->c2u, r->ufd, &r->cr, &r->uw);
+	half_settle(r, &r->c2u, r->ufd, &r->cr, &r->uw);
 	relay_maybe_done(r);
 }
 
@@ -885,10 +885,10 @@ static void relay_close(struct relay *r, enum relay_close_reason why)
 	close(r->cfd);
 	r->cfd = -1;
 	upstream_release(r);
-	dir_release(r, &r->c2u);
-	dir_release(r, &r->u2c);
-	dir_unsplice(r, &r->c2u);
-	dir_unsplice(r, &r->u2c);
+	half_release(r, &r->c2u);
+	half_release(r, &r->u2c);
+	half_unsplice(r, &r->c2u);
+	half_unsplice(r, &r->u2c);
 
 	if (r->prev)
 		r->prev->next = r->next;
