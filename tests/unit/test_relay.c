@@ -206,36 +206,46 @@ static uint8_t pattern(uint64_t seed, size_t i)
 	return (uint8_t)(x >> 32);
 }
 
-/*
- * Send n pattern bytes into wfd and read them from rfd while the relay runs;
- * every byte must arrive, in order, unchanged.
- */
+/* Offer the next pattern bytes of a stream of `total` to fd; *sent counts what it took. */
+static void fx_offer(int fd, uint64_t seed, size_t *sent, size_t total)
+{
+	uint8_t out[8192];
+	size_t k = MIN(sizeof(out), total - *sent);
+	if (k == 0)
+		return;
+	for (size_t j = 0; j < k; j++)
+		out[j] = pattern(seed, *sent + j);
+	ssize_t w = send(fd, out, k, MSG_NOSIGNAL);
+	if (w > 0)
+		*sent += (size_t)w;
+	else
+		assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* Take what fd has of a pattern stream; every byte must be the next one, unchanged. */
+static void fx_take(int fd, uint64_t seed, size_t *got)
+{
+	uint8_t in[8192];
+	ssize_t r = recv(fd, in, sizeof(in), 0);
+	if (r > 0) {
+		for (ssize_t j = 0; j < r; j++)
+			assert_int_equal(in[j], pattern(seed, *got + (size_t)j));
+		*got += (size_t)r;
+	} else {
+		assert_true(r < 0);	/* no EOF in the middle of a stream */
+		assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+	}
+}
+
+/* Send n pattern bytes into wfd and read them all from rfd while the relay runs. */
 static void fx_stream(struct fx *fx, int wfd, int rfd, size_t n, uint64_t seed)
 {
 	size_t sent = 0, got = 0;
-	uint8_t out[8192], in[8192];
 	uint64_t end = now_ms() + DEADLINE_MS;
 	while (got < n) {
 		assert_true(now_ms() < end);
-		if (sent < n) {
-			size_t k = MIN(sizeof(out), n - sent);
-			for (size_t j = 0; j < k; j++)
-				out[j] = pattern(seed, sent + j);
-			ssize_t w = send(wfd, out, k, MSG_NOSIGNAL);
-			if (w > 0)
-				sent += (size_t)w;
-			else
-				assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
-		}
-		ssize_t r = recv(rfd, in, sizeof(in), 0);
-		if (r > 0) {
-			for (ssize_t j = 0; j < r; j++)
-				assert_int_equal(in[j], pattern(seed, got + (size_t)j));
-			got += (size_t)r;
-		} else {
-			assert_true(r < 0);	/* no EOF in the middle of a stream */
-			assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
-		}
+		fx_offer(wfd, seed, &sent, n);
+		fx_take(rfd, seed, &got);
 		fx_turn(fx);
 	}
 }
@@ -370,22 +380,26 @@ static void test_copy_both_ways(void **state)
 	fx_free(fx);
 }
 
-static void test_half_close_client_first(void **state)
+/*
+ * One side sends and shuts its writing half; the other gets every byte and
+ * the FIN, and may still answer on the half that stays open; its own FIN
+ * then ends the relay as done.
+ */
+static void half_close(bool client_first)
 {
 	struct fx *fx = fx_new(1, 1, "", true);
 	int c = fx_client(fx);
 	int u = fx_upstream(fx, 0);
+	int first = client_first ? c : u, second = client_first ? u : c;
 
-	fx_send(c, "request");
-	shutdown(c, SHUT_WR);
-	/* The backend gets every byte and then the FIN... */
-	assert_int_equal(fx_until_eof(fx, u), strlen("request"));
-	/* ...and may still answer: the other half stays open. */
-	fx_send(u, "late answer");
-	fx_expect(fx, c, "late answer");
+	fx_send(first, "request");
+	shutdown(first, SHUT_WR);
+	assert_int_equal(fx_until_eof(fx, second), strlen("request"));
+	fx_send(second, "late answer");
+	fx_expect(fx, first, "late answer");
 	assert_int_equal(atomic_load(&fx->rw.n_relays), 1);
-	shutdown(u, SHUT_WR);
-	assert_int_equal(fx_until_eof(fx, c), 0);
+	shutdown(second, SHUT_WR);
+	assert_int_equal(fx_until_eof(fx, first), 0);
 	fx_run_ms(fx, 20);
 	assert_int_equal(closes(fx, RELAY_CLOSE_DONE), 1);
 	assert_int_equal(atomic_load(&fx->rw.n_relays), 0);
@@ -394,26 +408,14 @@ static void test_half_close_client_first(void **state)
 	fx_free(fx);
 }
 
+static void test_half_close_client_first(void **state)
+{
+	half_close(true);
+}
+
 static void test_half_close_backend_first(void **state)
 {
-	struct fx *fx = fx_new(1, 1, "", true);
-	int c = fx_client(fx);
-	int u = fx_upstream(fx, 0);
-
-	fx_send(u, "banner");
-	shutdown(u, SHUT_WR);
-	assert_int_equal(fx_until_eof(fx, c), strlen("banner"));
-	fx_send(c, "still talking");
-	fx_expect(fx, u, "still talking");
-	assert_int_equal(atomic_load(&fx->rw.n_relays), 1);
-	shutdown(c, SHUT_WR);
-	assert_int_equal(fx_until_eof(fx, u), 0);
-	fx_run_ms(fx, 20);
-	assert_int_equal(closes(fx, RELAY_CLOSE_DONE), 1);
-	assert_int_equal(atomic_load(&fx->rw.n_relays), 0);
-	close(c);
-	close(u);
-	fx_free(fx);
+	half_close(false);
 }
 
 /*
@@ -430,17 +432,12 @@ static void test_backpressure(void **state)
 	int u = fx_upstream(fx, 0);
 
 	size_t sent = 0;
-	uint8_t out[8192];
 	uint64_t last_progress = now_ms();
 	while (now_ms() - last_progress < 300) {
-		size_t k = MIN(sizeof(out), total - sent);
-		for (size_t j = 0; j < k; j++)
-			out[j] = pattern(3, sent + j);
-		ssize_t w = send(c, out, k, MSG_NOSIGNAL);
-		if (w > 0) {
-			sent += (size_t)w;
+		size_t before = sent;
+		fx_offer(c, 3, &sent, total);
+		if (sent > before)
 			last_progress = now_ms();
-		}
 		assert_true(sent < total);
 		fx_turn(fx);
 	}
@@ -450,24 +447,11 @@ static void test_backpressure(void **state)
 
 	/* The backend reads now: everything, the stalled part and the rest. */
 	size_t got = 0;
-	uint8_t in[8192];
 	uint64_t end = now_ms() + DEADLINE_MS;
 	while (got < total) {
 		assert_true(now_ms() < end);
-		if (sent < total) {
-			size_t k = MIN(sizeof(out), total - sent);
-			for (size_t j = 0; j < k; j++)
-				out[j] = pattern(3, sent + j);
-			ssize_t w = send(c, out, k, MSG_NOSIGNAL);
-			if (w > 0)
-				sent += (size_t)w;
-		}
-		ssize_t r = recv(u, in, sizeof(in), 0);
-		if (r > 0) {
-			for (ssize_t j = 0; j < r; j++)
-				assert_int_equal(in[j], pattern(3, got + (size_t)j));
-			got += (size_t)r;
-		}
+		fx_offer(c, 3, &sent, total);
+		fx_take(u, 3, &got);
 		fx_turn(fx);
 	}
 	assert_int_equal(atomic_load(&fx->svc->members[0]->bytes_out), total);
