@@ -14,6 +14,10 @@
  * byte of one client's exchange can ever reach the next client.
  *
  * The pure policy functions at the top take no sockets and no clock.
+ *
+ * The pool knows neither the worker nor the relay: the worker hands it its
+ * event base and reaper (pool_worker_init) and drives it from its own timer
+ * (pool_sweep, pool_refill); the relay takes and returns connections.
  */
 #ifndef ZKLB_POOL_H
 #define ZKLB_POOL_H
@@ -25,7 +29,9 @@
 #include "framing.h"
 
 struct backend;
-struct worker;
+struct backend_set;
+struct event;
+struct event_base;
 struct pooled;
 
 /* Why an idle connection was dropped: one counter each. */
@@ -53,9 +59,13 @@ struct pool_slot {
 
 /* Per-worker pool state (embedded in struct worker). */
 struct pool_worker {
+	unsigned id;			/* the worker's index: our slot in every backend */
+	unsigned n_workers;		/* workers in all, for the prewarm share */
+	struct event_base *base;	/* ref: the worker's */
+	struct event *reap;		/* ref: the worker's; made active to free `dead` */
+	bool draining;			/* the worker drains: keep nothing returned */
 	struct pooled *all;		/* every idle/connecting connection of this worker */
 	struct pooled *dead;		/* closed, freed after the loop turn */
-	struct event *tick;		/* owned; prewarm refill and sweep */
 	uint64_t discards[POOL_DISCARD_COUNT];	/* written by the worker, read racily by admin */
 	uint64_t not_reusable[FRAMING_VERDICT_COUNT];
 };
@@ -72,24 +82,40 @@ const char *pool_discard_name(enum pool_discard d);
 
 /* --- Worker mechanics (owning worker thread only) ------------------------ */
 
-void pool_worker_init(struct worker *w);
+/*
+ * Worker `id` of `n_workers` pools on `base`. `reap` is an event of the
+ * worker's that frees what the pool closed (pool_worker_reap) after the loop
+ * turn; the pool makes it active and never frees anything inside a callback.
+ */
+void pool_worker_init(struct pool_worker *pw, struct event_base *base, struct event *reap,
+		      unsigned id, unsigned n_workers);
 /* Close every pooled connection (worker exit). */
-void pool_worker_close(struct worker *w);
+void pool_worker_close(struct pool_worker *pw);
 /* Free connections closed during the last loop turn. */
-void pool_worker_reap(struct worker *w);
+void pool_worker_reap(struct pool_worker *pw);
+/* The worker drains: connections returned from now on are closed, not kept. */
+void pool_worker_drain(struct pool_worker *pw);
+
+/* Drop idle connections to backends that left the service or are not routable. */
+void pool_sweep(struct pool_worker *pw, uint64_t now);
+/* Open prewarm connections to the backends of `set` up to this worker's share. */
+void pool_refill(struct pool_worker *pw, const struct backend_set *set, uint64_t now);
+
+/* A relay's framing tracker kept its upstream out of the pool: count verdict v. */
+void pool_count_not_reusable(struct pool_worker *pw, enum framing_verdict v);
 
 /*
  * An idle connection to `be`, checked alive, or -1. On success *fr gets its
  * framing tracker (reset for the new client; may be NULL).
  */
-int pool_take(struct worker *w, struct backend *be, struct framing **fr);
+int pool_take(struct pool_worker *pw, struct backend *be, struct framing **fr);
 
 /*
  * Offer an upstream connection at a boundary to the pool. Takes ownership of
  * fd and fr in every case (closes them when the pool does not keep them).
  * Returns true when kept.
  */
-bool pool_put(struct worker *w, struct backend *be, int fd, struct framing *fr,
+bool pool_put(struct pool_worker *pw, struct backend *be, int fd, struct framing *fr,
 	      const struct pool_conf *pc);
 
 #endif

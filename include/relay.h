@@ -3,17 +3,36 @@
  * backend, connect (retrying on another backend), copy bytes both ways with
  * backpressure, propagate half-close, enforce connect and idle timeouts.
  *
- * Lifecycle: WAITING (no view of the service yet) -> CONNECTING ->
- * ESTABLISHED -> CLOSED. relay_set_state() is the one place states change.
- * Thread: the owning worker only.
+ * Lifecycle: NEW -> [WAITING (no view of the service yet)] -> CONNECTING ->
+ * ESTABLISHED -> CLOSED, with shortcuts where a step is not needed (a pooled
+ * or at-once connect skips CONNECTING). relay_transition_allowed() lists the
+ * legal moves; relay_set_state() in relay.c is the one place states change
+ * and refuses the others.
+ *
+ * The data plane is one-way: the worker drives relays, relays use the pool,
+ * and neither relay nor pool knows the worker. A relay runs on a struct
+ * relay_worker (embedded in the worker, which hands it its event base,
+ * reaper and pool) and waits for a first view on a struct relay_queue
+ * (embedded in whatever accepts for the service).
+ *
+ * Thread: the owning worker only, except the atomics of struct relay_worker.
  */
 #ifndef ZKLB_RELAY_H
 #define ZKLB_RELAY_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-struct worker;
-struct wlistener;
+#include "spare.h"
+#include "util.h"
+
+struct backend_set;
+struct event;
+struct event_base;
+struct pool_worker;
+struct relay;
 
 enum relay_close_reason {
 	RELAY_CLOSE_DONE = 0,		/* both directions finished */
@@ -24,25 +43,74 @@ enum relay_close_reason {
 	RELAY_CLOSE_NO_BACKEND,		/* nothing routable */
 	RELAY_CLOSE_WAIT_TIMEOUT,	/* no view of the service arrived in time */
 	RELAY_CLOSE_LOCAL_ERROR,	/* out of fds or memory on our side */
-	RELAY_CLOSE_SHUTDOWN,		/* drain deadline or listener gone at exit */
+	RELAY_CLOSE_SHUTDOWN,		/* drain deadline or acceptor gone at exit */
 	RELAY_CLOSE_REASONS
 };
 
+enum relay_state {
+	RELAY_NEW = 0,			/* accepted, not routed yet */
+	RELAY_WAITING,			/* no view of the service yet: the connect timeout runs */
+	RELAY_CONNECTING,		/* a connect in flight: the connect timeout runs */
+	RELAY_ESTABLISHED,		/* copying: the idle timeout runs */
+	RELAY_CLOSED,			/* sockets closed; freed after the loop turn */
+	RELAY_STATES
+};
+
+/* Relays waiting for a first view of one service (embedded in the acceptor). */
+struct relay_queue {
+	struct relay *head;			/* not refs: each relay owns itself */
+};
+
+/* One worker's relay state (embedded in struct worker). */
+struct relay_worker {
+	struct event_base *base;		/* ref: the worker's */
+	struct event *reap;			/* ref: the worker's; made active to free `dead` */
+	struct pool_worker *pool;		/* ref: the worker's idle upstream connections */
+	struct rng rng;				/* balancing draws */
+	struct relay *live;			/* owned list of open relays */
+	struct relay *dead;			/* closed, freed after the loop turn */
+	char *scratch;				/* owned; read buffer for the fast path */
+	size_t scratch_len;			/* bytes */
+	struct spares spares;			/* relay buffers and splice pipes */
+	_Atomic uint32_t n_relays;		/* open relays, read by the control thread */
+	_Atomic uint64_t closes[RELAY_CLOSE_REASONS];	/* relays closed, by reason; read by admin */
+};
+
 const char *relay_close_reason_name(enum relay_close_reason r);
+const char *relay_state_name(enum relay_state s);
 
-/* Take over an accepted client socket for listener l. */
-void relay_accept(struct worker *w, struct wlistener *l, int cfd);
+/* Pure: is from -> to a move of the relay lifecycle? */
+bool relay_transition_allowed(enum relay_state from, enum relay_state to);
 
-/* A first view arrived for l: start every relay waiting on it. */
-void relay_wake_waiting(struct wlistener *l);
+/*
+ * Relays of one worker run on `base`, use `pool`, and are freed by
+ * relay_reap() from the worker's `reap` event, which they make active.
+ * `seed` seeds the balancing draws.
+ */
+void relay_worker_init(struct relay_worker *rw, struct event_base *base, struct event *reap,
+		       struct pool_worker *pool, uint64_t seed);
+/* Free the caches; every relay is closed (relay_close_all) and reaped first. */
+void relay_worker_free(struct relay_worker *rw);
 
-/* Listener l goes away: its waiting relays stop pointing at it. */
-void relay_detach_waiting(struct wlistener *l);
+/*
+ * Take over an accepted client socket (cfd, owned from now on) that routes
+ * with `set` (the relay takes its own reference). Without a view yet
+ * (!set->ready) it waits on `q` until relay_wake_waiting() or its connect
+ * timeout.
+ */
+void relay_accept(struct relay_worker *rw, struct backend_set *set, struct relay_queue *q,
+		  int cfd);
 
-/* Close every relay of w now (drain deadline). */
-void relay_close_all(struct worker *w);
+/* A first view arrived: start every relay waiting on q, routing with `set`. */
+void relay_wake_waiting(struct relay_queue *q, struct backend_set *set);
 
-/* Free the relays closed during the last loop turn (w->dead). */
-void relay_reap(struct worker *w);
+/* q goes away: its waiting relays stop pointing at it (their timeout still runs). */
+void relay_detach_waiting(struct relay_queue *q);
+
+/* Close every relay of rw now (drain deadline, worker exit). */
+void relay_close_all(struct relay_worker *rw);
+
+/* Free the relays closed during the last loop turn (rw->dead). */
+void relay_reap(struct relay_worker *rw);
 
 #endif

@@ -21,25 +21,12 @@
 #include "balance.h"
 #include "util.h"
 
-struct relay;
+struct acceptor;
 struct worker;
-
-/* One service's listening socket in one worker. */
-struct wlistener {
-	struct wlistener *next;
-	struct worker *w;			/* owner */
-	char *key;				/* owned; the listen address as configured */
-	int fd;					/* owned */
-	struct event *ev;			/* owned; accept readiness */
-	struct event *resume;			/* owned; re-arms accepting after EMFILE */
-	bool paused;				/* accepting paused for fd exhaustion */
-	struct backend_set *set;		/* ref; what new connections route with */
-	struct relay *waiting;			/* relays waiting for a first view */
-};
 
 enum worker_msg_kind {
 	WORKER_MSG_LISTEN,			/* start accepting on fd with set */
-	WORKER_MSG_UPDATE,			/* new snapshot for the listener `key` */
+	WORKER_MSG_UPDATE,			/* new snapshot for the acceptor `key` */
 	WORKER_MSG_UNLISTEN,			/* stop accepting on `key` */
 	WORKER_MSG_DRAIN,			/* stop accepting everywhere; finish */
 	WORKER_MSG_STOP,			/* leave the loop now */
@@ -63,26 +50,21 @@ struct worker {
 	pthread_mutex_t inbox_lock;		/* guards inbox */
 	struct worker_msg *inbox;		/* FIFO, newest at the tail */
 	struct worker_msg *inbox_tail;
-	struct wlistener *listeners;		/* owned list */
-	struct rng rng;
+	struct acceptor *acceptors;		/* owned list */
 	uint64_t emfile_logged_ms;		/* last "out of fds" log line */
 
-	struct relay *relays;			/* owned list of live relays */
-	struct relay *dead;			/* closed, freed after the loop turn */
-	struct event *reaper;			/* owned; frees `dead` */
-	char *scratch;				/* owned; read buffer for the fast path */
-	size_t scratch_len;
-	void **buf_free;			/* cached relay buffers (max_buffer bytes) */
-	size_t n_buf_free;
-	size_t buf_free_size;			/* size of the cached buffers */
+	/*
+	 * The data plane below, driven from here: relays use the pool, and
+	 * neither knows the worker. Both free what they closed from `reaper`,
+	 * after the loop turn; the pool's timer is the worker's `pool_tick`.
+	 */
+	struct relay_worker relay;		/* relays, their buffers and counters */
 	struct pool_worker pool;		/* idle upstream connections */
-	int (*pipes)[2];			/* cached empty pipes for splice */
-	size_t n_pipes;
+	struct event *reaper;			/* owned; frees closed relays and pooled conns */
+	struct event *pool_tick;		/* owned; drives the pool: sweep, prewarm refill */
 
-	_Atomic uint32_t n_relays;		/* live relays, read by the control thread */
 	_Atomic bool draining;
 	_Atomic uint64_t accept_errors;		/* accept failures (EMFILE etc.) */
-	_Atomic uint64_t closes[RELAY_CLOSE_REASONS];	/* relays closed, by reason */
 };
 
 /* Create (not start) worker `id` of `n`. */
@@ -98,14 +80,5 @@ void worker_post_simple(struct worker *w, enum worker_msg_kind kind, const char 
 void worker_join_free(struct worker *w);
 /* Free a worker whose thread never started (worker_start failed). */
 void worker_free_unstarted(struct worker *w);
-
-/* For relays. */
-void *worker_buf_get(struct worker *w, size_t size);
-void worker_buf_put(struct worker *w, void *buf, size_t size);
-void worker_schedule_reap(struct worker *w);
-/* An empty pipe for splice (cached or new); false when none can be had. */
-bool worker_pipe_get(struct worker *w, int p[2]);
-/* Return a pipe; `empty` false means bytes are left in it and it is closed. */
-void worker_pipe_put(struct worker *w, const int p[2], bool empty);
 
 #endif

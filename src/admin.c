@@ -500,10 +500,10 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 	uint64_t conns = 0, accept_errors = 0, closes[RELAY_CLOSE_REASONS] = { 0 };
 	for (unsigned i = 0; i < c->n_workers; i++) {
 		struct worker *w = c->workers[i];
-		conns += atomic_load(&w->n_relays);
+		conns += atomic_load(&w->relay.n_relays);
 		accept_errors += atomic_load(&w->accept_errors);
 		for (int r = 0; r < RELAY_CLOSE_REASONS; r++)
-			closes[r] += atomic_load(&w->closes[r]);
+			closes[r] += atomic_load(&w->relay.closes[r]);
 	}
 	HELP(b, "zklb_connections_active", "gauge", "Client connections open, all services.");
 	evbuffer_add_printf(b, "zklb_connections_active %llu\n", (unsigned long long)conns);

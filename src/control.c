@@ -521,7 +521,7 @@ static uint32_t live_relays(const struct control *c)
 {
 	uint32_t n = 0;
 	for (unsigned i = 0; i < c->n_workers; i++)
-		n += atomic_load(&c->workers[i]->n_relays);
+		n += atomic_load(&c->workers[i]->relay.n_relays);
 	return n;
 }
 

@@ -5,9 +5,9 @@
 #include "backend.h"
 #include "log.h"
 #include "service.h"
-#include "worker.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <event2/event_struct.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,7 +16,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define POOL_TICK_MS 200
 #define POOL_BACKOFF_MIN_MS 100
 #define POOL_BACKOFF_MAX_MS 5000
 #define POOL_EARLY_CLOSE_MS 1000	/* a prewarmed connection closed sooner is a refusal */
@@ -31,7 +30,7 @@ struct pooled {
 	struct pooled *snext;		/* slot LIFO */
 	struct pooled *wnext;		/* worker's list of all */
 	struct pooled *wprev;
-	struct worker *w;		/* owner */
+	struct pool_worker *pw;		/* owner */
 	struct backend *be;		/* ref */
 	int fd;				/* owned */
 	struct event ev;		/* write while connecting, read + idle timeout after */
@@ -73,9 +72,9 @@ uint32_t pool_backoff_next(uint32_t prev_ms)
 	return prev_ms >= POOL_BACKOFF_MAX_MS / 2 ? POOL_BACKOFF_MAX_MS : prev_ms * 2;
 }
 
-static struct pool_slot *slot_of(struct worker *w, struct backend *be)
+static struct pool_slot *slot_of(struct pool_worker *pw, struct backend *be)
 {
-	return &be->slots[w->id];
+	return &be->slots[pw->id];
 }
 
 static void slot_unlink(struct pool_slot *s, struct pooled *p)
@@ -91,10 +90,10 @@ static void slot_unlink(struct pool_slot *s, struct pooled *p)
 	p->snext = NULL;
 }
 
-static void on_pool_reap(struct worker *w)
+void pool_worker_reap(struct pool_worker *pw)
 {
-	struct pooled *p = w->pool.dead;
-	w->pool.dead = NULL;
+	struct pooled *p = pw->dead;
+	pw->dead = NULL;
 	while (p) {
 		struct pooled *next = p->wnext;
 		backend_put(p->be);
@@ -110,8 +109,8 @@ static void on_pool_reap(struct worker *w)
  */
 static void pooled_retire(struct pooled *p)
 {
-	struct worker *w = p->w;
-	struct pool_slot *s = slot_of(w, p->be);
+	struct pool_worker *pw = p->pw;
+	struct pool_slot *s = slot_of(pw, p->be);
 	if (p->state == POOLED_IDLE)
 		slot_unlink(s, p);
 	else if (p->state == POOLED_CONNECTING)
@@ -122,19 +121,19 @@ static void pooled_retire(struct pooled *p)
 	if (p->wprev)
 		p->wprev->wnext = p->wnext;
 	else
-		w->pool.all = p->wnext;
+		pw->all = p->wnext;
 	if (p->wnext)
 		p->wnext->wprev = p->wprev;
 	p->wprev = NULL;
-	p->wnext = w->pool.dead;
-	w->pool.dead = p;
-	worker_schedule_reap(w);
+	p->wnext = pw->dead;
+	pw->dead = p;
+	event_active(pw->reap, EV_TIMEOUT, 0);
 }
 
 /* Close p now and count why. */
 static void pooled_drop(struct pooled *p, enum pool_discard why)
 {
-	p->w->pool.discards[why]++;
+	p->pw->discards[why]++;
 	close(p->fd);
 	p->fd = -1;
 	pooled_retire(p);
@@ -143,7 +142,7 @@ static void pooled_drop(struct pooled *p, enum pool_discard why)
 /* The refill of p's slot waits longer: the backend refused in effect. */
 static void slot_back_off(struct pooled *p, uint64_t now)
 {
-	struct pool_slot *s = slot_of(p->w, p->be);
+	struct pool_slot *s = slot_of(p->pw, p->be);
 	s->backoff_ms = pool_backoff_next(s->backoff_ms);
 	s->next_attempt_ms = now + s->backoff_ms;
 }
@@ -172,37 +171,37 @@ static void on_idle_event(evutil_socket_t fd, short what, void *arg)
 
 static void pooled_make_idle(struct pooled *p, uint64_t idle_timeout_ms)
 {
-	struct pool_slot *s = slot_of(p->w, p->be);
+	struct pool_slot *s = slot_of(p->pw, p->be);
 	p->state = POOLED_IDLE;
 	p->snext = s->idle;
 	s->idle = p;
 	s->n_idle++;
 	p->idle_since_ms = now_ms();
 	atomic_fetch_add_explicit(&p->be->idle, 1, memory_order_relaxed);
-	event_assign(&p->ev, p->w->base, p->fd, EV_READ | EV_PERSIST, on_idle_event, p);
+	event_assign(&p->ev, p->pw->base, p->fd, EV_READ | EV_PERSIST, on_idle_event, p);
 	struct timeval tv = { .tv_sec = (time_t)(idle_timeout_ms / 1000),
 			      .tv_usec = (suseconds_t)(idle_timeout_ms % 1000) * 1000 };
 	event_add(&p->ev, idle_timeout_ms ? &tv : NULL);
 }
 
-static struct pooled *pooled_new(struct worker *w, struct backend *be, int fd,
+static struct pooled *pooled_new(struct pool_worker *pw, struct backend *be, int fd,
 				 struct framing *fr)
 {
 	struct pooled *p = xcalloc(1, sizeof(*p));
-	p->w = w;
+	p->pw = pw;
 	p->be = backend_get(be);
 	p->fd = fd;
 	p->fr = fr;
-	p->wnext = w->pool.all;
-	if (w->pool.all)
-		w->pool.all->wprev = p;
-	w->pool.all = p;
+	p->wnext = pw->all;
+	if (pw->all)
+		pw->all->wprev = p;
+	pw->all = p;
 	return p;
 }
 
-int pool_take(struct worker *w, struct backend *be, struct framing **fr)
+int pool_take(struct pool_worker *pw, struct backend *be, struct framing **fr)
 {
-	struct pool_slot *s = slot_of(w, be);
+	struct pool_slot *s = slot_of(pw, be);
 	while (s->idle) {
 		struct pooled *p = s->idle;
 		char c;
@@ -225,22 +224,22 @@ int pool_take(struct worker *w, struct backend *be, struct framing **fr)
 	return -1;
 }
 
-bool pool_put(struct worker *w, struct backend *be, int fd, struct framing *fr,
+bool pool_put(struct pool_worker *pw, struct backend *be, int fd, struct framing *fr,
 	      const struct pool_conf *pc)
 {
 	enum pool_discard why;
-	struct pool_slot *s = slot_of(w, be);
+	struct pool_slot *s = slot_of(pw, be);
 	if (!atomic_load_explicit(&be->member, memory_order_relaxed) ||
-	    !backend_routable(be, now_ms()) || atomic_load(&w->draining))
+	    !backend_routable(be, now_ms()) || pw->draining)
 		why = POOL_DISCARD_REMOVED;
 	else if (s->n_idle >= pc->max_idle)
 		why = POOL_DISCARD_FULL;
 	else {
-		struct pooled *p = pooled_new(w, be, fd, fr);
+		struct pooled *p = pooled_new(pw, be, fd, fr);
 		pooled_make_idle(p, pc->idle_timeout_ms);
 		return true;
 	}
-	w->pool.discards[why]++;
+	pw->discards[why]++;
 	close(fd);
 	framing_free(fr);
 	return false;
@@ -249,7 +248,7 @@ bool pool_put(struct worker *w, struct backend *be, int fd, struct framing *fr,
 static void on_prewarm_connected(evutil_socket_t fd, short what, void *arg)
 {
 	struct pooled *p = arg;
-	struct pool_slot *s = slot_of(p->w, p->be);
+	struct pool_slot *s = slot_of(p->pw, p->be);
 	int err = 0;
 	socklen_t len = sizeof(err);
 	if (what & EV_TIMEOUT)
@@ -276,10 +275,10 @@ static void on_prewarm_connected(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Start one prewarm connect to be. */
-static void prewarm_one(struct worker *w, struct backend *be, const struct service_conf *sc)
+static void prewarm_one(struct pool_worker *pw, struct backend *be, const struct service_conf *sc)
 {
 	uint64_t connect_timeout_ms = sc->connect_timeout_ms;
-	struct pool_slot *s = slot_of(w, be);
+	struct pool_slot *s = slot_of(pw, be);
 	int fd = socket(be->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		s->backoff_ms = pool_backoff_next(s->backoff_ms);
@@ -289,7 +288,7 @@ static void prewarm_one(struct worker *w, struct backend *be, const struct servi
 	int one = 1;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	atomic_fetch_add_explicit(&be->upstream_opened, 1, memory_order_relaxed);
-	struct pooled *p = pooled_new(w, be, fd, NULL);
+	struct pooled *p = pooled_new(pw, be, fd, NULL);
 	p->state = POOLED_CONNECTING;
 	p->prewarmed = true;
 	p->idle_timeout_ms = sc->pool.idle_timeout_ms;
@@ -300,69 +299,66 @@ static void prewarm_one(struct worker *w, struct backend *be, const struct servi
 		pooled_drop(p, POOL_DISCARD_CONNECT_FAILED);
 		return;
 	}
-	event_assign(&p->ev, w->base, fd, EV_WRITE, on_prewarm_connected, p);
+	event_assign(&p->ev, pw->base, fd, EV_WRITE, on_prewarm_connected, p);
 	struct timeval tv = { .tv_sec = (time_t)(connect_timeout_ms / 1000),
 			      .tv_usec = (suseconds_t)(connect_timeout_ms % 1000) * 1000 };
 	event_add(&p->ev, &tv);
 }
 
-static void on_pool_tick(evutil_socket_t fd, short what, void *arg)
+void pool_sweep(struct pool_worker *pw, uint64_t now)
 {
-	struct worker *w = arg;
-	uint64_t now = now_ms();
-
-	/* Sweep: connections to backends that left or are not routable go. */
-	for (struct pooled *p = w->pool.all, *next; p; p = next) {
+	for (struct pooled *p = pw->all, *next; p; p = next) {
 		next = p->wnext;
 		if (p->state == POOLED_IDLE &&
 		    (!atomic_load_explicit(&p->be->member, memory_order_relaxed) ||
 		     !backend_routable(p->be, now)))
 			pooled_drop(p, POOL_DISCARD_REMOVED);
 	}
-	if (atomic_load(&w->draining))
+}
+
+void pool_refill(struct pool_worker *pw, const struct backend_set *set, uint64_t now)
+{
+	const struct pool_conf *pc = &set->conf->pool;
+	if (!pc->prewarm)
 		return;
-
-	/* Refill prewarmed connections. */
-	for (struct wlistener *l = w->listeners; l; l = l->next) {
-		const struct backend_set *set = l->set;
-		const struct pool_conf *pc = &set->conf->pool;
-		if (!pc->prewarm)
+	uint32_t want = pool_prewarm_share(pc->prewarm, pw->n_workers, pw->id);
+	for (size_t i = 0; i < set->n; i++) {
+		struct backend *be = set->v[i];
+		struct pool_slot *s = slot_of(pw, be);
+		if (!atomic_load_explicit(&be->member, memory_order_relaxed) ||
+		    !backend_has_addr(be) || !backend_routable(be, now) ||
+		    now < s->next_attempt_ms)
 			continue;
-		uint32_t want = pool_prewarm_share(pc->prewarm, w->n_workers, w->id);
-		for (size_t i = 0; i < set->n; i++) {
-			struct backend *be = set->v[i];
-			struct pool_slot *s = slot_of(w, be);
-			if (!atomic_load_explicit(&be->member, memory_order_relaxed) ||
-			    !backend_has_addr(be) || !backend_routable(be, now) ||
-			    now < s->next_attempt_ms)
-				continue;
-			/* A failed start sets a backoff, which ends the loop. */
-			while (s->n_idle + s->n_connecting < MIN(want, pc->max_idle) &&
-			       now >= s->next_attempt_ms)
-				prewarm_one(w, be, set->conf);
-		}
+		/* A failed start sets a backoff, which ends the loop. */
+		while (s->n_idle + s->n_connecting < MIN(want, pc->max_idle) &&
+		       now >= s->next_attempt_ms)
+			prewarm_one(pw, be, set->conf);
 	}
 }
 
-void pool_worker_init(struct worker *w)
+void pool_count_not_reusable(struct pool_worker *pw, enum framing_verdict v)
 {
-	w->pool.tick = event_new(w->base, -1, EV_PERSIST, on_pool_tick, w);
-	struct timeval tv = { 0, POOL_TICK_MS * 1000 };
-	event_add(w->pool.tick, &tv);
+	pw->not_reusable[v < FRAMING_VERDICT_COUNT ? v : FRAMING_ERROR]++;
+	pw->discards[POOL_DISCARD_NOT_REUSABLE]++;
 }
 
-void pool_worker_reap(struct worker *w)
+void pool_worker_init(struct pool_worker *pw, struct event_base *base, struct event *reap,
+		      unsigned id, unsigned n_workers)
 {
-	on_pool_reap(w);
+	pw->id = id;
+	pw->n_workers = n_workers;
+	pw->base = base;
+	pw->reap = reap;
 }
 
-void pool_worker_close(struct worker *w)
+void pool_worker_drain(struct pool_worker *pw)
 {
-	while (w->pool.all)
-		pooled_drop(w->pool.all, POOL_DISCARD_SHUTDOWN);
-	on_pool_reap(w);
-	if (w->pool.tick) {
-		event_free(w->pool.tick);
-		w->pool.tick = NULL;
-	}
+	pw->draining = true;
+}
+
+void pool_worker_close(struct pool_worker *pw)
+{
+	while (pw->all)
+		pooled_drop(pw->all, POOL_DISCARD_SHUTDOWN);
+	pool_worker_reap(pw);
 }

@@ -1,9 +1,10 @@
 /*
  * relay — see relay.h.
  *
- * Copying: a readable side is read into the worker's scratch buffer and
- * written straight to the other side; only what the other side does not take
- * at once is kept, in a buffer of max_buffer bytes borrowed from the worker.
+ * Copying: a readable side is read into the relay worker's scratch buffer
+ * and written straight to the other side; only what the other side does not
+ * take at once is kept, in a buffer of max_buffer bytes borrowed from the
+ * relay worker's spares.
  * While that buffer is full the reading side is not read (the kernel's
  * window then pushes back on the sender); it is read again once the buffer
  * has drained to half (libevent's le-proxy watermark scheme). An idle
@@ -13,7 +14,7 @@
  * whole read buffer (a stream, not request/response traffic, for which
  * splicing small messages costs more than copying them) and no framing
  * tracker needs to see the bytes, the direction switches to splice(2)
- * through a pipe borrowed from the worker, so the bytes never enter user
+ * through a pipe borrowed from the spares, so the bytes never enter user
  * space. One pipe load is in flight at a time; reading resumes when it has
  * drained.
  *
@@ -28,9 +29,9 @@
 #include "log.h"
 #include "pool.h"
 #include "service.h"
-#include "worker.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <event2/event_struct.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -44,17 +45,11 @@
 #define WEIGHT_SCALE 100		/* balancing weight units per configured weight */
 #define SPLICE_AFTER 4			/* full reads in a row that make a direction splice */
 #define SPLICE_CHUNK (256 * 1024)	/* at most this much in a pipe at once (its size) */
+#define RELAY_SCRATCH_LEN (64 * 1024)	/* rw->scratch, the read buffer of the fast path */
 
-enum relay_state {
-	RELAY_WAITING = 0,
-	RELAY_CONNECTING,
-	RELAY_ESTABLISHED,
-	RELAY_CLOSED,
-};
-
-/* One direction of the copy. */
-struct relay_dir {
-	char *buf;				/* borrowed from the worker; NULL when empty */
+/* One half of the relay: one direction of the copy, with its own buffer, FIN and pipe. */
+struct relay_half {
+	char *buf;				/* borrowed from rw->spares; NULL when empty */
 	uint32_t start;				/* first pending byte */
 	uint32_t end;				/* one past the last pending byte */
 	bool eof;				/* the reading side sent FIN */
@@ -66,11 +61,11 @@ struct relay_dir {
 };
 
 struct relay {
-	struct relay *next;			/* worker's list of live relays */
+	struct relay *next;			/* rw's list of live relays, then of dead ones */
 	struct relay *prev;
-	struct relay *wnext;			/* listener's waiting list */
-	struct worker *w;			/* owner */
-	struct wlistener *l;			/* while WAITING only; NULL once detached */
+	struct relay *wnext;			/* q's list of waiting relays */
+	struct relay_worker *rw;		/* owner */
+	struct relay_queue *q;			/* while WAITING only; NULL once detached */
 	struct backend_set *set;		/* ref */
 	struct backend *be;			/* ref; the current or last target */
 	enum relay_state state;
@@ -81,8 +76,8 @@ struct relay {
 	struct event ur;			/* upstream readable */
 	struct event uw;			/* upstream writable (and connect completion) */
 	struct event timer;
-	struct relay_dir c2u;			/* client -> upstream */
-	struct relay_dir u2c;			/* upstream -> client */
+	struct relay_half c2u;			/* client -> upstream */
+	struct relay_half u2c;			/* upstream -> client */
 	uint32_t cap;				/* max_buffer of the service */
 	uint32_t attempts;			/* connects started */
 	struct backend *tried[RELAY_MAX_TRIED];	/* not refs: identity only */
@@ -126,12 +121,57 @@ static void arm_timer(struct relay *r, uint64_t ms)
 	event_add(&r->timer, &tv);
 }
 
-/* The one place states change; also owns which timeout is armed. */
-static void relay_set_state(struct relay *r, enum relay_state s)
+static const char *const state_names[RELAY_STATES] = {
+	[RELAY_NEW] = "new",
+	[RELAY_WAITING] = "waiting",
+	[RELAY_CONNECTING] = "connecting",
+	[RELAY_ESTABLISHED] = "established",
+	[RELAY_CLOSED] = "closed",
+};
+
+const char *relay_state_name(enum relay_state s)
+{
+	return s < RELAY_STATES ? state_names[s] : "?";
+}
+
+bool relay_transition_allowed(enum relay_state from, enum relay_state to)
+{
+	switch (from) {
+	case RELAY_NEW:
+		/* Routed at once: waits, connects, or takes a pooled/at-once connection. */
+		return to == RELAY_WAITING || to == RELAY_CONNECTING || to == RELAY_ESTABLISHED ||
+		       to == RELAY_CLOSED;
+	case RELAY_WAITING:
+		return to == RELAY_CONNECTING || to == RELAY_ESTABLISHED || to == RELAY_CLOSED;
+	case RELAY_CONNECTING:
+		/* CONNECTING again: the retry on another backend, with a fresh timeout. */
+		return to == RELAY_CONNECTING || to == RELAY_ESTABLISHED || to == RELAY_CLOSED;
+	case RELAY_ESTABLISHED:
+		return to == RELAY_CLOSED;
+	case RELAY_CLOSED:
+	case RELAY_STATES:
+		return false;
+	}
+	return false;
+}
+
+/*
+ * The one place states change; also owns which timeout is armed. Refuses a
+ * move the lifecycle does not have: that is a bug, logged, not asserted.
+ */
+static bool relay_set_state(struct relay *r, enum relay_state s)
 {
 	const struct service_conf *conf = r->set->conf;
+	if (!relay_transition_allowed(r->state, s)) {
+		log_error("svc=%s refused relay transition %s -> %s", r->set->svc->name,
+			  relay_state_name(r->state), relay_state_name(s));
+		return false;
+	}
 	r->state = s;
 	switch (s) {
+	case RELAY_NEW:
+	case RELAY_STATES:
+		break;
 	case RELAY_WAITING:
 	case RELAY_CONNECTING:
 		arm_timer(r, conf->connect_timeout_ms);
@@ -146,6 +186,7 @@ static void relay_set_state(struct relay *r, enum relay_state s)
 		event_del(&r->timer);
 		break;
 	}
+	return true;
 }
 
 static void set_nodelay(int fd)
@@ -155,35 +196,37 @@ static void set_nodelay(int fd)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-void relay_accept(struct worker *w, struct wlistener *l, int cfd)
+void relay_accept(struct relay_worker *rw, struct backend_set *set, struct relay_queue *q,
+		  int cfd)
 {
 	struct relay *r = xcalloc(1, sizeof(*r));
-	r->w = w;
+	r->rw = rw;
+	r->state = RELAY_NEW;
 	r->cfd = cfd;
 	r->ufd = -1;
-	r->set = backend_set_get(l->set);
+	r->set = backend_set_get(set);
 	r->cap = (uint32_t)r->set->conf->max_buffer;
 	r->last_active_ms = now_ms();
 	r->c2u.pipe[0] = r->c2u.pipe[1] = -1;
 	r->u2c.pipe[0] = r->u2c.pipe[1] = -1;
 	set_nodelay(cfd);
 
-	event_assign(&r->cr, w->base, cfd, EV_READ | EV_PERSIST, on_client_read, r);
-	event_assign(&r->cw, w->base, cfd, EV_WRITE | EV_PERSIST, on_client_write, r);
-	evtimer_assign(&r->timer, w->base, on_timer, r);
+	event_assign(&r->cr, rw->base, cfd, EV_READ | EV_PERSIST, on_client_read, r);
+	event_assign(&r->cw, rw->base, cfd, EV_WRITE | EV_PERSIST, on_client_write, r);
+	evtimer_assign(&r->timer, rw->base, on_timer, r);
 
-	r->next = w->relays;
-	if (w->relays)
-		w->relays->prev = r;
-	w->relays = r;
-	atomic_fetch_add_explicit(&w->n_relays, 1, memory_order_relaxed);
+	r->next = rw->live;
+	if (rw->live)
+		rw->live->prev = r;
+	rw->live = r;
+	atomic_fetch_add_explicit(&rw->n_relays, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&r->set->svc->conn_total, 1, memory_order_relaxed);
 
 	if (!r->set->ready) {
 		/* No view yet (discovery has not answered): wait, do not refuse. */
-		r->l = l;
-		r->wnext = l->waiting;
-		l->waiting = r;
+		r->q = q;
+		r->wnext = q->head;
+		q->head = r;
 		relay_set_state(r, RELAY_WAITING);
 		return;
 	}
@@ -192,40 +235,40 @@ void relay_accept(struct worker *w, struct wlistener *l, int cfd)
 
 static void unlink_waiting(struct relay *r)
 {
-	if (!r->l)
+	if (!r->q)
 		return;
-	for (struct relay **pp = &r->l->waiting; *pp; pp = &(*pp)->wnext) {
+	for (struct relay **pp = &r->q->head; *pp; pp = &(*pp)->wnext) {
 		if (*pp == r) {
 			*pp = r->wnext;
 			break;
 		}
 	}
-	r->l = NULL;
+	r->q = NULL;
 	r->wnext = NULL;
 }
 
-void relay_wake_waiting(struct wlistener *l)
+void relay_wake_waiting(struct relay_queue *q, struct backend_set *set)
 {
-	struct relay *list = l->waiting;
-	l->waiting = NULL;
+	struct relay *list = q->head;
+	q->head = NULL;
 	while (list) {
 		struct relay *r = list;
 		list = r->wnext;
 		r->wnext = NULL;
-		r->l = NULL;
+		r->q = NULL;
 		/* Route with the new view. */
 		backend_set_put(r->set);
-		r->set = backend_set_get(l->set);
+		r->set = backend_set_get(set);
 		r->cap = (uint32_t)r->set->conf->max_buffer;
 		relay_connect_next(r);
 	}
 }
 
-void relay_detach_waiting(struct wlistener *l)
+void relay_detach_waiting(struct relay_queue *q)
 {
-	for (struct relay *r = l->waiting; r; r = r->wnext)
-		r->l = NULL;
-	l->waiting = NULL;
+	for (struct relay *r = q->head; r; r = r->wnext)
+		r->q = NULL;
+	q->head = NULL;
 }
 
 static bool was_tried(const struct relay *r, const struct backend *be)
@@ -274,7 +317,7 @@ static struct backend *relay_choose(struct relay *r, uint64_t now)
 	struct balance_cursor cur = { 0 };
 	if (s->conf->balance == BALANCE_ROUND_ROBIN)
 		cur.next = atomic_fetch_add_explicit(&s->svc->rr_next, 1, memory_order_relaxed);
-	size_t k = balance_pick(s->conf->balance, c, s->n, &cur, &r->w->rng);
+	size_t k = balance_pick(s->conf->balance, c, s->n, &cur, &r->rw->rng);
 	if (c != stack)
 		free(c);
 	return k == BALANCE_NONE ? NULL : s->v[k];
@@ -304,8 +347,8 @@ static void relay_established(struct relay *r)
 	enum reuse_kind reuse = r->set->conf->pool.reuse;
 	if (reuse != REUSE_NONE && !r->fr)
 		r->fr = framing_new(reuse);
-	event_assign(&r->uw, r->w->base, r->ufd, EV_WRITE | EV_PERSIST, on_upstream_write, r);
-	event_assign(&r->ur, r->w->base, r->ufd, EV_READ | EV_PERSIST, on_upstream_read, r);
+	event_assign(&r->uw, r->rw->base, r->ufd, EV_WRITE | EV_PERSIST, on_upstream_write, r);
+	event_assign(&r->ur, r->rw->base, r->ufd, EV_READ | EV_PERSIST, on_upstream_read, r);
 	relay_set_state(r, RELAY_ESTABLISHED);
 	r->last_active_ms = now_ms();
 	event_add(&r->cr, NULL);
@@ -346,7 +389,7 @@ static void relay_connect_next(struct relay *r)
 
 		if (conf->pool.reuse != REUSE_NONE || conf->pool.prewarm) {
 			struct framing *fr = NULL;
-			int pfd = pool_take(r->w, be, &fr);
+			int pfd = pool_take(r->rw->pool, be, &fr);
 			if (pfd >= 0) {
 				r->ufd = pfd;
 				r->fr = fr;
@@ -372,7 +415,7 @@ static void relay_connect_next(struct relay *r)
 			return;
 		}
 		if (errno == EINPROGRESS) {
-			event_assign(&r->uw, r->w->base, fd, EV_WRITE, on_upstream_write, r);
+			event_assign(&r->uw, r->rw->base, fd, EV_WRITE, on_upstream_write, r);
 			event_add(&r->uw, NULL);
 			relay_set_state(r, RELAY_CONNECTING);
 			return;
@@ -391,30 +434,30 @@ static void relay_connect_next(struct relay *r)
 	}
 }
 
-static void dir_release(struct relay *r, struct relay_dir *d)
+static void half_release(struct relay *r, struct relay_half *h)
 {
-	if (d->buf) {
-		worker_buf_put(r->w, d->buf, r->cap);
-		d->buf = NULL;
+	if (h->buf) {
+		spare_buf_put(&r->rw->spares, h->buf, r->cap);
+		h->buf = NULL;
 	}
-	d->start = d->end = 0;
+	h->start = h->end = 0;
 }
 
 /* Give the pipe back (relay closing). A pipe with bytes in it is closed. */
-static void dir_unsplice(struct relay *r, struct relay_dir *d)
+static void half_unsplice(struct relay *r, struct relay_half *h)
 {
-	if (d->pipe[0] < 0)
+	if (h->pipe[0] < 0)
 		return;
-	worker_pipe_put(r->w, d->pipe, d->piped == 0);
-	d->pipe[0] = d->pipe[1] = -1;
-	d->piped = 0;
+	spare_pipe_put(&r->rw->spares, h->pipe, h->piped == 0);
+	h->pipe[0] = h->pipe[1] = -1;
+	h->piped = 0;
 }
 
 /* Move what sits in the pipe to fd. false on a fatal write error. */
-static bool dir_flush_pipe(struct relay_dir *d, int fd)
+static bool half_flush_pipe(struct relay_half *h, int fd)
 {
-	while (d->piped) {
-		ssize_t n = splice(d->pipe[0], NULL, fd, NULL, d->piped,
+	while (h->piped) {
+		ssize_t n = splice(h->pipe[0], NULL, fd, NULL, h->piped,
 				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n == 0)
 			return true;	/* nothing moved: wait for writability */
@@ -423,39 +466,39 @@ static bool dir_flush_pipe(struct relay_dir *d, int fd)
 				continue;
 			return errno == EAGAIN || errno == EWOULDBLOCK;
 		}
-		d->piped -= (uint32_t)n;
+		h->piped -= (uint32_t)n;
 	}
 	return true;
 }
 
-/* Read from from_fd into the pipe and on to to_fd. Like dir_pump(). */
-static ssize_t dir_pump_splice(struct relay_dir *d, int from_fd, int to_fd, bool *write_failed)
+/* Read from from_fd into the pipe and on to to_fd. Like half_pump(). */
+static ssize_t half_pump_splice(struct relay_half *h, int from_fd, int to_fd, bool *write_failed)
 {
-	if (d->piped) {
+	if (h->piped) {
 		errno = EAGAIN;	/* one pipe load at a time */
 		return -1;
 	}
 	ssize_t n;
 	do
-		n = splice(from_fd, NULL, d->pipe[1], NULL, SPLICE_CHUNK,
+		n = splice(from_fd, NULL, h->pipe[1], NULL, SPLICE_CHUNK,
 			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	while (n < 0 && errno == EINTR);
 	if (n <= 0)
 		return n;
-	d->piped = (uint32_t)n;
-	if (!dir_flush_pipe(d, to_fd))
+	h->piped = (uint32_t)n;
+	if (!half_flush_pipe(h, to_fd))
 		*write_failed = true;
 	return n;
 }
 
 /*
- * Write what is pending in d to fd. Returns false on a fatal write error.
+ * Write what is pending in h to fd. Returns false on a fatal write error.
  * Releases the buffer once empty.
  */
-static bool dir_flush(struct relay *r, struct relay_dir *d, int fd)
+static bool half_flush(struct relay *r, struct relay_half *h, int fd)
 {
-	while (d->start < d->end) {
-		ssize_t n = send(fd, d->buf + d->start, d->end - d->start, MSG_NOSIGNAL);
+	while (h->start < h->end) {
+		ssize_t n = send(fd, h->buf + h->start, h->end - h->start, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -463,9 +506,9 @@ static bool dir_flush(struct relay *r, struct relay_dir *d, int fd)
 				return true;
 			return false;
 		}
-		d->start += (uint32_t)n;
+		h->start += (uint32_t)n;
 	}
-	dir_release(r, d);
+	half_release(r, h);
 	return true;
 }
 
@@ -478,18 +521,17 @@ static bool dir_flush(struct relay *r, struct relay_dir *d, int fd)
  */
 static bool relay_try_pool(struct relay *r)
 {
-	struct worker *w = r->w;
+	struct relay_worker *rw = r->rw;
 	if (r->state != RELAY_ESTABLISHED || r->ufd < 0 || !r->fr)
 		return false;
 	enum framing_verdict v = framing_verdict(r->fr);
 	if (v != FRAMING_OK || r->c2u.end != r->c2u.start || r->u2c.eof || r->c2u.shut) {
-		w->pool.not_reusable[v < FRAMING_VERDICT_COUNT ? v : FRAMING_ERROR]++;
-		w->pool.discards[POOL_DISCARD_NOT_REUSABLE]++;
+		pool_count_not_reusable(rw->pool, v);
 		return false;
 	}
 	event_del(&r->ur);
 	event_del(&r->uw);
-	pool_put(w, r->be, r->ufd, r->fr, &r->set->conf->pool);
+	pool_put(rw->pool, r->be, r->ufd, r->fr, &r->set->conf->pool);
 	r->ufd = -1;
 	r->fr = NULL;
 	return true;
@@ -528,36 +570,36 @@ static void relay_client_fin(struct relay *r)
 	r->c2u.shut = true;
 }
 
-/* After a direction made progress, update interest and half-close. */
-static void dir_settle(struct relay *r, struct relay_dir *d, int to_fd, struct event *src_read,
+/* After a half made progress, update interest and half-close. */
+static void half_settle(struct relay *r, struct relay_half *h, int to_fd, struct event *src_read,
 		       struct event *dst_write)
 {
-	if (d->piped) {
+	if (h->piped) {
 		/* Splicing: wait for the pipe to drain before reading more. */
 		event_add(dst_write, NULL);
 		event_del(src_read);
 		return;
 	}
-	uint32_t pending = d->end - d->start;
+	uint32_t pending = h->end - h->start;
 	if (pending) {
 		event_add(dst_write, NULL);
-		if (d->start && pending <= r->cap / 2) {
+		if (h->start && pending <= r->cap / 2) {
 			/* Drained to half: compact so reading can go on. */
-			memmove(d->buf, d->buf + d->start, pending);
-			d->start = 0;
-			d->end = pending;
+			memmove(h->buf, h->buf + h->start, pending);
+			h->start = 0;
+			h->end = pending;
 		}
-		if (d->end == r->cap)
+		if (h->end == r->cap)
 			event_del(src_read);	/* full: let the kernel push back */
-		else if (!d->eof)
+		else if (!h->eof)
 			event_add(src_read, NULL);
 		return;
 	}
 	event_del(dst_write);
-	if (!d->eof) {
+	if (!h->eof) {
 		event_add(src_read, NULL);
-	} else if (!d->shut) {
-		if (d == &r->c2u && r->fr) {
+	} else if (!h->shut) {
+		if (h == &r->c2u && r->fr) {
 			/* The client is done: the upstream connection may outlive it. */
 			relay_client_fin(r);
 			return;
@@ -567,10 +609,10 @@ static void dir_settle(struct relay *r, struct relay_dir *d, int to_fd, struct e
 		 * When the other direction is already done, the close that follows
 		 * at once sends the FIN: spare the syscall.
 		 */
-		const struct relay_dir *other = d == &r->c2u ? &r->u2c : &r->c2u;
+		const struct relay_half *other = h == &r->c2u ? &r->u2c : &r->c2u;
 		if (!other->shut)
 			shutdown(to_fd, SHUT_WR);
-		d->shut = true;
+		h->shut = true;
 	}
 }
 
@@ -580,75 +622,74 @@ static void dir_settle(struct relay *r, struct relay_dir *d, int to_fd, struct e
  * is dropped: the rest of the connection is relayed (and may splice)
  * without it.
  */
-static inline void relay_track(struct relay *r, const struct relay_dir *d, const char *p, size_t n)
+static inline void relay_track(struct relay *r, const struct relay_half *h, const char *p, size_t n)
 {
 	if (!r->fr)
 		return;
-	if (d == &r->c2u)
+	if (h == &r->c2u)
 		framing_feed_request(r->fr, p, n);
 	else
 		framing_feed_response(r->fr, p, n);
 	enum framing_verdict v = framing_verdict(r->fr);
 	if (v != FRAMING_OK && v != FRAMING_PARTIAL) {
-		r->w->pool.not_reusable[v < FRAMING_VERDICT_COUNT ? v : FRAMING_ERROR]++;
-		r->w->pool.discards[POOL_DISCARD_NOT_REUSABLE]++;
+		pool_count_not_reusable(r->rw->pool, v);
 		framing_free(r->fr);
 		r->fr = NULL;
 	}
 }
 
 /*
- * Read from `from_fd` into d and forward to `to_fd`. Returns the bytes read,
+ * Read from `from_fd` into h and forward to `to_fd`. Returns the bytes read,
  * 0 on EOF, -1 with errno on error (EAGAIN included).
  */
-static ssize_t dir_pump(struct relay *r, struct relay_dir *d, int from_fd, int to_fd,
+static ssize_t half_pump(struct relay *r, struct relay_half *h, int from_fd, int to_fd,
 			bool *write_failed)
 {
-	struct worker *w = r->w;
+	struct relay_worker *rw = r->rw;
 	ssize_t n;
 	*write_failed = false;
-	if (d->pipe[0] < 0 && !d->buf && !r->fr && !d->no_splice && d->full_reads >= SPLICE_AFTER &&
-	    !worker_pipe_get(w, d->pipe))
-		d->no_splice = true;	/* out of pipes: copy */
-	if (d->pipe[0] >= 0) {
-		n = dir_pump_splice(d, from_fd, to_fd, write_failed);
+	if (h->pipe[0] < 0 && !h->buf && !r->fr && !h->no_splice && h->full_reads >= SPLICE_AFTER &&
+	    !spare_pipe_get(&rw->spares, h->pipe))
+		h->no_splice = true;	/* out of pipes: copy */
+	if (h->pipe[0] >= 0) {
+		n = half_pump_splice(h, from_fd, to_fd, write_failed);
 		if (n < 0 && errno == EINVAL) {
 			/* This socket pair cannot splice: back to copying. */
-			dir_unsplice(r, d);
-			d->no_splice = true;
+			half_unsplice(r, h);
+			h->no_splice = true;
 			errno = EAGAIN;
 		}
 		return n;
 	}
-	if (d->buf) {
+	if (h->buf) {
 		/* Something is still pending: append behind it. */
-		if (d->end == r->cap) {
+		if (h->end == r->cap) {
 			errno = EAGAIN;
 			return -1;
 		}
 		do
-			n = recv(from_fd, d->buf + d->end, r->cap - d->end, 0);
+			n = recv(from_fd, h->buf + h->end, r->cap - h->end, 0);
 		while (n < 0 && errno == EINTR);
 		if (n <= 0)
 			return n;
-		relay_track(r, d, d->buf + d->end, (size_t)n);
-		d->full_reads = d->end + (uint32_t)n == r->cap ? d->full_reads + 1 : 0;
-		d->end += (uint32_t)n;
-		if (!dir_flush(r, d, to_fd))
+		relay_track(r, h, h->buf + h->end, (size_t)n);
+		h->full_reads = h->end + (uint32_t)n == r->cap ? h->full_reads + 1 : 0;
+		h->end += (uint32_t)n;
+		if (!half_flush(r, h, to_fd))
 			*write_failed = true;
 		return n;
 	}
-	size_t room = MIN(w->scratch_len, r->cap);
+	size_t room = MIN(rw->scratch_len, r->cap);
 	do
-		n = recv(from_fd, w->scratch, room, 0);
+		n = recv(from_fd, rw->scratch, room, 0);
 	while (n < 0 && errno == EINTR);
 	if (n <= 0)
 		return n;
-	relay_track(r, d, w->scratch, (size_t)n);
-	d->full_reads = (size_t)n == room ? d->full_reads + 1 : 0;
+	relay_track(r, h, rw->scratch, (size_t)n);
+	h->full_reads = (size_t)n == room ? h->full_reads + 1 : 0;
 	ssize_t sent = 0;
 	while (sent < n) {
-		ssize_t k = send(to_fd, w->scratch + sent, (size_t)(n - sent), MSG_NOSIGNAL);
+		ssize_t k = send(to_fd, rw->scratch + sent, (size_t)(n - sent), MSG_NOSIGNAL);
 		if (k < 0) {
 			if (errno == EINTR)
 				continue;
@@ -659,10 +700,10 @@ static ssize_t dir_pump(struct relay *r, struct relay_dir *d, int from_fd, int t
 		sent += k;
 	}
 	if (sent < n && !*write_failed) {
-		d->buf = worker_buf_get(w, r->cap);
-		memcpy(d->buf, w->scratch + sent, (size_t)(n - sent));
-		d->start = 0;
-		d->end = (uint32_t)(n - sent);
+		h->buf = spare_buf_get(&rw->spares, r->cap);
+		memcpy(h->buf, rw->scratch + sent, (size_t)(n - sent));
+		h->start = 0;
+		h->end = (uint32_t)(n - sent);
 	}
 	return n;
 }
@@ -679,7 +720,7 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
 	bool wfail;
-	ssize_t n = dir_pump(r, &r->c2u, r->cfd, r->ufd, &wfail);
+	ssize_t n = half_pump(r, &r->c2u, r->cfd, r->ufd, &wfail);
 	if (n > 0) {
 		r->last_active_ms = now_ms();
 		atomic_fetch_add_explicit(&r->be->bytes_out, (uint64_t)n, memory_order_relaxed);
@@ -698,7 +739,7 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
 		relay_close(r, RELAY_CLOSE_CLIENT_ERROR);
 		return;
 	}
-	dir_settle(r, &r->c2u, r->ufd, &r->cr, &r->uw);
+	half_settle(r, &r->c2u, r->ufd, &r->cr, &r->uw);
 	relay_maybe_done(r);
 }
 
@@ -706,7 +747,7 @@ static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
 	bool wfail;
-	ssize_t n = dir_pump(r, &r->u2c, r->ufd, r->cfd, &wfail);
+	ssize_t n = half_pump(r, &r->u2c, r->ufd, r->cfd, &wfail);
 	if (n > 0) {
 		r->last_active_ms = now_ms();
 		atomic_fetch_add_explicit(&r->be->bytes_in, (uint64_t)n, memory_order_relaxed);
@@ -737,19 +778,19 @@ static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
 		relay_close(r, RELAY_CLOSE_BACKEND_ERROR);
 		return;
 	}
-	dir_settle(r, &r->u2c, r->cfd, &r->ur, &r->cw);
+	half_settle(r, &r->u2c, r->cfd, &r->ur, &r->cw);
 	relay_maybe_done(r);
 }
 
 static void on_client_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
-	if (!dir_flush_pipe(&r->u2c, r->cfd) || !dir_flush(r, &r->u2c, r->cfd)) {
+	if (!half_flush_pipe(&r->u2c, r->cfd) || !half_flush(r, &r->u2c, r->cfd)) {
 		relay_close(r, RELAY_CLOSE_CLIENT_ERROR);
 		return;
 	}
 	r->last_active_ms = now_ms();
-	dir_settle(r, &r->u2c, r->cfd, &r->ur, &r->cw);
+	half_settle(r, &r->u2c, r->cfd, &r->ur, &r->cw);
 	relay_maybe_done(r);
 }
 
@@ -779,12 +820,12 @@ static void on_upstream_write(evutil_socket_t fd, short what, void *arg)
 		relay_established(r);
 		return;
 	}
-	if (!dir_flush_pipe(&r->c2u, r->ufd) || !dir_flush(r, &r->c2u, r->ufd)) {
+	if (!half_flush_pipe(&r->c2u, r->ufd) || !half_flush(r, &r->c2u, r->ufd)) {
 		relay_upstream_write_failed(r);
 		return;
 	}
 	r->last_active_ms = now_ms();
-	dir_settle(r, &r->c2u, r->ufd, &r->cr, &r->uw);
+	half_settle(r, &r->c2u, r->ufd, &r->cr, &r->uw);
 	relay_maybe_done(r);
 }
 
@@ -792,6 +833,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
 	switch (r->state) {
+	case RELAY_NEW:
+	case RELAY_CLOSED:
+	case RELAY_STATES:
+		break;	/* no timer runs in these */
 	case RELAY_WAITING:
 		unlink_waiting(r);
 		atomic_fetch_add_explicit(&r->set->svc->wait_timeouts, 1, memory_order_relaxed);
@@ -811,14 +856,12 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 			arm_timer(r, idle - quiet);
 		break;
 	}
-	case RELAY_CLOSED:
-		break;
 	}
 }
 
 static void relay_close(struct relay *r, enum relay_close_reason why)
 {
-	struct worker *w = r->w;
+	struct relay_worker *rw = r->rw;
 	if (r->state == RELAY_CLOSED)
 		return;
 	if (why == RELAY_CLOSE_CONNECT_FAILED || why == RELAY_CLOSE_NO_BACKEND ||
@@ -829,7 +872,7 @@ static void relay_close(struct relay *r, enum relay_close_reason why)
 				  relay_close_reason_name(why));
 		}
 	}
-	atomic_fetch_add_explicit(&w->closes[why], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&rw->closes[why], 1, memory_order_relaxed);
 	/* A client that left at a boundary still leaves a reusable upstream. */
 	if (r->fr && why != RELAY_CLOSE_BACKEND_ERROR && why != RELAY_CLOSE_SHUTDOWN)
 		relay_try_pool(r);
@@ -842,39 +885,58 @@ static void relay_close(struct relay *r, enum relay_close_reason why)
 	close(r->cfd);
 	r->cfd = -1;
 	upstream_release(r);
-	dir_release(r, &r->c2u);
-	dir_release(r, &r->u2c);
-	dir_unsplice(r, &r->c2u);
-	dir_unsplice(r, &r->u2c);
+	half_release(r, &r->c2u);
+	half_release(r, &r->u2c);
+	half_unsplice(r, &r->c2u);
+	half_unsplice(r, &r->u2c);
 
 	if (r->prev)
 		r->prev->next = r->next;
 	else
-		w->relays = r->next;
+		rw->live = r->next;
 	if (r->next)
 		r->next->prev = r->prev;
 	r->prev = NULL;
-	atomic_fetch_sub_explicit(&w->n_relays, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&rw->n_relays, 1, memory_order_relaxed);
 	/* Reclaimed after this loop turn: the caller may still be on our stack. */
-	r->next = w->dead;
-	w->dead = r;
-	worker_schedule_reap(w);
+	r->next = rw->dead;
+	rw->dead = r;
+	event_active(rw->reap, EV_TIMEOUT, 0);
 }
 
-void relay_close_all(struct worker *w)
+void relay_close_all(struct relay_worker *rw)
 {
-	while (w->relays)
-		relay_close(w->relays, RELAY_CLOSE_SHUTDOWN);
+	while (rw->live)
+		relay_close(rw->live, RELAY_CLOSE_SHUTDOWN);
 }
 
-void relay_reap(struct worker *w)
+void relay_reap(struct relay_worker *rw)
 {
-	struct relay *r = w->dead;
-	w->dead = NULL;
+	struct relay *r = rw->dead;
+	rw->dead = NULL;
 	while (r) {
 		struct relay *next = r->next;
 		backend_set_put(r->set);
 		free(r);
 		r = next;
 	}
+}
+
+void relay_worker_init(struct relay_worker *rw, struct event_base *base, struct event *reap,
+		       struct pool_worker *pool, uint64_t seed)
+{
+	rw->base = base;
+	rw->reap = reap;
+	rw->pool = pool;
+	rng_seed(&rw->rng, seed);
+	rw->scratch_len = RELAY_SCRATCH_LEN;
+	rw->scratch = xmalloc(rw->scratch_len);
+	spare_init(&rw->spares);
+}
+
+void relay_worker_free(struct relay_worker *rw)
+{
+	spare_free(&rw->spares);
+	free(rw->scratch);
+	rw->scratch = NULL;
 }

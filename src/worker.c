@@ -2,7 +2,7 @@
  * worker — see worker.h.
  *
  * Accepting: up to ACCEPT_BATCH connections per readiness event. When accept
- * fails for lack of file descriptors, the listener is paused and re-armed
+ * fails for lack of file descriptors, the acceptor is paused and re-armed
  * from a timer (pgbouncer's way) instead of spinning on a socket that stays
  * readable; the condition is logged at most once per second.
  */
@@ -12,107 +12,120 @@
 #include "service.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+/*
+ * One service's accepting socket in one worker: accepts clients and hands
+ * them to relays. (listener.c opens these sockets; zk_listener is something
+ * else again: an observer of the ZooKeeper session.)
+ */
+struct acceptor {
+	struct acceptor *next;
+	struct worker *w;			/* owner */
+	char *key;				/* owned; the listen address as configured */
+	int fd;					/* owned */
+	struct event *ev;			/* owned; accept readiness */
+	struct event *resume;			/* owned; re-arms accepting after EMFILE */
+	bool paused;				/* accepting paused for fd exhaustion */
+	struct backend_set *set;		/* ref; what new connections route with */
+	struct relay_queue waiting;		/* relays waiting for a first view */
+};
+
 #define ACCEPT_BATCH 32
 #define ACCEPT_PAUSE_MS 100
-#define SCRATCH_LEN (64 * 1024)
-#define BUF_CACHE_MAX 64
-#define PIPE_CACHE_MAX 64
-#define WORKER_PIPE_SIZE (256 * 1024)
+#define POOL_TICK_MS 200
 
 static void on_accept(evutil_socket_t fd, short what, void *arg);
 
-static struct wlistener *find_listener(struct worker *w, const char *key)
+static struct acceptor *acceptor_find(struct worker *w, const char *key)
 {
-	for (struct wlistener *l = w->listeners; l; l = l->next)
-		if (strcmp(l->key, key) == 0)
-			return l;
+	for (struct acceptor *a = w->acceptors; a; a = a->next)
+		if (strcmp(a->key, key) == 0)
+			return a;
 	return NULL;
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
 {
-	struct wlistener *l = arg;
-	l->paused = false;
-	event_add(l->ev, NULL);
+	struct acceptor *a = arg;
+	a->paused = false;
+	event_add(a->ev, NULL);
 }
 
-static void listener_add(struct worker *w, char *key, int fd, struct backend_set *set)
+static void acceptor_add(struct worker *w, char *key, int fd, struct backend_set *set)
 {
-	struct wlistener *l = xcalloc(1, sizeof(*l));
-	l->w = w;
-	l->key = key;
-	l->fd = fd;
-	l->set = set;
-	l->ev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_accept, l);
-	l->resume = evtimer_new(w->base, on_resume, l);
-	event_add(l->ev, NULL);
-	l->next = w->listeners;
-	w->listeners = l;
+	struct acceptor *a = xcalloc(1, sizeof(*a));
+	a->w = w;
+	a->key = key;
+	a->fd = fd;
+	a->set = set;
+	a->ev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_accept, a);
+	a->resume = evtimer_new(w->base, on_resume, a);
+	event_add(a->ev, NULL);
+	a->next = w->acceptors;
+	w->acceptors = a;
 }
 
-static void listener_free(struct wlistener *l)
+static void acceptor_free(struct acceptor *a)
 {
-	relay_detach_waiting(l);
-	event_free(l->ev);
-	event_free(l->resume);
-	close(l->fd);
-	backend_set_put(l->set);
-	free(l->key);
-	free(l);
+	relay_detach_waiting(&a->waiting);
+	event_free(a->ev);
+	event_free(a->resume);
+	close(a->fd);
+	backend_set_put(a->set);
+	free(a->key);
+	free(a);
 }
 
-static void listener_remove(struct worker *w, const char *key)
+static void acceptor_remove(struct worker *w, const char *key)
 {
-	for (struct wlistener **pp = &w->listeners; *pp; pp = &(*pp)->next) {
+	for (struct acceptor **pp = &w->acceptors; *pp; pp = &(*pp)->next) {
 		if (strcmp((*pp)->key, key) == 0) {
-			struct wlistener *l = *pp;
-			*pp = l->next;
+			struct acceptor *a = *pp;
+			*pp = a->next;
 			/* Its relays keep their own set reference and finish normally. */
-			listener_free(l);
+			acceptor_free(a);
 			return;
 		}
 	}
 }
 
-static void listener_update(struct worker *w, const char *key, struct backend_set *set)
+static void acceptor_update(struct worker *w, const char *key, struct backend_set *set)
 {
-	struct wlistener *l = find_listener(w, key);
-	if (!l) {
+	struct acceptor *a = acceptor_find(w, key);
+	if (!a) {
 		backend_set_put(set);
 		return;
 	}
-	backend_set_put(l->set);
-	l->set = set;
-	if (set->ready && l->waiting)
-		relay_wake_waiting(l);
+	backend_set_put(a->set);
+	a->set = set;
+	if (set->ready)
+		relay_wake_waiting(&a->waiting, set);
 }
 
-static void accept_pause(struct worker *w, struct wlistener *l, int err)
+static void accept_pause(struct worker *w, struct acceptor *a, int err)
 {
 	atomic_fetch_add_explicit(&w->accept_errors, 1, memory_order_relaxed);
 	uint64_t now = now_ms();
 	if (now - w->emfile_logged_ms >= 1000 || w->emfile_logged_ms == 0) {
 		w->emfile_logged_ms = now;
 		log_error("worker=%u listen=%s accept: %s; pausing accepts for %dms", w->id,
-			  l->key, strerror(err), ACCEPT_PAUSE_MS);
+			  a->key, strerror(err), ACCEPT_PAUSE_MS);
 	}
-	event_del(l->ev);
-	l->paused = true;
+	event_del(a->ev);
+	a->paused = true;
 	struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
-	evtimer_add(l->resume, &tv);
+	evtimer_add(a->resume, &tv);
 }
 
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
-	struct wlistener *l = arg;
-	struct worker *w = l->w;
+	struct acceptor *a = arg;
+	struct worker *w = a->w;
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0) {
@@ -130,26 +143,27 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 			case ENFILE:
 			case ENOBUFS:
 			case ENOMEM:
-				accept_pause(w, l, errno);
+				accept_pause(w, a, errno);
 				return;
 			default:
 				/* Anything else (EPERM from a filter, ...) would fire again
 				 * at once on a level-triggered socket: pause as well. */
-				accept_pause(w, l, errno);
+				accept_pause(w, a, errno);
 				return;
 			}
 		}
-		relay_accept(w, l, cfd);
+		relay_accept(&w->relay, a->set, &a->waiting, cfd);
 	}
 }
 
 static void worker_drain(struct worker *w)
 {
 	atomic_store(&w->draining, true);
-	while (w->listeners) {
-		struct wlistener *l = w->listeners;
-		w->listeners = l->next;
-		listener_free(l);
+	pool_worker_drain(&w->pool);
+	while (w->acceptors) {
+		struct acceptor *a = w->acceptors;
+		w->acceptors = a->next;
+		acceptor_free(a);
 	}
 }
 
@@ -162,22 +176,23 @@ static void handle_msg(struct worker *w, struct worker_msg *m)
 			backend_set_put(m->set);
 			break;
 		}
-		listener_add(w, m->key, m->fd, m->set);
+		acceptor_add(w, m->key, m->fd, m->set);
 		m->key = NULL;
 		break;
 	case WORKER_MSG_UPDATE:
-		listener_update(w, m->key, m->set);
+		acceptor_update(w, m->key, m->set);
 		break;
 	case WORKER_MSG_UNLISTEN:
-		listener_remove(w, m->key);
+		acceptor_remove(w, m->key);
 		break;
 	case WORKER_MSG_DRAIN:
 		worker_drain(w);
 		break;
 	case WORKER_MSG_STOP:
 		worker_drain(w);
-		relay_close_all(w);
-		pool_worker_close(w);
+		relay_close_all(&w->relay);
+		pool_worker_close(&w->pool);
+		event_del(w->pool_tick);
 		event_base_loopbreak(w->base);
 		break;
 	}
@@ -204,60 +219,21 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 
 static void on_reap(evutil_socket_t fd, short what, void *arg)
 {
-	relay_reap(arg);
-	pool_worker_reap(arg);
+	struct worker *w = arg;
+	relay_reap(&w->relay);
+	pool_worker_reap(&w->pool);
 }
 
-void worker_schedule_reap(struct worker *w)
+/* Every POOL_TICK_MS: idle connections to departed backends go, prewarm refills. */
+static void on_pool_tick(evutil_socket_t fd, short what, void *arg)
 {
-	event_active(w->reaper, EV_TIMEOUT, 0);
-}
-
-void *worker_buf_get(struct worker *w, size_t size)
-{
-	if (size == w->buf_free_size && w->n_buf_free)
-		return w->buf_free[--w->n_buf_free];
-	return xmalloc(size);
-}
-
-void worker_buf_put(struct worker *w, void *buf, size_t size)
-{
-	if (w->n_buf_free == 0)
-		w->buf_free_size = size;
-	if (size == w->buf_free_size && w->n_buf_free < BUF_CACHE_MAX) {
-		w->buf_free[w->n_buf_free++] = buf;
+	struct worker *w = arg;
+	uint64_t now = now_ms();
+	pool_sweep(&w->pool, now);
+	if (atomic_load(&w->draining))
 		return;
-	}
-	free(buf);
-}
-
-bool worker_pipe_get(struct worker *w, int p[2])
-{
-	if (w->n_pipes) {
-		w->n_pipes--;
-		p[0] = w->pipes[w->n_pipes][0];
-		p[1] = w->pipes[w->n_pipes][1];
-		return true;
-	}
-	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) {
-		p[0] = p[1] = -1;
-		return false;
-	}
-	/* Larger loads mean fewer splice calls per byte; the default is 64k. */
-	(void)fcntl(p[0], F_SETPIPE_SZ, WORKER_PIPE_SIZE);
-	return true;
-}
-
-void worker_pipe_put(struct worker *w, const int p[2], bool empty)
-{
-	if (empty && w->n_pipes < PIPE_CACHE_MAX) {
-		w->pipes[w->n_pipes][0] = p[0];
-		w->pipes[w->n_pipes][1] = p[1];
-		w->n_pipes++;
-		return;
-	}
-	close(p[0]);
-	close(p[1]);
+	for (struct acceptor *a = w->acceptors; a; a = a->next)
+		pool_refill(&w->pool, a->set, now);
 }
 
 struct worker *worker_new(unsigned id, unsigned n)
@@ -286,12 +262,12 @@ struct worker *worker_new(unsigned id, unsigned n)
 	w->wake_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w);
 	event_add(w->wake_ev, NULL);
 	w->reaper = event_new(w->base, -1, 0, on_reap, w);
-	w->scratch_len = SCRATCH_LEN;
-	w->scratch = xmalloc(w->scratch_len);
-	w->buf_free = xcalloc(BUF_CACHE_MAX, sizeof(*w->buf_free));
-	w->pipes = xcalloc(PIPE_CACHE_MAX, sizeof(*w->pipes));
-	rng_seed(&w->rng, now_us() ^ ((uint64_t)id << 32) ^ (uint64_t)(uintptr_t)w);
-	pool_worker_init(w);
+	relay_worker_init(&w->relay, w->base, w->reaper, &w->pool,
+			  now_us() ^ ((uint64_t)id << 32) ^ (uint64_t)(uintptr_t)w);
+	pool_worker_init(&w->pool, w->base, w->reaper, id, n);
+	w->pool_tick = event_new(w->base, -1, EV_PERSIST, on_pool_tick, w);
+	struct timeval tv = { 0, POOL_TICK_MS * 1000 };
+	event_add(w->pool_tick, &tv);
 	return w;
 }
 
@@ -356,27 +332,20 @@ void worker_post_simple(struct worker *w, enum worker_msg_kind kind, const char 
 static void worker_free(struct worker *w)
 {
 	on_wake(w->wake_fd, 0, w);	/* drop messages that arrived after STOP */
-	relay_close_all(w);
-	pool_worker_close(w);
+	relay_close_all(&w->relay);
+	pool_worker_close(&w->pool);
 	on_reap(-1, 0, w);
-	while (w->listeners) {
-		struct wlistener *l = w->listeners;
-		w->listeners = l->next;
-		listener_free(l);
+	while (w->acceptors) {
+		struct acceptor *a = w->acceptors;
+		w->acceptors = a->next;
+		acceptor_free(a);
 	}
 	event_free(w->wake_ev);
 	event_free(w->reaper);
+	event_free(w->pool_tick);
 	event_base_free(w->base);
 	close(w->wake_fd);
-	for (size_t i = 0; i < w->n_buf_free; i++)
-		free(w->buf_free[i]);
-	free(w->buf_free);
-	for (size_t i = 0; i < w->n_pipes; i++) {
-		close(w->pipes[i][0]);
-		close(w->pipes[i][1]);
-	}
-	free(w->pipes);
-	free(w->scratch);
+	relay_worker_free(&w->relay);
 	pthread_mutex_destroy(&w->inbox_lock);
 	free(w);
 }
