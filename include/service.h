@@ -27,6 +27,19 @@ struct service_check {
 	struct check *chk;			/* owned */
 };
 
+/*
+ * Where the service's members come from right now, as /services and the
+ * zklb_discovery_connected{state=...} label print it (service_view_name()).
+ * STATIC: the configuration lists them; the others follow discovery's state.
+ */
+enum service_view {
+	SERVICE_VIEW_PENDING = 0,		/* nothing known yet: clients wait */
+	SERVICE_VIEW_STATIC,			/* static backends from the configuration */
+	SERVICE_VIEW_CONNECTED,			/* in sync with ZooKeeper */
+	SERVICE_VIEW_DISCONNECTED,		/* ZooKeeper lost; the last-known view serves */
+	SERVICE_VIEW_CACHED,			/* cache_dir's copy until ZooKeeper answers */
+};
+
 /* One member as a discovery source describes it. */
 struct member_spec {
 	const char *id;				/* identity: instance id or host:port */
@@ -53,7 +66,7 @@ struct service {
 	/* Control thread only. */
 	struct backend_set *set;		/* ref; the snapshot workers have */
 	uint64_t version;			/* of the last published set */
-	const char *view;			/* static|pending|connected|disconnected|cached */
+	enum service_view view;			/* where the members come from */
 	struct backend **draining;		/* refs; removed members with open connections */
 	size_t n_draining;
 	struct service_check **checks;		/* owned; active checks, one per member */
@@ -72,6 +85,9 @@ struct service {
 	_Atomic uint64_t panics;		/* times panic mode was entered */
 	_Atomic uint64_t view_updates;		/* member changes applied */
 };
+
+/* "pending", "static", "connected", "disconnected" or "cached". */
+const char *service_view_name(enum service_view v);
 
 /* A service whose backends will be used by n_workers workers. */
 struct service *service_new(const char *name, unsigned n_workers);

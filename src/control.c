@@ -210,14 +210,30 @@ static void on_discovery_view(void *arg, const char *name, const struct instance
 	}
 }
 
+/* Discovery's state as the service's view (the names are the same). */
+static enum service_view view_of(enum discovery_state st)
+{
+	switch (st) {
+	case DISCOVERY_PENDING:
+		return SERVICE_VIEW_PENDING;
+	case DISCOVERY_CACHED:
+		return SERVICE_VIEW_CACHED;
+	case DISCOVERY_CONNECTED:
+		return SERVICE_VIEW_CONNECTED;
+	case DISCOVERY_DISCONNECTED:
+		return SERVICE_VIEW_DISCONNECTED;
+	}
+	return SERVICE_VIEW_PENDING;
+}
+
 static void on_discovery_state(void *arg, const char *name, enum discovery_state st)
 {
 	struct control *c = arg;
 	long i = service_index(c, name);
 	if (i < 0)
 		return;
-	c->services[i]->view = discovery_state_name(st);
-	log_info("svc=%s discovery %s", name, c->services[i]->view);
+	c->services[i]->view = view_of(st);
+	log_info("svc=%s discovery %s", name, service_view_name(c->services[i]->view));
 }
 
 static const struct discovery_hooks discovery_hooks = {
@@ -298,11 +314,11 @@ static bool control_apply(struct control *c, struct config *cfg)
 		service_configure(svc, sc);
 		bool ready;
 		if (sc->discovery.type == DISCOVERY_STATIC) {
-			if (svc->set && strcmp(svc->view, "static") != 0)
+			if (svc->set && svc->view != SERVICE_VIEW_STATIC)
 				discovery_unwatch(c->disc, sc->name);
 			static_members(svc, sc, now);
 			control_resolve(c, svc, starting);
-			svc->view = "static";
+			svc->view = SERVICE_VIEW_STATIC;
 			ready = true;
 		} else {
 			/* Filled by discovery; until then clients wait. */

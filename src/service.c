@@ -14,10 +14,27 @@ struct service *service_new(const char *name, unsigned n_workers)
 	svc->name = xstrdup(name);
 	svc->n_workers = n_workers ? n_workers : 1;
 	pthread_mutex_init(&svc->health_lock, NULL);
-	svc->view = "pending";
+	svc->view = SERVICE_VIEW_PENDING;
 	svc->max_ejected_percent = 50;
 	svc->panic_threshold = 50;
 	return svc;
+}
+
+const char *service_view_name(enum service_view v)
+{
+	switch (v) {
+	case SERVICE_VIEW_PENDING:
+		return "pending";
+	case SERVICE_VIEW_STATIC:
+		return "static";
+	case SERVICE_VIEW_CONNECTED:
+		return "connected";
+	case SERVICE_VIEW_DISCONNECTED:
+		return "disconnected";
+	case SERVICE_VIEW_CACHED:
+		return "cached";
+	}
+	return "?";
 }
 
 struct service *service_get(struct service *svc)
