@@ -55,9 +55,7 @@ struct service {
 	unsigned n_workers;			/* pool slots per backend */
 
 	pthread_mutex_t health_lock;		/* guards the fields up to `panic` */
-	struct health_params hp;
-	uint32_t max_ejected_percent;
-	uint32_t panic_threshold;
+	struct health_params hp;		/* from the health: section (the schema's defaults) */
 	uint64_t slow_start_ms;
 	struct backend **members;		/* refs; the current instances */
 	size_t n_members;

@@ -94,7 +94,7 @@ void backend_report_failure(struct backend *be, const char *why)
 	atomic_fetch_add_explicit(&be->connect_failures, 1, memory_order_relaxed);
 
 	pthread_mutex_lock(&svc->health_lock);
-	uint32_t max_pct = svc->max_ejected_percent;
+	uint32_t max_pct = svc->hp.max_ejected_percent;
 	size_t total;
 	size_t ejected = count_ejected(svc, &total);
 	bool may = health_may_eject(ejected, total, max_pct);

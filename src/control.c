@@ -642,7 +642,7 @@ struct control *control_new(struct config *cfg, const char *config_path)
 	c->base = event_base_new();
 	c->started_ms = now_ms();
 	c->started_wall_ms = wall_ms();
-	c->n_workers = cfg->workers ? cfg->workers : 1;
+	c->n_workers = cfg->workers;		/* the schema's "auto" gives at least 1 */
 
 	/* Workers must not take signals: only the control thread handles them. */
 	sigset_t all, old;

@@ -15,8 +15,6 @@ struct service *service_new(const char *name, unsigned n_workers)
 	svc->n_workers = n_workers ? n_workers : 1;
 	pthread_mutex_init(&svc->health_lock, NULL);
 	svc->view = SERVICE_VIEW_PENDING;
-	svc->max_ejected_percent = 50;
-	svc->panic_threshold = 50;
 	return svc;
 }
 
@@ -85,8 +83,6 @@ void service_configure(struct service *svc, const struct service_conf *conf)
 {
 	pthread_mutex_lock(&svc->health_lock);
 	health_params_from_conf(&svc->hp, &conf->health);
-	svc->max_ejected_percent = conf->health.max_ejected_percent;
-	svc->panic_threshold = conf->health.panic_threshold;
 	svc->slow_start_ms = conf->slow_start_ms;
 	/* New parameters may change when instances are routable (the next tick
 	 * brings up instances that waited for a check that was removed). */
@@ -255,7 +251,7 @@ void service_tick(struct service *svc, uint64_t now)
 		if (backend_routable(be, now))
 			routable++;
 	}
-	bool panic = health_in_panic(routable, total, svc->panic_threshold);
+	bool panic = health_in_panic(routable, total, svc->hp.panic_threshold);
 	bool was = svc->panic;
 	svc->panic = panic;
 	pthread_mutex_unlock(&svc->health_lock);
@@ -267,7 +263,7 @@ void service_tick(struct service *svc, uint64_t now)
 	if (panic && !was) {
 		atomic_fetch_add(&svc->panics, 1);
 		log_warn("svc=%s entering panic mode: %zu of %zu instances routable (< %u%%), "
-			 "balancing over all", svc->name, routable, total, svc->panic_threshold);
+			 "balancing over all", svc->name, routable, total, svc->hp.panic_threshold);
 	} else if (!panic && was) {
 		log_info("svc=%s leaving panic mode: %zu of %zu instances routable", svc->name,
 			 routable, total);
