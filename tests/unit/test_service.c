@@ -1,6 +1,7 @@
 /*
- * Unit tests of backends, snapshots and service membership: identity across
- * views, refcounting (the ASan build checks nothing leaks), removal.
+ * Unit tests of service.c: membership (identity across views, removal,
+ * draining), the snapshots it publishes with their refcounts (the ASan build
+ * checks nothing leaks), and the passive-health policy the service owns.
  */
 #include <setjmp.h>
 #include <stdarg.h>
