@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "backend_set.h"
 #include "config.h"
 #include "service.h"
 #include "worker.h"

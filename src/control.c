@@ -161,10 +161,11 @@ static void on_resolved(void *arg, struct backend *be)
 {
 	struct control *c = arg;
 	for (size_t i = 0; i < c->n_services; i++) {
-		if (c->services[i] != be->svc)
+		struct service *svc = c->services[i];
+		if (!service_has_member(svc, be))
 			continue;
-		service_backend_ready(be->svc, be, now_ms());
-		control_sync_checks(c, be->svc, &c->cfg->cfg->services[i], false);
+		service_backend_ready(svc, be, now_ms());
+		control_sync_checks(c, svc, &c->cfg->cfg->services[i], false);
 		return;
 	}
 }
@@ -173,7 +174,7 @@ static void on_resolved(void *arg, struct backend *be)
 static void control_publish(struct control *c, size_t i, bool ready)
 {
 	const struct service_conf *sc = &c->cfg->cfg->services[i];
-	struct backend_set *s = service_publish(c->services[i], c->cfg, sc, ready);
+	struct backend_set *s = backend_set_publish(c->services[i], c->cfg, sc, ready);
 	for (unsigned w = 0; w < c->n_workers; w++)
 		worker_post_update(c->workers[w], sc->listen, backend_set_get(s));
 	backend_set_put(s);
@@ -196,7 +197,7 @@ static void on_discovery_view(void *arg, const char *name, const struct instance
 		m[k].weight = v[k].weight ? v[k].weight : 1;
 	}
 	struct service *svc = c->services[i];
-	bool first = svc->set == NULL || !svc->set->ready;
+	bool first = !svc->ready;
 	bool changed = service_set_members(svc, m, n, now_ms());
 	free(m);
 	if (changed) {
@@ -314,7 +315,7 @@ static bool control_apply(struct control *c, struct config *cfg)
 		service_configure(svc, sc);
 		bool ready;
 		if (sc->discovery.type == DISCOVERY_STATIC) {
-			if (svc->set && svc->view != SERVICE_VIEW_STATIC)
+			if (svc->version && svc->view != SERVICE_VIEW_STATIC)
 				discovery_unwatch(c->disc, sc->name);
 			static_members(svc, sc, now);
 			control_resolve(c, svc, starting);
@@ -322,12 +323,12 @@ static bool control_apply(struct control *c, struct config *cfg)
 			ready = true;
 		} else {
 			/* Filled by discovery; until then clients wait. */
-			ready = svc->set && svc->set->ready;
+			ready = svc->ready;
 			if (discovery_watch(c->disc, sc) != 0)
 				log_error("svc=%s discovery cannot start", sc->name);
 		}
 		control_sync_checks(c, svc, sc, true);
-		struct backend_set *s = service_publish(svc, c->cfg, sc, ready);
+		struct backend_set *s = backend_set_publish(svc, c->cfg, sc, ready);
 		for (unsigned w = 0; w < c->n_workers; w++) {
 			if (p.fds[i])
 				worker_post_listen(c->workers[w], sc->listen, p.fds[i][w],

@@ -58,8 +58,9 @@ void service_put(struct service *svc)
 }
 
 /*
- * Members and snapshots hold references to the service (backend->svc,
- * set->svc), so the owner drops them explicitly when the service goes away.
+ * Snapshots hold references to the service (set->svc) and the service holds
+ * its members, so the owner drops the members explicitly when the service
+ * goes away; relays still holding a snapshot keep what they use.
  */
 void service_retire(struct service *svc)
 {
@@ -75,8 +76,6 @@ void service_retire(struct service *svc)
 	release_members(svc->draining, svc->n_draining);
 	svc->draining = NULL;
 	svc->n_draining = 0;
-	backend_set_put(svc->set);
-	svc->set = NULL;
 }
 
 void service_configure(struct service *svc, const struct service_conf *conf)
@@ -132,8 +131,8 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 			nv[i] = backend_get(be);
 			kept++;
 		} else {
-			nv[i] = backend_new(svc, v[i].id, v[i].host, v[i].port, v[i].ssl_port,
-					    v[i].weight, now);
+			nv[i] = backend_new(svc->name, svc->n_workers, v[i].id, v[i].host,
+					    v[i].port, v[i].ssl_port, v[i].weight, now);
 			if (svc->hp.active_check) {
 				/* Unknown until the check has spoken once. */
 				nv[i]->health.state = HEALTH_CHECKING;
@@ -174,6 +173,14 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 	return added || removed;
 }
 
+bool service_has_member(const struct service *svc, const struct backend *be)
+{
+	for (size_t i = 0; i < svc->n_members; i++)
+		if (svc->members[i] == be)
+			return true;
+	return false;
+}
+
 void service_backend_ready(struct service *svc, struct backend *be, uint64_t now)
 {
 	pthread_mutex_lock(&svc->health_lock);
@@ -182,14 +189,74 @@ void service_backend_ready(struct service *svc, struct backend *be, uint64_t now
 	pthread_mutex_unlock(&svc->health_lock);
 }
 
-struct backend_set *service_publish(struct service *svc, struct config_ref *cfg,
-				    const struct service_conf *conf, bool ready)
+uint64_t service_published(struct service *svc, bool ready)
 {
-	struct backend_set *s = backend_set_new(svc, cfg, conf, svc->members, svc->n_members, ready);
-	s->version = ++svc->version;
-	backend_set_put(svc->set);
-	svc->set = backend_set_get(s);
-	return s;
+	svc->ready = ready;
+	return ++svc->version;
+}
+
+/*
+ * Count ejected members, and members with an address (a name not resolved
+ * yet is no instance yet, as for panic); caller holds the health lock.
+ */
+static size_t count_ejected(const struct service *svc, size_t *with_addr)
+{
+	size_t n = 0;
+	*with_addr = 0;
+	for (size_t i = 0; i < svc->n_members; i++) {
+		const struct backend *be = svc->members[i];
+		if (!backend_has_addr(be))
+			continue;
+		(*with_addr)++;
+		if (be->health.state == HEALTH_EJECTED)
+			n++;
+	}
+	return n;
+}
+
+void service_report_failure(struct service *svc, struct backend *be, const char *why)
+{
+	uint64_t now = now_ms();
+	atomic_fetch_add_explicit(&be->connect_failures, 1, memory_order_relaxed);
+
+	pthread_mutex_lock(&svc->health_lock);
+	uint32_t max_pct = svc->hp.max_ejected_percent;
+	size_t total;
+	size_t ejected = count_ejected(svc, &total);
+	bool may = health_may_eject(ejected, total, max_pct);
+	enum health_transition t = health_on_failure(&be->health, &svc->hp, now, may);
+	uint64_t until = be->health.ejected_until_ms;
+	uint32_t times = be->health.ejections_total;
+	atomic_store(&be->eligible_after_ms, health_eligible_after(&be->health, &svc->hp));
+	pthread_mutex_unlock(&svc->health_lock);
+
+	if (t == HEALTH_T_EJECTED) {
+		atomic_fetch_add_explicit(&svc->ejections, 1, memory_order_relaxed);
+		log_warn("svc=%s be=%s ejected for %llums (ejection #%u) after %s",
+			 svc->name, be->name, (unsigned long long)(until - now), times, why);
+	} else if (t == HEALTH_T_EJECT_SKIPPED) {
+		/* A flapping service would say this on every streak: once a second is enough. */
+		uint64_t last = atomic_load_explicit(&svc->skip_logged_ms, memory_order_relaxed);
+		if (now - last >= 1000 &&
+		    atomic_compare_exchange_strong(&svc->skip_logged_ms, &last, now))
+			log_warn("svc=%s be=%s not ejected: max_ejected_percent=%u reached (%s)",
+				 svc->name, be->name, max_pct, why);
+	} else {
+		log_debug("svc=%s be=%s connect failure: %s", svc->name, be->name, why);
+	}
+}
+
+void service_report_success(struct service *svc, struct backend *be)
+{
+	/*
+	 * The common case is a healthy instance with no failure streak: a racy
+	 * read is fine, a stale nonzero only costs taking the lock once.
+	 */
+	if (__atomic_load_n(&be->health.consecutive_failures, __ATOMIC_RELAXED) == 0)
+		return;
+	pthread_mutex_lock(&svc->health_lock);
+	health_on_success(&be->health, &svc->hp, now_ms());
+	pthread_mutex_unlock(&svc->health_lock);
 }
 
 static void log_transition(struct service *svc, struct backend *be, enum health_transition t,

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "backend_set.h"
 #include "config.h"
 #include "service.h"
 
@@ -73,18 +74,25 @@ static void test_snapshot_refcounts(void **state)
 	struct backend *x = svc->members[0];
 	struct config_ref *cfg = dummy_cfg();
 
-	struct backend_set *s1 = service_publish(svc, cfg, &conf, true);
+	assert_false(svc->ready);
+	struct backend_set *s1 = backend_set_publish(svc, cfg, &conf, true);
 	assert_int_equal(s1->version, 1);
+	assert_int_equal(svc->version, 1);
+	assert_true(svc->ready);
 	assert_int_equal(s1->n, 1);
 	assert_ptr_equal(s1->v[0], x);
-	/* the member list and the snapshot (held by the service and by us) */
+	assert_ptr_equal(s1->svc, svc);
+	/* x: the member list and the snapshot; the snapshot: us only (the
+	 * service remembers its version, not the set); svc: us and the set */
 	assert_int_equal(atomic_load(&x->refs), 2);
-	assert_int_equal(atomic_load(&s1->refs), 2);
+	assert_int_equal(atomic_load(&s1->refs), 1);
+	assert_int_equal(atomic_load(&svc->refs), 2);
 
-	struct backend_set *s2 = service_publish(svc, cfg, &conf, true);
+	struct backend_set *s2 = backend_set_publish(svc, cfg, &conf, true);
 	assert_int_equal(s2->version, 2);
 	assert_int_equal(atomic_load(&x->refs), 3);
-	/* s1 now held by us only */
+	assert_int_equal(atomic_load(&svc->refs), 3);
+	/* s1 is still held by us only */
 	assert_int_equal(atomic_load(&s1->refs), 1);
 	backend_set_put(s1);
 	assert_int_equal(atomic_load(&x->refs), 2);
@@ -125,9 +133,9 @@ static void test_passive_failures_eject(void **state)
 	service_set_members(svc, a, 2, now_ms());
 	struct backend *be = svc->members[0];
 	uint64_t t = now_ms();
-	backend_report_failure(be, "test");
+	service_report_failure(svc, be, "test");
 	assert_true(backend_routable(be, t));
-	backend_report_failure(be, "test");
+	service_report_failure(svc, be, "test");
 	assert_false(backend_routable(be, now_ms()));
 	assert_true(backend_routable(be, now_ms() + 6000));
 	assert_int_equal(atomic_load(&svc->ejections), 1);
