@@ -21,6 +21,7 @@
 #include "worker.h"
 
 struct admin;
+struct checker;
 struct announce;
 struct discovery;
 struct overlay;
@@ -48,6 +49,7 @@ struct control {
 	struct zk *zk;				/* owned; NULL without a zookeeper: section */
 	struct discovery *disc;			/* owned */
 	struct resolver *resolver;		/* owned; host names of backends */
+	struct checker *checker;		/* owned; active checks of all services */
 	struct announce *announce;		/* owned; NULL without a zookeeper: section */
 	struct sync *sync;			/* owned; NULL without a zookeeper: section */
 	struct overlay *overlay;		/* owned; NULL without zookeeper.config_path */

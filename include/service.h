@@ -29,13 +29,6 @@
 #include "config.h"
 #include "health.h"
 
-/* An active health check of one member (control thread). */
-struct service_check {
-	struct service *svc;			/* not a ref: owned by svc */
-	struct backend *be;			/* ref */
-	struct check *chk;			/* owned */
-};
-
 /*
  * Where the service's members come from right now, as /services and the
  * zklb_discovery_connected{state=...} label print it (service_view_name()).
@@ -76,8 +69,6 @@ struct service {
 	enum service_view view;			/* where the members come from */
 	struct backend **draining;		/* refs; removed members with open connections */
 	size_t n_draining;
-	struct service_check **checks;		/* owned; active checks, one per member */
-	size_t n_checks;
 
 	_Atomic uint64_t rr_next;		/* round_robin position, all workers */
 	_Atomic uint64_t skip_logged_ms;	/* last "not ejected" log line (rate limit) */

@@ -9,7 +9,7 @@
 #include "control.h"
 #include "admin.h"
 #include "announce.h"
-#include "check.h"
+#include "checker.h"
 #include "discovery.h"
 #include "listener.h"
 #include "overlay.h"
@@ -87,75 +87,6 @@ static long service_index(const struct control *c, const char *name)
 	return -1;
 }
 
-static void on_check_result(struct check *chk, bool passed, const char *reason,
-			    uint64_t elapsed_ms, void *arg)
-{
-	struct service_check *sc = arg;
-	service_check_result(sc->svc, sc->be, passed, reason, now_ms());
-}
-
-static void check_entry_free(struct service_check *e)
-{
-	check_stop(e->chk);
-	backend_put(e->be);
-	free(e);
-}
-
-static void checks_stop_all(struct service *svc)
-{
-	for (size_t i = 0; i < svc->n_checks; i++)
-		check_entry_free(svc->checks[i]);
-	free(svc->checks);
-	svc->checks = NULL;
-	svc->n_checks = 0;
-}
-
-/*
- * One active check per member when the service has a check: configured.
- * restart: the settings changed (reload), so every check starts over; the
- * health state lives in the backend and is kept.
- */
-static void control_sync_checks(struct control *c, struct service *svc,
-				const struct service_conf *conf, bool restart)
-{
-	if (restart || conf->health.check.type == CHECK_NONE)
-		checks_stop_all(svc);
-	if (conf->health.check.type == CHECK_NONE)
-		return;
-	/* Keep checks of members that stay, stop the others. */
-	size_t k = 0;
-	for (size_t i = 0; i < svc->n_checks; i++) {
-		struct service_check *e = svc->checks[i];
-		if (atomic_load(&e->be->member))
-			svc->checks[k++] = e;
-		else
-			check_entry_free(e);
-	}
-	svc->n_checks = k;
-	/* members are replaced only on this thread: no lock needed to read them */
-	for (size_t m = 0; m < svc->n_members; m++) {
-		struct backend *be = svc->members[m];
-		bool has = false;
-		for (size_t i = 0; i < svc->n_checks && !has; i++)
-			has = svc->checks[i]->be == be;
-		if (has || !backend_has_addr(be))
-			continue;
-		struct service_check *e = xcalloc(1, sizeof(*e));
-		e->svc = svc;
-		e->be = backend_get(be);
-		char label[512];
-		snprintf(label, sizeof(label), "svc=%s be=%s", svc->name, be->name);
-		e->chk = check_start(c->base, &conf->health.check, &be->addr, label, on_check_result, e);
-		if (!e->chk) {
-			backend_put(be);
-			free(e);
-			continue;
-		}
-		svc->checks = xrealloc(svc->checks, (svc->n_checks + 1) * sizeof(*svc->checks));
-		svc->checks[svc->n_checks++] = e;
-	}
-}
-
 /* A member's host name resolved: it may be routed and checked now. */
 static void on_resolved(void *arg, struct backend *be)
 {
@@ -165,7 +96,7 @@ static void on_resolved(void *arg, struct backend *be)
 		if (!service_has_member(svc, be))
 			continue;
 		service_backend_ready(svc, be, now_ms());
-		control_sync_checks(c, svc, &c->cfg->cfg->services[i], false);
+		checker_sync(c->checker, svc, &c->cfg->cfg->services[i], false);
 		return;
 	}
 }
@@ -202,7 +133,7 @@ static void on_discovery_view(void *arg, const char *name, const struct instance
 	free(m);
 	if (changed) {
 		control_resolve(c, svc, false);
-		control_sync_checks(c, svc, sc, false);
+		checker_sync(c->checker, svc, sc, false);
 	}
 	if (changed || first) {
 		control_publish(c, (size_t)i, true);
@@ -327,7 +258,7 @@ static bool control_apply(struct control *c, struct config *cfg)
 			if (discovery_watch(c->disc, sc) != 0)
 				log_error("svc=%s discovery cannot start", sc->name);
 		}
-		control_sync_checks(c, svc, sc, true);
+		checker_sync(c->checker, svc, sc, true);
 		struct backend_set *s = backend_set_publish(svc, c->cfg, sc, ready);
 		for (unsigned w = 0; w < c->n_workers; w++) {
 			if (p.fds[i])
@@ -394,7 +325,7 @@ static bool control_apply(struct control *c, struct config *cfg)
 		if (!stays) {
 			log_info("svc=%s removed", old->name);
 			discovery_unwatch(c->disc, old->name);
-			checks_stop_all(old);
+			checker_forget(c->checker, old);
 			service_retire(old);
 		}
 		service_put(old);
@@ -661,6 +592,7 @@ struct control *control_new(struct config *cfg, const char *config_path)
 			c->workers[i] = NULL;
 		}
 	}
+	c->checker = checker_new(c->base);
 	if (ok) {
 		c->resolver = resolver_new(c->base, on_resolved, c);
 		ok = c->resolver != NULL;
@@ -751,8 +683,8 @@ void control_free(struct control *c)
 		free(e->key);
 		free(e);
 	}
+	checker_free(c->checker);
 	for (size_t i = 0; i < c->n_services; i++) {
-		checks_stop_all(c->services[i]);
 		service_retire(c->services[i]);
 		service_put(c->services[i]);
 	}
