@@ -14,6 +14,7 @@
 #define ZKLB_CHECKER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include <event2/event.h>
 
@@ -37,6 +38,9 @@ void checker_sync(struct checker *ck, struct service *svc, const struct service_
 
 /* Stop every check of svc (the service goes away). */
 void checker_forget(struct checker *ck, struct service *svc);
+
+/* How many checks of svc run (for the tests). */
+size_t checker_count(const struct checker *ck, const struct service *svc);
 
 /* Stop everything and free. NULL is a no-op. */
 void checker_free(struct checker *ck);

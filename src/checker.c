@@ -120,6 +120,14 @@ void checker_forget(struct checker *ck, struct service *svc)
 	checker_stop_where(ck, svc, always);
 }
 
+size_t checker_count(const struct checker *ck, const struct service *svc)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < ck->n; i++)
+		n += ck->v[i]->svc == svc;
+	return n;
+}
+
 void checker_free(struct checker *ck)
 {
 	if (!ck)
