@@ -1,8 +1,9 @@
 /*
  * control — the control thread: loads and reloads the configuration, owns
- * the services and their snapshots, the listening sockets until they are
- * handed to workers, discovery, health checks, the admin API, signals and
- * the drain on exit.
+ * the services and publishes their snapshots, the listening sockets until
+ * they are handed to workers, discovery, the checker (active health checks),
+ * the admin API, signals and the drain on exit. It wires these together;
+ * the policies live in their modules (health: service.c, checks: checker.c).
  *
  * Everything here runs on the control thread's event base; workers are told
  * about changes only through worker_post().

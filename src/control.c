@@ -192,10 +192,8 @@ static const struct discovery_hooks discovery_hooks = {
 
 struct service *control_service(const struct control *c, const char *name)
 {
-	for (size_t i = 0; i < c->n_services; i++)
-		if (strcmp(c->services[i]->name, name) == 0)
-			return c->services[i];
-	return NULL;
+	long i = service_index(c, name);
+	return i < 0 ? NULL : c->services[i];
 }
 
 /*
