@@ -27,7 +27,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config.h"
 #include "health.h"
 #include "pool.h"
 #include "util.h"
@@ -63,19 +62,6 @@ struct backend {
 
 	struct pool_slot *slots;		/* owned; [n_workers], slot i for worker i only */
 };
-
-/*
- * A refcounted config: snapshots point into it (struct service_conf), so it
- * must outlive every snapshot built from it.
- */
-struct config_ref {
-	_Atomic uint32_t refs;
-	struct config *cfg;			/* owned */
-};
-
-struct config_ref *config_ref_new(struct config *cfg);
-struct config_ref *config_ref_get(struct config_ref *r);
-void config_ref_put(struct config_ref *r);
 
 /*
  * New instance of service `svc_name` (copied) with one reference and one pool

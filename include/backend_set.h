@@ -10,6 +10,9 @@
  * reference is why sets are their own module: the service registry
  * (service.c) sits below them and never needs to know they exist.
  *
+ * The configuration a set borrows its settings from is refcounted here too
+ * (struct config_ref): a reload must not free what running relays read.
+ *
  * Threads: immutable after backend_set_publish(); refs are atomics.
  */
 #ifndef ZKLB_BACKEND_SET_H
@@ -23,6 +26,19 @@
 #include "backend.h"
 #include "config.h"
 #include "service.h"
+
+/*
+ * A refcounted config: snapshots point into it (struct service_conf), so it
+ * must outlive every snapshot built from it.
+ */
+struct config_ref {
+	_Atomic uint32_t refs;
+	struct config *cfg;			/* owned */
+};
+
+struct config_ref *config_ref_new(struct config *cfg);
+struct config_ref *config_ref_get(struct config_ref *r);
+void config_ref_put(struct config_ref *r);
 
 struct backend_set {
 	_Atomic uint32_t refs;

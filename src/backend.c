@@ -67,25 +67,3 @@ void backend_put(struct backend *be)
 	free(be->id);
 	free(be);
 }
-
-struct config_ref *config_ref_new(struct config *cfg)
-{
-	struct config_ref *r = xcalloc(1, sizeof(*r));
-	atomic_init(&r->refs, 1);
-	r->cfg = cfg;
-	return r;
-}
-
-struct config_ref *config_ref_get(struct config_ref *r)
-{
-	atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
-	return r;
-}
-
-void config_ref_put(struct config_ref *r)
-{
-	if (!r || atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
-		return;
-	config_free(r->cfg);
-	free(r);
-}

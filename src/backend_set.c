@@ -1,9 +1,32 @@
 /*
- * backend_set — see backend_set.h.
+ * backend_set — see backend_set.h. config_ref lives here: snapshots are the
+ * reason a configuration is refcounted.
  */
 #include "backend_set.h"
 
 #include <stdlib.h>
+
+struct config_ref *config_ref_new(struct config *cfg)
+{
+	struct config_ref *r = xcalloc(1, sizeof(*r));
+	atomic_init(&r->refs, 1);
+	r->cfg = cfg;
+	return r;
+}
+
+struct config_ref *config_ref_get(struct config_ref *r)
+{
+	atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+	return r;
+}
+
+void config_ref_put(struct config_ref *r)
+{
+	if (!r || atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	config_free(r->cfg);
+	free(r);
+}
 
 struct backend_set *backend_set_new(struct service *svc, struct config_ref *cfg,
 				    const struct service_conf *conf, struct backend **v,
