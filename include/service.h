@@ -87,6 +87,9 @@ struct service {
 /* "pending", "static", "connected", "disconnected" or "cached". */
 const char *service_view_name(enum service_view v);
 
+/* In sync with its source: connected to ZooKeeper, or static. */
+bool service_view_in_sync(enum service_view v);
+
 /* A service whose backends will be used by n_workers workers. */
 struct service *service_new(const char *name, unsigned n_workers);
 struct service *service_get(struct service *svc);

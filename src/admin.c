@@ -379,7 +379,7 @@ static void metrics_zookeeper(struct evbuffer *b, struct control *c)
 		label_escape(sname, sizeof(sname), c->services[i]->name);
 		const char *v = service_view_name(c->services[i]->view);
 		evbuffer_add_printf(b, "zklb_discovery_connected{service=\"%s\",state=\"%s\"} %d\n", sname, v,
-				    strcmp(v, "connected") == 0 || strcmp(v, "static") == 0);
+				    service_view_in_sync(c->services[i]->view));
 	}
 }
 

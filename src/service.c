@@ -35,6 +35,11 @@ const char *service_view_name(enum service_view v)
 	return "?";
 }
 
+bool service_view_in_sync(enum service_view v)
+{
+	return v == SERVICE_VIEW_CONNECTED || v == SERVICE_VIEW_STATIC;
+}
+
 struct service *service_get(struct service *svc)
 {
 	atomic_fetch_add_explicit(&svc->refs, 1, memory_order_relaxed);

@@ -313,6 +313,11 @@ static void test_view_names(void **state)
 	assert_string_equal(service_view_name(SERVICE_VIEW_CONNECTED), "connected");
 	assert_string_equal(service_view_name(SERVICE_VIEW_DISCONNECTED), "disconnected");
 	assert_string_equal(service_view_name(SERVICE_VIEW_CACHED), "cached");
+	assert_true(service_view_in_sync(SERVICE_VIEW_STATIC));
+	assert_true(service_view_in_sync(SERVICE_VIEW_CONNECTED));
+	assert_false(service_view_in_sync(SERVICE_VIEW_PENDING));
+	assert_false(service_view_in_sync(SERVICE_VIEW_DISCONNECTED));
+	assert_false(service_view_in_sync(SERVICE_VIEW_CACHED));
 	struct service *svc = service_new("v", 1);
 	assert_int_equal(svc->view, SERVICE_VIEW_PENDING);
 	service_put(svc);
