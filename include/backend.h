@@ -1,18 +1,22 @@
 /*
- * backend — backend instances and the immutable backend-set snapshots that
- * workers route with.
+ * backend — one backend instance (host:port) of one service: its identity,
+ * its address, the health record its service keeps on it, and its own
+ * counters. Data plus counters only: whether an outcome ejects the instance
+ * is the service's decision (service_report_failure()), and the snapshots
+ * workers route with are backend_set's.
  *
- * A struct backend is one instance (host:port) of one service. It lives as
- * long as anything references it: the service's registry while it is a
- * member, every snapshot that lists it, every relay connected to it. Its
- * identity (instance id, or host:port for static backends) survives
- * snapshots, so a new view from ZooKeeper keeps the active count and the
- * health of instances that stay.
+ * A struct backend lives as long as anything references it: the service's
+ * registry while it is a member, every snapshot that lists it, every relay
+ * connected to it. Its identity (instance id, or host:port for static
+ * backends) survives snapshots, so a new view from ZooKeeper keeps the active
+ * count and the health of instances that stay. It holds no reference on its
+ * service: the service outlives it only through whoever holds both (a
+ * snapshot), so it keeps a copy of the service's name for log lines.
  *
  * Threads: counters and `eligible_after_ms` are atomics written by workers
- * and the control thread; `health` is guarded by the service's health lock;
- * `addr` is written once by the control thread before `has_addr` is set
- * (release), so whoever sees has_addr (acquire) may use it; `resolving`
+ * and the control thread; `health` is guarded by the owning service's health
+ * lock; `addr` is written once by the control thread before `has_addr` is
+ * set (release), so whoever sees has_addr (acquire) may use it; `resolving`
  * belongs to the control thread; everything else is immutable after
  * backend_new().
  */
@@ -23,12 +27,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config.h"
 #include "health.h"
 #include "pool.h"
 #include "util.h"
-
-struct service;
 
 struct backend {
 	_Atomic uint32_t refs;
@@ -41,13 +42,13 @@ struct backend {
 	_Atomic bool has_addr;			/* an IP literal, or its name resolved */
 	bool resolving;				/* control thread: queued in the resolver */
 	uint32_t weight;			/* 1..256 */
-	struct service *svc;			/* ref */
+	char *svc_name;				/* owned; the service's name, for log lines */
 
 	/* Health, published for workers: routable when now >= this (ms). */
 	_Atomic uint64_t eligible_after_ms;
 	_Atomic uint64_t serving_since_ms;	/* slow-start origin: added or returned */
 	_Atomic bool member;			/* false once removed from the service */
-	struct health health;			/* guarded by svc->health_lock */
+	struct health health;			/* guarded by the service's health_lock */
 
 	/* Counters (relaxed atomics, summed for the admin API). */
 	_Atomic uint32_t active;		/* open or connecting, all workers */
@@ -59,44 +60,18 @@ struct backend {
 	_Atomic uint64_t upstream_reused;	/* taken from the idle pool */
 	_Atomic uint32_t idle;			/* idle pooled connections, all workers */
 
-	struct pool_slot *slots;		/* owned; [svc->n_workers], slot i for worker i only */
+	struct pool_slot *slots;		/* owned; [n_workers], slot i for worker i only */
 };
 
 /*
- * A refcounted config: snapshots point into it (struct service_conf), so it
- * must outlive every snapshot built from it.
+ * New instance of service `svc_name` (copied) with one reference and one pool
+ * slot per worker. An IP literal host gives an address at once; a host name
+ * leaves the backend without one (never routable) until backend_set_addr():
+ * names are resolved by the caller, off the data path.
  */
-struct config_ref {
-	_Atomic uint32_t refs;
-	struct config *cfg;			/* owned */
-};
-
-struct config_ref *config_ref_new(struct config *cfg);
-struct config_ref *config_ref_get(struct config_ref *r);
-void config_ref_put(struct config_ref *r);
-
-/*
- * The immutable set a worker routes with for one service. Built by the control
- * thread, handed to each worker with one reference each.
- */
-struct backend_set {
-	_Atomic uint32_t refs;
-	struct service *svc;			/* ref */
-	struct config_ref *cfg;			/* ref; keeps `conf` alive */
-	const struct service_conf *conf;	/* borrowed from cfg */
-	uint64_t version;			/* increases with every new set */
-	bool ready;				/* a view exists; false: clients wait */
-	size_t n;
-	struct backend *v[];			/* refs */
-};
-
-/*
- * New instance with one reference. An IP literal host gives an address at
- * once; a host name leaves the backend without one (never routable) until
- * backend_set_addr(): names are resolved by the caller, off the data path.
- */
-struct backend *backend_new(struct service *svc, const char *id, const char *host,
-			    uint16_t port, uint16_t ssl_port, uint32_t weight, uint64_t now);
+struct backend *backend_new(const char *svc_name, unsigned n_workers, const char *id,
+			    const char *host, uint16_t port, uint16_t ssl_port, uint32_t weight,
+			    uint64_t now);
 
 /* Give a backend created from a host name its address (once). Control thread. */
 void backend_set_addr(struct backend *be, const struct net_addr *addr);
@@ -114,20 +89,5 @@ static inline bool backend_routable(const struct backend *be, uint64_t now)
 {
 	return now >= atomic_load_explicit(&be->eligible_after_ms, memory_order_relaxed);
 }
-
-/*
- * Passive health outcomes from the data plane (any thread). A failure takes
- * the service's health lock; a success takes it only when there is a failure
- * streak to reset.
- */
-void backend_report_failure(struct backend *be, const char *why);
-void backend_report_success(struct backend *be);
-
-/* Set of n backends (each gets a new reference); takes a ref on cfg and svc. */
-struct backend_set *backend_set_new(struct service *svc, struct config_ref *cfg,
-				    const struct service_conf *conf, struct backend **v,
-				    size_t n, bool ready);
-struct backend_set *backend_set_get(struct backend_set *s);
-void backend_set_put(struct backend_set *s);
 
 #endif

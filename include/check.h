@@ -2,7 +2,8 @@
  * check — the active health check runner: one `struct check` probes one
  * address every interval on a libevent base (the control thread's) and
  * reports each result through a callback. It keeps no health state: the
- * caller feeds results to health_on_check() and logs the state changes.
+ * caller (checker.c, for services) feeds results to health_on_check() through
+ * the service, which logs the state changes.
  *
  * Types (enum check_kind in config.h):
  *   tcp          a non-blocking connect completes within the timeout.

@@ -1,8 +1,9 @@
 /*
  * control — the control thread: loads and reloads the configuration, owns
- * the services and their snapshots, the listening sockets until they are
- * handed to workers, discovery, health checks, the admin API, signals and
- * the drain on exit.
+ * the services and publishes their snapshots, the listening sockets until
+ * they are handed to workers, discovery, the checker (active health checks),
+ * the admin API, signals and the drain on exit. It wires these together;
+ * the policies live in their modules (health: service.c, checks: checker.c).
  *
  * Everything here runs on the control thread's event base; workers are told
  * about changes only through worker_post().
@@ -15,11 +16,13 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "backend_set.h"
 #include "config.h"
 #include "service.h"
 #include "worker.h"
 
 struct admin;
+struct checker;
 struct announce;
 struct discovery;
 struct overlay;
@@ -47,6 +50,7 @@ struct control {
 	struct zk *zk;				/* owned; NULL without a zookeeper: section */
 	struct discovery *disc;			/* owned */
 	struct resolver *resolver;		/* owned; host names of backends */
+	struct checker *checker;		/* owned; active checks of all services */
 	struct announce *announce;		/* owned; NULL without a zookeeper: section */
 	struct sync *sync;			/* owned; NULL without a zookeeper: section */
 	struct overlay *overlay;		/* owned; NULL without zookeeper.config_path */

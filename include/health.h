@@ -2,7 +2,7 @@
  * health — the per-instance health state machine: passive ejection (Envoy's
  * outlier detection), active check rise/fall (HAProxy), panic mode and slow
  * start. Pure code: no sockets, no clock of its own (every call takes `now`
- * in monotonic ms), no locks. The caller (backend.c) serialises calls for one
+ * in monotonic ms), no locks. The caller (service.c) serialises calls for one
  * service and publishes the result to workers.
  *
  * States:

@@ -1,12 +1,21 @@
 /*
  * service — the runtime of one configured service: its current members
- * (backend objects kept across views so their state survives), the snapshot
- * workers route with, health bookkeeping shared by all workers, counters.
+ * (backend objects kept across views so their state survives), its health
+ * policy, counters.
  *
- * Threads: the control thread creates services, changes members, publishes
- * snapshots and runs service_tick(). Workers only touch the atomics and, on a
- * connect failure, call into backend_report_failure(), which takes
- * `health_lock`. `members` is replaced only under `health_lock`.
+ * The health policy lives here and only here: what a passive outcome
+ * (service_report_failure/success), an active check result
+ * (service_check_result) or the passing of time (service_tick) does to a
+ * member. The decisions themselves are health.c's pure functions; this file
+ * feeds them the service-wide facts (how many members are ejected, how many
+ * are routable), serialises them under `health_lock`, publishes the outcome
+ * to workers (backend->eligible_after_ms) and logs and counts it. Backends
+ * are data; the snapshots workers route with (backend_set) sit above.
+ *
+ * Threads: the control thread creates services, changes members and runs
+ * service_tick(). Workers only touch the atomics and call
+ * service_report_failure/success(), which take `health_lock`. `members` is
+ * replaced only under `health_lock`, and only by the control thread.
  */
 #ifndef ZKLB_SERVICE_H
 #define ZKLB_SERVICE_H
@@ -20,11 +29,17 @@
 #include "config.h"
 #include "health.h"
 
-/* An active health check of one member (control thread). */
-struct service_check {
-	struct service *svc;			/* not a ref: owned by svc */
-	struct backend *be;			/* ref */
-	struct check *chk;			/* owned */
+/*
+ * Where the service's members come from right now, as /services and the
+ * zklb_discovery_connected{state=...} label print it (service_view_name()).
+ * STATIC: the configuration lists them; the others follow discovery's state.
+ */
+enum service_view {
+	SERVICE_VIEW_PENDING = 0,		/* nothing known yet: clients wait */
+	SERVICE_VIEW_STATIC,			/* static backends from the configuration */
+	SERVICE_VIEW_CONNECTED,			/* in sync with ZooKeeper */
+	SERVICE_VIEW_DISCONNECTED,		/* ZooKeeper lost; the last-known view serves */
+	SERVICE_VIEW_CACHED,			/* cache_dir's copy until ZooKeeper answers */
 };
 
 /* One member as a discovery source describes it. */
@@ -42,22 +57,18 @@ struct service {
 	unsigned n_workers;			/* pool slots per backend */
 
 	pthread_mutex_t health_lock;		/* guards the fields up to `panic` */
-	struct health_params hp;
-	uint32_t max_ejected_percent;
-	uint32_t panic_threshold;
+	struct health_params hp;		/* from the health: section (the schema's defaults) */
 	uint64_t slow_start_ms;
 	struct backend **members;		/* refs; the current instances */
 	size_t n_members;
 	bool panic;				/* last state logged by service_tick() */
 
 	/* Control thread only. */
-	struct backend_set *set;		/* ref; the snapshot workers have */
-	uint64_t version;			/* of the last published set */
-	const char *view;			/* static|pending|connected|disconnected|cached */
+	uint64_t version;			/* of the last published snapshot; 0: none yet */
+	bool ready;				/* the last published snapshot had a view */
+	enum service_view view;			/* where the members come from */
 	struct backend **draining;		/* refs; removed members with open connections */
 	size_t n_draining;
-	struct service_check **checks;		/* owned; active checks, one per member */
-	size_t n_checks;
 
 	_Atomic uint64_t rr_next;		/* round_robin position, all workers */
 	_Atomic uint64_t skip_logged_ms;	/* last "not ejected" log line (rate limit) */
@@ -73,12 +84,18 @@ struct service {
 	_Atomic uint64_t view_updates;		/* member changes applied */
 };
 
+/* "pending", "static", "connected", "disconnected" or "cached". */
+const char *service_view_name(enum service_view v);
+
+/* In sync with its source: connected to ZooKeeper, or static. */
+bool service_view_in_sync(enum service_view v);
+
 /* A service whose backends will be used by n_workers workers. */
 struct service *service_new(const char *name, unsigned n_workers);
 struct service *service_get(struct service *svc);
 void service_put(struct service *svc);
 
-/* Drop members and snapshot when the service goes away (control thread). */
+/* Drop the members when the service goes away (control thread). */
 void service_retire(struct service *svc);
 
 /* Apply (new) settings: health parameters, thresholds. Control thread. */
@@ -93,15 +110,30 @@ void service_configure(struct service *svc, const struct service_conf *conf);
 bool service_set_members(struct service *svc, const struct member_spec *v, size_t n,
 			 uint64_t now);
 
+/* Is be one of svc's current members? Control thread. */
+bool service_has_member(const struct service *svc, const struct backend *be);
+
 /*
  * A member created from a host name got its address: publish its health for
  * workers; slow start counts from now. Control thread.
  */
 void service_backend_ready(struct service *svc, struct backend *be, uint64_t now);
 
-/* Build and remember a new snapshot; returns a new reference for the caller. */
-struct backend_set *service_publish(struct service *svc, struct config_ref *cfg,
-				    const struct service_conf *conf, bool ready);
+/*
+ * A snapshot of the members was handed to workers (backend_set_publish()):
+ * remember whether it had a view; returns its version. Control thread.
+ */
+uint64_t service_published(struct service *svc, bool ready);
+
+/*
+ * Passive health outcomes of member be from the data plane (any thread). A
+ * failure (connect refused or timed out, reset before the first byte) counts
+ * in be->connect_failures and takes the health lock: it may eject be, within
+ * max_ejected_percent of the members. A success takes the lock only when
+ * there is a failure streak to reset.
+ */
+void service_report_failure(struct service *svc, struct backend *be, const char *why);
+void service_report_success(struct service *svc, struct backend *be);
 
 /* Time passes: ejection expiry, decay, panic enter/leave logging. Control thread. */
 void service_tick(struct service *svc, uint64_t now);

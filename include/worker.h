@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "backend_set.h"
 #include "pool.h"
 #include "relay.h"
 #include "balance.h"

@@ -102,7 +102,7 @@ static json_t *service_json(struct control *c, size_t idx)
 	const struct service_conf *sc = &c->cfg->cfg->services[idx];
 	json_t *o = json_object();
 	json_object_set_new(o, "listen", json_string(sc->listen));
-	json_object_set_new(o, "discovery", json_string(svc->view));
+	json_object_set_new(o, "discovery", json_string(service_view_name(svc->view)));
 	json_object_set_new(o, "discovery_type", json_string(discovery_kind_name(sc->discovery.type)));
 	if (sc->discovery.path)
 		json_object_set_new(o, "path", json_string(sc->discovery.path));
@@ -377,9 +377,9 @@ static void metrics_zookeeper(struct evbuffer *b, struct control *c)
 	HELP(b, "zklb_discovery_connected", "gauge", "1 when the service's view is in sync with ZooKeeper (or static).");
 	for (size_t i = 0; i < c->n_services; i++) {
 		label_escape(sname, sizeof(sname), c->services[i]->name);
-		const char *v = c->services[i]->view;
+		const char *v = service_view_name(c->services[i]->view);
 		evbuffer_add_printf(b, "zklb_discovery_connected{service=\"%s\",state=\"%s\"} %d\n", sname, v,
-				    strcmp(v, "connected") == 0 || strcmp(v, "static") == 0);
+				    service_view_in_sync(c->services[i]->view));
 	}
 }
 
@@ -586,7 +586,7 @@ static void on_root(struct evhttp_request *req, void *arg)
 		evbuffer_add_printf(b, "</h2><p>listen ");
 		html_escape(b, sc->listen);
 		evbuffer_add_printf(b, " · %s · discovery %s · %llu connections, %llu failed</p>",
-				    balance_kind_name(sc->balance), svc->view,
+				    balance_kind_name(sc->balance), service_view_name(svc->view),
 				    (unsigned long long)atomic_load(&svc->conn_total),
 				    (unsigned long long)atomic_load(&svc->conn_failed));
 		evbuffer_add_printf(b, "<table><tr><th>instance</th><th>address</th><th>state</th>"

@@ -1,5 +1,14 @@
 /*
- * control — see control.h.
+ * control — see control.h. What the control thread owns, in file order:
+ *   - members: static backends, host names to resolve, discovery's views
+ *     and states, each published to the workers as a new snapshot;
+ *   - reload: control_apply() and its named steps (listen addresses,
+ *     services, their checks via checker.c), the overlay, SIGHUP;
+ *   - stop: SIGTERM/SIGINT, announce's withdraw, the drain;
+ *   - the 100ms tick (service health time, the drain deadline);
+ *   - lifecycle: control_new/run/free.
+ * Health policy is service.c's, active checks checker.c's: this file only
+ * wires them.
  *
  * Reload is two-phase: first everything that can fail (opening new listening
  * sockets) is done on the side; only when all of it worked are the new
@@ -9,7 +18,7 @@
 #include "control.h"
 #include "admin.h"
 #include "announce.h"
-#include "check.h"
+#include "checker.h"
 #include "discovery.h"
 #include "listener.h"
 #include "overlay.h"
@@ -87,95 +96,35 @@ static long service_index(const struct control *c, const char *name)
 	return -1;
 }
 
-static void on_check_result(struct check *chk, bool passed, const char *reason,
-			    uint64_t elapsed_ms, void *arg)
-{
-	struct service_check *sc = arg;
-	service_check_result(sc->svc, sc->be, passed, reason, now_ms());
-}
-
-static void check_entry_free(struct service_check *e)
-{
-	check_stop(e->chk);
-	backend_put(e->be);
-	free(e);
-}
-
-static void checks_stop_all(struct service *svc)
-{
-	for (size_t i = 0; i < svc->n_checks; i++)
-		check_entry_free(svc->checks[i]);
-	free(svc->checks);
-	svc->checks = NULL;
-	svc->n_checks = 0;
-}
-
-/*
- * One active check per member when the service has a check: configured.
- * restart: the settings changed (reload), so every check starts over; the
- * health state lives in the backend and is kept.
- */
-static void control_sync_checks(struct control *c, struct service *svc,
-				const struct service_conf *conf, bool restart)
-{
-	if (restart || conf->health.check.type == CHECK_NONE)
-		checks_stop_all(svc);
-	if (conf->health.check.type == CHECK_NONE)
-		return;
-	/* Keep checks of members that stay, stop the others. */
-	size_t k = 0;
-	for (size_t i = 0; i < svc->n_checks; i++) {
-		struct service_check *e = svc->checks[i];
-		if (atomic_load(&e->be->member))
-			svc->checks[k++] = e;
-		else
-			check_entry_free(e);
-	}
-	svc->n_checks = k;
-	/* members are replaced only on this thread: no lock needed to read them */
-	for (size_t m = 0; m < svc->n_members; m++) {
-		struct backend *be = svc->members[m];
-		bool has = false;
-		for (size_t i = 0; i < svc->n_checks && !has; i++)
-			has = svc->checks[i]->be == be;
-		if (has || !backend_has_addr(be))
-			continue;
-		struct service_check *e = xcalloc(1, sizeof(*e));
-		e->svc = svc;
-		e->be = backend_get(be);
-		char label[512];
-		snprintf(label, sizeof(label), "svc=%s be=%s", svc->name, be->name);
-		e->chk = check_start(c->base, &conf->health.check, &be->addr, label, on_check_result, e);
-		if (!e->chk) {
-			backend_put(be);
-			free(e);
-			continue;
-		}
-		svc->checks = xrealloc(svc->checks, (svc->n_checks + 1) * sizeof(*svc->checks));
-		svc->checks[svc->n_checks++] = e;
-	}
-}
-
 /* A member's host name resolved: it may be routed and checked now. */
 static void on_resolved(void *arg, struct backend *be)
 {
 	struct control *c = arg;
 	for (size_t i = 0; i < c->n_services; i++) {
-		if (c->services[i] != be->svc)
+		struct service *svc = c->services[i];
+		if (!service_has_member(svc, be))
 			continue;
-		service_backend_ready(be->svc, be, now_ms());
-		control_sync_checks(c, be->svc, &c->cfg->cfg->services[i], false);
+		service_backend_ready(svc, be, now_ms());
+		checker_sync(c->checker, svc, &c->cfg->cfg->services[i], false);
 		return;
 	}
 }
 
-/* Hand the service's current members to every worker as a new snapshot. */
-static void control_publish(struct control *c, size_t i, bool ready)
+/*
+ * Hand svc's current members to every worker as a new snapshot. fds: new
+ * listening sockets for sc->listen, one per worker (ownership passes to the
+ * workers), or NULL for an address the workers already accept on.
+ */
+static void control_publish(struct control *c, struct service *svc,
+			    const struct service_conf *sc, const int *fds, bool ready)
 {
-	const struct service_conf *sc = &c->cfg->cfg->services[i];
-	struct backend_set *s = service_publish(c->services[i], c->cfg, sc, ready);
-	for (unsigned w = 0; w < c->n_workers; w++)
-		worker_post_update(c->workers[w], sc->listen, backend_set_get(s));
+	struct backend_set *s = backend_set_publish(svc, c->cfg, sc, ready);
+	for (unsigned w = 0; w < c->n_workers; w++) {
+		if (fds)
+			worker_post_listen(c->workers[w], sc->listen, fds[w], backend_set_get(s));
+		else
+			worker_post_update(c->workers[w], sc->listen, backend_set_get(s));
+	}
 	backend_set_put(s);
 }
 
@@ -196,18 +145,34 @@ static void on_discovery_view(void *arg, const char *name, const struct instance
 		m[k].weight = v[k].weight ? v[k].weight : 1;
 	}
 	struct service *svc = c->services[i];
-	bool first = svc->set == NULL || !svc->set->ready;
+	bool first = !svc->ready;
 	bool changed = service_set_members(svc, m, n, now_ms());
 	free(m);
 	if (changed) {
 		control_resolve(c, svc, false);
-		control_sync_checks(c, svc, sc, false);
+		checker_sync(c->checker, svc, sc, false);
 	}
 	if (changed || first) {
-		control_publish(c, (size_t)i, true);
+		control_publish(c, svc, sc, NULL, true);
 		log_info("svc=%s view applied: %zu instances (version %llu)", name, n,
 			 (unsigned long long)svc->version);
 	}
+}
+
+/* Discovery's state as the service's view (the names are the same). */
+static enum service_view view_of(enum discovery_state st)
+{
+	switch (st) {
+	case DISCOVERY_PENDING:
+		return SERVICE_VIEW_PENDING;
+	case DISCOVERY_CACHED:
+		return SERVICE_VIEW_CACHED;
+	case DISCOVERY_CONNECTED:
+		return SERVICE_VIEW_CONNECTED;
+	case DISCOVERY_DISCONNECTED:
+		return SERVICE_VIEW_DISCONNECTED;
+	}
+	return SERVICE_VIEW_PENDING;
 }
 
 static void on_discovery_state(void *arg, const char *name, enum discovery_state st)
@@ -216,8 +181,8 @@ static void on_discovery_state(void *arg, const char *name, enum discovery_state
 	long i = service_index(c, name);
 	if (i < 0)
 		return;
-	c->services[i]->view = discovery_state_name(st);
-	log_info("svc=%s discovery %s", name, c->services[i]->view);
+	c->services[i]->view = view_of(st);
+	log_info("svc=%s discovery %s", name, service_view_name(c->services[i]->view));
 }
 
 static const struct discovery_hooks discovery_hooks = {
@@ -227,128 +192,147 @@ static const struct discovery_hooks discovery_hooks = {
 
 struct service *control_service(const struct control *c, const char *name)
 {
-	for (size_t i = 0; i < c->n_services; i++)
-		if (strcmp(c->services[i]->name, name) == 0)
-			return c->services[i];
-	return NULL;
-}
-
-/* Plan of one reload, built before anything is committed. */
-struct apply_plan {
-	struct service **services;		/* refs, one per new service */
-	int **fds;				/* per new service: NULL (kept) or n_workers fds */
-};
-
-static void plan_abort(struct apply_plan *p, size_t n, unsigned n_workers)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (p->fds[i]) {
-			for (unsigned w = 0; w < n_workers; w++)
-				if (p->fds[i][w] >= 0)
-					close(p->fds[i][w]);
-			free(p->fds[i]);
-		}
-		if (p->services[i])
-			service_put(p->services[i]);
-	}
-	free(p->fds);
-	free(p->services);
+	long i = service_index(c, name);
+	return i < 0 ? NULL : c->services[i];
 }
 
 /*
- * Make `cfg` the running configuration. On failure nothing changed and the
- * caller still owns cfg.
+ * ---- reload -------------------------------------------------------------
+ * control_apply() makes a configuration the running one in named steps:
+ * plan_open() does everything that can fail (opening new listening
+ * sockets); then, with nothing left to fail, each service is adopted
+ * (apply_service), the listen addresses follow (listens_reconcile) and the
+ * services that are gone stop (services_replace).
  */
-static bool control_apply(struct control *c, struct config *cfg)
-{
-	uint64_t now = now_ms();
-	size_t n = cfg->n_services;
-	struct apply_plan p = {
-		.services = xcalloc(n, sizeof(*p.services)),
-		.fds = xcalloc(n, sizeof(*p.fds)),
-	};
 
-	/* Phase 1: everything that can fail. */
-	for (size_t i = 0; i < n; i++) {
+/* What phase 1 prepared: per new service, NULL (address kept) or n_workers fds. */
+struct apply_plan {
+	int **fds;				/* owned; [cfg->n_services] */
+	size_t n;
+};
+
+static void plan_free(struct apply_plan *p, unsigned n_workers)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		if (!p->fds[i])
+			continue;
+		for (unsigned w = 0; w < n_workers; w++)
+			if (p->fds[i][w] >= 0)
+				close(p->fds[i][w]);
+		free(p->fds[i]);
+	}
+	free(p->fds);
+}
+
+/* Phase 1: open every listen address not open yet; on failure nothing stays open. */
+static bool plan_open(struct control *c, const struct config *cfg, struct apply_plan *p)
+{
+	p->n = cfg->n_services;
+	p->fds = xcalloc(p->n, sizeof(*p->fds));
+	for (size_t i = 0; i < p->n; i++) {
 		const struct service_conf *sc = &cfg->services[i];
 		if (find_listen(c, sc->listen))
 			continue;
 		char err[256];
-		p.fds[i] = xcalloc(c->n_workers, sizeof(int));
-		if (!listener_open(sc->listen, c->n_workers, p.fds[i], err, sizeof(err))) {
+		p->fds[i] = xcalloc(c->n_workers, sizeof(int));
+		if (!listener_open(sc->listen, c->n_workers, p->fds[i], err, sizeof(err))) {
 			log_error("svc=%s cannot listen on %s: %s", sc->name, sc->listen, err);
-			free(p.fds[i]);
-			p.fds[i] = NULL;
-			plan_abort(&p, n, c->n_workers);
+			free(p->fds[i]);
+			p->fds[i] = NULL;
+			plan_free(p, c->n_workers);
 			return false;
 		}
 	}
+	return true;
+}
 
-	/* Phase 2: commit. */
-	struct config_ref *old_cfg = c->cfg;
-	bool starting = old_cfg == NULL;
-	c->cfg = config_ref_new(cfg);
-	log_setup(cfg->log_level, cfg->log_format);
+/* Remember a listen address svc now accepts on. */
+static void listen_add(struct control *c, const struct service_conf *sc, struct service *svc)
+{
+	struct listen_entry *e = xcalloc(1, sizeof(*e));
+	e->key = xstrdup(sc->listen);
+	if (strncmp(sc->listen, "unix:", 5) == 0)
+		e->unix_path = xstrdup(sc->listen + 5);
+	e->svc = service_get(svc);
+	e->next = c->listens;
+	c->listens = e;
+	log_info("svc=%s listening on %s (%u workers)", sc->name, sc->listen, c->n_workers);
+}
 
-	for (size_t i = 0; i < n; i++) {
-		const struct service_conf *sc = &cfg->services[i];
-		struct service *svc = control_service(c, sc->name);
-		p.services[i] = svc ? service_get(svc) : service_new(sc->name, c->n_workers);
-		svc = p.services[i];
-		service_configure(svc, sc);
-		bool ready;
-		if (sc->discovery.type == DISCOVERY_STATIC) {
-			if (svc->set && strcmp(svc->view, "static") != 0)
-				discovery_unwatch(c->disc, sc->name);
-			static_members(svc, sc, now);
-			control_resolve(c, svc, starting);
-			svc->view = "static";
-			ready = true;
-		} else {
-			/* Filled by discovery; until then clients wait. */
-			ready = svc->set && svc->set->ready;
-			if (discovery_watch(c->disc, sc) != 0)
-				log_error("svc=%s discovery cannot start", sc->name);
-		}
-		control_sync_checks(c, svc, sc, true);
-		struct backend_set *s = service_publish(svc, c->cfg, sc, ready);
-		for (unsigned w = 0; w < c->n_workers; w++) {
-			if (p.fds[i])
-				worker_post_listen(c->workers[w], sc->listen, p.fds[i][w],
-						   backend_set_get(s));
-			else
-				worker_post_update(c->workers[w], sc->listen, backend_set_get(s));
-		}
-		backend_set_put(s);
-		if (p.fds[i]) {
-			struct listen_entry *e = xcalloc(1, sizeof(*e));
-			e->key = xstrdup(sc->listen);
-			if (strncmp(sc->listen, "unix:", 5) == 0)
-				e->unix_path = xstrdup(sc->listen + 5);
-			e->svc = service_get(svc);
-			e->next = c->listens;
-			c->listens = e;
-			free(p.fds[i]);
-			p.fds[i] = NULL;
-			log_info("svc=%s listening on %s (%u workers)", sc->name, sc->listen,
-				 c->n_workers);
-		}
+/* A unix: socket's file goes when zklb stops accepting there. */
+static void listen_unlink(const struct listen_entry *e)
+{
+	if (e->unix_path)
+		unlink(e->unix_path);
+}
+
+/* Forget a listen address (the workers were told, or are gone). */
+static void listen_free(struct listen_entry *e)
+{
+	service_put(e->svc);
+	free(e->unix_path);
+	free(e->key);
+	free(e);
+}
+
+/*
+ * The members of svc per sc: the configured static backends, or whatever
+ * discovery brings (until then clients wait). Returns whether svc has a
+ * view to route with.
+ */
+static bool apply_members(struct control *c, struct service *svc, const struct service_conf *sc,
+			  bool starting, uint64_t now)
+{
+	if (sc->discovery.type != DISCOVERY_STATIC) {
+		/* as published before discovery_watch(), which may deliver a cached view */
+		bool ready = svc->ready;
+		if (discovery_watch(c->disc, sc) != 0)
+			log_error("svc=%s discovery cannot start", sc->name);
+		return ready;
 	}
+	if (svc->version && svc->view != SERVICE_VIEW_STATIC)
+		discovery_unwatch(c->disc, sc->name);
+	static_members(svc, sc, now);
+	control_resolve(c, svc, starting);
+	svc->view = SERVICE_VIEW_STATIC;
+	return true;
+}
 
-	/* Listen addresses no longer configured: stop accepting there. */
+/*
+ * The service sc describes, running with sc's settings: the running one of
+ * that name or a new one. fds: new listening sockets to hand to the workers
+ * (ownership passes to them), or NULL. Returns a reference.
+ */
+static struct service *apply_service(struct control *c, const struct service_conf *sc,
+				     const int *fds, bool starting, uint64_t now)
+{
+	struct service *svc = control_service(c, sc->name);
+	svc = svc ? service_get(svc) : service_new(sc->name, c->n_workers);
+	service_configure(svc, sc);
+	bool ready = apply_members(c, svc, sc, starting, now);
+	checker_sync(c->checker, svc, sc, true);
+	control_publish(c, svc, sc, fds, ready);
+	if (fds)
+		listen_add(c, sc, svc);
+	return svc;
+}
+
+/*
+ * Listen addresses follow the new configuration: one still configured
+ * belongs to the service that names it now (services[i] for
+ * cfg->services[i]); the others stop accepting (open connections finish).
+ */
+static void listens_reconcile(struct control *c, const struct config *cfg,
+			      struct service **services)
+{
 	for (struct listen_entry **pp = &c->listens; *pp;) {
 		struct listen_entry *e = *pp;
-		const struct service_conf *sc = NULL;
-		for (size_t i = 0; i < n && !sc; i++)
+		struct service *owner = NULL;
+		for (size_t i = 0; i < cfg->n_services && !owner; i++)
 			if (strcmp(cfg->services[i].listen, e->key) == 0)
-				sc = &cfg->services[i];
-		if (sc) {
-			/* The listener now belongs to whichever service names it. */
-			struct service *owner = control_service(c, sc->name);
-			for (size_t i = 0; i < n; i++)
-				if (p.services[i] && strcmp(p.services[i]->name, sc->name) == 0)
-					owner = p.services[i];
-			if (owner && owner != e->svc) {
+				owner = services[i];
+		if (owner) {
+			if (owner != e->svc) {
 				service_put(e->svc);
 				e->svc = service_get(owner);
 			}
@@ -357,35 +341,64 @@ static bool control_apply(struct control *c, struct config *cfg)
 		}
 		for (unsigned w = 0; w < c->n_workers; w++)
 			worker_post_simple(c->workers[w], WORKER_MSG_UNLISTEN, e->key);
-		if (e->unix_path)
-			unlink(e->unix_path);
+		listen_unlink(e);
 		log_info("svc=%s stops listening on %s (open connections finish)", e->svc->name,
 			 e->key);
 		*pp = e->next;
-		service_put(e->svc);
-		free(e->unix_path);
-		free(e->key);
-		free(e);
+		listen_free(e);
 	}
+}
 
-	/* Services that are gone: their open connections keep their own references. */
+/*
+ * services (refs, n) become the running services. Those that are gone stop
+ * watching and checking; their open connections keep their own references.
+ */
+static void services_replace(struct control *c, struct service **services, size_t n)
+{
 	for (size_t i = 0; i < c->n_services; i++) {
 		struct service *old = c->services[i];
 		bool stays = false;
 		for (size_t j = 0; j < n && !stays; j++)
-			stays = p.services[j] == old;
+			stays = services[j] == old;
 		if (!stays) {
 			log_info("svc=%s removed", old->name);
 			discovery_unwatch(c->disc, old->name);
-			checks_stop_all(old);
+			checker_forget(c->checker, old);
 			service_retire(old);
 		}
 		service_put(old);
 	}
 	free(c->services);
-	c->services = p.services;
+	c->services = services;
 	c->n_services = n;
-	free(p.fds);
+}
+
+/*
+ * Make `cfg` the running configuration. On failure nothing changed and the
+ * caller still owns cfg.
+ */
+static bool control_apply(struct control *c, struct config *cfg)
+{
+	struct apply_plan p;
+	if (!plan_open(c, cfg, &p))
+		return false;
+
+	/* Phase 2: commit; nothing below can fail. */
+	uint64_t now = now_ms();
+	struct config_ref *old_cfg = c->cfg;
+	bool starting = old_cfg == NULL;
+	c->cfg = config_ref_new(cfg);
+	log_setup(cfg->log_level, cfg->log_format);
+
+	struct service **services = xcalloc(cfg->n_services, sizeof(*services));
+	for (size_t i = 0; i < cfg->n_services; i++) {
+		services[i] = apply_service(c, &cfg->services[i], p.fds[i], starting, now);
+		free(p.fds[i]);		/* the workers own the sockets now */
+		p.fds[i] = NULL;
+	}
+	plan_free(&p, c->n_workers);
+	listens_reconcile(c, cfg, services);
+	services_replace(c, services, cfg->n_services);
 	config_ref_put(old_cfg);
 
 	/* announce: and sync: entries (their own reconciliation; nothing here can fail) */
@@ -420,14 +433,8 @@ static void on_overlay_change(void *arg)
 		return;
 	}
 	cfg = overlay_compose(c->overlay, c->file_cfg, OVERLAY_LATEST, &errs);
-	if (!cfg) {
-		log_config_errors(&errs);
-		overlay_reject(c->overlay);
-		log_error("config overlay %s rejected: the running configuration stays",
-			  overlay_origin(c->overlay));
-		return;
-	}
-	if (!control_apply(c, cfg)) {
+	if (!cfg || !control_apply(c, cfg)) {
+		log_config_errors(&errs);	/* compose's, if that is what failed */
 		config_free(cfg);
 		overlay_reject(c->overlay);
 		log_error("config overlay %s rejected: the running configuration stays",
@@ -469,44 +476,61 @@ static const struct overlay_hooks overlay_hooks = {
 	.on_change = on_overlay_change,
 };
 
-static void control_reload(struct control *c)
+/*
+ * A reload's configuration: the file re-read, with the overlay in force on
+ * top. *file_cfg: with an overlay, the new file's own config (else NULL).
+ * NULL, with the reasons in errs, when either does not validate.
+ */
+static struct config *reload_load(struct control *c, struct config **file_cfg,
+				  struct config_errors *errs)
 {
-	struct config_errors errs = { 0 };
-	log_info("reloading %s", c->config_path);
-	struct config *cfg = config_load_file(c->config_path, &errs);
-	struct config *file_cfg = NULL;		/* with an overlay: the new file's own config */
-	if (cfg && c->overlay) {
-		/* The overlay in force goes on top of the re-read file. */
-		file_cfg = cfg;
-		cfg = overlay_compose(c->overlay, file_cfg, OVERLAY_APPLIED, &errs);
-		if (!cfg)
-			config_free(file_cfg);
-	}
+	struct config *cfg = config_load_file(c->config_path, errs);
+	*file_cfg = NULL;
+	if (!cfg || !c->overlay)
+		return cfg;
+	*file_cfg = cfg;
+	cfg = overlay_compose(c->overlay, *file_cfg, OVERLAY_APPLIED, errs);
 	if (!cfg) {
-		for (size_t i = 0; i < errs.n; i++)
-			log_error("%s", errs.msgs[i]);
-		config_errors_free(&errs);
-		c->reload_failures++;
-		log_error("reload rejected: the running configuration stays");
-		return;
+		config_free(*file_cfg);
+		*file_cfg = NULL;
 	}
+	return cfg;
+}
+
+/*
+ * Why cfg may not replace the running configuration, or NULL. Keys that
+ * need a restart do not refuse it: they keep their running value (warned).
+ */
+static const char *reload_refusal(const struct control *c, const struct config *cfg)
+{
 	const struct config *old = c->cfg->cfg;
 	char what[128];
 	if (!config_reloadable(old, cfg, what, sizeof(what)))
 		log_warn("reload: %s changed, which needs a restart: the running value stays, "
 			 "the rest applies", what);
-	if (!old->zookeeper.hosts && cfg->zookeeper.hosts) {
-		log_error("reload rejected: a zookeeper: section cannot be added without a restart");
+	if (!old->zookeeper.hosts && cfg->zookeeper.hosts)
+		return "a zookeeper: section cannot be added without a restart";
+	return NULL;
+}
+
+/* SIGHUP: load, check and apply; any refusal leaves the running state as it was. */
+static void control_reload(struct control *c)
+{
+	static const char stays[] = "the running configuration stays";
+	struct config_errors errs = { 0 };
+	struct config *file_cfg;
+
+	log_info("reloading %s", c->config_path);
+	struct config *cfg = reload_load(c, &file_cfg, &errs);
+	const char *why = cfg ? reload_refusal(c, cfg) : stays;
+	if (!why && !control_apply(c, cfg))
+		why = stays;
+	if (why) {
+		log_config_errors(&errs);
 		config_free(cfg);
 		config_free(file_cfg);
 		c->reload_failures++;
-		return;
-	}
-	if (!control_apply(c, cfg)) {
-		config_free(cfg);
-		config_free(file_cfg);
-		c->reload_failures++;
-		log_error("reload rejected: the running configuration stays");
+		log_error("reload rejected: %s", why);
 		return;
 	}
 	if (file_cfg) {
@@ -540,8 +564,7 @@ static void control_drain_proxy(struct control *c)
 	for (unsigned i = 0; i < c->n_workers; i++)
 		worker_post_simple(c->workers[i], WORKER_MSG_DRAIN, NULL);
 	for (struct listen_entry *e = c->listens; e; e = e->next)
-		if (e->unix_path)
-			unlink(e->unix_path);
+		listen_unlink(e);
 	log_info("draining: no new connections; %u open may finish within %llums",
 		 live_relays(c), (unsigned long long)c->cfg->cfg->drain_timeout_ms);
 }
@@ -626,7 +649,7 @@ struct control *control_new(struct config *cfg, const char *config_path)
 	c->base = event_base_new();
 	c->started_ms = now_ms();
 	c->started_wall_ms = wall_ms();
-	c->n_workers = cfg->workers ? cfg->workers : 1;
+	c->n_workers = cfg->workers;		/* the schema's "auto" gives at least 1 */
 
 	/* Workers must not take signals: only the control thread handles them. */
 	sigset_t all, old;
@@ -644,6 +667,7 @@ struct control *control_new(struct config *cfg, const char *config_path)
 			c->workers[i] = NULL;
 		}
 	}
+	c->checker = checker_new(c->base);
 	if (ok) {
 		c->resolver = resolver_new(c->base, on_resolved, c);
 		ok = c->resolver != NULL;
@@ -727,15 +751,11 @@ void control_free(struct control *c)
 	while (c->listens) {
 		struct listen_entry *e = c->listens;
 		c->listens = e->next;
-		if (e->unix_path)
-			unlink(e->unix_path);
-		service_put(e->svc);
-		free(e->unix_path);
-		free(e->key);
-		free(e);
+		listen_unlink(e);
+		listen_free(e);
 	}
+	checker_free(c->checker);
 	for (size_t i = 0; i < c->n_services; i++) {
-		checks_stop_all(c->services[i]);
 		service_retire(c->services[i]);
 		service_put(c->services[i]);
 	}

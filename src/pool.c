@@ -259,7 +259,7 @@ static void on_prewarm_connected(evutil_socket_t fd, short what, void *arg)
 		/* Backoff; a refusing backend is the passive checks' business, not ours. */
 		slot_back_off(p, now_ms());
 		log_debug("svc=%s be=%s prewarm connect: %s; next try in %ums",
-			  p->be->svc->name, p->be->name, strerror(err), s->backoff_ms);
+			  p->be->svc_name, p->be->name, strerror(err), s->backoff_ms);
 		/*
 		 * ECONNRESET here is not a failed connect: the handshake completed
 		 * and the backend reset the connection before this event ran (a

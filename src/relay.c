@@ -358,7 +358,7 @@ static void relay_established(struct relay *r)
 /* A connect attempt failed: count it against the backend and try another. */
 static void relay_connect_failed(struct relay *r, const char *why)
 {
-	backend_report_failure(r->be, why);
+	service_report_failure(r->set->svc, r->be, why);
 	upstream_release(r);
 	relay_connect_next(r);
 }
@@ -429,7 +429,7 @@ static void relay_connect_next(struct relay *r)
 			relay_close(r, RELAY_CLOSE_LOCAL_ERROR);
 			return;
 		}
-		backend_report_failure(be, strerror(err));
+		service_report_failure(r->set->svc, be, strerror(err));
 		upstream_release(r);
 	}
 }
@@ -753,7 +753,7 @@ static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
 		atomic_fetch_add_explicit(&r->be->bytes_in, (uint64_t)n, memory_order_relaxed);
 		if (!r->first_byte) {
 			r->first_byte = true;
-			backend_report_success(r->be);
+			service_report_success(r->set->svc, r->be);
 		}
 		if (wfail) {
 			relay_close(r, RELAY_CLOSE_CLIENT_ERROR);
@@ -763,7 +763,7 @@ static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
 		if (!r->first_byte) {
 			/* A clean FIN may be the protocol's own end: not a failure. */
 			r->first_byte = true;
-			backend_report_success(r->be);
+			service_report_success(r->set->svc, r->be);
 		}
 		r->u2c.eof = true;
 		event_del(&r->ur);
@@ -774,7 +774,7 @@ static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
 	} else {
 		/* A pooled connection may die of old age: not the backend's failure. */
 		if (!r->first_byte && errno == ECONNRESET && !r->reused)
-			backend_report_failure(r->be, "reset before the first byte");
+			service_report_failure(r->set->svc, r->be, "reset before the first byte");
 		relay_close(r, RELAY_CLOSE_BACKEND_ERROR);
 		return;
 	}
@@ -801,7 +801,7 @@ static void on_client_write(evutil_socket_t fd, short what, void *arg)
 static void relay_upstream_write_failed(struct relay *r)
 {
 	if (!r->first_byte && !r->reused && (errno == ECONNRESET || errno == EPIPE))
-		backend_report_failure(r->be, "reset before the first byte");
+		service_report_failure(r->set->svc, r->be, "reset before the first byte");
 	relay_close(r, RELAY_CLOSE_BACKEND_ERROR);
 }
 

@@ -195,7 +195,7 @@ static void apply(struct resolver *r, struct job *j)
 	if (j->ok) {
 		char a[INET6_ADDRSTRLEN + 16];
 		net_addr_format(&j->addr, a, sizeof(a));
-		log_info("svc=%s be=%s resolved to %s", be->svc->name, be->name, a);
+		log_info("svc=%s be=%s resolved to %s", be->svc_name, be->name, a);
 		backend_set_addr(be, &j->addr);
 		r->resolved++;
 		r->done(r->arg, be);
@@ -208,7 +208,7 @@ static void apply(struct resolver *r, struct job *j)
 	/* A name server that is down fails every retry: say so once per error. */
 	if (strcmp(j->err, j->last_err) != 0) {
 		log_warn("svc=%s be=%s not routable: %s (retrying, every %us at most)",
-			 be->svc->name, be->name, j->err, RESOLVER_RETRY_MAX_MS / 1000);
+			 be->svc_name, be->name, j->err, RESOLVER_RETRY_MAX_MS / 1000);
 		snprintf(j->last_err, sizeof(j->last_err), "%s", j->err);
 	}
 	if (!j->timer)

@@ -14,10 +14,30 @@ struct service *service_new(const char *name, unsigned n_workers)
 	svc->name = xstrdup(name);
 	svc->n_workers = n_workers ? n_workers : 1;
 	pthread_mutex_init(&svc->health_lock, NULL);
-	svc->view = "pending";
-	svc->max_ejected_percent = 50;
-	svc->panic_threshold = 50;
+	svc->view = SERVICE_VIEW_PENDING;
 	return svc;
+}
+
+const char *service_view_name(enum service_view v)
+{
+	switch (v) {
+	case SERVICE_VIEW_PENDING:
+		return "pending";
+	case SERVICE_VIEW_STATIC:
+		return "static";
+	case SERVICE_VIEW_CONNECTED:
+		return "connected";
+	case SERVICE_VIEW_DISCONNECTED:
+		return "disconnected";
+	case SERVICE_VIEW_CACHED:
+		return "cached";
+	}
+	return "?";
+}
+
+bool service_view_in_sync(enum service_view v)
+{
+	return v == SERVICE_VIEW_CONNECTED || v == SERVICE_VIEW_STATIC;
 }
 
 struct service *service_get(struct service *svc)
@@ -43,8 +63,9 @@ void service_put(struct service *svc)
 }
 
 /*
- * Members and snapshots hold references to the service (backend->svc,
- * set->svc), so the owner drops them explicitly when the service goes away.
+ * Snapshots hold references to the service (set->svc) and the service holds
+ * its members, so the owner drops the members explicitly when the service
+ * goes away; relays still holding a snapshot keep what they use.
  */
 void service_retire(struct service *svc)
 {
@@ -60,16 +81,12 @@ void service_retire(struct service *svc)
 	release_members(svc->draining, svc->n_draining);
 	svc->draining = NULL;
 	svc->n_draining = 0;
-	backend_set_put(svc->set);
-	svc->set = NULL;
 }
 
 void service_configure(struct service *svc, const struct service_conf *conf)
 {
 	pthread_mutex_lock(&svc->health_lock);
 	health_params_from_conf(&svc->hp, &conf->health);
-	svc->max_ejected_percent = conf->health.max_ejected_percent;
-	svc->panic_threshold = conf->health.panic_threshold;
 	svc->slow_start_ms = conf->slow_start_ms;
 	/* New parameters may change when instances are routable (the next tick
 	 * brings up instances that waited for a check that was removed). */
@@ -119,8 +136,8 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 			nv[i] = backend_get(be);
 			kept++;
 		} else {
-			nv[i] = backend_new(svc, v[i].id, v[i].host, v[i].port, v[i].ssl_port,
-					    v[i].weight, now);
+			nv[i] = backend_new(svc->name, svc->n_workers, v[i].id, v[i].host,
+					    v[i].port, v[i].ssl_port, v[i].weight, now);
 			if (svc->hp.active_check) {
 				/* Unknown until the check has spoken once. */
 				nv[i]->health.state = HEALTH_CHECKING;
@@ -161,6 +178,14 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 	return added || removed;
 }
 
+bool service_has_member(const struct service *svc, const struct backend *be)
+{
+	for (size_t i = 0; i < svc->n_members; i++)
+		if (svc->members[i] == be)
+			return true;
+	return false;
+}
+
 void service_backend_ready(struct service *svc, struct backend *be, uint64_t now)
 {
 	pthread_mutex_lock(&svc->health_lock);
@@ -169,14 +194,74 @@ void service_backend_ready(struct service *svc, struct backend *be, uint64_t now
 	pthread_mutex_unlock(&svc->health_lock);
 }
 
-struct backend_set *service_publish(struct service *svc, struct config_ref *cfg,
-				    const struct service_conf *conf, bool ready)
+uint64_t service_published(struct service *svc, bool ready)
 {
-	struct backend_set *s = backend_set_new(svc, cfg, conf, svc->members, svc->n_members, ready);
-	s->version = ++svc->version;
-	backend_set_put(svc->set);
-	svc->set = backend_set_get(s);
-	return s;
+	svc->ready = ready;
+	return ++svc->version;
+}
+
+/*
+ * Count ejected members, and members with an address (a name not resolved
+ * yet is no instance yet, as for panic); caller holds the health lock.
+ */
+static size_t count_ejected(const struct service *svc, size_t *with_addr)
+{
+	size_t n = 0;
+	*with_addr = 0;
+	for (size_t i = 0; i < svc->n_members; i++) {
+		const struct backend *be = svc->members[i];
+		if (!backend_has_addr(be))
+			continue;
+		(*with_addr)++;
+		if (be->health.state == HEALTH_EJECTED)
+			n++;
+	}
+	return n;
+}
+
+void service_report_failure(struct service *svc, struct backend *be, const char *why)
+{
+	uint64_t now = now_ms();
+	atomic_fetch_add_explicit(&be->connect_failures, 1, memory_order_relaxed);
+
+	pthread_mutex_lock(&svc->health_lock);
+	uint32_t max_pct = svc->hp.max_ejected_percent;
+	size_t total;
+	size_t ejected = count_ejected(svc, &total);
+	bool may = health_may_eject(ejected, total, max_pct);
+	enum health_transition t = health_on_failure(&be->health, &svc->hp, now, may);
+	uint64_t until = be->health.ejected_until_ms;
+	uint32_t times = be->health.ejections_total;
+	atomic_store(&be->eligible_after_ms, health_eligible_after(&be->health, &svc->hp));
+	pthread_mutex_unlock(&svc->health_lock);
+
+	if (t == HEALTH_T_EJECTED) {
+		atomic_fetch_add_explicit(&svc->ejections, 1, memory_order_relaxed);
+		log_warn("svc=%s be=%s ejected for %llums (ejection #%u) after %s",
+			 svc->name, be->name, (unsigned long long)(until - now), times, why);
+	} else if (t == HEALTH_T_EJECT_SKIPPED) {
+		/* A flapping service would say this on every streak: once a second is enough. */
+		uint64_t last = atomic_load_explicit(&svc->skip_logged_ms, memory_order_relaxed);
+		if (now - last >= 1000 &&
+		    atomic_compare_exchange_strong(&svc->skip_logged_ms, &last, now))
+			log_warn("svc=%s be=%s not ejected: max_ejected_percent=%u reached (%s)",
+				 svc->name, be->name, max_pct, why);
+	} else {
+		log_debug("svc=%s be=%s connect failure: %s", svc->name, be->name, why);
+	}
+}
+
+void service_report_success(struct service *svc, struct backend *be)
+{
+	/*
+	 * The common case is a healthy instance with no failure streak: a racy
+	 * read is fine, a stale nonzero only costs taking the lock once.
+	 */
+	if (__atomic_load_n(&be->health.consecutive_failures, __ATOMIC_RELAXED) == 0)
+		return;
+	pthread_mutex_lock(&svc->health_lock);
+	health_on_success(&be->health, &svc->hp, now_ms());
+	pthread_mutex_unlock(&svc->health_lock);
 }
 
 static void log_transition(struct service *svc, struct backend *be, enum health_transition t,
@@ -238,7 +323,7 @@ void service_tick(struct service *svc, uint64_t now)
 		if (backend_routable(be, now))
 			routable++;
 	}
-	bool panic = health_in_panic(routable, total, svc->panic_threshold);
+	bool panic = health_in_panic(routable, total, svc->hp.panic_threshold);
 	bool was = svc->panic;
 	svc->panic = panic;
 	pthread_mutex_unlock(&svc->health_lock);
@@ -250,7 +335,7 @@ void service_tick(struct service *svc, uint64_t now)
 	if (panic && !was) {
 		atomic_fetch_add(&svc->panics, 1);
 		log_warn("svc=%s entering panic mode: %zu of %zu instances routable (< %u%%), "
-			 "balancing over all", svc->name, routable, total, svc->panic_threshold);
+			 "balancing over all", svc->name, routable, total, svc->hp.panic_threshold);
 	} else if (!panic && was) {
 		log_info("svc=%s leaving panic mode: %zu of %zu instances routable", svc->name,
 			 routable, total);

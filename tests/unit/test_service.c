@@ -1,0 +1,342 @@
+/*
+ * Unit tests of service.c: membership (identity across views, removal,
+ * draining), the snapshots it publishes with their refcounts (the ASan build
+ * checks nothing leaks), and the passive-health policy the service owns.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "backend.h"
+#include "backend_set.h"
+#include "config.h"
+#include "service.h"
+
+static struct service_conf conf;
+
+static struct config_ref *dummy_cfg(void)
+{
+	/* An empty config is enough: snapshots only keep it alive. */
+	return config_ref_new(NULL);
+}
+
+static void test_members_keep_identity(void **state)
+{
+	struct service *svc = service_new("web", 2);
+	struct member_spec a[] = {
+		{ "i1", "127.0.0.1", 9001, 0, 1 },
+		{ "i2", "127.0.0.1", 9002, 0, 1 },
+	};
+	assert_true(service_set_members(svc, a, 2, 1000));
+	struct backend *i1 = svc->members[0];
+	atomic_store(&i1->active, 3);
+	atomic_store(&svc->members[1]->active, 1);	/* i2 has an open connection */
+
+	/* Same instance again plus a new one: i1 keeps its object and state. */
+	struct member_spec b[] = {
+		{ "i1", "127.0.0.1", 9001, 0, 1 },
+		{ "i3", "127.0.0.1", 9003, 0, 1 },
+	};
+	assert_true(service_set_members(svc, b, 2, 2000));
+	assert_ptr_equal(svc->members[0], i1);
+	assert_int_equal(atomic_load(&svc->members[0]->active), 3);
+	assert_string_equal(svc->members[1]->id, "i3");
+	/* i2 was removed: it drains. */
+	assert_int_equal(svc->n_draining, 1);
+	assert_string_equal(svc->draining[0]->id, "i2");
+	assert_false(atomic_load(&svc->draining[0]->member));
+	/* Its last connection ends: the next tick forgets it. */
+	atomic_store(&svc->draining[0]->active, 0);
+	service_tick(svc, 2500);
+	assert_int_equal(svc->n_draining, 0);
+
+	/* Unchanged view: nothing to do. */
+	assert_false(service_set_members(svc, b, 2, 3000));
+
+	/* Same id, new port: a new instance. */
+	struct member_spec c[] = { { "i1", "127.0.0.1", 9101, 0, 1 } };
+	assert_true(service_set_members(svc, c, 1, 4000));
+	assert_ptr_not_equal(svc->members[0], i1);
+	atomic_store(&i1->active, 0);
+
+	service_retire(svc);
+	service_put(svc);
+}
+
+static void test_snapshot_refcounts(void **state)
+{
+	struct service *svc = service_new("db", 2);
+	struct member_spec a[] = { { "x", "127.0.0.1", 7000, 0, 2 } };
+	service_set_members(svc, a, 1, 0);
+	struct backend *x = svc->members[0];
+	struct config_ref *cfg = dummy_cfg();
+
+	assert_false(svc->ready);
+	struct backend_set *s1 = backend_set_publish(svc, cfg, &conf, true);
+	assert_int_equal(s1->version, 1);
+	assert_int_equal(svc->version, 1);
+	assert_true(svc->ready);
+	assert_int_equal(s1->n, 1);
+	assert_ptr_equal(s1->v[0], x);
+	assert_ptr_equal(s1->svc, svc);
+	/* x: the member list and the snapshot; the snapshot: us only (the
+	 * service remembers its version, not the set); svc: us and the set */
+	assert_int_equal(atomic_load(&x->refs), 2);
+	assert_int_equal(atomic_load(&s1->refs), 1);
+	assert_int_equal(atomic_load(&svc->refs), 2);
+
+	struct backend_set *s2 = backend_set_publish(svc, cfg, &conf, true);
+	assert_int_equal(s2->version, 2);
+	assert_int_equal(atomic_load(&x->refs), 3);
+	assert_int_equal(atomic_load(&svc->refs), 3);
+	/* s1 is still held by us only */
+	assert_int_equal(atomic_load(&s1->refs), 1);
+	backend_set_put(s1);
+	assert_int_equal(atomic_load(&x->refs), 2);
+
+	/* A relay keeps a snapshot after the service is gone. */
+	struct backend_set *held = backend_set_get(s2);
+	backend_set_put(s2);
+	service_retire(svc);
+	service_put(svc);
+	assert_int_equal(held->n, 1);
+	assert_int_equal(atomic_load(&held->v[0]->refs), 1);
+	assert_false(atomic_load(&held->v[0]->member));
+	backend_set_put(held);
+	config_ref_put(cfg);
+}
+
+static void test_unresolvable_member_never_routable(void **state)
+{
+	struct service *svc = service_new("bad", 2);
+	struct member_spec a[] = { { "q", "no-such-host.invalid", 1, 0, 1 } };
+	service_set_members(svc, a, 1, 0);
+	assert_false(backend_routable(svc->members[0], 1000000));
+	service_retire(svc);
+	service_put(svc);
+}
+
+static void test_passive_failures_eject(void **state)
+{
+	struct service *svc = service_new("ej", 2);
+	struct service_conf sc = { 0 };
+	sc.health.failures_to_eject = 2;
+	sc.health.base_ejection_ms = 5000;
+	sc.health.max_ejection_ms = 60000;
+	sc.health.max_ejected_percent = 100;
+	sc.health.panic_threshold = 0;
+	service_configure(svc, &sc);
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1 }, { "b", "127.0.0.1", 7002, 0, 1 } };
+	service_set_members(svc, a, 2, now_ms());
+	struct backend *be = svc->members[0];
+	uint64_t t = now_ms();
+	service_report_failure(svc, be, "test");
+	assert_true(backend_routable(be, t));
+	service_report_failure(svc, be, "test");
+	assert_false(backend_routable(be, now_ms()));
+	assert_true(backend_routable(be, now_ms() + 6000));
+	assert_int_equal(atomic_load(&svc->ejections), 1);
+	assert_int_equal(atomic_load(&be->connect_failures), 2);
+	service_retire(svc);
+	service_put(svc);
+}
+
+/* A service with health settings (no active check unless check_type says). */
+static struct service *health_svc(const char *name, uint32_t failures, uint32_t max_pct,
+				  uint32_t panic, enum check_kind check_type)
+{
+	struct service *svc = service_new(name, 1);
+	struct service_conf sc = { 0 };
+	sc.health.failures_to_eject = failures;
+	sc.health.base_ejection_ms = 5000;
+	sc.health.max_ejection_ms = 60000;
+	sc.health.max_ejected_percent = max_pct;
+	sc.health.panic_threshold = panic;
+	sc.health.check.type = check_type;
+	sc.health.check.rise = 2;
+	sc.health.check.fall = 1;
+	service_configure(svc, &sc);
+	return svc;
+}
+
+static void drop(struct service *svc)
+{
+	service_retire(svc);
+	service_put(svc);
+}
+
+/* max_ejected_percent counts the service's members: 50% of 2 ejects one. */
+static void test_max_ejected_percent_is_service_wide(void **state)
+{
+	struct service *svc = health_svc("pct", 1, 50, 0, CHECK_NONE);
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1 }, { "b", "127.0.0.1", 7002, 0, 1 } };
+	service_set_members(svc, a, 2, now_ms());
+	struct backend *x = svc->members[0], *y = svc->members[1];
+	service_report_failure(svc, x, "test");
+	assert_false(backend_routable(x, now_ms()));
+	assert_int_equal(x->health.state, HEALTH_EJECTED);
+	service_report_failure(svc, y, "test");
+	assert_int_equal(y->health.state, HEALTH_HEALTHY);
+	assert_true(backend_routable(y, now_ms()));
+	assert_int_equal(atomic_load(&svc->ejections), 1);
+	assert_int_equal(atomic_load(&y->connect_failures), 1);
+
+	/* x's ejection ends: room again, and y's streak (still counting) ejects it at once. */
+	service_tick(svc, x->health.ejected_until_ms);
+	assert_int_equal(x->health.state, HEALTH_HEALTHY);
+	service_report_failure(svc, y, "test");
+	assert_int_equal(y->health.state, HEALTH_EJECTED);
+	assert_int_equal(atomic_load(&svc->ejections), 2);
+	drop(svc);
+}
+
+/* A member still waiting for its name is no instance yet: it does not make room. */
+static void test_unresolved_members_do_not_count(void **state)
+{
+	struct service *svc = health_svc("names", 1, 50, 0, CHECK_NONE);
+	struct member_spec a[] = {
+		{ "a", "127.0.0.1", 7001, 0, 1 },
+		{ "b", "no-such-host.invalid", 7002, 0, 1 },
+	};
+	service_set_members(svc, a, 2, now_ms());
+	struct backend *x = svc->members[0];
+	service_report_failure(svc, x, "test");
+	/* 50% of one instance with an address is none */
+	assert_int_equal(x->health.state, HEALTH_HEALTHY);
+	assert_true(backend_routable(x, now_ms()));
+	assert_int_equal(atomic_load(&svc->ejections), 0);
+	drop(svc);
+}
+
+/* A success resets the failure streak; failures_to_eject counts in a row. */
+static void test_success_resets_the_streak(void **state)
+{
+	struct service *svc = health_svc("streak", 2, 100, 0, CHECK_NONE);
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1 } };
+	service_set_members(svc, a, 1, now_ms());
+	struct backend *x = svc->members[0];
+	service_report_success(svc, x);		/* no streak: nothing to do */
+	service_report_failure(svc, x, "test");
+	assert_int_equal(x->health.consecutive_failures, 1);
+	service_report_success(svc, x);
+	assert_int_equal(x->health.consecutive_failures, 0);
+	service_report_failure(svc, x, "test");
+	assert_int_equal(x->health.state, HEALTH_HEALTHY);
+	service_report_failure(svc, x, "test");
+	assert_int_equal(x->health.state, HEALTH_EJECTED);
+	assert_int_equal(atomic_load(&x->connect_failures), 3);
+	drop(svc);
+}
+
+/* service_tick: ejections end, panic is entered once and left. */
+static void test_tick_panic_and_return(void **state)
+{
+	struct service *svc = health_svc("panic", 1, 100, 50, CHECK_NONE);
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1 }, { "b", "127.0.0.1", 7002, 0, 1 } };
+	service_set_members(svc, a, 2, now_ms());
+	struct backend *x = svc->members[0], *y = svc->members[1];
+	uint64_t t = now_ms();
+
+	service_report_failure(svc, x, "test");
+	service_tick(svc, t);
+	assert_false(svc->panic);		/* 1 of 2 routable is not below 50% */
+	service_report_failure(svc, y, "test");
+	service_tick(svc, t);
+	assert_true(svc->panic);
+	service_tick(svc, t + 1);
+	assert_int_equal(atomic_load(&svc->panics), 1);	/* entered once */
+
+	uint64_t back = x->health.ejected_until_ms > y->health.ejected_until_ms
+		? x->health.ejected_until_ms : y->health.ejected_until_ms;
+	service_tick(svc, back);
+	assert_false(svc->panic);
+	assert_true(backend_routable(x, back));
+	assert_true(backend_routable(y, back));
+	assert_int_equal(atomic_load(&svc->panics), 1);
+	drop(svc);
+}
+
+/* With an active check, a new member waits for one pass; `fall` failures take it down. */
+static void test_check_results(void **state)
+{
+	struct service *svc = health_svc("chk", 3, 50, 0, CHECK_TCP);
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1 } };
+	service_set_members(svc, a, 1, 1000);
+	struct backend *x = svc->members[0];
+	assert_int_equal(x->health.state, HEALTH_CHECKING);
+	assert_false(backend_routable(x, UINT64_MAX - 1));
+	service_check_result(svc, x, true, "ok", 2000);
+	assert_int_equal(x->health.state, HEALTH_HEALTHY);
+	assert_true(backend_routable(x, 2000));
+	assert_int_equal(atomic_load(&x->serving_since_ms), 2000);	/* slow start from here */
+	service_check_result(svc, x, false, "connect refused", 3000);
+	assert_int_equal(x->health.state, HEALTH_CHECKING);
+	assert_false(backend_routable(x, UINT64_MAX - 1));
+	assert_int_equal(atomic_load(&svc->check_failures), 1);
+
+	/* The check is removed by a reload: the next tick brings the member back. */
+	struct service_conf sc = { 0 };
+	sc.health.failures_to_eject = 3;
+	sc.health.base_ejection_ms = 5000;
+	sc.health.max_ejection_ms = 60000;
+	sc.health.check.type = CHECK_NONE;
+	service_configure(svc, &sc);
+	service_tick(svc, 4000);
+	assert_int_equal(x->health.state, HEALTH_HEALTHY);
+	assert_true(backend_routable(x, 4000));
+	drop(svc);
+}
+
+/* service_has_member: the resolver's answer finds its service by membership. */
+static void test_has_member(void **state)
+{
+	struct service *svc = service_new("m", 1);
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1 } };
+	service_set_members(svc, a, 1, 0);
+	struct backend *x = backend_get(svc->members[0]);
+	assert_true(service_has_member(svc, x));
+	assert_string_equal(x->svc_name, "m");
+	service_set_members(svc, NULL, 0, 1);
+	assert_false(service_has_member(svc, x));
+	backend_put(x);
+	drop(svc);
+}
+
+/* The view's names are what /services and the metrics label print. */
+static void test_view_names(void **state)
+{
+	assert_string_equal(service_view_name(SERVICE_VIEW_PENDING), "pending");
+	assert_string_equal(service_view_name(SERVICE_VIEW_STATIC), "static");
+	assert_string_equal(service_view_name(SERVICE_VIEW_CONNECTED), "connected");
+	assert_string_equal(service_view_name(SERVICE_VIEW_DISCONNECTED), "disconnected");
+	assert_string_equal(service_view_name(SERVICE_VIEW_CACHED), "cached");
+	assert_true(service_view_in_sync(SERVICE_VIEW_STATIC));
+	assert_true(service_view_in_sync(SERVICE_VIEW_CONNECTED));
+	assert_false(service_view_in_sync(SERVICE_VIEW_PENDING));
+	assert_false(service_view_in_sync(SERVICE_VIEW_DISCONNECTED));
+	assert_false(service_view_in_sync(SERVICE_VIEW_CACHED));
+	struct service *svc = service_new("v", 1);
+	assert_int_equal(svc->view, SERVICE_VIEW_PENDING);
+	service_put(svc);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_members_keep_identity),
+		cmocka_unit_test(test_snapshot_refcounts),
+		cmocka_unit_test(test_unresolvable_member_never_routable),
+		cmocka_unit_test(test_passive_failures_eject),
+		cmocka_unit_test(test_max_ejected_percent_is_service_wide),
+		cmocka_unit_test(test_unresolved_members_do_not_count),
+		cmocka_unit_test(test_success_resets_the_streak),
+		cmocka_unit_test(test_tick_panic_and_return),
+		cmocka_unit_test(test_check_results),
+		cmocka_unit_test(test_has_member),
+		cmocka_unit_test(test_view_names),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
