@@ -3,6 +3,7 @@
  */
 #include "pool.h"
 #include "backend.h"
+#include "backend_set.h"
 #include "log.h"
 #include "service.h"
 

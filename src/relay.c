@@ -24,6 +24,7 @@
  */
 #include "relay.h"
 #include "backend.h"
+#include "backend_set.h"
 #include "balance.h"
 #include "framing.h"
 #include "log.h"

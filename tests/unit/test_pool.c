@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "backend_set.h"
 #include "pool.h"
 #include "service.h"
 #include "util.h"
@@ -87,7 +88,7 @@ static struct fx *fx_new(void)
 	fx->reap = event_new(fx->base, -1, 0, on_reap, &fx->pw);
 	pool_worker_init(&fx->pw, fx->base, fx->reap, 0, 1);
 	fx->svc = service_new("p", 1);
-	fx->be = backend_new(fx->svc, "be", "be.invalid", 1, 0, 1, now_ms());
+	fx->be = backend_new(fx->svc->name, 1, "be", "be.invalid", 1, 0, 1, now_ms());
 	snprintf(fx->dir, sizeof(fx->dir), "/tmp/zklb-test-pool-XXXXXX");
 	assert_non_null(mkdtemp(fx->dir));
 	snprintf(fx->path, sizeof(fx->path), "%s/be", fx->dir);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "backend_set.h"
 #include "config.h"
 #include "pool.h"
 #include "relay.h"
@@ -124,7 +125,7 @@ static struct fx *fx_new(size_t n_be, unsigned listening, const char *settings, 
 		backend_set_addr(be, &a);
 		service_backend_ready(fx->svc, be, now_ms());
 	}
-	fx->set = service_publish(fx->svc, fx->cref, fx->conf, ready);
+	fx->set = backend_set_publish(fx->svc, fx->cref, fx->conf, ready);
 	return fx;
 }
 
@@ -571,7 +572,7 @@ static void test_wait_then_wake(void **state)
 	assert_false(fx_pending(fx, 0));
 	assert_int_equal(atomic_load(&fx->rw.n_relays), 1);
 
-	struct backend_set *view = service_publish(fx->svc, fx->cref, fx->conf, true);
+	struct backend_set *view = backend_set_publish(fx->svc, fx->cref, fx->conf, true);
 	relay_wake_waiting(&fx->q, view);
 	assert_null(fx->q.head);
 	int u = fx_upstream(fx, 0);
