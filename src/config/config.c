@@ -22,37 +22,12 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #define CONFIG_MAX_FILE (16u << 20)
-
-/* ---- errors ---------------------------------------------------------------------- */
-
-void config_errors_add(struct config_errors *errs, const char *fmt, ...)
-{
-	char buf[1200];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	errs->msgs = xrealloc(errs->msgs, (errs->n + 1) * sizeof(*errs->msgs));
-	errs->msgs[errs->n++] = xstrdup(buf);
-}
-
-void config_errors_free(struct config_errors *errs)
-{
-	if (!errs)
-		return;
-	for (size_t i = 0; i < errs->n; i++)
-		free(errs->msgs[i]);
-	free(errs->msgs);
-	errs->msgs = NULL;
-	errs->n = 0;
-}
 
 /* ---- checks across sections ------------------------------------------------------ */
 
