@@ -12,7 +12,11 @@
 struct control;
 struct admin;
 
-/* Listen on `listen` ("host:port"); NULL after logging when that fails. */
+/*
+ * Listen on `listen` ("host:port", or "unix:/path": a socket file of mode
+ * 0660, removed again by admin_free); NULL after logging when that fails.
+ * Thread: the control thread (c->base).
+ */
 struct admin *admin_new(struct control *c, const char *listen);
 void admin_free(struct admin *a);
 

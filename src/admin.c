@@ -12,6 +12,7 @@
 #include "resolver.h"
 #include "sync.h"
 #include "zk.h"
+#include "listener.h"
 #include "log.h"
 
 #include <event2/buffer.h>
@@ -19,10 +20,15 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct admin {
 	struct control *c;			/* not owned */
 	struct evhttp *http;			/* owned */
+	char *unix_path;			/* owned; the socket file we bound, NULL on TCP */
+	dev_t unix_dev;				/* with unix_ino: that file, so admin_free */
+	ino_t unix_ino;				/* unlinks it only if it is still ours */
 };
 
 /* One instance's numbers, copied under the health lock. */
@@ -617,14 +623,50 @@ static void on_root(struct evhttp_request *req, void *arg)
 	evbuffer_free(b);
 }
 
-struct admin *admin_new(struct control *c, const char *listen)
+/*
+ * Bind a->http to admin.listen: "host:port", or "unix:/path" with mode 0660
+ * (the admin API is for the host's operators and their group, not for every
+ * local user as a service socket is). A stale socket file is replaced as for
+ * services; anything else at the path makes the bind fail.
+ */
+static bool admin_bind(struct admin *a, const char *listen)
 {
+	if (strncmp(listen, "unix:", 5) == 0) {
+		char err[256];
+		int fd;
+		struct stat st;
+		if (!listener_open_unix(listen, 0660, &fd, err, sizeof(err))) {
+			log_error("admin: cannot listen on %s: %s", listen, err);
+			return false;
+		}
+		if (!evhttp_accept_socket_with_handle(a->http, fd)) {
+			log_error("admin: cannot serve HTTP on %s", listen);
+			close(fd);
+			unlink(listen + 5);
+			return false;
+		}
+		a->unix_path = xstrdup(listen + 5);
+		if (stat(a->unix_path, &st) == 0) {
+			a->unix_dev = st.st_dev;
+			a->unix_ino = st.st_ino;
+		}
+		return true;
+	}
 	char host[256];
 	uint16_t port;
 	if (!net_split_host_port(listen, host, sizeof(host), &port)) {
 		log_error("admin.listen '%s' is not host:port", listen);
-		return NULL;
+		return false;
 	}
+	if (evhttp_bind_socket(a->http, host, port) != 0) {
+		log_error("admin: cannot listen on %s", listen);
+		return false;
+	}
+	return true;
+}
+
+struct admin *admin_new(struct control *c, const char *listen)
+{
 	struct admin *a = xcalloc(1, sizeof(*a));
 	a->c = c;
 	a->http = evhttp_new(c->base);
@@ -632,17 +674,18 @@ struct admin *admin_new(struct control *c, const char *listen)
 	evhttp_set_max_headers_size(a->http, 16 * 1024);
 	evhttp_set_max_body_size(a->http, 1024);
 	evhttp_set_timeout(a->http, 10);
-	if (evhttp_bind_socket(a->http, host, port) != 0) {
-		log_error("admin: cannot listen on %s", listen);
-		evhttp_free(a->http);
-		free(a);
+	if (!admin_bind(a, listen)) {
+		admin_free(a);
 		return NULL;
 	}
 	evhttp_set_cb(a->http, "/healthz", on_healthz, a);
 	evhttp_set_cb(a->http, "/services", on_services, a);
 	evhttp_set_cb(a->http, "/metrics", on_metrics, a);
 	evhttp_set_gencb(a->http, on_root, a);
-	log_info("admin API on http://%s/", listen);
+	if (a->unix_path)
+		log_info("admin API on %s", listen);
+	else
+		log_info("admin API on http://%s/", listen);
 	return a;
 }
 
@@ -651,5 +694,11 @@ void admin_free(struct admin *a)
 	if (!a)
 		return;
 	evhttp_free(a->http);
+	/* Like a service's socket, but never a file someone put there since. */
+	struct stat st;
+	if (a->unix_path && stat(a->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	    st.st_dev == a->unix_dev && st.st_ino == a->unix_ino)
+		unlink(a->unix_path);
+	free(a->unix_path);
 	free(a);
 }
