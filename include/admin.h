@@ -2,7 +2,7 @@
  * admin — the HTTP admin API on the control thread (libevent evhttp):
  *   GET /healthz   200 "ok" (503 "draining" while draining)
  *   GET /services  JSON: services, their discovery state and instances
- *   GET /metrics   Prometheus text format, zklb_ prefix
+ *   GET /metrics   Prometheus text format, zklb_ prefix (see metrics.h)
  *   GET /          a human status page
  * Bound to 127.0.0.1 by default; it reads control state and atomics only.
  */
