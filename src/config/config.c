@@ -258,9 +258,9 @@ struct config *config_load_string(const char *yaml, size_t len, const char *name
 	struct schema_ctx v = { .origin = name, .tree = &tree, .errs = errs, .first = errs->n,
 				.user = "file" };
 	if (!yamltree_parse(&tree, yaml, len)) {
-		for (size_t i = 0; i < tree.n_errors; i++)
-			config_errors_add(errs, "%s:%u:%u: %s", name, tree.errors[i].at.line,
-					  tree.errors[i].at.col, tree.errors[i].msg);
+		for (size_t i = 0; i < tree.errors.n; i++)
+			config_errors_add(errs, "%s:%u:%u: %s", name, tree.error_at[i].line,
+					  tree.error_at[i].col, tree.errors.msgs[i]);
 		yamltree_free(&tree);
 		return NULL;
 	}

@@ -8,16 +8,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-void config_errors_add(struct config_errors *errs, const char *fmt, ...)
+void config_errors_vadd(struct config_errors *errs, const char *fmt, va_list ap)
 {
 	/* Wide enough for schema's longest line: position, key path and message. */
 	char buf[1200];
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
 	errs->msgs = xrealloc(errs->msgs, (errs->n + 1) * sizeof(*errs->msgs));
 	errs->msgs[errs->n++] = xstrdup(buf);
+}
+
+void config_errors_add(struct config_errors *errs, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	config_errors_vadd(errs, fmt, ap);
+	va_end(ap);
 }
 
 void config_errors_free(struct config_errors *errs)
