@@ -2,7 +2,7 @@
  * admin — the HTTP admin API on the control thread (libevent evhttp):
  *   GET /healthz   200 "ok" (503 "draining" while draining)
  *   GET /services  JSON: services, their discovery state and instances
- *   GET /metrics   Prometheus text format, zklb_ prefix
+ *   GET /metrics   Prometheus text format, zklb_ prefix (see metrics.h)
  *   GET /          a human status page
  * Bound to 127.0.0.1 by default; it reads control state and atomics only.
  */
@@ -12,7 +12,11 @@
 struct control;
 struct admin;
 
-/* Listen on `listen` ("host:port"); NULL after logging when that fails. */
+/*
+ * Listen on `listen` ("host:port", or "unix:/path": a socket file of mode
+ * 0660, removed again by admin_free); NULL after logging when that fails.
+ * Thread: the control thread (c->base).
+ */
 struct admin *admin_new(struct control *c, const char *listen);
 void admin_free(struct admin *a);
 

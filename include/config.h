@@ -8,6 +8,10 @@
  *
  * A struct config is immutable once built; the control thread swaps whole
  * configs on reload. Strings are owned by the config and freed by config_free().
+ *
+ * Defaults, ranges and which keys a reload applies live in one place: the key
+ * tables of src/config/config_keys.c (one key per line). The comments below
+ * give units and ownership only; they do not restate defaults.
  */
 #ifndef ZKLB_CONFIG_H
 #define ZKLB_CONFIG_H
@@ -17,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config_errors.h"	/* every load reports into one; callers read it */
 #include "log.h"
 
 /* A relay remembers every backend it tried, so retries are bounded. */
@@ -56,31 +61,31 @@ enum sync_on_delete {
 
 struct check_conf {
 	enum check_kind type;
-	uint64_t interval_ms;		/* default 2s */
-	uint64_t timeout_ms;		/* default 500ms */
-	uint32_t rise;			/* default 2 */
-	uint32_t fall;			/* default 3 */
+	uint64_t interval_ms;		/* between checks */
+	uint64_t timeout_ms;		/* of one check */
+	uint32_t rise;			/* passes in a row to count as up */
+	uint32_t fall;			/* failures in a row to count as down */
 	char *send;			/* owned; send_expect: bytes to send (may be NULL) */
-	size_t send_len;
+	size_t send_len;		/* bytes in send */
 	char *expect;			/* owned; send_expect: expected reply prefix */
-	size_t expect_len;
-	char *path;			/* owned; http: request path, default "/" */
+	size_t expect_len;		/* bytes in expect */
+	char *path;			/* owned; http: request path */
 };
 
 struct health_conf {
-	uint32_t failures_to_eject;	/* default 3 */
-	uint64_t base_ejection_ms;	/* default 5s */
-	uint64_t max_ejection_ms;	/* default 5m */
-	uint32_t max_ejected_percent;	/* 0..100, default 50 */
-	uint32_t panic_threshold;	/* 0..100, default 50 */
+	uint32_t failures_to_eject;	/* consecutive failures before an ejection */
+	uint64_t base_ejection_ms;	/* first ejection; doubles on each repeat */
+	uint64_t max_ejection_ms;	/* cap of the doubling */
+	uint32_t max_ejected_percent;	/* percent of the instances */
+	uint32_t panic_threshold;	/* percent healthy below which panic mode starts */
 	struct check_conf check;	/* type CHECK_NONE when absent */
 };
 
 struct pool_conf {
-	uint32_t prewarm;		/* default 0 */
-	enum reuse_kind reuse;		/* default REUSE_NONE */
-	uint32_t max_idle;		/* default 32 */
-	uint64_t idle_timeout_ms;	/* default 30s */
+	uint32_t prewarm;		/* idle connections kept open per backend */
+	enum reuse_kind reuse;		/* which framing may hand a connection back */
+	uint32_t max_idle;		/* idle connections per backend, at most */
+	uint64_t idle_timeout_ms;	/* an idle pooled connection closes after this */
 };
 
 struct tls_conf {
@@ -88,7 +93,7 @@ struct tls_conf {
 	char *ca;			/* owned; may be NULL */
 	char *cert;			/* owned; may be NULL */
 	char *key;			/* owned; may be NULL */
-	bool verify;			/* default true */
+	bool verify;			/* check the server's certificate */
 	char *server_name;		/* owned; may be NULL */
 };
 
@@ -96,29 +101,29 @@ struct static_backend {
 	char *address;			/* owned; "host:port" as written */
 	char host[256];
 	uint16_t port;
-	uint32_t weight;		/* default 1, 1..256 */
+	uint32_t weight;		/* 1..256 (see fn_backends) */
 };
 
 struct discovery_conf {
 	enum discovery_kind type;
 	char *path;			/* owned; curator/serverset znode path */
-	bool keep_last_known;		/* default true */
-	double collapse_guard;		/* 0..1, default 0.5; 1 disables */
-	uint64_t collapse_hold_ms;	/* default 30s */
+	bool keep_last_known;		/* an empty set never empties the pool */
+	double collapse_guard;		/* 0..1: share of instances that may go at once; 1 disables */
+	uint64_t collapse_hold_ms;	/* how long a collapse must hold before it applies */
 	struct static_backend *backends;	/* owned; static only */
-	size_t n_backends;
+	size_t n_backends;		/* entries in backends */
 };
 
 struct service_conf {
 	char *name;			/* owned; the key under services: */
 	char *listen;			/* owned; "host:port" or "unix:/path" */
 	struct discovery_conf discovery;
-	enum balance_kind balance;	/* default least_conn */
-	uint64_t slow_start_ms;		/* default 0 (off) */
-	uint64_t connect_timeout_ms;	/* default 1s */
-	uint64_t idle_timeout_ms;	/* default 5m; 0 = none */
-	uint64_t max_buffer;		/* bytes per direction, default 64k, >= 1k */
-	uint32_t retries;		/* default 2, at most CONFIG_MAX_RETRIES */
+	enum balance_kind balance;
+	uint64_t slow_start_ms;		/* weight ramp of a new instance; 0 = off */
+	uint64_t connect_timeout_ms;	/* per connect attempt */
+	uint64_t idle_timeout_ms;	/* 0 = none */
+	uint64_t max_buffer;		/* bytes per direction */
+	uint32_t retries;		/* at most CONFIG_MAX_RETRIES */
 	struct health_conf health;
 	struct pool_conf pool;
 	struct tls_conf tls;
@@ -127,19 +132,19 @@ struct service_conf {
 
 struct zookeeper_conf {
 	char *hosts;			/* owned; NULL when no zookeeper: section */
-	uint64_t session_timeout_ms;	/* default 10s */
+	uint64_t session_timeout_ms;	/* asked of the ensemble */
 	char *auth;			/* owned; "digest:user:secret" or NULL */
 	char *config_path;		/* owned; or NULL */
 };
 
 struct announce_conf {
 	char *service;			/* owned */
-	char *base_path;		/* owned; default "/services" */
+	char *base_path;		/* owned; the node goes under base_path/service */
 	char *address;			/* owned; "auto" or an address */
 	uint16_t port;
 	uint16_t ssl_port;		/* 0 = none */
 	json_t *payload;		/* ref; NULL when absent */
-	struct check_conf check;	/* default tcp 2s/500ms rise 2 fall 3 */
+	struct check_conf check;	/* of the local service, guards the node */
 };
 
 struct sync_conf {
@@ -147,11 +152,11 @@ struct sync_conf {
 	char *file;			/* owned; for a single node */
 	bool children;			/* mirror every child into dir */
 	char *dir;			/* owned; with children */
-	uint32_t mode;			/* file mode, default 0644 */
+	uint32_t mode;			/* file mode bits */
 	char *on_change;		/* owned; shell command or NULL */
-	uint64_t on_change_timeout_ms;	/* default 30s */
+	uint64_t on_change_timeout_ms;	/* then the command is killed */
 	enum sync_on_delete on_delete;
-	uint64_t max_size;		/* default 1m */
+	uint64_t max_size;		/* bytes of a node, at most */
 };
 
 struct config {
@@ -159,32 +164,17 @@ struct config {
 	struct zookeeper_conf zookeeper;
 	char *cache_dir;		/* owned; or NULL */
 	uint32_t workers;		/* resolved: "auto" becomes the online CPU count */
-	uint64_t drain_timeout_ms;	/* default 30s */
-	char *admin_listen;		/* owned; default "127.0.0.1:9901"; NULL when admin: {listen: off} */
-	enum log_level log_level;	/* default info */
-	enum log_format log_format;	/* default text */
+	uint64_t drain_timeout_ms;	/* SIGTERM: open connections may finish for this long */
+	char *admin_listen;		/* owned; NULL when admin: {listen: off} */
+	enum log_level log_level;
+	enum log_format log_format;
 	struct service_conf *services;	/* owned, n_services entries, in file order */
 	size_t n_services;
-	struct announce_conf *announce;	/* owned */
+	struct announce_conf *announce;	/* owned, n_announce entries */
 	size_t n_announce;
-	struct sync_conf *sync;		/* owned */
+	struct sync_conf *sync;		/* owned, n_sync entries */
 	size_t n_sync;
 };
-
-/*
- * Errors are collected, not fatal at the first one: `zklb check` prints them all.
- * Each message is complete, e.g.
- *   "zklb.yaml:12:5: services.web.connect_timeout: '5x' is not a duration"
- */
-struct config_errors {
-	char **msgs;			/* owned */
-	size_t n;
-};
-
-void config_errors_free(struct config_errors *errs);
-/* Append one complete message (printf style); errs starts zeroed. */
-void config_errors_add(struct config_errors *errs, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
 
 /*
  * Load and validate a YAML file. Returns the config, or NULL with at least one

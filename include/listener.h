@@ -19,4 +19,12 @@
  */
 bool listener_open(const char *key, unsigned n, int *fds, char *err, size_t errlen);
 
+/*
+ * One listening socket for "unix:/path" whose file gets `mode` before it
+ * accepts (services: 0666; the admin API: 0660). The stale-file rule is
+ * listener_open's: only a socket nobody accepts on is unlinked, never a
+ * regular file. On failure err says why, false.
+ */
+bool listener_open_unix(const char *key, unsigned mode, int *fd, char *err, size_t errlen);
+
 #endif

@@ -16,8 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
-#include "yamltree.h"
+struct config_errors;
+struct yamltree;
+struct yamltree_mark;
 
 enum schema_type {
 	S_STR,		/* char *, owned */

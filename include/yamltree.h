@@ -24,23 +24,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config_errors.h"
+
 /* A position in the source, 1-based. */
 struct yamltree_mark {
 	uint32_t line;
 	uint32_t col;
 };
 
-struct yamltree_error {
-	struct yamltree_mark at;	/* where the problem is */
-	char *msg;			/* owned; no position prefix */
-};
-
 struct yamltree_entry;
 
 struct yamltree {
 	json_t *root;			/* owned; NULL when parsing failed */
-	struct yamltree_error *errors;	/* owned, n_errors entries, in source order */
-	size_t n_errors;
+	struct config_errors errors;	/* owned; messages without a position, in source order */
+	struct yamltree_mark *error_at;	/* owned, errors.n entries: where each problem is */
 	struct yamltree_entry *slots;	/* owned; open-addressing table of positions */
 	size_t n_slots;			/* capacity, a power of two (or 0) */
 	size_t n_used;
@@ -49,7 +46,7 @@ struct yamltree {
 /*
  * Parse `len` bytes of YAML into t (which the caller zeroes or reuses after
  * yamltree_free). Returns true when the document is well formed; otherwise
- * t->errors says why and t->root is NULL. An empty stream gives a null root.
+ * t->errors says why (t->error_at where) and t->root is NULL. An empty stream gives a null root.
  * Thread: any; touches no globals.
  */
 bool yamltree_parse(struct yamltree *t, const char *buf, size_t len)

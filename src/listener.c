@@ -30,7 +30,9 @@ static void unlink_stale_unix(const struct sockaddr_un *un)
 	close(fd);
 }
 
-static int open_one(const struct net_addr *a, bool reuseport, char *err, size_t errlen)
+/* unix_mode: the socket file's mode, set before listen() so no one connects under a wider one. */
+static int open_one(const struct net_addr *a, bool reuseport, unsigned unix_mode, char *err,
+		    size_t errlen)
 {
 	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -49,12 +51,28 @@ static int open_one(const struct net_addr *a, bool reuseport, char *err, size_t 
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	}
 	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0 ||
+	    (a->ss.ss_family == AF_UNIX &&
+	     chmod(((const struct sockaddr_un *)&a->ss)->sun_path, unix_mode) != 0) ||
 	    listen(fd, LISTEN_BACKLOG) != 0) {
 		snprintf(err, errlen, "%s", strerror(errno));
 		close(fd);
 		return -1;
 	}
 	return fd;
+}
+
+bool listener_open_unix(const char *key, unsigned mode, int *fd, char *err, size_t errlen)
+{
+	struct net_addr a;
+	if (!net_addr_parse(key, &a, err, errlen))
+		return false;
+	if (a.ss.ss_family != AF_UNIX) {
+		snprintf(err, errlen, "not a unix: address");
+		return false;
+	}
+	unlink_stale_unix((const struct sockaddr_un *)&a.ss);
+	*fd = open_one(&a, false, mode, err, errlen);
+	return *fd >= 0;
 }
 
 bool listener_open(const char *key, unsigned n, int *fds, char *err, size_t errlen)
@@ -65,11 +83,9 @@ bool listener_open(const char *key, unsigned n, int *fds, char *err, size_t errl
 	for (unsigned i = 0; i < n; i++)
 		fds[i] = -1;
 	if (a.ss.ss_family == AF_UNIX) {
-		unlink_stale_unix((const struct sockaddr_un *)&a.ss);
-		fds[0] = open_one(&a, false, err, errlen);
-		if (fds[0] < 0)
+		/* Any local user may be a client of a service. */
+		if (!listener_open_unix(key, 0666, &fds[0], err, errlen))
 			return false;
-		chmod(((const struct sockaddr_un *)&a.ss)->sun_path, 0666);
 		for (unsigned i = 1; i < n; i++) {
 			fds[i] = fcntl(fds[0], F_DUPFD_CLOEXEC, 0);
 			if (fds[i] < 0) {
@@ -80,7 +96,7 @@ bool listener_open(const char *key, unsigned n, int *fds, char *err, size_t errl
 		return true;
 	}
 	for (unsigned i = 0; i < n; i++) {
-		fds[i] = open_one(&a, true, err, errlen);
+		fds[i] = open_one(&a, true, 0, err, errlen);
 		if (fds[i] < 0)
 			goto fail;
 	}

@@ -22,37 +22,12 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #define CONFIG_MAX_FILE (16u << 20)
-
-/* ---- errors ---------------------------------------------------------------------- */
-
-void config_errors_add(struct config_errors *errs, const char *fmt, ...)
-{
-	char buf[1200];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	errs->msgs = xrealloc(errs->msgs, (errs->n + 1) * sizeof(*errs->msgs));
-	errs->msgs[errs->n++] = xstrdup(buf);
-}
-
-void config_errors_free(struct config_errors *errs)
-{
-	if (!errs)
-		return;
-	for (size_t i = 0; i < errs->n; i++)
-		free(errs->msgs[i]);
-	free(errs->msgs);
-	errs->msgs = NULL;
-	errs->n = 0;
-}
 
 /* ---- checks across sections ------------------------------------------------------ */
 
@@ -283,9 +258,9 @@ struct config *config_load_string(const char *yaml, size_t len, const char *name
 	struct schema_ctx v = { .origin = name, .tree = &tree, .errs = errs, .first = errs->n,
 				.user = "file" };
 	if (!yamltree_parse(&tree, yaml, len)) {
-		for (size_t i = 0; i < tree.n_errors; i++)
-			config_errors_add(errs, "%s:%u:%u: %s", name, tree.errors[i].at.line,
-					  tree.errors[i].at.col, tree.errors[i].msg);
+		for (size_t i = 0; i < tree.errors.n; i++)
+			config_errors_add(errs, "%s:%u:%u: %s", name, tree.error_at[i].line,
+					  tree.error_at[i].col, tree.errors.msgs[i]);
 		yamltree_free(&tree);
 		return NULL;
 	}

@@ -6,6 +6,8 @@
  * config.c applies the top table to a document and checks across sections.
  */
 #include "config_keys.h"
+#include "config.h"
+#include "schema.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -8,8 +8,10 @@
 
 #include <jansson.h>
 
-#include "config.h"
-#include "schema.h"
+struct schema_ctx;
+struct schema_path;
+struct schema_section;
+struct service_conf;
 
 /* The top-level section: every key of a file, sections nested. Static storage. */
 const struct schema_section *config_keys_top(void);

@@ -3,7 +3,9 @@
  * types, defaults, ranges, paths and positions.
  */
 #include "schema.h"
+#include "config_errors.h"
 #include "util.h"
+#include "yamltree.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -114,17 +114,14 @@ static void add_error(struct yamltree *t, struct yamltree_mark at, const char *f
 
 static void add_error(struct yamltree *t, struct yamltree_mark at, const char *fmt, ...)
 {
-	if (t->n_errors >= YAMLTREE_MAX_ERRORS)
+	if (t->errors.n >= YAMLTREE_MAX_ERRORS)
 		return;
-	char buf[512];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	config_errors_vadd(&t->errors, fmt, ap);
 	va_end(ap);
-	t->errors = xrealloc(t->errors, (t->n_errors + 1) * sizeof(*t->errors));
-	t->errors[t->n_errors].at = at;
-	t->errors[t->n_errors].msg = xstrdup(buf);
-	t->n_errors++;
+	t->error_at = xrealloc(t->error_at, t->errors.n * sizeof(*t->error_at));
+	t->error_at[t->errors.n - 1] = at;
 }
 
 static struct yamltree_mark mark_of(yaml_mark_t m)
@@ -464,7 +461,7 @@ bool yamltree_parse(struct yamltree *t, const char *buf, size_t len)
 	yaml_parser_delete(&parser);
 	free(ps);
 
-	if (t->n_errors > 0) {
+	if (t->errors.n > 0) {
 		json_decref(t->root);
 		t->root = NULL;
 		return false;
@@ -477,9 +474,8 @@ bool yamltree_parse(struct yamltree *t, const char *buf, size_t len)
 void yamltree_free(struct yamltree *t)
 {
 	json_decref(t->root);
-	for (size_t i = 0; i < t->n_errors; i++)
-		free(t->errors[i].msg);
-	free(t->errors);
+	config_errors_free(&t->errors);
+	free(t->error_at);
 	for (size_t i = 0; i < t->n_slots; i++)
 		free(t->slots[i].key);
 	free(t->slots);

@@ -795,6 +795,27 @@ static void test_kind_names(void **state)
 	assert_string_equal(reuse_kind_name(REUSE_HTTP1), "http1");
 }
 
+/* The error list alone: messages stay in order, free empties it for reuse. */
+static void test_errors_list(void **state)
+{
+	struct config_errors errs = { 0 };
+	config_errors_add(&errs, "%s:%d: first", "a.yaml", 1);
+	config_errors_add(&errs, "second");
+	assert_int_equal(errs.n, 2);
+	assert_string_equal(errs.msgs[0], "a.yaml:1: first");
+	assert_string_equal(errs.msgs[1], "second");
+	config_errors_free(&errs);
+	assert_int_equal(errs.n, 0);
+	assert_null(errs.msgs);
+	/* A second load reports after what the list already holds. */
+	config_errors_add(&errs, "earlier");
+	assert_null(load("workers: 0\n", &errs));
+	assert_true(errs.n >= 2);
+	assert_string_equal(errs.msgs[0], "earlier");
+	config_errors_free(&errs);
+	config_errors_free(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -823,6 +844,7 @@ int main(void)
 		cmocka_unit_test(test_overlay_errors),
 		cmocka_unit_test(test_reloadable),
 		cmocka_unit_test(test_kind_names),
+		cmocka_unit_test(test_errors_list),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

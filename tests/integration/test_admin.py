@@ -1,0 +1,265 @@
+"""The admin API: its unix-socket listener, and /metrics against the one table
+of metric families (src/metrics.c: /metrics is written from it, the README
+lists it).
+
+The table is read through the metrics_table tool (tests/metrics_table.c),
+which prints the rows /metrics is written from.
+"""
+
+import http.client
+import json
+import os
+import re
+import socket
+import stat
+import subprocess
+import time
+
+import pytest
+
+from harness import (ROOT, ask_tag, build_dir, free_addr, parse_metrics, run_zklb,
+                     static_service, wait_until)
+
+SVC = "web"
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over a unix stream socket."""
+
+    def __init__(self, path, timeout=5.0):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def unix_get(path, url, timeout=5.0):
+    """GET url over the unix socket at path → (status, headers, body bytes)."""
+    c = UnixHTTPConnection(str(path), timeout)
+    try:
+        c.request("GET", url)
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+def wait_unix_ready(lb, path, timeout=15.0):
+    """What the harness's wait_ready does on a TCP admin address, on a socket:
+    GET /healthz until 200; fail at once if zklb exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if not lb.running():
+            raise AssertionError(f"zklb exited with {lb.proc.wait()} during start-up\n"
+                                 f"--- {lb.log_path} ---\n{lb.log_tail()}")
+        try:
+            if unix_get(path, "/healthz", timeout=1.0)[0] == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no GET /healthz on {path} after {timeout}s\n{lb.log_tail()}")
+        time.sleep(0.05)
+
+
+def stale_socket(path):
+    """A socket file nobody accepts on, as a crashed process leaves it."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(path))
+    s.close()
+    assert stat.S_ISSOCK(os.stat(path).st_mode)
+
+
+# --------------------------------------------------------------------------- unix listener
+
+
+def test_admin_on_unix_socket(backend, zklb, tmp_path):
+    b = backend("b1", "tag")
+    path = tmp_path / "admin.sock"
+    lb = zklb(services={SVC: static_service([b])}, admin=f"unix:{path}", start=False)
+    check = run_zklb(["check", "-c", str(lb.config_path)])
+    assert check.returncode == 0, check.stderr
+    lb.start(wait=False)
+    wait_unix_ready(lb, path)
+
+    assert stat.S_ISSOCK(os.stat(path).st_mode)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+    lb.wait_for_log(rf"admin API on unix:{path}$")
+
+    assert ask_tag(lb.listen(SVC)) == "b1"
+    status, headers, body = unix_get(path, "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    m = parse_metrics(body.decode())
+    assert m.value("zklb_backend_connections_total", service=SVC) == 1
+    status, _, body = unix_get(path, "/services")
+    assert status == 200 and SVC.encode() in body
+    assert unix_get(path, "/")[0] == 200
+
+    assert lb.stop() == 0
+    assert not path.exists(), "the admin socket outlives zklb"
+
+
+def test_admin_unix_replaces_a_stale_socket(backend, zklb, tmp_path):
+    path = tmp_path / "admin.sock"
+    stale_socket(path)
+    lb = zklb(services={SVC: static_service([backend("b1", "tag")])}, admin=f"unix:{path}",
+              start=False)
+    lb.start(wait=False)
+    wait_unix_ready(lb, path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+
+
+def test_admin_unix_never_removes_a_regular_file(backend, zklb, tmp_path):
+    path = tmp_path / "admin.sock"
+    path.write_text("not a socket\n")
+    lb = zklb(services={SVC: static_service([backend("b1", "tag")])}, admin=f"unix:{path}",
+              start=False)
+    lb.start(wait=False)
+    assert lb.wait(15) == 1
+    assert path.read_text() == "not a socket\n"
+    assert f"admin: cannot listen on unix:{path}" in lb.log()
+
+
+def test_admin_unix_leaves_a_live_socket_alone(backend, zklb, tmp_path):
+    path = tmp_path / "admin.sock"
+    first = zklb(services={SVC: static_service([backend("b1", "tag")])},
+                 admin=f"unix:{path}", start=False)
+    first.start(wait=False)
+    wait_unix_ready(first, path)
+    second = zklb(services={SVC: static_service([backend("b2", "tag")])},
+                  admin=f"unix:{path}", start=False, name="second")
+    second.start(wait=False)
+    assert second.wait(15) == 1
+    assert "admin: cannot listen on" in second.log()
+    # The first one still answers on its socket, which is still there.
+    assert unix_get(path, "/healthz")[0] == 200
+
+
+# --------------------------------------------------------------------------- the metrics table
+
+README_BEGIN = "<!-- metrics table:"
+README_END = "<!-- end of metrics table -->"
+
+
+def metrics_table(*args):
+    tool = build_dir() / "tests" / "metrics_table"
+    assert tool.exists(), f"{tool} not built (meson -Dtests=auto or enabled builds it)"
+    return subprocess.run([str(tool)] + list(args), capture_output=True, text=True, check=True,
+                          timeout=10).stdout
+
+
+def table_rows():
+    """[(name, type, [labels], help)] in /metrics order."""
+    rows = []
+    for line in metrics_table().splitlines():
+        name, type_, labels, help_ = line.split("\t")
+        rows.append((name, type_, labels.split(",") if labels else [], help_))
+    return rows
+
+
+def readme_block():
+    text = (ROOT / "README.md").read_text()
+    start = text.index(README_BEGIN)
+    start = text.index("-->\n", start) + len("-->\n")
+    return text[start:text.index(README_END, start)]
+
+
+def test_metrics_table_is_sound():
+    rows = table_rows()
+    names = [r[0] for r in rows]
+    assert len(names) == len(set(names)), "a family is declared twice"
+    for name, type_, labels, help_ in rows:
+        assert re.fullmatch(r"zklb_[a-z0-9_]+", name), name
+        assert type_ in ("counter", "gauge"), (name, type_)
+        # Prometheus naming: counters end in _total, nothing else does.
+        assert name.endswith("_total") == (type_ == "counter"), name
+        assert help_ and "\n" not in help_ and "\\" not in help_, name
+        assert len(labels) == len(set(labels)), name
+
+
+def test_readme_lists_the_metrics_table():
+    block = readme_block()
+    listed = re.findall(r"^\| `(zklb_[a-z0-9_]+)", block, re.M)
+    declared = [r[0] for r in table_rows()]
+    assert not set(listed) - set(declared), \
+        f"README lists families the table lacks: {sorted(set(listed) - set(declared))}"
+    assert not set(declared) - set(listed), \
+        f"README misses families of the table: {sorted(set(declared) - set(listed))}"
+    assert block == metrics_table("--markdown"), \
+        "README's metric list differs from the table: paste `metrics_table --markdown` in"
+
+
+def families(text):
+    """{name: (help, type)} of the # HELP / # TYPE lines, and their order."""
+    helps, types, order = {}, {}, []
+    for line in text.splitlines():
+        m = re.match(r"# (HELP|TYPE) (\S+) (.*)$", line)
+        if not m:
+            continue
+        (helps if m.group(1) == "HELP" else types)[m.group(2)] = m.group(3)
+        if m.group(1) == "HELP":
+            order.append(m.group(2))
+    return {n: (helps.get(n), types.get(n)) for n in order}, order
+
+
+@pytest.mark.zookeeper
+def test_metrics_families_are_the_table(shared_zookeeper, zk_path, kazoo_client, backend,
+                                        zklb, tmp_path):
+    """With every optional part configured (ZooKeeper discovery, overlay,
+    announce, sync), /metrics writes exactly the table's families, in its
+    order, with its HELP, TYPE and labels."""
+    k = kazoo_client(shared_zookeeper.hosts)
+    b1 = backend("b1", "tag")
+    b2 = backend("b2", "tag")
+    disc = zk_path + "/services/web"
+    k.create(disc + "/i1", json.dumps({
+        "name": "web", "id": "i1", "address": "127.0.0.1", "port": b1.port, "sslPort": None,
+        "payload": None, "registrationTimeUTC": 1, "serviceType": "DYNAMIC",
+        "uriSpec": None}).encode(), makepath=True)
+    k.create(zk_path + "/config/app", b"x=1\n", makepath=True)
+    overlay = {"api": {"listen": free_addr(), "discovery": {"type": "static",
+                                                            "backends": [b2.address]}}}
+    k.create(zk_path + "/zklb", json.dumps(overlay).encode(), makepath=True)
+    lb = zklb(services={SVC: {"listen": free_addr(),
+                              "discovery": {"type": "curator", "path": disc}},
+                        "static": static_service([b2])},
+              zookeeper={"hosts": shared_zookeeper.hosts, "session_timeout": "2s",
+                         "config_path": zk_path + "/zklb"},
+              announce=[{"service": "ann", "base_path": zk_path + "/announced",
+                         "address": "127.0.0.1", "port": b1.port,
+                         "check": {"type": "tcp", "interval": "100ms"}}],
+              sync=[{"path": zk_path + "/config/app", "file": str(tmp_path / "app")}])
+
+    def settled():
+        m = lb.metrics()
+        return (m.value("zklb_announce_registrations_total") == 1
+                and m.value("zklb_sync_writes_total") == 1
+                and m.value("zklb_config_overlay_in_force") == 1
+                and m.value("zklb_discovery_connected", service=SVC) == 1)
+    wait_until(settled, 15, what="announce, sync, overlay and discovery to settle")
+    assert ask_tag(lb.listen(SVC)) == "b1"
+
+    text = lb.admin_get("/metrics")[2].decode()
+    written, order = families(text)
+    rows = table_rows()
+    declared = {name: (help_, type_) for name, type_, _, help_ in rows}
+    assert not set(written) - set(declared), \
+        f"/metrics writes families the table lacks: {sorted(set(written) - set(declared))}"
+    assert not set(declared) - set(written), \
+        f"families of the table missing from /metrics: {sorted(set(declared) - set(written))}"
+    assert order == [r[0] for r in rows]
+    for name, (help_, type_) in written.items():
+        assert (help_, type_) == declared[name], name
+    labels = {name: set(ls) for name, _, ls, _ in rows}
+    m = parse_metrics(text)
+    for name, ls, _ in m.parsed:
+        assert set(ls) == labels[name], (name, ls)
+    # One series per object of the scope.
+    assert {ls["service"] for n, ls, _ in m.parsed if n == "zklb_service_panic"} == \
+        {SVC, "static", "api"}
+    assert m.value("zklb_discovery_bad_instances_total", service=SVC) == 0
+    assert m.value("zklb_discovery_bad_instances_total", service="static") is None
