@@ -1,8 +1,7 @@
 /*
- * Unit tests for sync's pure parts — which child names may become files,
- * and when a file needs writing (content-unchanged decisions) — and for the
- * atomic file replacement sync writes with (util's file_write_atomic):
- * bytes, mode, no temporary file left, a missing directory refused.
+ * Unit tests for sync's pure parts: which child names may become files,
+ * and when a file needs writing (content-unchanged decisions). The atomic
+ * replacement sync writes with is util's, tested in test_util.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -70,64 +69,11 @@ static void test_decide(void **state)
 	assert_int_equal(sync_decide("", 0, 0644, a, 6, 0644), SYNC_ACTION_WRITE);
 }
 
-static int count_entries(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int n = 0;
-
-	while (d && (e = readdir(d)) != NULL)
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			n++;
-	if (d)
-		closedir(d);
-	return n;
-}
-
-static void test_write_atomic(void **state)
-{
-	char dir[] = "/tmp/zklb-test-sync-XXXXXX", path[128], buf[64], err[256];
-	struct stat st;
-	FILE *f;
-	size_t n;
-
-	assert_non_null(mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/app.conf", dir);
-	assert_int_equal(file_write_atomic(path, "one\n", 4, 0640, err, sizeof(err)), 0);
-	assert_int_equal(stat(path, &st), 0);
-	assert_int_equal(st.st_mode & 07777, 0640);
-	assert_int_equal(st.st_size, 4);
-	/* replace: new bytes, new mode, nothing else left in the directory */
-	assert_int_equal(file_write_atomic(path, "second\n", 7, 0600, err, sizeof(err)), 0);
-	f = fopen(path, "rb");
-	assert_non_null(f);
-	n = fread(buf, 1, sizeof(buf), f);
-	fclose(f);
-	assert_int_equal(n, 7);
-	assert_memory_equal(buf, "second\n", 7);
-	assert_int_equal(stat(path, &st), 0);
-	assert_int_equal(st.st_mode & 07777, 0600);
-	assert_int_equal(count_entries(dir), 1);
-	/* an empty file is a file */
-	assert_int_equal(file_write_atomic(path, "", 0, 0644, err, sizeof(err)), 0);
-	assert_int_equal(stat(path, &st), 0);
-	assert_int_equal(st.st_size, 0);
-	/* a missing directory: refused with a message, nothing created */
-	snprintf(path, sizeof(path), "%s/nodir/app.conf", dir);
-	assert_true(file_write_atomic(path, "x", 1, 0644, err, sizeof(err)) < 0);
-	assert_true(strlen(err) > 0);
-	assert_int_equal(count_entries(dir), 1);
-	snprintf(path, sizeof(path), "%s/app.conf", dir);
-	unlink(path);
-	rmdir(dir);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_child_names),
 		cmocka_unit_test(test_decide),
-		cmocka_unit_test(test_write_atomic),
 	};
 	return cmocka_run_group_tests_name("sync", tests, NULL, NULL);
 }
