@@ -9,7 +9,7 @@
  *   - the zkset's phase (zkset.h): what we are waiting for from ZooKeeper;
  *   - the public state (enum discovery_state, state_set): what the owner is
  *     told and the admin API shows.
- * One zk listener serves every service: session events move both, watch
+ * One zk observer serves every service: session events move both, watch
  * events go to each service's zkset.
  */
 #include "discovery.h"
@@ -28,7 +28,7 @@
 
 #define DIFF_LOG_LINES 20		/* per-instance lines logged per change, then a summary */
 
-struct service {
+struct watched_service {
 	char *name;			/* owned */
 	enum discovery_kind type;	/* curator, serverset or static */
 	char *source;			/* owned; cache key "curator:/chroot/path[ tls]"; NULL for static */
@@ -54,7 +54,7 @@ struct service {
 
 	struct discovery_stats stats;	/* counters; state and instances kept current */
 	bool dead;			/* unwatched; in the graveyard until the loop turn ends */
-	struct service *next;		/* d->services or d->graveyard */
+	struct watched_service *next;		/* d->services or d->graveyard */
 };
 
 struct discovery {
@@ -65,8 +65,8 @@ struct discovery {
 	char *chroot;			/* owned; "" when none; part of cache sources */
 	const struct discovery_hooks *hooks;	/* ref */
 	void *arg;			/* hooks' argument */
-	struct service *services;	/* owned list */
-	struct service *graveyard;	/* owned; unwatched, freed by reap_ev */
+	struct watched_service *services;	/* owned list */
+	struct watched_service *graveyard;	/* owned; unwatched, freed by reap_ev */
 	struct event *reap_ev;		/* owned */
 	struct rng rng;			/* retry jitter */
 };
@@ -100,7 +100,7 @@ static bool state_allowed(enum discovery_state from, enum discovery_state to)
 }
 
 /* The public state's transition function; silent when the move does not apply. */
-static void state_set(struct service *s, enum discovery_state to, const char *why)
+static void state_set(struct watched_service *s, enum discovery_state to, const char *why)
 {
 	struct discovery *d = s->d;
 
@@ -116,7 +116,7 @@ static void state_set(struct service *s, enum discovery_state to, const char *wh
 
 /* ---------- small helpers ---------- */
 
-static bool is_zk_service(const struct service *s)
+static bool is_zk_service(const struct watched_service *s)
 {
 	return s->type == DISCOVERY_CURATOR || s->type == DISCOVERY_SERVERSET;
 }
@@ -132,7 +132,7 @@ static bool views_equal(const struct instance *a, size_t na, const struct instan
 	return true;
 }
 
-static void candidate_drop(struct service *s)
+static void candidate_drop(struct watched_service *s)
 {
 	free(s->candidate);
 	s->candidate = NULL;
@@ -144,7 +144,7 @@ static void candidate_drop(struct service *s)
 
 /* ---------- views: build, guard, deliver ---------- */
 
-static void deliver(struct service *s)
+static void deliver(struct watched_service *s)
 {
 	struct discovery *d = s->d;
 
@@ -176,7 +176,7 @@ static void diff_line(void *arg, enum instance_change ch, const struct instance 
 }
 
 /* Take ownership of view and make it the applied one. */
-static void apply(struct service *s, struct instance *view, size_t n)
+static void apply(struct watched_service *s, struct instance *view, size_t n)
 {
 	struct discovery *d = s->d;
 	struct diff_log dl = { .svc = s->name };
@@ -197,7 +197,7 @@ static void apply(struct service *s, struct instance *view, size_t n)
 		cache_writer_put(d->writer, s->name, s->source, s->applied, s->n_applied);
 }
 
-static void arm_hold(struct service *s, uint64_t now)
+static void arm_hold(struct watched_service *s, uint64_t now)
 {
 	struct timeval tv = timeval_from_ms(s->guard.hold_until_ms > now
 						    ? s->guard.hold_until_ms - now
@@ -207,7 +207,7 @@ static void arm_hold(struct service *s, uint64_t now)
 }
 
 /* Run a candidate (owned) through the guard. */
-static void evaluate(struct service *s, struct instance *view, size_t n)
+static void evaluate(struct watched_service *s, struct instance *view, size_t n)
 {
 	uint64_t now = now_ms(), holds = s->guard.holds_total;
 	size_t n_applied = s->have_applied ? s->n_applied : 0;
@@ -267,7 +267,7 @@ static void evaluate(struct service *s, struct instance *view, size_t n)
 /* The zkset read everything: turn its members into a candidate view. */
 static void on_settled(void *arg)
 {
-	struct service *s = arg;
+	struct watched_service *s = arg;
 	const struct zkset_member *members;
 	struct instance *view;
 	size_t n_members, n = 0, dups = 0, skipped = 0;
@@ -316,7 +316,7 @@ static const struct zkset_hooks set_hooks = {
 
 static void hold_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct service *s = arg;
+	struct watched_service *s = arg;
 
 	(void)fd;
 	(void)what;
@@ -328,7 +328,7 @@ static void hold_cb(evutil_socket_t fd, short what, void *arg)
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct service *s = arg;
+	struct watched_service *s = arg;
 
 	(void)fd;
 	(void)what;
@@ -354,7 +354,7 @@ static void on_session(void *arg, enum zk_session_event ev)
 	struct discovery *d = arg;
 
 	/* A hook may unwatch services meanwhile: they stay readable, marked dead. */
-	for (struct service *s = d->services; s; s = s->next) {
+	for (struct watched_service *s = d->services; s; s = s->next) {
 		if (!is_zk_service(s) || s->dead)
 			continue;
 		switch (ev) {
@@ -386,13 +386,13 @@ static void on_watch(void *arg, enum zk_watch_event ev, const char *path)
 {
 	struct discovery *d = arg;
 
-	for (struct service *s = d->services; s; s = s->next) {
+	for (struct watched_service *s = d->services; s; s = s->next) {
 		if (is_zk_service(s) && !s->dead)
 			zkset_watch_event(s->set, ev, path);
 	}
 }
 
-static const struct zk_listener discovery_listener = {
+static const struct zk_observer discovery_observer = {
 	.on_session = on_session,
 	.on_watch = on_watch,
 };
@@ -414,13 +414,13 @@ struct discovery *discovery_new(struct event_base *base, struct zk *zk, const st
 	d->reap_ev = evtimer_new(base, reap_cb, d);
 	rng_seed(&d->rng, now_us() ^ 0x9e3779b97f4a7c15ull);
 	if (zk)
-		zk_listen(zk, &discovery_listener, d);
+		zk_observe(zk, &discovery_observer, d);
 	return d;
 }
 
-static struct service *find_service(const struct discovery *d, const char *name)
+static struct watched_service *find_service(const struct discovery *d, const char *name)
 {
-	for (struct service *s = d->services; s; s = s->next) {
+	for (struct watched_service *s = d->services; s; s = s->next) {
 		if (strcmp(s->name, name) == 0)
 			return s;
 	}
@@ -460,7 +460,7 @@ static char *path_normalize(const char *p)
 	return s;
 }
 
-static void load_cache(struct service *s)
+static void load_cache(struct watched_service *s)
 {
 	struct discovery *d = s->d;
 	struct instance *v = NULL;
@@ -495,7 +495,7 @@ static void load_cache(struct service *s)
 	s->initial_pending = true;
 }
 
-static void build_static(struct service *s, const struct discovery_conf *c)
+static void build_static(struct watched_service *s, const struct discovery_conf *c)
 {
 	struct instance *v = xcalloc(c->n_backends ? c->n_backends : 1, sizeof(*v));
 	size_t n = 0;
@@ -526,7 +526,7 @@ static void build_static(struct service *s, const struct discovery_conf *c)
 int discovery_watch(struct discovery *d, const struct service_conf *svc)
 {
 	const struct discovery_conf *c = &svc->discovery;
-	struct service *s = find_service(d, svc->name);
+	struct watched_service *s = find_service(d, svc->name);
 	char *path = NULL, *source = NULL;
 	bool fresh = !s;
 
@@ -588,7 +588,7 @@ int discovery_watch(struct discovery *d, const struct service_conf *svc)
 	return 0;
 }
 
-static void service_free(struct service *s)
+static void service_free(struct watched_service *s)
 {
 	event_free(s->hold_ev);
 	event_free(s->kick_ev);
@@ -607,7 +607,7 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	while (d->graveyard) {
-		struct service *s = d->graveyard;
+		struct watched_service *s = d->graveyard;
 		d->graveyard = s->next;
 		service_free(s);
 	}
@@ -616,13 +616,13 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
 void discovery_unwatch(struct discovery *d, const char *service)
 {
 	struct timeval zero = { 0, 0 };
-	struct service **pp = &d->services;
+	struct watched_service **pp = &d->services;
 
 	while (*pp && strcmp((*pp)->name, service) != 0)
 		pp = &(*pp)->next;
 	if (!*pp)
 		return;
-	struct service *s = *pp;
+	struct watched_service *s = *pp;
 	*pp = s->next;
 	s->dead = true;
 	zkset_cancel(s->set);
@@ -639,7 +639,7 @@ void discovery_free(struct discovery *d)
 	if (!d)
 		return;
 	if (d->zk)
-		zk_unlisten(d->zk, d);
+		zk_unobserve(d->zk, d);
 	while (d->services)
 		discovery_unwatch(d, d->services->name);
 	reap_cb(-1, 0, d);
@@ -652,7 +652,7 @@ void discovery_free(struct discovery *d)
 
 bool discovery_stats(const struct discovery *d, const char *service, struct discovery_stats *out)
 {
-	const struct service *s = find_service(d, service);
+	const struct watched_service *s = find_service(d, service);
 
 	if (!s)
 		return false;
@@ -666,7 +666,7 @@ bool discovery_stats(const struct discovery *d, const char *service, struct disc
 
 const struct instance *discovery_view(const struct discovery *d, const char *service, size_t *n)
 {
-	const struct service *s = find_service(d, service);
+	const struct watched_service *s = find_service(d, service);
 
 	*n = 0;
 	if (!s || !s->have_applied)

@@ -736,7 +736,7 @@ static void sync_on_watch(void *arg, enum zk_watch_event ev, const char *path)
 	}
 }
 
-static const struct zk_listener sync_listener = {
+static const struct zk_observer sync_observer = {
 	.on_session = sync_on_session,
 	.on_watch = sync_on_watch,
 };
@@ -841,7 +841,7 @@ struct sync *sync_new(struct event_base *base, struct zk *zk)
 	s->zk = zk;
 	s->reap_ev = event_new(base, -1, 0, sync_reap_cb, s);
 	rng_seed(&s->rng, now_us() ^ (uintptr_t)s);
-	zk_listen(zk, &sync_listener, s);
+	zk_observe(zk, &sync_observer, s);
 	return s;
 }
 
@@ -876,7 +876,7 @@ void sync_free(struct sync *s)
 {
 	if (!s)
 		return;
-	zk_unlisten(s->zk, s);
+	zk_unobserve(s->zk, s);
 	for (size_t i = 0; i < s->n_entries; i++)
 		sync_entry_free(s->entries[i]);
 	for (size_t i = 0; i < s->n_retired; i++)

@@ -162,7 +162,7 @@ static void nodewatch_on_watch(void *arg, enum zk_watch_event ev, const char *pa
 		nodewatch_read(w);
 }
 
-static const struct zk_listener nodewatch_listener = {
+static const struct zk_observer nodewatch_observer = {
 	.on_session = nodewatch_on_session,
 	.on_watch = nodewatch_on_watch,
 };
@@ -180,7 +180,7 @@ struct nodewatch *nodewatch_new(struct zk *zk, struct event_base *base, const ch
 	w->state = NODEWATCH_UNKNOWN;
 	w->retry_ev = evtimer_new(base, nodewatch_retry_cb, w);
 	rng_seed(&w->rng, now_us() ^ (uintptr_t)w);
-	zk_listen(zk, &nodewatch_listener, w);
+	zk_observe(zk, &nodewatch_observer, w);
 	nodewatch_read(w);
 	return w;
 }
@@ -189,7 +189,7 @@ void nodewatch_free(struct nodewatch *w)
 {
 	if (!w)
 		return;
-	zk_unlisten(w->zk, w);
+	zk_unobserve(w->zk, w);
 	zk_cancel(w->zk, w);
 	event_free(w->retry_ev);
 	free(w->path);

@@ -19,7 +19,7 @@
 
 struct event;
 struct zk_handle;
-struct zk_listen_entry;
+struct zk_observer_entry;
 struct zk_req;
 
 enum zk_event_kind {
@@ -72,10 +72,10 @@ struct zk {
 	struct zk_event *queue;		/* LIFO while queued; reversed when drained */
 
 	struct zk_req *reqs;		/* outstanding requests */
-	struct zk_listen_entry *listeners;	/* owned array */
-	size_t n_listeners;		/* used entries */
-	size_t cap_listeners;		/* allocated entries */
-	unsigned dispatching;		/* > 0 while calling listeners */
+	struct zk_observer_entry *observers;	/* owned array */
+	size_t n_observers;		/* used entries */
+	size_t cap_observers;		/* allocated entries */
+	unsigned dispatching;		/* > 0 while calling observers */
 
 	struct zk_stats stats;		/* counters; state fields filled on read */
 };
