@@ -1,7 +1,7 @@
 /*
  * zk — see zk.h. This file is the session: the handle, its lifecycle (one
  * transition function, zk_set_state), the backoff between sessions, the
- * listeners, libzookeeper's logging, and the queue that brings everything
+ * observers, libzookeeper's logging, and the queue that brings everything
  * libzookeeper's threads produce onto the control thread. The requests and
  * their completions are in zk_request.c; zk_internal.h holds what both share.
  *
@@ -33,10 +33,10 @@ struct zk_handle {
 	uint64_t gen;			/* which handle this was */
 };
 
-struct zk_listen_entry {
-	const struct zk_listener *l;	/* ref: caller's */
+struct zk_observer_entry {
+	const struct zk_observer *o;	/* ref: caller's */
 	void *arg;			/* caller's */
-	bool removed;			/* unlistened while dispatching; compacted afterwards */
+	bool removed;			/* unobserved while dispatching; compacted afterwards */
 };
 
 /* ---------- names and pure helpers ---------- */
@@ -243,10 +243,10 @@ static void zk_connect(struct zk *zk);
 static void notify_session(struct zk *zk, enum zk_session_event ev)
 {
 	zk->dispatching++;
-	for (size_t i = 0; i < zk->n_listeners; i++) {
-		struct zk_listen_entry *e = &zk->listeners[i];
-		if (!e->removed && e->l->on_session)
-			e->l->on_session(e->arg, ev);
+	for (size_t i = 0; i < zk->n_observers; i++) {
+		struct zk_observer_entry *e = &zk->observers[i];
+		if (!e->removed && e->o->on_session)
+			e->o->on_session(e->arg, ev);
 	}
 	zk->dispatching--;
 }
@@ -254,25 +254,25 @@ static void notify_session(struct zk *zk, enum zk_session_event ev)
 static void notify_watch(struct zk *zk, enum zk_watch_event ev, const char *path)
 {
 	zk->dispatching++;
-	for (size_t i = 0; i < zk->n_listeners; i++) {
-		struct zk_listen_entry *e = &zk->listeners[i];
-		if (!e->removed && e->l->on_watch)
-			e->l->on_watch(e->arg, ev, path);
+	for (size_t i = 0; i < zk->n_observers; i++) {
+		struct zk_observer_entry *e = &zk->observers[i];
+		if (!e->removed && e->o->on_watch)
+			e->o->on_watch(e->arg, ev, path);
 	}
 	zk->dispatching--;
 }
 
-static void compact_listeners(struct zk *zk)
+static void compact_observers(struct zk *zk)
 {
 	size_t j = 0;
 
 	if (zk->dispatching)
 		return;
-	for (size_t i = 0; i < zk->n_listeners; i++) {
-		if (!zk->listeners[i].removed)
-			zk->listeners[j++] = zk->listeners[i];
+	for (size_t i = 0; i < zk->n_observers; i++) {
+		if (!zk->observers[i].removed)
+			zk->observers[j++] = zk->observers[i];
 	}
-	zk->n_listeners = j;
+	zk->n_observers = j;
 }
 
 /* The one transition function of the session lifecycle. */
@@ -360,7 +360,7 @@ static void lose_session(struct zk *zk, const char *why)
 	close_handle(zk);
 	zk_set_state(zk, ZK_EXPIRED, why);
 	notify_session(zk, ZK_SESSION_EXPIRED);
-	compact_listeners(zk);
+	compact_observers(zk);
 	delay = zk_backoff_ms(zk->attempt, ZK_BACKOFF_BASE_MS, ZK_BACKOFF_CAP_MS,
 			      rng_next(&zk->rng));
 	zk->attempt++;
@@ -466,7 +466,7 @@ static void on_session_event(struct zk *zk, int state)
 		zk_set_state(zk, ZK_DISCONNECTED, "connection lost");
 		notify_session(zk, ZK_SESSION_LOST);
 	}
-	compact_listeners(zk);
+	compact_observers(zk);
 }
 
 static enum zk_watch_event watch_kind(int type, bool *ok)
@@ -529,7 +529,7 @@ static void zk_drain(struct zk *zk)
 				enum zk_watch_event w = watch_kind(ev->type, &ok);
 				if (ok && ev->gen == zk->gen && zk->state != ZK_CLOSED) {
 					notify_watch(zk, w, ev->path);
-					compact_listeners(zk);
+					compact_observers(zk);
 				}
 				break;
 			}
@@ -574,8 +574,8 @@ struct zk *zk_new(struct event_base *base, const struct zookeeper_conf *conf)
 	zk->efd = efd;
 	zk->hosts = xstrdup(conf->hosts);
 	zk->chroot = xstrdup(zk_chroot_of(conf->hosts));
-	zk->session_timeout_ms = conf->session_timeout_ms ? (uint32_t)conf->session_timeout_ms
-							  : 10000;
+	/* The schema owns the default (zookeeper.session_timeout) and refuses 0. */
+	zk->session_timeout_ms = (uint32_t)conf->session_timeout_ms;
 	if (conf->auth) {
 		const char *colon = strchr(conf->auth, ':');
 		if (colon && colon != conf->auth && colon[1]) {
@@ -623,7 +623,7 @@ void zk_free(struct zk *zk)
 	event_free(zk->lost_ev);
 	close(zk->efd);
 	pthread_mutex_destroy(&zk->qlock);
-	free(zk->listeners);
+	free(zk->observers);
 	free(zk->hosts);
 	free(zk->chroot);
 	free(zk->auth_scheme);
@@ -631,28 +631,28 @@ void zk_free(struct zk *zk)
 	free(zk);
 }
 
-int zk_listen(struct zk *zk, const struct zk_listener *l, void *arg)
+int zk_observe(struct zk *zk, const struct zk_observer *o, void *arg)
 {
-	for (size_t i = 0; i < zk->n_listeners; i++) {
-		if (zk->listeners[i].arg == arg && !zk->listeners[i].removed)
+	for (size_t i = 0; i < zk->n_observers; i++) {
+		if (zk->observers[i].arg == arg && !zk->observers[i].removed)
 			return -EEXIST;
 	}
-	if (zk->n_listeners == zk->cap_listeners) {
-		zk->cap_listeners = zk->cap_listeners ? zk->cap_listeners * 2 : 4;
-		zk->listeners = xrealloc(zk->listeners,
-					 zk->cap_listeners * sizeof(*zk->listeners));
+	if (zk->n_observers == zk->cap_observers) {
+		zk->cap_observers = zk->cap_observers ? zk->cap_observers * 2 : 4;
+		zk->observers = xrealloc(zk->observers,
+					 zk->cap_observers * sizeof(*zk->observers));
 	}
-	zk->listeners[zk->n_listeners++] = (struct zk_listen_entry){ .l = l, .arg = arg };
+	zk->observers[zk->n_observers++] = (struct zk_observer_entry){ .o = o, .arg = arg };
 	return 0;
 }
 
-void zk_unlisten(struct zk *zk, void *arg)
+void zk_unobserve(struct zk *zk, void *arg)
 {
-	for (size_t i = 0; i < zk->n_listeners; i++) {
-		if (zk->listeners[i].arg == arg)
-			zk->listeners[i].removed = true;
+	for (size_t i = 0; i < zk->n_observers; i++) {
+		if (zk->observers[i].arg == arg)
+			zk->observers[i].removed = true;
 	}
-	compact_listeners(zk);
+	compact_observers(zk);
 }
 
 enum zk_state zk_state(const struct zk *zk)
