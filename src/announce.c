@@ -54,7 +54,8 @@ struct announce_entry {
 	char *path;			/* owned; base_path/service/id */
 	char label[160];		/* log prefix "announce svc=web id=..." */
 	struct check *chk;		/* owned; NULL once withdrawn/retired or when it cannot start */
-	struct announce_health health;	/* rise/fall state of the check */
+	struct health_params health_params;	/* rise/fall of check_conf (announce_health_params) */
+	struct health health;		/* the check's rise/fall state; up = health_routable() */
 	enum announce_node node;	/* changed by announce_set_node() only */
 	enum announce_op op;		/* request in flight; NONE when idle */
 	bool rewrite;			/* settings changed: the node's data must be replaced */
@@ -67,7 +68,6 @@ struct announce_entry {
 	uint64_t registrations_total;	/* creates that succeeded */
 	uint64_t deregistrations_total;	/* deletes that succeeded */
 	uint64_t failures_total;	/* creates/deletes that failed */
-	uint64_t check_failures_total;	/* failed check attempts */
 };
 
 struct announce {
@@ -107,31 +107,12 @@ void announce_uuid_format(const uint8_t raw[16], char out[ANNOUNCE_UUID_LEN + 1]
 	out[o] = '\0';
 }
 
-enum announce_health_change announce_health_step(struct announce_health *h, bool passed,
-						 uint32_t rise, uint32_t fall)
+void announce_health_params(struct health_params *p, const struct check_conf *c)
 {
-	if (rise == 0)
-		rise = 1;
-	if (fall == 0)
-		fall = 1;
-	if (passed) {
-		h->fails = 0;
-		if (h->passes < UINT32_MAX)
-			h->passes++;
-		if (!h->up && h->passes >= rise) {
-			h->up = true;
-			return ANNOUNCE_HEALTH_UP;
-		}
-	} else {
-		h->passes = 0;
-		if (h->fails < UINT32_MAX)
-			h->fails++;
-		if (h->up && h->fails >= fall) {
-			h->up = false;
-			return ANNOUNCE_HEALTH_DOWN;
-		}
-	}
-	return ANNOUNCE_HEALTH_SAME;
+	memset(p, 0, sizeof(*p));
+	p->active_check = true;
+	p->rise = c->rise ? c->rise : 1;
+	p->fall = c->fall ? c->fall : 1;
 }
 
 bool announce_node_allowed(enum announce_node from, enum announce_node to)
@@ -487,7 +468,7 @@ static void announce_deleted(void *arg, const struct zk_result *r)
 static void announce_reconcile(struct announce_entry *e)
 {
 	struct announce *a = e->a;
-	bool want = e->health.up && !a->withdrawing && !e->retired;
+	bool want = health_routable(&e->health) && !a->withdrawing && !e->retired;
 
 	if (e->op != ANNOUNCE_OP_NONE || evtimer_pending(e->retry_ev, NULL) ||
 	    zk_state(a->zk) != ZK_CONNECTED)
@@ -507,18 +488,18 @@ static void announce_on_check(struct check *c, bool passed, const char *reason,
 			      uint64_t elapsed_ms, void *arg)
 {
 	struct announce_entry *e = arg;
-	enum announce_health_change ch;
+	enum health_transition t;
 
-	if (!passed) {
-		e->check_failures_total++;
+	if (!passed)
 		log_debug("%s: check failed: %s", e->label, reason);
-	}
-	ch = announce_health_step(&e->health, passed, e->check_conf.rise, e->check_conf.fall);
-	if (ch == ANNOUNCE_HEALTH_UP)
-		log_info("%s: check up after %u passes (%s)", e->label, e->health.passes, reason);
-	else if (ch == ANNOUNCE_HEALTH_DOWN)
-		log_warn("%s: check down after %u failures (%s)", e->label, e->health.fails, reason);
-	if (ch != ANNOUNCE_HEALTH_SAME)
+	t = health_on_check(&e->health, &e->health_params, passed, now_ms());
+	if (t == HEALTH_T_CHECK_UP)
+		log_info("%s: check up after %u passes (%s)", e->label, e->health.check_passes,
+			 reason);
+	else if (t == HEALTH_T_CHECK_DOWN)
+		log_warn("%s: check down after %u failures (%s)", e->label, e->health.check_fails,
+			 reason);
+	if (t != HEALTH_T_NONE)
 		announce_reconcile(e);
 }
 
@@ -601,12 +582,14 @@ static struct announce_entry *announce_entry_new(struct announce *a, const struc
 
 	e->a = a;
 	e->service = xstrdup(c->service);
-	e->base_path = xstrdup(c->base_path ? c->base_path : "/services");
-	e->address_conf = xstrdup(c->address ? c->address : "auto");
+	e->base_path = xstrdup(c->base_path);
+	e->address_conf = xstrdup(c->address);
 	e->port = c->port;
 	e->ssl_port = c->ssl_port;
 	e->payload = c->payload ? json_deep_copy(c->payload) : NULL;
 	check_conf_dup(&e->check_conf, &c->check);
+	announce_health_params(&e->health_params, &e->check_conf);
+	health_init_checking(&e->health, now_ms());
 	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
 		/* Not expected on Linux >= 3.17; a weaker id still works. */
 		uint64_t x = now_us() ^ wall_ms() ^ (uintptr_t)e;
@@ -629,7 +612,7 @@ static struct announce_entry *announce_entry_new(struct announce *a, const struc
 	announce_resolve(e->address_conf, e->address, sizeof(e->address));
 	e->retry_ev = evtimer_new(a->base, announce_retry_cb, e);
 	log_info("%s: announcing %s:%u at %s once its check passes %u times", e->label,
-		 e->address, (unsigned)e->port, e->path, e->check_conf.rise ? e->check_conf.rise : 1);
+		 e->address, (unsigned)e->port, e->path, e->health_params.rise);
 	announce_start_check(e);
 	return e;
 }
@@ -638,7 +621,7 @@ static struct announce_entry *announce_entry_new(struct announce *a, const struc
 static void announce_entry_update(struct announce_entry *e, const struct announce_conf *c)
 {
 	char address[INSTANCE_HOST_MAX];
-	const char *aconf = c->address ? c->address : "auto";
+	const char *aconf = c->address;
 	bool check_changed = !check_conf_same(&e->check_conf, &c->check) ||
 			     strcmp(aconf, e->address_conf) != 0;
 
@@ -660,18 +643,18 @@ static void announce_entry_update(struct announce_entry *e, const struct announc
 		free(e->check_conf.expect);
 		free(e->check_conf.path);
 		check_conf_dup(&e->check_conf, &c->check);
+		announce_health_params(&e->health_params, &e->check_conf);
 		check_stop(e->chk);
 		e->chk = NULL;
 		log_info("%s: check settings changed; restarting the check (state kept: %s)",
-			 e->label, e->health.up ? "up" : "down");
+			 e->label, health_routable(&e->health) ? "up" : "down");
 		announce_start_check(e);
 	}
 }
 
 static bool announce_same_identity(const struct announce_entry *e, const struct announce_conf *c)
 {
-	const char *bp = c->base_path ? c->base_path : "/services";
-	return strcmp(e->service, c->service) == 0 && strcmp(e->base_path, bp) == 0 &&
+	return strcmp(e->service, c->service) == 0 && strcmp(e->base_path, c->base_path) == 0 &&
 	       e->port == c->port;
 }
 
@@ -771,7 +754,7 @@ static void announce_on_watch(void *arg, enum zk_watch_event ev, const char *pat
 	}
 }
 
-static const struct zk_listener announce_listener = {
+static const struct zk_observer announce_observer = {
 	.on_session = announce_on_session,
 	.on_watch = announce_on_watch,
 };
@@ -786,7 +769,7 @@ struct announce *announce_new(struct event_base *base, struct zk *zk)
 	a->zk = zk;
 	a->reap_ev = event_new(base, -1, 0, announce_reap_cb, a);
 	rng_seed(&a->rng, now_us() ^ (uintptr_t)a);
-	zk_listen(zk, &announce_listener, a);
+	zk_observe(zk, &announce_observer, a);
 	return a;
 }
 
@@ -823,7 +806,7 @@ void announce_free(struct announce *a)
 {
 	if (!a)
 		return;
-	zk_unlisten(a->zk, a);
+	zk_unobserve(a->zk, a);
 	for (size_t i = 0; i < a->n_entries; i++)
 		announce_entry_free(a->entries[i]);
 	for (size_t i = 0; i < a->n_retired; i++)
@@ -849,11 +832,11 @@ void announce_stats(const struct announce *a, size_t i, struct announce_stats *o
 	out->path = e->path;
 	out->address = e->address;
 	out->port = e->port;
-	out->healthy = e->health.up;
+	out->healthy = health_routable(&e->health);
 	out->node = e->node;
 	out->registrations_total = e->registrations_total;
 	out->deregistrations_total = e->deregistrations_total;
 	out->failures_total = e->failures_total;
-	out->check_failures_total = e->check_failures_total;
+	out->check_failures_total = e->health.check_failures_total;
 	out->registered_at_ms = e->registered_at_ms;
 }
