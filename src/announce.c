@@ -27,6 +27,7 @@
 #include "log.h"
 #include "util.h"
 #include "zk.h"
+#include "zkretry.h"
 
 #define ANNOUNCE_RETRY_BASE_MS 1000
 #define ANNOUNCE_RETRY_CAP_MS 30000
@@ -61,9 +62,8 @@ struct announce_entry {
 	bool rewrite;			/* settings changed: the node's data must be replaced */
 	bool retired;			/* dropped by a reload: deregister, then free */
 	bool stale_op;			/* op was sent on a session that has since been replaced */
-	uint32_t attempt;		/* consecutive failures: drives the retry backoff */
 	uint32_t conflicts;		/* foreign nodes replaced since the last registration */
-	struct event *retry_ev;		/* owned; after a failure, reconcile again */
+	struct zkretry retry;		/* owned; after a failure, reconcile again */
 	int64_t registered_at_ms;	/* wall ms written into the current/last node */
 	uint64_t registrations_total;	/* creates that succeeded */
 	uint64_t deregistrations_total;	/* deletes that succeeded */
@@ -202,7 +202,7 @@ static bool announce_set_node(struct announce_entry *e, enum announce_node to, c
 	return true;
 }
 
-static void announce_retry_cb(evutil_socket_t fd, short what, void *arg)
+static void announce_retry(void *arg)
 {
 	struct announce_entry *e = arg;
 
@@ -213,15 +213,12 @@ static void announce_retry_cb(evutil_socket_t fd, short what, void *arg)
 /* A request failed for a reason other than the connection: count, log, retry later. */
 static void announce_failed(struct announce_entry *e, const char *what, int rc)
 {
-	uint64_t delay = zk_backoff_ms(e->attempt + 1, ANNOUNCE_RETRY_BASE_MS,
-				       ANNOUNCE_RETRY_CAP_MS, rng_next(&e->a->rng));
-	struct timeval tv = { (time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000 };
+	uint64_t delay = 0;
 
-	e->attempt++;
 	e->failures_total++;
+	zkretry_arm(&e->retry, &delay);
 	log_warn("%s: %s %s failed: %s; retrying in %llums", e->label, what, e->path,
 		 zk_rc_name(rc), (unsigned long long)delay);
-	evtimer_add(e->retry_ev, &tv);
 }
 
 static void announce_reap_cb(evutil_socket_t fd, short what, void *arg);
@@ -230,7 +227,7 @@ static void announce_entry_free(struct announce_entry *e)
 {
 	check_stop(e->chk);
 	zk_cancel(e->a->zk, e);
-	event_free(e->retry_ev);
+	zkretry_fini(&e->retry);
 	free(e->service);
 	free(e->base_path);
 	free(e->address_conf);
@@ -356,7 +353,7 @@ static void announce_probed(void *arg, const struct zk_result *r)
 	if (r->rc == ZOK && r->stat && zk_client_id(e->a->zk, &sid, pw) &&
 	    r->stat->ephemeralOwner == sid) {
 		/* Our create went through; only its reply was lost. */
-		e->attempt = 0;
+		zkretry_succeeded(&e->retry);
 		e->conflicts = 0;
 		e->registrations_total++;
 		announce_set_node(e, ANNOUNCE_PRESENT, "check up; node already ours");
@@ -416,7 +413,7 @@ static void announce_created(void *arg, const struct zk_result *r)
 		return;
 	e->op = ANNOUNCE_OP_NONE;
 	if (r->rc == ZOK) {
-		e->attempt = 0;
+		zkretry_succeeded(&e->retry);
 		e->conflicts = 0;
 		e->registrations_total++;
 		announce_set_node(e, ANNOUNCE_PRESENT, "check up");
@@ -447,7 +444,7 @@ static void announce_deleted(void *arg, const struct zk_result *r)
 		return;
 	e->op = ANNOUNCE_OP_NONE;
 	if (r->rc == ZOK || r->rc == ZNONODE) {
-		e->attempt = 0;
+		zkretry_succeeded(&e->retry);
 		if (r->rc == ZOK)
 			e->deregistrations_total++;
 		announce_set_node(e, ANNOUNCE_ABSENT, why);
@@ -470,7 +467,7 @@ static void announce_reconcile(struct announce_entry *e)
 	struct announce *a = e->a;
 	bool want = health_routable(&e->health) && !a->withdrawing && !e->retired;
 
-	if (e->op != ANNOUNCE_OP_NONE || evtimer_pending(e->retry_ev, NULL) ||
+	if (e->op != ANNOUNCE_OP_NONE || zkretry_pending(&e->retry) ||
 	    zk_state(a->zk) != ZK_CONNECTED)
 		return;
 	if (e->node == ANNOUNCE_ABSENT && want) {
@@ -610,7 +607,8 @@ static struct announce_entry *announce_entry_new(struct announce *a, const struc
 	sprintf(e->path, "%.*s/%s/%s", (int)n, e->base_path, e->service, e->id);
 	snprintf(e->label, sizeof(e->label), "announce svc=%s id=%s", e->service, e->id);
 	announce_resolve(e->address_conf, e->address, sizeof(e->address));
-	e->retry_ev = evtimer_new(a->base, announce_retry_cb, e);
+	zkretry_init(&e->retry, a->base, &a->rng, ANNOUNCE_RETRY_BASE_MS, ANNOUNCE_RETRY_CAP_MS,
+		     announce_retry, e);
 	log_info("%s: announcing %s:%u at %s once its check passes %u times", e->label,
 		 e->address, (unsigned)e->port, e->path, e->health_params.rise);
 	announce_start_check(e);
@@ -778,7 +776,7 @@ static void announce_stop_check(struct announce_entry *e)
 	check_stop(e->chk);
 	e->chk = NULL;
 	/* a delete waiting for its retry goes out now */
-	evtimer_del(e->retry_ev);
+	zkretry_cancel(&e->retry);
 }
 
 bool announce_withdraw(struct announce *a, void (*done)(void *arg), void *arg)

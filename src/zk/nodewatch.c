@@ -15,6 +15,7 @@
 #include "log.h"
 #include "util.h"
 #include "zk.h"
+#include "zkretry.h"
 
 #define NODEWATCH_RETRY_BASE_MS 1000
 #define NODEWATCH_RETRY_CAP_MS 30000
@@ -29,9 +30,8 @@ struct nodewatch {
 	int64_t mzxid;			/* PRESENT: version last delivered */
 	bool busy;			/* a get or exists is in flight */
 	bool again;			/* a read was asked for while busy */
-	uint32_t attempt;		/* consecutive errors: drives the retry backoff */
-	struct event *retry_ev;		/* owned; retry after an error */
-	struct rng rng;			/* owned; backoff jitter */
+	struct zkretry retry;		/* owned; read again after an error */
+	struct rng rng;			/* owned; retry jitter */
 	uint64_t errors_total;		/* read errors other than connection trouble */
 };
 
@@ -64,15 +64,12 @@ static bool nodewatch_set_state(struct nodewatch *w, enum nodewatch_state to)
 
 static void nodewatch_error(struct nodewatch *w, const char *what, int rc)
 {
-	uint64_t delay = zk_backoff_ms(w->attempt + 1, NODEWATCH_RETRY_BASE_MS,
-				       NODEWATCH_RETRY_CAP_MS, rng_next(&w->rng));
-	struct timeval tv = { (time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000 };
+	uint64_t delay = 0;
 
-	w->attempt++;
 	w->errors_total++;
+	zkretry_arm(&w->retry, &delay);
 	log_warn("%s: %s %s failed: %s; retrying in %llums", w->label, what, w->path,
 		 zk_rc_name(rc), (unsigned long long)delay);
-	evtimer_add(w->retry_ev, &tv);
 }
 
 /* After an answer: a read asked for meanwhile goes out now. */
@@ -94,7 +91,7 @@ static void nodewatch_got_exists(void *arg, const struct zk_result *r)
 		/* Created between our get and this exists: read it. */
 		w->again = true;
 	} else if (r->rc == ZNONODE) {
-		w->attempt = 0;
+		zkretry_succeeded(&w->retry);
 		if (w->state != NODEWATCH_ABSENT && nodewatch_set_state(w, NODEWATCH_ABSENT)) {
 			w->mzxid = 0;
 			w->hooks->on_absent(w->arg);
@@ -112,7 +109,7 @@ static void nodewatch_got_data(void *arg, const struct zk_result *r)
 
 	if (r->rc == ZOK) {
 		int64_t mzxid = r->stat ? r->stat->mzxid : 0;
-		w->attempt = 0;
+		zkretry_succeeded(&w->retry);
 		if (w->state != NODEWATCH_PRESENT || mzxid != w->mzxid || mzxid == 0) {
 			nodewatch_set_state(w, NODEWATCH_PRESENT);
 			w->mzxid = mzxid;
@@ -136,12 +133,12 @@ static void nodewatch_read(struct nodewatch *w)
 		w->again = true;
 		return;
 	}
-	evtimer_del(w->retry_ev);
+	zkretry_cancel(&w->retry);
 	w->busy = true;
 	zk_get(w->zk, w->path, true, nodewatch_got_data, w);
 }
 
-static void nodewatch_retry_cb(evutil_socket_t fd, short what, void *arg)
+static void nodewatch_retry(void *arg)
 {
 	nodewatch_read(arg);
 }
@@ -178,8 +175,9 @@ struct nodewatch *nodewatch_new(struct zk *zk, struct event_base *base, const ch
 	w->hooks = h;
 	w->arg = arg;
 	w->state = NODEWATCH_UNKNOWN;
-	w->retry_ev = evtimer_new(base, nodewatch_retry_cb, w);
 	rng_seed(&w->rng, now_us() ^ (uintptr_t)w);
+	zkretry_init(&w->retry, base, &w->rng, NODEWATCH_RETRY_BASE_MS, NODEWATCH_RETRY_CAP_MS,
+		     nodewatch_retry, w);
 	zk_observe(zk, &nodewatch_observer, w);
 	nodewatch_read(w);
 	return w;
@@ -191,7 +189,7 @@ void nodewatch_free(struct nodewatch *w)
 		return;
 	zk_unobserve(w->zk, w);
 	zk_cancel(w->zk, w);
-	event_free(w->retry_ev);
+	zkretry_fini(&w->retry);
 	free(w->path);
 	free(w->label);
 	free(w);
