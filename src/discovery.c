@@ -27,6 +27,15 @@
 #include "zkset.h"
 
 #define DIFF_LOG_LINES 20		/* per-instance lines logged per change, then a summary */
+#define READ_RETRY_CAP_MS 60000		/* unreadable service paths are retried up to every minute */
+
+/* What a child of a service's path says, decoded (a zkset member's priv). */
+struct watched_child {
+	enum instance_decode verdict;	/* of the last read */
+	struct instance inst;		/* verdict OK or DISABLED */
+	char reason[INSTANCE_REASON_MAX];	/* verdict DISABLED or BAD */
+	int32_t logged_version;		/* version whose skip was logged and counted; INT32_MIN none */
+};
 
 struct watched_service {
 	char *name;			/* owned */
@@ -53,6 +62,7 @@ struct watched_service {
 	struct event *kick_ev;		/* owned; deferred first delivery */
 
 	struct discovery_stats stats;	/* counters; state and instances kept current */
+	uint64_t bad_children_total;	/* malformed children, once per node version */
 	bool dead;			/* unwatched; in the graveyard until the loop turn ends */
 	struct watched_service *next;		/* d->services or d->graveyard */
 };
@@ -277,8 +287,11 @@ static void on_settled(void *arg)
 	members = zkset_members(s->set, &n_members);
 	view = xcalloc(n_members ? n_members : 1, sizeof(*view));
 	for (size_t i = 0; i < n_members; i++) {
-		if (members[i].verdict == INSTANCE_OK)
-			view[n++] = members[i].inst;
+		const struct watched_child *c = members[i].priv;
+		if (!members[i].wanted || !c)
+			continue;
+		if (c->verdict == INSTANCE_OK)
+			view[n++] = c->inst;
 		else
 			skipped++;
 	}
@@ -308,7 +321,75 @@ static void on_settled(void *arg)
 		state_set(s, DISCOVERY_CONNECTED, "in sync with ZooKeeper");
 }
 
+/* ServerSet members are the `member_*` children; every Curator child is an instance. */
+static bool child_wanted(void *arg, const char *name)
+{
+	const struct watched_service *s = arg;
+
+	return s->type != DISCOVERY_SERVERSET || strncmp(name, "member_", 7) == 0;
+}
+
+/* Log and count a skipped child once per version of its data. */
+static void note_skip(struct watched_service *s, const struct zkset_member *m,
+		      struct watched_child *c)
+{
+	if (c->logged_version == m->version)
+		return;
+	c->logged_version = m->version;
+	if (c->verdict == INSTANCE_BAD) {
+		s->bad_children_total++;
+		log_warn("svc=%s node=%s skipped: %s", s->name, m->name, c->reason);
+	} else {
+		log_info("svc=%s node=%s not routed: %s", s->name, m->name, c->reason);
+	}
+}
+
+/* A child's data as read: its instance, or why it is not routed. */
+static void child_read(void *arg, struct zkset_member *m, int rc, const char *data, size_t len)
+{
+	struct watched_service *s = arg;
+	struct watched_child *c = m->priv;
+
+	if (!c) {
+		c = xcalloc(1, sizeof(*c));
+		c->logged_version = INT32_MIN;
+		m->priv = c;
+	}
+	if (rc != ZOK) {
+		/* One unreadable child costs that child, not the service. */
+		c->verdict = INSTANCE_BAD;
+		snprintf(c->reason, sizeof(c->reason), "no read permission (ACL)");
+		note_skip(s, m, c);
+		return;
+	}
+	if (s->type == DISCOVERY_SERVERSET)
+		c->verdict = instance_decode_serverset(data, len, &c->inst, c->reason,
+						       sizeof(c->reason));
+	else
+		c->verdict = instance_decode_curator(m->name, data, len, &c->inst, c->reason,
+						     sizeof(c->reason));
+	if (c->verdict == INSTANCE_OK) {
+		uint16_t port = s->tls ? c->inst.ssl_port : c->inst.port;
+		if (port == 0) {
+			c->verdict = INSTANCE_BAD;
+			snprintf(c->reason, sizeof(c->reason), "%s",
+				 s->tls ? "no sslPort, and the service uses tls"
+					: "no port (only sslPort), and the service has no tls");
+		}
+	}
+	if (c->verdict != INSTANCE_OK)
+		note_skip(s, m, c);
+}
+
+static void child_forget(void *arg, struct zkset_member *m)
+{
+	free(m->priv);
+}
+
 static const struct zkset_hooks set_hooks = {
+	.wanted = child_wanted,
+	.on_read = child_read,
+	.forget = child_forget,
 	.on_settled = on_settled,
 };
 
@@ -353,16 +434,19 @@ static void on_session(void *arg, enum zk_session_event ev)
 {
 	struct discovery *d = arg;
 
-	/* A hook may unwatch services meanwhile: they stay readable, marked dead. */
+	/*
+	 * A hook may unwatch services meanwhile: they stay readable, marked
+	 * dead. Each service's zkset observes the session too (after this: it
+	 * was registered later), and reads again what the event calls for.
+	 */
 	for (struct watched_service *s = d->services; s; s = s->next) {
 		if (!is_zk_service(s) || s->dead)
 			continue;
 		switch (ev) {
 		case ZK_SESSION_NEW:
-			zkset_resync(s->set, "new session");
 			break;
 		case ZK_SESSION_RESUMED:
-			if (zkset_resume(s->set))
+			if (zkset_current(s->set))
 				state_set(s, DISCOVERY_CONNECTED, "session resumed");
 			break;
 		case ZK_SESSION_LOST:
@@ -372,8 +456,6 @@ static void on_session(void *arg, enum zk_session_event ev)
 				log_info("svc=%s: dropping the held change: ZooKeeper lost",
 					 s->name);
 			candidate_drop(s);
-			if (ev == ZK_SESSION_EXPIRED)
-				zkset_expire(s->set);
 			state_set(s, DISCOVERY_DISCONNECTED,
 				  ev == ZK_SESSION_LOST ? "ZooKeeper connection lost"
 							: "ZooKeeper session expired");
@@ -382,19 +464,8 @@ static void on_session(void *arg, enum zk_session_event ev)
 	}
 }
 
-static void on_watch(void *arg, enum zk_watch_event ev, const char *path)
-{
-	struct discovery *d = arg;
-
-	for (struct watched_service *s = d->services; s; s = s->next) {
-		if (is_zk_service(s) && !s->dead)
-			zkset_watch_event(s->set, ev, path);
-	}
-}
-
 static const struct zk_observer discovery_observer = {
 	.on_session = on_session,
-	.on_watch = on_watch,
 };
 
 /* ---------- public API ---------- */
@@ -559,7 +630,11 @@ int discovery_watch(struct discovery *d, const struct service_conf *svc)
 		s->d = d;
 		s->hold_ev = evtimer_new(d->base, hold_cb, s);
 		s->kick_ev = evtimer_new(d->base, kick_cb, s);
-		s->set = zkset_new(d->base, d->zk, s->name, &d->rng, &set_hooks, s);
+		size_t n = strlen(s->name) + sizeof("svc=");
+		char *label = xmalloc(n);
+		snprintf(label, n, "svc=%s", s->name);
+		s->set = zkset_new(d->base, d->zk, label, &d->rng, READ_RETRY_CAP_MS, &set_hooks, s);
+		free(label);
 		params_from_conf(&s->params, c);
 		s->next = d->services;
 		d->services = s;
@@ -577,8 +652,7 @@ int discovery_watch(struct discovery *d, const struct service_conf *svc)
 		if (!d->zk)
 			log_error("svc=%s: %s discovery needs a zookeeper: section; serving the "
 				  "cache only", s->name, discovery_kind_name(c->type));
-		zkset_start(s->set, path, c->type == DISCOVERY_SERVERSET, s->tls,
-			    fresh ? "watch" : "source changed");
+		zkset_start(s->set, path, fresh ? "watch" : "source changed");
 	}
 	free(path);
 	if (s->initial_pending) {
@@ -657,7 +731,7 @@ bool discovery_stats(const struct discovery *d, const char *service, struct disc
 	if (!s)
 		return false;
 	*out = s->stats;
-	out->bad_instances_total += zkset_bad(s->set);
+	out->bad_instances_total += s->bad_children_total;
 	out->errors_total = zkset_errors(s->set);
 	out->state = s->state;
 	out->instances = s->n_applied;
