@@ -45,6 +45,13 @@ void zkretry_fini(struct zkretry *r);
  */
 bool zkretry_arm(struct zkretry *r, uint64_t *delay_ms);
 
+/*
+ * The usual failure: zkretry_arm, then one warning
+ * "LABEL: WHAT PATH failed: RC; retrying in Nms" (e.g. "get /x", "create /y").
+ */
+void zkretry_failed(struct zkretry *r, const char *label, const char *what, const char *path,
+		    int rc);
+
 /* Disarm; the failure count stays. */
 void zkretry_cancel(struct zkretry *r);
 

@@ -213,12 +213,8 @@ static void announce_retry(void *arg)
 /* A request failed for a reason other than the connection: count, log, retry later. */
 static void announce_failed(struct announce_entry *e, const char *what, int rc)
 {
-	uint64_t delay = 0;
-
 	e->failures_total++;
-	zkretry_arm(&e->retry, &delay);
-	log_warn("%s: %s %s failed: %s; retrying in %llums", e->label, what, e->path,
-		 zk_rc_name(rc), (unsigned long long)delay);
+	zkretry_failed(&e->retry, e->label, what, e->path, rc);
 }
 
 static void announce_reap_cb(evutil_socket_t fd, short what, void *arg);

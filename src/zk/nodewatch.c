@@ -64,12 +64,8 @@ static bool nodewatch_set_state(struct nodewatch *w, enum nodewatch_state to)
 
 static void nodewatch_error(struct nodewatch *w, const char *what, int rc)
 {
-	uint64_t delay = 0;
-
 	w->errors_total++;
-	zkretry_arm(&w->retry, &delay);
-	log_warn("%s: %s %s failed: %s; retrying in %llums", w->label, what, w->path,
-		 zk_rc_name(rc), (unsigned long long)delay);
+	zkretry_failed(&w->retry, w->label, what, w->path, rc);
 }
 
 /* After an answer: a read asked for meanwhile goes out now. */

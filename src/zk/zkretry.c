@@ -5,6 +5,7 @@
 
 #include <event2/event.h>
 
+#include "log.h"
 #include "util.h"
 #include "zk.h"
 
@@ -52,6 +53,16 @@ bool zkretry_arm(struct zkretry *r, uint64_t *delay_ms)
 	if (delay_ms)
 		*delay_ms = delay;
 	return true;
+}
+
+void zkretry_failed(struct zkretry *r, const char *label, const char *what, const char *path,
+		    int rc)
+{
+	uint64_t delay = 0;
+
+	zkretry_arm(r, &delay);
+	log_warn("%s: %s %s failed: %s; retrying in %llums", label, what, path, zk_rc_name(rc),
+		 (unsigned long long)delay);
 }
 
 void zkretry_cancel(struct zkretry *r)
