@@ -25,6 +25,7 @@
 #include "check.h"
 #include "instance.h"
 #include "log.h"
+#include "nodewatch.h"
 #include "util.h"
 #include "zk.h"
 #include "zkretry.h"
@@ -58,6 +59,7 @@ struct announce_entry {
 	struct health_params health_params;	/* rise/fall of check_conf (announce_health_params) */
 	struct health health;		/* the check's rise/fall state; up = health_routable() */
 	enum announce_node node;	/* changed by announce_set_node() only */
+	struct nodewatch *nw;		/* owned; our node while PRESENT (stopped once it leaves) */
 	enum announce_op op;		/* request in flight; NONE when idle */
 	bool rewrite;			/* settings changed: the node's data must be replaced */
 	bool retired;			/* dropped by a reload: deregister, then free */
@@ -85,7 +87,7 @@ struct announce {
 };
 
 static void announce_reconcile(struct announce_entry *e);
-static void announce_watch(struct announce_entry *e);
+static const struct nodewatch_hooks announce_node_hooks;
 
 /* ---- pure ---------------------------------------------------------------- */
 
@@ -191,6 +193,19 @@ static bool announce_set_node(struct announce_entry *e, enum announce_node to, c
 		return false;
 	}
 	e->node = to;
+	/*
+	 * Watch our own node while registered, so that a delete or a
+	 * replacement by someone else (an operator's zkCli, a cleanup script)
+	 * is undone at once rather than at the next session. Our own delete
+	 * fires that watch too: the watch stops before it is sent.
+	 */
+	if (to == ANNOUNCE_PRESENT) {
+		nodewatch_free(e->nw);
+		e->nw = nodewatch_new(e->a->zk, e->a->base, e->path, e->label, &announce_node_hooks,
+				      e);
+	} else if (from == ANNOUNCE_PRESENT) {
+		nodewatch_stop(e->nw);
+	}
 	if (to == ANNOUNCE_PRESENT && from == ANNOUNCE_CREATING)
 		log_info("%s: registered %s as %s:%u (%s)", e->label, e->path, e->address,
 			 (unsigned)e->port, why);
@@ -222,6 +237,7 @@ static void announce_reap_cb(evutil_socket_t fd, short what, void *arg);
 static void announce_entry_free(struct announce_entry *e)
 {
 	check_stop(e->chk);
+	nodewatch_free(e->nw);
 	zk_cancel(e->a->zk, e);
 	zkretry_fini(&e->retry);
 	free(e->service);
@@ -353,7 +369,6 @@ static void announce_probed(void *arg, const struct zk_result *r)
 		e->conflicts = 0;
 		e->registrations_total++;
 		announce_set_node(e, ANNOUNCE_PRESENT, "check up; node already ours");
-		announce_watch(e);
 	} else if (r->rc == ZOK) {
 		e->op = ANNOUNCE_OP_CLEAR;
 		zk_delete(e->a->zk, e->path, -1, announce_cleared, e);
@@ -368,22 +383,17 @@ static void announce_probed(void *arg, const struct zk_result *r)
 	announce_after(e);
 }
 
-/* The exists watch on a registered node answered. */
-static void announce_watched(void *arg, const struct zk_result *r)
+/* Our registered node, as its nodewatch reads it: is it still ours? */
+static void announce_node_data(void *arg, const char *data, size_t len)
 {
 	struct announce_entry *e = arg;
 	int64_t sid = 0;
 	char pw[16];
 
-	if (e->node != ANNOUNCE_PRESENT || e->op != ANNOUNCE_OP_NONE)
+	/* A retired entry's delete is on its way; there is nothing to restore. */
+	if (e->node != ANNOUNCE_PRESENT || e->op != ANNOUNCE_OP_NONE || e->retired)
 		return;
-	if (r->rc == ZNONODE) {
-		log_warn("%s: %s was deleted by another client; registering again", e->label,
-			 e->path);
-		announce_set_node(e, ANNOUNCE_ABSENT, "deleted by another client");
-		announce_after(e);
-	} else if (r->rc == ZOK && r->stat && zk_client_id(e->a->zk, &sid, pw) &&
-		   r->stat->ephemeralOwner != sid) {
+	if (zk_client_id(e->a->zk, &sid, pw) && nodewatch_owner(e->nw) != sid) {
 		log_warn("%s: %s was replaced by another client's node; registering again",
 			 e->label, e->path);
 		announce_set_node(e, ANNOUNCE_ABSENT, "replaced by another client");
@@ -391,15 +401,21 @@ static void announce_watched(void *arg, const struct zk_result *r)
 	}
 }
 
-/*
- * Watch our own node while registered, so that a delete by someone else (an
- * operator's zkCli, a cleanup script) is undone at once rather than at the
- * next session.
- */
-static void announce_watch(struct announce_entry *e)
+static void announce_node_absent(void *arg)
 {
-	zk_exists(e->a->zk, e->path, true, announce_watched, e);
+	struct announce_entry *e = arg;
+
+	if (e->node != ANNOUNCE_PRESENT || e->op != ANNOUNCE_OP_NONE || e->retired)
+		return;
+	log_warn("%s: %s was deleted by another client; registering again", e->label, e->path);
+	announce_set_node(e, ANNOUNCE_ABSENT, "deleted by another client");
+	announce_after(e);
 }
+
+static const struct nodewatch_hooks announce_node_hooks = {
+	.on_data = announce_node_data,
+	.on_absent = announce_node_absent,
+};
 
 static void announce_created(void *arg, const struct zk_result *r)
 {
@@ -413,7 +429,6 @@ static void announce_created(void *arg, const struct zk_result *r)
 		e->conflicts = 0;
 		e->registrations_total++;
 		announce_set_node(e, ANNOUNCE_PRESENT, "check up");
-		announce_watch(e);
 	} else if (r->rc == ZNODEEXISTS) {
 		e->op = ANNOUNCE_OP_PROBE;
 		zk_exists(e->a->zk, e->path, false, announce_probed, e);
@@ -733,24 +748,8 @@ static void announce_on_session(void *arg, enum zk_session_event ev)
 	announce_progress(a);
 }
 
-static void announce_on_watch(void *arg, enum zk_watch_event ev, const char *path)
-{
-	struct announce *a = arg;
-
-	for (size_t i = 0; i < a->n_entries; i++) {
-		struct announce_entry *e = a->entries[i];
-		if (strcmp(path, e->path) != 0 || e->node != ANNOUNCE_PRESENT ||
-		    e->op != ANNOUNCE_OP_NONE)
-			continue;	/* our own delete (DELETING) fires it too */
-		/* Deleted or changed: look again (which re-arms the watch). */
-		if (ev == ZK_WATCH_DELETED || ev == ZK_WATCH_CHANGED)
-			announce_watch(e);
-	}
-}
-
 static const struct zk_observer announce_observer = {
 	.on_session = announce_on_session,
-	.on_watch = announce_on_watch,
 };
 
 /* ---- public ----------------------------------------------------------------- */

@@ -28,6 +28,8 @@ struct nodewatch {
 	void *arg;			/* ref: handed back to the hooks */
 	enum nodewatch_state state;	/* changed by nodewatch_set_state() only */
 	int64_t mzxid;			/* PRESENT: version last delivered */
+	int64_t owner;			/* PRESENT: its ephemeralOwner; 0 = persistent */
+	bool stopped;			/* nodewatch_stop(): reads nothing, calls no hook */
 	bool busy;			/* a get or exists is in flight */
 	bool again;			/* a read was asked for while busy */
 	struct zkretry retry;		/* owned; read again after an error */
@@ -109,6 +111,7 @@ static void nodewatch_got_data(void *arg, const struct zk_result *r)
 		if (w->state != NODEWATCH_PRESENT || mzxid != w->mzxid || mzxid == 0) {
 			nodewatch_set_state(w, NODEWATCH_PRESENT);
 			w->mzxid = mzxid;
+			w->owner = r->stat ? r->stat->ephemeralOwner : 0;
 			w->hooks->on_data(w->arg, r->data ? r->data : "", r->data_len);
 		}
 	} else if (r->rc == ZNONODE) {
@@ -125,6 +128,8 @@ static void nodewatch_got_data(void *arg, const struct zk_result *r)
 
 static void nodewatch_read(struct nodewatch *w)
 {
+	if (w->stopped)
+		return;
 	if (w->busy) {
 		w->again = true;
 		return;
@@ -189,6 +194,21 @@ void nodewatch_free(struct nodewatch *w)
 	free(w->path);
 	free(w->label);
 	free(w);
+}
+
+void nodewatch_stop(struct nodewatch *w)
+{
+	if (!w || w->stopped)
+		return;
+	w->stopped = true;
+	zk_unobserve(w->zk, w);
+	zk_cancel(w->zk, w);
+	zkretry_cancel(&w->retry);
+}
+
+int64_t nodewatch_owner(const struct nodewatch *w)
+{
+	return w->owner;
 }
 
 enum nodewatch_state nodewatch_state(const struct nodewatch *w)
