@@ -37,6 +37,7 @@
 #include <zookeeper/zookeeper.h>
 
 #include "config.h"
+#include "zk_result.h"
 
 struct event_base;
 struct zk;
@@ -69,21 +70,6 @@ struct zk_observer {
 	void (*on_session)(void *arg, enum zk_session_event ev);	/* may be NULL */
 	void (*on_watch)(void *arg, enum zk_watch_event ev, const char *path);	/* may be NULL */
 };
-
-/* A completed request. Everything is borrowed for the duration of the call. */
-struct zk_result {
-	int rc;				/* ZOK, or a libzookeeper code: ZNONODE, ZNOAUTH, ZCONNECTIONLOSS... */
-	const char *path;		/* the path that was asked for */
-	const char *data;		/* get: the node's bytes (not NUL-terminated); NULL if none */
-	size_t data_len;		/* get: bytes in data */
-	char *const *children;		/* children: child names (not paths), server order */
-	size_t n_children;		/* children: entries in children */
-	const struct Stat *stat;	/* get/exists/create with rc ZOK: the node's stat; else NULL */
-	const char *created;		/* create with rc ZOK: the path made (sequential suffix included) */
-};
-
-/* Completion callback: control thread, exactly once per uncancelled request. */
-typedef void zk_done_fn(void *arg, const struct zk_result *r);
 
 struct zk_stats {
 	enum zk_state state;		/* session lifecycle now */

@@ -21,8 +21,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "zk.h"
 #include "zk_queue.h"
+#include "zk_result.h"
 
 struct zk_req;
 
