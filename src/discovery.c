@@ -1,16 +1,17 @@
 /*
  * discovery — see discovery.h. This file is the per-service view side:
- * build the candidate view from what the service's zkset read (zkset.h: the
- * children, their data and the watches), run it through the guard, deliver
- * it and hand it to the cache writer; plus static services, the cache read at
- * start and the public state.
+ * decode each child the service's zkset reads (zkset.h: the children, their
+ * data, the watches, the retries) into an instance, build the candidate
+ * view, run it through the guard, deliver it and hand it to the cache
+ * writer; plus static services, the cache read at start and the public
+ * state.
  *
  * Per service, two lifecycles, each with one transition function:
  *   - the zkset's phase (zkset.h): what we are waiting for from ZooKeeper;
  *   - the public state (enum discovery_state, state_set): what the owner is
  *     told and the admin API shows.
- * One zk observer serves every service: session events move both, watch
- * events go to each service's zkset.
+ * Each zkset observes the session and its watches itself; one discovery
+ * observer moves the public state of every service on session events.
  */
 #include "discovery.h"
 
