@@ -583,7 +583,7 @@ static void build_static(struct watched_service *s, const struct discovery_conf 
 		snprintf(x->host, sizeof(x->host), "%s", b->host);
 		x->port = b->port;
 		x->ssl_port = s->tls ? b->port : 0;
-		x->weight = b->weight ? b->weight : 1;
+		x->weight = b->weight;	/* the schema defaults it to 1 and refuses 0 */
 		x->enabled = true;
 		n++;
 		instance_sort(v, n);
