@@ -131,12 +131,14 @@ void announce_health_params(struct health_params *p, const struct check_conf *c)
 bool announce_node_allowed(enum announce_node from, enum announce_node to);
 
 /*
- * The Curator 5 ServiceInstance JSON (new reference): payload is copied
- * (NULL = null); ssl_port 0 = null.
+ * The Curator 5 ServiceInstance JSON (new reference): payload in Curator's
+ * typed form (instance_curator_payload(); NULL = null), payload_class the
+ * "@class" of a mapping payload (NULL = java.util.LinkedHashMap); ssl_port
+ * 0 = null.
  */
 json_t *announce_curator_json(const char *service, const char *id, const char *address,
 			      uint16_t port, uint16_t ssl_port, const json_t *payload,
-			      int64_t registered_at_ms);
+			      const char *payload_class, int64_t registered_at_ms);
 
 /*
  * `address: auto`: the first IPv4 address of an interface that is UP and
