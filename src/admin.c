@@ -52,6 +52,19 @@ static void on_healthz(struct evhttp_request *req, void *arg)
 	evbuffer_free(b);
 }
 
+/* The nodes discovery skips now, each with its kind and reason (at most ADMIN_SKIPPED_MAX). */
+#define ADMIN_SKIPPED_MAX 64
+static json_t *skipped_json(struct control *c, const char *name)
+{
+	struct discovery_skip v[ADMIN_SKIPPED_MAX];
+	size_t n = discovery_skipped(c->disc, name, v, ADMIN_SKIPPED_MAX);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n && i < ADMIN_SKIPPED_MAX; i++)
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "node", v[i].node,
+						     "kind", v[i].kind, "reason", v[i].reason));
+	return arr;
+}
+
 static json_t *service_json(struct control *c, size_t idx)
 {
 	struct service *svc = c->services[idx];
@@ -71,6 +84,9 @@ static json_t *service_json(struct control *c, size_t idx)
 		json_object_set_new(o, "skipped_instances", json_integer((json_int_t)ds.skipped));
 		json_object_set_new(o, "held_changes", json_integer((json_int_t)ds.held_total));
 		json_object_set_new(o, "holding", json_boolean(ds.holding));
+		json_object_set_new(o, "unroutable_instances", json_integer((json_int_t)ds.unroutable_total));
+		json_object_set_new(o, "duplicate_instances", json_integer((json_int_t)ds.duplicates_total));
+		json_object_set_new(o, "skipped", skipped_json(c, svc->name));
 	}
 	pthread_mutex_lock(&svc->health_lock);
 	json_object_set_new(o, "panic", json_boolean(svc->panic));
