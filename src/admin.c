@@ -114,6 +114,10 @@ static json_t *service_json(struct control *c, size_t idx)
 		json_object_set_new(e, "consecutive_failures", json_integer(v[i].consecutive_failures));
 		json_object_set_new(e, "ejections", json_integer(v[i].ejections));
 		json_object_set_new(e, "ejected_for_ms", json_integer((json_int_t)v[i].ejected_for_ms));
+		if (v[i].held != BACKEND_HELD_NONE) {
+			json_object_set_new(e, "held", json_string(backend_held_name(v[i].held)));
+			json_object_set_new(e, "hold_ends_in_ms", json_integer((json_int_t)v[i].hold_ends_in_ms));
+		}
 		json_object_set_new(e, "bytes_in", json_integer((json_int_t)atomic_load(&be->bytes_in)));
 		json_object_set_new(e, "bytes_out", json_integer((json_int_t)atomic_load(&be->bytes_out)));
 		json_object_set_new(e, "upstream_opened", json_integer((json_int_t)atomic_load(&be->upstream_opened)));
