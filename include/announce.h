@@ -11,7 +11,9 @@
  *   {"name":"web","id":"<id>","address":"10.0.0.5","port":9001,
  *    "sslPort":null,"payload":<payload or null>,
  *    "registrationTimeUTC":<wall ms>,"serviceType":"DYNAMIC","uriSpec":null}
- * (no "enabled" field). After `fall` consecutive failures the node is
+ * (no "enabled" field), the payload in Curator's typed form
+ * (instance_curator_payload(): a mapping gets "@class", payload_class or
+ * java.util.LinkedHashMap) so that Curator's consumers deserialize it. After `fall` consecutive failures the node is
  * deleted; after `rise` passes it is created again with the same id and a
  * new registrationTimeUTC. The id is a random UUID v4 made once per entry
  * per process. A new session (the old one expired: its ephemerals are gone)

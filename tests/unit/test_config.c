@@ -161,6 +161,7 @@ static void test_reference_file(void **state)
 	assert_int_equal(cfg->announce[0].port, 9001);
 	assert_true(json_is_object(cfg->announce[0].payload));
 	assert_string_equal(json_string_value(json_object_get(cfg->announce[0].payload, "zone")), "a");
+	assert_string_equal(cfg->announce[0].payload_class, "com.example.InstanceDetails");
 	assert_int_equal(cfg->announce[0].check.type, CHECK_TCP);
 
 	assert_int_equal(cfg->n_sync, 2);
