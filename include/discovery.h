@@ -103,7 +103,6 @@ struct discovery_stats {
 	uint64_t kept_total;		/* empty views refused by keep_last_known */
 	uint64_t errors_total;		/* ZooKeeper read errors other than connection loss */
 	bool holding;			/* a collapse is held right now */
-	uint64_t hold_until_ms;		/* holding: monotonic ms when it applies if it still holds */
 	uint64_t last_update_ms;	/* wall ms of the last delivered view; 0 = never */
 };
 

@@ -287,7 +287,6 @@ static void evaluate(struct watched_service *s, struct instance *view, size_t n)
 		s->candidate = view;
 		s->n_candidate = n;
 		s->stats.holding = true;
-		s->stats.hold_until_ms = s->guard.hold_until_ms;
 		s->keeping = false;
 		arm_hold(s, now);
 		if (d->hooks->on_hold)

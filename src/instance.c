@@ -472,7 +472,7 @@ int instance_cmp_nodes(const struct instance *a, const char *a_node, const struc
 		return c;
 	if (a->registered_at_ms != b->registered_at_ms)
 		return a->registered_at_ms > b->registered_at_ms ? -1 : 1;
-	return -strcmp(a_node, b_node);
+	return strcmp(b_node, a_node);	/* the greater name first */
 }
 
 static int cmp_id(const void *a, const void *b)
