@@ -114,7 +114,7 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 /*
  * A collapse hold (discovery's guard) keeps the members from following
  * ZooKeeper for a while. listed[0..n) is what ZooKeeper lists now (the held
- * view): each member it does not list as served — its id gone, or listed at
+ * view, sorted by id as discovery's views are): each member it does not list as served — its id gone, or listed at
  * another endpoint — is marked (backend->held) until hold_until_ms
  * (monotonic); the others are unmarked. holding false: no hold any more,
  * every mark is cleared.

@@ -74,7 +74,6 @@ struct watched_service {
 
 	struct discovery_stats stats;	/* counters; state and instances kept current */
 	uint64_t bad_children_total;	/* malformed children, once per node version */
-	size_t dups;			/* nodes dropped as duplicates in the last candidate */
 	bool dead;			/* unwatched; in the graveyard until the loop turn ends */
 	struct watched_service *next;		/* d->services or d->graveyard */
 };
@@ -358,7 +357,7 @@ static void on_settled(void *arg)
 	const struct zkset_member *members;
 	struct routed_node *routed;
 	struct instance *view;
-	size_t n_members, n = 0, skipped = 0;
+	size_t n_members, n = 0, skipped = 0, dups;
 
 	if (s->dead)
 		return;
@@ -374,15 +373,15 @@ static void on_settled(void *arg)
 			skipped++;
 	}
 	qsort(routed, n, sizeof(*routed), routed_cmp);
-	s->dups = drop_duplicates(s, members, n_members, routed, n);
+	dups = drop_duplicates(s, members, n_members, routed, n);
 	view = xcalloc(n ? n : 1, sizeof(*view));
 	for (size_t i = 0, k = 0; i < n; i++) {
 		if (!routed[i].c->duplicate)
 			view[k++] = routed[i].c->inst;
 	}
 	free(routed);
-	n -= s->dups;
-	s->stats.skipped = skipped + s->dups;
+	n -= dups;
+	s->stats.skipped = skipped + dups;
 	evaluate(s, view, n);
 	if (s->dead)
 		return;
@@ -427,7 +426,6 @@ static void child_read(void *arg, struct zkset_member *m, int rc, const char *da
 {
 	struct watched_service *s = arg;
 	struct watched_child *c = m->priv;
-
 	enum instance_decode verdict;
 
 	if (!c) {

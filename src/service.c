@@ -181,17 +181,22 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 	return added || removed;
 }
 
-/* What ZooKeeper's listed[0..n) says of member be. */
+static int cmp_spec_id(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct member_spec *)elem)->id);
+}
+
+/* What ZooKeeper's listed[0..n) (sorted by id) says of member be. */
 static enum backend_held held_change(const struct backend *be, const struct member_spec *listed,
 				     size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(be->id, listed[i].id) != 0)
-			continue;
-		return be->port == listed[i].port && strcmp(be->host, listed[i].host) == 0
-			       ? BACKEND_HELD_NONE : BACKEND_HELD_CHANGED;
-	}
-	return BACKEND_HELD_REMOVED;
+	const struct member_spec *m = n ? bsearch(be->id, listed, n, sizeof(*listed), cmp_spec_id)
+				      : NULL;
+
+	if (!m)
+		return BACKEND_HELD_REMOVED;
+	return be->port == m->port && strcmp(be->host, m->host) == 0 ? BACKEND_HELD_NONE
+								      : BACKEND_HELD_CHANGED;
 }
 
 size_t service_hold(struct service *svc, bool holding, const struct member_spec *listed,
