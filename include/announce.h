@@ -11,7 +11,9 @@
  *   {"name":"web","id":"<id>","address":"10.0.0.5","port":9001,
  *    "sslPort":null,"payload":<payload or null>,
  *    "registrationTimeUTC":<wall ms>,"serviceType":"DYNAMIC","uriSpec":null}
- * (no "enabled" field). After `fall` consecutive failures the node is
+ * (no "enabled" field), the payload in Curator's typed form
+ * (instance_curator_payload(): a mapping gets "@class", payload_class or
+ * java.util.LinkedHashMap) so that Curator's consumers deserialize it. After `fall` consecutive failures the node is
  * deleted; after `rise` passes it is created again with the same id and a
  * new registrationTimeUTC. The id is a random UUID v4 made once per entry
  * per process. A new session (the old one expired: its ephemerals are gone)
@@ -131,12 +133,14 @@ void announce_health_params(struct health_params *p, const struct check_conf *c)
 bool announce_node_allowed(enum announce_node from, enum announce_node to);
 
 /*
- * The Curator 5 ServiceInstance JSON (new reference): payload is copied
- * (NULL = null); ssl_port 0 = null.
+ * The Curator 5 ServiceInstance JSON (new reference): payload in Curator's
+ * typed form (instance_curator_payload(); NULL = null), payload_class the
+ * "@class" of a mapping payload (NULL = java.util.LinkedHashMap); ssl_port
+ * 0 = null.
  */
 json_t *announce_curator_json(const char *service, const char *id, const char *address,
 			      uint16_t port, uint16_t ssl_port, const json_t *payload,
-			      int64_t registered_at_ms);
+			      const char *payload_class, int64_t registered_at_ms);
 
 /*
  * `address: auto`: the first IPv4 address of an interface that is UP and

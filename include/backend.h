@@ -31,6 +31,16 @@
 #include "pool.h"
 #include "util.h"
 
+/*
+ * The change a collapse hold keeps from applying to a member (discovery's
+ * guard holds the candidate view; the member still serves meanwhile).
+ */
+enum backend_held {
+	BACKEND_HELD_NONE = 0,		/* ZooKeeper lists it as served */
+	BACKEND_HELD_REMOVED,		/* ZooKeeper no longer lists its id */
+	BACKEND_HELD_CHANGED,		/* ZooKeeper lists its id at another endpoint */
+};
+
 struct backend {
 	_Atomic uint32_t refs;
 	char *id;				/* owned; instance id or host:port */
@@ -51,6 +61,9 @@ struct backend {
 	_Atomic uint64_t serving_since_ms;	/* slow-start origin: added or returned */
 	_Atomic bool member;			/* false once removed from the service */
 	struct health health;			/* guarded by the service's health_lock */
+	enum backend_held held;			/* guarded by health_lock; set by service_hold() */
+	uint64_t held_until_ms;			/* guarded by health_lock; monotonic end of that hold */
+	bool dropped;				/* guarded by health_lock: failed while held; member is false */
 
 	/* Counters (relaxed atomics, summed for the admin API). */
 	_Atomic uint32_t active;		/* open or connecting, all workers */
@@ -86,6 +99,9 @@ static inline bool backend_has_addr(const struct backend *be)
 {
 	return atomic_load_explicit(&be->has_addr, memory_order_acquire);
 }
+/* "removed", "changed" (BACKEND_HELD_NONE: "none"). */
+const char *backend_held_name(enum backend_held h);
+
 struct backend *backend_get(struct backend *be);
 void backend_put(struct backend *be);
 

@@ -144,6 +144,7 @@ struct announce_conf {
 	uint16_t port;
 	uint16_t ssl_port;		/* 0 = none */
 	json_t *payload;		/* ref; NULL when absent */
+	char *payload_class;		/* owned; the payload's Jackson "@class"; NULL = a Map */
 	struct check_conf check;	/* of the local service, guards the node */
 };
 

@@ -53,6 +53,19 @@ static void on_healthz(struct evhttp_request *req, void *arg)
 	evbuffer_free(b);
 }
 
+/* The nodes discovery skips now, each with its kind and reason (at most ADMIN_SKIPPED_MAX). */
+#define ADMIN_SKIPPED_MAX 64
+static json_t *skipped_json(struct control *c, const char *name)
+{
+	struct discovery_skip v[ADMIN_SKIPPED_MAX];
+	size_t n = discovery_skipped(c->disc, name, v, ADMIN_SKIPPED_MAX);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n && i < ADMIN_SKIPPED_MAX; i++)
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "node", v[i].node,
+						     "kind", v[i].kind, "reason", v[i].reason));
+	return arr;
+}
+
 static json_t *service_json(struct control *c, size_t idx)
 {
 	struct service *svc = c->services[idx];
@@ -72,6 +85,9 @@ static json_t *service_json(struct control *c, size_t idx)
 		json_object_set_new(o, "skipped_instances", json_integer((json_int_t)ds.skipped));
 		json_object_set_new(o, "held_changes", json_integer((json_int_t)ds.held_total));
 		json_object_set_new(o, "holding", json_boolean(ds.holding));
+		json_object_set_new(o, "unroutable_instances", json_integer((json_int_t)ds.unroutable_total));
+		json_object_set_new(o, "duplicate_instances", json_integer((json_int_t)ds.duplicates_total));
+		json_object_set_new(o, "skipped", skipped_json(c, svc->name));
 	}
 	pthread_mutex_lock(&svc->health_lock);
 	json_object_set_new(o, "panic", json_boolean(svc->panic));
@@ -99,6 +115,10 @@ static json_t *service_json(struct control *c, size_t idx)
 		json_object_set_new(e, "consecutive_failures", json_integer(v[i].consecutive_failures));
 		json_object_set_new(e, "ejections", json_integer(v[i].ejections));
 		json_object_set_new(e, "ejected_for_ms", json_integer((json_int_t)v[i].ejected_for_ms));
+		if (v[i].held != BACKEND_HELD_NONE) {
+			json_object_set_new(e, "held", json_string(backend_held_name(v[i].held)));
+			json_object_set_new(e, "hold_ends_in_ms", json_integer((json_int_t)v[i].hold_ends_in_ms));
+		}
 		json_object_set_new(e, "bytes_in", json_integer((json_int_t)atomic_load(&be->bytes_in)));
 		json_object_set_new(e, "bytes_out", json_integer((json_int_t)atomic_load(&be->bytes_out)));
 		json_object_set_new(e, "upstream_opened", json_integer((json_int_t)atomic_load(&be->upstream_opened)));

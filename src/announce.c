@@ -51,6 +51,7 @@ struct announce_entry {
 	uint16_t port;			/* announced port, also the identity of the entry */
 	uint16_t ssl_port;		/* 0 = none (sslPort null) */
 	json_t *payload;		/* owned (deep copy); NULL = null */
+	char *payload_class;		/* owned; the payload's "@class"; NULL = a Map */
 	struct check_conf check_conf;	/* owned strings; what the check was started with */
 	char id[ANNOUNCE_UUID_LEN + 1];	/* UUID v4, made once */
 	char *path;			/* owned; base_path/service/id */
@@ -134,7 +135,7 @@ bool announce_node_allowed(enum announce_node from, enum announce_node to)
 
 json_t *announce_curator_json(const char *service, const char *id, const char *address,
 			      uint16_t port, uint16_t ssl_port, const json_t *payload,
-			      int64_t registered_at_ms)
+			      const char *payload_class, int64_t registered_at_ms)
 {
 	struct instance i;
 	json_t *o;
@@ -148,8 +149,7 @@ json_t *announce_curator_json(const char *service, const char *id, const char *a
 	i.service_type = INSTANCE_DYNAMIC;
 	i.registered_at_ms = registered_at_ms;
 	o = instance_to_curator_json(&i, service);
-	if (payload)
-		json_object_set_new(o, "payload", json_deep_copy(payload));
+	json_object_set_new(o, "payload", instance_curator_payload(payload, payload_class));
 	return o;
 }
 
@@ -244,6 +244,7 @@ static void announce_entry_free(struct announce_entry *e)
 	free(e->base_path);
 	free(e->address_conf);
 	json_decref(e->payload);
+	free(e->payload_class);
 	free(e->check_conf.send);
 	free(e->check_conf.expect);
 	free(e->check_conf.path);
@@ -298,7 +299,7 @@ static void announce_send_create(struct announce_entry *e)
 
 	e->registered_at_ms = (int64_t)wall_ms();
 	doc = announce_curator_json(e->service, e->id, e->address, e->port, e->ssl_port,
-				    e->payload, e->registered_at_ms);
+				    e->payload, e->payload_class, e->registered_at_ms);
 	text = json_dumps(doc, JSON_COMPACT);
 	json_decref(doc);
 	e->op = ANNOUNCE_OP_CREATE;
@@ -595,6 +596,7 @@ static struct announce_entry *announce_entry_new(struct announce *a, const struc
 	e->port = c->port;
 	e->ssl_port = c->ssl_port;
 	e->payload = c->payload ? json_deep_copy(c->payload) : NULL;
+	e->payload_class = c->payload_class ? xstrdup(c->payload_class) : NULL;
 	check_conf_dup(&e->check_conf, &c->check);
 	announce_health_params(&e->health_params, &e->check_conf);
 	health_init_checking(&e->health, now_ms());
@@ -633,16 +635,21 @@ static void announce_entry_update(struct announce_entry *e, const struct announc
 	const char *aconf = c->address;
 	bool check_changed = !check_conf_same(&e->check_conf, &c->check) ||
 			     strcmp(aconf, e->address_conf) != 0;
+	bool class_changed = (e->payload_class == NULL) != (c->payload_class == NULL) ||
+			     (c->payload_class && strcmp(e->payload_class, c->payload_class) != 0);
 
 	announce_resolve(aconf, address, sizeof(address));
 	if (strcmp(address, e->address) != 0 || e->ssl_port != c->ssl_port ||
 	    !((e->payload == NULL && c->payload == NULL) ||
-	      (e->payload && c->payload && json_equal(e->payload, c->payload)))) {
+	      (e->payload && c->payload && json_equal(e->payload, c->payload))) ||
+	    class_changed) {
 		log_info("%s: announced settings changed", e->label);
 		snprintf(e->address, sizeof(e->address), "%s", address);
 		e->ssl_port = c->ssl_port;
 		json_decref(e->payload);
 		e->payload = c->payload ? json_deep_copy(c->payload) : NULL;
+		free(e->payload_class);
+		e->payload_class = c->payload_class ? xstrdup(c->payload_class) : NULL;
 		e->rewrite = e->node != ANNOUNCE_ABSENT;
 	}
 	if (check_changed) {

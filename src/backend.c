@@ -65,6 +65,19 @@ void backend_set_addr(struct backend *be, const struct net_addr *addr)
 	atomic_store_explicit(&be->has_addr, true, memory_order_release);
 }
 
+const char *backend_held_name(enum backend_held h)
+{
+	switch (h) {
+	case BACKEND_HELD_NONE:
+		return "none";
+	case BACKEND_HELD_REMOVED:
+		return "removed";
+	case BACKEND_HELD_CHANGED:
+		return "changed";
+	}
+	return "?";
+}
+
 struct backend *backend_get(struct backend *be)
 {
 	atomic_fetch_add_explicit(&be->refs, 1, memory_order_relaxed);

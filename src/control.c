@@ -129,14 +129,11 @@ static void control_publish(struct control *c, struct service *svc,
 	backend_set_put(s);
 }
 
-static void on_discovery_view(void *arg, const char *name, const struct instance *v, size_t n)
+/* Discovery's instances as members of sc's service; free() the result. */
+static struct member_spec *member_specs(const struct service_conf *sc, const struct instance *v,
+					size_t n)
 {
-	struct control *c = arg;
-	long i = service_index(c, name);
-	if (i < 0)
-		return;
-	const struct service_conf *sc = &c->cfg->cfg->services[i];
-	struct member_spec *m = xcalloc(n, sizeof(*m));
+	struct member_spec *m = xcalloc(n ? n : 1, sizeof(*m));
 	for (size_t k = 0; k < n; k++) {
 		m[k].id = v[k].id;
 		m[k].host = v[k].host;
@@ -147,9 +144,22 @@ static void on_discovery_view(void *arg, const char *name, const struct instance
 		m[k].payload = v[k].payload;
 		m[k].payload_len = v[k].payload_len;
 	}
+	return m;
+}
+
+static void on_discovery_view(void *arg, const char *name, const struct instance *v, size_t n)
+{
+	struct control *c = arg;
+	long i = service_index(c, name);
+	if (i < 0)
+		return;
+	const struct service_conf *sc = &c->cfg->cfg->services[i];
+	struct member_spec *m = member_specs(sc, v, n);
 	struct service *svc = c->services[i];
 	bool first = !svc->ready;
 	bool changed = service_set_members(svc, m, n, now_ms());
+	/* a view applied: no change is held any more */
+	service_hold(svc, false, NULL, 0, 0);
 	free(m);
 	if (changed) {
 		control_resolve(c, svc, false);
@@ -160,6 +170,32 @@ static void on_discovery_view(void *arg, const char *name, const struct instance
 		log_info("svc=%s view applied: %zu instances (version %llu)", name, n,
 			 (unsigned long long)svc->version);
 	}
+}
+
+/*
+ * A collapse hold started, changed or ended without applying: mark what
+ * ZooKeeper no longer lists (service_hold). Members dropped meanwhile that
+ * are to serve again come back by applying the served view once more.
+ */
+static void on_discovery_hold(void *arg, const char *name, bool holding,
+			      const struct instance *held, size_t n, uint64_t hold_until_ms)
+{
+	struct control *c = arg;
+	long i = service_index(c, name);
+	if (i < 0)
+		return;
+	const struct service_conf *sc = &c->cfg->cfg->services[i];
+	struct service *svc = c->services[i];
+	struct member_spec *m = member_specs(sc, held, n);
+	if (service_hold(svc, holding, m, n, hold_until_ms) > 0) {
+		size_t n_view;
+		const struct instance *view = discovery_view(c->disc, name, &n_view);
+		if (view)
+			on_discovery_view(c, name, view, n_view);
+		if (holding)
+			service_hold(svc, true, m, n, hold_until_ms);
+	}
+	free(m);
 }
 
 /* Discovery's state as the service's view (the names are the same). */
@@ -191,6 +227,7 @@ static void on_discovery_state(void *arg, const char *name, enum discovery_state
 static const struct discovery_hooks discovery_hooks = {
 	.on_view = on_discovery_view,
 	.on_state = on_discovery_state,
+	.on_hold = on_discovery_hold,
 };
 
 struct service *control_service(const struct control *c, const char *name)

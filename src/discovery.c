@@ -30,12 +30,22 @@
 #define DIFF_LOG_LINES 20		/* per-instance lines logged per change, then a summary */
 #define READ_RETRY_CAP_MS 60000		/* unreadable service paths are retried up to every minute */
 
+/* What the last read of a child makes of it. */
+enum child_fate {
+	CHILD_ROUTED = 0,		/* an instance with the port the service uses */
+	CHILD_DISABLED,			/* well-formed, not routed on purpose (enabled:false, not ALIVE) */
+	CHILD_UNROUTABLE,		/* well-formed, but no port this service can use */
+	CHILD_BAD,			/* malformed or unreadable */
+};
+
 /* What a child of a service's path says, decoded (a zkset member's priv). */
 struct watched_child {
-	enum instance_decode verdict;	/* of the last read */
-	struct instance inst;		/* verdict OK or DISABLED */
-	char reason[INSTANCE_REASON_MAX];	/* verdict DISABLED or BAD */
+	enum child_fate fate;		/* of the last read */
+	struct instance inst;		/* fate ROUTED, DISABLED or UNROUTABLE */
+	char reason[INSTANCE_REASON_MAX];	/* fate other than ROUTED */
 	int32_t logged_version;		/* version whose skip was logged and counted; INT32_MIN none */
+	bool duplicate;			/* ROUTED, but another node of its id is kept (on_settled) */
+	int32_t dup_logged_version;	/* version whose drop as a duplicate was logged; INT32_MIN none */
 };
 
 struct watched_service {
@@ -57,7 +67,7 @@ struct watched_service {
 	size_t n_candidate;		/* entries in candidate */
 	struct instance_guard guard;	/* collapse hold state */
 	bool keeping;			/* keep_last_known is refusing an empty view */
-	size_t last_dups;		/* duplicate ids in the last candidate (logged on change) */
+	bool hold_end_pending;		/* a hold ended without applying: tell the owner (kick_ev) */
 
 	struct event *hold_ev;		/* owned; fires at guard.hold_until_ms */
 	struct event *kick_ev;		/* owned; deferred first delivery */
@@ -143,8 +153,14 @@ static bool views_equal(const struct instance *a, size_t na, const struct instan
 	return true;
 }
 
+/* Drop the held change (if any) without applying it; the owner hears of it after this turn. */
 static void candidate_drop(struct watched_service *s)
 {
+	if (s->stats.holding && !s->dead) {
+		struct timeval zero = { 0, 0 };
+		s->hold_end_pending = true;
+		evtimer_add(s->kick_ev, &zero);
+	}
 	free(s->candidate);
 	s->candidate = NULL;
 	s->n_candidate = 0;
@@ -220,6 +236,7 @@ static void arm_hold(struct watched_service *s, uint64_t now)
 /* Run a candidate (owned) through the guard. */
 static void evaluate(struct watched_service *s, struct instance *view, size_t n)
 {
+	struct discovery *d = s->d;
 	uint64_t now = now_ms(), holds = s->guard.holds_total;
 	size_t n_applied = s->have_applied ? s->n_applied : 0;
 	enum instance_verdict v;
@@ -271,8 +288,66 @@ static void evaluate(struct watched_service *s, struct instance *view, size_t n)
 		s->stats.holding = true;
 		s->keeping = false;
 		arm_hold(s, now);
+		if (d->hooks->on_hold)
+			d->hooks->on_hold(d->arg, s->name, true, s->candidate, s->n_candidate,
+					  s->guard.hold_until_ms);
 		break;
 	}
+}
+
+/* A routed child and its node name, for keeping one node per id. */
+struct routed_node {
+	struct watched_child *c;	/* ref: a zkset member's priv */
+	const char *node;		/* ref: its name */
+};
+
+static int routed_cmp(const void *a, const void *b)
+{
+	const struct routed_node *x = a, *y = b;
+
+	return instance_cmp_nodes(&x->c->inst, x->node, &y->c->inst, y->node);
+}
+
+/*
+ * Several nodes with one id (Curator re-creates a DYNAMIC_SEQUENTIAL node
+ * after a reconnect while the old one lives on; two ServerSet members may
+ * announce one endpoint): keep the first by instance_cmp_nodes, drop the
+ * others; each dropped node is logged and counted once per version.
+ * r[0..n) is sorted by routed_cmp. Returns the number dropped.
+ */
+static size_t drop_duplicates(struct watched_service *s, const struct zkset_member *members,
+			      size_t n_members, struct routed_node *r, size_t n)
+{
+	size_t dropped = 0;
+
+	for (size_t i = 0, keep = 0; i < n; i++) {
+		struct watched_child *c = r[i].c;
+		if (i == 0 || strcmp(c->inst.id, r[keep].c->inst.id) != 0) {
+			keep = i;
+			c->duplicate = false;
+			continue;
+		}
+		c->duplicate = true;
+		snprintf(c->reason, sizeof(c->reason), "duplicate of id=%.40s; node %.40s is kept",
+			 c->inst.id, r[keep].node);
+		dropped++;
+	}
+	for (size_t i = 0; i < n_members; i++) {
+		struct watched_child *c = members[i].priv;
+		if (!members[i].wanted || !c || c->fate != CHILD_ROUTED)
+			continue;
+		if (!c->duplicate) {
+			c->dup_logged_version = INT32_MIN;
+			continue;
+		}
+		if (c->dup_logged_version == members[i].version)
+			continue;
+		c->dup_logged_version = members[i].version;
+		s->stats.duplicates_total++;
+		log_warn("svc=%s node=%s skipped: %s (newer registrationTimeUTC, else the "
+			 "later node)", s->name, members[i].name, c->reason);
+	}
+	return dropped;
 }
 
 /* The zkset read everything: turn its members into a candidate view. */
@@ -280,40 +355,32 @@ static void on_settled(void *arg)
 {
 	struct watched_service *s = arg;
 	const struct zkset_member *members;
+	struct routed_node *routed;
 	struct instance *view;
-	size_t n_members, n = 0, dups = 0, skipped = 0;
+	size_t n_members, n = 0, skipped = 0, dups;
 
 	if (s->dead)
 		return;
 	members = zkset_members(s->set, &n_members);
-	view = xcalloc(n_members ? n_members : 1, sizeof(*view));
+	routed = xcalloc(n_members ? n_members : 1, sizeof(*routed));
 	for (size_t i = 0; i < n_members; i++) {
-		const struct watched_child *c = members[i].priv;
+		struct watched_child *c = members[i].priv;
 		if (!members[i].wanted || !c)
 			continue;
-		if (c->verdict == INSTANCE_OK)
-			view[n++] = c->inst;
+		if (c->fate == CHILD_ROUTED)
+			routed[n++] = (struct routed_node){ c, members[i].name };
 		else
 			skipped++;
 	}
-	instance_sort(view, n);
-	/* ServerSet ids are endpoints: two members may announce the same one. */
-	for (size_t i = 1, w = 1; i <= n; i++) {
-		if (i == n) {
-			dups = n - w;
-			n = w;
-			break;
-		}
-		if (strcmp(view[i].id, view[w - 1].id) != 0)
-			view[w++] = view[i];
+	qsort(routed, n, sizeof(*routed), routed_cmp);
+	dups = drop_duplicates(s, members, n_members, routed, n);
+	view = xcalloc(n ? n : 1, sizeof(*view));
+	for (size_t i = 0, k = 0; i < n; i++) {
+		if (!routed[i].c->duplicate)
+			view[k++] = routed[i].c->inst;
 	}
-	if (dups != s->last_dups) {
-		if (dups > s->last_dups)
-			s->stats.bad_instances_total += dups - s->last_dups;
-		if (dups)
-			log_warn("svc=%s: %zu duplicate endpoint(s) skipped", s->name, dups);
-		s->last_dups = dups;
-	}
+	free(routed);
+	n -= dups;
 	s->stats.skipped = skipped + dups;
 	evaluate(s, view, n);
 	if (s->dead)
@@ -337,11 +404,20 @@ static void note_skip(struct watched_service *s, const struct zkset_member *m,
 	if (c->logged_version == m->version)
 		return;
 	c->logged_version = m->version;
-	if (c->verdict == INSTANCE_BAD) {
+	switch (c->fate) {
+	case CHILD_BAD:
 		s->bad_children_total++;
 		log_warn("svc=%s node=%s skipped: %s", s->name, m->name, c->reason);
-	} else {
+		break;
+	case CHILD_UNROUTABLE:
+		s->stats.unroutable_total++;
+		log_warn("svc=%s node=%s not routable: %s", s->name, m->name, c->reason);
+		break;
+	case CHILD_DISABLED:
 		log_info("svc=%s node=%s not routed: %s", s->name, m->name, c->reason);
+		break;
+	case CHILD_ROUTED:
+		break;
 	}
 }
 
@@ -350,35 +426,38 @@ static void child_read(void *arg, struct zkset_member *m, int rc, const char *da
 {
 	struct watched_service *s = arg;
 	struct watched_child *c = m->priv;
+	enum instance_decode verdict;
 
 	if (!c) {
 		c = xcalloc(1, sizeof(*c));
 		c->logged_version = INT32_MIN;
+		c->dup_logged_version = INT32_MIN;
 		m->priv = c;
 	}
+	c->duplicate = false;
 	if (rc != ZOK) {
 		/* One unreadable child costs that child, not the service. */
-		c->verdict = INSTANCE_BAD;
+		c->fate = CHILD_BAD;
 		snprintf(c->reason, sizeof(c->reason), "no read permission (ACL)");
 		note_skip(s, m, c);
 		return;
 	}
 	if (s->type == DISCOVERY_SERVERSET)
-		c->verdict = instance_decode_serverset(data, len, &c->inst, c->reason,
-						       sizeof(c->reason));
+		verdict = instance_decode_serverset(data, len, &c->inst, c->reason,
+						    sizeof(c->reason));
 	else
-		c->verdict = instance_decode_curator(m->name, data, len, &c->inst, c->reason,
-						     sizeof(c->reason));
-	if (c->verdict == INSTANCE_OK) {
-		uint16_t port = s->tls ? c->inst.ssl_port : c->inst.port;
-		if (port == 0) {
-			c->verdict = INSTANCE_BAD;
-			snprintf(c->reason, sizeof(c->reason), "%s",
-				 s->tls ? "no sslPort, and the service uses tls"
-					: "no port (only sslPort), and the service has no tls");
-		}
+		verdict = instance_decode_curator(m->name, data, len, &c->inst, c->reason,
+						  sizeof(c->reason));
+	c->fate = verdict == INSTANCE_OK ? CHILD_ROUTED
+		  : verdict == INSTANCE_DISABLED ? CHILD_DISABLED : CHILD_BAD;
+	/* Well-formed, as Curator reads it; only this service cannot use it. */
+	if (c->fate == CHILD_ROUTED && (s->tls ? c->inst.ssl_port : c->inst.port) == 0) {
+		c->fate = CHILD_UNROUTABLE;
+		snprintf(c->reason, sizeof(c->reason), "%s",
+			 s->tls ? "no sslPort, and the service uses tls"
+				: "no port (only sslPort), and the service has no tls");
 	}
-	if (c->verdict != INSTANCE_OK)
+	if (c->fate != CHILD_ROUTED)
 		note_skip(s, m, c);
 }
 
@@ -418,6 +497,14 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	if (s->initial_pending) {
 		deliver(s);
+		if (s->dead)
+			return;
+	}
+	if (s->hold_end_pending) {
+		s->hold_end_pending = false;
+		/* A hold that started again since is reported by evaluate(). */
+		if (!s->stats.holding && s->d->hooks->on_hold)
+			s->d->hooks->on_hold(s->d->arg, s->name, false, NULL, 0, 0);
 		if (s->dead)
 			return;
 	}
@@ -737,6 +824,38 @@ bool discovery_stats(const struct discovery *d, const char *service, struct disc
 	out->state = s->state;
 	out->instances = s->n_applied;
 	return true;
+}
+
+static const char *const fate_names[] = {
+	[CHILD_ROUTED] = "routed",
+	[CHILD_DISABLED] = "disabled",
+	[CHILD_UNROUTABLE] = "unroutable",
+	[CHILD_BAD] = "bad",
+};
+
+size_t discovery_skipped(const struct discovery *d, const char *service,
+			 struct discovery_skip *out, size_t max)
+{
+	const struct watched_service *s = find_service(d, service);
+	const struct zkset_member *members;
+	size_t n_members, n = 0;
+
+	if (!s || !is_zk_service(s))
+		return 0;
+	members = zkset_members(s->set, &n_members);
+	for (size_t i = 0; i < n_members; i++) {
+		const struct watched_child *c = members[i].priv;
+		if (!members[i].wanted || !c || (c->fate == CHILD_ROUTED && !c->duplicate))
+			continue;
+		if (n < max)
+			out[n] = (struct discovery_skip){
+				.node = members[i].name,
+				.kind = c->duplicate ? "duplicate" : fate_names[c->fate],
+				.reason = c->reason,
+			};
+		n++;
+	}
+	return n;
 }
 
 const struct instance *discovery_view(const struct discovery *d, const char *service, size_t *n)

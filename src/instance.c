@@ -273,20 +273,6 @@ enum instance_decode instance_from_curator_json(const char *name, const json_t *
 		set_reason(reason, reason_len, "not a JSON object");
 		return INSTANCE_BAD;
 	}
-	if (!id || !*id) {
-		v = json_object_get(root, "id");
-		id = json_is_string(v) ? json_string_value(v) : NULL;
-	}
-	if (!id || !*id) {
-		set_reason(reason, reason_len, "no id");
-		return INSTANCE_BAD;
-	}
-	if (strlen(id) >= sizeof(out->id) || !text_clean(id)) {
-		set_reason(reason, reason_len, "invalid id (too long or control characters)");
-		return INSTANCE_BAD;
-	}
-	strcpy(out->id, id);
-
 	v = json_object_get(root, "address");
 	if (!v || json_is_null(v)) {
 		set_reason(reason, reason_len, "no address");
@@ -324,6 +310,26 @@ enum instance_decode instance_from_curator_json(const char *name, const json_t *
 		}
 		out->service_type = (enum instance_service_type)i;
 	}
+
+	/*
+	 * The id is the child's name (the node Curator made for the id), except
+	 * for DYNAMIC_SEQUENTIAL, whose node name is the id plus ZooKeeper's
+	 * counter: Curator's users see the JSON id there.
+	 */
+	v = json_object_get(root, "id");
+	if (!id || !*id ||
+	    (out->service_type == INSTANCE_DYNAMIC_SEQUENTIAL && json_is_string(v) &&
+	     json_string_length(v) > 0))
+		id = json_is_string(v) ? json_string_value(v) : NULL;
+	if (!id || !*id) {
+		set_reason(reason, reason_len, "no id");
+		return INSTANCE_BAD;
+	}
+	if (strlen(id) >= sizeof(out->id) || !text_clean(id)) {
+		set_reason(reason, reason_len, "invalid id (too long or control characters)");
+		return INSTANCE_BAD;
+	}
+	strcpy(out->id, id);
 
 	if (json_bool(json_object_get(root, "enabled"), &enabled) == NUM_INVALID) {
 		set_reason(reason, reason_len, "enabled is not a boolean");
@@ -449,12 +455,85 @@ json_t *instance_to_curator_json(const struct instance *i, const char *name)
 	return o;
 }
 
+bool instance_java_class_ok(const char *name)
+{
+	bool start = true;
+	size_t n = 0;
+
+	if (!name || !*name)
+		return false;
+	for (const char *c = name; *c; c++, n++) {
+		bool letter = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || *c == '_' ||
+			      *c == '$';
+		bool digit = *c >= '0' && *c <= '9';
+		if (*c == '.' && !start) {
+			start = true;
+			continue;
+		}
+		if (!(letter || (digit && !start)))
+			return false;
+		start = false;
+	}
+	return !start && n <= 255;
+}
+
+/* Jackson's wrapper-array form: [type id, value] (value is copied). */
+static json_t *typed_array(const char *java_type, const json_t *value)
+{
+	json_t *a = json_array();
+
+	json_array_append_new(a, json_string(java_type));
+	json_array_append_new(a, json_deep_copy(value));
+	return a;
+}
+
+json_t *instance_curator_payload(const json_t *payload, const char *payload_class)
+{
+	if (!payload || json_is_null(payload))
+		return json_null();
+	if (json_is_object(payload)) {
+		const json_t *own = json_object_get(payload, "@class");
+		const char *cls = payload_class ? payload_class
+				  : json_is_string(own) ? json_string_value(own)
+				  : "java.util.LinkedHashMap";
+		json_t *o = json_object();
+		const char *k;
+		json_t *v;
+
+		/* Jackson writes the type id first; jansson keeps insertion order. */
+		json_object_set_new(o, "@class", json_string(cls));
+		json_object_foreach((json_t *)payload, k, v) {
+			if (strcmp(k, "@class") != 0)
+				json_object_set_new(o, k, json_deep_copy(v));
+		}
+		return o;
+	}
+	if (json_is_array(payload))
+		return typed_array("java.util.ArrayList", payload);
+	if (json_is_integer(payload) &&
+	    (json_integer_value(payload) < INT32_MIN || json_integer_value(payload) > INT32_MAX))
+		return typed_array("java.lang.Long", payload);
+	return json_deep_copy(payload);
+}
+
 void instance_endpoint(const char *host, uint16_t port, char *buf, size_t len)
 {
 	if (strchr(host, ':'))
 		snprintf(buf, len, "[%s]:%u", host, (unsigned)port);
 	else
 		snprintf(buf, len, "%s:%u", host, (unsigned)port);
+}
+
+int instance_cmp_nodes(const struct instance *a, const char *a_node, const struct instance *b,
+		       const char *b_node)
+{
+	int c = strcmp(a->id, b->id);
+
+	if (c != 0)
+		return c;
+	if (a->registered_at_ms != b->registered_at_ms)
+		return a->registered_at_ms > b->registered_at_ms ? -1 : 1;
+	return strcmp(b_node, a_node);	/* the greater name first */
 }
 
 static int cmp_id(const void *a, const void *b)

@@ -48,7 +48,7 @@ static void on_state(void *arg, const char *service, enum discovery_state st)
 		event_base_loopbreak(s->base);
 }
 
-static const struct discovery_hooks hooks = { on_view, on_state };
+static const struct discovery_hooks hooks = { .on_view = on_view, .on_state = on_state };
 
 static void on_timeout(evutil_socket_t fd, short what, void *arg)
 {

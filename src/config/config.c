@@ -156,6 +156,7 @@ void config_free(struct config *cfg)
 		free(a->base_path);
 		free(a->address);
 		json_decref(a->payload);
+		free(a->payload_class);
 		check_free(&a->check);
 	}
 	free(cfg->announce);
@@ -247,6 +248,7 @@ static struct config *config_copy_base(const struct config *src)
 		d->base_path = dup_or_null(s->base_path);
 		d->address = dup_or_null(s->address);
 		d->payload = s->payload ? json_deep_copy(s->payload) : NULL;
+		d->payload_class = dup_or_null(s->payload_class);
 		check_copy(&d->check, &s->check);
 	}
 	cfg->sync = src->n_sync ? xcalloc(src->n_sync, sizeof(*cfg->sync)) : NULL;

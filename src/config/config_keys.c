@@ -18,6 +18,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "instance.h"
 #include "util.h"
 
 /* ---- the schema ------------------------------------------------------------------ */
@@ -77,6 +78,7 @@ static void fn_backends(struct schema_ctx *v, const struct schema_path *p, const
 static void fn_bytes(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_http_path(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_payload(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_java_class(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_mode(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_zk_hosts(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_zk_auth(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
@@ -89,6 +91,7 @@ static void finish_pool(struct schema_ctx *v, const struct schema_path *p, const
 static void finish_tls(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_sync(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_render(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
+static void finish_announce(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 
 #define SECTION(keys, finish) { keys, ARRAY_SIZE(keys), finish }
 #define AT(st, field) offsetof(struct st, field)
@@ -185,9 +188,10 @@ static const struct schema_key announce_keys[] = {
 	{ "port",            S_PORT,    NULL,            S_REQ|S_RELOAD,  AT(announce_conf, port),               &r_port,           NULL },
 	{ "ssl_port",        S_PORT,    "0",             S_RELOAD,        AT(announce_conf, ssl_port),           &r_port0,          NULL },
 	{ "payload",         S_FN,      NULL,            S_RELOAD,        AT(announce_conf, payload),            NULL,              fn_payload },
+	{ "payload_class",   S_STR,     NULL,            S_RELOAD,        AT(announce_conf, payload_class),      NULL,              fn_java_class },
 	{ "check",           S_SECTION, NULL,            S_RELOAD,        AT(announce_conf, check),              &check_section,    NULL },
 };
-static const struct schema_section announce_section = SECTION(announce_keys, NULL);
+static const struct schema_section announce_section = SECTION(announce_keys, finish_announce);
 
 static const struct schema_key sync_keys[] = {
 	{ "path",            S_ZPATH,   NULL,            S_REQ|S_RELOAD,  AT(sync_conf, path),                   NULL,              NULL },
@@ -420,6 +424,14 @@ static void fn_payload(struct schema_ctx *v, const struct schema_path *p, const 
 	json_t **dst = field;
 	json_decref(*dst);
 	*dst = json_is_null(val) ? NULL : json_incref((json_t *)val);
+}
+
+static void fn_java_class(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	char buf[80];
+	if (!instance_java_class_ok(json_string_value(val)))
+		schema_error(v, p, false, "%s is not a Java class name (e.g. com.example.InstanceDetails)",
+			     schema_show(val, buf, sizeof(buf)));
 }
 
 static void fn_mode(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
@@ -661,6 +673,29 @@ static void finish_render(struct schema_ctx *v, const struct schema_path *p, con
 	}
 	template_free(t);
 	r->template_text = owned ? owned : xstrdup(text);
+}
+
+/*
+ * The payload's Java type: payload_class names the class of a mapping payload;
+ * a mapping may instead carry Jackson's "@class" itself (as Curator wrote it),
+ * but not both. Other payloads carry their own type (instance.h).
+ */
+static void finish_announce(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
+{
+	struct announce_conf *a = base;
+	struct schema_path pp = { p, "payload", 0, obj };
+	const json_t *own = json_is_object(a->payload) ? json_object_get(a->payload, "@class") : NULL;
+	if (!obj)
+		return;
+	if (a->payload_class && !json_is_object(a->payload)) {
+		struct schema_path kp = { p, "payload_class", 0, obj };
+		schema_error(v, &kp, true, "needs payload: a mapping of the class's properties%s",
+			     a->payload ? " (a list or scalar payload carries its own Java type)" : "");
+	}
+	if (own && !(json_is_string(own) && instance_java_class_ok(json_string_value(own))))
+		schema_error(v, &pp, false, "\"@class\" must be a Java class name; or use payload_class");
+	else if (own && a->payload_class)
+		schema_error(v, &pp, false, "\"@class\" and payload_class both name the class; keep one");
 }
 
 void config_keys_parse_service(struct schema_ctx *v, const struct schema_path *p,

@@ -8,7 +8,7 @@
  *   {"ev":"session","t":..,"event":"new","zk_state":"connected",
  *    "session_id":"0x...","passwd":"<hex>"}
  *   {"ev":"stats","t":..,"state":..,"instances":..,"updates":..,"bad":..,
- *    "held":..,"kept":..,"errors":..,"holding":..,"skipped":..,
+ *    "held":..,"unroutable":..,"duplicates":..,"kept":..,"errors":..,"holding":..,"skipped":..,
  *    "zk":{"state":..,"sessions":..,"expirations":..,"disconnects":..}}
  *
  * Reads commands on stdin: "stats" prints a stats line; EOF or SIGTERM exits.
@@ -119,6 +119,8 @@ static void print_stats(struct probe *p)
 		json_object_set_new(o, "updates", json_integer((json_int_t)st.updates_total));
 		json_object_set_new(o, "bad", json_integer((json_int_t)st.bad_instances_total));
 		json_object_set_new(o, "held", json_integer((json_int_t)st.held_total));
+		json_object_set_new(o, "unroutable", json_integer((json_int_t)st.unroutable_total));
+		json_object_set_new(o, "duplicates", json_integer((json_int_t)st.duplicates_total));
 		json_object_set_new(o, "kept", json_integer((json_int_t)st.kept_total));
 		json_object_set_new(o, "errors", json_integer((json_int_t)st.errors_total));
 		json_object_set_new(o, "holding", json_boolean(st.holding));

@@ -120,7 +120,7 @@ static void test_curator_json(void **state)
 					    "uriSpec" };
 	json_t *payload = json_pack("{s:s, s:i}", "zone", "a", "weight", 3);
 	json_t *o = announce_curator_json("web", "6a1f0000-0000-4000-8000-000000000001",
-					  "10.0.0.5", 9001, 0, payload, 1416800000000LL);
+					  "10.0.0.5", 9001, 0, payload, NULL, 1416800000000LL);
 	const char *k;
 	json_t *v;
 	size_t i = 0;
@@ -138,7 +138,13 @@ static void test_curator_json(void **state)
 	assert_true(json_is_integer(json_object_get(o, "port")));
 	assert_int_equal(json_integer_value(json_object_get(o, "port")), 9001);
 	assert_true(json_is_null(json_object_get(o, "sslPort")));
-	assert_true(json_equal(json_object_get(o, "payload"), payload));
+	/* a Map payload, as Curator writes one: "@class" first, then the keys */
+	json_t *want = json_pack("{s:s, s:s, s:i}", "@class", "java.util.LinkedHashMap",
+				 "zone", "a", "weight", 3);
+	assert_true(json_equal(json_object_get(o, "payload"), want));
+	assert_string_equal(json_object_iter_key(json_object_iter(json_object_get(o, "payload"))),
+			    "@class");
+	json_decref(want);
 	assert_true(json_is_integer(json_object_get(o, "registrationTimeUTC")));
 	assert_true(json_integer_value(json_object_get(o, "registrationTimeUTC")) == 1416800000000LL);
 	assert_string_equal(json_string_value(json_object_get(o, "serviceType")), "DYNAMIC");
@@ -161,11 +167,19 @@ static void test_curator_json(void **state)
 	json_decref(o);
 
 	/* sslPort set, no payload */
-	o = announce_curator_json("db", "x", "db.internal", 5432, 5433, NULL, 1);
+	o = announce_curator_json("db", "x", "db.internal", 5432, 5433, NULL, NULL, 1);
 	assert_true(json_is_integer(json_object_get(o, "sslPort")));
 	assert_int_equal(json_integer_value(json_object_get(o, "sslPort")), 5433);
 	assert_true(json_is_null(json_object_get(o, "payload")));
 	assert_string_equal(json_string_value(json_object_get(o, "address")), "db.internal");
+	json_decref(o);
+
+	/* payload_class names the class a payload-class consumer deserializes */
+	o = announce_curator_json("web", "x", "10.0.0.5", 9001, 0, payload,
+				  "com.example.InstanceDetails", 1);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(o, "payload"),
+							      "@class")),
+			    "com.example.InstanceDetails");
 	json_decref(o);
 	json_decref(payload);
 }

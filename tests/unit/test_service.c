@@ -193,6 +193,94 @@ static void test_max_ejected_percent_is_service_wide(void **state)
 	drop(svc);
 }
 
+/*
+ * A collapse hold marks what ZooKeeper no longer lists; a marked member that
+ * fails is dropped at its first failure, past max_ejected_percent and
+ * failures_to_eject; one that serves keeps serving; the hold's end brings a
+ * dropped member back through a fresh backend.
+ */
+static void test_held_members_drop_at_first_failure(void **state)
+{
+	struct service *svc = health_svc("held", 3, 50, 50, CHECK_NONE);
+	struct member_spec a[] = {
+		{ "a", "127.0.0.1", 7001, 0, 1, NULL, 0 },
+		{ "b", "127.0.0.1", 7002, 0, 1, NULL, 0 },
+		{ "c", "127.0.0.1", 7003, 0, 1, NULL, 0 },
+	};
+	struct member_spec listed[] = {
+		{ "a", "127.0.0.1", 7001, 0, 1, NULL, 0 },
+		{ "c", "127.0.0.1", 7013, 0, 1, NULL, 0 },	/* c moved */
+	};
+	uint64_t now = now_ms();
+	service_set_members(svc, a, 3, now);
+	struct backend *x = svc->members[0], *y = svc->members[1], *z = svc->members[2];
+
+	assert_int_equal(service_hold(svc, true, listed, 2, now + 30000), 0);
+	assert_int_equal(x->held, BACKEND_HELD_NONE);
+	assert_int_equal(y->held, BACKEND_HELD_REMOVED);
+	assert_int_equal(z->held, BACKEND_HELD_CHANGED);
+	assert_true(y->held_until_ms == now + 30000);
+
+	/* A success changes nothing: a held member that serves keeps serving. */
+	service_report_success(svc, y);
+	assert_true(atomic_load(&y->member) && backend_routable(y, now_ms()));
+
+	/* One failure each drops both; 50% of 3 would have let one be ejected, after 3. */
+	service_report_failure(svc, y, "test");
+	service_report_failure(svc, z, "test");
+	assert_true(y->dropped && z->dropped);
+	assert_false(atomic_load(&y->member));
+	assert_false(atomic_load(&z->member));
+	assert_int_equal(atomic_load(&svc->held_drops), 2);
+	assert_int_equal(atomic_load(&svc->ejections), 0);
+	/* An unmarked member is under the usual policy: one failure of three does nothing. */
+	service_report_failure(svc, x, "test");
+	assert_false(x->dropped);
+	assert_true(atomic_load(&x->member));
+	assert_int_equal(x->health.state, HEALTH_HEALTHY);
+	/* The dropped ones are out of the pool: no panic over 1 of 1. */
+	service_tick(svc, now_ms());
+	assert_false(svc->panic);
+
+	/* ZooKeeper lists b again (still held): b is to come back; the view is re-applied. */
+	struct member_spec again[] = { a[0], a[1], listed[1] };
+	assert_int_equal(service_hold(svc, true, again, 3, now + 30000), 1);
+	assert_true(service_set_members(svc, a, 3, now_ms()));
+	assert_ptr_equal(svc->members[0], x);
+	assert_ptr_not_equal(svc->members[1], y);	/* made afresh */
+	assert_ptr_not_equal(svc->members[2], z);
+	assert_true(atomic_load(&svc->members[1]->member));
+	assert_false(svc->members[1]->dropped);
+
+	/* The hold ends: no marks left, on members or draining ones. */
+	assert_int_equal(service_hold(svc, false, NULL, 0, 0), 0);
+	for (size_t i = 0; i < svc->n_members; i++)
+		assert_int_equal(svc->members[i]->held, BACKEND_HELD_NONE);
+	for (size_t i = 0; i < svc->n_draining; i++)
+		assert_int_equal(svc->draining[i]->held, BACKEND_HELD_NONE);
+	drop(svc);
+}
+
+/* A failed active check of a held member drops it too. */
+static void test_held_member_dropped_by_failed_check(void **state)
+{
+	struct service *svc = health_svc("heldck", 3, 50, 0, CHECK_TCP);
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1, NULL, 0 }, { "b", "127.0.0.1", 7002, 0, 1, NULL, 0 } };
+	service_set_members(svc, a, 2, now_ms());
+	struct backend *y = svc->members[1];
+	service_hold(svc, true, a, 1, now_ms() + 1000);
+	assert_int_equal(y->held, BACKEND_HELD_REMOVED);
+	service_check_result(svc, y, true, NULL, now_ms());
+	assert_false(y->dropped);
+	service_check_result(svc, y, false, "refused", now_ms());
+	assert_true(y->dropped);
+	assert_false(atomic_load(&y->member));
+	assert_int_equal(atomic_load(&svc->held_drops), 1);
+	/* The hold ends without applying: y is to serve again. */
+	assert_int_equal(service_hold(svc, false, NULL, 0, 0), 1);
+	drop(svc);
+}
+
 /* A member still waiting for its name is no instance yet: it does not make room. */
 static void test_unresolved_members_do_not_count(void **state)
 {
@@ -332,6 +420,8 @@ int main(void)
 		cmocka_unit_test(test_passive_failures_eject),
 		cmocka_unit_test(test_max_ejected_percent_is_service_wide),
 		cmocka_unit_test(test_unresolved_members_do_not_count),
+		cmocka_unit_test(test_held_members_drop_at_first_failure),
+		cmocka_unit_test(test_held_member_dropped_by_failed_check),
 		cmocka_unit_test(test_success_resets_the_streak),
 		cmocka_unit_test(test_tick_panic_and_return),
 		cmocka_unit_test(test_check_results),
