@@ -10,6 +10,7 @@
 #include "control.h"
 #include "discovery.h"
 #include "health.h"
+#include "log.h"
 #include "stats.h"
 #include "sync.h"
 #include "zk.h"
@@ -520,7 +521,8 @@ struct status_page *status_page_new(struct control *c)
 	p->c = c;
 	p->sampler = event_new(c->base, -1, EV_PERSIST, on_sample, p);
 	struct timeval tv = { STATUS_SAMPLE_MS / 1000, 0 };
-	event_add(p->sampler, &tv);
+	if (!p->sampler || event_add(p->sampler, &tv) != 0)
+		log_warn("status page: cannot start the rate sampler; rates will show as -");
 	on_sample(-1, 0, p);
 	return p;
 }
@@ -529,7 +531,8 @@ void status_page_free(struct status_page *p)
 {
 	if (!p)
 		return;
-	event_free(p->sampler);
+	if (p->sampler)
+		event_free(p->sampler);
 	for (size_t i = 0; i < p->n_svcs; i++)
 		free(p->svcs[i].name);
 	free(p->svcs);

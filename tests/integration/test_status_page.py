@@ -5,7 +5,10 @@ connection to it is open (draining), one is refused by its port until
 passive health ejects it. The page's table, read from Chromium's DOM, shows
 exactly that — with JavaScript (rendered from its poll of /status) and
 without (the server's own table) — and the hostile id stays text. A
-screenshot is saved under the test's tmp_path.
+screenshot is saved under the test's tmp_path. Chromium is driven over its
+DevTools pipe, so the page opened first can be watched as it polls (and
+--dump-dom, which evaluates script, is not needed with scripts disabled).
+The announce and sync tables are checked in /status, the page's document.
 """
 
 import base64
@@ -295,3 +298,46 @@ def test_status_page_in_chromium(tmp_path, backend, closed_port, zklb, shared_zo
     assert {r["cells"][0] for r in doc["tables"][0]["rows"]} == {"a", EVIL, "dead"}
     _, _, html = lb.admin_get("/")
     assert not re.search(rb"(src|href)=\"(https?:)?//", html), "an external asset"
+
+
+def test_status_shows_announce_and_sync(tmp_path, backend, zklb, shared_zookeeper, zk_path,
+                                        kazoo_client):
+    """/status (the page's document) has an announce row that is registered
+    once its check passes, and a sync row that is synced once the file is
+    written; a sync whose node does not exist says missing."""
+    k = kazoo_client(shared_zookeeper.hosts)
+    local = backend("local", mode="echo")
+    node = f"{zk_path}/config/app.properties"
+    k.create(node, b"v=1\n", makepath=True)
+    out = tmp_path / "app.properties"
+    cfg = zklb_config({}, workdir=tmp_path,
+                      zookeeper={"hosts": shared_zookeeper.hosts, "session_timeout": "4s"},
+                      announce=[{"service": "web", "base_path": f"{zk_path}/services",
+                                 "address": "127.0.0.1", "port": local.port,
+                                 "check": {"type": "tcp", "interval": "100ms", "rise": 1}}],
+                      sync=[{"path": node, "file": str(out)},
+                            {"path": f"{zk_path}/config/absent", "file": str(tmp_path / "absent")}])
+    lb = zklb(cfg)
+
+    def tables():
+        doc = lb.admin_json("/status")
+        return {t["title"]: t for t in doc["tables"]}
+
+    def announce_row():
+        rows = tables()["announce"]["rows"]
+        assert len(rows) == 1
+        cells = dict(zip(tables()["announce"]["columns"], rows[0]["cells"]))
+        return (rows[0]["class"], cells) if cells["node"] == "registered" else None
+    cls, cells = wait_until(announce_row, 10, interval=0.1, what="the announced node")
+    assert cls == "healthy" and cells["check"] == "up" and cells["service"] == "web"
+    assert cells["announced as"] == f"127.0.0.1:{local.port} at {zk_path}/services/web/{cells['id']}"
+    assert k.exists(f"{zk_path}/services/web/{cells['id']}")
+
+    def sync_rows():
+        t = tables()["sync"]
+        rows = {r["cells"][0]: dict(zip(t["columns"], r["cells"])) for r in t["rows"]}
+        return rows if rows[node]["state"] == "synced" and out.exists() else None
+    rows = wait_until(sync_rows, 10, interval=0.1, what="the file synced")
+    assert rows[node]["file"] == str(out) and rows[node]["writes"] == "1"
+    assert re.fullmatch(r"\d+(ms|s) ago", rows[node]["last change"]), rows[node]
+    assert rows[f"{zk_path}/config/absent"]["state"] == "missing"
