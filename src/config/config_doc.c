@@ -45,8 +45,9 @@ static const struct config_doc_row doc_rows[] = {
 	{ "log.format", NULL, "text: one line per event; json: one object per line." },
 	{ "services", "mapping of service names",
 	  "The services this host connects to, by name (1..64 of A-Z a-z 0-9 _ - .)." },
-	{ "services.NAME.listen", "host:port, [ipv6]:port or unix:/path",
-	  "Where applications connect (a unix: path under 108 bytes)." },
+	{ "services.NAME.listen", "host:port, [ipv6]:port, unix:/path, or off",
+	  "Where applications connect (a unix: path under 108 bytes); off: the service is "
+	  "discovered and checked but not proxied (for render:)." },
 	{ "services.NAME.discovery", NULL, "Where the service's instances come from." },
 	{ "services.NAME.discovery.type", NULL,
 	  "curator: Apache Curator x-discovery instances; serverset: Finagle/Aurora member_* "
@@ -137,6 +138,29 @@ static const struct config_doc_row doc_rows[] = {
 	{ "sync[].on_change_timeout", NULL, "Then SIGTERM, and SIGKILL 1 s later." },
 	{ "sync[].on_delete", NULL, "keep or remove the file when the node is deleted." },
 	{ "sync[].max_size", NULL, "A larger node is refused with a log line; the file is left alone." },
+	{ "render", "list of mappings",
+	  "Files a service's instances are written into through a template, checked, swapped "
+	  "atomically and followed by a command (as confd or consul-template do)." },
+	{ "render[].service", NULL, "A service under services:." },
+	{ "render[].file", NULL, "Absolute path of the output." },
+	{ "render[].format", NULL,
+	  "A built-in template: nginx_upstream, haproxy_servers, json or lines. Give either "
+	  "format or template." },
+	{ "render[].template", NULL,
+	  "A template file (a Mustache subset), compiled by zklb check. Give either format or template." },
+	{ "render[].instances", NULL,
+	  "routable: what the proxy would route to; all: every discovered instance." },
+	{ "render[].wait", NULL, "Coalescing of changes, so a rolling deploy costs few reloads." },
+	{ "render[].wait.min", NULL, "Write once the set has been stable this long..." },
+	{ "render[].wait.max", NULL, "...but at least this often while it keeps changing." },
+	{ "render[].min_instances", NULL, "With fewer instances, the file stays as it is." },
+	{ "render[].check_command", NULL,
+	  "Run on the candidate first ({{file}} is its quoted path); a non-zero exit keeps the old file." },
+	{ "render[].on_change", NULL,
+	  "Run after the file was replaced (/bin/sh -c, in its own process group)." },
+	{ "render[].on_change_timeout", NULL,
+	  "Bounds check_command and on_change: SIGTERM to the group, SIGKILL 1 s later." },
+	{ "render[].mode", "octal string, quoted", "The file's mode." },
 };
 
 struct walk {

@@ -25,7 +25,7 @@ void config_keys_parse_service(struct schema_ctx *v, const struct schema_path *p
 
 /*
  * For an S_FN key whose value is a collection of sections (services: a
- * mapping of names; announce:, sync: lists): the section each item is
+ * mapping of names; announce:, sync:, render: lists): the section each item is
  * validated with, and in *item how an item is written in a key path
  * (".NAME" or "[]"). NULL for any other key. For the documentation.
  */

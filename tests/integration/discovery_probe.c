@@ -201,7 +201,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static const struct discovery_hooks hooks = { .on_view = on_view, .on_state = on_state };
-	static const struct zk_listener listener = { .on_session = on_session };
+	static const struct zk_observer observer = { .on_session = on_session };
 	struct config cfg;
 	struct service_conf svc;
 	struct probe p;
@@ -252,7 +252,7 @@ int main(int argc, char **argv)
 		p.zk = zk_new(p.base, &cfg.zookeeper);
 		if (!p.zk)
 			return 1;
-		zk_listen(p.zk, &listener, &p);
+		zk_observe(p.zk, &observer, &p);
 	}
 	p.disc = discovery_new(p.base, p.zk, &cfg, &hooks, &p);
 	if (discovery_watch(p.disc, &svc) < 0)
@@ -270,7 +270,7 @@ int main(int argc, char **argv)
 
 	discovery_free(p.disc);
 	if (p.zk) {
-		zk_unlisten(p.zk, &p);
+		zk_unobserve(p.zk, &p);
 		zk_free(p.zk);
 	}
 	event_free(ev_in);

@@ -57,7 +57,7 @@ def dpkg(*args):
 
 def config_key_paths(node, prefix=""):
     """Key paths of a configuration as zklb.yaml(5) writes them:
-    services.NAME.listen, announce[].port."""
+    services.NAME.listen, announce[].port (top-level lists are lists of entries)."""
     out = set()
     if isinstance(node, dict):
         for k, v in node.items():
@@ -70,7 +70,7 @@ def config_key_paths(node, prefix=""):
             out.add(path)
             if k != "payload":          # any value: its keys are the user's
                 out |= config_key_paths(v, path)
-    elif isinstance(node, list) and prefix in ("announce", "sync"):
+    elif isinstance(node, list) and "." not in prefix:      # announce:, sync:, render:
         for item in node:
             out |= config_key_paths(item, prefix + "[]")
     return out

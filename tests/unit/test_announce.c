@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "announce.h"
+#include "health.h"
 #include "instance.h"
 
 static void assert_uuid_v4(const char *s)
@@ -53,31 +54,45 @@ static void test_uuid_format(void **state)
 	assert_string_equal(out, "00112233-4455-4677-8899-aabbccddeeff");
 }
 
+/* One check result through health.h's machine with an entry's parameters. */
+static enum health_transition step(struct health *h, bool passed, uint32_t rise, uint32_t fall)
+{
+	struct check_conf c = { .rise = rise, .fall = fall };
+	struct health_params p;
+
+	announce_health_params(&p, &c);
+	return health_on_check(h, &p, passed, 1000);
+}
+
 static void test_health_rise_fall(void **state)
 {
-	struct announce_health h = { 0 };
+	struct health h;
 
 	/* starts down; one pass is not enough with rise 2 */
-	assert_false(h.up);
-	assert_int_equal(announce_health_step(&h, true, 2, 3), ANNOUNCE_HEALTH_SAME);
-	assert_int_equal(announce_health_step(&h, false, 2, 3), ANNOUNCE_HEALTH_SAME);
-	assert_int_equal(announce_health_step(&h, true, 2, 3), ANNOUNCE_HEALTH_SAME);
-	assert_int_equal(announce_health_step(&h, true, 2, 3), ANNOUNCE_HEALTH_UP);
-	assert_true(h.up);
-	assert_int_equal(announce_health_step(&h, true, 2, 3), ANNOUNCE_HEALTH_SAME);
+	health_init_checking(&h, 0);
+	assert_false(health_routable(&h));
+	assert_int_equal(step(&h, true, 2, 3), HEALTH_T_NONE);
+	assert_int_equal(step(&h, false, 2, 3), HEALTH_T_NONE);
+	assert_int_equal(step(&h, true, 2, 3), HEALTH_T_NONE);
+	assert_int_equal(step(&h, true, 2, 3), HEALTH_T_CHECK_UP);
+	assert_true(health_routable(&h));
+	assert_int_equal(step(&h, true, 2, 3), HEALTH_T_NONE);
 	/* fall 3: two failures and a pass reset the count */
-	assert_int_equal(announce_health_step(&h, false, 2, 3), ANNOUNCE_HEALTH_SAME);
-	assert_int_equal(announce_health_step(&h, false, 2, 3), ANNOUNCE_HEALTH_SAME);
-	assert_int_equal(announce_health_step(&h, true, 2, 3), ANNOUNCE_HEALTH_SAME);
-	assert_int_equal(announce_health_step(&h, false, 2, 3), ANNOUNCE_HEALTH_SAME);
-	assert_int_equal(announce_health_step(&h, false, 2, 3), ANNOUNCE_HEALTH_SAME);
-	assert_int_equal(announce_health_step(&h, false, 2, 3), ANNOUNCE_HEALTH_DOWN);
-	assert_false(h.up);
-	assert_int_equal(announce_health_step(&h, false, 2, 3), ANNOUNCE_HEALTH_SAME);
+	assert_int_equal(step(&h, false, 2, 3), HEALTH_T_NONE);
+	assert_int_equal(step(&h, false, 2, 3), HEALTH_T_NONE);
+	assert_int_equal(step(&h, true, 2, 3), HEALTH_T_NONE);
+	assert_int_equal(step(&h, false, 2, 3), HEALTH_T_NONE);
+	assert_int_equal(step(&h, false, 2, 3), HEALTH_T_NONE);
+	assert_int_equal(step(&h, false, 2, 3), HEALTH_T_CHECK_DOWN);
+	assert_false(health_routable(&h));
+	assert_int_equal(step(&h, false, 2, 3), HEALTH_T_NONE);
+	/* every failed attempt is counted (zklb_announce_check_failures_total) */
+	assert_int_equal(h.check_failures_total, 7);
 	/* rise/fall 0 behave as 1 */
-	struct announce_health z = { 0 };
-	assert_int_equal(announce_health_step(&z, true, 0, 0), ANNOUNCE_HEALTH_UP);
-	assert_int_equal(announce_health_step(&z, false, 0, 0), ANNOUNCE_HEALTH_DOWN);
+	struct health z;
+	health_init_checking(&z, 0);
+	assert_int_equal(step(&z, true, 0, 0), HEALTH_T_CHECK_UP);
+	assert_int_equal(step(&z, false, 0, 0), HEALTH_T_CHECK_DOWN);
 }
 
 static void test_node_transitions(void **state)
