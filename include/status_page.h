@@ -5,7 +5,7 @@
  * then per service its listen address, discovery state and age, panic flag,
  * active connections, connection rate and failures, and one row per
  * instance (state with its detail — "ejected, 12s left", "healthy, slow
- * start 40%" —, traffic, failures, pool); then announce and sync.
+ * start 40%" —, traffic, failures, pool); then announce, sync and render.
  *
  * One document carries it all, built on the control thread: a title, facts
  * (label, value[, "warn"]) and tables (title, facts, columns, rows of cells

@@ -11,6 +11,7 @@
 #include "discovery.h"
 #include "health.h"
 #include "log.h"
+#include "renderer.h"
 #include "stats.h"
 #include "sync.h"
 #include "zk.h"
@@ -175,7 +176,7 @@ void status_page_render(const json_t *doc, struct evbuffer *b)
 
 static void fact(json_t *facts, const char *label, const char *value, bool warn)
 {
-	json_t *f = json_pack("[ss]", label, value);
+	json_t *f = json_pack("[ss]", label, value ? value : "");
 	if (warn)
 		json_array_append_new(f, json_string("warn"));
 	json_array_append_new(facts, f);
@@ -250,7 +251,7 @@ static json_t *service_table(struct status_page *p, size_t idx, uint64_t now, ui
 	json_t *t = table_new(title, instance_columns, ARRAY_SIZE(instance_columns));
 	json_t *facts = json_object_get(t, "facts");
 
-	fact(facts, "listen", sc->listen, false);
+	fact(facts, "listen", sc->listen ? sc->listen : "off (not proxied)", false);
 	fact(facts, "balance", balance_kind_name(sc->balance), false);
 	struct discovery_stats ds;
 	bool zk = c->disc && discovery_stats(c->disc, svc->name, &ds);
@@ -372,6 +373,49 @@ static json_t *sync_table(struct sync *s, uint64_t wall)
 	return t;
 }
 
+static const char *const render_columns[] = {
+	"service", "file", "state", "instances", "written", "unchanged", "kept: below min / check / write",
+	"on_change runs / failed", "left out",
+};
+
+static uint64_t num(const json_t *o, const char *key)
+{
+	json_int_t v = json_integer_value(json_object_get(o, key));
+	return v > 0 ? (uint64_t)v : 0;
+}
+
+/* From the renderer's own status (what /services shows under "render"). */
+static json_t *renderer_table(const json_t *entries)
+{
+	json_t *t = table_new("render", render_columns, ARRAY_SIZE(render_columns));
+	size_t i;
+	const json_t *e;
+	json_array_foreach(entries, i, e) {
+		const char *state = json_string_value(json_object_get(e, "state"));
+		bool bad = num(e, "check_failed") || num(e, "write_failed") || num(e, "on_change_failed") ||
+			   num(e, "below_min_instances");
+		json_t *cells = row_new(t, bad ? "down" : state && strcmp(state, "idle") == 0 ? "healthy"
+										      : "checking");
+		cell(cells, json_string_value(json_object_get(e, "service")));
+		cell(cells, json_string_value(json_object_get(e, "file")));
+		cell(cells, state);
+		cellf(cells, "%" PRIu64, num(e, "instances"));
+		cellf(cells, "%" PRIu64, num(e, "written"));
+		cellf(cells, "%" PRIu64, num(e, "unchanged"));
+		cellf(cells, "%" PRIu64 " / %" PRIu64 " / %" PRIu64, num(e, "below_min_instances"),
+		      num(e, "check_failed"), num(e, "write_failed"));
+		cellf(cells, "%" PRIu64 " / %" PRIu64, num(e, "on_change_runs"), num(e, "on_change_failed"));
+		const json_t *first = json_array_get(json_object_get(e, "left_out"), 0);
+		if (first)
+			cellf(cells, "%" PRIu64 " (%s: %s)", num(e, "left_out_count"),
+			      json_string_value(json_object_get(first, "id")) ?: "?",
+			      json_string_value(json_object_get(first, "reason")) ?: "?");
+		else
+			cellf(cells, "%" PRIu64, num(e, "left_out_count"));
+	}
+	return t;
+}
+
 json_t *status_page_doc(struct status_page *p)
 {
 	struct control *c = p->c;
@@ -406,6 +450,11 @@ json_t *status_page_doc(struct status_page *p)
 		json_array_append_new(tables, announce_table(c->announce));
 	if (c->sync && sync_count(c->sync))
 		json_array_append_new(tables, sync_table(c->sync, wall));
+	if (renderer_count(c->renderer)) {
+		json_t *entries = renderer_status_json(c->renderer);
+		json_array_append_new(tables, renderer_table(entries));
+		json_decref(entries);
+	}
 	return doc;
 }
 

@@ -300,23 +300,29 @@ def test_status_page_in_chromium(tmp_path, backend, closed_port, zklb, shared_zo
     assert not re.search(rb"(src|href)=\"(https?:)?//", html), "an external asset"
 
 
-def test_status_shows_announce_and_sync(tmp_path, backend, zklb, shared_zookeeper, zk_path,
-                                        kazoo_client):
+def test_status_shows_announce_sync_and_render(tmp_path, backend, zklb, shared_zookeeper,
+                                               zk_path, kazoo_client):
     """/status (the page's document) has an announce row that is registered
-    once its check passes, and a sync row that is synced once the file is
-    written; a sync whose node does not exist says missing."""
+    once its check passes, a sync row that is synced once the file is written
+    (one whose node does not exist says missing), and a render row once its
+    file is written; a service with listen: off says so."""
     k = kazoo_client(shared_zookeeper.hosts)
     local = backend("local", mode="echo")
     node = f"{zk_path}/config/app.properties"
     k.create(node, b"v=1\n", makepath=True)
     out = tmp_path / "app.properties"
+    rendered = tmp_path / "web.lines"
     cfg = zklb_config({}, workdir=tmp_path,
                       zookeeper={"hosts": shared_zookeeper.hosts, "session_timeout": "4s"},
                       announce=[{"service": "web", "base_path": f"{zk_path}/services",
                                  "address": "127.0.0.1", "port": local.port,
                                  "check": {"type": "tcp", "interval": "100ms", "rise": 1}}],
                       sync=[{"path": node, "file": str(out)},
-                            {"path": f"{zk_path}/config/absent", "file": str(tmp_path / "absent")}])
+                            {"path": f"{zk_path}/config/absent", "file": str(tmp_path / "absent")}],
+                      render=[{"service": "web", "file": str(rendered), "format": "lines",
+                               "wait": {"min": "50ms", "max": "1s"}}])
+    cfg["services"] = {"web": {"listen": "off", "discovery": {
+        "type": "static", "backends": [f"127.0.0.1:{local.port}"]}}}
     lb = zklb(cfg)
 
     def tables():
@@ -341,3 +347,13 @@ def test_status_shows_announce_and_sync(tmp_path, backend, zklb, shared_zookeepe
     assert rows[node]["file"] == str(out) and rows[node]["writes"] == "1"
     assert re.fullmatch(r"\d+(ms|s) ago", rows[node]["last change"]), rows[node]
     assert rows[f"{zk_path}/config/absent"]["state"] == "missing"
+
+    def render_row():
+        t = tables()["render"]
+        cells = dict(zip(t["columns"], t["rows"][0]["cells"]))
+        return (t["rows"][0]["class"], cells) if cells["written"] == "1" else None
+    cls, cells = wait_until(render_row, 10, interval=0.1, what="the rendered file")
+    assert (cls, cells["state"], cells["instances"]) == ("healthy", "idle", "1"), cells
+    assert cells["file"] == str(rendered) and f"127.0.0.1:{local.port}" in rendered.read_text()
+    facts = dict(f[:2] for f in tables()["service web"]["facts"])
+    assert facts["listen"] == "off (not proxied)"
