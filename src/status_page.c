@@ -114,6 +114,14 @@ static const char *str_at(const json_t *arr, size_t i)
 	return s ? s : "";
 }
 
+/* <tag>text</tag>, text escaped (NULL: empty). tag is ours, never outside data. */
+static void html_element(struct evbuffer *b, const char *tag, const char *text)
+{
+	evbuffer_add_printf(b, "<%s>", tag);
+	html_text(b, text);
+	evbuffer_add_printf(b, "</%s>", tag);
+}
+
 /* facts: [[label, value(, "warn")], ...] as <span>s; the script builds the same. */
 static void render_facts(const json_t *facts, struct evbuffer *b)
 {
@@ -121,9 +129,9 @@ static void render_facts(const json_t *facts, struct evbuffer *b)
 	const json_t *f;
 	evbuffer_add_printf(b, "<p class=\"facts\">");
 	json_array_foreach(facts, i, f) {
-		evbuffer_add_printf(b, "<span%s><b>", json_array_size(f) > 2 ? " class=\"warn\"" : "");
-		html_text(b, str_at(f, 0));
-		evbuffer_add_printf(b, "</b> ");
+		evbuffer_add_printf(b, "<span%s>", json_array_size(f) > 2 ? " class=\"warn\"" : "");
+		html_element(b, "b", str_at(f, 0));
+		evbuffer_add(b, " ", 1);
 		html_text(b, str_at(f, 1));
 		evbuffer_add_printf(b, "</span> ");
 	}
@@ -134,26 +142,19 @@ static void render_table(const json_t *t, struct evbuffer *b)
 {
 	size_t i, j;
 	const json_t *v, *row;
-	evbuffer_add_printf(b, "<section><h2>");
-	html_text(b, json_string_value(json_object_get(t, "title")));
-	evbuffer_add_printf(b, "</h2>");
+	evbuffer_add_printf(b, "<section>");
+	html_element(b, "h2", json_string_value(json_object_get(t, "title")));
 	render_facts(json_object_get(t, "facts"), b);
 	evbuffer_add_printf(b, "<table><thead><tr>");
-	json_array_foreach(json_object_get(t, "columns"), i, v) {
-		evbuffer_add_printf(b, "<th>");
-		html_text(b, json_string_value(v));
-		evbuffer_add_printf(b, "</th>");
-	}
+	json_array_foreach(json_object_get(t, "columns"), i, v)
+		html_element(b, "th", json_string_value(v));
 	evbuffer_add_printf(b, "</tr></thead><tbody>");
 	json_array_foreach(json_object_get(t, "rows"), i, row) {
 		evbuffer_add_printf(b, "<tr class=\"");
 		html_text(b, json_string_value(json_object_get(row, "class")));
 		evbuffer_add_printf(b, "\">");
-		json_array_foreach(json_object_get(row, "cells"), j, v) {
-			evbuffer_add_printf(b, "<td>");
-			html_text(b, json_string_value(v));
-			evbuffer_add_printf(b, "</td>");
-		}
+		json_array_foreach(json_object_get(row, "cells"), j, v)
+			html_element(b, "td", json_string_value(v));
 		evbuffer_add_printf(b, "</tr>");
 	}
 	evbuffer_add_printf(b, "</tbody></table></section>");
@@ -163,9 +164,8 @@ void status_page_render(const json_t *doc, struct evbuffer *b)
 {
 	size_t i;
 	const json_t *t;
-	evbuffer_add_printf(b, "<div id=\"main\"><h1>");
-	html_text(b, json_string_value(json_object_get(doc, "title")));
-	evbuffer_add_printf(b, "</h1>");
+	evbuffer_add_printf(b, "<div id=\"main\">");
+	html_element(b, "h1", json_string_value(json_object_get(doc, "title")));
 	render_facts(json_object_get(doc, "facts"), b);
 	json_array_foreach(json_object_get(doc, "tables"), i, t)
 		render_table(t, b);
