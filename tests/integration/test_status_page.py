@@ -263,6 +263,7 @@ def test_status_page_in_chromium(tmp_path, backend, closed_port, zklb, shared_zo
     assert rows[EVIL][:2] == ("healthy", "healthy"), "the hostile id is shown as text"
     assert rows["b"][:3] == ("draining", "draining", "1")
     assert re.fullmatch(r"ejected, (\d+m\d\ds|\d+s) left", rows["dead"][1]), rows["dead"]
+    assert re.search(r"zookeeper</b> connected for \d+(ms|s), session 0x[0-9a-f]+", dom), dom[:800]
     facts = dom[dom.index("service web"):]
     assert re.search(r"discovery</b> connected, last change \d+(ms|s) ago", facts), facts[:600]
     assert "panic</b> no" in facts
@@ -357,3 +358,31 @@ def test_status_shows_announce_sync_and_render(tmp_path, backend, zklb, shared_z
     assert cells["file"] == str(rendered) and f"127.0.0.1:{local.port}" in rendered.read_text()
     facts = dict(f[:2] for f in tables()["service web"]["facts"])
     assert facts["listen"] == "off (not proxied)"
+
+
+def test_status_slow_start_and_rate(backend, zklb):
+    """An instance in its slow-start window says how far its weight has
+    ramped; the connection rate comes from the counter's last seconds."""
+    b1 = backend("b1", mode="tag")
+    lb = zklb(services={SVC: harness.static_service([(b1, 100)], slow_start="10m")})
+    addr = lb.listen(SVC)
+
+    def service():
+        t = {t["title"]: t for t in lb.admin_json("/status")["tables"]}[f"service {SVC}"]
+        return dict(f[:2] for f in t["facts"]), dict(zip(t["columns"], t["rows"][0]["cells"]))
+    facts, row = service()
+    assert re.fullmatch(r"healthy, slow start (\d+)%", row["state"]), row
+    assert 10 <= int(re.search(r"(\d+)%", row["state"]).group(1)) < 20
+    assert row["weight"] == "100"
+    # 40 connections: the rate over the window is above zero and at most 40
+    # over the shortest span two samples can be apart (1 s, less a timer's
+    # lateness made up on the next tick: 0.9 s).
+    for _ in range(40):
+        assert ask_tag(addr) == "b1"
+    wait_until(lambda: service()[0]["connections"] == "40", 5, what="40 connections counted")
+
+    def rate():
+        r = service()[0]["rate"]
+        return float(r.split()[0]) if r != "-" and float(r.split()[0]) > 0 else None
+    per_s = wait_until(rate, 5, interval=0.2, what="a connection rate")
+    assert 0 < per_s <= 40 / 0.9, per_s
