@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "renderer.h"
 #include "stats.h"
+#include "status_page.h"
 #include "zk.h"
 
 #include <event2/buffer.h>
@@ -29,6 +30,7 @@ struct admin {
 	char *unix_path;			/* owned; the socket file we bound, NULL on TCP */
 	dev_t unix_dev;				/* with unix_ino: that file, so admin_free */
 	ino_t unix_ino;				/* unlinks it only if it is still ours */
+	struct status_page *page;		/* owned; GET / and /status */
 };
 
 static void reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
@@ -193,76 +195,26 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 	evbuffer_free(b);
 }
 
-static void html_escape(struct evbuffer *b, const char *s)
-{
-	for (; *s; s++) {
-		switch (*s) {
-		case '<': evbuffer_add(b, "&lt;", 4); break;
-		case '>': evbuffer_add(b, "&gt;", 4); break;
-		case '&': evbuffer_add(b, "&amp;", 5); break;
-		case '"': evbuffer_add(b, "&quot;", 6); break;
-		default: evbuffer_add(b, s, 1);
-		}
-	}
-}
-
 static void on_root(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
-	struct control *c = a->c;
 	const char *uri = evhttp_request_get_uri(req);
 	if (strcmp(uri, "/") != 0) {
 		evhttp_send_error(req, 404, "Not Found");
 		return;
 	}
 	struct evbuffer *b = evbuffer_new();
-	evbuffer_add_printf(b,
-		"<!doctype html><html><head><meta charset=\"utf-8\"><title>zklb status</title>"
-		"<meta http-equiv=\"refresh\" content=\"5\"><style>"
-		"body{font:14px sans-serif;margin:1em}table{border-collapse:collapse;margin-bottom:1.5em}"
-		"th,td{border:1px solid #bbb;padding:2px 8px;text-align:right}th{background:#eee}"
-		"td.l{text-align:left}.healthy{background:#cfc}.ejected{background:#fcc}"
-		".checking{background:#ffc}.draining{background:#ddd}</style></head><body>"
-		"<h1>zklb %s</h1><p>uptime %llus, %u workers%s. "
-		"<a href=\"/services\">/services</a> <a href=\"/metrics\">/metrics</a></p>",
-		ZKLB_VERSION, (unsigned long long)((now_ms() - c->started_ms) / 1000), c->n_workers,
-		c->draining ? ", <b>draining</b>" : "");
-	for (size_t i = 0; i < c->n_services; i++) {
-		struct service *svc = c->services[i];
-		const struct service_conf *sc = &c->cfg->cfg->services[i];
-		evbuffer_add_printf(b, "<h2>");
-		html_escape(b, svc->name);
-		evbuffer_add_printf(b, "</h2><p>listen ");
-		html_escape(b, sc->listen ? sc->listen : "off");
-		evbuffer_add_printf(b, " · %s · discovery %s · %llu connections, %llu failed</p>",
-				    balance_kind_name(sc->balance), service_view_name(svc->view),
-				    (unsigned long long)atomic_load(&svc->conn_total),
-				    (unsigned long long)atomic_load(&svc->conn_failed));
-		evbuffer_add_printf(b, "<table><tr><th>instance</th><th>address</th><th>state</th>"
-				    "<th>weight</th><th>active</th><th>total</th><th>failures</th>"
-				    "<th>ejections</th><th>bytes in</th><th>bytes out</th></tr>");
-		size_t n;
-		struct stats_instance *v = stats_instances_of(svc, &n);
-		for (size_t j = 0; j < n; j++) {
-			struct backend *be = v[j].be;
-			evbuffer_add_printf(b, "<tr class=\"%s\"><td class=\"l\">", v[j].state);
-			html_escape(b, be->id);
-			evbuffer_add_printf(b, "</td><td class=\"l\">");
-			html_escape(b, be->name);
-			evbuffer_add_printf(b, "</td><td class=\"l\">%s</td><td>%u</td><td>%u</td>"
-					    "<td>%llu</td><td>%llu</td><td>%u</td><td>%llu</td><td>%llu</td></tr>",
-					    v[j].state, be->weight, atomic_load(&be->active),
-					    (unsigned long long)atomic_load(&be->conn_total),
-					    (unsigned long long)atomic_load(&be->connect_failures),
-					    v[j].ejections,
-					    (unsigned long long)atomic_load(&be->bytes_in),
-					    (unsigned long long)atomic_load(&be->bytes_out));
-		}
-		stats_instances_free(v, n);
-		evbuffer_add_printf(b, "</table>");
-	}
-	evbuffer_add_printf(b, "</body></html>\n");
+	status_page_html(a->page, b);
 	reply(req, 200, "OK", "text/html; charset=utf-8", b);
+	evbuffer_free(b);
+}
+
+static void on_status(struct evhttp_request *req, void *arg)
+{
+	struct admin *a = arg;
+	struct evbuffer *b = evbuffer_new();
+	status_page_json(a->page, b);
+	reply(req, 200, "OK", "application/json", b);
 	evbuffer_free(b);
 }
 
@@ -324,6 +276,8 @@ struct admin *admin_new(struct control *c, const char *listen)
 	evhttp_set_cb(a->http, "/healthz", on_healthz, a);
 	evhttp_set_cb(a->http, "/services", on_services, a);
 	evhttp_set_cb(a->http, "/metrics", on_metrics, a);
+	evhttp_set_cb(a->http, "/status", on_status, a);
+	a->page = status_page_new(c);
 	evhttp_set_gencb(a->http, on_root, a);
 	if (a->unix_path)
 		log_info("admin API on %s", listen);
@@ -337,6 +291,7 @@ void admin_free(struct admin *a)
 	if (!a)
 		return;
 	evhttp_free(a->http);
+	status_page_free(a->page);
 	/* Like a service's socket, but never a file someone put there since. */
 	struct stat st;
 	if (a->unix_path && stat(a->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&

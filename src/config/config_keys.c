@@ -795,3 +795,27 @@ const char *reuse_kind_name(enum reuse_kind k)
 {
 	return schema_enum_name(reuse_names, (int)k);
 }
+
+/* ---- for the documentation walker ------------------------------------------------ */
+
+const struct schema_section *config_keys_items(const struct schema_key *k, const char **item)
+{
+	/* The S_FN parsers that apply a section to each item of a collection. */
+	static const struct {
+		schema_fn fn;
+		const struct schema_section *s;
+		const char *item;
+	} items[] = {
+		{ fn_services, &service_section, ".NAME" },
+		{ fn_announce, &announce_section, "[]" },
+		{ fn_sync, &sync_section, "[]" },
+		{ fn_render, &render_section, "[]" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(items); i++) {
+		if (k->type == S_FN && k->fn == items[i].fn) {
+			*item = items[i].item;
+			return items[i].s;
+		}
+	}
+	return NULL;
+}
