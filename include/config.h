@@ -195,6 +195,8 @@ struct config {
 	char *admin_listen;		/* owned; NULL when admin: {listen: off} */
 	enum log_level log_level;
 	enum log_format log_format;
+	char *access_log;		/* owned; NULL when off, else "stderr" or an absolute path */
+	enum log_format access_log_format;
 	struct service_conf *services;	/* owned, n_services entries, in file order */
 	size_t n_services;
 	struct announce_conf *announce;	/* owned, n_announce entries */

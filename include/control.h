@@ -21,6 +21,7 @@
 #include "service.h"
 #include "worker.h"
 
+struct accesslog;
 struct admin;
 struct checker;
 struct announce;
@@ -62,6 +63,8 @@ struct control {
 	struct event *sig_term;			/* owned */
 	struct event *sig_int;			/* owned */
 	struct event *tick;			/* owned; 100ms housekeeping */
+	struct accesslog *alog;			/* owned; NULL without log.access */
+	struct event *sig_usr1;			/* owned; reopens the access log */
 	bool draining;
 	uint64_t drain_deadline_ms;
 	uint64_t started_ms;			/* monotonic */

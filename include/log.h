@@ -8,6 +8,8 @@
 #define ZKLB_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 enum log_level {
 	LOG_ERROR = 0,
@@ -31,6 +33,16 @@ bool log_enabled(enum log_level level);
 
 void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/*
+ * Append s to buf (holding len bytes, room for cap) as the inside of a JSON
+ * string, control bytes as \u00NN; stops short of cap - 7. Returns the new
+ * length. Thread-safe.
+ */
+size_t log_json_escape(char *buf, size_t len, size_t cap, const char *s);
+
+/* Format wall_ms (epoch) as 2026-11-26T15:04:05.123Z into buf (32 bytes suffice). */
+void log_timestamp(uint64_t wall_ms, char *buf, size_t len);
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)

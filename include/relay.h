@@ -28,6 +28,7 @@
 #include "spare.h"
 #include "util.h"
 
+struct accesslog_ring;
 struct backend_set;
 struct event;
 struct event_base;
@@ -74,6 +75,7 @@ struct relay_worker {
 	struct spares spares;			/* relay buffers and splice pipes */
 	_Atomic uint32_t n_relays;		/* open relays, read by the control thread */
 	_Atomic uint64_t closes[RELAY_CLOSE_REASONS];	/* relays closed, by reason; read by admin */
+	struct accesslog_ring *alog;		/* ref: this worker's access log queue; NULL when off */
 };
 
 const char *relay_close_reason_name(enum relay_close_reason r);

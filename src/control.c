@@ -16,6 +16,7 @@
  * that fails at any step leaves the running state exactly as it was.
  */
 #include "control.h"
+#include "accesslog.h"
 #include "admin.h"
 #include "announce.h"
 #include "checker.h"
@@ -673,7 +674,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct control *c = arg;
-	if (sig == SIGHUP) {
+	if (sig == SIGUSR1) {
+		log_info("received SIGUSR1: reopening the access log");
+		accesslog_reopen(c->alog);
+	} else if (sig == SIGHUP) {
 		if (c->draining)
 			log_warn("SIGHUP ignored while draining");
 		else
@@ -693,14 +697,26 @@ struct control *control_new(struct config *cfg, const char *config_path)
 	c->started_wall_ms = wall_ms();
 	c->n_workers = cfg->workers;		/* the schema's "auto" gives at least 1 */
 
+	bool ok = true;
+	if (cfg->access_log) {
+		char err[512];
+		c->alog = accesslog_new(cfg->access_log, cfg->access_log_format, c->n_workers, err,
+					sizeof(err));
+		if (!c->alog) {
+			log_error("%s", err);
+			ok = false;
+		}
+	}
+
 	/* Workers must not take signals: only the control thread handles them. */
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	c->workers = xcalloc(c->n_workers, sizeof(*c->workers));
-	bool ok = true;
 	for (unsigned i = 0; i < c->n_workers && ok; i++) {
 		c->workers[i] = worker_new(i, c->n_workers);
+		if (c->workers[i] && c->alog)
+			c->workers[i]->relay.alog = accesslog_ring(c->alog, i);
 		ok = c->workers[i] && worker_start(c->workers[i]) == 0;
 		if (!ok) {
 			log_error("cannot start worker %u", i);
@@ -711,6 +727,10 @@ struct control *control_new(struct config *cfg, const char *config_path)
 	}
 	c->checker = checker_new(c->base);
 	c->renderer = renderer_new(c->base);
+	if (ok && c->alog && accesslog_start(c->alog) < 0) {
+		log_error("cannot start the access log thread");
+		ok = false;
+	}
 	if (ok) {
 		c->resolver = resolver_new(c->base, on_resolved, c);
 		ok = c->resolver != NULL;
@@ -757,6 +777,8 @@ struct control *control_new(struct config *cfg, const char *config_path)
 	event_add(c->sig_hup, NULL);
 	event_add(c->sig_term, NULL);
 	event_add(c->sig_int, NULL);
+	c->sig_usr1 = evsignal_new(c->base, SIGUSR1, on_signal, c);
+	event_add(c->sig_usr1, NULL);
 	c->tick = event_new(c->base, -1, EV_PERSIST, on_tick, c);
 	struct timeval tv = { 0, TICK_MS * 1000 };
 	event_add(c->tick, &tv);
@@ -782,6 +804,7 @@ void control_free(struct control *c)
 		worker_join_free(c->workers[i]);
 	}
 	free(c->workers);
+	accesslog_free(c->alog);	/* after the workers: it writes what they queued */
 	resolver_free(c->resolver);
 	admin_free(c->admin);
 	if (c->disc)
@@ -814,6 +837,8 @@ void control_free(struct control *c)
 		event_free(c->sig_int);
 		event_free(c->tick);
 	}
+	if (c->sig_usr1)
+		event_free(c->sig_usr1);
 	event_base_free(c->base);
 	free(c->config_path);
 	free(c);

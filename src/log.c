@@ -44,8 +44,7 @@ bool log_enabled(enum log_level level)
 	return (int)level <= atomic_load_explicit(&log_threshold, memory_order_relaxed);
 }
 
-/* Append s to buf as the inside of a JSON string; returns the new length. */
-static size_t json_escape(char *buf, size_t len, size_t cap, const char *s)
+size_t log_json_escape(char *buf, size_t len, size_t cap, const char *s)
 {
 	for (; *s && len + 7 < cap; s++) {
 		unsigned char c = (unsigned char)*s;
@@ -79,6 +78,15 @@ static size_t text_escape(char *buf, size_t len, size_t cap, const char *s)
 	return len;
 }
 
+void log_timestamp(uint64_t wall_ms, char *buf, size_t len)
+{
+	time_t sec = (time_t)(wall_ms / 1000);
+	struct tm tm;
+	gmtime_r(&sec, &tm);
+	size_t tl = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + tl, len - tl, ".%03dZ", (int)(wall_ms % 1000));
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	if (!log_enabled(level))
@@ -94,18 +102,15 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
-	struct tm tm;
-	gmtime_r(&tv.tv_sec, &tm);
 	char ts[32];
-	size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(ts + tl, sizeof(ts) - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
+	log_timestamp((uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000, ts, sizeof(ts));
 
 	char line[2048];
 	size_t len;
 	if (atomic_load_explicit(&log_fmt, memory_order_relaxed) == LOG_FORMAT_JSON) {
 		len = (size_t)snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"",
 				       ts, level_names[level]);
-		len = json_escape(line, len, sizeof(line) - 3, msg);
+		len = log_json_escape(line, len, sizeof(line) - 3, msg);
 		memcpy(line + len, "\"}\n", 3);
 		len += 3;
 	} else {

@@ -7,6 +7,7 @@
  * copies taken under each service's health lock (stats).
  */
 #include "metrics.h"
+#include "accesslog.h"
 #include "announce.h"
 #include "control.h"
 #include "discovery.h"
@@ -70,6 +71,9 @@ struct scrape {
 	uint64_t closes[RELAY_CLOSE_REASONS];
 	uint64_t discards[POOL_DISCARD_COUNT];
 	uint64_t not_reusable[FRAMING_VERDICT_COUNT];
+	uint64_t access_lines;			/* log.access: lines written */
+	uint64_t access_dropped;		/* ...records dropped, rings full */
+	uint64_t access_write_errors;		/* ...lines lost to failed writes */
 	uint64_t zk_connected;			/* 0 or 1 */
 	struct zk_stats zk;			/* valid when c->zk */
 	uint64_t overlay_applied;
@@ -117,6 +121,11 @@ static void scrape_gather(struct scrape *s, struct control *c)
 		for (int v = 0; v < FRAMING_VERDICT_COUNT; v++)
 			s->not_reusable[v] += __atomic_load_n(&pw->not_reusable[v], __ATOMIC_RELAXED);
 	}
+	struct accesslog_stats as;
+	accesslog_stats(c->alog, &as);
+	s->access_lines = as.lines;
+	s->access_dropped = as.dropped;
+	s->access_write_errors = as.write_errors;
 	if (c->zk) {
 		zk_stats(c->zk, &s->zk);
 		s->zk_connected = s->zk.state == ZK_CONNECTED;
@@ -411,6 +420,15 @@ static const struct metric metrics[] = {
 	{ "zklb_connections_closed_total", "counter", SCOPE_PROCESS, "reason", close_reason, NULL, get_u64,
 	  AT(scrape, closes),
 	  "Client connections closed, by reason." },
+	{ "zklb_access_log_lines_total", "counter", SCOPE_PROCESS, NULL, NULL, NULL, get_u64,
+	  AT(scrape, access_lines),
+	  "Access log lines written (log.access)." },
+	{ "zklb_access_log_dropped_total", "counter", SCOPE_PROCESS, NULL, NULL, NULL, get_u64,
+	  AT(scrape, access_dropped),
+	  "Access log records dropped because the logger did not keep up." },
+	{ "zklb_access_log_write_errors_total", "counter", SCOPE_PROCESS, NULL, NULL, NULL, get_u64,
+	  AT(scrape, access_write_errors),
+	  "Access log lines lost to failed writes." },
 	{ "zklb_upstream_connections_discarded_total", "counter", SCOPE_PROCESS, "reason", discard_reason, NULL,
 	  get_u64, AT(scrape, discards),
 	  "Upstream connections closed instead of pooled or kept, by reason." },

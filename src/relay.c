@@ -23,6 +23,7 @@
  * (re-armed lazily from `last_active_ms`, so traffic costs no timer update).
  */
 #include "relay.h"
+#include "accesslog.h"
 #include "backend.h"
 #include "backend_set.h"
 #include "balance.h"
@@ -37,6 +38,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -87,6 +89,13 @@ struct relay {
 	bool reused;				/* the upstream came from the idle pool */
 	struct framing *fr;			/* owned; pool.reuse tracker, NULL when off */
 	uint64_t last_active_ms;
+	/* For the access log (log.access) only: */
+	uint64_t accepted_ms;			/* monotonic */
+	uint64_t established_ms;		/* monotonic; 0 before a backend answered the connect */
+	uint64_t bytes_in;			/* backend -> client */
+	uint64_t bytes_out;			/* client -> backend */
+	bool backend_fin_first;			/* the backend ended its side before the client */
+	struct net_addr peer;			/* the client, when the access log is on; len 0: unknown */
 };
 
 static const char *const close_reason_names[RELAY_CLOSE_REASONS] = {
@@ -208,6 +217,12 @@ void relay_accept(struct relay_worker *rw, struct backend_set *set, struct relay
 	r->set = backend_set_get(set);
 	r->cap = (uint32_t)r->set->conf->max_buffer;
 	r->last_active_ms = now_ms();
+	r->accepted_ms = r->last_active_ms;
+	if (rw->alog) {
+		r->peer.len = sizeof(r->peer.ss);
+		if (getpeername(cfd, (struct sockaddr *)&r->peer.ss, &r->peer.len) < 0)
+			r->peer.len = 0;
+	}
 	r->c2u.pipe[0] = r->c2u.pipe[1] = -1;
 	r->u2c.pipe[0] = r->u2c.pipe[1] = -1;
 	set_nodelay(cfd);
@@ -352,6 +367,7 @@ static void relay_established(struct relay *r)
 	event_assign(&r->ur, r->rw->base, r->ufd, EV_READ | EV_PERSIST, on_upstream_read, r);
 	relay_set_state(r, RELAY_ESTABLISHED);
 	r->last_active_ms = now_ms();
+	r->established_ms = r->last_active_ms;
 	event_add(&r->cr, NULL);
 	event_add(&r->ur, NULL);
 }
@@ -724,6 +740,7 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
 	ssize_t n = half_pump(r, &r->c2u, r->cfd, r->ufd, &wfail);
 	if (n > 0) {
 		r->last_active_ms = now_ms();
+		r->bytes_out += (uint64_t)n;
 		atomic_fetch_add_explicit(&r->be->bytes_out, (uint64_t)n, memory_order_relaxed);
 		if (wfail) {
 			relay_upstream_write_failed(r);
@@ -751,6 +768,7 @@ static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
 	ssize_t n = half_pump(r, &r->u2c, r->ufd, r->cfd, &wfail);
 	if (n > 0) {
 		r->last_active_ms = now_ms();
+		r->bytes_in += (uint64_t)n;
 		atomic_fetch_add_explicit(&r->be->bytes_in, (uint64_t)n, memory_order_relaxed);
 		if (!r->first_byte) {
 			r->first_byte = true;
@@ -766,6 +784,7 @@ static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
 			r->first_byte = true;
 			service_report_success(r->set->svc, r->be);
 		}
+		r->backend_fin_first = !r->c2u.eof;
 		r->u2c.eof = true;
 		event_del(&r->ur);
 	} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -860,11 +879,44 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Queue the access log's record of r, which closes for `why` (log.access). */
+static void relay_log_access(const struct relay *r, enum relay_close_reason why)
+{
+	struct accesslog_record rec = { 0 };
+	uint64_t now = now_ms();
+	rec.end_wall_ms = wall_ms();
+	rec.total_ms = now - r->accepted_ms;
+	rec.connect_ms = r->established_ms ? r->established_ms - r->accepted_ms : 0;
+	rec.established = r->established_ms != 0;
+	rec.bytes_in = r->bytes_in;
+	rec.bytes_out = r->bytes_out;
+	rec.attempts = r->attempts;
+	rec.reused = r->reused;
+	if (why == RELAY_CLOSE_DONE)
+		rec.end = r->backend_fin_first ? "backend_closed" : "client_closed";
+	else
+		rec.end = relay_close_reason_name(why);
+	snprintf(rec.service, sizeof(rec.service), "%s", r->set->svc->name);
+	if (r->peer.len && r->peer.ss.ss_family != AF_UNIX)
+		net_addr_format(&r->peer, rec.client, sizeof(rec.client));
+	else
+		snprintf(rec.client, sizeof(rec.client), "unix");
+	/* The target, or the last one tried: r->set holds every member of tried[]. */
+	const struct backend *be = r->be ? r->be : r->attempts ? r->tried[r->attempts - 1] : NULL;
+	if (be) {
+		snprintf(rec.backend, sizeof(rec.backend), "%s", be->name);
+		snprintf(rec.backend_id, sizeof(rec.backend_id), "%s", be->id ? be->id : "");
+	}
+	accesslog_push(r->rw->alog, &rec);
+}
+
 static void relay_close(struct relay *r, enum relay_close_reason why)
 {
 	struct relay_worker *rw = r->rw;
 	if (r->state == RELAY_CLOSED)
 		return;
+	if (rw->alog)
+		relay_log_access(r, why);
 	if (why == RELAY_CLOSE_CONNECT_FAILED || why == RELAY_CLOSE_NO_BACKEND ||
 	    why == RELAY_CLOSE_WAIT_TIMEOUT || why == RELAY_CLOSE_LOCAL_ERROR) {
 		if (r->state != RELAY_ESTABLISHED) {

@@ -147,6 +147,7 @@ void config_free(struct config *cfg)
 	free(cfg->zookeeper.config_path);
 	free(cfg->cache_dir);
 	free(cfg->admin_listen);
+	free(cfg->access_log);
 	for (size_t i = 0; i < cfg->n_services; i++)
 		service_free(&cfg->services[i]);
 	free(cfg->services);
@@ -237,6 +238,7 @@ static struct config *config_copy_base(const struct config *src)
 	cfg->zookeeper.config_path = dup_or_null(src->zookeeper.config_path);
 	cfg->cache_dir = dup_or_null(src->cache_dir);
 	cfg->admin_listen = dup_or_null(src->admin_listen);
+	cfg->access_log = dup_or_null(src->access_log);
 	cfg->services = NULL;
 	cfg->n_services = 0;
 	cfg->announce = src->n_announce ? xcalloc(src->n_announce, sizeof(*cfg->announce)) : NULL;

@@ -43,6 +43,9 @@ static const struct config_doc_row doc_rows[] = {
 	{ "log", NULL, "Logging, on stderr." },
 	{ "log.level", NULL, "The least severe level written." },
 	{ "log.format", NULL, "text: one line per event; json: one object per line." },
+	{ "log.access", NULL, "The access log: one line per client connection at its end, to stderr "
+	  "or appended to this absolute path (reopened on SIGUSR1); off when absent. Read at start." },
+	{ "log.access_format", NULL, "text: key=value pairs; json: one object per line. Read at start." },
 	{ "services", "mapping of service names",
 	  "The services this host connects to, by name (1..64 of A-Z a-z 0-9 _ - .)." },
 	{ "services.NAME.listen", "host:port, [ipv6]:port, unix:/path, or off",

@@ -83,6 +83,7 @@ static void fn_mode(struct schema_ctx *v, const struct schema_path *p, const jso
 static void fn_zk_hosts(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_zk_auth(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_nonempty(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_access_log(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 
 static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_check(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
@@ -114,6 +115,8 @@ static const struct schema_section admin_section = SECTION(admin_keys, NULL);
 static const struct schema_key log_keys[] = {
 	{ "level",           S_ENUM,    "info",          S_RELOAD,        AT(config, log_level),                 level_names,       NULL },
 	{ "format",          S_ENUM,    "text",          S_RELOAD,        AT(config, log_format),                format_names,      NULL },
+	{ "access",          S_STR,     NULL,            0,               AT(config, access_log),                NULL,              fn_access_log },
+	{ "access_format",   S_ENUM,    "text",          0,               AT(config, access_log_format),         format_names,      NULL },
 };
 static const struct schema_section log_section = SECTION(log_keys, NULL);
 
@@ -254,6 +257,13 @@ static void fn_abs_path(struct schema_ctx *v, const struct schema_path *p, const
 {
 	if (json_string_value(val)[0] != '/')
 		schema_error(v, p, false, "must be an absolute path");
+}
+
+static void fn_access_log(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	const char *s = json_string_value(val);
+	if (strcmp(s, "stderr") != 0 && s[0] != '/')
+		schema_error(v, p, false, "must be stderr or an absolute path");
 }
 
 static void fn_zk_hosts(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
