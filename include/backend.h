@@ -76,6 +76,16 @@ struct backend {
 	_Atomic uint32_t idle;			/* idle pooled connections, all workers */
 
 	struct pool_slot *slots;		/* owned; [n_workers], slot i for worker i only */
+
+	/*
+	 * Administrative state, set through the runtime API and kept apart from
+	 * health (HAProxy's drain/weight): read by workers, written by the
+	 * control thread. Lives as long as this object, i.e. while discovery
+	 * keeps the instance at the same endpoint and weight.
+	 */
+	_Atomic bool admin_drain;		/* no new connections; open ones are kept */
+	_Atomic uint32_t weight_override;	/* 1..256 replaces weight; 0: none */
+	char admin_note[128];			/* control thread: who changed it last, for the page */
 };
 
 /*
@@ -109,6 +119,19 @@ void backend_put(struct backend *be);
 static inline bool backend_routable(const struct backend *be, uint64_t now)
 {
 	return now >= atomic_load_explicit(&be->eligible_after_ms, memory_order_relaxed);
+}
+
+/* Drained by an operator (runtime API): not routed, not even in panic. */
+static inline bool backend_drained(const struct backend *be)
+{
+	return atomic_load_explicit(&be->admin_drain, memory_order_relaxed);
+}
+
+/* The weight in force: an operator's override, else the discovered one. */
+static inline uint32_t backend_weight(const struct backend *be)
+{
+	uint32_t w = atomic_load_explicit(&be->weight_override, memory_order_relaxed);
+	return w ? w : be->weight;
 }
 
 #endif

@@ -237,6 +237,13 @@ void config_free(struct config *cfg);
  */
 bool config_reloadable(const struct config *old, const struct config *cur, char *buf, size_t len);
 
+/*
+ * The effective configuration as JSON (GET /config): every key with the value
+ * in force, defaults included, secrets (zookeeper.auth, tls.key) as "***".
+ * The caller owns the result.
+ */
+json_t *config_dump(const struct config *cfg);
+
 /* Names of the enums, as written in the file. */
 const char *balance_kind_name(enum balance_kind k);
 const char *discovery_kind_name(enum discovery_kind k);

@@ -124,6 +124,13 @@ struct discovery *discovery_new(struct event_base *base, struct zk *zk, const st
  */
 int discovery_watch(struct discovery *d, const struct service_conf *svc);
 
+/*
+ * Read `service` from ZooKeeper again from scratch (the runtime API), as a
+ * change of source does: the last view keeps serving until the new one is
+ * read. Returns 0, -ENOENT when it is not watched, -EINVAL when it is static.
+ */
+int discovery_reread(struct discovery *d, const char *service);
+
 /* Stop watching `service`; no hook is called for it afterwards. */
 void discovery_unwatch(struct discovery *d, const char *service);
 

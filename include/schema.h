@@ -36,6 +36,7 @@ enum schema_type {
 
 #define S_REQ		0x1u	/* must be present (when its section is) */
 #define S_RELOAD	0x2u	/* SIGHUP applies it without a restart */
+#define S_SECRET	0x4u	/* shown as "***" by schema_dump (GET /config) */
 
 struct schema_range {
 	uint64_t min;
@@ -126,6 +127,14 @@ const char *schema_enum_name(const struct schema_enum *names, int value);
  */
 bool schema_diff(const struct schema_section *s, const void *a, const void *b, unsigned skip,
 		 const char *prefix, char *buf, size_t len);
+
+/*
+ * The fields of base as a JSON mapping, key by key as written in a file:
+ * durations as "250ms"-style strings, enums by name, sections nested, unset
+ * strings null, S_SECRET values that are set as "***". S_FN fields whose arg
+ * names no type are left out (the caller adds what it knows of them).
+ */
+json_t *schema_dump(const struct schema_section *s, const void *base);
 
 /* Sort this run's messages by position (stable) and release the context. */
 void schema_done(struct schema_ctx *c);

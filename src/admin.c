@@ -16,11 +16,15 @@
 #include "status_page.h"
 #include "zk.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,9 +45,36 @@ static void reply(struct evhttp_request *req, int code, const char *reason, cons
 	evhttp_send_reply(req, code, reason, body);
 }
 
+/* Answer with the JSON document o (consumed), dumped with jansson's `flags`. */
+static void reply_json(struct evhttp_request *req, int code, const char *reason, json_t *o,
+		       size_t flags)
+{
+	char *s = json_dumps(o, flags | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	struct evbuffer *b = evbuffer_new();
+	evbuffer_add(b, s, strlen(s));
+	evbuffer_add(b, "\n", 1);
+	free(s);
+	reply(req, code, reason, "application/json", b);
+	evbuffer_free(b);
+}
+
+/* GET and HEAD endpoints answer nothing else: 405. Returns whether req may go on. */
+static bool admin_read_only(struct evhttp_request *req)
+{
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	if (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD)
+		return true;
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+	evhttp_send_error(req, 405, "Method Not Allowed");
+	return false;
+}
+
 static void on_healthz(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
+	if (!admin_read_only(req))
+		return;
 	struct evbuffer *b = evbuffer_new();
 	if (a->c->draining) {
 		evbuffer_add_printf(b, "draining\n");
@@ -109,7 +140,10 @@ static json_t *service_json(struct control *c, size_t idx)
 		json_object_set_new(e, "port", json_integer(be->port));
 		if (be->ssl_port)
 			json_object_set_new(e, "ssl_port", json_integer(be->ssl_port));
-		json_object_set_new(e, "weight", json_integer(be->weight));
+		json_object_set_new(e, "weight", json_integer(backend_weight(be)));
+		if (atomic_load(&be->weight_override))
+			json_object_set_new(e, "discovered_weight", json_integer(be->weight));
+		json_object_set_new(e, "admin_drain", json_boolean(backend_drained(be)));
 		json_object_set_new(e, "state", json_string(v[i].state));
 		json_object_set_new(e, "active", json_integer(atomic_load(&be->active)));
 		json_object_set_new(e, "total", json_integer((json_int_t)atomic_load(&be->conn_total)));
@@ -137,6 +171,8 @@ static void on_services(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
 	struct control *c = a->c;
+	if (!admin_read_only(req))
+		return;
 	json_t *root = json_object();
 	json_object_set_new(root, "version", json_string(ZKLB_VERSION));
 	json_object_set_new(root, "uptime_s", json_integer((json_int_t)((now_ms() - c->started_ms) / 1000)));
@@ -176,29 +212,232 @@ static void on_services(struct evhttp_request *req, void *arg)
 	}
 	if (renderer_count(c->renderer))
 		json_object_set_new(root, "render", renderer_status_json(c->renderer));
-	char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	json_decref(root);
-	struct evbuffer *b = evbuffer_new();
-	evbuffer_add(b, s, strlen(s));
-	evbuffer_add(b, "\n", 1);
-	free(s);
-	reply(req, 200, "OK", "application/json", b);
-	evbuffer_free(b);
+	reply_json(req, 200, "OK", root, JSON_INDENT(2));
 }
 
 static void on_metrics(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
+	if (!admin_read_only(req))
+		return;
 	struct evbuffer *b = evbuffer_new();
 	metrics_write(b, a->c);
 	reply(req, 200, "OK", "text/plain; version=0.0.4", b);
 	evbuffer_free(b);
 }
 
+/* ---- the runtime API: state-changing requests ------------------------------------ */
+
+/*
+ * The one check every state-changing request passes: may this request change
+ * state? Only a request on the unix admin socket may (its file mode, 0660,
+ * decides who reaches it); `who` names the peer either way, for the log
+ * line and the status page: "uid=0 pid=1234" from SO_PEERCRED, or the TCP
+ * peer's address.
+ */
+static bool admin_may_change(const struct admin *a, struct evhttp_request *req, char *who,
+			     size_t len)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	snprintf(who, len, "unknown peer");
+	if (!conn)
+		return false;
+	if (a->unix_path) {
+		int fd = bufferevent_getfd(evhttp_connection_get_bufferevent(conn));
+		struct ucred uc;
+		socklen_t ul = sizeof(uc);
+		if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) < 0)
+			return false;
+		snprintf(who, len, "uid=%u pid=%d", (unsigned)uc.uid, (int)uc.pid);
+		return true;
+	}
+	char *host = NULL;
+	uint16_t port = 0;
+	evhttp_connection_get_peer(conn, &host, &port);
+	snprintf(who, len, "%s:%u", host ? host : "?", port);
+	return false;
+}
+
+
+static void reply_error(struct evhttp_request *req, int code, const char *reason, const char *msg)
+{
+	reply_json(req, code, reason, json_pack("{s:s}", "error", msg), JSON_COMPACT);
+}
+
+#define ADMIN_MAX_SEGMENTS 6
+
+/*
+ * Split an absolute path into at most ADMIN_MAX_SEGMENTS percent-decoded
+ * segments (owned by the caller: free each). Returns the count, or -1 for
+ * a path that is empty, too deep or decodes to a NUL byte.
+ */
+static int split_path(const char *path, char **seg)
+{
+	int n = 0;
+	if (!path || path[0] != '/')
+		return -1;
+	for (const char *p = path + 1; *p;) {
+		const char *end = strchr(p, '/');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (n == ADMIN_MAX_SEGMENTS || len == 0)
+			goto bad;
+		char *raw = xmalloc(len + 1);
+		memcpy(raw, p, len);
+		raw[len] = '\0';
+		size_t dlen = 0;
+		seg[n] = evhttp_uridecode(raw, 0, &dlen);
+		free(raw);
+		if (!seg[n] || strlen(seg[n]) != dlen) {
+			free(seg[n]);
+			goto bad;
+		}
+		n++;
+		p += len + (end ? 1 : 0);
+	}
+	return n;
+bad:
+	while (n > 0)
+		free(seg[--n]);
+	return -1;
+}
+
+static struct backend *find_instance(struct service *svc, const char *id)
+{
+	for (size_t i = 0; i < svc->n_members; i++)
+		if (strcmp(svc->members[i]->id, id) == 0)
+			return svc->members[i];
+	return NULL;
+}
+
+/* Parse ?value=N (1..256, or 0 to drop the override) into *out. */
+static bool weight_param(const struct evhttp_uri *u, uint32_t *out)
+{
+	struct evkeyvalq q;
+	const char *query = evhttp_uri_get_query(u);
+	bool ok = false;
+	if (!query || evhttp_parse_query_str(query, &q) != 0)
+		return false;
+	const char *v = evhttp_find_header(&q, "value");
+	if (v && *v) {
+		char *end;
+		errno = 0;
+		unsigned long w = strtoul(v, &end, 10);
+		ok = !*end && !errno && w <= 256 && v[0] != '-';
+		*out = (uint32_t)w;
+	}
+	evhttp_clear_headers(&q);
+	return ok;
+}
+
+/* POST /services/NAME/instances/ID/{drain,undrain,weight}: one instance's admin state. */
+static void instance_change(struct evhttp_request *req, const struct evhttp_uri *u,
+			    struct service *svc, const char *id, const char *op, const char *who)
+{
+	struct backend *be = find_instance(svc, id);
+	if (!be) {
+		reply_error(req, 404, "Not Found", "no such instance in this service");
+		return;
+	}
+	char note[sizeof(be->admin_note)];
+	if (strcmp(op, "drain") == 0 || strcmp(op, "undrain") == 0) {
+		bool drain = op[0] == 'd';
+		atomic_store(&be->admin_drain, drain);
+		snprintf(note, sizeof(note), "%s by %s", drain ? "drained" : "undrained", who);
+		log_info("admin: %s svc=%s be=%s id=%s by %s", drain ? "drain" : "undrain",
+			 svc->name, be->name, be->id, who);
+	} else if (strcmp(op, "weight") == 0) {
+		uint32_t w;
+		if (!weight_param(u, &w)) {
+			reply_error(req, 400, "Bad Request", "weight needs ?value=N, 1..256 (0: back to the discovered weight)");
+			return;
+		}
+		atomic_store(&be->weight_override, w);
+		if (w)
+			snprintf(note, sizeof(note), "weight %u by %s", w, who);
+		else
+			snprintf(note, sizeof(note), "weight reset by %s", who);
+		log_info("admin: weight svc=%s be=%s id=%s %u (discovered %u) by %s", svc->name,
+			 be->name, be->id, backend_weight(be), be->weight, who);
+	} else {
+		reply_error(req, 404, "Not Found", "instance operations: drain, undrain, weight");
+		return;
+	}
+	snprintf(be->admin_note, sizeof(be->admin_note), "%s", note);
+	reply_json(req, 200, "OK", json_pack("{s:s, s:s, s:s, s:b, s:i}", "service", svc->name,
+					       "id", be->id, "change", note, "drain",
+					       backend_drained(be), "weight",
+					       (json_int_t)backend_weight(be)), JSON_COMPACT);
+}
+
+/* POST /services/NAME/reread: read the service from ZooKeeper again. */
+static void service_reread(struct admin *a, struct evhttp_request *req, struct service *svc,
+			   const char *who)
+{
+	const struct service_conf *sc = config_service(a->c->cfg->cfg, svc->name);
+	int rc = sc && sc->discovery.type == DISCOVERY_STATIC ? -EINVAL
+		 : a->c->disc ? discovery_reread(a->c->disc, svc->name) : -ENOENT;
+	if (rc == -EINVAL) {
+		reply_error(req, 409, "Conflict", "a static service has nothing to re-read");
+		return;
+	}
+	if (rc != 0) {
+		reply_error(req, 404, "Not Found", "the service is not discovered");
+		return;
+	}
+	log_info("admin: re-read svc=%s from ZooKeeper by %s", svc->name, who);
+	reply_json(req, 200, "OK", json_pack("{s:s, s:s}", "service", svc->name, "change", "re-read"),
+		   JSON_COMPACT);
+}
+
+static void admin_change(struct admin *a, struct evhttp_request *req)
+{
+	char who[96];
+	if (!admin_may_change(a, req, who, sizeof(who))) {
+		log_warn("admin: refused %s from %s: state changes need the unix admin socket",
+			 evhttp_request_get_uri(req), who);
+		reply_error(req, 403, "Forbidden", "state changes are served on the unix admin socket only");
+		return;
+	}
+	const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
+	char *seg[ADMIN_MAX_SEGMENTS];
+	int n = split_path(u ? evhttp_uri_get_path(u) : NULL, seg);
+	struct service *svc = n >= 3 && strcmp(seg[0], "services") == 0 ? control_service(a->c, seg[1])
+									 : NULL;
+	if (n < 0) {
+		reply_error(req, 400, "Bad Request", "malformed path");
+		return;
+	} else if (!svc) {
+		reply_error(req, 404, "Not Found", "no such service or operation");
+	} else if (n == 3 && strcmp(seg[2], "reread") == 0) {
+		service_reread(a, req, svc, who);
+	} else if (n == 5 && strcmp(seg[2], "instances") == 0) {
+		instance_change(req, u, svc, seg[3], seg[4], who);
+	} else {
+		reply_error(req, 404, "Not Found", "no such operation");
+	}
+	while (n > 0)
+		free(seg[--n]);
+}
+
+/* GET /config: the configuration in force, secrets masked. */
+static void on_config(struct evhttp_request *req, void *arg)
+{
+	struct admin *a = arg;
+	if (!admin_read_only(req))
+		return;
+	reply_json(req, 200, "OK", config_dump(a->c->cfg->cfg), JSON_INDENT(2));
+}
+
 static void on_root(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
 	const char *uri = evhttp_request_get_uri(req);
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_POST) {
+		admin_change(a, req);
+		return;
+	}
+	if (!admin_read_only(req))
+		return;
 	if (strcmp(uri, "/") != 0) {
 		evhttp_send_error(req, 404, "Not Found");
 		return;
@@ -212,6 +451,8 @@ static void on_root(struct evhttp_request *req, void *arg)
 static void on_status(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
+	if (!admin_read_only(req))
+		return;
 	struct evbuffer *b = evbuffer_new();
 	status_page_json(a->page, b);
 	reply(req, 200, "OK", "application/json", b);
@@ -265,7 +506,7 @@ struct admin *admin_new(struct control *c, const char *listen)
 	struct admin *a = xcalloc(1, sizeof(*a));
 	a->c = c;
 	a->http = evhttp_new(c->base);
-	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
 	evhttp_set_max_headers_size(a->http, 16 * 1024);
 	evhttp_set_max_body_size(a->http, 1024);
 	evhttp_set_timeout(a->http, 10);
@@ -277,6 +518,7 @@ struct admin *admin_new(struct control *c, const char *listen)
 	evhttp_set_cb(a->http, "/services", on_services, a);
 	evhttp_set_cb(a->http, "/metrics", on_metrics, a);
 	evhttp_set_cb(a->http, "/status", on_status, a);
+	evhttp_set_cb(a->http, "/config", on_config, a);
 	a->page = status_page_new(c);
 	evhttp_set_gencb(a->http, on_root, a);
 	if (a->unix_path)

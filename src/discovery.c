@@ -775,6 +775,21 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+int discovery_reread(struct discovery *d, const char *service)
+{
+	struct watched_service *s = find_service(d, service);
+	if (!s)
+		return -ENOENT;
+	if (s->type == DISCOVERY_STATIC || !zkset_path(s->set))
+		return -EINVAL;
+	char *path = xstrdup(zkset_path(s->set));
+	zkset_reset(s->set, "re-read requested");
+	candidate_drop(s);
+	zkset_start(s->set, path, "re-read requested");
+	free(path);
+	return 0;
+}
+
 void discovery_unwatch(struct discovery *d, const char *service)
 {
 	struct timeval zero = { 0, 0 };

@@ -305,7 +305,8 @@ static struct backend *relay_choose(struct relay *r, uint64_t now)
 
 	for (size_t i = 0; i < s->n; i++) {
 		struct backend *be = s->v[i];
-		bool member = atomic_load_explicit(&be->member, memory_order_relaxed) && backend_has_addr(be);
+		bool member = atomic_load_explicit(&be->member, memory_order_relaxed) && backend_has_addr(be) &&
+			      !backend_drained(be);
 		bool ok = member && backend_routable(be, now);
 		members += member;
 		routable += ok;
@@ -315,8 +316,8 @@ static struct backend *relay_choose(struct relay *r, uint64_t now)
 		 * (fractions of it); round_robin walks weights slot by slot, so
 		 * it keeps the configured ones.
 		 */
-		uint32_t wt = s->conf->balance == BALANCE_ROUND_ROBIN ? be->weight
-								     : be->weight * WEIGHT_SCALE;
+		uint32_t wt = s->conf->balance == BALANCE_ROUND_ROBIN ? backend_weight(be)
+								     : backend_weight(be) * WEIGHT_SCALE;
 		c[i].weight = health_slow_start_weight(wt,
 			atomic_load_explicit(&be->serving_since_ms, memory_order_relaxed), now,
 			s->conf->slow_start_ms);
@@ -327,7 +328,7 @@ static struct backend *relay_choose(struct relay *r, uint64_t now)
 		for (size_t i = 0; i < s->n; i++) {
 			struct backend *be = s->v[i];
 			c[i].eligible = atomic_load_explicit(&be->member, memory_order_relaxed) &&
-					backend_has_addr(be) && !was_tried(r, be);
+					backend_has_addr(be) && !backend_drained(be) && !was_tried(r, be);
 		}
 	}
 	struct balance_cursor cur = { 0 };

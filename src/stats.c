@@ -15,6 +15,8 @@ static const char *instance_state(const struct backend *be)
 		return "draining";
 	if (!backend_has_addr(be))
 		return "resolving";	/* a host name not resolved yet */
+	if (backend_drained(be))
+		return "drain";		/* an operator's drain (runtime API), apart from health */
 	return health_state_name(be->health.state);
 }
 

@@ -278,14 +278,19 @@ static json_t *service_table(struct status_page *p, size_t idx, uint64_t now, ui
 	uint64_t active = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct backend *be = v[i].be;
-		char state[64];
+		char state[64 + sizeof(be->admin_note)];
 		unsigned pct = 100;
-		uint32_t w = be->weight;
+		uint32_t w = backend_weight(be);
 		uint32_t now_w = health_slow_start_weight(w, atomic_load(&be->serving_since_ms), now,
 							  svc->slow_start_ms);
 		if (w && now_w < w)
 			pct = (unsigned)(now_w * 100u / w);
 		status_instance_state(v[i].state, v[i].ejected_for_ms, pct, state, sizeof(state));
+		if (be->admin_note[0]) {
+			/* Who drained it or set its weight: the runtime API's last change. */
+			size_t sl = strlen(state);
+			snprintf(state + sl, sizeof(state) - sl, " (%s)", be->admin_note);
+		}
 		uint32_t act = atomic_load(&be->active);
 		active += act;
 		json_t *cells = row_new(t, v[i].state);

@@ -446,3 +446,47 @@ const struct service_conf *config_service(const struct config *cfg, const char *
 			return &cfg->services[i];
 	return NULL;
 }
+
+static json_t *service_dump(const struct schema_section *s, const struct service_conf *sc)
+{
+	json_t *o = schema_dump(s, sc);
+	json_object_set_new(o, "listen", json_string(sc->listen ? sc->listen : "off"));
+	if (sc->discovery.type == DISCOVERY_STATIC) {
+		json_t *list = json_array();
+		for (size_t i = 0; i < sc->discovery.n_backends; i++) {
+			const struct static_backend *b = &sc->discovery.backends[i];
+			json_array_append_new(list, json_sprintf("%s weight=%u", b->address, b->weight));
+		}
+		json_object_set_new(json_object_get(o, "discovery"), "backends", list);
+	}
+	return o;
+}
+
+json_t *config_dump(const struct config *cfg)
+{
+	const struct schema_section *top = config_keys_top();
+	json_t *o = schema_dump(top, cfg);
+	for (size_t i = 0; i < top->n_keys; i++) {
+		const char *item, *name = top->keys[i].name;
+		const struct schema_section *s = config_keys_items(&top->keys[i], &item);
+		if (!s)
+			continue;
+		json_t *v;
+		if (strcmp(name, "services") == 0) {
+			v = json_object();
+			for (size_t k = 0; k < cfg->n_services; k++)
+				json_object_set_new(v, cfg->services[k].name,
+						    service_dump(s, &cfg->services[k]));
+		} else {
+			v = json_array();
+			for (size_t k = 0; strcmp(name, "announce") == 0 && k < cfg->n_announce; k++)
+				json_array_append_new(v, schema_dump(s, &cfg->announce[k]));
+			for (size_t k = 0; strcmp(name, "sync") == 0 && k < cfg->n_sync; k++)
+				json_array_append_new(v, schema_dump(s, &cfg->sync[k]));
+			for (size_t k = 0; strcmp(name, "render") == 0 && k < cfg->n_render; k++)
+				json_array_append_new(v, schema_dump(s, &cfg->render[k]));
+		}
+		json_object_set_new(o, name, v);
+	}
+	return o;
+}

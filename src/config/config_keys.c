@@ -101,7 +101,7 @@ static void finish_announce(struct schema_ctx *v, const struct schema_path *p, c
 static const struct schema_key zookeeper_keys[] = {
 	{ "hosts",           S_STR,     NULL,            S_REQ,           AT(zookeeper_conf, hosts),             NULL,              fn_zk_hosts },
 	{ "session_timeout", S_DUR,     "10s",           0,               AT(zookeeper_conf, session_timeout_ms), &r_positive,      NULL },
-	{ "auth",            S_STR,     NULL,            0,               AT(zookeeper_conf, auth),              NULL,              fn_zk_auth },
+	{ "auth",            S_STR,     NULL,            S_SECRET,        AT(zookeeper_conf, auth),              NULL,              fn_zk_auth },
 	{ "config_path",     S_ZPATH,   NULL,            0,               AT(zookeeper_conf, config_path),       NULL,              NULL },
 };
 static const struct schema_section zookeeper_section = SECTION(zookeeper_keys, NULL);
@@ -163,7 +163,7 @@ static const struct schema_section pool_section = SECTION(pool_keys, finish_pool
 static const struct schema_key tls_keys[] = {
 	{ "ca",              S_STR,     NULL,            S_RELOAD,        AT(tls_conf, ca),                      NULL,              fn_nonempty },
 	{ "cert",            S_STR,     NULL,            S_RELOAD,        AT(tls_conf, cert),                    NULL,              fn_nonempty },
-	{ "key",             S_STR,     NULL,            S_RELOAD,        AT(tls_conf, key),                     NULL,              fn_nonempty },
+	{ "key",             S_STR,     NULL,            S_RELOAD|S_SECRET, AT(tls_conf, key),                   NULL,              fn_nonempty },
 	{ "verify",          S_BOOL,    "true",          S_RELOAD,        AT(tls_conf, verify),                  NULL,              NULL },
 	{ "server_name",     S_STR,     NULL,            S_RELOAD,        AT(tls_conf, server_name),             NULL,              fn_nonempty },
 };

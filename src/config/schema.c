@@ -469,3 +469,51 @@ bool schema_diff(const struct schema_section *s, const void *a, const void *b, u
 	}
 	return false;
 }
+
+static json_t *field_json(const struct schema_key *k, enum schema_type type, const void *f)
+{
+	char buf[64];
+	switch (type) {
+	case S_STR:
+	case S_ZPATH: {
+		const char *v = *(char *const *)f;
+		if (v && (k->flags & S_SECRET))
+			return json_string("***");
+		return v ? json_string(v) : json_null();
+	}
+	case S_BOOL: return json_boolean(*(const bool *)f);
+	case S_U32: return json_integer(*(const uint32_t *)f);
+	case S_PORT: return json_integer(*(const uint16_t *)f);
+	case S_DUR:
+		duration_format(*(const uint64_t *)f, buf, sizeof(buf));
+		return json_string(buf);
+	case S_SIZE: return json_integer((json_int_t)*(const uint64_t *)f);
+	case S_RATIO: return json_real(*(const double *)f);
+	case S_ENUM: {
+		int v;
+		memcpy(&v, f, sizeof(v));
+		return json_string(schema_enum_name(k->arg, v));
+	}
+	default: return NULL;
+	}
+}
+
+json_t *schema_dump(const struct schema_section *s, const void *base)
+{
+	json_t *o = json_object();
+	for (size_t i = 0; i < s->n_keys; i++) {
+		const struct schema_key *k = &s->keys[i];
+		const void *f = (const char *)base + k->off;
+		json_t *v;
+		if (k->type == S_SECTION) {
+			v = schema_dump(k->arg, f);
+		} else if (k->type == S_FN) {
+			v = k->arg ? field_json(k, *(const enum schema_type *)k->arg, f) : NULL;
+		} else {
+			v = field_json(k, k->type, f);
+		}
+		if (v)
+			json_object_set_new(o, k->name, v);
+	}
+	return o;
+}

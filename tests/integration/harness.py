@@ -1091,6 +1091,20 @@ class ZklbMissing(AssertionError):
     pass
 
 
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over a unix stream socket."""
+
+    def __init__(self, path, timeout=5.0):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
 class Zklb:
     """zklb started from a config (dict or YAML text) in workdir.
 
@@ -1304,10 +1318,18 @@ class Zklb:
 
     def admin_get(self, path, timeout=5.0):
         """→ (status, headers dict (lower-case names), body bytes)."""
-        host, port = split_addr(self.admin)
-        c = http.client.HTTPConnection(host, port, timeout=timeout)
+        return self.admin_request("GET", path, timeout=timeout)
+
+    def admin_request(self, method, path, timeout=5.0):
+        """One request to the admin API, on TCP or its unix: socket →
+        (status, headers dict (lower-case names), body bytes)."""
+        if self.admin.startswith("unix:"):
+            c = UnixHTTPConnection(self.admin[5:], timeout)
+        else:
+            host, port = split_addr(self.admin)
+            c = http.client.HTTPConnection(host, port, timeout=timeout)
         try:
-            c.request("GET", path)
+            c.request(method, path)
             r = c.getresponse()
             body = r.read()
             return r.status, {k.lower(): v for k, v in r.getheaders()}, body

@@ -22,7 +22,7 @@ import pytest
 import harness
 from harness import (METRIC, ROOT, ask_tag, backend_labels, build_dir, connect, echo_roundtrip,
                      free_addr, instance_address, instances_of, parse_metrics, random_bytes,
-                     run_zklb, static_service, stream, wait_until)
+                     run_zklb, static_service, stream, wait_until, UnixHTTPConnection)
 
 SVC = "web"
 
@@ -74,20 +74,6 @@ def test_admin_endpoints(backend, closed_port, zklb):
     assert insts[dead.address]["failures"] >= 1
     for s in held:
         s.close()
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """http.client over a unix stream socket."""
-
-    def __init__(self, path, timeout=5.0):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
 
 
 def unix_get(path, url, timeout=5.0):

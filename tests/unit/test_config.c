@@ -276,6 +276,48 @@ static void test_defaults(void **state)
 	config_free(cfg);
 }
 
+/* GET /config's document: values in force, defaults included, secrets masked. */
+static void test_dump(void **state)
+{
+	struct config *cfg = load_ok(
+		"zookeeper: {hosts: \"127.0.0.1:2181\", auth: \"digest:u:topsecret\"}\n"
+		"log: {access: /var/log/zklb/access.log, access_format: json}\n"
+		"services:\n"
+		"  web:\n"
+		"    listen: 127.0.0.1:9000\n"
+		"    retries: 1\n"
+		"    discovery: {type: static, backends: [\"127.0.0.1:9001 weight=3\"]}\n"
+		"  api:\n"
+		"    listen: \"off\"\n"
+		"    discovery: {type: curator, path: /services/api}\n"
+		"announce: [{service: web, port: 9001}]\n");
+	json_t *o = config_dump(cfg);
+	char *text = json_dumps(o, JSON_COMPACT);
+	assert_null(strstr(text, "topsecret"));
+	assert_string_equal(json_string_value(json_object_get(json_object_get(o, "zookeeper"), "auth")), "***");
+	assert_string_equal(json_string_value(json_object_get(o, "drain_timeout")), "30s");
+	json_t *log = json_object_get(o, "log");
+	assert_string_equal(json_string_value(json_object_get(log, "access")), "/var/log/zklb/access.log");
+	assert_string_equal(json_string_value(json_object_get(log, "access_format")), "json");
+	json_t *web = json_object_get(json_object_get(o, "services"), "web");
+	assert_string_equal(json_string_value(json_object_get(web, "listen")), "127.0.0.1:9000");
+	assert_int_equal(json_integer_value(json_object_get(web, "retries")), 1);
+	assert_string_equal(json_string_value(json_object_get(web, "balance")), "least_conn");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(web, "pool"), "reuse")), "none");
+	json_t *be = json_array_get(json_object_get(json_object_get(web, "discovery"), "backends"), 0);
+	assert_string_equal(json_string_value(be), "127.0.0.1:9001 weight=3");
+	json_t *api = json_object_get(json_object_get(o, "services"), "api");
+	assert_string_equal(json_string_value(json_object_get(api, "listen")), "off");
+	assert_null(json_object_get(json_object_get(api, "discovery"), "backends"));
+	json_t *ann = json_array_get(json_object_get(o, "announce"), 0);
+	assert_int_equal(json_integer_value(json_object_get(ann, "port")), 9001);
+	assert_string_equal(json_string_value(json_object_get(ann, "base_path")), "/services");
+	assert_int_equal(json_array_size(json_object_get(o, "sync")), 0);
+	free(text);
+	json_decref(o);
+	config_free(cfg);
+}
+
 static void test_empty_file(void **state)
 {
 	struct config *cfg = load_ok("# nothing but a comment\n");
@@ -878,6 +920,7 @@ int main(void)
 		cmocka_unit_test(test_kind_names),
 		cmocka_unit_test(test_errors_list),
 		cmocka_unit_test(test_announce_payload_class),
+		cmocka_unit_test(test_dump),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
