@@ -14,10 +14,18 @@ struct admin;
 
 /*
  * Listen on `listen` ("host:port", or "unix:/path": a socket file of mode
- * 0660, removed again by admin_free); NULL after logging when that fails.
+ * 0660, removed again by admin_free), or serve on `inherited` (>= 0: the
+ * socket a hot upgrade handed over, owned from now on); NULL after logging
+ * when that fails.
  * Thread: the control thread (c->base).
  */
-struct admin *admin_new(struct control *c, const char *listen);
+struct admin *admin_new(struct control *c, const char *listen, int inherited);
 void admin_free(struct admin *a);
+
+/* The listening socket (borrowed), to hand to a new binary; -1 when none. */
+int admin_listen_fd(const struct admin *a);
+
+/* Hot upgrade: stop serving and free a, leaving the socket file to the new process. */
+void admin_hand_over(struct admin *a);
 
 #endif

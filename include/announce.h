@@ -114,6 +114,14 @@ size_t announce_count(const struct announce *a);
 /* Entry i (0 <= i < announce_count) as it stands now. */
 void announce_stats(const struct announce *a, size_t i, struct announce_stats *out);
 
+/*
+ * Hot upgrade, before the first announce_apply(): the entry for service:port
+ * takes `id` (the running process's) instead of a new one, so it finds the
+ * node its session already owns rather than creating another.
+ */
+void announce_adopt(struct announce *a, const char *service, uint16_t port,
+		    const char id[ANNOUNCE_UUID_LEN + 1]);
+
 const char *announce_node_name(enum announce_node s);
 
 /* ---- pure pieces, exported for the unit tests ---- */

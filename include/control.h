@@ -23,6 +23,8 @@
 
 struct accesslog;
 struct admin;
+struct upgrade;
+struct upgrade_inherit;
 struct checker;
 struct announce;
 struct discovery;
@@ -36,6 +38,8 @@ struct listen_entry {
 	char *key;				/* owned; listen string as configured */
 	char *unix_path;			/* owned; unix: sockets are unlinked at removal */
 	struct service *svc;			/* ref */
+	int *fds;				/* owned dups of the workers' sockets, for a hot
+						   upgrade; NULL once the workers stopped accepting */
 };
 
 struct control {
@@ -65,6 +69,12 @@ struct control {
 	struct event *tick;			/* owned; 100ms housekeeping */
 	struct accesslog *alog;			/* owned; NULL without log.access */
 	struct event *sig_usr1;			/* owned; reopens the access log */
+	struct event *sig_usr2;			/* owned; starts a hot upgrade */
+	char *binary;				/* owned; what SIGUSR2 starts: this executable's path */
+	struct upgrade *upgrade;		/* owned; a hot upgrade in flight, or NULL */
+	bool upgrade_failed;			/* `upgrade` is over and failed: freed at the tick */
+	bool upgraded;				/* a new process serves; this one drains and exits */
+	struct upgrade_inherit *inherit;	/* ref, during control_new only: a hot upgrade's offer */
 	bool draining;
 	uint64_t drain_deadline_ms;
 	uint64_t started_ms;			/* monotonic */
@@ -76,8 +86,11 @@ struct control {
 /*
  * Build the runtime for cfg (ownership of cfg passes to the control): create
  * the workers and listeners. Returns NULL after logging why (bind failure…).
+ * inherit (may be NULL): a hot upgrade's offer; its listening sockets and
+ * ZooKeeper session are taken instead of opening new ones.
  */
-struct control *control_new(struct config *cfg, const char *config_path);
+struct control *control_new(struct config *cfg, const char *config_path,
+			    struct upgrade_inherit *inherit);
 
 /* Run until drained; returns the process exit code. */
 int control_run(struct control *c);

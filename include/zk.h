@@ -93,6 +93,23 @@ struct zk_stats {
 struct zk *zk_new(struct event_base *base, const struct zookeeper_conf *conf);
 
 /*
+ * zk_new, resuming the live session session_id/passwd (a hot upgrade hands
+ * it over) on the first connect; a session that is gone by then is
+ * replaced by a new one, as after an expiry.
+ */
+struct zk *zk_new_resuming(struct event_base *base, const struct zookeeper_conf *conf,
+			   int64_t session_id, const char passwd[16]);
+
+/*
+ * Hot upgrade: stop talking to ZooKeeper without ending the session, so
+ * another process can resume it (zk_release); or resume it again here when
+ * that process failed (zk_reclaim). After zk_release, zk_free leaves the
+ * session (and its ephemeral nodes) alive.
+ */
+void zk_release(struct zk *zk);
+void zk_reclaim(struct zk *zk);
+
+/*
  * Close the session (its ephemeral nodes go away) and free everything.
  * Pending completions are dropped, observers are not called.
  */

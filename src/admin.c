@@ -35,6 +35,8 @@ struct admin {
 	dev_t unix_dev;				/* with unix_ino: that file, so admin_free */
 	ino_t unix_ino;				/* unlinks it only if it is still ours */
 	struct status_page *page;		/* owned; GET / and /status */
+	struct evhttp_bound_socket *bound;	/* ref: http's; the listening socket */
+	bool handed_over;			/* hot upgrade: the socket file is the new process's */
 };
 
 static void reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
@@ -465,8 +467,26 @@ static void on_status(struct evhttp_request *req, void *arg)
  * local user as a service socket is). A stale socket file is replaced as for
  * services; anything else at the path makes the bind fail.
  */
-static bool admin_bind(struct admin *a, const char *listen)
+static bool admin_bind(struct admin *a, const char *listen, int inherited)
 {
+	if (inherited >= 0) {
+		/* A hot upgrade handed the running process's socket over: serve on it. */
+		a->bound = evhttp_accept_socket_with_handle(a->http, inherited);
+		if (!a->bound) {
+			log_error("admin: cannot serve HTTP on the inherited %s", listen);
+			close(inherited);
+			return false;
+		}
+		struct stat st;
+		if (strncmp(listen, "unix:", 5) == 0) {
+			a->unix_path = xstrdup(listen + 5);
+			if (stat(a->unix_path, &st) == 0) {
+				a->unix_dev = st.st_dev;
+				a->unix_ino = st.st_ino;
+			}
+		}
+		return true;
+	}
 	if (strncmp(listen, "unix:", 5) == 0) {
 		char err[256];
 		int fd;
@@ -475,7 +495,8 @@ static bool admin_bind(struct admin *a, const char *listen)
 			log_error("admin: cannot listen on %s: %s", listen, err);
 			return false;
 		}
-		if (!evhttp_accept_socket_with_handle(a->http, fd)) {
+		a->bound = evhttp_accept_socket_with_handle(a->http, fd);
+		if (!a->bound) {
 			log_error("admin: cannot serve HTTP on %s", listen);
 			close(fd);
 			unlink(listen + 5);
@@ -494,14 +515,15 @@ static bool admin_bind(struct admin *a, const char *listen)
 		log_error("admin.listen '%s' is not host:port", listen);
 		return false;
 	}
-	if (evhttp_bind_socket(a->http, host, port) != 0) {
+	a->bound = evhttp_bind_socket_with_handle(a->http, host, port);
+	if (!a->bound) {
 		log_error("admin: cannot listen on %s", listen);
 		return false;
 	}
 	return true;
 }
 
-struct admin *admin_new(struct control *c, const char *listen)
+struct admin *admin_new(struct control *c, const char *listen, int inherited)
 {
 	struct admin *a = xcalloc(1, sizeof(*a));
 	a->c = c;
@@ -510,7 +532,7 @@ struct admin *admin_new(struct control *c, const char *listen)
 	evhttp_set_max_headers_size(a->http, 16 * 1024);
 	evhttp_set_max_body_size(a->http, 1024);
 	evhttp_set_timeout(a->http, 10);
-	if (!admin_bind(a, listen)) {
+	if (!admin_bind(a, listen, inherited)) {
 		admin_free(a);
 		return NULL;
 	}
@@ -536,9 +558,22 @@ void admin_free(struct admin *a)
 	status_page_free(a->page);
 	/* Like a service's socket, but never a file someone put there since. */
 	struct stat st;
-	if (a->unix_path && stat(a->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	if (a->unix_path && !a->handed_over && stat(a->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
 	    st.st_dev == a->unix_dev && st.st_ino == a->unix_ino)
 		unlink(a->unix_path);
 	free(a->unix_path);
 	free(a);
+}
+
+int admin_listen_fd(const struct admin *a)
+{
+	return a->bound ? evhttp_bound_socket_get_fd(a->bound) : -1;
+}
+
+void admin_hand_over(struct admin *a)
+{
+	if (!a)
+		return;
+	a->handed_over = true;
+	admin_free(a);
 }

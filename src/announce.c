@@ -83,8 +83,18 @@ struct announce {
 	struct event *reap_ev;		/* owned; frees idle retired entries after the loop turn */
 	struct rng rng;			/* owned; retry jitter */
 	bool withdrawing;		/* announce_withdraw() was called: nothing is (re)created */
+	struct announce_adopted *adopted;	/* owned; ids a hot upgrade handed over */
+	size_t n_adopted;
 	void (*withdrawn)(void *arg);	/* called once when the withdraw has finished; NULL after */
 	void *withdrawn_arg;
+};
+
+/* An id handed over by a hot upgrade, for the entry of service:port. */
+struct announce_adopted {
+	char *service;			/* owned */
+	uint16_t port;
+	char id[ANNOUNCE_UUID_LEN + 1];
+	bool used;			/* taken by an entry */
 };
 
 static void announce_reconcile(struct announce_entry *e);
@@ -611,6 +621,14 @@ static struct announce_entry *announce_entry_new(struct announce *a, const struc
 		}
 	}
 	announce_uuid_format(raw, e->id);
+	for (size_t i = 0; i < a->n_adopted; i++) {
+		struct announce_adopted *d = &a->adopted[i];
+		if (!d->used && d->port == e->port && strcmp(d->service, e->service) == 0) {
+			d->used = true;
+			memcpy(e->id, d->id, sizeof(e->id));
+			break;
+		}
+	}
 	n = strlen(e->base_path);
 	while (n > 1 && e->base_path[n - 1] == '/')
 		n--;
@@ -802,10 +820,25 @@ bool announce_withdraw(struct announce *a, void (*done)(void *arg), void *arg)
 	return false;
 }
 
+void announce_adopt(struct announce *a, const char *service, uint16_t port,
+		    const char id[ANNOUNCE_UUID_LEN + 1])
+{
+	a->adopted = xrealloc(a->adopted, (a->n_adopted + 1) * sizeof(*a->adopted));
+	struct announce_adopted *d = &a->adopted[a->n_adopted++];
+	d->service = xstrdup(service);
+	d->port = port;
+	memcpy(d->id, id, sizeof(d->id));
+	d->id[ANNOUNCE_UUID_LEN] = '\0';
+	d->used = false;
+}
+
 void announce_free(struct announce *a)
 {
 	if (!a)
 		return;
+	for (size_t i = 0; i < a->n_adopted; i++)
+		free(a->adopted[i].service);
+	free(a->adopted);
 	zk_unobserve(a->zk, a);
 	for (size_t i = 0; i < a->n_entries; i++)
 		announce_entry_free(a->entries[i]);

@@ -26,10 +26,13 @@
 #include "renderer.h"
 #include "resolver.h"
 #include "sync.h"
+#include "upgrade.h"
 #include "zk.h"
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +41,7 @@
 
 #define TICK_MS 100
 #define WITHDRAW_WAIT_MS 1000	/* SIGTERM: longest wait for announce's deletes */
+#define UPGRADE_READY_MS 30000	/* SIGUSR2: longest wait for the new binary to serve */
 
 static struct listen_entry *find_listen(struct control *c, const char *key)
 {
@@ -276,6 +280,8 @@ static bool plan_open(struct control *c, const struct config *cfg, struct apply_
 			continue;
 		char err[256];
 		p->fds[i] = xcalloc(c->n_workers, sizeof(int));
+		if (upgrade_inherit_take(c->inherit, sc->listen, c->n_workers, p->fds[i]))
+			continue;	/* the running process's sockets: their queues carry over */
 		if (!listener_open(sc->listen, c->n_workers, p->fds[i], err, sizeof(err))) {
 			log_error("svc=%s cannot listen on %s: %s", sc->name, sc->listen, err);
 			free(p->fds[i]);
@@ -287,10 +293,31 @@ static bool plan_open(struct control *c, const struct config *cfg, struct apply_
 	return true;
 }
 
-/* Remember a listen address svc now accepts on. */
-static void listen_add(struct control *c, const struct service_conf *sc, struct service *svc)
+/* Copies of the workers' n sockets, kept for a hot upgrade (-1 where dup failed). */
+static int *listen_dup(const int *fds, unsigned n)
+{
+	int *v = xcalloc(n, sizeof(int));
+	for (unsigned i = 0; i < n; i++)
+		v[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+	return v;
+}
+
+/* The copies go: the workers stopped accepting, so must the sockets. */
+static void listen_close_dups(struct listen_entry *e, unsigned n)
+{
+	for (unsigned i = 0; e->fds && i < n; i++)
+		if (e->fds[i] >= 0)
+			close(e->fds[i]);
+	free(e->fds);
+	e->fds = NULL;
+}
+
+/* Remember a listen address svc now accepts on; dups: listen_dup()'s, owned from now. */
+static void listen_add(struct control *c, const struct service_conf *sc, struct service *svc,
+		       int *dups)
 {
 	struct listen_entry *e = xcalloc(1, sizeof(*e));
+	e->fds = dups;
 	e->key = xstrdup(sc->listen);
 	if (strncmp(sc->listen, "unix:", 5) == 0)
 		e->unix_path = xstrdup(sc->listen + 5);
@@ -300,16 +327,17 @@ static void listen_add(struct control *c, const struct service_conf *sc, struct 
 	log_info("svc=%s listening on %s (%u workers)", sc->name, sc->listen, c->n_workers);
 }
 
-/* A unix: socket's file goes when zklb stops accepting there. */
-static void listen_unlink(const struct listen_entry *e)
+/* A unix: socket's file goes when zklb stops accepting there (unless a new binary took it). */
+static void listen_unlink(const struct control *c, const struct listen_entry *e)
 {
-	if (e->unix_path)
+	if (e->unix_path && !c->upgraded)
 		unlink(e->unix_path);
 }
 
 /* Forget a listen address (the workers were told, or are gone). */
-static void listen_free(struct listen_entry *e)
+static void listen_free(struct control *c, struct listen_entry *e)
 {
+	listen_close_dups(e, c->n_workers);
 	service_put(e->svc);
 	free(e->unix_path);
 	free(e->key);
@@ -352,9 +380,10 @@ static struct service *apply_service(struct control *c, const struct service_con
 	service_configure(svc, sc);
 	bool ready = apply_members(c, svc, sc, starting, now);
 	checker_sync(c->checker, svc, sc, true);
+	int *dups = fds ? listen_dup(fds, c->n_workers) : NULL;	/* before the workers own fds */
 	control_publish(c, svc, sc, fds, ready);
 	if (fds)
-		listen_add(c, sc, svc);
+		listen_add(c, sc, svc, dups);
 	return svc;
 }
 
@@ -382,11 +411,11 @@ static void listens_reconcile(struct control *c, const struct config *cfg,
 		}
 		for (unsigned w = 0; w < c->n_workers; w++)
 			worker_post_simple(c->workers[w], WORKER_MSG_UNLISTEN, e->key);
-		listen_unlink(e);
+		listen_unlink(c, e);
 		log_info("svc=%s stops listening on %s (open connections finish)", e->svc->name,
 			 e->key);
 		*pp = e->next;
-		listen_free(e);
+		listen_free(c, e);
 	}
 }
 
@@ -605,8 +634,10 @@ static void control_drain_proxy(struct control *c)
 	c->drain_deadline_ms = now_ms() + c->cfg->cfg->drain_timeout_ms;
 	for (unsigned i = 0; i < c->n_workers; i++)
 		worker_post_simple(c->workers[i], WORKER_MSG_DRAIN, NULL);
-	for (struct listen_entry *e = c->listens; e; e = e->next)
-		listen_unlink(e);
+	for (struct listen_entry *e = c->listens; e; e = e->next) {
+		listen_unlink(c, e);
+		listen_close_dups(e, c->n_workers);
+	}
 	log_info("draining: no new connections; %u open may finish within %llums",
 		 live_relays(c), (unsigned long long)c->cfg->cfg->drain_timeout_ms);
 }
@@ -652,10 +683,114 @@ static void control_drain(struct control *c)
 	control_drain_proxy(c);
 }
 
+/*
+ * ---- hot upgrade (SIGUSR2) ---------------------------------------------------
+ * The new binary gets copies of every listening socket and the ZooKeeper
+ * session (upgrade.h). Until it says READY this process serves as before;
+ * then it stops accepting and drains like SIGTERM, except that announced
+ * nodes stay (the session, now the new process's, owns them) and the unix
+ * socket files stay (they are the new process's too).
+ */
+static void on_upgrade_release(void *arg)
+{
+	struct control *c = arg;
+	if (c->zk)
+		zk_release(c->zk);
+}
+
+static void on_upgrade_ready(void *arg)
+{
+	struct control *c = arg;
+	log_info("upgrade: pid %d serves now; this process stops accepting and drains",
+		 upgrade_pid(c->upgrade));
+	c->upgraded = true;
+	c->draining = true;
+	admin_hand_over(c->admin);
+	c->admin = NULL;
+	control_drain_proxy(c);
+}
+
+static void on_upgrade_failed(void *arg, bool released, const char *why)
+{
+	struct control *c = arg;
+	log_error("upgrade failed: %s; serving on as before", why);
+	if (released && c->zk)
+		zk_reclaim(c->zk);
+	c->upgrade_failed = true;	/* freed at the tick: we are in its callback */
+}
+
+static const struct upgrade_hooks upgrade_hooks = {
+	.release_session = on_upgrade_release,
+	.ready = on_upgrade_ready,
+	.failed = on_upgrade_failed,
+};
+
+/* A failed upgrade is freed here or at the tick, never inside its own callback. */
+static void control_upgrade_reap(struct control *c)
+{
+	if (c->upgrade_failed) {
+		upgrade_free(c->upgrade);
+		c->upgrade = NULL;
+		c->upgrade_failed = false;
+	}
+}
+
+static void control_upgrade(struct control *c)
+{
+	control_upgrade_reap(c);
+	if (c->draining || c->upgrade) {
+		log_warn("SIGUSR2 ignored: %s", c->draining ? "draining" : "an upgrade is under way");
+		return;
+	}
+	size_t n = 0, cap = 1;
+	for (struct listen_entry *e = c->listens; e; e = e->next)
+		cap++;
+	struct upgrade_socket *v = xcalloc(cap, sizeof(*v));
+	for (struct listen_entry *e = c->listens; e; e = e->next) {
+		for (unsigned w = 0; e->fds && w < c->n_workers; w++) {
+			if (e->fds[w] < 0) {
+				log_error("upgrade refused: a socket of %s was not kept", e->key);
+				free(v);
+				return;
+			}
+		}
+		if (e->fds)
+			v[n++] = (struct upgrade_socket){ e->key, e->fds, c->n_workers };
+	}
+	char admin_key[PATH_MAX];
+	int admin_fd = c->admin ? admin_listen_fd(c->admin) : -1;
+	if (admin_fd >= 0) {
+		snprintf(admin_key, sizeof(admin_key), "admin:%s", c->cfg->cfg->admin_listen);
+		v[n++] = (struct upgrade_socket){ admin_key, &admin_fd, 1 };
+	}
+	struct upgrade_offer offer = { .sockets = v, .n_sockets = n };
+	size_t n_ann = c->announce ? announce_count(c->announce) : 0;
+	struct upgrade_announced *ann = xcalloc(n_ann ? n_ann : 1, sizeof(*ann));
+	for (size_t i = 0; i < n_ann; i++) {
+		struct announce_stats as;
+		announce_stats(c->announce, i, &as);
+		ann[i] = (struct upgrade_announced){ as.service, as.port, as.id };
+	}
+	offer.announced = ann;
+	offer.n_announced = n_ann;
+	if (c->zk)
+		offer.has_session = zk_client_id(c->zk, &offer.session_id, offer.session_passwd);
+	char *argv[] = { c->binary, "-c", c->config_path, NULL };
+	char err[512];
+	log_info("upgrade: starting %s -c %s", c->binary, c->config_path);
+	c->upgrade = upgrade_start(c->base, c->binary, argv, &offer, UPGRADE_READY_MS,
+				   &upgrade_hooks, c, err, sizeof(err));
+	free(v);
+	free(ann);
+	if (!c->upgrade)
+		log_error("upgrade failed: %s; serving on as before", err);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct control *c = arg;
 	uint64_t now = now_ms();
+	control_upgrade_reap(c);
 	for (size_t i = 0; i < c->n_services; i++)
 		service_tick(c->services[i], now);
 	renderer_tick(c->renderer, c->services, c->n_services, now);
@@ -674,7 +809,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct control *c = arg;
-	if (sig == SIGUSR1) {
+	if (sig == SIGUSR2) {
+		log_info("received SIGUSR2: hot upgrade");
+		control_upgrade(c);
+	} else if (sig == SIGUSR1) {
 		log_info("received SIGUSR1: reopening the access log");
 		accesslog_reopen(c->alog);
 	} else if (sig == SIGHUP) {
@@ -688,10 +826,17 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
-struct control *control_new(struct config *cfg, const char *config_path)
+struct control *control_new(struct config *cfg, const char *config_path,
+			    struct upgrade_inherit *inherit)
 {
 	struct control *c = xcalloc(1, sizeof(*c));
 	c->config_path = xstrdup(config_path);
+	c->inherit = inherit;
+	/* The path, not the file: a package upgrade puts the new binary there. */
+	char exe[PATH_MAX];
+	ssize_t el = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	exe[el > 0 ? el : 0] = '\0';
+	c->binary = xstrdup(exe);
 	c->base = event_base_new();
 	c->started_ms = now_ms();
 	c->started_wall_ms = wall_ms();
@@ -738,7 +883,12 @@ struct control *control_new(struct config *cfg, const char *config_path)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
 	if (ok && cfg->zookeeper.hosts) {
-		c->zk = zk_new(c->base, &cfg->zookeeper);
+		int64_t sid;
+		char pw[16];
+		if (upgrade_inherit_session(inherit, &sid, pw))
+			c->zk = zk_new_resuming(c->base, &cfg->zookeeper, sid, pw);
+		else
+			c->zk = zk_new(c->base, &cfg->zookeeper);
 		if (!c->zk) {
 			log_error("cannot create the ZooKeeper client for %s", cfg->zookeeper.hosts);
 			ok = false;
@@ -748,6 +898,10 @@ struct control *control_new(struct config *cfg, const char *config_path)
 		c->disc = discovery_new(c->base, c->zk, cfg, &discovery_hooks, c);
 	if (ok && c->zk) {
 		c->announce = announce_new(c->base, c->zk);
+		const char *svc, *id;
+		uint16_t port;
+		for (size_t i = 0; upgrade_inherit_announced(inherit, i, &svc, &port, &id); i++)
+			announce_adopt(c->announce, svc, port, id);
 		c->sync = sync_new(c->base, c->zk);
 	}
 	if (ok && c->zk && cfg->zookeeper.config_path) {
@@ -765,7 +919,12 @@ struct control *control_new(struct config *cfg, const char *config_path)
 	}
 
 	if (c->cfg->cfg->admin_listen) {
-		c->admin = admin_new(c, c->cfg->cfg->admin_listen);
+		char key[PATH_MAX];
+		int fd = -1;
+		snprintf(key, sizeof(key), "admin:%s", c->cfg->cfg->admin_listen);
+		if (!upgrade_inherit_take(inherit, key, 1, &fd))
+			fd = -1;
+		c->admin = admin_new(c, c->cfg->cfg->admin_listen, fd);
 		if (!c->admin) {
 			control_free(c);
 			return NULL;
@@ -779,6 +938,9 @@ struct control *control_new(struct config *cfg, const char *config_path)
 	event_add(c->sig_int, NULL);
 	c->sig_usr1 = evsignal_new(c->base, SIGUSR1, on_signal, c);
 	event_add(c->sig_usr1, NULL);
+	c->sig_usr2 = evsignal_new(c->base, SIGUSR2, on_signal, c);
+	event_add(c->sig_usr2, NULL);
+	c->inherit = NULL;
 	c->tick = event_new(c->base, -1, EV_PERSIST, on_tick, c);
 	struct timeval tv = { 0, TICK_MS * 1000 };
 	event_add(c->tick, &tv);
@@ -817,8 +979,8 @@ void control_free(struct control *c)
 	while (c->listens) {
 		struct listen_entry *e = c->listens;
 		c->listens = e->next;
-		listen_unlink(e);
-		listen_free(e);
+		listen_unlink(c, e);
+		listen_free(c, e);
 	}
 	checker_free(c->checker);
 	renderer_free(c->renderer);
@@ -839,6 +1001,10 @@ void control_free(struct control *c)
 	}
 	if (c->sig_usr1)
 		event_free(c->sig_usr1);
+	if (c->sig_usr2)
+		event_free(c->sig_usr2);
+	upgrade_free(c->upgrade);
+	free(c->binary);
 	event_base_free(c->base);
 	free(c->config_path);
 	free(c);

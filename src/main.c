@@ -12,6 +12,8 @@
 #include "config.h"
 #include "control.h"
 #include "log.h"
+#include "sdnotify.h"
+#include "upgrade.h"
 #include "snapshot.h"
 
 #include <event2/event.h>
@@ -129,9 +131,20 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	event_set_log_callback(on_libevent_log);
 	log_setup(cfg->log_level, cfg->log_format);
-	struct control *c = control_new(cfg, path);
+	/* A hot upgrade (SIGUSR2 in the running zklb) started us with its sockets. */
+	struct upgrade_inherit *inherit = upgrade_inherit_open();
+	struct control *c = control_new(cfg, path, inherit);
+	if (c && inherit) {
+		upgrade_inherit_ready(inherit);
+		log_info("upgrade: pid %d serves; the old process drains", (int)getpid());
+	}
+	upgrade_inherit_free(inherit);
 	if (!c)
 		return 1;
+	/* systemd (Type=notify): serving now; after an upgrade, this is the main process. */
+	char state[64];
+	snprintf(state, sizeof(state), "MAINPID=%d\nREADY=1", (int)getpid());
+	sdnotify_send(state);
 	int rc = control_run(c);
 	control_free(c);
 	log_info("exit %d", rc);

@@ -13,12 +13,15 @@
  */
 #include "zk.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <event2/event.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -67,6 +70,8 @@ struct zk {
 	unsigned dispatching;		/* > 0 while calling observers */
 
 	struct zk_stats stats;		/* counters; state fields filled on read */
+	clientid_t resume;		/* hot upgrade: a live session for the first handle; id 0: none */
+	bool released;			/* hot upgrade: the session is another process's now */
 };
 
 struct zk_observer_entry {
@@ -370,7 +375,7 @@ static void lose_session(struct zk *zk, const char *why)
 	struct timeval tv;
 	uint64_t delay;
 
-	if (zk->state == ZK_EXPIRED || zk->state == ZK_CLOSED)
+	if (zk->state == ZK_EXPIRED || zk->state == ZK_CLOSED || zk->released)
 		return;
 	/*
 	 * Only a session that lived a while forgives past failures: an auth
@@ -403,7 +408,8 @@ static void lost_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct zk *zk = arg;
 
-	if (zk->state != ZK_DISCONNECTED)
+	/* Handed over (zk_release): the session is not ours to give up. */
+	if (zk->state != ZK_DISCONNECTED || zk->released)
 		return;
 	log_warn("zookeeper: no server took session 0x%llx back within its %ums timeout; "
 		 "starting a new session", (unsigned long long)zk->stats.session_id,
@@ -422,8 +428,10 @@ static void zk_connect(struct zk *zk)
 	h = xmalloc(sizeof(*h));
 	h->zk = zk;
 	h->gen = zk->gen;
-	zk->zh = zookeeper_init2(zk->hosts, zk_watcher, (int)zk->session_timeout_ms, NULL, h, 0,
-				 zk_log_line);
+	zk->zh = zookeeper_init2(zk->hosts, zk_watcher, (int)zk->session_timeout_ms,
+				 zk->resume.client_id ? &zk->resume : NULL, h, 0, zk_log_line);
+	/* Once: if that session is gone, the server says so and a new one follows. */
+	zk->resume.client_id = 0;
 	if (!zk->zh) {
 		int err = errno;
 		free(h);
@@ -552,6 +560,12 @@ static void queue_cb(evutil_socket_t fd, short what, void *arg)
 
 struct zk *zk_new(struct event_base *base, const struct zookeeper_conf *conf)
 {
+	return zk_new_resuming(base, conf, 0, NULL);
+}
+
+struct zk *zk_new_resuming(struct event_base *base, const struct zookeeper_conf *conf,
+			   int64_t session_id, const char passwd[16])
+{
 	struct zk *zk;
 	int rc;
 
@@ -591,8 +605,84 @@ struct zk *zk_new(struct event_base *base, const struct zookeeper_conf *conf)
 	zk->state_since_ms = now_ms();
 	log_info("zookeeper: connecting to %s (session timeout %ums)", zk->hosts,
 		 zk->session_timeout_ms);
+	if (session_id) {
+		zk->resume.client_id = session_id;
+		memcpy(zk->resume.passwd, passwd, sizeof(zk->resume.passwd));
+		log_info("zookeeper: resuming session 0x%" PRIx64, (uint64_t)session_id);
+	}
 	zk_connect(zk);
 	return zk;
+}
+
+/* Nowhere to connect to: a port nobody listens on, on loopback. */
+#define ZK_NOWHERE "127.0.0.1:1"
+#define RELEASE_WAIT_MS 1000	/* longest wait for the client to drop its connection */
+
+/* Shut down this process's socket connected to `peer` (the client's, found by address). */
+static bool shutdown_peer(const struct sockaddr_storage *peer, socklen_t len)
+{
+	DIR *d = opendir("/proc/self/fd");
+	bool found = false;
+	if (!d)
+		return false;
+	for (struct dirent *de; (de = readdir(d)) != NULL;) {
+		int fd = atoi(de->d_name);
+		struct sockaddr_storage a;
+		socklen_t al = sizeof(a);
+		if (fd <= 2 || fd == dirfd(d))
+			continue;
+		if (getpeername(fd, (struct sockaddr *)&a, &al) == 0 && al == len &&
+		    memcmp(&a, peer, len) == 0) {
+			shutdown(fd, SHUT_RDWR);
+			found = true;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+void zk_release(struct zk *zk)
+{
+	if (!zk->zh || zk->released || !zk->had_session)
+		return;
+	zk->resume = *zoo_client_id(zk->zh);
+	zk->released = true;
+	/*
+	 * The client must let go of its connection without ending the session:
+	 * point it nowhere (its reconnects go to a port nobody listens on), cut
+	 * its connection, and close the handle once it is no longer connected,
+	 * for zookeeper_close() sends a close request only on a connected one.
+	 */
+	struct sockaddr_storage peer;
+	socklen_t pl = sizeof(peer);
+	bool connected = zookeeper_get_connected_host(zk->zh, (struct sockaddr *)&peer, &pl) != NULL;
+	int rc = zoo_set_servers(zk->zh, ZK_NOWHERE);
+	if (connected && !shutdown_peer(&peer, pl))
+		log_warn("zookeeper: cannot find the session's connection to cut");
+	uint64_t until = now_ms() + RELEASE_WAIT_MS;
+	while (zoo_state(zk->zh) == ZOO_CONNECTED_STATE && now_ms() < until)
+		usleep(2000);
+	if (zoo_state(zk->zh) == ZOO_CONNECTED_STATE) {
+		/* Closing now would end the session: leave the handle to the process exit. */
+		log_error("zookeeper: the client kept its connection; the session is left as is");
+		zk->zh = NULL;
+		zk->had_session = false;
+	} else {
+		close_handle(zk);
+	}
+	zk_set_state(zk, ZK_DISCONNECTED, "session handed over");
+	log_info("zookeeper: session 0x%" PRIx64 " handed over%s%s", (uint64_t)zk->resume.client_id,
+		 rc == ZOK ? "" : "; pointing the client away failed: ",
+		 rc == ZOK ? "" : zk_rc_name(rc));
+}
+
+void zk_reclaim(struct zk *zk)
+{
+	if (!zk->released)
+		return;
+	zk->released = false;
+	log_info("zookeeper: taking session 0x%" PRIx64 " back", (uint64_t)zk->resume.client_id);
+	zk_connect(zk);
 }
 
 void zk_free(struct zk *zk)

@@ -1,0 +1,309 @@
+"""Hot binary upgrade (SIGUSR2): the new process takes the very listening
+sockets and the ZooKeeper session of the running one. Under steady load —
+short connections at a few hundred per second and long-lived connections
+that keep streaming — no connection is refused or reset, the session id is
+the same before and after, and the announced node is the same node (ctime,
+ephemeralOwner). A new binary that fails its start leaves the old one
+serving as if nothing happened.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+import harness
+from harness import Zklb, free_addr, wait_until, zklb_binary
+
+SVC = "web"
+ANNOUNCED = "app"
+
+
+def curator(id_, port):
+    import json
+    return json.dumps({"name": SVC, "id": id_, "address": "127.0.0.1", "port": port,
+                       "sslPort": None, "payload": None, "registrationTimeUTC": 0,
+                       "serviceType": "DYNAMIC", "uriSpec": None}).encode()
+
+
+class Load:
+    """Short connections (connect, 16 bytes echoed, close) at `rate` per second,
+    and `streams` long-lived connections each echoing 1 KiB every 10 ms, until
+    stop(). Every failure is classified: refused, reset, other."""
+
+    def __init__(self, addr, rate=300, streams=4):
+        self.addr = addr
+        self.rate = rate
+        self.n_streams = streams
+        self.stop_ev = threading.Event()
+        self.lock = threading.Lock()
+        self.ok = 0
+        self.stream_bytes = 0
+        self.failures = {"refused": 0, "reset": 0, "other": 0}
+        self.errors = []
+        self.threads = []
+
+    def _fail(self, e):
+        kind = ("refused" if isinstance(e, ConnectionRefusedError) else
+                "reset" if isinstance(e, (ConnectionResetError, BrokenPipeError)) else "other")
+        with self.lock:
+            self.failures[kind] += 1
+            self.errors.append(repr(e))
+
+    def _short(self):
+        period = 1.0 / self.rate
+        next_at = time.monotonic()
+        i = 0
+        while not self.stop_ev.is_set():
+            i += 1
+            payload = b"%015d\n" % i
+            try:
+                with socket.create_connection(self.addr, timeout=5) as s:
+                    s.sendall(payload)
+                    got = b""
+                    while len(got) < len(payload):
+                        chunk = s.recv(64)
+                        if not chunk:
+                            raise ConnectionResetError("closed before the echo")
+                        got += chunk
+                    if got != payload:
+                        raise AssertionError(f"echo mismatch {got!r}")
+                with self.lock:
+                    self.ok += 1
+            except (OSError, AssertionError) as e:
+                self._fail(e)
+            next_at += period
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    def _stream(self, k):
+        chunk = bytes([65 + k]) * 1024
+        try:
+            with socket.create_connection(self.addr, timeout=5) as s:
+                while not self.stop_ev.is_set():
+                    s.sendall(chunk)
+                    got = b""
+                    while len(got) < len(chunk):
+                        part = s.recv(len(chunk) - len(got))
+                        if not part:
+                            raise ConnectionResetError("stream closed by the proxy")
+                        got += part
+                    assert got == chunk
+                    with self.lock:
+                        self.stream_bytes += len(chunk)
+                    time.sleep(0.01)
+                s.shutdown(socket.SHUT_WR)
+                s.recv(1)
+        except (OSError, AssertionError) as e:
+            self._fail(e)
+
+    def start(self):
+        self.threads = [threading.Thread(target=self._short, daemon=True) for _ in range(2)]
+        self.rate /= 2	# per thread
+        self.threads += [threading.Thread(target=self._stream, args=(k,), daemon=True)
+                         for k in range(self.n_streams)]
+        for t in self.threads:
+            t.start()
+        return self
+
+    def stop(self):
+        self.stop_ev.set()
+        for t in self.threads:
+            t.join(15)
+
+
+def new_pid(lb, since):
+    m = lb.wait_for_log(r"upgrade: pid (\d+) serves; the old process drains", 30, since=since)
+    return int(m.group(1))
+
+
+def stop_pid(pid):
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.zookeeper
+@pytest.mark.slow
+def test_upgrade_under_load(backend, zklb, zookeeper, zk_client, workdir):
+    b1 = backend("b1", "echo")
+    zk_client.create(f"/services/{SVC}/b1", curator("b1", b1.port), makepath=True,
+                     ephemeral=True)
+    listen = free_addr()
+    lb = zklb(services={SVC: {"listen": listen,
+                              "discovery": {"type": "curator", "path": f"/services/{SVC}"}}},
+              zookeeper={"hosts": zookeeper.hosts, "session_timeout": "4s"},
+              announce=[{"service": ANNOUNCED, "address": "127.0.0.1", "port": b1.port}],
+              admin=f"unix:{workdir / 'admin.sock'}", drain_timeout="20s")
+    wait_until(lambda: len(lb.services()[SVC]["instances"]) == 1, 10, what="discovery")
+    wait_until(lambda: zk_client.exists(f"/services/{ANNOUNCED}") and
+               zk_client.get_children(f"/services/{ANNOUNCED}"), 10, what="announce")
+    (node,) = zk_client.get_children(f"/services/{ANNOUNCED}")
+    node = f"/services/{ANNOUNCED}/{node}"
+    before = zk_client.exists(node)
+    session = lb.admin_json("/services")["zookeeper"]["session_id"]
+    assert int(session, 16) == before.ephemeralOwner
+
+    old_pid = lb.pid
+    load = Load(harness.split_addr(listen), rate=300, streams=4).start()
+    new = None
+    try:
+        time.sleep(1.5)
+        mark = lb.log_mark()
+        t0 = time.monotonic()
+        lb.send_signal(signal.SIGUSR2)
+        new = new_pid(lb, mark)
+        handover_s = time.monotonic() - t0
+        # The new process finds the announced node its session owns, and keeps it.
+        ann_id = node.rsplit("/", 1)[1]
+        lb.wait_for_log(rf"announce svc={ANNOUNCED} id={ann_id}: .*node already ours", 15,
+                        since=mark)
+        time.sleep(2.0)	# the new process serves under the same load
+        load.stop()
+        assert lb.wait(20) == 0, "the old process did not drain and exit"
+    finally:
+        load.stop()
+        if new is None:
+            pass
+    try:
+        assert new != old_pid
+        text = lb.log()[mark:] if isinstance(lb.log(), str) else ""
+        ts = lambda rx: time.mktime(time.strptime(re.search(rx, text).group(1)[:19],
+                                                  "%Y-%m-%dT%H:%M:%S")) + \
+            float("0." + re.search(rx, text).group(1)[20:23])
+        log_ms = (ts(r"(\S+) info upgrade: pid \d+ serves now") -
+                  ts(r"(\S+) info received SIGUSR2")) * 1000
+        print(f"upgrade: {load.ok} short connections ok, {load.stream_bytes} stream bytes, "
+              f"failures {load.failures}, SIGUSR2 to the new process serving "
+              f"{log_ms:.0f} ms (seen by the test after {handover_s * 1000:.0f} ms)")
+        assert load.failures == {"refused": 0, "reset": 0, "other": 0}, load.errors[:5]
+        assert load.ok >= 900, f"only {load.ok} connections made"
+        assert load.stream_bytes >= 4 * 100 * 1024
+
+        # The same session, the same announced node: nothing flapped.
+        doc = lb.admin_json("/services")
+        assert doc["zookeeper"]["session_id"] == session
+        assert doc["zookeeper"]["sessions"] == 1
+        after = zk_client.exists(node)
+        assert after is not None, "the announced node went away"
+        assert (after.ctime, after.czxid, after.ephemeralOwner) == \
+            (before.ctime, before.czxid, before.ephemeralOwner)
+        text = lb.log()
+        assert "registering again" not in text and "replaced a node" not in text
+        # The new process follows ZooKeeper: a new instance is routed.
+        b2 = backend("b2", "tag")
+        zk_client.create(f"/services/{SVC}/b2", curator("b2", b2.port), ephemeral=True)
+        wait_until(lambda: len(lb.services()[SVC]["instances"]) == 2, 10,
+                   what="the new process to see b2")
+    finally:
+        if new:
+            stop_pid(new)
+
+
+def copy_binary(workdir):
+    path = workdir / "zklb-under-test"
+    shutil.copy2(zklb_binary(), path)
+    return path
+
+
+def start_copy(workdir, backend, binary):
+    b1 = backend("b1", "echo")
+    cfg = harness.zklb_config({SVC: harness.static_service([b1])}, workdir=workdir,
+                              admin=f"unix:{workdir / 'admin.sock'}")
+    lb = Zklb(cfg, workdir / "z", binary=binary)
+    lb.start()
+    return lb
+
+
+def test_upgrade_to_a_binary_that_fails_keeps_serving(backend, workdir):
+    binary = copy_binary(workdir)
+    lb = start_copy(workdir, backend, binary)
+    try:
+        addr = lb.listen(SVC)
+        s = harness.connect(addr)
+        assert harness.echo_roundtrip(s, b"before\n") == b"before\n"
+        fake = workdir / "fake"
+        fake.write_text("#!/bin/sh\necho 'new zklb: cannot start' >&2\nexit 1\n")
+        fake.chmod(0o755)
+        os.replace(fake, binary)
+        mark = lb.log_mark()
+        lb.send_signal(signal.SIGUSR2)
+        lb.wait_for_log(r"upgrade failed: .*serving on as before", 10, since=mark)
+        assert lb.running()
+        assert harness.echo_roundtrip(s, b"open one\n") == b"open one\n"
+        s2 = harness.connect(addr)
+        assert harness.echo_roundtrip(s2, b"new one\n") == b"new one\n"
+        s.close()
+        s2.close()
+        assert lb.admin_get("/healthz")[0] == 200
+        assert lb.stop() == 0
+    finally:
+        lb.cleanup()
+
+
+def test_upgrade_with_a_config_that_no_longer_validates_keeps_serving(backend, zklb, workdir):
+    b1 = backend("b1", "echo")
+    lb = zklb(services={SVC: harness.static_service([b1])},
+              admin=f"unix:{workdir / 'admin.sock'}")
+    good = lb.config_path.read_text()
+    lb.config_path.write_text(good + "bogus_key: 1\n")
+    mark = lb.log_mark()
+    lb.send_signal(signal.SIGUSR2)
+    lb.wait_for_log(r"upgrade failed: .*serving on as before", 10, since=mark)
+    lb.wait_for_log(r"bogus_key", 5, since=mark)
+    assert lb.running()
+    s = harness.connect(lb.listen(SVC))
+    assert harness.echo_roundtrip(s) == b"ping\n"
+    s.close()
+    assert lb.admin_get("/healthz")[0] == 200
+    # And a later upgrade with the file fixed goes through.
+    lb.config_path.write_text(good)
+    mark = lb.log_mark()
+    lb.send_signal(signal.SIGUSR2)
+    new = new_pid(lb, mark)
+    try:
+        assert lb.wait(10) == 0
+        s = harness.connect(lb.listen(SVC))
+        assert harness.echo_roundtrip(s) == b"ping\n"
+        s.close()
+    finally:
+        stop_pid(new)
+
+
+def test_systemd_follows_the_new_process(backend, zklb, workdir):
+    """Type=notify: READY=1 with the main pid at start, and from the new
+    process MAINPID=<its pid> after the upgrade, so systemd follows it."""
+    b1 = backend("b1", "echo")
+    path = str(workdir / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(15)
+    try:
+        lb = zklb(services={SVC: harness.static_service([b1])},
+                  admin=f"unix:{workdir / 'admin.sock'}", env={"NOTIFY_SOCKET": path})
+        assert sock.recv(256).decode() == f"MAINPID={lb.pid}\nREADY=1"
+        mark = lb.log_mark()
+        lb.send_signal(signal.SIGUSR2)
+        new = new_pid(lb, mark)
+        try:
+            assert sock.recv(256).decode() == f"MAINPID={new}\nREADY=1"
+            assert lb.wait(10) == 0
+        finally:
+            stop_pid(new)
+    finally:
+        sock.close()
