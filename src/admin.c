@@ -403,8 +403,10 @@ static void admin_change(struct admin *a, struct evhttp_request *req)
 	const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
 	char *seg[ADMIN_MAX_SEGMENTS];
 	int n = split_path(u ? evhttp_uri_get_path(u) : NULL, seg);
-	struct service *svc = n >= 3 && strcmp(seg[0], "services") == 0 ? control_service(a->c, seg[1])
-									 : NULL;
+	struct service *svc = NULL;
+	for (size_t i = 0; n >= 3 && strcmp(seg[0], "services") == 0 && i < a->c->n_services; i++)
+		if (strcmp(a->c->services[i]->name, seg[1]) == 0)
+			svc = a->c->services[i];
 	if (n < 0) {
 		reply_error(req, 400, "Bad Request", "malformed path");
 		return;
