@@ -673,6 +673,15 @@ static void control_drain(struct control *c)
 		return;
 	}
 	c->draining = true;
+	if (c->upgrade && !c->upgraded) {
+		/* Stopping wins: the new process is not serving yet, so it goes too. */
+		log_warn("stop signal: abandoning the upgrade to pid %d", upgrade_pid(c->upgrade));
+		upgrade_free(c->upgrade);
+		c->upgrade = NULL;
+		c->upgrade_failed = false;
+		if (c->zk)
+			zk_reclaim(c->zk);	/* a no-op unless the session was let go */
+	}
 	if (c->announce && !announce_withdraw(c->announce, on_withdrawn, c)) {
 		struct timeval tv = { WITHDRAW_WAIT_MS / 1000, (WITHDRAW_WAIT_MS % 1000) * 1000 };
 		c->withdrawing = true;

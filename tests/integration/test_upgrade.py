@@ -307,3 +307,28 @@ def test_systemd_follows_the_new_process(backend, zklb, workdir):
             stop_pid(new)
     finally:
         sock.close()
+
+
+def test_stop_signal_during_an_upgrade_abandons_it(backend, workdir):
+    """A new binary that never says READY, and SIGTERM meanwhile: the old
+    process kills it and drains as usual."""
+    binary = copy_binary(workdir)
+    lb = start_copy(workdir, backend, binary)
+    try:
+        pidfile = workdir / "stuck.pid"
+        fake = workdir / "fake"
+        fake.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 30\n")
+        fake.chmod(0o755)
+        os.replace(fake, binary)
+        mark = lb.log_mark()
+        lb.send_signal(signal.SIGUSR2)
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 10,
+                   what="the stuck binary to start")
+        stuck = int(pidfile.read_text())
+        lb.send_signal(signal.SIGTERM)
+        assert lb.wait(10) == 0
+        lb.wait_for_log(rf"abandoning the upgrade to pid {stuck}", 1, since=mark)
+        with pytest.raises(ProcessLookupError):
+            os.kill(stuck, 0)
+    finally:
+        lb.cleanup()
