@@ -157,6 +157,15 @@ struct sync_conf {
 	uint64_t on_change_timeout_ms;	/* then the command is killed */
 	enum sync_on_delete on_delete;
 	uint64_t max_size;		/* bytes of a node, at most */
+	char **names;			/* owned, n_names globs a child's name must match; none = all */
+	size_t n_names;
+	uint32_t max_children;		/* children mirrored, at most */
+	uint64_t max_total_size;	/* bytes of all mirrored children, at most */
+	char *owner;			/* owned; user name or id as written, or NULL */
+	char *group;			/* owned; group name or id as written, or NULL */
+	int64_t uid;			/* owner resolved at load; -1 = leave as created */
+	int64_t gid;			/* group resolved at load; -1 = leave as created */
+	uint64_t coalesce_ms;		/* changes this close share one on_change run */
 };
 
 struct config {

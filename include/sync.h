@@ -61,6 +61,7 @@ enum sync_state {
 
 enum sync_run {
 	SYNC_RUN_IDLE = 0,		/* no command running */
+	SYNC_RUN_COALESCING,		/* files changed: on_change runs when the window ends */
 	SYNC_RUN_RUNNING,		/* on_change is running */
 	SYNC_RUN_AGAIN,			/* running, and another change came: run again after */
 };
@@ -105,6 +106,25 @@ const char *sync_state_name(enum sync_state st);
 
 /* Can a child named `name` become dir/name? (see above) */
 bool sync_child_name_ok(const char *name);
+
+/* Does name match one of globs[0..n) (fnmatch, flags 0)? n == 0: every name does. */
+bool sync_name_listed(char *const *globs, size_t n, const char *name);
+
+enum sync_admit {
+	SYNC_ADMIT_OK = 0,		/* read it and write its file */
+	SYNC_ADMIT_BAD_NAME,		/* cannot be a plain file name */
+	SYNC_ADMIT_NOT_LISTED,		/* matches none of `names` */
+	SYNC_ADMIT_TOO_MANY,		/* n_taken children already: max_children */
+};
+
+/* May a child named name be taken, with n_taken already taken under c? */
+enum sync_admit sync_child_admit(const struct sync_conf *c, size_t n_taken, const char *name);
+
+/*
+ * Do the children still fit max_total once one of them, counted as old_len
+ * bytes in total, holds len bytes? Never overflows.
+ */
+bool sync_size_fits(uint64_t total, uint64_t old_len, uint64_t len, uint64_t max_total);
 
 enum sync_action {
 	SYNC_ACTION_NONE = 0,		/* the file holds exactly these bytes with this mode */

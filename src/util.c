@@ -379,10 +379,10 @@ static int write_full(int fd, const char *p, size_t n)
 int file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
 		      char *err, size_t errlen)
 {
-	char dir[4096], tmp[4096];
+	char dir[4096];
 	const char *slash = strrchr(path, '/');
 	const char *base = slash ? slash + 1 : path;
-	int fd, rc;
+	int dfd, rc;
 
 	if (!*base) {
 		snprintf(err, errlen, "%s: not a file name", path);
@@ -394,38 +394,62 @@ int file_write_atomic(const char *path, const void *data, size_t len, unsigned m
 		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
 	else
 		snprintf(dir, sizeof(dir), ".");
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, base) >= sizeof(tmp)) {
-		snprintf(err, errlen, "%s: path too long", path);
-		return -ENAMETOOLONG;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "open %s: %s", dir, strerror(-rc));
+		return rc;
 	}
-	fd = mkostemp(tmp, O_CLOEXEC);
+	rc = file_write_atomic_at(dfd, dir, base, data, len, mode, -1, -1, err, errlen);
+	close(dfd);
+	return rc;
+}
+
+int file_write_atomic_at(int dfd, const char *dir, const char *name, const void *data, size_t len,
+			 unsigned mode, int64_t uid, int64_t gid, char *err, size_t errlen)
+{
+	char tmp[300];
+	int fd = -1, rc;
+
+	/* mkostemp has no *at form: the same O_EXCL loop, with a name that cannot be followed. */
+	for (int tries = 0; fd < 0 && tries < 100; tries++) {
+		if ((size_t)snprintf(tmp, sizeof(tmp), ".%s.%06llx", name,
+				     (unsigned long long)(now_us() ^ ((uint64_t)tries << 20)) & 0xffffffu) >=
+		    sizeof(tmp)) {
+			snprintf(err, errlen, "%s/%s: name too long", dir, name);
+			return -ENAMETOOLONG;
+		}
+		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST)
+			break;
+	}
 	if (fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "create a temporary file in %s: %s", dir, strerror(-rc));
 		return rc;
 	}
 	rc = write_full(fd, data, len);
+	if (rc == 0 && (uid >= 0 || gid >= 0) && fchown(fd, (uid_t)uid, (gid_t)gid) < 0)
+		rc = -errno;
+	/* After fchown, which clears set-id bits. */
 	if (rc == 0 && fchmod(fd, (mode_t)mode) < 0)
 		rc = -errno;
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
-	if (rc == 0 && rename(tmp, path) < 0)
+	if (rc == 0 && renameat(dfd, tmp, dfd, name) < 0)
 		rc = -errno;
 	if (rc < 0) {
-		snprintf(err, errlen, "write %s: %s", path, strerror(-rc));
-		unlink(tmp);
+		snprintf(err, errlen, "write %s/%s: %s", dir, name, strerror(-rc));
+		unlinkat(dfd, tmp, 0);
 		return rc;
 	}
 	/* The rename itself survives a power cut only once the directory is synced. */
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0) {
+	if (fsync(dfd) < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "fsync %s: %s", dir, strerror(-rc));
 	}
-	if (fd >= 0)
-		close(fd);
 	return rc;
 }
 

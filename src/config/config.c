@@ -146,6 +146,11 @@ void config_free(struct config *cfg)
 		free(s->file);
 		free(s->dir);
 		free(s->on_change);
+		for (size_t j = 0; j < s->n_names; j++)
+			free(s->names[j]);
+		free(s->names);
+		free(s->owner);
+		free(s->group);
 	}
 	free(cfg->sync);
 	free(cfg);
@@ -228,6 +233,11 @@ static struct config *config_copy_base(const struct config *src)
 		d->file = dup_or_null(s->file);
 		d->dir = dup_or_null(s->dir);
 		d->on_change = dup_or_null(s->on_change);
+		d->names = s->n_names ? xcalloc(s->n_names, sizeof(*d->names)) : NULL;
+		for (size_t j = 0; j < s->n_names; j++)
+			d->names[j] = xstrdup(s->names[j]);
+		d->owner = dup_or_null(s->owner);
+		d->group = dup_or_null(s->group);
 	}
 	return cfg;
 }

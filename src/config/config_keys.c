@@ -10,6 +10,8 @@
 #include "schema.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,8 @@ static const struct schema_range r_port = { 1, 65535 };
 static const struct schema_range r_port0 = { 0, 65535 };
 static const struct schema_range r_positive = { 1, UINT64_MAX };
 static const struct schema_range r_buffer = { 1024, 1ull << 30 };
+static const struct schema_range r_children = { 1, 1000000 };
+static const struct schema_range r_coalesce = { 0, 60000 };
 
 static const struct schema_enum balance_names[] = {
 	{ "least_conn", BALANCE_LEAST_CONN }, { "p2c", BALANCE_P2C },
@@ -74,6 +78,7 @@ static void fn_mode(struct schema_ctx *v, const struct schema_path *p, const jso
 static void fn_zk_hosts(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_zk_auth(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_nonempty(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_sync_names(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 
 static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_check(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
@@ -186,11 +191,17 @@ static const struct schema_key sync_keys[] = {
 	{ "file",            S_STR,     NULL,            S_RELOAD,        AT(sync_conf, file),                   NULL,              fn_nonempty },
 	{ "children",        S_BOOL,    "false",         S_RELOAD,        AT(sync_conf, children),               NULL,              NULL },
 	{ "dir",             S_STR,     NULL,            S_RELOAD,        AT(sync_conf, dir),                    NULL,              fn_nonempty },
-	{ "mode",            S_FN,      "0644",          S_RELOAD,        AT(sync_conf, mode),                   NULL,              fn_mode },
+	{ "mode",            S_FN,      "0640",          S_RELOAD,        AT(sync_conf, mode),                   NULL,              fn_mode },
 	{ "on_change",       S_STR,     NULL,            S_RELOAD,        AT(sync_conf, on_change),              NULL,              fn_nonempty },
 	{ "on_change_timeout", S_DUR,   "30s",           S_RELOAD,        AT(sync_conf, on_change_timeout_ms),   &r_positive,       NULL },
 	{ "on_delete",       S_ENUM,    "keep",          S_RELOAD,        AT(sync_conf, on_delete),              on_delete_names,   NULL },
 	{ "max_size",        S_SIZE,    "1m",            S_RELOAD,        AT(sync_conf, max_size),               &r_positive,       NULL },
+	{ "names",           S_FN,      NULL,            S_RELOAD,        AT(sync_conf, names),                  NULL,              fn_sync_names },
+	{ "max_children",    S_U32,     "1000",          S_RELOAD,        AT(sync_conf, max_children),           &r_children,       NULL },
+	{ "max_total_size",  S_SIZE,    "64m",           S_RELOAD,        AT(sync_conf, max_total_size),         &r_positive,       NULL },
+	{ "owner",           S_STR,     NULL,            S_RELOAD,        AT(sync_conf, owner),                  NULL,              fn_nonempty },
+	{ "group",           S_STR,     NULL,            S_RELOAD,        AT(sync_conf, group),                  NULL,              fn_nonempty },
+	{ "coalesce",        S_DUR,     "200ms",         S_RELOAD,        AT(sync_conf, coalesce_ms),            &r_coalesce,       NULL },
 };
 static const struct schema_section sync_section = SECTION(sync_keys, finish_sync);
 
@@ -399,6 +410,34 @@ static void fn_mode(struct schema_ctx *v, const struct schema_path *p, const jso
 	*(uint32_t *)field = (uint32_t)m;
 }
 
+/*
+ * sync names: a list of fnmatch(3) globs (flags 0: '*' also matches a leading
+ * '.', but such names are refused anyway) that a child's name must match.
+ * A '/' could never match a child name, so it is a mistake worth reporting.
+ */
+static void fn_sync_names(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	struct sync_conf *s = (struct sync_conf *)((char *)field - offsetof(struct sync_conf, names));
+	if (!schema_want(v, p, val, json_is_array(val) && json_array_size(val) > 0,
+			 "a list of file name globs, e.g. [\"*.conf\"]"))
+		return;
+	size_t n = json_array_size(val);
+	s->names = xcalloc(n, sizeof(*s->names));
+	for (size_t i = 0; i < n; i++) {
+		const json_t *item = json_array_get(val, i);
+		struct schema_path ip = { p, NULL, i, val };
+		const char *g = json_string_value(item);
+		if (!schema_want(v, &ip, item, g && g[0] && strlen(g) == json_string_length(item),
+				 "a non-empty glob"))
+			continue;
+		if (strchr(g, '/')) {
+			schema_error(v, &ip, false, "a glob for a file name cannot hold '/'");
+			continue;
+		}
+		s->names[s->n_names++] = xstrdup(g);
+	}
+}
+
 static void fn_backends(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
 {
 	struct discovery_conf *d = field;
@@ -544,6 +583,50 @@ static void finish_tls(struct schema_ctx *v, const struct schema_path *p, const 
 			     "remove the tls: section");
 }
 
+/* A decimal id, or -1. */
+static int64_t id_parse(const char *s)
+{
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(s, &end, 10);
+	if (s[0] < '0' || s[0] > '9' || *end || errno || n >= UINT32_MAX)
+		return -1;
+	return (int64_t)n;
+}
+
+/* owner: a user name (the password database, as chown(1) reads it) or a numeric id. */
+static bool user_resolve(const char *name, int64_t *id, char *err, size_t errlen)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	int rc = getpwnam_r(name, &pw, buf, sizeof(buf), &res);
+	if (rc == 0 && res) {
+		*id = (int64_t)res->pw_uid;
+		return true;
+	}
+	*id = id_parse(name);
+	if (*id >= 0)
+		return true;
+	snprintf(err, errlen, "no such user '%.64s'%s%s", name, rc ? ": " : "", rc ? strerror(rc) : "");
+	return false;
+}
+
+static bool group_resolve(const char *name, int64_t *id, char *err, size_t errlen)
+{
+	struct group gr, *res = NULL;
+	char buf[4096];
+	int rc = getgrnam_r(name, &gr, buf, sizeof(buf), &res);
+	if (rc == 0 && res) {
+		*id = (int64_t)res->gr_gid;
+		return true;
+	}
+	*id = id_parse(name);
+	if (*id >= 0)
+		return true;
+	snprintf(err, errlen, "no such group '%.64s'%s%s", name, rc ? ": " : "", rc ? strerror(rc) : "");
+	return false;
+}
+
 static void finish_sync(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
 {
 	struct sync_conf *s = base;
@@ -559,6 +642,25 @@ static void finish_sync(struct schema_ctx *v, const struct schema_path *p, const
 		struct schema_path kp = { p, other, 0, obj };
 		schema_error(v, &kp, true, s->children ? "not used with children: true (use dir)"
 					       : "only used with children: true");
+	}
+	static const char *const children_only[] = { "names", "max_children", "max_total_size" };
+	for (size_t i = 0; !s->children && i < ARRAY_SIZE(children_only); i++) {
+		if (schema_has(obj, children_only[i])) {
+			struct schema_path kp = { p, children_only[i], 0, obj };
+			schema_error(v, &kp, true, "only used with children: true");
+		}
+	}
+	/* Resolved here, so `zklb check` and the start both say when a name is unknown. */
+	char err[160];
+	s->uid = -1;
+	s->gid = -1;
+	if (s->owner && !user_resolve(s->owner, &s->uid, err, sizeof(err))) {
+		struct schema_path kp = { p, "owner", 0, obj };
+		schema_error(v, &kp, false, "%s", err);
+	}
+	if (s->group && !group_resolve(s->group, &s->gid, err, sizeof(err))) {
+		struct schema_path kp = { p, "group", 0, obj };
+		schema_error(v, &kp, false, "%s", err);
 	}
 }
 

@@ -235,7 +235,14 @@ static void test_defaults(void **state)
 	assert_null(a->check.expect);
 
 	const struct sync_conf *y = &cfg->sync[0];
-	assert_int_equal(y->mode, 0644);
+	assert_int_equal(y->mode, 0640);
+	assert_int_equal(y->n_names, 0);
+	assert_int_equal(y->max_children, 1000);
+	assert_int_equal(y->max_total_size, 64 << 20);
+	assert_null(y->owner);
+	assert_int_equal(y->uid, -1);
+	assert_int_equal(y->gid, -1);
+	assert_int_equal(y->coalesce_ms, 200);
 	assert_false(y->children);
 	assert_null(y->on_change);
 	assert_int_equal(y->on_change_timeout_ms, 30000);
@@ -610,6 +617,31 @@ static void test_misc_errors(void **state)
 	config_errors_free(&errs);
 }
 
+static void test_sync_limits_and_owner(void **state)
+{
+	struct config *cfg = load_ok("zookeeper: {hosts: \"z:1\"}\n"
+				     "sync: [{path: /a, children: true, dir: /d, names: [\"*.conf\", \"app-?.yaml\"],\n"
+				     "        max_children: 5, max_total_size: 10k, owner: root, group: \"0\", coalesce: 0s}]\n");
+	const struct sync_conf *y = &cfg->sync[0];
+	assert_int_equal(y->n_names, 2);
+	assert_string_equal(y->names[1], "app-?.yaml");
+	assert_int_equal(y->max_children, 5);
+	assert_int_equal(y->max_total_size, 10240);
+	assert_int_equal(y->uid, 0);
+	assert_int_equal(y->gid, 0);
+	assert_int_equal(y->coalesce_ms, 0);
+	config_free(cfg);
+
+	expect_error("zookeeper: {hosts: \"z:1\"}\nsync: [{path: /a, children: true, dir: /d, owner: nosuchuser-zklb}]\n",
+		     "t.yaml:2:51: sync[0].owner: no such user 'nosuchuser-zklb'");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nsync: [{path: /a, children: true, dir: /d, names: [\"a/*\"]}]\n",
+		     "t.yaml:2:52: sync[0].names[0]: a glob for a file name cannot hold '/'");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nsync: [{path: /a, file: /b, names: [\"*\"]}]\n",
+		     "t.yaml:2:29: sync[0].names: only used with children: true");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nsync: [{path: /a, children: true, dir: /d, max_children: 0}]\n",
+		     "t.yaml:2:58: sync[0].max_children: must not be 0");
+}
+
 static void test_mode_and_scalars(void **state)
 {
 	/* A plain 0644 stays the string "0644" (YAML 1.1 and 1.2 disagree on it). */
@@ -839,6 +871,7 @@ int main(void)
 		cmocka_unit_test(test_cross_errors),
 		cmocka_unit_test(test_misc_errors),
 		cmocka_unit_test(test_mode_and_scalars),
+		cmocka_unit_test(test_sync_limits_and_owner),
 		cmocka_unit_test(test_yamltree_scalars),
 		cmocka_unit_test(test_overlay_good),
 		cmocka_unit_test(test_overlay_errors),
