@@ -23,6 +23,7 @@
 
 #include "config_errors.h"	/* every load reports into one; callers read it */
 #include "log.h"
+#include "netpolicy.h"	/* struct net_list: the overlay policy's networks */
 
 /* A relay remembers every backend it tried, so retries are bounded. */
 #define CONFIG_MAX_RETRIES 15
@@ -168,6 +169,20 @@ struct sync_conf {
 	uint64_t coalesce_ms;		/* changes this close share one on_change run */
 };
 
+/* What an overlay from ZooKeeper may ask for (see overlay_policy.h). */
+struct overlay_policy_conf {
+	bool replace_file_services;	/* it may replace a service the file defines */
+	struct net_list listen_networks;	/* TCP listen addresses it may use */
+	char *listen_dir;		/* owned; unix: listen paths must be below it; NULL = none */
+	struct net_list allowed_networks;	/* static backends inside these (none: any) */
+	struct net_list denied_networks;	/* ... and outside these */
+	bool check_payloads;		/* send_expect checks (send/expect) allowed */
+	uint64_t min_check_interval_ms;	/* active checks no more often than this */
+	uint32_t max_prewarm;		/* pool.prewarm, at most */
+	uint32_t max_idle;		/* pool.max_idle, at most */
+	uint64_t max_buffer;		/* bytes of max_buffer, at most */
+};
+
 struct config {
 	char *source;			/* owned; file name the config came from */
 	struct zookeeper_conf zookeeper;
@@ -183,6 +198,7 @@ struct config {
 	size_t n_announce;
 	struct sync_conf *sync;		/* owned, n_sync entries */
 	size_t n_sync;
+	struct overlay_policy_conf overlay;	/* the file's `overlay:` section */
 };
 
 /*

@@ -16,6 +16,7 @@
  */
 #include "config.h"
 #include "config_keys.h"
+#include "overlay_policy.h"
 #include "schema.h"
 #include "util.h"
 #include "yamltree.h"
@@ -153,6 +154,7 @@ void config_free(struct config *cfg)
 		free(s->group);
 	}
 	free(cfg->sync);
+	free(cfg->overlay.listen_dir);
 	free(cfg);
 }
 
@@ -211,6 +213,7 @@ static struct config *config_copy_base(const struct config *src)
 	cfg->zookeeper.config_path = dup_or_null(src->zookeeper.config_path);
 	cfg->cache_dir = dup_or_null(src->cache_dir);
 	cfg->admin_listen = dup_or_null(src->admin_listen);
+	cfg->overlay.listen_dir = dup_or_null(src->overlay.listen_dir);
 	cfg->services = NULL;
 	cfg->n_services = 0;
 	cfg->announce = src->n_announce ? xcalloc(src->n_announce, sizeof(*cfg->announce)) : NULL;
@@ -374,6 +377,9 @@ struct config *config_overlay_json(const struct config *base, const char *json, 
 		size_t i;
 		for (i = 0; i < cfg->n_services && strcmp(cfg->services[i].name, name) != 0; i++)
 			;
+		/* The file's policy for what it lets ZooKeeper ask for (overlay_policy.h). */
+		overlay_policy_check(&v, &sp, sobj, &svc, &base->overlay,
+				     i < cfg->n_services && strcmp(cfg->services[i].origin, "file") == 0);
 		if (i < cfg->n_services)
 			service_free(&cfg->services[i]);
 		else

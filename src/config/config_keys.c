@@ -79,6 +79,8 @@ static void fn_zk_hosts(struct schema_ctx *v, const struct schema_path *p, const
 static void fn_zk_auth(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_nonempty(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_sync_names(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_overlay_networks(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_abs_dir(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 
 static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_check(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
@@ -205,6 +207,20 @@ static const struct schema_key sync_keys[] = {
 };
 static const struct schema_section sync_section = SECTION(sync_keys, finish_sync);
 
+static const struct schema_key overlay_keys[] = {
+	{ "replace_file_services", S_BOOL, "false",      S_RELOAD,        AT(overlay_policy_conf, replace_file_services), NULL,     NULL },
+	{ "listen_networks", S_FN,      "127.0.0.0/8, ::1", S_RELOAD,     AT(overlay_policy_conf, listen_networks), NULL,           fn_overlay_networks },
+	{ "listen_dir",      S_STR,     NULL,            S_RELOAD,        AT(overlay_policy_conf, listen_dir),   NULL,              fn_abs_dir },
+	{ "allowed_networks", S_FN,     NULL,            S_RELOAD,        AT(overlay_policy_conf, allowed_networks), NULL,          fn_overlay_networks },
+	{ "denied_networks", S_FN,      "reserved, 127.0.0.0/8, ::1", S_RELOAD, AT(overlay_policy_conf, denied_networks), NULL,     fn_overlay_networks },
+	{ "check_payloads",  S_BOOL,    "false",         S_RELOAD,        AT(overlay_policy_conf, check_payloads), NULL,            NULL },
+	{ "min_check_interval", S_DUR,  "1s",            S_RELOAD,        AT(overlay_policy_conf, min_check_interval_ms), NULL,     NULL },
+	{ "max_prewarm",     S_U32,     "4",             S_RELOAD,        AT(overlay_policy_conf, max_prewarm),  &r_count,          NULL },
+	{ "max_idle",        S_U32,     "64",            S_RELOAD,        AT(overlay_policy_conf, max_idle),     &r_count,          NULL },
+	{ "max_buffer",      S_SIZE,    "1m",            S_RELOAD,        AT(overlay_policy_conf, max_buffer),   &r_buffer,         NULL },
+};
+static const struct schema_section overlay_section = SECTION(overlay_keys, NULL);
+
 /* The top level. S_FN and S_SECTION keys at offset 0 receive the whole struct config. */
 static const struct schema_key top_keys[] = {
 	{ "zookeeper",       S_SECTION, NULL,            0,               AT(config, zookeeper),                 &zookeeper_section, NULL },
@@ -216,6 +232,7 @@ static const struct schema_key top_keys[] = {
 	{ "services",        S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_services },
 	{ "announce",        S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_announce },
 	{ "sync",            S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_sync },
+	{ "overlay",         S_SECTION, NULL,            S_RELOAD,        AT(config, overlay),                   &overlay_section,  NULL },
 };
 static const struct schema_section top_section = SECTION(top_keys, NULL);
 
@@ -436,6 +453,44 @@ static void fn_sync_names(struct schema_ctx *v, const struct schema_path *p, con
 		}
 		s->names[s->n_names++] = xstrdup(g);
 	}
+}
+
+/*
+ * overlay networks: a list of CIDR prefixes or `reserved` (netpolicy.h); a
+ * string holds them separated by commas (the form the defaults take).
+ */
+static void fn_overlay_networks(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	struct net_list *l = field;
+	char err[160];
+	memset(l, 0, sizeof(*l));
+	if (json_is_string(val)) {
+		char *copy = xstrdup(json_string_value(val)), *save = NULL;
+		for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+			if (!net_list_add(l, t, err, sizeof(err))) {
+				schema_error(v, p, false, "%s", err);
+				break;
+			}
+		}
+		free(copy);
+		return;
+	}
+	if (!schema_want(v, p, val, json_is_array(val), "a list of networks (CIDR or reserved)"))
+		return;
+	for (size_t i = 0; i < json_array_size(val); i++) {
+		const json_t *item = json_array_get(val, i);
+		struct schema_path ip = { p, NULL, i, val };
+		if (schema_want(v, &ip, item, json_is_string(item), "a network (CIDR or reserved)") &&
+		    !net_list_add(l, json_string_value(item), err, sizeof(err)))
+			schema_error(v, &ip, false, "%s", err);
+	}
+}
+
+static void fn_abs_dir(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	const char *s = json_string_value(val);
+	if (s[0] != '/' || strstr(s, "/../") || strstr(s, "/./") || json_string_length(val) != strlen(s))
+		schema_error(v, p, false, "must be an absolute directory path");
 }
 
 static void fn_backends(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
