@@ -41,6 +41,7 @@ struct backend {
 	struct net_addr addr;			/* valid once has_addr; written once */
 	_Atomic bool has_addr;			/* an IP literal, or its name resolved */
 	bool resolving;				/* control thread: queued in the resolver */
+	const char *refused;			/* control thread: static reason it is never routed, or NULL */
 	uint32_t weight;			/* 1..256 */
 	char *svc_name;				/* owned; the service's name, for log lines */
 

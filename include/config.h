@@ -41,6 +41,12 @@ enum discovery_kind {
 	DISCOVERY_SERVERSET,
 };
 
+enum discovery_hostnames {
+	DISCOVERY_HOSTNAMES_AUTO = 0,	/* by type: ServerSets and the file yes, Curator no */
+	DISCOVERY_HOSTNAMES_YES,
+	DISCOVERY_HOSTNAMES_NO,
+};
+
 enum check_kind {
 	CHECK_NONE = 0,		/* no active check configured */
 	CHECK_TCP,
@@ -113,6 +119,10 @@ struct discovery_conf {
 	uint64_t collapse_hold_ms;	/* how long a collapse must hold before it applies */
 	struct static_backend *backends;	/* owned; static only */
 	size_t n_backends;		/* entries in backends */
+	enum discovery_hostnames hostnames;	/* allow_hostnames as written */
+	bool allow_hostnames;		/* resolved for the type: instances' host names are looked up */
+	uint32_t max_lookups;		/* host name lookups in flight for the service, at most */
+	uint64_t lookup_timeout_ms;	/* one lookup fails after this (and is retried) */
 };
 
 struct service_conf {

@@ -11,6 +11,8 @@ static const char *instance_state(const struct backend *be)
 {
 	if (!atomic_load(&be->member))
 		return "draining";
+	if (be->refused)
+		return be->refused;	/* e.g. hostname_not_allowed */
 	if (!backend_has_addr(be))
 		return "resolving";	/* a host name not resolved yet */
 	return health_state_name(be->health.state);

@@ -35,6 +35,7 @@ static const struct schema_range r_port0 = { 0, 65535 };
 static const struct schema_range r_positive = { 1, UINT64_MAX };
 static const struct schema_range r_buffer = { 1024, 1ull << 30 };
 static const struct schema_range r_children = { 1, 1000000 };
+static const struct schema_range r_lookups = { 1, 64 };
 static const struct schema_range r_coalesce = { 0, 60000 };
 
 static const struct schema_enum balance_names[] = {
@@ -81,6 +82,7 @@ static void fn_nonempty(struct schema_ctx *v, const struct schema_path *p, const
 static void fn_sync_names(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_overlay_networks(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_abs_dir(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_hostnames(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 
 static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_check(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
@@ -120,6 +122,9 @@ static const struct schema_key discovery_keys[] = {
 	{ "collapse_guard",  S_RATIO,   "0.5",           S_RELOAD,        AT(discovery_conf, collapse_guard),    NULL,              NULL },
 	{ "collapse_hold",   S_DUR,     "30s",           S_RELOAD,        AT(discovery_conf, collapse_hold_ms),  NULL,              NULL },
 	{ "backends",        S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_backends },
+	{ "allow_hostnames", S_FN,      "auto",          S_RELOAD,        AT(discovery_conf, hostnames),         NULL,              fn_hostnames },
+	{ "max_lookups",     S_U32,     "4",             S_RELOAD,        AT(discovery_conf, max_lookups),       &r_lookups,        NULL },
+	{ "lookup_timeout",  S_DUR,     "5s",            S_RELOAD,        AT(discovery_conf, lookup_timeout_ms), &r_positive,       NULL },
 };
 static const struct schema_section discovery_section = SECTION(discovery_keys, finish_discovery);
 
@@ -486,6 +491,18 @@ static void fn_overlay_networks(struct schema_ctx *v, const struct schema_path *
 	}
 }
 
+/* allow_hostnames: true, false, or auto (decided by the type in finish_discovery). */
+static void fn_hostnames(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	enum discovery_hostnames *dst = field;
+	if (json_is_boolean(val))
+		*dst = json_is_true(val) ? DISCOVERY_HOSTNAMES_YES : DISCOVERY_HOSTNAMES_NO;
+	else if (json_is_string(val) && strcmp(json_string_value(val), "auto") == 0)
+		*dst = DISCOVERY_HOSTNAMES_AUTO;
+	else
+		schema_want(v, p, val, false, "true, false or auto");
+}
+
 static void fn_abs_dir(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
 {
 	const char *s = json_string_value(val);
@@ -556,6 +573,14 @@ static void fn_backends(struct schema_ctx *v, const struct schema_path *p, const
 static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
 {
 	struct discovery_conf *d = base;
+	/*
+	 * auto: Curator's ServiceInstanceBuilder writes the host's IP address,
+	 * so a name in a Curator node was written by hand or by someone hostile;
+	 * ServerSets (Finagle, Aurora) announce host names as a matter of course;
+	 * the file's static backends are the operator's own.
+	 */
+	d->allow_hostnames = d->hostnames == DISCOVERY_HOSTNAMES_YES ||
+			     (d->hostnames == DISCOVERY_HOSTNAMES_AUTO && d->type != DISCOVERY_CURATOR);
 	if (!obj || !schema_has(obj, "type"))
 		return;
 	if (d->type == DISCOVERY_STATIC) {

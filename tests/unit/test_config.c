@@ -642,6 +642,30 @@ static void test_sync_limits_and_owner(void **state)
 		     "t.yaml:2:58: sync[0].max_children: must not be 0");
 }
 
+static void test_allow_hostnames(void **state)
+{
+	struct config *cfg = load_ok("zookeeper: {hosts: \"z:1\"}\nservices:\n"
+				     "  c: {listen: \"127.0.0.1:1\", discovery: {type: curator, path: /c}}\n"
+				     "  s: {listen: \"127.0.0.1:2\", discovery: {type: serverset, path: /s}}\n"
+				     "  f: {listen: \"127.0.0.1:3\", discovery: {type: static, backends: [\"h:1\"]}}\n"
+				     "  y: {listen: \"127.0.0.1:4\", discovery: {type: curator, path: /y, allow_hostnames: true,\n"
+				     "      max_lookups: 2, lookup_timeout: 1500ms}}\n"
+				     "  n: {listen: \"127.0.0.1:5\", discovery: {type: serverset, path: /n, allow_hostnames: false}}\n");
+	assert_false(config_service(cfg, "c")->discovery.allow_hostnames);
+	assert_true(config_service(cfg, "s")->discovery.allow_hostnames);
+	assert_true(config_service(cfg, "f")->discovery.allow_hostnames);
+	assert_true(config_service(cfg, "y")->discovery.allow_hostnames);
+	assert_false(config_service(cfg, "n")->discovery.allow_hostnames);
+	assert_int_equal(config_service(cfg, "c")->discovery.max_lookups, 4);
+	assert_int_equal(config_service(cfg, "c")->discovery.lookup_timeout_ms, 5000);
+	assert_int_equal(config_service(cfg, "y")->discovery.max_lookups, 2);
+	assert_int_equal(config_service(cfg, "y")->discovery.lookup_timeout_ms, 1500);
+	config_free(cfg);
+	expect_error("zookeeper: {hosts: \"z:1\"}\nservices:\n"
+		     "  c: {listen: \"127.0.0.1:1\", discovery: {type: curator, path: /c, allow_hostnames: maybe}}\n",
+		     "t.yaml:3:84: services.c.discovery.allow_hostnames: expected true, false or auto, got a string 'maybe'");
+}
+
 static void test_mode_and_scalars(void **state)
 {
 	/* A plain 0644 stays the string "0644" (YAML 1.1 and 1.2 disagree on it). */
@@ -999,6 +1023,7 @@ int main(void)
 		cmocka_unit_test(test_mode_and_scalars),
 		cmocka_unit_test(test_sync_limits_and_owner),
 		cmocka_unit_test(test_overlay_policy),
+		cmocka_unit_test(test_allow_hostnames),
 		cmocka_unit_test(test_yamltree_scalars),
 		cmocka_unit_test(test_overlay_good),
 		cmocka_unit_test(test_overlay_errors),
