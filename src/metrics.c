@@ -435,7 +435,7 @@ static const struct metric metrics[] = {
 	  "Files removed." },
 	{ "zklb_sync_refused_total", "counter", SCOPE_SYNC, NULL, NULL, NULL, get_sync,
 	  AT(sync_stats, refused_total),
-	  "Nodes refused (over max_size, bad child names)." },
+	  "Nodes and children refused (max_size, max_total_size, names, max_children, unusable names)." },
 	{ "zklb_sync_errors_total", "counter", SCOPE_SYNC, NULL, NULL, NULL, get_sync,
 	  AT(sync_stats, errors_total),
 	  "File or ZooKeeper errors." },
