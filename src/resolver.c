@@ -4,7 +4,8 @@
  * A job carries one backend (a reference) through its life, on the control
  * thread only: waiting in its service's backlog, in flight (a lookup thread
  * of its own resolves a copy of the name, under a deadline timer), or
- * parked on a retry timer. A lookup (struct lookup) is what one thread
+ * parked on a retry timer. Every job is on the resolver's `all` list, which
+ * owns it. A lookup (struct lookup) is what one thread
  * shares with the control side: the thread reads its host and port, writes
  * its result and hands it back through an eventfd; nothing else.
  *
@@ -74,8 +75,7 @@ enum job_where {
 };
 
 struct job {
-	struct job *next;		/* in its service's backlog, or the parked list */
-	struct job *prev;
+	struct job *next;		/* in its service's backlog */
 	struct job *all_next;		/* every job of the resolver */
 	struct job *all_prev;
 	struct resolver *r;		/* ref */
@@ -105,7 +105,6 @@ struct resolver {
 	struct event *efd_ev;		/* owned */
 	struct rsvc *svcs;		/* owned; services with work */
 	struct rsvc *rr;		/* ref: where the next round robin starts */
-	struct job *parked;		/* waiting for a retry timer */
 	struct job *all;		/* every job (owned) */
 	uint32_t threads;		/* lookup threads alive */
 	uint64_t jobs;			/* alive, wherever they are */
@@ -199,23 +198,12 @@ static void job_free(struct resolver *r, struct job *j)
 	free(j);
 }
 
-static void unpark(struct resolver *r, struct job *j)
-{
-	if (j->prev)
-		j->prev->next = j->next;
-	else
-		r->parked = j->next;
-	if (j->next)
-		j->next->prev = j->prev;
-	j->next = j->prev = NULL;
-}
-
 static void backlog_push(struct resolver *r, struct job *j)
 {
 	struct rsvc *s = rsvc_of(r, j->be->svc_name);
 
 	j->where = JOB_BACKLOG;
-	j->next = j->prev = NULL;
+	j->next = NULL;
 	*s->backlog_tail = j;
 	s->backlog_tail = &j->next;
 }
@@ -237,11 +225,6 @@ static void job_fail(struct resolver *r, struct job *j, const char *err)
 		snprintf(j->last_err, sizeof(j->last_err), "%s", err);
 	}
 	j->where = JOB_PARKED;
-	j->next = r->parked;
-	j->prev = NULL;
-	if (r->parked)
-		r->parked->prev = j;
-	r->parked = j;
 	tv = timeval_from_ms(j->backoff_ms);
 	evtimer_add(j->timer, &tv);
 }
@@ -326,7 +309,6 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	char err[200];
 
 	if (j->where == JOB_PARKED) {
-		unpark(r, j);
 		if (!atomic_load(&j->be->member)) {
 			job_free(r, j);
 			return;

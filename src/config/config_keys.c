@@ -674,36 +674,26 @@ static int64_t id_parse(const char *s)
 	return (int64_t)n;
 }
 
-/* owner: a user name (the password database, as chown(1) reads it) or a numeric id. */
-static bool user_resolve(const char *name, int64_t *id, char *err, size_t errlen)
+/*
+ * owner/group: a name from the password or group database (as chown(1)
+ * reads it) or a numeric id.
+ */
+static bool id_resolve(const char *name, bool group, int64_t *id, char *err, size_t errlen)
 {
-	struct passwd pw, *res = NULL;
+	struct passwd pw, *pwr = NULL;
+	struct group gr, *grr = NULL;
 	char buf[4096];
-	int rc = getpwnam_r(name, &pw, buf, sizeof(buf), &res);
-	if (rc == 0 && res) {
-		*id = (int64_t)res->pw_uid;
+	int rc = group ? getgrnam_r(name, &gr, buf, sizeof(buf), &grr)
+		       : getpwnam_r(name, &pw, buf, sizeof(buf), &pwr);
+	if (rc == 0 && (pwr || grr)) {
+		*id = pwr ? (int64_t)pwr->pw_uid : (int64_t)grr->gr_gid;
 		return true;
 	}
 	*id = id_parse(name);
 	if (*id >= 0)
 		return true;
-	snprintf(err, errlen, "no such user '%.64s'%s%s", name, rc ? ": " : "", rc ? strerror(rc) : "");
-	return false;
-}
-
-static bool group_resolve(const char *name, int64_t *id, char *err, size_t errlen)
-{
-	struct group gr, *res = NULL;
-	char buf[4096];
-	int rc = getgrnam_r(name, &gr, buf, sizeof(buf), &res);
-	if (rc == 0 && res) {
-		*id = (int64_t)res->gr_gid;
-		return true;
-	}
-	*id = id_parse(name);
-	if (*id >= 0)
-		return true;
-	snprintf(err, errlen, "no such group '%.64s'%s%s", name, rc ? ": " : "", rc ? strerror(rc) : "");
+	snprintf(err, errlen, "no such %s '%.64s'%s%s", group ? "group" : "user", name,
+		 rc ? ": " : "", rc ? strerror(rc) : "");
 	return false;
 }
 
@@ -734,11 +724,11 @@ static void finish_sync(struct schema_ctx *v, const struct schema_path *p, const
 	char err[160];
 	s->uid = -1;
 	s->gid = -1;
-	if (s->owner && !user_resolve(s->owner, &s->uid, err, sizeof(err))) {
+	if (s->owner && !id_resolve(s->owner, false, &s->uid, err, sizeof(err))) {
 		struct schema_path kp = { p, "owner", 0, obj };
 		schema_error(v, &kp, false, "%s", err);
 	}
-	if (s->group && !group_resolve(s->group, &s->gid, err, sizeof(err))) {
+	if (s->group && !id_resolve(s->group, true, &s->gid, err, sizeof(err))) {
 		struct schema_path kp = { p, "group", 0, obj };
 		schema_error(v, &kp, false, "%s", err);
 	}

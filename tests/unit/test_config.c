@@ -133,7 +133,7 @@ static void test_reference_file(void **state)
 	assert_int_equal(cfg->announce[0].check.type, CHECK_TCP);
 
 	assert_int_equal(cfg->n_sync, 2);
-	assert_int_equal(cfg->sync[0].mode, 0644);
+	assert_int_equal(cfg->sync[0].mode, 0640);
 	assert_string_equal(cfg->sync[0].on_change, "systemctl reload web");
 	assert_true(cfg->sync[1].children);
 	assert_string_equal(cfg->sync[1].dir, "/etc/web/conf.d");
