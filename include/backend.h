@@ -43,6 +43,8 @@ struct backend {
 	bool resolving;				/* control thread: queued in the resolver */
 	const char *refused;			/* control thread: static reason it is never routed, or NULL */
 	uint32_t weight;			/* 1..256 */
+	char *payload;				/* owned, or NULL; control thread only: */
+	uint16_t payload_len;			/*   instance.h's payload pairs, for render */
 	char *svc_name;				/* owned; the service's name, for log lines */
 
 	/* Health, published for workers: routable when now >= this (ms). */
@@ -76,6 +78,9 @@ struct backend *backend_new(const char *svc_name, unsigned n_workers, const char
 
 /* Give a backend created from a host name its address (once). Control thread. */
 void backend_set_addr(struct backend *be, const struct net_addr *addr);
+
+/* The instance's payload pairs (instance.h), as discovery last read them. Control thread. */
+void backend_set_payload(struct backend *be, const char *payload, uint16_t len);
 
 /* Does be have an address yet? Pairs with backend_set_addr(). */
 static inline bool backend_has_addr(const struct backend *be)

@@ -127,7 +127,7 @@ struct discovery_conf {
 
 struct service_conf {
 	char *name;			/* owned; the key under services: */
-	char *listen;			/* owned; "host:port" or "unix:/path" */
+	char *listen;			/* owned; "host:port" or "unix:/path"; NULL for listen: off */
 	struct discovery_conf discovery;
 	enum balance_kind balance;
 	uint64_t slow_start_ms;		/* weight ramp of a new instance; 0 = off */
@@ -193,6 +193,32 @@ struct overlay_policy_conf {
 	uint64_t max_buffer;		/* bytes of max_buffer, at most */
 };
 
+/* Which instances a render entry writes. */
+enum render_set {
+	RENDER_ROUTABLE = 0,		/* what the proxy would route to: not ejected, checks passing */
+	RENDER_ALL,			/* every discovered instance */
+};
+
+struct render_wait_conf {
+	uint64_t min_ms;		/* write once the set has been stable this long */
+	uint64_t max_ms;		/* but at least this often while it keeps changing */
+};
+
+struct render_conf {
+	char *service;			/* owned; a key of services: */
+	char *file;			/* owned; absolute path of the output */
+	char *format;			/* owned; a built-in format, or NULL with template */
+	char *template_path;		/* owned; a template file, or NULL with format */
+	char *template_text;		/* owned; the template itself, read and checked at load */
+	enum render_set instances;
+	struct render_wait_conf wait;
+	uint32_t min_instances;		/* fewer: keep the file as it is */
+	char *check_command;		/* owned; or NULL; {{file}} is the candidate's path */
+	char *on_change;		/* owned; or NULL */
+	uint64_t on_change_timeout_ms;	/* for check_command and on_change alike */
+	uint32_t mode;			/* file mode bits */
+};
+
 struct config {
 	char *source;			/* owned; file name the config came from */
 	struct zookeeper_conf zookeeper;
@@ -209,6 +235,8 @@ struct config {
 	struct sync_conf *sync;		/* owned, n_sync entries */
 	size_t n_sync;
 	struct overlay_policy_conf overlay;	/* the file's `overlay:` section */
+	struct render_conf *render;	/* owned, n_render entries */
+	size_t n_render;
 };
 
 /*

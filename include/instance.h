@@ -29,6 +29,7 @@
 #define INSTANCE_HOST_MAX 256		/* bytes incl. NUL (a DNS name is <= 253) */
 #define INSTANCE_MAX_DATA (1024 * 1024)	/* znode bytes above this are skipped */
 #define INSTANCE_REASON_MAX 128		/* suggested size of a reason buffer */
+#define INSTANCE_PAYLOAD_MAX 256	/* bytes of flattened payload carried (see below) */
 
 /* Curator's ServiceType. */
 enum instance_service_type {
@@ -47,7 +48,24 @@ struct instance {
 	bool enabled;			/* Curator `enabled`; ServerSet status == ALIVE */
 	enum instance_service_type service_type;	/* Curator only; DYNAMIC for ServerSet */
 	int64_t registered_at_ms;	/* Curator registrationTimeUTC, wall ms; 0 = unknown */
+	/*
+	 * The payload's top-level scalar fields (Curator payload, ServerSet
+	 * metadata and shard) as "key\0value\0" pairs, for render: templates;
+	 * numbers and booleans as JSON writes them. Fields that do not fit in
+	 * INSTANCE_PAYLOAD_MAX, nested values and Jackson's "@class" are not
+	 * carried. Bytes are as ZooKeeper gave them: whoever writes them out
+	 * checks them first.
+	 */
+	char payload[INSTANCE_PAYLOAD_MAX];
+	uint16_t payload_len;		/* bytes of payload in use */
 };
+
+/*
+ * Walk i's payload pairs: start with *off = 0; each call gives the next key
+ * and value and returns true, false after the last.
+ */
+bool instance_payload_next(const struct instance *i, size_t *off, const char **key,
+			   const char **value);
 
 enum instance_decode {
 	INSTANCE_OK = 0,		/* routable */
@@ -96,7 +114,7 @@ void instance_sort(struct instance *v, size_t n);
 /* The index of `id` in a sorted view, or -1. */
 long instance_find(const struct instance *v, size_t n, const char *id);
 
-/* True when a and b route identically (id, host, ports, weight, enabled). */
+/* True when a and b are the same to zklb: id, host, ports, weight, enabled, payload. */
 bool instance_same(const struct instance *a, const struct instance *b);
 
 enum instance_change {

@@ -49,6 +49,8 @@ struct member_spec {
 	uint16_t port;
 	uint16_t ssl_port;			/* 0 = none */
 	uint32_t weight;			/* 1..256 */
+	const char *payload;			/* instance.h's payload pairs, or NULL */
+	uint16_t payload_len;
 };
 
 struct service {

@@ -11,6 +11,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "renderer.h"
 #include "stats.h"
 #include "zk.h"
 
@@ -57,7 +58,7 @@ static json_t *service_json(struct control *c, size_t idx)
 	struct service *svc = c->services[idx];
 	const struct service_conf *sc = &c->cfg->cfg->services[idx];
 	json_t *o = json_object();
-	json_object_set_new(o, "listen", json_string(sc->listen));
+	json_object_set_new(o, "listen", json_string(sc->listen ? sc->listen : "off"));
 	json_object_set_new(o, "discovery", json_string(service_view_name(svc->view)));
 	json_object_set_new(o, "discovery_type", json_string(discovery_kind_name(sc->discovery.type)));
 	if (sc->discovery.path)
@@ -151,6 +152,8 @@ static void on_services(struct evhttp_request *req, void *arg)
 		}
 		json_object_set_new(root, "announce", arr);
 	}
+	if (renderer_count(c->renderer))
+		json_object_set_new(root, "render", renderer_status_json(c->renderer));
 	char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(root);
 	struct evbuffer *b = evbuffer_new();
@@ -210,7 +213,7 @@ static void on_root(struct evhttp_request *req, void *arg)
 		evbuffer_add_printf(b, "<h2>");
 		html_escape(b, svc->name);
 		evbuffer_add_printf(b, "</h2><p>listen ");
-		html_escape(b, sc->listen);
+		html_escape(b, sc->listen ? sc->listen : "off");
 		evbuffer_add_printf(b, " · %s · discovery %s · %llu connections, %llu failed</p>",
 				    balance_kind_name(sc->balance), service_view_name(svc->view),
 				    (unsigned long long)atomic_load(&svc->conn_total),

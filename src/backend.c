@@ -44,6 +44,19 @@ struct backend *backend_new(const char *svc_name, unsigned n_workers, const char
 	return be;
 }
 
+void backend_set_payload(struct backend *be, const char *payload, uint16_t len)
+{
+	if (len == be->payload_len && (len == 0 || memcmp(be->payload, payload, len) == 0))
+		return;
+	free(be->payload);
+	be->payload = NULL;
+	if (len) {
+		be->payload = xmalloc(len);
+		memcpy(be->payload, payload, len);
+	}
+	be->payload_len = len;
+}
+
 void backend_set_addr(struct backend *be, const struct net_addr *addr)
 {
 	if (backend_has_addr(be))
@@ -65,5 +78,6 @@ void backend_put(struct backend *be)
 	free(be->slots);
 	free(be->svc_name);
 	free(be->id);
+	free(be->payload);
 	free(be);
 }

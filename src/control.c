@@ -22,6 +22,7 @@
 #include "discovery.h"
 #include "listener.h"
 #include "overlay.h"
+#include "renderer.h"
 #include "resolver.h"
 #include "sync.h"
 #include "zk.h"
@@ -126,7 +127,7 @@ static void control_publish(struct control *c, struct service *svc,
 			    const struct service_conf *sc, const int *fds, bool ready)
 {
 	struct backend_set *s = backend_set_publish(svc, c->cfg, sc, ready);
-	for (unsigned w = 0; w < c->n_workers; w++) {
+	for (unsigned w = 0; sc->listen && w < c->n_workers; w++) {
 		if (fds)
 			worker_post_listen(c->workers[w], sc->listen, fds[w], backend_set_get(s));
 		else
@@ -150,6 +151,8 @@ static void on_discovery_view(void *arg, const char *name, const struct instance
 		m[k].port = sc->tls.enabled && v[k].ssl_port ? v[k].ssl_port : v[k].port;
 		m[k].ssl_port = v[k].ssl_port;
 		m[k].weight = v[k].weight ? v[k].weight : 1;
+		m[k].payload = v[k].payload;
+		m[k].payload_len = v[k].payload_len;
 	}
 	struct service *svc = c->services[i];
 	bool first = !svc->ready;
@@ -238,7 +241,7 @@ static bool plan_open(struct control *c, const struct config *cfg, struct apply_
 	p->fds = xcalloc(p->n, sizeof(*p->fds));
 	for (size_t i = 0; i < p->n; i++) {
 		const struct service_conf *sc = &cfg->services[i];
-		if (find_listen(c, sc->listen))
+		if (!sc->listen || find_listen(c, sc->listen))
 			continue;
 		char err[256];
 		p->fds[i] = xcalloc(c->n_workers, sizeof(int));
@@ -338,7 +341,7 @@ static void listens_reconcile(struct control *c, const struct config *cfg,
 		struct listen_entry *e = *pp;
 		struct service *owner = NULL;
 		for (size_t i = 0; i < cfg->n_services && !owner; i++)
-			if (strcmp(cfg->services[i].listen, e->key) == 0)
+			if (cfg->services[i].listen && strcmp(cfg->services[i].listen, e->key) == 0)
 				owner = services[i];
 		if (owner) {
 			if (owner != e->svc) {
@@ -415,6 +418,7 @@ static bool control_apply(struct control *c, struct config *cfg)
 		announce_apply(c->announce, cfg->announce, cfg->n_announce);
 	if (c->sync)
 		sync_apply(c->sync, cfg->sync, cfg->n_sync);
+	renderer_apply(c->renderer, cfg->render, cfg->n_render);
 	return true;
 }
 
@@ -625,6 +629,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	uint64_t now = now_ms();
 	for (size_t i = 0; i < c->n_services; i++)
 		service_tick(c->services[i], now);
+	renderer_tick(c->renderer, c->services, c->n_services, now);
 	if (c->draining && !c->withdrawing) {
 		uint32_t left = live_relays(c);
 		if (left == 0) {
@@ -677,6 +682,7 @@ struct control *control_new(struct config *cfg, const char *config_path)
 		}
 	}
 	c->checker = checker_new(c->base);
+	c->renderer = renderer_new(c->base);
 	if (ok) {
 		c->resolver = resolver_new(c->base, on_resolved, c);
 		ok = c->resolver != NULL;
@@ -764,6 +770,7 @@ void control_free(struct control *c)
 		listen_free(e);
 	}
 	checker_free(c->checker);
+	renderer_free(c->renderer);
 	for (size_t i = 0; i < c->n_services; i++) {
 		service_retire(c->services[i]);
 		service_put(c->services[i]);

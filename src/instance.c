@@ -215,6 +215,50 @@ static json_t *parse(const char *data, size_t len, char *reason, size_t reason_l
 	return root;
 }
 
+/* Carry obj's top-level scalar fields into i->payload, as far as they fit. */
+static void payload_flatten(struct instance *i, const json_t *obj)
+{
+	const char *key;
+	const json_t *val;
+	if (!json_is_object(obj))
+		return;
+	json_object_foreach((json_t *)obj, key, val) {
+		char num[32];
+		const char *text;
+		if (key[0] == '@')
+			continue;	/* Jackson's type tag, not data */
+		if (json_is_string(val)) {
+			text = json_string_value(val);
+			if (strlen(text) != json_string_length(val))
+				continue;	/* an embedded NUL */
+		} else if (json_is_integer(val)) {
+			snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(val));
+			text = num;
+		} else if (json_is_boolean(val)) {
+			text = json_is_true(val) ? "true" : "false";
+		} else {
+			continue;	/* objects, arrays, null, reals */
+		}
+		size_t kl = strlen(key) + 1, vl = strlen(text) + 1;
+		if (i->payload_len + kl + vl > sizeof(i->payload))
+			continue;
+		memcpy(i->payload + i->payload_len, key, kl);
+		memcpy(i->payload + i->payload_len + kl, text, vl);
+		i->payload_len = (uint16_t)(i->payload_len + kl + vl);
+	}
+}
+
+bool instance_payload_next(const struct instance *i, size_t *off, const char **key,
+			   const char **value)
+{
+	if (*off >= i->payload_len)
+		return false;
+	*key = i->payload + *off;
+	*value = *key + strlen(*key) + 1;
+	*off = (size_t)(*value - i->payload) + strlen(*value) + 1;
+	return true;
+}
+
 enum instance_decode instance_from_curator_json(const char *name, const json_t *root,
 						struct instance *out, char *reason,
 						size_t reason_len)
@@ -293,7 +337,8 @@ enum instance_decode instance_from_curator_json(const char *name, const json_t *
 		if (json_int(json_object_get(root, "registrationTimeUTC"), &t) == NUM_OK && t > 0)
 			out->registered_at_ms = t;
 	}
-	/* name, payload, uriSpec and anything unknown: ignored, as Curator does. */
+	payload_flatten(out, json_object_get(root, "payload"));
+	/* name, uriSpec and anything unknown: ignored, as Curator does. */
 
 	if (!out->enabled) {
 		set_reason(reason, reason_len, "enabled is false");
@@ -363,6 +408,14 @@ enum instance_decode instance_decode_serverset(const char *data, size_t len,
 		goto out;
 	}
 	out->enabled = true;
+	/* Finagle writes a metadata map; shard is part of the ServerSet format. */
+	v = json_object_get(root, "shard");
+	if (json_is_integer(v)) {
+		json_t *shard = json_pack("{sO}", "shard", v);
+		payload_flatten(out, shard);
+		json_decref(shard);
+	}
+	payload_flatten(out, json_object_get(root, "metadata"));
 	r = INSTANCE_OK;
 out:
 	json_decref(root);
@@ -378,7 +431,15 @@ json_t *instance_to_curator_json(const struct instance *i, const char *name)
 	json_object_set_new(o, "address", json_string(i->host));
 	json_object_set_new(o, "port", i->port ? json_integer(i->port) : json_null());
 	json_object_set_new(o, "sslPort", i->ssl_port ? json_integer(i->ssl_port) : json_null());
-	json_object_set_new(o, "payload", json_null());
+	if (i->payload_len) {
+		json_t *payload = json_object();
+		const char *key, *value;
+		for (size_t off = 0; instance_payload_next(i, &off, &key, &value);)
+			json_object_set_new(payload, key, json_string(value));
+		json_object_set_new(o, "payload", payload);
+	} else {
+		json_object_set_new(o, "payload", json_null());
+	}
 	json_object_set_new(o, "registrationTimeUTC", json_integer(i->registered_at_ms));
 	json_object_set_new(o, "serviceType",
 			    json_string(instance_service_type_name(i->service_type)));
@@ -426,7 +487,8 @@ bool instance_same(const struct instance *a, const struct instance *b)
 {
 	return strcmp(a->id, b->id) == 0 && strcmp(a->host, b->host) == 0 &&
 	       a->port == b->port && a->ssl_port == b->ssl_port && a->weight == b->weight &&
-	       a->enabled == b->enabled;
+	       a->enabled == b->enabled && a->payload_len == b->payload_len &&
+	       memcmp(a->payload, b->payload, a->payload_len) == 0;
 }
 
 void instance_diff(const struct instance *old_v, size_t n_old,

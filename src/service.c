@@ -149,6 +149,7 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 			added++;
 			log_info("svc=%s be=%s id=%s added", svc->name, nv[i]->name, nv[i]->id);
 		}
+		backend_set_payload(nv[i], v[i].payload, v[i].payload_len);
 	}
 
 	pthread_mutex_lock(&svc->health_lock);

@@ -376,33 +376,105 @@ static int write_full(int fd, const char *p, size_t n)
 	return 0;
 }
 
-int file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
-		      char *err, size_t errlen)
+/*
+ * Fill a new temporary file: data, owner (uid/gid -1: as created), then mode
+ * (after fchown, which clears set-id bits), fsync, close. 0 or -errno; fd is
+ * closed either way.
+ */
+static int temp_fill(int fd, const void *data, size_t len, unsigned mode, int64_t uid, int64_t gid)
+{
+	int rc = write_full(fd, data, len);
+
+	if (rc == 0 && (uid >= 0 || gid >= 0) && fchown(fd, (uid_t)uid, (gid_t)gid) < 0)
+		rc = -errno;
+	if (rc == 0 && fchmod(fd, (mode_t)mode) < 0)
+		rc = -errno;
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	return rc;
+}
+
+/* The directory part of path ("." or "/" where that is all there is). */
+static int path_dir(const char *path, char *dir, size_t len, const char **base)
+{
+	const char *slash = strrchr(path, '/');
+	*base = slash ? slash + 1 : path;
+	if (!**base)
+		return -EINVAL;
+	if (slash == path)
+		snprintf(dir, len, "/");
+	else if (slash)
+		snprintf(dir, len, "%.*s", (int)(slash - path), path);
+	else
+		snprintf(dir, len, ".");
+	return 0;
+}
+
+int file_write_temp(const char *path, const void *data, size_t len, unsigned mode,
+		    char *tmp, size_t tmp_len, char *err, size_t errlen)
 {
 	char dir[4096];
-	const char *slash = strrchr(path, '/');
-	const char *base = slash ? slash + 1 : path;
-	int dfd, rc;
+	const char *base;
+	int fd, rc;
 
-	if (!*base) {
+	if (path_dir(path, dir, sizeof(dir), &base) < 0) {
 		snprintf(err, errlen, "%s: not a file name", path);
 		return -EINVAL;
 	}
-	if (slash == path)
-		snprintf(dir, sizeof(dir), "/");
-	else if (slash)
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-	else
-		snprintf(dir, sizeof(dir), ".");
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
+	if ((size_t)snprintf(tmp, tmp_len, "%s/.%s.XXXXXX", dir, base) >= tmp_len) {
+		snprintf(err, errlen, "%s: path too long", path);
+		return -ENAMETOOLONG;
+	}
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
 		rc = -errno;
-		snprintf(err, errlen, "open %s: %s", dir, strerror(-rc));
+		snprintf(err, errlen, "create a temporary file in %s: %s", dir, strerror(-rc));
 		return rc;
 	}
-	rc = file_write_atomic_at(dfd, dir, base, data, len, mode, -1, -1, err, errlen);
-	close(dfd);
+	rc = temp_fill(fd, data, len, mode, -1, -1);
+	if (rc < 0) {
+		snprintf(err, errlen, "write %s: %s", tmp, strerror(-rc));
+		unlink(tmp);
+	}
 	return rc;
+}
+
+int file_replace(const char *tmp, const char *path, char *err, size_t errlen)
+{
+	char dir[4096];
+	const char *base;
+	int fd, rc = 0;
+
+	if (path_dir(path, dir, sizeof(dir), &base) < 0) {
+		snprintf(err, errlen, "%s: not a file name", path);
+		unlink(tmp);
+		return -EINVAL;
+	}
+	if (rename(tmp, path) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "write %s: %s", path, strerror(-rc));
+		unlink(tmp);
+		return rc;
+	}
+	/* The rename itself survives a power cut only once the directory is synced. */
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "fsync %s: %s", dir, strerror(-rc));
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+int file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
+		      char *err, size_t errlen)
+{
+	char tmp[4096];
+	int rc = file_write_temp(path, data, len, mode, tmp, sizeof(tmp), err, errlen);
+	return rc < 0 ? rc : file_replace(tmp, path, err, errlen);
 }
 
 int file_write_atomic_at(int dfd, const char *dir, const char *name, const void *data, size_t len,
@@ -428,16 +500,7 @@ int file_write_atomic_at(int dfd, const char *dir, const char *name, const void 
 		snprintf(err, errlen, "create a temporary file in %s: %s", dir, strerror(-rc));
 		return rc;
 	}
-	rc = write_full(fd, data, len);
-	if (rc == 0 && (uid >= 0 || gid >= 0) && fchown(fd, (uid_t)uid, (gid_t)gid) < 0)
-		rc = -errno;
-	/* After fchown, which clears set-id bits. */
-	if (rc == 0 && fchmod(fd, (mode_t)mode) < 0)
-		rc = -errno;
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
+	rc = temp_fill(fd, data, len, mode, uid, gid);
 	if (rc == 0 && renameat(dfd, tmp, dfd, name) < 0)
 		rc = -errno;
 	if (rc < 0) {

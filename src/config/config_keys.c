@@ -6,6 +6,8 @@
  * config.c applies the top table to a document and checks across sections.
  */
 #include "config_keys.h"
+#include "render_formats.h"
+#include "template.h"
 #include "config.h"
 #include "schema.h"
 
@@ -57,6 +59,9 @@ static const struct schema_enum reuse_names[] = {
 static const struct schema_enum on_delete_names[] = {
 	{ "keep", SYNC_DELETE_KEEP }, { "remove", SYNC_DELETE_REMOVE }, { NULL, 0 },
 };
+static const struct schema_enum render_set_names[] = {
+	{ "routable", RENDER_ROUTABLE }, { "all", RENDER_ALL }, { NULL, 0 },
+};
 static const struct schema_enum level_names[] = {
 	{ "error", LOG_ERROR }, { "warn", LOG_WARN }, { "info", LOG_INFO },
 	{ "debug", LOG_DEBUG }, { NULL, 0 },
@@ -71,6 +76,8 @@ static void fn_listen(struct schema_ctx *v, const struct schema_path *p, const j
 static void fn_services(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_announce(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_sync(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_render(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_abs_path(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_backends(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_bytes(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_http_path(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
@@ -90,6 +97,7 @@ static void finish_health(struct schema_ctx *v, const struct schema_path *p, con
 static void finish_pool(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_tls(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_sync(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
+static void finish_render(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 
 #define SECTION(keys, finish) { keys, ARRAY_SIZE(keys), finish }
 #define AT(st, field) offsetof(struct st, field)
@@ -225,6 +233,26 @@ static const struct schema_key overlay_keys[] = {
 	{ "max_buffer",      S_SIZE,    "1m",            S_RELOAD,        AT(overlay_policy_conf, max_buffer),   &r_buffer,         NULL },
 };
 static const struct schema_section overlay_section = SECTION(overlay_keys, NULL);
+static const struct schema_key render_wait_keys[] = {
+	{ "min",             S_DUR,     "500ms",         S_RELOAD,        AT(render_wait_conf, min_ms),          NULL,              NULL },
+	{ "max",             S_DUR,     "5s",            S_RELOAD,        AT(render_wait_conf, max_ms),          &r_positive,       NULL },
+};
+static const struct schema_section render_wait_section = SECTION(render_wait_keys, NULL);
+
+static const struct schema_key render_keys[] = {
+	{ "service",         S_STR,     NULL,            S_REQ|S_RELOAD,  AT(render_conf, service),              NULL,              fn_nonempty },
+	{ "file",            S_STR,     NULL,            S_REQ|S_RELOAD,  AT(render_conf, file),                 NULL,              fn_abs_path },
+	{ "format",          S_STR,     NULL,            S_RELOAD,        AT(render_conf, format),               NULL,              fn_nonempty },
+	{ "template",        S_STR,     NULL,            S_RELOAD,        AT(render_conf, template_path),        NULL,              fn_nonempty },
+	{ "instances",       S_ENUM,    "routable",      S_RELOAD,        AT(render_conf, instances),            render_set_names,  NULL },
+	{ "wait",            S_SECTION, NULL,            S_RELOAD,        AT(render_conf, wait),                 &render_wait_section, NULL },
+	{ "min_instances",   S_U32,     "1",             S_RELOAD,        AT(render_conf, min_instances),        &r_count,          NULL },
+	{ "check_command",   S_STR,     NULL,            S_RELOAD,        AT(render_conf, check_command),        NULL,              fn_nonempty },
+	{ "on_change",       S_STR,     NULL,            S_RELOAD,        AT(render_conf, on_change),            NULL,              fn_nonempty },
+	{ "on_change_timeout", S_DUR,   "30s",           S_RELOAD,        AT(render_conf, on_change_timeout_ms), &r_positive,       NULL },
+	{ "mode",            S_FN,      "0644",          S_RELOAD,        AT(render_conf, mode),                 NULL,              fn_mode },
+};
+static const struct schema_section render_section = SECTION(render_keys, finish_render);
 
 /* The top level. S_FN and S_SECTION keys at offset 0 receive the whole struct config. */
 static const struct schema_key top_keys[] = {
@@ -238,6 +266,7 @@ static const struct schema_key top_keys[] = {
 	{ "announce",        S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_announce },
 	{ "sync",            S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_sync },
 	{ "overlay",         S_SECTION, NULL,            S_RELOAD,        AT(config, overlay),                   &overlay_section,  NULL },
+	{ "render",          S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_render },
 };
 static const struct schema_section top_section = SECTION(top_keys, NULL);
 
@@ -247,6 +276,12 @@ static void fn_nonempty(struct schema_ctx *v, const struct schema_path *p, const
 {
 	if (json_string_length(val) == 0)
 		schema_error(v, p, false, "must not be empty");
+}
+
+static void fn_abs_path(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	if (json_string_value(val)[0] != '/')
+		schema_error(v, p, false, "must be an absolute path");
 }
 
 static void fn_zk_hosts(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
@@ -329,12 +364,16 @@ static void fn_listen(struct schema_ctx *v, const struct schema_path *p, const j
 {
 	char host[256];
 	uint16_t port;
-	if (!schema_want(v, p, val, json_is_string(val), "an address (host:port or unix:/path)"))
-		return;
-	if (!addr_check(v, p, val, json_string_value(val), true, host, &port))
+	if (!schema_want(v, p, val, json_is_string(val), "an address (host:port, unix:/path or off)"))
 		return;
 	char **dst = field;
 	free(*dst);
+	*dst = NULL;
+	/* off: discovered and checked, not proxied (a service only render: writes). */
+	if (strcmp(json_string_value(val), "off") == 0)
+		return;
+	if (!addr_check(v, p, val, json_string_value(val), true, host, &port))
+		return;
 	*dst = xstrdup(json_string_value(val));
 }
 
@@ -734,6 +773,67 @@ static void finish_sync(struct schema_ctx *v, const struct schema_path *p, const
 	}
 }
 
+/* Read a template file for render: (at most 1 MiB); NULL with a message when it cannot be read. */
+static char *template_read(const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	size_t cap = 1 << 20;
+	char *text = xmalloc(cap + 1);
+	size_t len = fread(text, 1, cap + 1, f);
+	bool bad = ferror(f) || len > cap;
+	fclose(f);
+	if (bad) {
+		snprintf(err, errlen, "%s: %s", path, len > cap ? "larger than 1 MiB" : "read error");
+		free(text);
+		return NULL;
+	}
+	text[len] = '\0';
+	return text;
+}
+
+static void finish_render(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
+{
+	struct render_conf *r = base;
+	if (!obj)
+		return;
+	struct schema_path fp = { p, "format", 0, obj }, tp = { p, "template", 0, obj };
+	if (!r->format == !r->template_path) {
+		schema_error(v, r->format ? &tp : p, r->format != NULL,
+			     "give either format (%s) or template", render_format_names());
+		return;
+	}
+	char err[256];
+	const char *text = NULL;
+	char *owned = NULL;
+	if (r->format) {
+		text = render_format_text(r->format);
+		if (!text) {
+			schema_error(v, &fp, false, "unknown format '%s' (formats: %s)", r->format,
+				     render_format_names());
+			return;
+		}
+	} else {
+		text = owned = template_read(r->template_path, err, sizeof(err));
+		if (!text) {
+			schema_error(v, &tp, false, "%s", err);
+			return;
+		}
+	}
+	struct template *t = template_compile(text, strlen(text), err, sizeof(err));
+	if (!t) {
+		schema_error(v, r->format ? &fp : &tp, false, "%s:%s", r->format ? r->format : r->template_path,
+			     err);
+		free(owned);
+		return;
+	}
+	template_free(t);
+	r->template_text = owned ? owned : xstrdup(text);
+}
+
 void config_keys_parse_service(struct schema_ctx *v, const struct schema_path *p,
 			       const char *name, const json_t *obj, struct service_conf *svc)
 {
@@ -797,6 +897,12 @@ static void fn_sync(struct schema_ctx *v, const struct schema_path *p, const jso
 {
 	struct config *cfg = field;
 	cfg->sync = list_parse(v, p, val, &sync_section, sizeof(*cfg->sync), &cfg->n_sync);
+}
+
+static void fn_render(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	struct config *cfg = field;
+	cfg->render = list_parse(v, p, val, &render_section, sizeof(*cfg->render), &cfg->n_render);
 }
 
 const struct schema_section *config_keys_top(void)

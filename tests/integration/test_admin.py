@@ -263,7 +263,7 @@ def families(text):
 def test_metrics_families_are_the_table(shared_zookeeper, zk_path, kazoo_client, backend,
                                         zklb, tmp_path):
     """With every optional part configured (ZooKeeper discovery, overlay,
-    announce, sync), /metrics writes exactly the table's families, in its
+    announce, sync, render), /metrics writes exactly the table's families, in its
     order, with its HELP, TYPE and labels."""
     k = kazoo_client(shared_zookeeper.hosts)
     b1 = backend("b1", "tag")
@@ -286,6 +286,8 @@ def test_metrics_families_are_the_table(shared_zookeeper, zk_path, kazoo_client,
                          "address": "127.0.0.1", "port": b1.port,
                          "check": {"type": "tcp", "interval": "100ms"}}],
               sync=[{"path": zk_path + "/config/app", "file": str(tmp_path / "app")}],
+              render=[{"service": SVC, "file": str(tmp_path / "web.lines"), "format": "lines",
+                       "wait": {"min": "50ms", "max": "200ms"}}],
               overlay={"denied_networks": ["reserved"]})    # its backend is on loopback
 
     def settled():
@@ -293,6 +295,7 @@ def test_metrics_families_are_the_table(shared_zookeeper, zk_path, kazoo_client,
         return (m.value("zklb_announce_registrations_total") == 1
                 and m.value("zklb_sync_writes_total") == 1
                 and m.value("zklb_config_overlay_in_force") == 1
+                and m.value("zklb_render_writes_total") == 1
                 and m.value("zklb_discovery_connected", service=SVC) == 1)
     wait_until(settled, 15, what="announce, sync, overlay and discovery to settle")
     assert ask_tag(lb.listen(SVC)) == "b1"

@@ -440,7 +440,7 @@ static void test_address_errors(void **state)
 		     "t.yaml:3:13: services.web.listen: port 0 is out of range 1..65535");
 	expect_error("services:\n  web:\n    listen: 8080\n"
 		     "    discovery: {type: static, backends: [\"h:1\"]}\n",
-		     "t.yaml:3:13: services.web.listen: expected an address (host:port or unix:/path), "
+		     "t.yaml:3:13: services.web.listen: expected an address (host:port, unix:/path or off), "
 		     "got an integer 8080");
 	expect_error("services:\n  web:\n    listen: \"::1:80\"\n"
 		     "    discovery: {type: static, backends: [\"h:1\"]}\n",

@@ -104,6 +104,51 @@ static void test_curator_unknown_fields_and_payload(void **state)
 	assert_int_equal(cur("a", "{\"address\":\"h\",\"port\":1,\"name\":42}", &i), INSTANCE_OK);
 }
 
+/* All payload pairs of i as "k=v;k=v;". */
+static const char *payload_of(const struct instance *i)
+{
+	static char out[INSTANCE_PAYLOAD_MAX * 2];
+	const char *k, *v;
+	size_t n = 0;
+	out[0] = '\0';
+	for (size_t off = 0; instance_payload_next(i, &off, &k, &v);)
+		n += (size_t)snprintf(out + n, sizeof(out) - n, "%s=%s;", k, v);
+	return out;
+}
+
+static void test_payload_carried(void **state)
+{
+	struct instance i, j;
+	(void)state;
+	/* Top-level scalars in order; "@class", nested values, null and reals left out. */
+	assert_int_equal(cur("a", "{\"address\":\"h\",\"port\":1,\"payload\":{\"@class\":\"x.Y\","
+				  "\"zone\":\"eu-1a\",\"weight\":3,\"canary\":true,\"n\":null,\"r\":1.5,"
+				  "\"m\":{\"k\":\"v\"},\"l\":[1]}}", &i), INSTANCE_OK);
+	assert_string_equal(payload_of(&i), "zone=eu-1a;weight=3;canary=true;");
+	/* A string or list payload carries nothing. */
+	assert_int_equal(cur("a", "{\"address\":\"h\",\"port\":1,\"payload\":\"text\"}", &j), INSTANCE_OK);
+	assert_int_equal(j.payload_len, 0);
+	/* The payload is part of what makes two instances the same. */
+	assert_int_equal(cur("a", "{\"address\":\"h\",\"port\":1,\"payload\":{\"zone\":\"eu-1b\"}}", &j),
+			 INSTANCE_OK);
+	assert_false(instance_same(&i, &j));
+	/* What does not fit is not carried, never cut in the middle. */
+	char big[1024];
+	snprintf(big, sizeof(big), "{\"address\":\"h\",\"port\":1,\"payload\":{\"a\":\"1\",\"b\":\"%0300d\","
+		 "\"c\":\"3\"}}", 0);
+	assert_int_equal(cur("a", big, &i), INSTANCE_OK);
+	assert_string_equal(payload_of(&i), "a=1;c=3;");
+	/* ServerSet: shard and Finagle's metadata map. */
+	assert_int_equal(ss("{\"serviceEndpoint\":{\"host\":\"10.0.0.1\",\"port\":80},\"status\":\"ALIVE\","
+			    "\"shard\":4,\"metadata\":{\"zone\":\"z\"}}", &i), INSTANCE_OK);
+	assert_string_equal(payload_of(&i), "shard=4;zone=z;");
+	/* Round trip through the cache's JSON. */
+	json_t *o = instance_to_curator_json(&i, "web");
+	assert_int_equal(instance_from_curator_json("x", o, &j, reason, sizeof(reason)), INSTANCE_OK);
+	json_decref(o);
+	assert_string_equal(payload_of(&j), "shard=4;zone=z;");
+}
+
 static void test_curator_uri_spec(void **state)
 {
 	struct instance i;
@@ -670,6 +715,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_curator_design_example),
+		cmocka_unit_test(test_payload_carried),
 		cmocka_unit_test(test_curator_id_from_child_name_or_json),
 		cmocka_unit_test(test_curator_long_id),
 		cmocka_unit_test(test_curator_unknown_fields_and_payload),

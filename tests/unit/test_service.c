@@ -27,8 +27,8 @@ static void test_members_keep_identity(void **state)
 {
 	struct service *svc = service_new("web", 2);
 	struct member_spec a[] = {
-		{ "i1", "127.0.0.1", 9001, 0, 1 },
-		{ "i2", "127.0.0.1", 9002, 0, 1 },
+		{ "i1", "127.0.0.1", 9001, 0, 1, NULL, 0 },
+		{ "i2", "127.0.0.1", 9002, 0, 1, NULL, 0 },
 	};
 	assert_true(service_set_members(svc, a, 2, 1000));
 	struct backend *i1 = svc->members[0];
@@ -37,8 +37,8 @@ static void test_members_keep_identity(void **state)
 
 	/* Same instance again plus a new one: i1 keeps its object and state. */
 	struct member_spec b[] = {
-		{ "i1", "127.0.0.1", 9001, 0, 1 },
-		{ "i3", "127.0.0.1", 9003, 0, 1 },
+		{ "i1", "127.0.0.1", 9001, 0, 1, NULL, 0 },
+		{ "i3", "127.0.0.1", 9003, 0, 1, NULL, 0 },
 	};
 	assert_true(service_set_members(svc, b, 2, 2000));
 	assert_ptr_equal(svc->members[0], i1);
@@ -57,7 +57,7 @@ static void test_members_keep_identity(void **state)
 	assert_false(service_set_members(svc, b, 2, 3000));
 
 	/* Same id, new port: a new instance. */
-	struct member_spec c[] = { { "i1", "127.0.0.1", 9101, 0, 1 } };
+	struct member_spec c[] = { { "i1", "127.0.0.1", 9101, 0, 1, NULL, 0 } };
 	assert_true(service_set_members(svc, c, 1, 4000));
 	assert_ptr_not_equal(svc->members[0], i1);
 	atomic_store(&i1->active, 0);
@@ -69,7 +69,7 @@ static void test_members_keep_identity(void **state)
 static void test_snapshot_refcounts(void **state)
 {
 	struct service *svc = service_new("db", 2);
-	struct member_spec a[] = { { "x", "127.0.0.1", 7000, 0, 2 } };
+	struct member_spec a[] = { { "x", "127.0.0.1", 7000, 0, 2, NULL, 0 } };
 	service_set_members(svc, a, 1, 0);
 	struct backend *x = svc->members[0];
 	struct config_ref *cfg = dummy_cfg();
@@ -112,7 +112,7 @@ static void test_snapshot_refcounts(void **state)
 static void test_unresolvable_member_never_routable(void **state)
 {
 	struct service *svc = service_new("bad", 2);
-	struct member_spec a[] = { { "q", "no-such-host.invalid", 1, 0, 1 } };
+	struct member_spec a[] = { { "q", "no-such-host.invalid", 1, 0, 1, NULL, 0 } };
 	service_set_members(svc, a, 1, 0);
 	assert_false(backend_routable(svc->members[0], 1000000));
 	service_retire(svc);
@@ -129,7 +129,7 @@ static void test_passive_failures_eject(void **state)
 	sc.health.max_ejected_percent = 100;
 	sc.health.panic_threshold = 0;
 	service_configure(svc, &sc);
-	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1 }, { "b", "127.0.0.1", 7002, 0, 1 } };
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1, NULL, 0 }, { "b", "127.0.0.1", 7002, 0, 1, NULL, 0 } };
 	service_set_members(svc, a, 2, now_ms());
 	struct backend *be = svc->members[0];
 	uint64_t t = now_ms();
@@ -172,7 +172,7 @@ static void drop(struct service *svc)
 static void test_max_ejected_percent_is_service_wide(void **state)
 {
 	struct service *svc = health_svc("pct", 1, 50, 0, CHECK_NONE);
-	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1 }, { "b", "127.0.0.1", 7002, 0, 1 } };
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1, NULL, 0 }, { "b", "127.0.0.1", 7002, 0, 1, NULL, 0 } };
 	service_set_members(svc, a, 2, now_ms());
 	struct backend *x = svc->members[0], *y = svc->members[1];
 	service_report_failure(svc, x, "test");
@@ -198,8 +198,8 @@ static void test_unresolved_members_do_not_count(void **state)
 {
 	struct service *svc = health_svc("names", 1, 50, 0, CHECK_NONE);
 	struct member_spec a[] = {
-		{ "a", "127.0.0.1", 7001, 0, 1 },
-		{ "b", "no-such-host.invalid", 7002, 0, 1 },
+		{ "a", "127.0.0.1", 7001, 0, 1, NULL, 0 },
+		{ "b", "no-such-host.invalid", 7002, 0, 1, NULL, 0 },
 	};
 	service_set_members(svc, a, 2, now_ms());
 	struct backend *x = svc->members[0];
@@ -215,7 +215,7 @@ static void test_unresolved_members_do_not_count(void **state)
 static void test_success_resets_the_streak(void **state)
 {
 	struct service *svc = health_svc("streak", 2, 100, 0, CHECK_NONE);
-	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1 } };
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1, NULL, 0 } };
 	service_set_members(svc, a, 1, now_ms());
 	struct backend *x = svc->members[0];
 	service_report_success(svc, x);		/* no streak: nothing to do */
@@ -235,7 +235,7 @@ static void test_success_resets_the_streak(void **state)
 static void test_tick_panic_and_return(void **state)
 {
 	struct service *svc = health_svc("panic", 1, 100, 50, CHECK_NONE);
-	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1 }, { "b", "127.0.0.1", 7002, 0, 1 } };
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1, NULL, 0 }, { "b", "127.0.0.1", 7002, 0, 1, NULL, 0 } };
 	service_set_members(svc, a, 2, now_ms());
 	struct backend *x = svc->members[0], *y = svc->members[1];
 	uint64_t t = now_ms();
@@ -263,7 +263,7 @@ static void test_tick_panic_and_return(void **state)
 static void test_check_results(void **state)
 {
 	struct service *svc = health_svc("chk", 3, 50, 0, CHECK_TCP);
-	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1 } };
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1, NULL, 0 } };
 	service_set_members(svc, a, 1, 1000);
 	struct backend *x = svc->members[0];
 	assert_int_equal(x->health.state, HEALTH_CHECKING);
@@ -294,7 +294,7 @@ static void test_check_results(void **state)
 static void test_has_member(void **state)
 {
 	struct service *svc = service_new("m", 1);
-	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1 } };
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1, NULL, 0 } };
 	service_set_members(svc, a, 1, 0);
 	struct backend *x = backend_get(svc->members[0]);
 	assert_true(service_has_member(svc, x));
