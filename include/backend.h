@@ -51,6 +51,7 @@ struct backend {
 	struct net_addr addr;			/* valid once has_addr; written once */
 	_Atomic bool has_addr;			/* an IP literal, or its name resolved */
 	bool resolving;				/* control thread: queued in the resolver */
+	const char *refused;			/* control thread: static reason it is never routed, or NULL */
 	uint32_t weight;			/* 1..256 */
 	char *payload;				/* owned, or NULL; control thread only: */
 	uint16_t payload_len;			/*   instance.h's payload pairs, for render */

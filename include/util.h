@@ -107,6 +107,16 @@ int file_write_temp(const char *path, const void *data, size_t len, unsigned mod
 int file_replace(const char *tmp, const char *path, char *err, size_t errlen);
 
 /*
+ * file_write_atomic for name inside the directory open at dfd (dir: its path, for
+ * messages), and owned by uid:gid (-1: left as created) — set with fchown
+ * on the temporary file before the rename, so no path is ever followed:
+ * the temporary file is created O_EXCL|O_NOFOLLOW and renamed over name, so
+ * a symlink at name is replaced, not written through.
+ */
+int file_write_atomic_at(int dfd, const char *dir, const char *name, const void *data, size_t len,
+			 unsigned mode, int64_t uid, int64_t gid, char *err, size_t errlen);
+
+/*
  * mkdir -p: create dir and each missing ancestor with mode. Returns 0 (also
  * when dir already exists), or -errno (-EINVAL for "", -ENAMETOOLONG from
  * 4096 bytes on).

@@ -63,8 +63,9 @@ struct scrape {
 	uint64_t draining;			/* 0 or 1 */
 	uint64_t reloads;
 	uint64_t reload_failures;
-	uint64_t lookups[2];			/* host name lookups: ok, failed */
+	uint64_t lookups[4];			/* host name lookups: ok, failed, timed_out, refused */
 	uint64_t lookups_pending;
+	uint64_t lookup_threads;		/* lookups in flight */
 	uint64_t relays;			/* open client connections, all workers */
 	uint64_t accept_errors;
 	uint64_t closes[RELAY_CLOSE_REASONS];
@@ -103,7 +104,10 @@ static void scrape_gather(struct scrape *s, struct control *c)
 	resolver_stats(c->resolver, &rs);
 	s->lookups[0] = rs.resolved;
 	s->lookups[1] = rs.failed;
+	s->lookups[2] = rs.timed_out;
+	s->lookups[3] = rs.refused;
 	s->lookups_pending = rs.pending;
+	s->lookup_threads = rs.threads;
 	for (unsigned i = 0; i < c->n_workers; i++) {
 		struct worker *w = c->workers[i];
 		s->relays += atomic_load(&w->relay.n_relays);
@@ -342,7 +346,7 @@ static bool get_render_skipped(const struct scrape *s, const struct metric *m, s
 
 static const char *lookup_result(size_t k)
 {
-	static const char *const names[] = { "ok", "failed" };
+	static const char *const names[] = { "ok", "failed", "timed_out", "refused" };
 	return k < ARRAY_SIZE(names) ? names[k] : NULL;
 }
 
@@ -403,6 +407,8 @@ static const struct metric metrics[] = {
 	  "Host name lookups of backends, by result." },
 	{ "zklb_resolver_pending", "gauge", SCOPE_PROCESS, NULL, NULL, NULL, get_u64, AT(scrape, lookups_pending),
 	  "Backends waiting for their host name to resolve." },
+	{ "zklb_resolver_threads", "gauge", SCOPE_PROCESS, NULL, NULL, NULL, get_u64, AT(scrape, lookup_threads),
+	  "Host name lookups in flight, each on a thread (given-up ones until DNS returns)." },
 	{ "zklb_connections_active", "gauge", SCOPE_PROCESS, NULL, NULL, NULL, get_u64, AT(scrape, relays),
 	  "Client connections open, all services." },
 	{ "zklb_accept_errors_total", "counter", SCOPE_PROCESS, NULL, NULL, NULL, get_u64,
@@ -476,7 +482,7 @@ static const struct metric metrics[] = {
 	  "Files removed." },
 	{ "zklb_sync_refused_total", "counter", SCOPE_SYNC, NULL, NULL, NULL, get_sync,
 	  AT(sync_stats, refused_total),
-	  "Nodes refused (over max_size, bad child names)." },
+	  "Nodes and children refused (max_size, max_total_size, names, max_children, unusable names)." },
 	{ "zklb_sync_errors_total", "counter", SCOPE_SYNC, NULL, NULL, NULL, get_sync,
 	  AT(sync_stats, errors_total),
 	  "File or ZooKeeper errors." },

@@ -16,6 +16,7 @@
  */
 #include "config.h"
 #include "config_keys.h"
+#include "overlay_policy.h"
 #include "schema.h"
 #include "util.h"
 #include "yamltree.h"
@@ -166,8 +167,14 @@ void config_free(struct config *cfg)
 		free(s->file);
 		free(s->dir);
 		free(s->on_change);
+		for (size_t j = 0; j < s->n_names; j++)
+			free(s->names[j]);
+		free(s->names);
+		free(s->owner);
+		free(s->group);
 	}
 	free(cfg->sync);
+	free(cfg->overlay.listen_dir);
 	for (size_t i = 0; i < cfg->n_render; i++) {
 		struct render_conf *r = &cfg->render[i];
 		free(r->service);
@@ -237,6 +244,7 @@ static struct config *config_copy_base(const struct config *src)
 	cfg->zookeeper.config_path = dup_or_null(src->zookeeper.config_path);
 	cfg->cache_dir = dup_or_null(src->cache_dir);
 	cfg->admin_listen = dup_or_null(src->admin_listen);
+	cfg->overlay.listen_dir = dup_or_null(src->overlay.listen_dir);
 	cfg->services = NULL;
 	cfg->n_services = 0;
 	cfg->announce = src->n_announce ? xcalloc(src->n_announce, sizeof(*cfg->announce)) : NULL;
@@ -260,6 +268,11 @@ static struct config *config_copy_base(const struct config *src)
 		d->file = dup_or_null(s->file);
 		d->dir = dup_or_null(s->dir);
 		d->on_change = dup_or_null(s->on_change);
+		d->names = s->n_names ? xcalloc(s->n_names, sizeof(*d->names)) : NULL;
+		for (size_t j = 0; j < s->n_names; j++)
+			d->names[j] = xstrdup(s->names[j]);
+		d->owner = dup_or_null(s->owner);
+		d->group = dup_or_null(s->group);
 	}
 	cfg->render = src->n_render ? xcalloc(src->n_render, sizeof(*cfg->render)) : NULL;
 	for (size_t i = 0; i < src->n_render; i++) {
@@ -409,6 +422,9 @@ struct config *config_overlay_json(const struct config *base, const char *json, 
 		size_t i;
 		for (i = 0; i < cfg->n_services && strcmp(cfg->services[i].name, name) != 0; i++)
 			;
+		/* The file's policy for what it lets ZooKeeper ask for (overlay_policy.h). */
+		overlay_policy_check(&v, &sp, sobj, &svc, &base->overlay,
+				     i < cfg->n_services && strcmp(cfg->services[i].origin, "file") == 0);
 		if (i < cfg->n_services)
 			service_free(&cfg->services[i]);
 		else

@@ -61,6 +61,14 @@ static const struct config_doc_row doc_rows[] = {
 	  "A change that removes more than this share of the instances at once is held..." },
 	{ "services.NAME.discovery.collapse_hold", NULL,
 	  "...this long, and applies only if it still holds then." },
+	{ "services.NAME.discovery.allow_hostnames", "true, false or auto",
+	  "Instances whose address is a host name are looked up (true) or refused (false: state "
+	  "hostname_not_allowed, never asked of DNS). auto is true for serverset and static, false "
+	  "for curator, whose builder writes IP addresses." },
+	{ "services.NAME.discovery.max_lookups", NULL,
+	  "1..64 host name lookups of this service in flight at once; the others wait their turn." },
+	{ "services.NAME.discovery.lookup_timeout", NULL,
+	  "A lookup not answered by then fails (counted timed_out) and is retried like any failure." },
 	{ "services.NAME.discovery.backends", "list of host:port [weight=N] strings",
 	  "The instances of a static service, weight 1..256 (default 1); host names are allowed. "
 	  "Required for static." },
@@ -145,6 +153,37 @@ static const struct config_doc_row doc_rows[] = {
 	{ "sync[].on_change_timeout", NULL, "Then SIGTERM, and SIGKILL 1 s later." },
 	{ "sync[].on_delete", NULL, "keep or remove the file when the node is deleted." },
 	{ "sync[].max_size", NULL, "A larger node is refused with a log line; the file is left alone." },
+	{ "sync[].names", "list of globs",
+	  "With children: a child's name must match one (fnmatch); other children are never read or "
+	  "written, counted and logged." },
+	{ "sync[].max_children", NULL,
+	  "With children: children mirrored at most, in the order they appear; more are refused." },
+	{ "sync[].max_total_size", NULL,
+	  "With children: bytes of all mirrored children at most; a child that would pass it is "
+	  "refused and its file left as it was." },
+	{ "sync[].owner", NULL,
+	  "User name or id the files belong to (resolved at load; set on the file's descriptor)." },
+	{ "sync[].group", NULL, "Group name or id the files belong to, likewise." },
+	{ "sync[].coalesce", NULL, "Changes within this window of the first share one on_change run." },
+	{ "overlay", NULL,
+	  "What the ZooKeeper overlay (zookeeper.config_path), a less trusted source than this file, "
+	  "may do." },
+	{ "overlay.replace_file_services", NULL,
+	  "The overlay may replace a service this file defines (it may always add services)." },
+	{ "overlay.listen_networks", "list of CIDR prefixes",
+	  "The addresses an overlay service may listen on; empty = no TCP listener." },
+	{ "overlay.listen_dir", NULL,
+	  "An overlay may listen on unix: paths below this directory only (none: not at all)." },
+	{ "overlay.allowed_networks", "list of CIDR prefixes (or reserved)",
+	  "Static backends of an overlay must be inside one (none: any)..." },
+	{ "overlay.denied_networks", "list of CIDR prefixes (or reserved)",
+	  "...and outside all of these; reserved = unspecified, link-local and cloud metadata "
+	  "addresses. Checked on the socket address, so every spelling is the same." },
+	{ "overlay.check_payloads", NULL, "send_expect checks (their send/expect bytes) are allowed." },
+	{ "overlay.min_check_interval", NULL, "An overlay's active checks run no more often." },
+	{ "overlay.max_prewarm", NULL, "pool.prewarm at most." },
+	{ "overlay.max_idle", NULL, "pool.max_idle at most." },
+	{ "overlay.max_buffer", NULL, "max_buffer at most." },
 	{ "render", "list of mappings",
 	  "Files a service's instances are written into through a template, checked, swapped "
 	  "atomically and followed by a command (as confd or consul-template do)." },
