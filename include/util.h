@@ -73,6 +73,9 @@ bool name_is_portable(const char *s, size_t max);
 /* Set O_NONBLOCK and FD_CLOEXEC; 0 or -errno. */
 int fd_set_nonblock(int fd);
 
+/* Read up to max bytes, retrying EINTR, until EOF or an error; returns the bytes read. */
+size_t fd_read_full(int fd, char *buf, size_t max);
+
 /* A small xorshift PRNG; each thread owns one. Never returns the same stream for two seeds. */
 struct rng {
 	uint64_t s;

@@ -229,7 +229,6 @@ struct sync_old {
  */
 static bool sync_read_prefix(int dfd, const char *name, size_t max, struct sync_old *o)
 {
-	size_t got = 0;
 	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
 
 	if (fd < 0)
@@ -239,16 +238,8 @@ static bool sync_read_prefix(int dfd, const char *name, size_t max, struct sync_
 		return false;
 	}
 	o->bytes = xmalloc(max ? max : 1);
-	while (got < max) {
-		ssize_t r = read(fd, o->bytes + got, max - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
+	o->len = fd_read_full(fd, o->bytes, max);
 	close(fd);
-	o->len = got;
 	return true;
 }
 

@@ -361,6 +361,20 @@ uint32_t rng_below(struct rng *r, uint32_t n)
 	return (uint32_t)(((rng_next(r) >> 32) * (uint64_t)n) >> 32);
 }
 
+size_t fd_read_full(int fd, char *buf, size_t max)
+{
+	size_t got = 0;
+	while (got < max) {
+		ssize_t r = read(fd, buf + got, max - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	return got;
+}
+
 static int write_full(int fd, const char *p, size_t n)
 {
 	while (n > 0) {
