@@ -24,6 +24,8 @@
 #include "config_errors.h"	/* every load reports into one; callers read it */
 #include "log.h"
 
+struct tls_ctx;
+
 /* A relay remembers every backend it tried, so retries are bounded. */
 #define CONFIG_MAX_RETRIES 15
 
@@ -95,6 +97,10 @@ struct tls_conf {
 	char *key;			/* owned; may be NULL */
 	bool verify;			/* check the server's certificate */
 	char *server_name;		/* owned; may be NULL */
+	char *min_version;		/* owned; "1.2" or "1.3" */
+	char *ciphers;			/* owned; OpenSSL cipher list (TLS <= 1.2); may be NULL */
+	bool session_reuse;		/* resume sessions per backend */
+	struct tls_ctx *ctx;		/* owned ref: loaded from the files when enabled, else NULL */
 };
 
 struct static_backend {

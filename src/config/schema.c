@@ -4,6 +4,7 @@
  */
 #include "schema.h"
 #include "config_errors.h"
+#include "log.h"
 #include "util.h"
 #include "yamltree.h"
 
@@ -73,6 +74,21 @@ void schema_error(struct schema_ctx *v, const struct schema_path *p, bool at_key
 	v->at = xrealloc(v->at, (k + 1) * sizeof(*v->at));
 	v->at[k] = m;
 	config_errors_add(v->errs, "%s", line);
+}
+
+void schema_warn(struct schema_ctx *v, const struct schema_path *p, const char *fmt, ...)
+{
+	char path[512], msg[512], where[64] = "";
+	struct yamltree_mark m;
+
+	if (path_mark(v, p, false, &m))
+		snprintf(where, sizeof(where), ":%u:%u", m.line, m.col);
+	path_format(p, path, sizeof(path));
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_warn("%s%s: %s: %s", v->origin, where, path, msg);
 }
 
 static int mark_cmp(const struct yamltree_mark *a, const struct yamltree_mark *b)
