@@ -29,6 +29,7 @@
 
 #include "health.h"
 #include "pool.h"
+#include "tls.h"
 #include "util.h"
 
 struct backend {
@@ -59,6 +60,8 @@ struct backend {
 	_Atomic uint64_t upstream_opened;	/* upstream connections opened (incl. prewarm) */
 	_Atomic uint64_t upstream_reused;	/* taken from the idle pool */
 	_Atomic uint32_t idle;			/* idle pooled connections, all workers */
+	_Atomic uint64_t tls_handshakes[TLS_RESULTS];	/* upstream TLS handshakes, by result */
+	_Atomic uint64_t tls_logged_ms;		/* last handshake failure logged (rate limit) */
 
 	struct pool_slot *slots;		/* owned; [n_workers], slot i for worker i only */
 };
@@ -81,6 +84,13 @@ static inline bool backend_has_addr(const struct backend *be)
 {
 	return atomic_load_explicit(&be->has_addr, memory_order_acquire);
 }
+/*
+ * Count a TLS handshake with be (relay, pool or check) and, for a failure,
+ * log `reason` — at most one line per backend every BACKEND_TLS_LOG_MS, so a
+ * backend with a bad certificate cannot flood the log. Any thread.
+ */
+void backend_count_tls(struct backend *be, enum tls_result r, const char *reason, uint64_t now);
+
 struct backend *backend_get(struct backend *be);
 void backend_put(struct backend *be);
 

@@ -33,7 +33,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include <openssl/ssl.h>
+#include <openssl/types.h>	/* SSL, without the whole of ssl.h */
 
 struct tls_conf;
 struct tls_ctx;

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #define TLS_CACHE_MAX 1024		/* peers with a cached session per context */
