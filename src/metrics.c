@@ -265,6 +265,13 @@ static bool get_backend32(const struct scrape *s, const struct metric *m, size_t
 	return true;
 }
 
+/* The handshakes with a backend that ended with result k. */
+static bool get_backend_tls(const struct scrape *s, const struct metric *m, size_t i, size_t k, uint64_t *out)
+{
+	*out = atomic_load(&s->backends[i].inst->be->tls_handshakes[k]);
+	return true;
+}
+
 static bool get_ejections(const struct scrape *s, const struct metric *m, size_t i, size_t k, uint64_t *out)
 {
 	*out = s->backends[i].inst->ejections;
@@ -319,6 +326,11 @@ static const char *discard_reason(size_t k)
 static const char *not_reusable_verdict(size_t k)
 {
 	return k + 1 < FRAMING_VERDICT_COUNT ? framing_verdict_name((enum framing_verdict)(k + 1)) : NULL;
+}
+
+static const char *tls_result(size_t k)
+{
+	return k < TLS_RESULTS ? tls_result_name((enum tls_result)k) : NULL;
 }
 
 static const char *session_state(size_t k)
@@ -507,6 +519,9 @@ static const struct metric metrics[] = {
 	{ "zklb_upstream_idle_connections", "gauge", SCOPE_BACKEND, NULL, NULL, NULL, get_backend32,
 	  AT(backend, idle),
 	  "Idle pooled upstream connections." },
+	{ "zklb_backend_tls_handshakes_total", "counter", SCOPE_BACKEND, "result", tls_result, NULL,
+	  get_backend_tls, 0,
+	  "Upstream TLS handshakes (relay, prewarm), by result: full, resumed, or failed by reason." },
 };
 
 /* What each scope's series are labelled with, and when its families are written. */
