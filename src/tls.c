@@ -240,7 +240,13 @@ struct tls_ctx *tls_ctx_new(const struct tls_conf *conf, const char **bad_key, c
 		}
 		*bad_key = "key";
 		if (!SSL_CTX_use_PrivateKey_file(sc, conf->key, SSL_FILETYPE_PEM)) {
-			snprintf(what, sizeof(what), "cannot load %s as a PEM private key", conf->key);
+			/* OpenSSL checks the pair while loading: say which problem it was. */
+			if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+				snprintf(what, sizeof(what), "%s does not match the certificate %s",
+					 conf->key, conf->cert);
+			else
+				snprintf(what, sizeof(what), "cannot load %s as a PEM private key",
+					 conf->key);
 			ssl_reason(err, err_len, what);
 			goto fail;
 		}
