@@ -699,3 +699,41 @@ def test_curator_ssl_port_routed_with_tls_port_without(shared_zookeeper, zk_path
     assert all(i["port"] == plain.port for i in plain_view())
     tag = harness.ask_tag(lb.listen("web-plain"))
     assert tag == plain.name
+
+
+# ---------------------------------------------------------------------------
+# Active checks
+# ---------------------------------------------------------------------------
+
+
+CHECK = {"interval": "200ms", "timeout": "1s", "rise": 1, "fall": 1}
+
+
+def test_tcp_check_is_a_tls_handshake(servers, pki, zklb):
+    """A tcp check over TLS passes on a completed handshake only: an untrusted
+    certificate fails it although the TCP connect succeeds."""
+    good = servers("nginx")
+    bad = servers("s_server", cert=pki.untrusted[0], key=pki.untrusted[1])
+    lb = zklb(services={SVC: static_service([good.address, bad.address], tls=tls_conf(pki),
+                                            health={"check": dict(CHECK, type="tcp")})})
+    wait_until(lambda: {a: i["state"] for a, i in lb.instances(SVC).items()}
+               == {good.address: "healthy", bad.address: "checking"}, timeout=10,
+               what="good healthy, untrusted down")
+    assert lb.metrics().value("zklb_service_check_failures_total", service=SVC) >= 1
+    # Control: the same backend passes a check that ignores the certificate.
+    cfg = lb.config
+    cfg["services"][SVC]["tls"]["verify"] = False
+    lb.reload(cfg)
+    wait_until(lambda: lb.instances(SVC)[bad.address]["state"] == "healthy", timeout=10,
+               what="verify: false passes")
+
+
+def test_http_check_runs_over_tls(servers, pki, zklb):
+    n = servers("nginx")
+    lb = zklb(services={SVC: static_service([n.address], tls=tls_conf(pki),
+                                            health={"check": dict(CHECK, type="http",
+                                                                  path="/r/42")})})
+    wait_until(lambda: any(e[3] == "/r/42" for e in n.tls_entries()), timeout=10,
+               what="the http check reaching nginx over TLS")
+    wait_until(lambda: lb.instances(SVC)[n.address]["state"] == "healthy", what="healthy")
+    assert http_get(lb.listen(SVC), "/r/1")[2] == b"r1\n"
