@@ -737,3 +737,49 @@ def test_http_check_runs_over_tls(servers, pki, zklb):
                what="the http check reaching nginx over TLS")
     wait_until(lambda: lb.instances(SVC)[n.address]["state"] == "healthy", what="healthy")
     assert http_get(lb.listen(SVC), "/r/1")[2] == b"r1\n"
+
+
+# ---------------------------------------------------------------------------
+# Timeouts, backpressure
+# ---------------------------------------------------------------------------
+
+
+def test_idle_timeout_over_tls(servers, pki, zklb):
+    srv = servers("s_server", cert=pki.server[0], key=pki.server[1])
+    lb = zklb(services={SVC: static_service([srv.address], tls=tls_conf(pki),
+                                            idle_timeout="300ms")})
+    s = connect(lb.listen(SVC))
+    s.sendall(b"abc\n")
+    assert SockReader(s).line() == b"cba\n"
+    assert harness.closed_within(s, 5.0) is not None
+    assert lb.metrics().value("zklb_connections_closed_total", reason="idle_timeout") == 1
+
+
+def rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_backpressure_over_tls_bounds_memory(servers, pki, zklb):
+    """A client that stops reading a 16 MiB TLS download: zklb stops reading the
+    backend (bounded by max_buffer and one TLS record), then delivers it all."""
+    size = 16 << 20
+    n = servers("nginx", big_size=size)
+    lb = zklb(services={SVC: static_service([n.address], tls=tls_conf(pki),
+                                            max_buffer="64k")}, workers=1)
+    # Warm up (allocator arenas, TLS context) before measuring.
+    assert http_get(lb.listen(SVC), "/r/1")[2] == b"r1\n"
+    before = rss_kib(lb.pid)
+    s = connect(lb.listen(SVC), timeout=30)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+    s.sendall(http_request("/big/1", close=True))
+    time.sleep(1.5)     # the client reads nothing meanwhile
+    grown = rss_kib(lb.pid) - before
+    sent = bm(lb, "zklb_backend_bytes_in_total", n.address)
+    assert sent < size // 2, f"zklb took {sent} bytes for a client that reads nothing"
+    assert grown < 8 << 10, f"zklb RSS grew by {grown} KiB"
+    _, _, body = SockReader(s).http_response()
+    assert sha256(body) == n.big_sha
+    s.close()
