@@ -91,7 +91,7 @@ struct pool_conf {
 };
 
 struct tls_conf {
-	bool enabled;			/* true when the tls: section is present */
+	bool enabled;			/* the tls: section is present and not enabled: false */
 	char *ca;			/* owned; may be NULL */
 	char *cert;			/* owned; may be NULL */
 	char *key;			/* owned; may be NULL */

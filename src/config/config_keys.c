@@ -150,6 +150,7 @@ static const struct schema_key pool_keys[] = {
 static const struct schema_section pool_section = SECTION(pool_keys, finish_pool);
 
 static const struct schema_key tls_keys[] = {
+	{ "enabled",         S_BOOL,    "true",          S_RELOAD,        AT(tls_conf, enabled),                 NULL,              NULL },
 	{ "ca",              S_STR,     NULL,            S_RELOAD,        AT(tls_conf, ca),                      NULL,              fn_nonempty },
 	{ "cert",            S_STR,     NULL,            S_RELOAD,        AT(tls_conf, cert),                    NULL,              fn_nonempty },
 	{ "key",             S_STR,     NULL,            S_RELOAD,        AT(tls_conf, key),                     NULL,              fn_nonempty },
@@ -562,8 +563,9 @@ static bool tls_file_ok(struct schema_ctx *v, const struct schema_path *p, const
 static void finish_tls(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
 {
 	struct tls_conf *t = base;
-	t->enabled = obj != NULL;
-	if (!obj)
+	/* A section written with enabled: false keeps its keys but is off. */
+	t->enabled = obj != NULL && t->enabled;
+	if (!t->enabled)
 		return;
 	if (!t->cert != !t->key) {
 		struct schema_path kp = { p, t->cert ? "cert" : "key", 0, obj };

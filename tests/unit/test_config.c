@@ -281,6 +281,17 @@ static void test_tls(void **state)
 	assert_null(cfg->services[0].tls.ctx);
 	config_free(cfg);
 
+	/* enabled: false keeps the keys, loads nothing. */
+	cfg = load_ok(STATIC_SVC "    tls: {enabled: false, ca: /nonexistent/ca.pem}\n");
+	assert_false(cfg->services[0].tls.enabled);
+	assert_null(cfg->services[0].tls.ctx);
+	assert_string_equal(cfg->services[0].tls.ca, "/nonexistent/ca.pem");
+	config_free(cfg);
+	cfg = load_ok(STATIC_SVC "    tls: {enabled: true, verify: false}\n");
+	assert_true(cfg->services[0].tls.enabled);
+	assert_non_null(cfg->services[0].tls.ctx);
+	config_free(cfg);
+
 	expect_error(STATIC_SVC "    tls: {verify: false, min_version: \"1.1\"}\n",
 		     "t.yaml:5:39: services.web.tls.min_version: '1.1' is not a TLS version: "
 		     "\"1.2\" or \"1.3\"");
