@@ -126,7 +126,10 @@ size_t tls_conn_read(struct tls_conn *t, void *buf, size_t len, enum tls_io *io)
  */
 size_t tls_conn_write(struct tls_conn *t, const void *buf, size_t len, enum tls_io *io);
 
-/* Decrypted bytes are waiting inside the connection: the socket may stay quiet. */
+/*
+ * Decrypted bytes (or a close_notify already read) wait inside the
+ * connection: the socket may stay quiet, so read without waiting for it.
+ */
 bool tls_conn_pending(const struct tls_conn *t);
 
 /* Send close_notify (our half-close). DONE, WANT_WRITE (call again) or ERROR. */

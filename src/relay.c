@@ -602,8 +602,15 @@ static ssize_t half_recv(struct relay *r, const struct relay_half *h, int fd, ch
 			 size_t len)
 {
 	if (h == &r->u2c && r->tls) {
-		enum tls_io io;
-		size_t n = tls_conn_read(r->tls, buf, len, &io);
+		/*
+		 * One record (16 KiB at most) per SSL_read: read several so one
+		 * send() to the client carries them. An EOF or error met after
+		 * some bytes is met again by the next call (relay_tls_kick).
+		 */
+		enum tls_io io = TLS_IO_DONE;
+		size_t n = 0, k;
+		while (n < len && (k = tls_conn_read(r->tls, buf + n, len - n, &io)) > 0)
+			n += k;
 		if (n)
 			return (ssize_t)n;
 		if (io == TLS_IO_EOF)

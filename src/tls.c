@@ -457,7 +457,8 @@ size_t tls_conn_write(struct tls_conn *t, const void *buf, size_t len, enum tls_
 
 bool tls_conn_pending(const struct tls_conn *t)
 {
-	return SSL_pending(t->ssl) > 0;
+	/* A close_notify already read is something to read too: the EOF. */
+	return SSL_pending(t->ssl) > 0 || (SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN);
 }
 
 enum tls_io tls_conn_close_notify(struct tls_conn *t)
