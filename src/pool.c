@@ -171,16 +171,17 @@ enum pooled_look {
 static enum pooled_look pooled_look(struct pooled *p)
 {
 	for (int i = 0; i < POOL_TLS_RECORDS_MAX; i++) {
-		if (p->tls && tls_conn_pending(p->tls))
-			return POOLED_DATA;
 		char c;
-		ssize_t n = recv(p->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-			return POOLED_QUIET;
-		if (n <= 0)
-			return POOLED_CLOSED;
-		if (!p->tls)
-			return POOLED_DATA;
+		/* What OpenSSL already holds (data, a close_notify) needs no socket. */
+		if (!p->tls || !tls_conn_pending(p->tls)) {
+			ssize_t n = recv(p->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+				return POOLED_QUIET;
+			if (n <= 0)
+				return POOLED_CLOSED;
+			if (!p->tls)
+				return POOLED_DATA;
+		}
 		enum tls_io io;
 		if (tls_conn_read(p->tls, &c, 1, &io) > 0)
 			return POOLED_DATA;

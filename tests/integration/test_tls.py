@@ -20,6 +20,7 @@ import os
 import re
 import select
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -139,22 +140,11 @@ class NginxTLS(NginxHTTP):
             f"    access_log {self.tls_log} tls;")
         self.conf.write_text(text)
 
-    def _query(self, payload, until, timeout=5.0):
-        import ssl
-        self._own_queries += 1
+    def _connect(self, timeout):
         ctx = ssl.create_default_context(cafile=str(self.pki.ca))
         ctx.check_hostname = False
         ctx.load_cert_chain(*map(str, self.pki.client))
-        with socket.create_connection(self.addr, timeout=timeout) as raw:
-            with ctx.wrap_socket(raw) as s:
-                s.sendall(payload)
-                out = b""
-                while not until(out):
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    out += chunk
-        return out
+        return ctx.wrap_socket(socket.create_connection(self.addr, timeout=timeout))
 
     def tls_entries(self):
         try:
