@@ -1,13 +1,17 @@
 /*
  * tls — see tls.h.
  *
- * Sessions: the context's cache keeps the latest session per peer key (the
+ * Sessions: the context's cache keeps the latest sessions per peer key (the
  * client cache of OpenSSL is keyed by session id, which a client never knows
  * in advance, so zklb keeps its own). Sessions arrive through OpenSSL's
  * new-session callback — with TLS 1.3 as tickets after the handshake, read
- * by whichever SSL_read meets them — and are taken, one reference each, by
- * the next tls_conn_new() to that peer. A failed handshake drops the peer's
- * entry. The cache is bounded; past TLS_CACHE_MAX peers the oldest entry
+ * by whichever SSL_read meets them — and are taken by the next
+ * tls_conn_new() to that peer. A TLS 1.3 ticket is meant to be used once
+ * (RFC 8446 C.4), and servers resume a ticket offered by several connections
+ * at once less often: so while a peer has more than one, each connection
+ * takes its own; the last one is shared rather than given up (and a TLS 1.2
+ * session, which a resumption does not renew, is always shared). A failed
+ * handshake drops the peer's sessions. The cache is bounded; past TLS_CACHE_MAX peers the oldest entry
  * gives way. A new context (a reload) starts with an empty cache, so a
  * session verified under an old CA never resumes under a new one.
  *
@@ -34,11 +38,13 @@
 #include <openssl/x509v3.h>
 
 #define TLS_CACHE_MAX 1024		/* peers with a cached session per context */
+#define TLS_SESSIONS_PER_PEER 8		/* TLS 1.3 tickets kept per peer */
 #define TLS_REASON_LEN 160
 
 struct tls_cache_entry {
 	char *peer;			/* owned; the peer key */
-	SSL_SESSION *sess;		/* owned reference */
+	SSL_SESSION *sess[TLS_SESSIONS_PER_PEER];	/* owned references, oldest first */
+	unsigned n;			/* sessions in sess */
 };
 
 struct tls_ctx {
@@ -136,50 +142,70 @@ static long cache_find(struct tls_ctx *c, const char *peer)
 	return -1;
 }
 
+static void entry_clear(struct tls_cache_entry *e)
+{
+	for (unsigned k = 0; k < e->n; k++)
+		SSL_SESSION_free(e->sess[k]);
+	e->n = 0;
+}
+
 /* Keep sess (a reference the cache takes over) for peer. */
 static void cache_store(struct tls_ctx *c, const char *peer, SSL_SESSION *sess)
 {
+	SSL_SESSION *old = NULL;
 	pthread_mutex_lock(&c->cache_lock);
 	long i = cache_find(c, peer);
 	if (i < 0 && c->cache_n < TLS_CACHE_MAX) {
 		i = (long)c->cache_n++;
 		c->cache[i].peer = xstrdup(peer);
-		c->cache[i].sess = NULL;
 	} else if (i < 0) {
 		i = (long)c->cache_next;
 		c->cache_next = (c->cache_next + 1) % TLS_CACHE_MAX;
 		free(c->cache[i].peer);
 		c->cache[i].peer = xstrdup(peer);
+		entry_clear(&c->cache[i]);	/* frees under the lock: rare (a full cache) */
 	}
-	SSL_SESSION *old = c->cache[i].sess;
-	c->cache[i].sess = sess;
+	struct tls_cache_entry *e = &c->cache[i];
+	if (e->n == TLS_SESSIONS_PER_PEER) {
+		old = e->sess[0];
+		memmove(e->sess, e->sess + 1, (e->n - 1) * sizeof(e->sess[0]));
+		e->n--;
+	}
+	e->sess[e->n++] = sess;
 	pthread_mutex_unlock(&c->cache_lock);
 	SSL_SESSION_free(old);
 }
 
-/* A reference to peer's session, or NULL. */
+/* A reference to a session of peer (the newest), or NULL. */
 static SSL_SESSION *cache_take(struct tls_ctx *c, const char *peer)
 {
 	SSL_SESSION *s = NULL;
 	pthread_mutex_lock(&c->cache_lock);
 	long i = cache_find(c, peer);
-	if (i >= 0 && c->cache[i].sess && SSL_SESSION_up_ref(c->cache[i].sess))
-		s = c->cache[i].sess;
+	struct tls_cache_entry *e = i >= 0 ? &c->cache[i] : NULL;
+	if (e && e->n) {
+		s = e->sess[e->n - 1];
+		if (e->n > 1 && SSL_SESSION_get_protocol_version(s) >= TLS1_3_VERSION)
+			e->n--;			/* ours alone: the reference moves to the caller */
+		else if (!SSL_SESSION_up_ref(s))
+			s = NULL;
+	}
 	pthread_mutex_unlock(&c->cache_lock);
 	return s;
 }
 
 static void cache_drop(struct tls_ctx *c, const char *peer)
 {
-	SSL_SESSION *old = NULL;
+	struct tls_cache_entry gone = { 0 };
 	pthread_mutex_lock(&c->cache_lock);
 	long i = cache_find(c, peer);
 	if (i >= 0) {
-		old = c->cache[i].sess;
-		c->cache[i].sess = NULL;
+		memcpy(gone.sess, c->cache[i].sess, sizeof(gone.sess));
+		gone.n = c->cache[i].n;
+		c->cache[i].n = 0;
 	}
 	pthread_mutex_unlock(&c->cache_lock);
-	SSL_SESSION_free(old);
+	entry_clear(&gone);
 }
 
 /* OpenSSL hands us a new session (a ticket): keep it for the peer. 1 = we took the reference. */
@@ -293,7 +319,7 @@ void tls_ctx_put(struct tls_ctx *ctx)
 		return;
 	for (size_t i = 0; i < ctx->cache_n; i++) {
 		free(ctx->cache[i].peer);
-		SSL_SESSION_free(ctx->cache[i].sess);
+		entry_clear(&ctx->cache[i]);
 	}
 	free(ctx->cache);
 	pthread_mutex_destroy(&ctx->cache_lock);
