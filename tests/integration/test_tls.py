@@ -19,6 +19,7 @@ import json
 import os
 import re
 import select
+import signal
 import socket
 import ssl
 import subprocess
@@ -774,3 +775,23 @@ def test_backpressure_over_tls_bounds_memory(servers, pki, zklb):
     _, _, body = SockReader(s).http_response()
     assert sha256(body) == n.big_sha
     s.close()
+
+
+def test_drain_lets_an_open_tls_connection_finish(servers, pki, zklb):
+    """SIGTERM with a TLS relay open: it keeps working until the client leaves,
+    then zklb exits 0."""
+    srv = servers("s_server", cert=pki.server[0], key=pki.server[1])
+    lb = zklb(services={SVC: static_service([srv.address], tls=tls_conf(pki))},
+              drain_timeout="5s")
+    addr = lb.listen(SVC)
+    s = connect(addr)
+    s.sendall(b"one\n")
+    rd = SockReader(s)
+    assert rd.line() == b"eno\n"
+    lb.send_signal(signal.SIGTERM)
+    wait_until(lambda: harness.connect_refused(addr), 3, what="new connections refused")
+    assert lb.running()
+    s.sendall(b"two\n")
+    assert rd.line() == b"owt\n"
+    s.close()
+    assert lb.wait(5) == 0
