@@ -132,6 +132,12 @@ size_t tls_conn_write(struct tls_conn *t, const void *buf, size_t len, enum tls_
  */
 bool tls_conn_pending(const struct tls_conn *t);
 
+/*
+ * Ciphertext bytes the connection read from and wrote to its socket since
+ * the last call (handshakes and records included), for byte counters.
+ */
+void tls_conn_wire_delta(struct tls_conn *t, uint64_t *in, uint64_t *out);
+
 /* Send close_notify (our half-close). DONE, WANT_WRITE (call again) or ERROR. */
 enum tls_io tls_conn_close_notify(struct tls_conn *t);
 

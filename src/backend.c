@@ -70,6 +70,16 @@ void backend_count_tls(struct backend *be, enum tls_result r, const char *reason
 			 tls_result_name(r), reason && *reason ? reason : "no reason given");
 }
 
+void backend_count_tls_bytes(struct backend *be, struct tls_conn *t)
+{
+	uint64_t in, out;
+	tls_conn_wire_delta(t, &in, &out);
+	if (in)
+		atomic_fetch_add_explicit(&be->tls_bytes[0], in, memory_order_relaxed);
+	if (out)
+		atomic_fetch_add_explicit(&be->tls_bytes[1], out, memory_order_relaxed);
+}
+
 struct backend *backend_get(struct backend *be)
 {
 	atomic_fetch_add_explicit(&be->refs, 1, memory_order_relaxed);

@@ -140,6 +140,8 @@ static void pooled_retire(struct pooled *p)
 static void pooled_drop(struct pooled *p, enum pool_discard why)
 {
 	p->pw->discards[why]++;
+	if (p->tls)
+		backend_count_tls_bytes(p->be, p->tls);
 	tls_conn_free(p->tls);
 	p->tls = NULL;
 	close(p->fd);
@@ -285,6 +287,8 @@ bool pool_put(struct pool_worker *pw, struct backend *be, int fd, struct tls_con
 		return true;
 	}
 	pw->discards[why]++;
+	if (tls)
+		backend_count_tls_bytes(be, tls);
 	tls_conn_free(tls);
 	close(fd);
 	framing_free(fr);
@@ -309,6 +313,7 @@ static void prewarm_tls_step(struct pooled *p)
 {
 	struct pool_slot *s = slot_of(p->pw, p->be);
 	enum tls_io io = tls_conn_handshake(p->tls);
+	backend_count_tls_bytes(p->be, p->tls);
 	if (io == TLS_IO_WANT_READ || io == TLS_IO_WANT_WRITE) {
 		prewarm_wait(p, io == TLS_IO_WANT_READ ? EV_READ : EV_WRITE, on_prewarm_handshake);
 		return;

@@ -348,6 +348,8 @@ static void upstream_release(struct relay *r)
 			event_del(&r->ur);
 		if (event_initialized(&r->uw))
 			event_del(&r->uw);
+		if (r->tls)
+			backend_count_tls_bytes(r->be, r->tls);	/* a close_notify, maybe */
 		tls_conn_free(r->tls);
 		r->tls = NULL;
 		close(r->ufd);
@@ -399,6 +401,7 @@ static void upstream_events_del(struct relay *r)
 static void relay_tls_step(struct relay *r)
 {
 	enum tls_io io = tls_conn_handshake(r->tls);
+	backend_count_tls_bytes(r->be, r->tls);
 	upstream_events_del(r);
 	switch (io) {
 	case TLS_IO_DONE:
@@ -589,6 +592,7 @@ static ssize_t half_send(struct relay *r, const struct relay_half *h, int fd, co
 	if (h == &r->c2u && r->tls) {
 		enum tls_io io;
 		size_t n = tls_conn_write(r->tls, buf, len, &io);
+		backend_count_tls_bytes(r->be, r->tls);
 		if (n)
 			return (ssize_t)n;
 		errno = io == TLS_IO_WANT_WRITE || io == TLS_IO_WANT_READ ? EAGAIN : EPIPE;
@@ -611,6 +615,7 @@ static ssize_t half_recv(struct relay *r, const struct relay_half *h, int fd, ch
 		size_t n = 0, k;
 		while (n < len && (k = tls_conn_read(r->tls, buf + n, len - n, &io)) > 0)
 			n += k;
+		backend_count_tls_bytes(r->be, r->tls);
 		if (n)
 			return (ssize_t)n;
 		if (io == TLS_IO_EOF)

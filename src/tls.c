@@ -64,6 +64,8 @@ struct tls_conn {
 	SSL *ssl;			/* owned */
 	char *peer;			/* owned; cache key */
 	enum tls_result outcome;	/* valid once the handshake ended */
+	uint64_t wire_in_seen;		/* bytes: the socket BIO's read count at the last delta */
+	uint64_t wire_out_seen;		/* bytes: its write count at the last delta */
 	char reason[TLS_REASON_LEN];	/* why it failed; "" otherwise */
 };
 
@@ -485,6 +487,16 @@ bool tls_conn_pending(const struct tls_conn *t)
 {
 	/* A close_notify already read is something to read too: the EOF. */
 	return SSL_pending(t->ssl) > 0 || (SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN);
+}
+
+void tls_conn_wire_delta(struct tls_conn *t, uint64_t *in, uint64_t *out)
+{
+	uint64_t r = BIO_number_read(SSL_get_rbio(t->ssl));
+	uint64_t w = BIO_number_written(SSL_get_wbio(t->ssl));
+	*in = r - t->wire_in_seen;
+	*out = w - t->wire_out_seen;
+	t->wire_in_seen = r;
+	t->wire_out_seen = w;
 }
 
 enum tls_io tls_conn_close_notify(struct tls_conn *t)

@@ -424,6 +424,14 @@ def test_byte_exact_download_from_nginx_tls_with_sni(servers, pki, zklb, size):
     status, headers, body = http_get(lb.listen(SVC), "/big/7", timeout=60)
     assert status == 200
     assert sha256(body) == n.big_sha
+    # On the wire: the body and TLS's overhead; in plaintext: the response.
+    m = lb.metrics()
+    wire_in = m.value("zklb_backend_tls_bytes_total", service=SVC, backend=n.address,
+                      direction="in")
+    plain_in = m.value("zklb_backend_bytes_in_total", service=SVC, backend=n.address)
+    assert plain_in >= size and wire_in > plain_in
+    assert m.value("zklb_backend_tls_bytes_total", service=SVC, backend=n.address,
+                   direction="out") > 0
     # SNI: the configured server_name reached nginx.
     wait_until(lambda: n.tls_entries(), what="nginx tls log")
     assert n.tls_entries()[0][1] == "backend.test"
