@@ -54,8 +54,9 @@ struct tls_ctx {
 	bool verify;			/* check the chain and the name */
 	bool session_reuse;		/* keep and offer sessions */
 	pthread_mutex_t cache_lock;	/* guards the cache */
-	struct tls_cache_entry *cache;	/* owned, cache_n used of TLS_CACHE_MAX */
+	struct tls_cache_entry *cache;	/* owned, cache_n used of cache_cap; grows to TLS_CACHE_MAX */
 	size_t cache_n;
+	size_t cache_cap;
 	size_t cache_next;		/* the entry that gives way when the cache is full */
 };
 
@@ -158,8 +159,12 @@ static void cache_store(struct tls_ctx *c, const char *peer, SSL_SESSION *sess)
 	pthread_mutex_lock(&c->cache_lock);
 	long i = cache_find(c, peer);
 	if (i < 0 && c->cache_n < TLS_CACHE_MAX) {
+		if (c->cache_n == c->cache_cap) {
+			c->cache_cap = c->cache_cap ? MIN(c->cache_cap * 2, TLS_CACHE_MAX) : 8;
+			c->cache = xrealloc(c->cache, c->cache_cap * sizeof(*c->cache));
+		}
 		i = (long)c->cache_n++;
-		c->cache[i].peer = xstrdup(peer);
+		c->cache[i] = (struct tls_cache_entry){ .peer = xstrdup(peer) };
 	} else if (i < 0) {
 		i = (long)c->cache_next;
 		c->cache_next = (c->cache_next + 1) % TLS_CACHE_MAX;
@@ -300,7 +305,6 @@ struct tls_ctx *tls_ctx_new(const struct tls_conf *conf, const char **bad_key, c
 	c->server_name = conf->server_name ? xstrdup(conf->server_name) : NULL;
 	c->verify = conf->verify;
 	c->session_reuse = conf->session_reuse;
-	c->cache = xcalloc(TLS_CACHE_MAX, sizeof(*c->cache));
 	pthread_mutex_init(&c->cache_lock, NULL);
 	return c;
 fail:
