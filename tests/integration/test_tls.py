@@ -803,3 +803,19 @@ def test_drain_lets_an_open_tls_connection_finish(servers, pki, zklb):
     assert rd.line() == b"owt\n"
     s.close()
     assert lb.wait(5) == 0
+
+
+def test_reload_with_a_broken_ca_file_keeps_the_running_one(servers, pki, zklb, tmp_path):
+    n = servers("nginx")
+    ca = tmp_path / "ca-in-use.pem"
+    ca.write_bytes(Path(pki.ca).read_bytes())
+    lb = zklb(services={SVC: static_service([n.address], tls={"ca": str(ca)})})
+    assert http_get(lb.listen(SVC), "/r/1")[2] == b"r1\n"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    mark = lb.log_mark()
+    lb.reload()
+    lb.wait_for_log(rf"{re.escape(str(lb.config_path))}:\d+:\d+: services\.web\.tls\.ca: "
+                    rf"cannot load {re.escape(str(ca))} as PEM certificates", since=mark)
+    assert lb.metrics().value("zklb_reload_failures_total") == 1
+    # The context loaded at start still verifies new connections.
+    assert http_get(lb.listen(SVC), "/r/2")[2] == b"r2\n"
