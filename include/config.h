@@ -25,6 +25,8 @@
 #include "log.h"
 #include "netpolicy.h"	/* struct net_list: the overlay policy's networks */
 
+struct tls_ctx;
+
 /* A relay remembers every backend it tried, so retries are bounded. */
 #define CONFIG_MAX_RETRIES 15
 
@@ -96,12 +98,16 @@ struct pool_conf {
 };
 
 struct tls_conf {
-	bool enabled;			/* true when the tls: section is present */
+	bool enabled;			/* the tls: section is present and not enabled: false */
 	char *ca;			/* owned; may be NULL */
 	char *cert;			/* owned; may be NULL */
 	char *key;			/* owned; may be NULL */
 	bool verify;			/* check the server's certificate */
 	char *server_name;		/* owned; may be NULL */
+	char *min_version;		/* owned; "1.2" or "1.3" */
+	char *ciphers;			/* owned; OpenSSL cipher list (TLS <= 1.2); may be NULL */
+	bool session_reuse;		/* resume sessions per backend */
+	struct tls_ctx *ctx;		/* owned ref: loaded from the files when enabled, else NULL */
 };
 
 struct static_backend {

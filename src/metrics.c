@@ -287,6 +287,21 @@ static bool get_backend32(const struct scrape *s, const struct metric *m, size_t
 	return true;
 }
 
+/* The handshakes with a backend that ended with result k. */
+static bool get_backend_tls(const struct scrape *s, const struct metric *m, size_t i, size_t k, uint64_t *out)
+{
+	*out = atomic_load(&s->backends[i].inst->be->tls_handshakes[k]);
+	return true;
+}
+
+/* Ciphertext bytes of a backend's TLS connections, k = 0: in, 1: out. */
+static bool get_backend_tls_bytes(const struct scrape *s, const struct metric *m, size_t i, size_t k,
+				  uint64_t *out)
+{
+	*out = atomic_load(&s->backends[i].inst->be->tls_bytes[k]);
+	return true;
+}
+
 static bool get_ejections(const struct scrape *s, const struct metric *m, size_t i, size_t k, uint64_t *out)
 {
 	*out = s->backends[i].inst->ejections;
@@ -364,6 +379,17 @@ static const char *discard_reason(size_t k)
 static const char *not_reusable_verdict(size_t k)
 {
 	return k + 1 < FRAMING_VERDICT_COUNT ? framing_verdict_name((enum framing_verdict)(k + 1)) : NULL;
+}
+
+static const char *tls_result(size_t k)
+{
+	return k < TLS_RESULTS ? tls_result_name((enum tls_result)k) : NULL;
+}
+
+static const char *tls_direction(size_t k)
+{
+	static const char *const names[] = { "in", "out" };
+	return k < ARRAY_SIZE(names) ? names[k] : NULL;
 }
 
 static const char *session_state(size_t k)
@@ -578,6 +604,12 @@ static const struct metric metrics[] = {
 	{ "zklb_upstream_idle_connections", "gauge", SCOPE_BACKEND, NULL, NULL, NULL, get_backend32,
 	  AT(backend, idle),
 	  "Idle pooled upstream connections." },
+	{ "zklb_backend_tls_handshakes_total", "counter", SCOPE_BACKEND, "result", tls_result, NULL,
+	  get_backend_tls, 0,
+	  "Upstream TLS handshakes (relay, prewarm), by result: full, resumed, or failed by reason." },
+	{ "zklb_backend_tls_bytes_total", "counter", SCOPE_BACKEND, "direction", tls_direction, NULL,
+	  get_backend_tls_bytes, 0,
+	  "Bytes on the wire of upstream TLS connections (records, handshakes), in = from the backend." },
 };
 
 /* What each scope's series are labelled with, and when its families are written. */

@@ -18,6 +18,7 @@
 #include "config_keys.h"
 #include "overlay_policy.h"
 #include "schema.h"
+#include "tls.h"
 #include "util.h"
 #include "yamltree.h"
 
@@ -135,6 +136,9 @@ static void service_free(struct service_conf *s)
 	free(s->tls.cert);
 	free(s->tls.key);
 	free(s->tls.server_name);
+	free(s->tls.min_version);
+	free(s->tls.ciphers);
+	tls_ctx_put(s->tls.ctx);
 	free(s->origin);
 }
 
@@ -230,6 +234,9 @@ static void service_copy(struct service_conf *dst, const struct service_conf *sr
 	dst->tls.cert = dup_or_null(src->tls.cert);
 	dst->tls.key = dup_or_null(src->tls.key);
 	dst->tls.server_name = dup_or_null(src->tls.server_name);
+	dst->tls.min_version = dup_or_null(src->tls.min_version);
+	dst->tls.ciphers = dup_or_null(src->tls.ciphers);
+	dst->tls.ctx = tls_ctx_get(src->tls.ctx);
 	dst->origin = dup_or_null(src->origin);
 }
 

@@ -10,6 +10,7 @@
 #include "template.h"
 #include "config.h"
 #include "schema.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "instance.h"
@@ -92,6 +94,7 @@ static void fn_sync_names(struct schema_ctx *v, const struct schema_path *p, con
 static void fn_overlay_networks(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_abs_dir(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_hostnames(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_tls_version(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 
 static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_check(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
@@ -170,11 +173,15 @@ static const struct schema_key pool_keys[] = {
 static const struct schema_section pool_section = SECTION(pool_keys, finish_pool);
 
 static const struct schema_key tls_keys[] = {
+	{ "enabled",         S_BOOL,    "true",          S_RELOAD,        AT(tls_conf, enabled),                 NULL,              NULL },
 	{ "ca",              S_STR,     NULL,            S_RELOAD,        AT(tls_conf, ca),                      NULL,              fn_nonempty },
 	{ "cert",            S_STR,     NULL,            S_RELOAD,        AT(tls_conf, cert),                    NULL,              fn_nonempty },
 	{ "key",             S_STR,     NULL,            S_RELOAD,        AT(tls_conf, key),                     NULL,              fn_nonempty },
 	{ "verify",          S_BOOL,    "true",          S_RELOAD,        AT(tls_conf, verify),                  NULL,              NULL },
 	{ "server_name",     S_STR,     NULL,            S_RELOAD,        AT(tls_conf, server_name),             NULL,              fn_nonempty },
+	{ "min_version",     S_STR,     "1.2",           S_RELOAD,        AT(tls_conf, min_version),             NULL,              fn_tls_version },
+	{ "ciphers",         S_STR,     NULL,            S_RELOAD,        AT(tls_conf, ciphers),                 NULL,              fn_nonempty },
+	{ "session_reuse",   S_BOOL,    "true",          S_RELOAD,        AT(tls_conf, session_reuse),           NULL,              NULL },
 };
 static const struct schema_section tls_section = SECTION(tls_keys, finish_tls);
 
@@ -696,22 +703,63 @@ static void finish_pool(struct schema_ctx *v, const struct schema_path *p, const
 	}
 }
 
+static void fn_tls_version(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	char buf[80];
+	if (!tls_version_parse(json_string_value(val)))
+		schema_error(v, p, false, "%s is not a TLS version: \"1.2\" or \"1.3\"",
+			     schema_show(val, buf, sizeof(buf)));
+}
+
+/* A file named by key k of the tls: section must exist and be readable. */
+static bool tls_file_ok(struct schema_ctx *v, const struct schema_path *p, const json_t *obj,
+			const char *k, const char *path)
+{
+	struct schema_path kp = { p, k, 0, obj };
+	if (!path)
+		return true;
+	if (access(path, R_OK) != 0) {
+		schema_error(v, &kp, false, "cannot read %s: %s", path, strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The section is usable only if its files load: they are loaded here, so
+ * `zklb check` proves it and every reload re-reads them; the context built
+ * is what the service's connections use.
+ */
 static void finish_tls(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
 {
 	struct tls_conf *t = base;
-	t->enabled = obj != NULL;
-	if (obj && !t->cert != !t->key) {
+	/* A section written with enabled: false keeps its keys but is off. */
+	t->enabled = obj != NULL && t->enabled;
+	if (!t->enabled)
+		return;
+	if (!t->cert != !t->key) {
 		struct schema_path kp = { p, t->cert ? "cert" : "key", 0, obj };
 		schema_error(v, &kp, true, "cert and key go together");
+		return;
 	}
-	/*
-	 * The keys are validated so a file written for a later release reads
-	 * well, but this build relays plain TCP only: accepting the section
-	 * would send plaintext to TLS ports.
-	 */
-	if (obj)
-		schema_error(v, p, true, "upstream TLS is not supported by this build yet; "
-			     "remove the tls: section");
+	bool ok = tls_file_ok(v, p, obj, "ca", t->ca);
+	ok = tls_file_ok(v, p, obj, "cert", t->cert) && ok;
+	ok = tls_file_ok(v, p, obj, "key", t->key) && ok;
+	if (!ok)
+		return;
+	struct stat st;
+	if (t->key && stat(t->key, &st) == 0 && tls_key_mode_open(st.st_mode)) {
+		struct schema_path kp = { p, "key", 0, obj };
+		schema_warn(v, &kp, "%s is readable by group or other (mode %04o); chmod 600 it",
+			    t->key, (unsigned)(st.st_mode & 07777));
+	}
+	char err[400];
+	const char *bad = NULL;
+	t->ctx = tls_ctx_new(t, &bad, err, sizeof(err));
+	if (!t->ctx) {
+		struct schema_path kp = { p, bad, 0, obj };
+		schema_error(v, bad && *bad && schema_has(obj, bad) ? &kp : p, false, "%s", err);
+	}
 }
 
 /* A decimal id, or -1. */

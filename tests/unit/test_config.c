@@ -301,15 +301,69 @@ static void test_sections_without_body(void **state)
 	config_free(cfg);
 }
 
-/* Upstream TLS is not in this build: the section is refused, not ignored. */
-static void test_tls_refused(void **state)
+/* tls: defaults, and every key checked where it is written. */
+static void test_tls(void **state)
 {
-	expect_error(STATIC_SVC "    tls:\n",
-		     "t.yaml:5:5: services.web.tls: upstream TLS is not supported by this build yet; "
-		     "remove the tls: section");
-	expect_error(STATIC_SVC "    tls: {ca: /etc/ca.pem, verify: true}\n",
-		     "t.yaml:5:5: services.web.tls: upstream TLS is not supported by this build yet; "
-		     "remove the tls: section");
+	/* verify: false needs no CA store; the defaults come from the schema. */
+	struct config *cfg = load_ok(STATIC_SVC "    tls: {verify: false}\n");
+	const struct tls_conf *t = &cfg->services[0].tls;
+	assert_true(t->enabled);
+	assert_false(t->verify);
+	assert_true(t->session_reuse);
+	assert_string_equal(t->min_version, "1.2");
+	assert_null(t->ciphers);
+	assert_non_null(t->ctx);
+	config_free(cfg);
+
+	cfg = load_ok(STATIC_SVC);
+	assert_false(cfg->services[0].tls.enabled);
+	assert_null(cfg->services[0].tls.ctx);
+	config_free(cfg);
+
+	/* enabled: false keeps the keys, loads nothing. */
+	cfg = load_ok(STATIC_SVC "    tls: {enabled: false, ca: /nonexistent/ca.pem}\n");
+	assert_false(cfg->services[0].tls.enabled);
+	assert_null(cfg->services[0].tls.ctx);
+	assert_string_equal(cfg->services[0].tls.ca, "/nonexistent/ca.pem");
+	config_free(cfg);
+	cfg = load_ok(STATIC_SVC "    tls: {enabled: true, verify: false}\n");
+	assert_true(cfg->services[0].tls.enabled);
+	assert_non_null(cfg->services[0].tls.ctx);
+	config_free(cfg);
+
+	expect_error(STATIC_SVC "    tls: {verify: false, min_version: \"1.1\"}\n",
+		     "t.yaml:5:39: services.web.tls.min_version: '1.1' is not a TLS version: "
+		     "\"1.2\" or \"1.3\"");
+	expect_error(STATIC_SVC "    tls: {ca: /nonexistent/ca.pem}\n",
+		     "t.yaml:5:15: services.web.tls.ca: cannot read /nonexistent/ca.pem: "
+		     "No such file or directory");
+	expect_error(STATIC_SVC "    tls: {verify: false, cert: /nonexistent/c.pem}\n",
+		     "t.yaml:5:26: services.web.tls.cert: cert and key go together");
+	expect_error(STATIC_SVC "    tls: {verify: false, ciphers: NO-SUCH-CIPHER}\n",
+		     "t.yaml:5:35: services.web.tls.ciphers: no cipher of this list is known: "
+		     "error:0A0000B9:SSL routines::no cipher match");
+
+	/* A CA file that is not PEM is refused at its key, naming the file. */
+	char dir[] = "/tmp/zklb-test-tls-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char ca[64], yaml[512], want[512];
+	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+	FILE *f = fopen(ca, "w");
+	assert_non_null(f);
+	fputs("not a certificate\n", f);
+	fclose(f);
+	snprintf(yaml, sizeof(yaml), STATIC_SVC "    tls:\n      ca: %s\n", ca);
+	struct config_errors errs = { 0 };
+	cfg = load(yaml, &errs);
+	assert_null(cfg);
+	assert_int_equal(errs.n, 1);
+	snprintf(want, sizeof(want), "t.yaml:6:11: services.web.tls.ca: cannot load %s as PEM certificates", ca);
+	if (strncmp(errs.msgs[0], want, strlen(want)) != 0)
+		print_message("got: %s\nwant: %s...\n", errs.msgs[0], want);
+	assert_true(strncmp(errs.msgs[0], want, strlen(want)) == 0);
+	config_errors_free(&errs);
+	unlink(ca);
+	rmdir(dir);
 }
 
 static void test_admin_and_workers(void **state)
@@ -1039,7 +1093,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_empty_file),
 		cmocka_unit_test(test_sections_without_body),
-		cmocka_unit_test(test_tls_refused),
+		cmocka_unit_test(test_tls),
 		cmocka_unit_test(test_admin_and_workers),
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_yaml_errors),
