@@ -71,6 +71,7 @@ static json_t *service_json(struct control *c, size_t idx)
 		json_object_set_new(o, "skipped_instances", json_integer((json_int_t)ds.skipped));
 		json_object_set_new(o, "held_changes", json_integer((json_int_t)ds.held_total));
 		json_object_set_new(o, "holding", json_boolean(ds.holding));
+		json_object_set_new(o, "read_wait_ms", json_integer((json_int_t)ds.read_wait_ms));
 	}
 	pthread_mutex_lock(&svc->health_lock);
 	json_object_set_new(o, "panic", json_boolean(svc->panic));

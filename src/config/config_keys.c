@@ -112,6 +112,9 @@ static const struct schema_key discovery_keys[] = {
 	{ "keep_last_known", S_BOOL,    "true",          S_RELOAD,        AT(discovery_conf, keep_last_known),   NULL,              NULL },
 	{ "collapse_guard",  S_RATIO,   "0.5",           S_RELOAD,        AT(discovery_conf, collapse_guard),    NULL,              NULL },
 	{ "collapse_hold",   S_DUR,     "30s",           S_RELOAD,        AT(discovery_conf, collapse_hold_ms),  NULL,              NULL },
+	{ "coalesce",        S_DUR,     "200ms",         S_RELOAD,        AT(discovery_conf, coalesce_ms),       NULL,              NULL },
+	{ "resync_jitter",   S_DUR,     "5s",            S_RELOAD,        AT(discovery_conf, resync_jitter_ms),  NULL,              NULL },
+	{ "watch_data",      S_BOOL,    "true",          S_RELOAD,        AT(discovery_conf, watch_data),        NULL,              NULL },
 	{ "backends",        S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_backends },
 };
 static const struct schema_section discovery_section = SECTION(discovery_keys, finish_discovery);
