@@ -28,6 +28,12 @@
 
 #define ZK_BACKOFF_BASE_MS 200
 #define ZK_BACKOFF_CAP_MS 30000
+/*
+ * The first new session after an expiry: at a random moment in this window.
+ * A fleet learns of its expiries together (the ensemble came back), and a
+ * session is a write through the leader: ten thousand at once is a storm.
+ */
+#define ZK_NEW_SESSION_SPREAD_MS 1000
 
 /* The context libzookeeper hands back to zk_watcher; one per handle. */
 struct zk_handle {
@@ -382,8 +388,9 @@ static void lose_session(struct zk *zk, const char *why)
 	zk_set_state(zk, ZK_EXPIRED, why);
 	notify_session(zk, ZK_SESSION_EXPIRED);
 	compact_observers(zk);
-	delay = zk_backoff_ms(zk->attempt, ZK_BACKOFF_BASE_MS, ZK_BACKOFF_CAP_MS,
-			      rng_next(&zk->rng));
+	delay = zk->attempt ? zk_backoff_ms(zk->attempt, ZK_BACKOFF_BASE_MS, ZK_BACKOFF_CAP_MS,
+					    rng_next(&zk->rng))
+			    : rng_next(&zk->rng) % ZK_NEW_SESSION_SPREAD_MS;
 	zk->attempt++;
 	tv = timeval_from_ms(delay);
 	if (delay)
