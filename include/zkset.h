@@ -22,7 +22,8 @@
  *
  * Without data watches (watch_data false) a child's data is read when its
  * name appears in a list, and again only when the parent's cversion shows
- * that children were deleted and re-created between two lists. Missed: an
+ * that children were deleted and re-created between two lists (a new
+ * session then costs one list, not one read per child). Missed: an
  * in-place setData of a child that stays (Curator's updateService does
  * exactly that).
  *

@@ -565,8 +565,15 @@ static void zkset_resync(struct zkset *set, const char *why)
 		return;
 	sync_reset(set);
 	set->needs_resync = false;
-	for (size_t i = 0; i < set->n_members; i++)
-		set->members[i].stale = set->members[i].wanted;
+	/*
+	 * Data watches must be armed again, so every child is read. Without
+	 * them a child read before needs no new read: the list reads the new
+	 * names, and its cversion tells when one was deleted and re-created.
+	 */
+	for (size_t i = 0; i < set->n_members; i++) {
+		struct zkset_member *m = &set->members[i];
+		m->stale = m->wanted && (set->pacing.watch_data || !m->loaded || m->stale);
+	}
 	phase_set(set, ZKSET_SYNCING, why);
 	issue_list(set);
 }

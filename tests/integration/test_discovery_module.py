@@ -600,7 +600,30 @@ def test_watch_data_off_keeps_one_watch(shared_zookeeper, zk_path, kazoo_client,
     k.set(f"{path}/b", curator("b", 9602))
     p.none(lambda e: e["ev"] == "view", 2.5, "view after an in-place setData")
     assert watched_paths(shared_zookeeper, path) == set()
-    assert p.stats()["gets"] == 6                           # 3, then a, b, c again
+    st = p.stats()
+    assert st["gets"] == 6                                  # 3, then a, b, c again
+
+    # A new session costs one list: nothing is read again but what changed.
+    from kazoo.client import KazooClient
+    new = next(e for e in p.events if e["ev"] == "session" and e["event"] == "new")
+    os.kill(p.proc.pid, signal.SIGSTOP)
+    try:
+        thief = KazooClient(hosts=shared_zookeeper.hosts,
+                            client_id=(int(new["session_id"], 16),
+                                       bytes.fromhex(new["passwd"])))
+        thief.start(timeout=10)
+        thief.stop()
+        thief.close()
+        k.create(f"{path}/d", curator("d", 9004))
+    finally:
+        os.kill(p.proc.pid, signal.SIGCONT)
+    p.session("expired")
+    p.session("new")
+    p.view(["a", "b", "c", "d"])
+    p.state("connected")
+    after = p.stats()
+    assert after["gets"] - st["gets"] == 1, (st, after)     # d only
+    assert after["lists"] - st["lists"] == 1, (st, after)
 
 
 def test_watch_data_on_watches_every_child(shared_zookeeper, zk_path, kazoo_client, probe):
