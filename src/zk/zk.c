@@ -34,6 +34,14 @@
  * session is a write through the leader: ten thousand at once is a storm.
  */
 #define ZK_NEW_SESSION_SPREAD_MS 1000
+/*
+ * libzookeeper re-resolves the connect string's names each time it polls its
+ * socket, by default: on a busy session that is most of its I/O thread's
+ * time (getaddrinfo reads gai.conf and asks the kernel over netlink), and
+ * across a fleet a steady stream of DNS queries. Once a minute finds a moved
+ * server soon enough; on connection loss it resolves again anyway.
+ */
+#define ZK_RESOLVE_DELAY_MS 60000
 
 /* The context libzookeeper hands back to zk_watcher; one per handle. */
 struct zk_handle {
@@ -442,6 +450,9 @@ static void zk_connect(struct zk *zk)
 	}
 	zk->hctx = h;
 	zk->had_session = false;
+	rc = zoo_set_servers_resolution_delay(zk->zh, ZK_RESOLVE_DELAY_MS);
+	if (rc != ZOK)
+		log_warn("zookeeper: cannot set the resolution delay: %s", zk_rc_name(rc));
 	if (zk->auth_scheme) {
 		rc = zoo_add_auth(zk->zh, zk->auth_scheme, zk->auth_cert,
 				  (int)strlen(zk->auth_cert), NULL, NULL);
