@@ -1359,6 +1359,20 @@ ZK_CLASSPATH = ["/etc/zookeeper/conf", "/usr/share/java/zookeeper.jar",
                 "/usr/share/java/slf4j-log4j12.jar", "/usr/share/java/log4j-1.2.jar"]
 
 
+def load_bench_script(name):
+    """A bench/ script without a .py suffix (bench/zk-load...) as a module, so that a
+    test runs the benchmark's own code in a small configuration."""
+    import importlib.machinery
+    import importlib.util
+
+    mod_name = name.replace("-", "_")
+    loader = importlib.machinery.SourceFileLoader(mod_name, str(ROOT / "bench" / name))
+    spec = importlib.util.spec_from_loader(mod_name, loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
 def four_letter(hostport, cmd, timeout=1.0):
     """Send a ZooKeeper four-letter command; return the answer text ('' on error)."""
     try:

@@ -151,6 +151,26 @@ def ids_of(ev):
     return sorted(i["id"] for i in ev["instances"])
 
 
+def expire(p, hosts, new, meanwhile=None):
+    """Expire the probe's session (`new`: its "session" event): take it over with
+    its id and password, then close it. The probe is paused meanwhile, or its
+    client would take the session straight back; meanwhile() runs before it
+    resumes (changes made while it has no session)."""
+    from kazoo.client import KazooClient
+
+    os.kill(p.proc.pid, signal.SIGSTOP)
+    try:
+        thief = KazooClient(hosts=hosts, client_id=(int(new["session_id"], 16),
+                                                    bytes.fromhex(new["passwd"])))
+        thief.start(timeout=10)
+        thief.stop()
+        thief.close()
+        if meanwhile:
+            meanwhile()
+    finally:
+        os.kill(p.proc.pid, signal.SIGCONT)
+
+
 @pytest.fixture
 def probe(tmp_path):
     """probe(hosts, path, **kw) → a started Probe, stopped (by PID) at teardown."""
@@ -345,8 +365,6 @@ def test_collapse_is_held_then_applied_or_withdrawn(shared_zookeeper, zk_path, k
 
 
 def test_session_expiry_resyncs(shared_zookeeper, zk_path, kazoo_client, probe):
-    from kazoo.client import KazooClient
-
     k = kazoo_client(shared_zookeeper.hosts)
     path = zk_path + "/services/web"
     for i in ("a", "b"):
@@ -359,20 +377,10 @@ def test_session_expiry_resyncs(shared_zookeeper, zk_path, kazoo_client, probe):
     p.view(["a", "b"])
     p.state("connected")
 
-    # Expire the probe's session: take it over with its id and password, then close it.
-    # The probe is paused meanwhile, or its client would take the session straight back.
-    os.kill(p.proc.pid, signal.SIGSTOP)
-    try:
-        thief = KazooClient(hosts=shared_zookeeper.hosts,
-                            client_id=(int(new["session_id"], 16),
-                                       bytes.fromhex(new["passwd"])))
-        thief.start(timeout=10)
-        thief.stop()
-        thief.close()
-        k.create(f"{path}/c", curator("c", 9003))      # made while the probe has no session
+    def meanwhile():                                   # made while the probe has no session
+        k.create(f"{path}/c", curator("c", 9003))
         k.delete(f"{path}/a")
-    finally:
-        os.kill(p.proc.pid, signal.SIGCONT)
+    expire(p, shared_zookeeper.hosts, new, meanwhile)
     p.session("lost")
     p.state("disconnected")
     p.session("expired")
@@ -604,19 +612,9 @@ def test_watch_data_off_keeps_one_watch(shared_zookeeper, zk_path, kazoo_client,
     assert st["gets"] == 6                                  # 3, then a, b, c again
 
     # A new session costs one list: nothing is read again but what changed.
-    from kazoo.client import KazooClient
     new = next(e for e in p.events if e["ev"] == "session" and e["event"] == "new")
-    os.kill(p.proc.pid, signal.SIGSTOP)
-    try:
-        thief = KazooClient(hosts=shared_zookeeper.hosts,
-                            client_id=(int(new["session_id"], 16),
-                                       bytes.fromhex(new["passwd"])))
-        thief.start(timeout=10)
-        thief.stop()
-        thief.close()
-        k.create(f"{path}/d", curator("d", 9004))
-    finally:
-        os.kill(p.proc.pid, signal.SIGCONT)
+    expire(p, shared_zookeeper.hosts, new,
+           lambda: k.create(f"{path}/d", curator("d", 9004)))
     p.session("expired")
     p.session("new")
     p.view(["a", "b", "c", "d"])
@@ -644,8 +642,6 @@ def test_watch_data_on_watches_every_child(shared_zookeeper, zk_path, kazoo_clie
 def test_resync_after_expiry_is_jittered(shared_zookeeper, zk_path, kazoo_client, probe):
     """After a new session the re-read waits a random delay within resync_jitter,
     serving the last-known set meanwhile; then it is exact again."""
-    from kazoo.client import KazooClient
-
     k = kazoo_client(shared_zookeeper.hosts)
     path = zk_path + "/services/web"
     for i in ("a", "b"):
@@ -657,17 +653,8 @@ def test_resync_after_expiry_is_jittered(shared_zookeeper, zk_path, kazoo_client
     p.state("connected")
     assert "resync_jitter" not in p.log()
 
-    os.kill(p.proc.pid, signal.SIGSTOP)
-    try:
-        thief = KazooClient(hosts=shared_zookeeper.hosts,
-                            client_id=(int(new["session_id"], 16),
-                                       bytes.fromhex(new["passwd"])))
-        thief.start(timeout=10)
-        thief.stop()
-        thief.close()
-        k.create(f"{path}/c", curator("c", 9003))
-    finally:
-        os.kill(p.proc.pid, signal.SIGCONT)
+    expire(p, shared_zookeeper.hosts, new,
+           lambda: k.create(f"{path}/c", curator("c", 9003)))
     p.session("expired")
     p.session("new")
     gets = p.stats()["gets"]

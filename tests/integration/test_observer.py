@@ -11,12 +11,11 @@ observer. Loopback only, every wait bounded.
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
 import harness
-from harness import Ensemble, ask_tag, instances_of
+from harness import ask_tag, instances_of
 
 pytestmark = [pytest.mark.zookeeper, pytest.mark.slow]
 
@@ -28,21 +27,8 @@ def curator(id_, port):
                        "serviceType": "DYNAMIC", "uriSpec": None}).encode()
 
 
-@pytest.fixture
-def observed(tmp_path):
-    """Three voters and one observer, running."""
-    harness_java = Path("/usr/share/java/zookeeper.jar")
-    if not harness_java.exists():
-        pytest.skip("ZooKeeper is not installed")
-    e = Ensemble(tmp_path / "ensemble", size=3, observers=1)
-    try:
-        e.start()
-        yield e
-    finally:
-        e.cleanup()
-
-
-def test_everything_through_an_observer(observed, kazoo_client, backend, zklb, tmp_path):
+def test_everything_through_an_observer(observed_ensemble, kazoo_client, backend, zklb, tmp_path):
+    observed = observed_ensemble
     assert [n.mode() for n in observed.observers] == ["observer"]
     k = kazoo_client(observed.hosts)                 # the voters
     b1, b2, local = backend("b1", "tag"), backend("b2", "tag"), backend("local", "echo")

@@ -15,8 +15,6 @@ The figures are printed (pytest -s) for the record; bench/zk-load runs the same
 thing at scale.
 """
 
-import importlib.machinery
-import importlib.util
 import math
 
 import pytest
@@ -33,17 +31,8 @@ COALESCE_S = 0.2
 JITTER_S = 3.0
 
 
-def load_bench():
-    path = harness.ROOT / "bench" / "zk-load"
-    loader = importlib.machinery.SourceFileLoader("zk_load", str(path))
-    spec = importlib.util.spec_from_loader("zk_load", loader)
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
-    return mod
-
-
 def test_fleet_storm_and_outage(zookeeper, kazoo_client, tmp_path):
-    bench = load_bench()
+    bench = harness.load_bench_script("zk-load")
     kz = kazoo_client(zookeeper.hosts)
     instances = bench.Instances(kz)
     instances.add(INSTANCES)

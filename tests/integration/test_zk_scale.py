@@ -13,8 +13,6 @@ is a guard against a gross regression, and bench/zk-children measures the
 pauses at 100,000.)
 """
 
-import importlib.machinery
-import importlib.util
 
 import pytest
 
@@ -26,18 +24,9 @@ CHILDREN = 20000
 BATCH = 1000
 
 
-def load_bench():
-    path = harness.ROOT / "bench" / "zk-children"
-    loader = importlib.machinery.SourceFileLoader("zk_children", str(path))
-    spec = importlib.util.spec_from_loader("zk_children", loader)
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
-    return mod
-
-
 def test_twenty_thousand_children_keep_the_admin_api_answering(zookeeper, kazoo_client,
                                                               tmp_path):
-    bench = load_bench()
+    bench = harness.load_bench_script("zk-children")
     kz = kazoo_client(zookeeper.hosts)
     res = bench.run(zookeeper, kz, tmp_path, children=CHILDREN, batch=BATCH,
                     converge_timeout=120)
