@@ -296,7 +296,13 @@ static void on_settled(void *arg)
 		else
 			skipped++;
 	}
-	instance_sort(view, n);
+	/* Curator ids are the child names, which come sorted: sort only when not. */
+	for (size_t i = 1; i < n; i++) {
+		if (strcmp(view[i - 1].id, view[i].id) >= 0) {
+			instance_sort(view, n);
+			break;
+		}
+	}
 	/* ServerSet ids are endpoints: two members may announce the same one. */
 	for (size_t i = 1, w = 1; i <= n; i++) {
 		if (i == n) {

@@ -118,16 +118,43 @@ static int cmp_ptr(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static bool backends_sorted(struct backend *const *v, size_t n)
+{
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(v[i - 1]->id, v[i]->id) >= 0)
+			return false;
+	return true;
+}
+
+static bool specs_sorted(const struct member_spec *v, size_t n)
+{
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(v[i - 1].id, v[i].id) >= 0)
+			return false;
+	return true;
+}
+
 /*
  * The member m names in by_id (the current members sorted by id), when its
- * endpoint and weight are unchanged. Ids are unique within a view.
+ * endpoint and weight are unchanged. Ids are unique within a view. With
+ * *cursor (non-NULL when the specs come sorted by id, as discovery's views
+ * do) a walk forward replaces the binary search: one view costs n compares.
  */
-static struct backend *find_member(struct backend **by_id, size_t n, const struct member_spec *m)
+static struct backend *find_member(struct backend **by_id, size_t n, const struct member_spec *m,
+				   size_t *cursor)
 {
-	struct backend **p = n ? bsearch(m->id, by_id, n, sizeof(*by_id), cmp_key_backend_id)
-			       : NULL;
-	struct backend *be = p ? *p : NULL;
+	struct backend *be = NULL;
 
+	if (cursor) {
+		int c = 1;
+		while (*cursor < n && (c = strcmp(by_id[*cursor]->id, m->id)) < 0)
+			(*cursor)++;
+		if (*cursor < n && c == 0)
+			be = by_id[*cursor];
+	} else if (n) {
+		struct backend **p = bsearch(m->id, by_id, n, sizeof(*by_id), cmp_key_backend_id);
+		be = p ? *p : NULL;
+	}
 	if (be && be->port == m->port && strcmp(be->host, m->host) == 0 &&
 	    be->ssl_port == m->ssl_port && be->weight == (m->weight ? m->weight : 1))
 		return be;
@@ -155,12 +182,19 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 	struct backend **by_id = xcalloc(svc->n_members ? svc->n_members : 1, sizeof(*by_id));
 	size_t kept = 0, added = 0, removed = 0;
 
-	/* Sorted indexes, so that a view of 100k instances costs n log n, not n^2. */
+	/*
+	 * Sorted indexes, so that a view of 100k instances costs n log n, not
+	 * n^2; a discovered view comes sorted by id (and so do the members it
+	 * made last time), and then it costs n.
+	 */
+	size_t cursor = 0;
+	bool walk = specs_sorted(v, n);
 	if (svc->n_members)
 		memcpy(by_id, svc->members, svc->n_members * sizeof(*by_id));
-	qsort(by_id, svc->n_members, sizeof(*by_id), cmp_backend_id);
+	if (!backends_sorted(by_id, svc->n_members))
+		qsort(by_id, svc->n_members, sizeof(*by_id), cmp_backend_id);
 	for (size_t i = 0; i < n; i++) {
-		struct backend *be = find_member(by_id, svc->n_members, &v[i]);
+		struct backend *be = find_member(by_id, svc->n_members, &v[i], walk ? &cursor : NULL);
 		if (be) {
 			nv[i] = backend_get(be);
 			kept++;

@@ -121,6 +121,63 @@ static void test_large_view_keeps_identity(void **state)
 	free(a);
 }
 
+/* A view sorted by id (as discovery delivers them) takes the walk, not the search. */
+static void test_sorted_view_keeps_identity(void **state)
+{
+	enum { N = 3000 };
+	struct service *svc = service_new("sorted", 1);
+	struct member_spec *a = calloc(N, sizeof(*a)), *c = calloc(N, sizeof(*c));
+	char (*ids)[16] = calloc(2 * N, sizeof(*ids));
+	struct backend **first = calloc(N, sizeof(*first));
+	size_t n = 0;
+
+	(void)state;
+	for (size_t i = 0; i < 2 * N; i++)
+		snprintf(ids[i], sizeof(ids[i]), "id%06zu", i);
+	for (size_t i = 0; i < N; i++)
+		a[i] = (struct member_spec){ ids[i], "127.0.0.1", (uint16_t)(1 + i), 0, 1 };
+	assert_true(service_set_members(svc, a, N, 1000));
+	for (size_t i = 0; i < N; i++) {
+		first[i] = svc->members[i];
+		atomic_store(&first[i]->active, 1);
+	}
+	/* Two of every three stay (one with a new port: a new backend), then new ids. */
+	for (size_t i = 0; i < N; i++) {
+		if (i % 3 == 0)
+			continue;
+		c[n] = a[i];
+		if (i == 1)
+			c[n].port = 7;
+		n++;
+	}
+	for (size_t i = N; n < N; i++)
+		c[n++] = (struct member_spec){ ids[i], "127.0.0.1", 7, 0, 1 };
+	assert_true(service_set_members(svc, c, N, 2000));
+	for (size_t i = 0, k = 0; i < N; i++) {
+		if (i % 3 == 0)
+			continue;
+		if (i == 1)
+			assert_ptr_not_equal(svc->members[k], first[i]);
+		else
+			assert_ptr_equal(svc->members[k], first[i]);
+		k++;
+	}
+	/* The dropped third, and the one whose port changed, drain. */
+	assert_int_equal(svc->n_draining, N / 3 + 1);
+	for (size_t i = 0; i < svc->n_draining; i++)
+		atomic_store(&svc->draining[i]->active, 0);
+	for (size_t i = 0; i < N; i++)
+		atomic_store(&svc->members[i]->active, 0);
+	service_tick(svc, 2500);
+	assert_int_equal(svc->n_draining, 0);
+	service_retire(svc);
+	service_put(svc);
+	free(first);
+	free(ids);
+	free(c);
+	free(a);
+}
+
 static void test_snapshot_refcounts(void **state)
 {
 	struct service *svc = service_new("db", 2);
@@ -383,6 +440,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_members_keep_identity),
 		cmocka_unit_test(test_large_view_keeps_identity),
+		cmocka_unit_test(test_sorted_view_keeps_identity),
 		cmocka_unit_test(test_snapshot_refcounts),
 		cmocka_unit_test(test_unresolvable_member_never_routable),
 		cmocka_unit_test(test_passive_failures_eject),
