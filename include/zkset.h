@@ -67,6 +67,7 @@ struct zkset_member {
 	bool loaded;			/* read at least once (or unreadable: on_read said so) */
 	bool stale;			/* must be read again (new session, failed read) */
 	bool queued;			/* waits in the set's read queue */
+	bool reading;			/* its get is outstanding */
 	bool gone;			/* deleted: a tombstone until the next list or settle */
 	int32_t version;		/* znode data version of the last read; -1 unknown */
 	void *priv;			/* the owner's, per child; released by the `forget` hook */

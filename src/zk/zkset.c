@@ -296,6 +296,7 @@ static void reads_pump(struct zkset *set)
 			char *p = child_path(set, m->name);
 			m->queued = false;
 			m->stale = false;
+			m->reading = true;
 			set->reads_inflight++;
 			set->gets_total++;
 			zk_get(set->zk, p, set->pacing.watch_data, get_done, set);
@@ -519,6 +520,7 @@ static void get_done(void *arg, const struct zk_result *r)
 		return;
 	}
 	m = &set->members[i];
+	m->reading = false;
 	if (r->rc == ZOK || r->rc == ZNOAUTH) {
 		if (!m->loaded && set->n_unloaded)
 			set->n_unloaded--;
@@ -550,8 +552,14 @@ static void sync_reset(struct zkset *set)
 	zkretry_cancel(&set->retry);
 	delay_cancel(set);
 	reads_clear(set);
-	for (size_t i = 0; i < set->n_members; i++)
-		set->members[i].queued = false;
+	for (size_t i = 0; i < set->n_members; i++) {
+		struct zkset_member *m = &set->members[i];
+		/* A cancelled read never answers: it is still due. */
+		if (m->reading || m->queued)
+			m->stale = true;
+		m->reading = false;
+		m->queued = false;
+	}
 	set->list_inflight = false;
 	set->relist_wanted = false;
 	set->exists_inflight = false;
