@@ -68,6 +68,19 @@ static void test_members_keep_identity(void **state)
 	service_put(svc);
 }
 
+/* Every connection ends: the next tick forgets the draining ones; then free. */
+static void close_all_and_free(struct service *svc)
+{
+	for (size_t i = 0; i < svc->n_draining; i++)
+		atomic_store(&svc->draining[i]->active, 0);
+	for (size_t i = 0; i < svc->n_members; i++)
+		atomic_store(&svc->members[i]->active, 0);
+	service_tick(svc, 2500);
+	assert_int_equal(svc->n_draining, 0);
+	service_retire(svc);
+	service_put(svc);
+}
+
 /*
  * A view of 50,000 members, then one that keeps every other one and adds as
  * many: identity kept for exactly the survivors, the rest drain. (The
@@ -105,16 +118,9 @@ static void test_large_view_keeps_identity(void **state)
 	for (size_t i = BIG / 2; i < BIG; i++)
 		assert_string_equal(svc->members[i]->id, ids[BIG + i]);
 	assert_int_equal(svc->n_draining, BIG / 2);
-	for (size_t i = 0; i < svc->n_draining; i++) {
+	for (size_t i = 0; i < svc->n_draining; i++)
 		assert_false(atomic_load(&svc->draining[i]->member));
-		atomic_store(&svc->draining[i]->active, 0);
-	}
-	for (size_t i = 0; i < BIG; i++)
-		atomic_store(&svc->members[i]->active, 0);
-	service_tick(svc, 2500);
-	assert_int_equal(svc->n_draining, 0);
-	service_retire(svc);
-	service_put(svc);
+	close_all_and_free(svc);
 	free(first);
 	free(ids);
 	free(b);
@@ -164,14 +170,7 @@ static void test_sorted_view_keeps_identity(void **state)
 	}
 	/* The dropped third, and the one whose port changed, drain. */
 	assert_int_equal(svc->n_draining, N / 3 + 1);
-	for (size_t i = 0; i < svc->n_draining; i++)
-		atomic_store(&svc->draining[i]->active, 0);
-	for (size_t i = 0; i < N; i++)
-		atomic_store(&svc->members[i]->active, 0);
-	service_tick(svc, 2500);
-	assert_int_equal(svc->n_draining, 0);
-	service_retire(svc);
-	service_put(svc);
+	close_all_and_free(svc);
 	free(first);
 	free(ids);
 	free(c);
