@@ -17,11 +17,13 @@
 
 #include "backend.h"
 #include "backend_set.h"
-#include "config.h"
 #include "service.h"
 #include "worker.h"
 
 struct accesslog;
+struct config;
+struct config_ref;
+
 struct admin;
 struct upgrade;
 struct upgrade_inherit;

@@ -73,15 +73,22 @@ static void static_members(struct service *svc, const struct service_conf *sc, u
  * discovery brings, are looked up off this thread: once running, the
  * control thread never waits for DNS.
  */
-static void control_resolve(struct control *c, struct service *svc, bool now)
+static void control_resolve(struct control *c, struct service *svc, const struct service_conf *sc,
+			    bool now)
 {
+	const struct resolver_policy pol = {
+		.allow_hostnames = sc->discovery.allow_hostnames,
+		.max_lookups = sc->discovery.max_lookups,
+		.timeout_ms = sc->discovery.lookup_timeout_ms,
+	};
+
 	for (size_t i = 0; i < svc->n_members; i++) {
 		struct backend *be = svc->members[i];
 		if (backend_has_addr(be) || be->resolving)
 			continue;
 		struct net_addr a;
 		char err[256];
-		if (now) {
+		if (now && pol.allow_hostnames) {
 			if (net_addr_resolve(be->host, be->port, &a, err, sizeof(err))) {
 				backend_set_addr(be, &a);
 				service_backend_ready(svc, be, now_ms());
@@ -89,7 +96,7 @@ static void control_resolve(struct control *c, struct service *svc, bool now)
 			}
 			/* The resolver tries again, and logs what fails there. */
 		}
-		resolver_submit(c->resolver, be);
+		resolver_submit(c->resolver, be, &pol);
 	}
 }
 
@@ -167,7 +174,7 @@ static void on_discovery_view(void *arg, const char *name, const struct instance
 	service_hold(svc, false, NULL, 0, 0);
 	free(m);
 	if (changed) {
-		control_resolve(c, svc, false);
+		control_resolve(c, svc, sc, false);
 		checker_sync(c->checker, svc, sc, false);
 	}
 	if (changed || first) {
@@ -357,12 +364,14 @@ static bool apply_members(struct control *c, struct service *svc, const struct s
 		bool ready = svc->ready;
 		if (discovery_watch(c->disc, sc) != 0)
 			log_error("svc=%s discovery cannot start", sc->name);
+		/* A reload may allow names refused before (discovery.allow_hostnames). */
+		control_resolve(c, svc, sc, false);
 		return ready;
 	}
 	if (svc->version && svc->view != SERVICE_VIEW_STATIC)
 		discovery_unwatch(c->disc, sc->name);
 	static_members(svc, sc, now);
-	control_resolve(c, svc, starting);
+	control_resolve(c, svc, sc, starting);
 	svc->view = SERVICE_VIEW_STATIC;
 	return true;
 }

@@ -231,9 +231,43 @@ static int lookup(const char *node, uint16_t port, int flags, struct net_addr *o
 	return rc;
 }
 
+/*
+ * The common spellings ("10.0.0.5", "::1") without getaddrinfo(), which even
+ * for a literal reads gai.conf and asks the kernel over netlink: 100,000
+ * instances cost the control thread a second that way. getaddrinfo() still
+ * takes every other spelling (inet_aton forms, scope ids), with its verdict.
+ */
+static bool numeric_fast(const char *host, uint16_t port, struct net_addr *out)
+{
+	struct sockaddr_in *in = (struct sockaddr_in *)&out->ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out->ss;
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (!host)
+		return false;
+	if (inet_pton(AF_INET, host, &a4) == 1) {
+		memset(&out->ss, 0, sizeof(out->ss));
+		in->sin_family = AF_INET;
+		in->sin_port = htons(port);
+		in->sin_addr = a4;
+		out->len = sizeof(*in);
+		return true;
+	}
+	if (inet_pton(AF_INET6, host, &a6) == 1) {
+		memset(&out->ss, 0, sizeof(out->ss));
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(port);
+		in6->sin6_addr = a6;
+		out->len = sizeof(*in6);
+		return true;
+	}
+	return false;
+}
+
 bool net_addr_numeric(const char *host, uint16_t port, struct net_addr *out)
 {
-	return lookup(host, port, AI_NUMERICHOST, out) == 0;
+	return numeric_fast(host, port, out) || lookup(host, port, AI_NUMERICHOST, out) == 0;
 }
 
 bool net_addr_resolve(const char *host, uint16_t port, struct net_addr *out, char *err,
@@ -361,6 +395,20 @@ uint32_t rng_below(struct rng *r, uint32_t n)
 	return (uint32_t)(((rng_next(r) >> 32) * (uint64_t)n) >> 32);
 }
 
+size_t fd_read_full(int fd, char *buf, size_t max)
+{
+	size_t got = 0;
+	while (got < max) {
+		ssize_t r = read(fd, buf + got, max - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	return got;
+}
+
 static int write_full(int fd, const char *p, size_t n)
 {
 	while (n > 0) {
@@ -374,6 +422,26 @@ static int write_full(int fd, const char *p, size_t n)
 		n -= (size_t)w;
 	}
 	return 0;
+}
+
+/*
+ * Fill a new temporary file: data, owner (uid/gid -1: as created), then mode
+ * (after fchown, which clears set-id bits), fsync, close. 0 or -errno; fd is
+ * closed either way.
+ */
+static int temp_fill(int fd, const void *data, size_t len, unsigned mode, int64_t uid, int64_t gid)
+{
+	int rc = write_full(fd, data, len);
+
+	if (rc == 0 && (uid >= 0 || gid >= 0) && fchown(fd, (uid_t)uid, (gid_t)gid) < 0)
+		rc = -errno;
+	if (rc == 0 && fchmod(fd, (mode_t)mode) < 0)
+		rc = -errno;
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	return rc;
 }
 
 /* The directory part of path ("." or "/" where that is all there is). */
@@ -413,13 +481,7 @@ int file_write_temp(const char *path, const void *data, size_t len, unsigned mod
 		snprintf(err, errlen, "create a temporary file in %s: %s", dir, strerror(-rc));
 		return rc;
 	}
-	rc = write_full(fd, data, len);
-	if (rc == 0 && fchmod(fd, (mode_t)mode) < 0)
-		rc = -errno;
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
+	rc = temp_fill(fd, data, len, mode, -1, -1);
 	if (rc < 0) {
 		snprintf(err, errlen, "write %s: %s", tmp, strerror(-rc));
 		unlink(tmp);
@@ -461,6 +523,45 @@ int file_write_atomic(const char *path, const void *data, size_t len, unsigned m
 	char tmp[4096];
 	int rc = file_write_temp(path, data, len, mode, tmp, sizeof(tmp), err, errlen);
 	return rc < 0 ? rc : file_replace(tmp, path, err, errlen);
+}
+
+int file_write_atomic_at(int dfd, const char *dir, const char *name, const void *data, size_t len,
+			 unsigned mode, int64_t uid, int64_t gid, char *err, size_t errlen)
+{
+	char tmp[300];
+	int fd = -1, rc;
+
+	/* mkostemp has no *at form: the same O_EXCL loop, with a name that cannot be followed. */
+	for (int tries = 0; fd < 0 && tries < 100; tries++) {
+		if ((size_t)snprintf(tmp, sizeof(tmp), ".%s.%06llx", name,
+				     (unsigned long long)(now_us() ^ ((uint64_t)tries << 20)) & 0xffffffu) >=
+		    sizeof(tmp)) {
+			snprintf(err, errlen, "%s/%s: name too long", dir, name);
+			return -ENAMETOOLONG;
+		}
+		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST)
+			break;
+	}
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "create a temporary file in %s: %s", dir, strerror(-rc));
+		return rc;
+	}
+	rc = temp_fill(fd, data, len, mode, uid, gid);
+	if (rc == 0 && renameat(dfd, tmp, dfd, name) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		snprintf(err, errlen, "write %s/%s: %s", dir, name, strerror(-rc));
+		unlinkat(dfd, tmp, 0);
+		return rc;
+	}
+	/* The rename itself survives a power cut only once the directory is synced. */
+	if (fsync(dfd) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "fsync %s: %s", dir, strerror(-rc));
+	}
+	return rc;
 }
 
 int dir_make(const char *dir, unsigned mode)

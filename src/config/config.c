@@ -16,7 +16,9 @@
  */
 #include "config.h"
 #include "config_keys.h"
+#include "overlay_policy.h"
 #include "schema.h"
+#include "tls.h"
 #include "util.h"
 #include "yamltree.h"
 
@@ -134,7 +136,21 @@ static void service_free(struct service_conf *s)
 	free(s->tls.cert);
 	free(s->tls.key);
 	free(s->tls.server_name);
+	free(s->tls.min_version);
+	free(s->tls.ciphers);
+	tls_ctx_put(s->tls.ctx);
 	free(s->origin);
+}
+
+void config_render_free(struct render_conf *r)
+{
+	free(r->service);
+	free(r->file);
+	free(r->format);
+	free(r->template_path);
+	free(r->template_text);
+	free(r->check_command);
+	free(r->on_change);
 }
 
 void config_free(struct config *cfg)
@@ -167,18 +183,16 @@ void config_free(struct config *cfg)
 		free(s->file);
 		free(s->dir);
 		free(s->on_change);
+		for (size_t j = 0; j < s->n_names; j++)
+			free(s->names[j]);
+		free(s->names);
+		free(s->owner);
+		free(s->group);
 	}
 	free(cfg->sync);
-	for (size_t i = 0; i < cfg->n_render; i++) {
-		struct render_conf *r = &cfg->render[i];
-		free(r->service);
-		free(r->file);
-		free(r->format);
-		free(r->template_path);
-		free(r->template_text);
-		free(r->check_command);
-		free(r->on_change);
-	}
+	free(cfg->overlay.listen_dir);
+	for (size_t i = 0; i < cfg->n_render; i++)
+		config_render_free(&cfg->render[i]);
 	free(cfg->render);
 	free(cfg);
 }
@@ -186,6 +200,18 @@ void config_free(struct config *cfg)
 static char *dup_or_null(const char *s)
 {
 	return s ? xstrdup(s) : NULL;
+}
+
+void config_render_copy(struct render_conf *dst, const struct render_conf *src)
+{
+	*dst = *src;
+	dst->service = dup_or_null(src->service);
+	dst->file = dup_or_null(src->file);
+	dst->format = dup_or_null(src->format);
+	dst->template_path = dup_or_null(src->template_path);
+	dst->template_text = dup_or_null(src->template_text);
+	dst->check_command = dup_or_null(src->check_command);
+	dst->on_change = dup_or_null(src->on_change);
 }
 
 static char *dup_bytes(const char *s, size_t len)
@@ -224,6 +250,9 @@ static void service_copy(struct service_conf *dst, const struct service_conf *sr
 	dst->tls.cert = dup_or_null(src->tls.cert);
 	dst->tls.key = dup_or_null(src->tls.key);
 	dst->tls.server_name = dup_or_null(src->tls.server_name);
+	dst->tls.min_version = dup_or_null(src->tls.min_version);
+	dst->tls.ciphers = dup_or_null(src->tls.ciphers);
+	dst->tls.ctx = tls_ctx_get(src->tls.ctx);
 	dst->origin = dup_or_null(src->origin);
 }
 
@@ -239,6 +268,7 @@ static struct config *config_copy_base(const struct config *src)
 	cfg->cache_dir = dup_or_null(src->cache_dir);
 	cfg->admin_listen = dup_or_null(src->admin_listen);
 	cfg->access_log = dup_or_null(src->access_log);
+	cfg->overlay.listen_dir = dup_or_null(src->overlay.listen_dir);
 	cfg->services = NULL;
 	cfg->n_services = 0;
 	cfg->announce = src->n_announce ? xcalloc(src->n_announce, sizeof(*cfg->announce)) : NULL;
@@ -262,20 +292,15 @@ static struct config *config_copy_base(const struct config *src)
 		d->file = dup_or_null(s->file);
 		d->dir = dup_or_null(s->dir);
 		d->on_change = dup_or_null(s->on_change);
+		d->names = s->n_names ? xcalloc(s->n_names, sizeof(*d->names)) : NULL;
+		for (size_t j = 0; j < s->n_names; j++)
+			d->names[j] = xstrdup(s->names[j]);
+		d->owner = dup_or_null(s->owner);
+		d->group = dup_or_null(s->group);
 	}
 	cfg->render = src->n_render ? xcalloc(src->n_render, sizeof(*cfg->render)) : NULL;
-	for (size_t i = 0; i < src->n_render; i++) {
-		struct render_conf *d = &cfg->render[i];
-		const struct render_conf *s = &src->render[i];
-		*d = *s;
-		d->service = dup_or_null(s->service);
-		d->file = dup_or_null(s->file);
-		d->format = dup_or_null(s->format);
-		d->template_path = dup_or_null(s->template_path);
-		d->template_text = dup_or_null(s->template_text);
-		d->check_command = dup_or_null(s->check_command);
-		d->on_change = dup_or_null(s->on_change);
-	}
+	for (size_t i = 0; i < src->n_render; i++)
+		config_render_copy(&cfg->render[i], &src->render[i]);
 	return cfg;
 }
 
@@ -411,6 +436,9 @@ struct config *config_overlay_json(const struct config *base, const char *json, 
 		size_t i;
 		for (i = 0; i < cfg->n_services && strcmp(cfg->services[i].name, name) != 0; i++)
 			;
+		/* The file's policy for what it lets ZooKeeper ask for (overlay_policy.h). */
+		overlay_policy_check(&v, &sp, sobj, &svc, &base->overlay,
+				     i < cfg->n_services && strcmp(cfg->services[i].origin, "file") == 0);
 		if (i < cfg->n_services)
 			service_free(&cfg->services[i]);
 		else
