@@ -82,6 +82,13 @@ struct service {
 	_Atomic uint64_t check_failures;	/* active check failures */
 	_Atomic uint64_t panics;		/* times panic mode was entered */
 	_Atomic uint64_t view_updates;		/* member changes applied */
+	_Atomic uint64_t refused;		/* instances refused by the destination policy */
+
+	/* Destination policy (control thread): copies of the lists in force. */
+	struct net_list allowed;		/* allowed_networks; empty = any */
+	struct net_list denied;			/* denied_networks */
+	struct net_self *self;			/* owned; zklb's own listeners, n_self */
+	size_t n_self;
 };
 
 /* "pending", "static", "connected", "disconnected" or "cached". */
@@ -112,6 +119,21 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 
 /* Is be one of svc's current members? Control thread. */
 bool service_has_member(const struct service *svc, const struct backend *be);
+
+/*
+ * The destination policy: allowed/denied (copied) and zklb's own listening
+ * sockets self[0..n) (copied). Applies to members created from now on.
+ * Control thread.
+ */
+void service_set_policy(struct service *svc, const struct net_list *allowed,
+			const struct net_list *denied, const struct net_self *self, size_t n);
+
+/*
+ * May member be connect to addr? When not, be is refused (backend_refuse),
+ * the refusal counted in svc->refused and logged; returns false. Called
+ * before be's address is published. Control thread.
+ */
+bool service_admit(struct service *svc, struct backend *be, const struct net_addr *addr);
 
 /*
  * A member created from a host name got its address: publish its health for

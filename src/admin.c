@@ -78,6 +78,7 @@ static json_t *service_json(struct control *c, size_t idx)
 	json_object_set_new(o, "connections_total", json_integer((json_int_t)atomic_load(&svc->conn_total)));
 	json_object_set_new(o, "connections_failed", json_integer((json_int_t)atomic_load(&svc->conn_failed)));
 	json_object_set_new(o, "retries", json_integer((json_int_t)atomic_load(&svc->retries)));
+	json_object_set_new(o, "refused_instances", json_integer((json_int_t)atomic_load(&svc->refused)));
 
 	size_t n;
 	struct stats_instance *v = stats_instances_of(svc, &n);
@@ -92,6 +93,8 @@ static json_t *service_json(struct control *c, size_t idx)
 			json_object_set_new(e, "ssl_port", json_integer(be->ssl_port));
 		json_object_set_new(e, "weight", json_integer(be->weight));
 		json_object_set_new(e, "state", json_string(v[i].state));
+		if (backend_refused(be))
+			json_object_set_new(e, "refused", json_string(be->refused));
 		json_object_set_new(e, "active", json_integer(atomic_load(&be->active)));
 		json_object_set_new(e, "total", json_integer((json_int_t)atomic_load(&be->conn_total)));
 		json_object_set_new(e, "failures", json_integer((json_int_t)atomic_load(&be->connect_failures)));

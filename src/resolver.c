@@ -196,9 +196,8 @@ static void apply(struct resolver *r, struct job *j)
 		char a[INET6_ADDRSTRLEN + 16];
 		net_addr_format(&j->addr, a, sizeof(a));
 		log_info("svc=%s be=%s resolved to %s", be->svc_name, be->name, a);
-		backend_set_addr(be, &j->addr);
 		r->resolved++;
-		r->done(r->arg, be);
+		r->done(r->arg, be, &j->addr);
 		finish(r, j);
 		return;
 	}
@@ -298,7 +297,7 @@ struct resolver *resolver_new(struct event_base *base, resolver_done_fn done, vo
 
 void resolver_submit(struct resolver *r, struct backend *be)
 {
-	if (backend_has_addr(be) || be->resolving)
+	if (backend_has_addr(be) || be->resolving || backend_refused(be))
 		return;
 	struct job *j = xcalloc(1, sizeof(*j));
 	j->r = r;

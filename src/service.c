@@ -4,6 +4,8 @@
 #include "service.h"
 #include "log.h"
 
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +60,7 @@ void service_put(struct service *svc)
 	if (!svc || atomic_fetch_sub_explicit(&svc->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	pthread_mutex_destroy(&svc->health_lock);
+	free(svc->self);
 	free(svc->name);
 	free(svc);
 }
@@ -138,6 +141,10 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 		} else {
 			nv[i] = backend_new(svc->name, svc->n_workers, v[i].id, v[i].host,
 					    v[i].port, v[i].ssl_port, v[i].weight, now);
+			/* An IP literal has its address already: judge it before any
+			 * snapshot can hold it. Names are judged when they resolve. */
+			if (backend_has_addr(nv[i]))
+				service_admit(svc, nv[i], &nv[i]->addr);
 			if (svc->hp.active_check) {
 				/* Unknown until the check has spoken once. */
 				nv[i]->health.state = HEALTH_CHECKING;
@@ -353,4 +360,60 @@ void service_check_result(struct service *svc, struct backend *be, bool passed,
 	publish_health(svc, be, t, now);
 	pthread_mutex_unlock(&svc->health_lock);
 	log_transition(svc, be, t, why);
+}
+
+void service_set_policy(struct service *svc, const struct net_list *allowed,
+			const struct net_list *denied, const struct net_self *self, size_t n)
+{
+	svc->allowed = *allowed;
+	svc->denied = *denied;
+	free(svc->self);
+	svc->self = n ? xcalloc(n, sizeof(*self)) : NULL;
+	if (n)
+		memcpy(svc->self, self, n * sizeof(*self));
+	svc->n_self = n;
+}
+
+/* Is sa one of this host's interface addresses? (Loopback netpolicy knows.) */
+static bool addr_is_local(const struct sockaddr *sa)
+{
+	struct net_self want, have;
+	struct ifaddrs *ifs;
+	if (!net_self_from(&want, sa))
+		return false;
+	if (getifaddrs(&ifs) != 0)
+		return true;	/* cannot tell: assume the worst */
+	bool local = false;
+	for (struct ifaddrs *i = ifs; i && !local; i = i->ifa_next)
+		local = i->ifa_addr && net_self_from(&have, i->ifa_addr) &&
+			have.family == want.family && memcmp(have.addr, want.addr, sizeof(have.addr)) == 0;
+	freeifaddrs(ifs);
+	return local;
+}
+
+bool service_admit(struct service *svc, struct backend *be, const struct net_addr *addr)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&addr->ss;
+	const struct net_prefix *hit = NULL;
+	const struct net_self *me = NULL;
+	char why[96], net[64], a[INET6_ADDRSTRLEN + 16];
+	enum netpolicy_verdict v = netpolicy_check(&svc->allowed, &svc->denied, sa, &hit);
+	if (v == NETPOLICY_ALLOW && net_self_port(svc->self, svc->n_self, sa) &&
+	    net_self_match(svc->self, svc->n_self, sa, addr_is_local(sa), &me))
+		v = NETPOLICY_SELF;
+	if (v == NETPOLICY_ALLOW)
+		return true;
+	if (v == NETPOLICY_DENIED && hit) {
+		net_prefix_format(hit, net, sizeof(net));
+		snprintf(why, sizeof(why), "%s %s", netpolicy_verdict_name(v), net);
+	} else if (v == NETPOLICY_SELF) {
+		snprintf(why, sizeof(why), "%s port %u", netpolicy_verdict_name(v), me->port);
+	} else {
+		snprintf(why, sizeof(why), "%s", netpolicy_verdict_name(v));
+	}
+	net_addr_format(addr, a, sizeof(a));
+	backend_refuse(be, why);
+	atomic_fetch_add(&svc->refused, 1);
+	log_warn("svc=%s be=%s id=%s refused: %s (address %s)", svc->name, be->name, be->id, why, a);
+	return false;
 }

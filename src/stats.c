@@ -11,6 +11,8 @@ static const char *instance_state(const struct backend *be)
 {
 	if (!atomic_load(&be->member))
 		return "draining";
+	if (backend_refused(be))
+		return "refused";	/* the destination policy said no: never routed */
 	if (!backend_has_addr(be))
 		return "resolving";	/* a host name not resolved yet */
 	return health_state_name(be->health.state);

@@ -26,9 +26,11 @@ struct seen {
 	int calls;
 };
 
-static void on_done(void *arg, struct backend *be)
+/* As the control's hook does once the policy admits the address. */
+static void on_done(void *arg, struct backend *be, const struct net_addr *addr)
 {
 	struct seen *s = arg;
+	backend_set_addr(be, addr);
 	s->be = be;
 	s->calls++;
 	event_base_loopbreak(s->base);
