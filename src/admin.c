@@ -3,8 +3,16 @@
  *
  * Every response is built from the control thread's state and from atomics
  * the workers update; health state is read under the service's health lock.
+ *
+ * The transport is ours, not evhttp's, because what protects the control
+ * thread is decided per connection: a cap on open connections (at the cap
+ * the listener stops accepting and clients wait in the backlog), one deadline
+ * for the whole request head (a client that dribbles bytes is closed however
+ * often it sends), the bearer token, and one request per connection (every
+ * response closes it).
  */
 #include "admin.h"
+#include "adminreq.h"
 #include "control.h"
 #include "announce.h"
 #include "discovery.h"
@@ -14,42 +22,85 @@
 #include "stats.h"
 #include "zk.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
-#include <event2/http.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* A response takes at most this long to leave once written (a client that never reads). */
+#define ADMIN_WRITE_TIMEOUT_S 10
+
+/* The longest bearer token read from admin.token_file. */
+#define ADMIN_TOKEN_MAX 512
+
 struct admin {
 	struct control *c;			/* not owned */
-	struct evhttp *http;			/* owned */
+	struct evconnlistener *listener;	/* owned */
+	struct event *retry;			/* owned; re-enables accept after an accept() error */
+	struct admin_conn *conns;		/* owned; open connections, newest first */
+	bool paused;				/* listener disabled: at the connection cap */
+	uint32_t n_conns;			/* open connections */
+	uint32_t max_conns;			/* admin.max_connections */
+	uint64_t head_timeout_ms;		/* admin.request_timeout */
+	uint64_t metrics_cache_ms;		/* admin.metrics_cache; 0 = none */
+	struct evbuffer *metrics;		/* owned; the last /metrics body */
+	uint64_t metrics_at_ms;			/* when it was built; 0 = never */
+	char token[ADMIN_TOKEN_MAX];		/* the bearer token... */
+	size_t token_len;			/* ...0 = none required */
 	char *unix_path;			/* owned; the socket file we bound, NULL on TCP */
 	dev_t unix_dev;				/* with unix_ino: that file, so admin_free */
 	ino_t unix_ino;				/* unlinks it only if it is still ours */
+	struct admin_stats stats;		/* counters */
 };
 
-static void reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
-		  struct evbuffer *body)
+/* One connection: read a head, write one response, close. */
+enum admin_conn_state {
+	ADMIN_CONN_READING = 0,			/* waiting for the whole head, deadline armed */
+	ADMIN_CONN_WRITING,			/* response queued; closes once written */
+};
+
+struct admin_conn {
+	struct admin *a;			/* ref */
+	struct bufferevent *bev;		/* owned */
+	struct event *deadline;			/* owned; the head's, then the write's */
+	enum admin_conn_state state;
+	enum admin_close outcome;		/* what closing counts */
+	struct admin_conn *next;		/* in a->conns */
+};
+
+/* One response, filled by a handler. */
+struct admin_reply {
+	int code;
+	const char *reason;
+	const char *ctype;
+	struct evbuffer *body;			/* owned by whoever made the reply */
+};
+
+static void reply_set(struct admin_reply *r, int code, const char *reason, const char *ctype)
 {
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
-	evhttp_send_reply(req, code, reason, body);
+	r->code = code;
+	r->reason = reason;
+	r->ctype = ctype;
 }
 
-static void on_healthz(struct evhttp_request *req, void *arg)
+static void on_healthz(struct admin *a, struct admin_reply *r)
 {
-	struct admin *a = arg;
-	struct evbuffer *b = evbuffer_new();
 	if (a->c->draining) {
-		evbuffer_add_printf(b, "draining\n");
-		reply(req, 503, "Service Unavailable", "text/plain", b);
+		evbuffer_add_printf(r->body, "draining\n");
+		reply_set(r, 503, "Service Unavailable", "text/plain");
 	} else {
-		evbuffer_add_printf(b, "ok\n");
-		reply(req, 200, "OK", "text/plain", b);
+		evbuffer_add_printf(r->body, "ok\n");
+		reply_set(r, 200, "OK", "text/plain");
 	}
-	evbuffer_free(b);
 }
 
 static json_t *service_json(struct control *c, size_t idx)
@@ -113,9 +164,8 @@ static json_t *service_json(struct control *c, size_t idx)
 	return o;
 }
 
-static void on_services(struct evhttp_request *req, void *arg)
+static void on_services(struct admin *a, struct admin_reply *r)
 {
-	struct admin *a = arg;
 	struct control *c = a->c;
 	json_t *root = json_object();
 	json_object_set_new(root, "version", json_string(ZKLB_VERSION));
@@ -156,21 +206,30 @@ static void on_services(struct evhttp_request *req, void *arg)
 	}
 	char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(root);
-	struct evbuffer *b = evbuffer_new();
-	evbuffer_add(b, s, strlen(s));
-	evbuffer_add(b, "\n", 1);
+	evbuffer_add(r->body, s, strlen(s));
+	evbuffer_add(r->body, "\n", 1);
 	free(s);
-	reply(req, 200, "OK", "application/json", b);
-	evbuffer_free(b);
+	reply_set(r, 200, "OK", "application/json");
 }
 
-static void on_metrics(struct evhttp_request *req, void *arg)
+/*
+ * /metrics walks every backend of every service: a scraper polling in a loop
+ * would keep the control thread busy. The body is rebuilt at most once per
+ * admin.metrics_cache.
+ */
+static void on_metrics(struct admin *a, struct admin_reply *r)
 {
-	struct admin *a = arg;
-	struct evbuffer *b = evbuffer_new();
-	metrics_write(b, a->c);
-	reply(req, 200, "OK", "text/plain; version=0.0.4", b);
-	evbuffer_free(b);
+	uint64_t now = now_ms();
+	if (a->metrics_at_ms == 0 || a->metrics_cache_ms == 0 ||
+	    now - a->metrics_at_ms >= a->metrics_cache_ms) {
+		evbuffer_drain(a->metrics, evbuffer_get_length(a->metrics));
+		metrics_write(a->metrics, a->c);
+		a->metrics_at_ms = now;
+		a->stats.metrics_built++;
+	}
+	size_t n = evbuffer_get_length(a->metrics);
+	evbuffer_add(r->body, evbuffer_pullup(a->metrics, -1), n);
+	reply_set(r, 200, "OK", "text/plain; version=0.0.4");
 }
 
 static void html_escape(struct evbuffer *b, const char *s)
@@ -186,16 +245,10 @@ static void html_escape(struct evbuffer *b, const char *s)
 	}
 }
 
-static void on_root(struct evhttp_request *req, void *arg)
+static void on_root(struct admin *a, struct admin_reply *r)
 {
-	struct admin *a = arg;
 	struct control *c = a->c;
-	const char *uri = evhttp_request_get_uri(req);
-	if (strcmp(uri, "/") != 0) {
-		evhttp_send_error(req, 404, "Not Found");
-		return;
-	}
-	struct evbuffer *b = evbuffer_new();
+	struct evbuffer *b = r->body;
 	evbuffer_add_printf(b,
 		"<!doctype html><html><head><meta charset=\"utf-8\"><title>zklb status</title>"
 		"<meta http-equiv=\"refresh\" content=\"5\"><style>"
@@ -242,18 +295,290 @@ static void on_root(struct evhttp_request *req, void *arg)
 		evbuffer_add_printf(b, "</table>");
 	}
 	evbuffer_add_printf(b, "</body></html>\n");
-	reply(req, 200, "OK", "text/html; charset=utf-8", b);
-	evbuffer_free(b);
+	reply_set(r, 200, "OK", "text/html; charset=utf-8");
+}
+
+static const char *const admin_close_names[ADMIN_CLOSE_COUNT] = {
+	[ADMIN_CLOSE_DONE] = "done",
+	[ADMIN_CLOSE_UNAUTHORIZED] = "unauthorized",
+	[ADMIN_CLOSE_BAD_REQUEST] = "bad_request",
+	[ADMIN_CLOSE_TOO_LARGE] = "too_large",
+	[ADMIN_CLOSE_TIMEOUT] = "timeout",
+	[ADMIN_CLOSE_CLIENT] = "client_closed",
+};
+
+const char *admin_close_name(enum admin_close r)
+{
+	return (unsigned)r < ADMIN_CLOSE_COUNT ? admin_close_names[r] : "?";
+}
+
+/* What each path answers; `open` ones need no token (a load balancer's probe). */
+static const struct admin_route {
+	const char *path;
+	void (*fn)(struct admin *a, struct admin_reply *r);
+	bool open;
+} admin_routes[] = {
+	{ "/healthz", on_healthz, true },
+	{ "/services", on_services, false },
+	{ "/metrics", on_metrics, false },
+	{ "/", on_root, false },
+};
+
+static void conn_free(struct admin_conn *k)
+{
+	bufferevent_free(k->bev);
+	event_free(k->deadline);
+	free(k);
 }
 
 /*
- * Bind a->http to admin.listen: "host:port", or "unix:/path" with mode 0660
- * (the admin API is for the host's operators and their group, not for every
- * local user as a service socket is). A stale socket file is replaced as for
+ * The connection's end, for whatever reason: counted, and the listener
+ * resumes if the cap had paused it. The bufferevent is freed here: libevent
+ * defers the free of a bufferevent inside its own callback, and nothing of
+ * k is used after this returns.
+ */
+static void conn_close(struct admin_conn *k, enum admin_close why)
+{
+	struct admin *a = k->a;
+	a->stats.closes[why]++;
+	for (struct admin_conn **pp = &a->conns; *pp; pp = &(*pp)->next) {
+		if (*pp == k) {
+			*pp = k->next;
+			break;
+		}
+	}
+	conn_free(k);
+	a->n_conns--;
+	if (a->paused && a->n_conns < a->max_conns) {
+		a->paused = false;
+		evconnlistener_enable(a->listener);
+	}
+}
+
+/* Queue the response, stop reading, close once it is written (or its deadline passes). */
+static void conn_respond(struct admin_conn *k, const struct admin_reply *r, bool head_only,
+			 enum admin_close outcome)
+{
+	struct evbuffer *out = bufferevent_get_output(k->bev);
+	size_t len = evbuffer_get_length(r->body);
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+			    "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
+			    r->code, r->reason, r->ctype, len,
+			    r->code == 401 ? "WWW-Authenticate: Bearer realm=\"zklb\"\r\n" : "");
+	if (!head_only)
+		evbuffer_add_buffer(out, r->body);
+	bufferevent_disable(k->bev, EV_READ);
+	k->state = ADMIN_CONN_WRITING;
+	k->outcome = outcome;
+	struct timeval tv = { ADMIN_WRITE_TIMEOUT_S, 0 };
+	evtimer_add(k->deadline, &tv);
+}
+
+/* A short error answer with a one-line body. */
+static void conn_error(struct admin_conn *k, int code, const char *reason, enum admin_close why)
+{
+	struct admin_reply r = { .body = evbuffer_new() };
+	reply_set(&r, code, reason, "text/plain");
+	evbuffer_add_printf(r.body, "%s\n", reason);
+	conn_respond(k, &r, false, why);
+	evbuffer_free(r.body);
+}
+
+static void conn_dispatch(struct admin_conn *k, const struct adminreq *req)
+{
+	struct admin *a = k->a;
+	if (req->method == ADMINREQ_OTHER) {
+		conn_error(k, 501, "Not Implemented", ADMIN_CLOSE_DONE);
+		return;
+	}
+	const struct admin_route *route = NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(admin_routes) && !route; i++)
+		if (adminreq_path_is(req, admin_routes[i].path))
+			route = &admin_routes[i];
+	if (a->token_len && !(route && route->open) && !adminreq_token_ok(req, a->token, a->token_len)) {
+		/* Before the 404 too: without the token, which paths exist is not said. */
+		conn_error(k, 401, "Unauthorized", ADMIN_CLOSE_UNAUTHORIZED);
+		return;
+	}
+	if (!route) {
+		conn_error(k, 404, "Not Found", ADMIN_CLOSE_DONE);
+		return;
+	}
+	struct admin_reply r = { .body = evbuffer_new() };
+	route->fn(a, &r);
+	conn_respond(k, &r, req->method == ADMINREQ_HEAD, ADMIN_CLOSE_DONE);
+	evbuffer_free(r.body);
+}
+
+static void on_conn_read(struct bufferevent *bev, void *arg)
+{
+	struct admin_conn *k = arg;
+	if (k->state != ADMIN_CONN_READING)
+		return;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len = MIN(evbuffer_get_length(in), (size_t)ADMINREQ_HEAD_MAX);
+	const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
+	struct adminreq req;
+	switch (adminreq_parse(buf, len, &req)) {
+	case ADMINREQ_INCOMPLETE:
+		return;
+	case ADMINREQ_BAD:
+		conn_error(k, 400, "Bad Request", ADMIN_CLOSE_BAD_REQUEST);
+		return;
+	case ADMINREQ_TOO_LARGE:
+		conn_error(k, 431, "Request Header Fields Too Large", ADMIN_CLOSE_TOO_LARGE);
+		return;
+	case ADMINREQ_OK:
+		conn_dispatch(k, &req);
+		return;
+	}
+}
+
+static void on_conn_written(struct bufferevent *bev, void *arg)
+{
+	struct admin_conn *k = arg;
+	if (k->state == ADMIN_CONN_WRITING)
+		conn_close(k, k->outcome);
+}
+
+static void on_conn_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct admin_conn *k = arg;
+	conn_close(k, k->state == ADMIN_CONN_WRITING ? k->outcome : ADMIN_CLOSE_CLIENT);
+}
+
+static void on_conn_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct admin_conn *k = arg;
+	if (k->state == ADMIN_CONN_READING) {
+		log_info("admin: request head not complete within %llums: connection closed",
+			 (unsigned long long)k->a->head_timeout_ms);
+		conn_close(k, ADMIN_CLOSE_TIMEOUT);
+		return;
+	}
+	conn_close(k, ADMIN_CLOSE_CLIENT);	/* the client does not read its response */
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+		      void *arg)
+{
+	struct admin *a = arg;
+	struct event_base *base = evconnlistener_get_base(l);
+	struct admin_conn *k = xcalloc(1, sizeof(*k));
+	k->a = a;
+	k->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	k->deadline = evtimer_new(base, on_conn_deadline, k);
+	if (!k->bev || !k->deadline) {
+		log_error("admin: out of memory for a connection");
+		if (k->bev)
+			bufferevent_free(k->bev);
+		else
+			close(fd);
+		if (k->deadline)
+			event_free(k->deadline);
+		free(k);
+		return;
+	}
+	/* Read no more than a head can be: the rest waits in the kernel. */
+	bufferevent_setwatermark(k->bev, EV_READ, 0, ADMINREQ_HEAD_MAX);
+	bufferevent_setcb(k->bev, on_conn_read, on_conn_written, on_conn_event, k);
+	bufferevent_enable(k->bev, EV_READ);
+	k->next = a->conns;
+	a->conns = k;
+	struct timeval tv = { (time_t)(a->head_timeout_ms / 1000), (suseconds_t)(a->head_timeout_ms % 1000) * 1000 };
+	evtimer_add(k->deadline, &tv);
+	a->n_conns++;
+	if (a->n_conns >= a->max_conns && !a->paused) {
+		/* Clients beyond the cap wait in the listen backlog, not in our memory. */
+		a->paused = true;
+		a->stats.paused++;
+		evconnlistener_disable(l);
+		log_warn("admin: %u connections open (admin.max_connections): accepting paused",
+			 a->n_conns);
+	}
+}
+
+/* accept() failed (out of descriptors, say): pause 100 ms rather than spin. */
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct admin *a = arg;
+	if (!a->paused)
+		evconnlistener_enable(a->listener);
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct admin *a = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	a->stats.accept_errors++;
+	log_warn("admin: accept failed: %s (retrying in 100ms)", strerror(err));
+	evconnlistener_disable(l);
+	struct timeval tv = { 0, 100 * 1000 };
+	evtimer_add(a->retry, &tv);
+}
+
+/*
+ * Read the bearer token: the file's first line, surrounding blanks removed.
+ * The file's mode was checked when the configuration loaded.
+ */
+static bool admin_read_token(struct admin *a, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		log_error("admin.token_file %s: %s", path, strerror(errno));
+		return false;
+	}
+	char buf[ADMIN_TOKEN_MAX + 2];
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0) {
+		log_error("admin.token_file %s: %s", path, strerror(errno));
+		return false;
+	}
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	char *t = buf + strspn(buf, " \t");
+	size_t len = strlen(t);
+	while (len && (t[len - 1] == ' ' || t[len - 1] == '\t'))
+		len--;
+	for (size_t i = 0; i < len; i++) {
+		if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f) {
+			log_error("admin.token_file %s: the token must be printable ASCII without blanks", path);
+			return false;
+		}
+	}
+	if (len == 0 || len > ADMIN_TOKEN_MAX) {
+		log_error("admin.token_file %s: the token must be 1..%d bytes on the first line", path,
+			  ADMIN_TOKEN_MAX);
+		return false;
+	}
+	memcpy(a->token, t, len);
+	a->token_len = len;
+	return true;
+}
+
+static bool is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+		return IN6_IS_ADDR_LOOPBACK(a6) ||
+		       (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+/*
+ * Listen on admin.listen: "host:port", or "unix:/path" with mode 0660 (the
+ * admin API is for the host's operators and their group, not for every local
+ * user as a service socket is). A stale socket file is replaced as for
  * services; anything else at the path makes the bind fail.
  */
 static bool admin_bind(struct admin *a, const char *listen)
 {
+	struct event_base *base = a->c->base;
+	unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
 	if (strncmp(listen, "unix:", 5) == 0) {
 		char err[256];
 		int fd;
@@ -262,8 +587,10 @@ static bool admin_bind(struct admin *a, const char *listen)
 			log_error("admin: cannot listen on %s: %s", listen, err);
 			return false;
 		}
-		if (!evhttp_accept_socket_with_handle(a->http, fd)) {
-			log_error("admin: cannot serve HTTP on %s", listen);
+		evutil_make_socket_nonblocking(fd);
+		a->listener = evconnlistener_new(base, on_accept, a, flags, 0, fd);
+		if (!a->listener) {
+			log_error("admin: cannot serve on %s", listen);
 			close(fd);
 			unlink(listen + 5);
 			return false;
@@ -275,48 +602,71 @@ static bool admin_bind(struct admin *a, const char *listen)
 		}
 		return true;
 	}
-	char host[256];
-	uint16_t port;
-	if (!net_split_host_port(listen, host, sizeof(host), &port)) {
-		log_error("admin.listen '%s' is not host:port", listen);
+	struct net_addr addr;
+	char err[256];
+	if (!net_addr_parse(listen, &addr, err, sizeof(err))) {
+		log_error("admin.listen '%s': %s", listen, err);
 		return false;
 	}
-	if (evhttp_bind_socket(a->http, host, port) != 0) {
-		log_error("admin: cannot listen on %s", listen);
+	a->listener = evconnlistener_new_bind(base, on_accept, a, flags | LEV_OPT_REUSEABLE, 128,
+					      (struct sockaddr *)&addr.ss, (int)addr.len);
+	if (!a->listener) {
+		log_error("admin: cannot listen on %s: %s", listen, strerror(errno));
 		return false;
 	}
+	if (!is_loopback((struct sockaddr *)&addr.ss) && a->token_len == 0)
+		log_warn("admin API on %s is reachable beyond loopback and has no token: whoever "
+			 "reaches it reads every service, instance and the ZooKeeper session "
+			 "(set admin.token_file, or bind 127.0.0.1)", listen);
 	return true;
 }
 
 struct admin *admin_new(struct control *c, const char *listen)
 {
+	const struct config *cfg = c->cfg->cfg;
 	struct admin *a = xcalloc(1, sizeof(*a));
 	a->c = c;
-	a->http = evhttp_new(c->base);
-	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-	evhttp_set_max_headers_size(a->http, 16 * 1024);
-	evhttp_set_max_body_size(a->http, 1024);
-	evhttp_set_timeout(a->http, 10);
+	a->max_conns = cfg->admin_max_connections;
+	a->head_timeout_ms = cfg->admin_request_timeout_ms;
+	a->metrics_cache_ms = cfg->admin_metrics_cache_ms;
+	a->metrics = evbuffer_new();
+	a->retry = evtimer_new(c->base, on_accept_retry, a);
+	if (cfg->admin_token_file && !admin_read_token(a, cfg->admin_token_file)) {
+		admin_free(a);
+		return NULL;
+	}
 	if (!admin_bind(a, listen)) {
 		admin_free(a);
 		return NULL;
 	}
-	evhttp_set_cb(a->http, "/healthz", on_healthz, a);
-	evhttp_set_cb(a->http, "/services", on_services, a);
-	evhttp_set_cb(a->http, "/metrics", on_metrics, a);
-	evhttp_set_gencb(a->http, on_root, a);
+	evconnlistener_set_error_cb(a->listener, on_accept_error);
 	if (a->unix_path)
-		log_info("admin API on %s", listen);
+		log_info("admin API on %s%s", listen, a->token_len ? " (bearer token required)" : "");
 	else
-		log_info("admin API on http://%s/", listen);
+		log_info("admin API on http://%s/%s", listen, a->token_len ? " (bearer token required)" : "");
 	return a;
+}
+
+void admin_stats(const struct admin *a, struct admin_stats *out)
+{
+	*out = a->stats;
+	out->open = a->n_conns;
 }
 
 void admin_free(struct admin *a)
 {
 	if (!a)
 		return;
-	evhttp_free(a->http);
+	if (a->listener)
+		evconnlistener_free(a->listener);
+	while (a->conns) {
+		struct admin_conn *k = a->conns;
+		a->conns = k->next;
+		conn_free(k);
+	}
+	if (a->retry)
+		event_free(a->retry);
+	evbuffer_free(a->metrics);
 	/* Like a service's socket, but never a file someone put there since. */
 	struct stat st;
 	if (a->unix_path && stat(a->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&

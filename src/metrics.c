@@ -7,6 +7,7 @@
  * copies taken under each service's health lock (stats).
  */
 #include "metrics.h"
+#include "admin.h"
 #include "announce.h"
 #include "control.h"
 #include "discovery.h"
@@ -74,6 +75,9 @@ struct scrape {
 	uint64_t overlay_rejected;
 	uint64_t overlay_in_force;		/* 0 or 1 */
 	uint64_t overlay_cached;		/* 0 or 1 */
+	uint64_t admin_closes[ADMIN_CLOSE_COUNT];	/* admin connections closed, by reason */
+	uint64_t admin_paused;			/* admin accepting paused at its cap */
+	uint64_t admin_open;			/* admin connections open */
 	struct announce_stats *announce;	/* owned, n_announce entries */
 	size_t n_announce;
 	struct sync_stats *sync;		/* owned, n_sync entries */
@@ -115,6 +119,13 @@ static void scrape_gather(struct scrape *s, struct control *c)
 	if (c->zk) {
 		zk_stats(c->zk, &s->zk);
 		s->zk_connected = s->zk.state == ZK_CONNECTED;
+	}
+	if (c->admin) {
+		struct admin_stats as;
+		admin_stats(c->admin, &as);
+		memcpy(s->admin_closes, as.closes, sizeof(s->admin_closes));
+		s->admin_paused = as.paused;
+		s->admin_open = as.open;
 	}
 	if (c->overlay) {
 		struct overlay_stats os;
@@ -321,6 +332,11 @@ static const char *not_reusable_verdict(size_t k)
 	return k + 1 < FRAMING_VERDICT_COUNT ? framing_verdict_name((enum framing_verdict)(k + 1)) : NULL;
 }
 
+static const char *admin_close_reason(size_t k)
+{
+	return k < ADMIN_CLOSE_COUNT ? admin_close_name((enum admin_close)k) : NULL;
+}
+
 static const char *session_state(size_t k)
 {
 	return ZK_CONNECTING + (int)k <= ZK_CLOSED ? zk_state_name((enum zk_state)(ZK_CONNECTING + (int)k)) : NULL;
@@ -376,6 +392,14 @@ static const struct metric metrics[] = {
 	{ "zklb_upstream_not_reusable_total", "counter", SCOPE_PROCESS, "verdict", not_reusable_verdict, NULL,
 	  get_u64, AT(scrape, not_reusable[1]),
 	  "Upstream connections the framing tracker kept out of the pool, by verdict." },
+	{ "zklb_admin_connections_closed_total", "counter", SCOPE_PROCESS, "reason", admin_close_reason, NULL,
+	  get_u64, AT(scrape, admin_closes),
+	  "Admin API connections closed, by reason." },
+	{ "zklb_admin_connections_open", "gauge", SCOPE_PROCESS, NULL, NULL, NULL, get_u64, AT(scrape, admin_open),
+	  "Admin API connections open." },
+	{ "zklb_admin_accept_paused_total", "counter", SCOPE_PROCESS, NULL, NULL, NULL, get_u64,
+	  AT(scrape, admin_paused),
+	  "Times the admin API stopped accepting at admin.max_connections." },
 
 	{ "zklb_zookeeper_connected", "gauge", SCOPE_ZOOKEEPER, NULL, NULL, NULL, get_u64,
 	  AT(scrape, zk_connected),
