@@ -67,6 +67,7 @@ struct control {
 	uint64_t started_wall_ms;		/* epoch */
 	uint64_t reloads;			/* successful reloads */
 	uint64_t reload_failures;		/* rejected reloads */
+	struct service_cap cap;			/* max_connections, all services; workers read it */
 };
 
 /*

@@ -42,6 +42,15 @@ enum service_view {
 	SERVICE_VIEW_CACHED,			/* cache_dir's copy until ZooKeeper answers */
 };
 
+/*
+ * The process-wide cap on client connections (max_connections), shared by
+ * every service; owned by the control, which sets `max` on each (re)load.
+ */
+struct service_cap {
+	_Atomic uint32_t open;			/* client connections open, all services */
+	_Atomic uint32_t max;			/* 0 = no cap */
+};
+
 /* One member as a discovery source describes it. */
 struct member_spec {
 	const char *id;				/* identity: instance id or host:port */
@@ -83,6 +92,10 @@ struct service {
 	_Atomic uint64_t panics;		/* times panic mode was entered */
 	_Atomic uint64_t view_updates;		/* member changes applied */
 	_Atomic uint64_t refused;		/* instances refused by the destination policy */
+	_Atomic uint64_t conn_open;		/* client connections open now, all workers */
+	_Atomic uint64_t cap_pauses;		/* times accepting paused at a max_connections */
+	_Atomic uint32_t max_conns;		/* services.NAME.max_connections; 0 = no cap */
+	struct service_cap *cap;		/* ref: the control's global cap; NULL = none */
 
 	/* Destination policy (control thread): copies of the lists in force. */
 	struct net_list allowed;		/* allowed_networks; empty = any */
@@ -119,6 +132,15 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 
 /* Is be one of svc's current members? Control thread. */
 bool service_has_member(const struct service *svc, const struct backend *be);
+
+/*
+ * Take one client connection slot before accept(): false (nothing taken)
+ * when the service or the whole process is at its max_connections. Every
+ * true is given back by service_conn_release() when that connection closes
+ * (or was not accepted after all). Any thread.
+ */
+bool service_conn_reserve(struct service *svc);
+void service_conn_release(struct service *svc);
 
 /*
  * The destination policy: allowed/denied (copied) and zklb's own listening

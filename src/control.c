@@ -333,6 +333,7 @@ static struct service *apply_service(struct control *c, const struct service_con
 {
 	struct service *svc = control_service(c, sc->name);
 	svc = svc ? service_get(svc) : service_new(sc->name, c->n_workers);
+	svc->cap = &c->cap;
 	service_configure(svc, sc);
 	size_t n_self;
 	struct net_self *self = self_listeners(c->cfg->cfg, &n_self);
@@ -419,6 +420,7 @@ static bool control_apply(struct control *c, struct config *cfg)
 	bool starting = old_cfg == NULL;
 	c->cfg = config_ref_new(cfg);
 	log_setup(cfg->log_level, cfg->log_format);
+	atomic_store(&c->cap.max, cfg->max_connections);
 
 	struct service **services = xcalloc(cfg->n_services, sizeof(*services));
 	for (size_t i = 0; i < cfg->n_services; i++) {

@@ -66,6 +66,7 @@ struct scrape {
 	uint64_t lookups_pending;
 	uint64_t relays;			/* open client connections, all workers */
 	uint64_t accept_errors;
+	uint64_t fd_refused;			/* clients closed: their fd was in the reserve */
 	uint64_t closes[RELAY_CLOSE_REASONS];
 	uint64_t discards[POOL_DISCARD_COUNT];
 	uint64_t not_reusable[FRAMING_VERDICT_COUNT];
@@ -107,6 +108,7 @@ static void scrape_gather(struct scrape *s, struct control *c)
 		struct worker *w = c->workers[i];
 		s->relays += atomic_load(&w->relay.n_relays);
 		s->accept_errors += atomic_load(&w->accept_errors);
+		s->fd_refused += atomic_load(&w->fd_refused);
 		for (int r = 0; r < RELAY_CLOSE_REASONS; r++)
 			s->closes[r] += atomic_load(&w->relay.closes[r]);
 		/* Pool discards: plain counters written by each worker, read racily (monotonic). */
@@ -383,6 +385,9 @@ static const struct metric metrics[] = {
 	{ "zklb_accept_errors_total", "counter", SCOPE_PROCESS, NULL, NULL, NULL, get_u64,
 	  AT(scrape, accept_errors),
 	  "accept() failures, e.g. out of file descriptors." },
+	{ "zklb_accept_fd_reserve_refusals_total", "counter", SCOPE_PROCESS, NULL, NULL, NULL, get_u64,
+	  AT(scrape, fd_refused),
+	  "Clients closed at once because their descriptor was among those kept for the control plane." },
 	{ "zklb_connections_closed_total", "counter", SCOPE_PROCESS, "reason", close_reason, NULL, get_u64,
 	  AT(scrape, closes),
 	  "Client connections closed, by reason." },
@@ -488,6 +493,12 @@ static const struct metric metrics[] = {
 	{ "zklb_service_wait_timeouts_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
 	  AT(service, wait_timeouts),
 	  "Clients that waited for a first view in vain." },
+	{ "zklb_service_connections_open", "gauge", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
+	  AT(service, conn_open),
+	  "Client connections open." },
+	{ "zklb_service_accept_paused_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
+	  AT(service, cap_pauses),
+	  "Times accepting paused at max_connections (the service's or the global one)." },
 	{ "zklb_service_refused_instances_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
 	  AT(service, refused),
 	  "Instances whose address allowed_networks/denied_networks or zklb's own listeners refused." },

@@ -91,6 +91,7 @@ void service_configure(struct service *svc, const struct service_conf *conf)
 	pthread_mutex_lock(&svc->health_lock);
 	health_params_from_conf(&svc->hp, &conf->health);
 	svc->slow_start_ms = conf->slow_start_ms;
+	atomic_store(&svc->max_conns, conf->max_connections);
 	/* New parameters may change when instances are routable (the next tick
 	 * brings up instances that waited for a check that was removed). */
 	for (size_t i = 0; i < svc->n_members; i++) {
@@ -416,4 +417,32 @@ bool service_admit(struct service *svc, struct backend *be, const struct net_add
 	atomic_fetch_add(&svc->refused, 1);
 	log_warn("svc=%s be=%s id=%s refused: %s (address %s)", svc->name, be->name, be->id, why, a);
 	return false;
+}
+
+bool service_conn_reserve(struct service *svc)
+{
+	/* Take first, then check: two workers at cap - 1 cannot both pass. */
+	uint32_t max = atomic_load_explicit(&svc->max_conns, memory_order_relaxed);
+	uint64_t n = atomic_fetch_add_explicit(&svc->conn_open, 1, memory_order_relaxed) + 1;
+	if (max && n > max) {
+		atomic_fetch_sub_explicit(&svc->conn_open, 1, memory_order_relaxed);
+		return false;
+	}
+	if (svc->cap) {
+		uint32_t gmax = atomic_load_explicit(&svc->cap->max, memory_order_relaxed);
+		uint32_t g = atomic_fetch_add_explicit(&svc->cap->open, 1, memory_order_relaxed) + 1;
+		if (gmax && g > gmax) {
+			atomic_fetch_sub_explicit(&svc->cap->open, 1, memory_order_relaxed);
+			atomic_fetch_sub_explicit(&svc->conn_open, 1, memory_order_relaxed);
+			return false;
+		}
+	}
+	return true;
+}
+
+void service_conn_release(struct service *svc)
+{
+	atomic_fetch_sub_explicit(&svc->conn_open, 1, memory_order_relaxed);
+	if (svc->cap)
+		atomic_fetch_sub_explicit(&svc->cap->open, 1, memory_order_relaxed);
 }
