@@ -122,32 +122,28 @@ static void http1_head_start(struct http1_head *h)
 
 /*
  * Scan head bytes for what http_parser tolerates but another parser may read
- * differently. Returns false at the first such byte.
+ * differently. Returns how many bytes from the start are fine: len, or the
+ * offset of the first bad byte (h has then seen the bytes before it).
  */
-static bool http1_head_scan(struct http1_head *h, const char *buf, size_t len)
+static size_t http1_head_scan(struct http1_head *h, const char *buf, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
 		uint8_t c = (uint8_t)buf[i];
 		uint8_t prev = h->prev;
-		h->prev = c;
-		if (c == '\n') {
-			if (prev != '\r')
-				return false;		/* bare LF */
-			continue;
-		}
-		if (prev == '\r')
-			return false;			/* CR not followed by LF */
-		if (c == '\r')
-			continue;
-		if ((c < 0x20 && c != '\t') || c == 0x7f)
-			return false;			/* control byte */
-		if (prev == '\n') {
+		if (c == '\n' && prev != '\r')
+			return i;			/* bare LF */
+		if (c != '\n' && prev == '\r')
+			return i;			/* CR not followed by LF */
+		if ((c < 0x20 && c != '\t' && c != '\r' && c != '\n') || c == 0x7f)
+			return i;			/* control byte */
+		if (prev == '\n' && c != '\r') {
 			if (h->after_start_line && (c == ' ' || c == '\t'))
-				return false;		/* obs-fold */
+				return i;		/* obs-fold */
 			h->after_start_line = true;
 		}
+		h->prev = c;
 	}
-	return true;
+	return len;
 }
 
 /* Append [at, at+len) to a truncated token; lower-case it when fold. */
@@ -195,16 +191,22 @@ static int http1_value_done(struct http1_state *s, struct http1_head *h)
 	return 0;
 }
 
+/* The value being read is complete (its line ended, or another field began). */
+static int http1_value_end(struct http1_state *s, struct http1_head *h)
+{
+	if (!h->in_value)
+		return 0;
+	h->in_value = false;
+	h->name_len = 0;
+	return http1_value_done(s, h);
+}
+
 static int http1_header_field(http_parser *p, const char *at, size_t len)
 {
 	struct http1_state *s = p->data;
 	struct http1_head *h = http1_head_of(p);
-	if (h->in_value) {
-		if (http1_value_done(s, h) != 0)
-			return -1;
-		h->in_value = false;
-		h->name_len = 0;
-	}
+	if (http1_value_end(s, h) != 0)
+		return -1;
 	http1_token_add(h->name, &h->name_len, at, len, true);
 	return 0;
 }
@@ -239,9 +241,8 @@ static int http1_head_done(http_parser *p)
 {
 	struct http1_state *s = p->data;
 	struct http1_head *h = http1_head_of(p);
-	if (h->in_value && http1_value_done(s, h) != 0)
+	if (http1_value_end(s, h) != 0)
 		return -1;
-	h->in_value = false;
 	if (h->te_count > 0 && !h->te_lone_chunked)
 		return http1_stop(s, FRAMING_AMBIGUOUS);
 	h->in_head = false;
@@ -368,8 +369,12 @@ static void http1_init(void *state)
 
 /*
  * Run the parser over buf. The head and message callbacks pause it, so each
- * turn of the loop covers at most up to the end of one head or one message:
- * what the turn parsed is scanned as head bytes when it began inside a head.
+ * turn of the loop ends at the latest where a head or a message ends; within
+ * a head, at the end of a line. Within a head the scanner looks ahead first, and the parser is run only up to and
+ * including the first byte the scanner objects to: a parser error or poison
+ * at or before that byte decides, else the byte does (if the head had not
+ * ended before it). So the first problem in the bytes decides the verdict,
+ * however the bytes were split into reads.
  */
 static enum framing_verdict http1_feed(struct http1_state *s, http_parser *p,
 				       const http_parser_settings *settings,
@@ -377,20 +382,40 @@ static enum framing_verdict http1_feed(struct http1_state *s, http_parser *p,
 {
 	struct http1_head *h = http1_head_of(p);
 	while (len > 0) {
-		bool scanning = h->in_head;
-		size_t n = http_parser_execute(p, settings, buf, len);
+		bool in_head = h->in_head;
+		size_t limit = len, bad_at = SIZE_MAX;
+		if (in_head) {
+			/* One head line per turn: a value is judged when its line ends,
+			 * before anything after it can stop the parser. */
+			const char *lf = memchr(buf, '\n', len);
+			if (lf)
+				limit = (size_t)(lf - buf) + 1;
+			struct http1_head probe = *h;
+			size_t k = http1_head_scan(&probe, buf, limit);
+			if (k < limit) {
+				bad_at = k;
+				limit = k + 1;
+			}
+		}
+		size_t n = http_parser_execute(p, settings, buf, limit);
 		if (s->poison != FRAMING_OK)
 			return s->poison;
-		if (scanning && !http1_head_scan(h, buf, n))
+		bool paused = HTTP_PARSER_ERRNO(p) == HPE_PAUSED;
+		if (!paused && HTTP_PARSER_ERRNO(p) != HPE_OK)
+			return FRAMING_ERROR;
+		/* The parser went through the bad byte without the head ending first. */
+		if (n >= bad_at && bad_at != SIZE_MAX)
 			return FRAMING_AMBIGUOUS;
-		if (HTTP_PARSER_ERRNO(p) == HPE_PAUSED) {
-			http_parser_pause(p, 0);
-		} else {
-			if (HTTP_PARSER_ERRNO(p) != HPE_OK)
-				return FRAMING_ERROR;
-			if (n != len)
-				break;
+		/* Still inside the head: remember what the scanner saw of it. */
+		if (in_head && h->in_head) {
+			http1_head_scan(h, buf, n);
+			if (n == limit && buf[n - 1] == '\n' && http1_value_end(s, h) != 0)
+				return s->poison;
 		}
+		if (paused)
+			http_parser_pause(p, 0);
+		else if (n != limit)
+			break;
 		buf += n;
 		len -= n;
 	}
