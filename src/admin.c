@@ -59,7 +59,7 @@ struct admin {
 	char *unix_path;			/* owned; the socket file we bound, NULL on TCP */
 	dev_t unix_dev;				/* with unix_ino: that file, so admin_free */
 	ino_t unix_ino;				/* unlinks it only if it is still ours */
-	struct admin_stats stats;		/* counters */
+	struct admin_stats *stats;		/* ref: the control's counters */
 };
 
 /* One connection: read a head, write one response, close. */
@@ -225,7 +225,7 @@ static void on_metrics(struct admin *a, struct admin_reply *r)
 		evbuffer_drain(a->metrics, evbuffer_get_length(a->metrics));
 		metrics_write(a->metrics, a->c);
 		a->metrics_at_ms = now;
-		a->stats.metrics_built++;
+		a->stats->metrics_built++;
 	}
 	size_t n = evbuffer_get_length(a->metrics);
 	evbuffer_add(r->body, evbuffer_pullup(a->metrics, -1), n);
@@ -298,20 +298,6 @@ static void on_root(struct admin *a, struct admin_reply *r)
 	reply_set(r, 200, "OK", "text/html; charset=utf-8");
 }
 
-static const char *const admin_close_names[ADMIN_CLOSE_COUNT] = {
-	[ADMIN_CLOSE_DONE] = "done",
-	[ADMIN_CLOSE_UNAUTHORIZED] = "unauthorized",
-	[ADMIN_CLOSE_BAD_REQUEST] = "bad_request",
-	[ADMIN_CLOSE_TOO_LARGE] = "too_large",
-	[ADMIN_CLOSE_TIMEOUT] = "timeout",
-	[ADMIN_CLOSE_CLIENT] = "client_closed",
-};
-
-const char *admin_close_name(enum admin_close r)
-{
-	return (unsigned)r < ADMIN_CLOSE_COUNT ? admin_close_names[r] : "?";
-}
-
 /* What each path answers; `open` ones need no token (a load balancer's probe). */
 static const struct admin_route {
 	const char *path;
@@ -340,7 +326,7 @@ static void conn_free(struct admin_conn *k)
 static void conn_close(struct admin_conn *k, enum admin_close why)
 {
 	struct admin *a = k->a;
-	a->stats.closes[why]++;
+	a->stats->closes[why]++;
 	for (struct admin_conn **pp = &a->conns; *pp; pp = &(*pp)->next) {
 		if (*pp == k) {
 			*pp = k->next;
@@ -349,6 +335,7 @@ static void conn_close(struct admin_conn *k, enum admin_close why)
 	}
 	conn_free(k);
 	a->n_conns--;
+	a->stats->open = a->n_conns;
 	if (a->paused && a->n_conns < a->max_conns) {
 		a->paused = false;
 		evconnlistener_enable(a->listener);
@@ -488,10 +475,11 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	struct timeval tv = { (time_t)(a->head_timeout_ms / 1000), (suseconds_t)(a->head_timeout_ms % 1000) * 1000 };
 	evtimer_add(k->deadline, &tv);
 	a->n_conns++;
+	a->stats->open = a->n_conns;
 	if (a->n_conns >= a->max_conns && !a->paused) {
 		/* Clients beyond the cap wait in the listen backlog, not in our memory. */
 		a->paused = true;
-		a->stats.paused++;
+		a->stats->paused++;
 		evconnlistener_disable(l);
 		log_warn("admin: %u connections open (admin.max_connections): accepting paused",
 			 a->n_conns);
@@ -510,7 +498,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 {
 	struct admin *a = arg;
 	int err = EVUTIL_SOCKET_ERROR();
-	a->stats.accept_errors++;
+	a->stats->accept_errors++;
 	log_warn("admin: accept failed: %s (retrying in 100ms)", strerror(err));
 	evconnlistener_disable(l);
 	struct timeval tv = { 0, 100 * 1000 };
@@ -626,6 +614,7 @@ struct admin *admin_new(struct control *c, const char *listen)
 	const struct config *cfg = c->cfg->cfg;
 	struct admin *a = xcalloc(1, sizeof(*a));
 	a->c = c;
+	a->stats = &c->admin_stats;
 	a->max_conns = cfg->admin_max_connections;
 	a->head_timeout_ms = cfg->admin_request_timeout_ms;
 	a->metrics_cache_ms = cfg->admin_metrics_cache_ms;
@@ -645,12 +634,6 @@ struct admin *admin_new(struct control *c, const char *listen)
 	else
 		log_info("admin API on http://%s/%s", listen, a->token_len ? " (bearer token required)" : "");
 	return a;
-}
-
-void admin_stats(const struct admin *a, struct admin_stats *out)
-{
-	*out = a->stats;
-	out->open = a->n_conns;
 }
 
 void admin_free(struct admin *a)

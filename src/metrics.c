@@ -7,7 +7,7 @@
  * copies taken under each service's health lock (stats).
  */
 #include "metrics.h"
-#include "admin.h"
+#include "admin_stats.h"
 #include "announce.h"
 #include "control.h"
 #include "discovery.h"
@@ -122,13 +122,9 @@ static void scrape_gather(struct scrape *s, struct control *c)
 		zk_stats(c->zk, &s->zk);
 		s->zk_connected = s->zk.state == ZK_CONNECTED;
 	}
-	if (c->admin) {
-		struct admin_stats as;
-		admin_stats(c->admin, &as);
-		memcpy(s->admin_closes, as.closes, sizeof(s->admin_closes));
-		s->admin_paused = as.paused;
-		s->admin_open = as.open;
-	}
+	memcpy(s->admin_closes, c->admin_stats.closes, sizeof(s->admin_closes));
+	s->admin_paused = c->admin_stats.paused;
+	s->admin_open = c->admin_stats.open;
 	if (c->overlay) {
 		struct overlay_stats os;
 		overlay_stats(c->overlay, &os);

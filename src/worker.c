@@ -119,6 +119,15 @@ static void acceptor_update(struct worker *w, const char *key, struct backend_se
 		relay_wake_waiting(&a->waiting, set);
 }
 
+/* Stop watching a's socket; the resume timer watches it again after ms. */
+static void acceptor_pause(struct acceptor *a, unsigned ms)
+{
+	event_del(a->ev);
+	a->paused = true;
+	struct timeval tv = { 0, (suseconds_t)ms * 1000 };
+	evtimer_add(a->resume, &tv);
+}
+
 /* At a max_connections: stop watching the socket until a connection closes. */
 static void accept_cap(struct worker *w, struct acceptor *a)
 {
@@ -130,10 +139,7 @@ static void accept_cap(struct worker *w, struct acceptor *a)
 			 "clients wait in the listen backlog", w->id, a->key,
 			 (unsigned long long)atomic_load(&svc->conn_open), svc->name);
 	}
-	event_del(a->ev);
-	a->paused = true;
-	struct timeval tv = { 0, ACCEPT_CAP_RECHECK_MS * 1000 };
-	evtimer_add(a->resume, &tv);
+	acceptor_pause(a, ACCEPT_CAP_RECHECK_MS);
 }
 
 /* Relays of this worker closed: acceptors waiting at a cap try again now. */
@@ -161,10 +167,7 @@ static void accept_over_reserve(struct worker *w, struct acceptor *a, int cfd)
 			  "of RLIMIT_NOFILE, kept for the control plane; pausing accepts for %dms",
 			  w->id, a->key, cfd, WORKER_FD_RESERVE, ACCEPT_PAUSE_MS);
 	}
-	event_del(a->ev);
-	a->paused = true;
-	struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
-	evtimer_add(a->resume, &tv);
+	acceptor_pause(a, ACCEPT_PAUSE_MS);
 }
 
 static void accept_pause(struct worker *w, struct acceptor *a, int err)
@@ -176,10 +179,7 @@ static void accept_pause(struct worker *w, struct acceptor *a, int err)
 		log_error("worker=%u listen=%s accept: %s; pausing accepts for %dms", w->id,
 			  a->key, strerror(err), ACCEPT_PAUSE_MS);
 	}
-	event_del(a->ev);
-	a->paused = true;
-	struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
-	evtimer_add(a->resume, &tv);
+	acceptor_pause(a, ACCEPT_PAUSE_MS);
 }
 
 static void on_accept(evutil_socket_t fd, short what, void *arg)
