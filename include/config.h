@@ -219,7 +219,7 @@ void config_free(struct config *cfg);
  * SIGHUP: can `cur` replace `old` in a running process? Returns true when
  * every difference applies live (services, announce, sync, log, drain_timeout).
  * Otherwise false, with the first key that changed but needs a restart
- * (workers, cache_dir, admin.listen, zookeeper.*) written into buf.
+ * (workers, cache_dir, admin.*, zookeeper.*) written into buf.
  */
 bool config_reloadable(const struct config *old, const struct config *cur, char *buf, size_t len);
 

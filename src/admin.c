@@ -384,6 +384,7 @@ static void conn_dispatch(struct admin_conn *k, const struct adminreq *req)
 			route = &admin_routes[i];
 	if (a->token_len && !(route && route->open) && !adminreq_token_ok(req, a->token, a->token_len)) {
 		/* Before the 404 too: without the token, which paths exist is not said. */
+		log_debug("admin: request without the bearer token: 401");
 		conn_error(k, 401, "Unauthorized", ADMIN_CLOSE_UNAUTHORIZED);
 		return;
 	}
@@ -410,9 +411,11 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
 	case ADMINREQ_INCOMPLETE:
 		return;
 	case ADMINREQ_BAD:
+		log_debug("admin: malformed request head: 400");
 		conn_error(k, 400, "Bad Request", ADMIN_CLOSE_BAD_REQUEST);
 		return;
 	case ADMINREQ_TOO_LARGE:
+		log_debug("admin: request head over %d bytes: 431", ADMINREQ_HEAD_MAX);
 		conn_error(k, 431, "Request Header Fields Too Large", ADMIN_CLOSE_TOO_LARGE);
 		return;
 	case ADMINREQ_OK:
