@@ -102,6 +102,7 @@ struct service {
 	struct net_list denied;			/* denied_networks */
 	struct net_self *self;			/* owned; zklb's own listeners, n_self */
 	size_t n_self;
+	bool readmitting;			/* service_readmit() is re-judging the members */
 };
 
 /* "pending", "static", "connected", "disconnected" or "cached". */
@@ -144,11 +145,19 @@ void service_conn_release(struct service *svc);
 
 /*
  * The destination policy: allowed/denied (copied) and zklb's own listening
- * sockets self[0..n) (copied). Applies to members created from now on.
- * Control thread.
+ * sockets self[0..n) (copied). Applies to members created from now on;
+ * returns whether it differs from the policy before. Control thread.
  */
-void service_set_policy(struct service *svc, const struct net_list *allowed,
+bool service_set_policy(struct service *svc, const struct net_list *allowed,
 			const struct net_list *denied, const struct net_self *self, size_t n);
+
+/*
+ * After the policy changed: every member whose standing may differ under it
+ * (refused ones, and admitted ones it now refuses) is replaced by a new
+ * backend object judged again; the old one stops taking new connections and
+ * keeps the ones it has, as a removed member does. Control thread.
+ */
+void service_readmit(struct service *svc, uint64_t now);
 
 /*
  * May member be connect to addr? When not, be is refused (backend_refuse),

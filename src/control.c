@@ -337,8 +337,11 @@ static struct service *apply_service(struct control *c, const struct service_con
 	service_configure(svc, sc);
 	size_t n_self;
 	struct net_self *self = self_listeners(c->cfg->cfg, &n_self);
-	service_set_policy(svc, config_allowed_networks(c->cfg->cfg, sc),
-			   config_denied_networks(c->cfg->cfg, sc), self, n_self);
+	if (service_set_policy(svc, config_allowed_networks(c->cfg->cfg, sc),
+			       config_denied_networks(c->cfg->cfg, sc), self, n_self) && svc->version) {
+		service_readmit(svc, now);
+		control_resolve(c, svc, false);	/* names made anew are looked up again */
+	}
 	free(self);
 	bool ready = apply_members(c, svc, sc, starting, now);
 	checker_sync(c->checker, svc, sc, true);

@@ -103,10 +103,31 @@ void service_configure(struct service *svc, const struct service_conf *conf)
 	pthread_mutex_unlock(&svc->health_lock);
 }
 
-static struct backend *find_member(struct backend **v, size_t n, const struct member_spec *m)
+static bool policy_refuses(const struct service *svc, const struct net_addr *addr, char *why,
+			   size_t len);
+
+/*
+ * While the policy changes (svc->readmitting), a member whose standing under
+ * it may have changed is not found, so that it is made anew and judged again:
+ * a refused one (its name may resolve elsewhere now, its literal be allowed),
+ * and one with an address the policy now refuses. The old object drains.
+ */
+static bool policy_unchanged_for(const struct service *svc, const struct backend *be)
 {
-	for (size_t i = 0; i < n; i++) {
-		struct backend *be = v[i];
+	char why[96];
+	if (!svc->readmitting)
+		return true;
+	if (backend_refused(be))
+		return false;
+	return !backend_has_addr(be) || !policy_refuses(svc, &be->addr, why, sizeof(why));
+}
+
+static struct backend *find_member(const struct service *svc, const struct member_spec *m)
+{
+	for (size_t i = 0; i < svc->n_members; i++) {
+		struct backend *be = svc->members[i];
+		if (!policy_unchanged_for(svc, be))
+			continue;
 		if (strcmp(be->id, m->id) == 0 && be->port == m->port &&
 		    strcmp(be->host, m->host) == 0 && be->ssl_port == m->ssl_port &&
 		    be->weight == (m->weight ? m->weight : 1))
@@ -135,7 +156,7 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 	struct backend **nv = xcalloc(n, sizeof(*nv));
 	size_t kept = 0, added = 0, removed = 0;
 	for (size_t i = 0; i < n; i++) {
-		struct backend *be = find_member(svc->members, svc->n_members, &v[i]);
+		struct backend *be = find_member(svc, &v[i]);
 		if (be) {
 			nv[i] = backend_get(be);
 			kept++;
@@ -363,9 +384,17 @@ void service_check_result(struct service *svc, struct backend *be, bool passed,
 	log_transition(svc, be, t, why);
 }
 
-void service_set_policy(struct service *svc, const struct net_list *allowed,
+static bool net_list_same(const struct net_list *a, const struct net_list *b)
+{
+	return a->n == b->n && a->has_reserved == b->has_reserved &&
+	       memcmp(a->prefix, b->prefix, a->n * sizeof(a->prefix[0])) == 0;
+}
+
+bool service_set_policy(struct service *svc, const struct net_list *allowed,
 			const struct net_list *denied, const struct net_self *self, size_t n)
 {
+	bool same = net_list_same(&svc->allowed, allowed) && net_list_same(&svc->denied, denied) &&
+		    svc->n_self == n && (n == 0 || memcmp(svc->self, self, n * sizeof(*self)) == 0);
 	svc->allowed = *allowed;
 	svc->denied = *denied;
 	free(svc->self);
@@ -373,6 +402,21 @@ void service_set_policy(struct service *svc, const struct net_list *allowed,
 	if (n)
 		memcpy(svc->self, self, n * sizeof(*self));
 	svc->n_self = n;
+	return !same;
+}
+
+void service_readmit(struct service *svc, uint64_t now)
+{
+	size_t n = svc->n_members;
+	struct member_spec *v = xcalloc(n ? n : 1, sizeof(*v));
+	for (size_t i = 0; i < n; i++) {
+		struct backend *be = svc->members[i];
+		v[i] = (struct member_spec){ be->id, be->host, be->port, be->ssl_port, be->weight };
+	}
+	svc->readmitting = true;
+	service_set_members(svc, v, n, now);
+	svc->readmitting = false;
+	free(v);
 }
 
 /* Is sa one of this host's interface addresses? (Loopback netpolicy knows.) */
@@ -392,26 +436,36 @@ static bool addr_is_local(const struct sockaddr *sa)
 	return local;
 }
 
-bool service_admit(struct service *svc, struct backend *be, const struct net_addr *addr)
+/* Does svc's policy refuse addr? Then why says so. No side effects. */
+static bool policy_refuses(const struct service *svc, const struct net_addr *addr, char *why,
+			   size_t len)
 {
 	const struct sockaddr *sa = (const struct sockaddr *)&addr->ss;
 	const struct net_prefix *hit = NULL;
 	const struct net_self *me = NULL;
-	char why[96], net[64], a[INET6_ADDRSTRLEN + 16];
+	char net[64];
 	enum netpolicy_verdict v = netpolicy_check(&svc->allowed, &svc->denied, sa, &hit);
 	if (v == NETPOLICY_ALLOW && net_self_port(svc->self, svc->n_self, sa) &&
 	    net_self_match(svc->self, svc->n_self, sa, addr_is_local(sa), &me))
 		v = NETPOLICY_SELF;
 	if (v == NETPOLICY_ALLOW)
-		return true;
+		return false;
 	if (v == NETPOLICY_DENIED && hit) {
 		net_prefix_format(hit, net, sizeof(net));
-		snprintf(why, sizeof(why), "%s %s", netpolicy_verdict_name(v), net);
+		snprintf(why, len, "%s %s", netpolicy_verdict_name(v), net);
 	} else if (v == NETPOLICY_SELF) {
-		snprintf(why, sizeof(why), "%s port %u", netpolicy_verdict_name(v), me->port);
+		snprintf(why, len, "%s port %u", netpolicy_verdict_name(v), me->port);
 	} else {
-		snprintf(why, sizeof(why), "%s", netpolicy_verdict_name(v));
+		snprintf(why, len, "%s", netpolicy_verdict_name(v));
 	}
+	return true;
+}
+
+bool service_admit(struct service *svc, struct backend *be, const struct net_addr *addr)
+{
+	char why[96], a[INET6_ADDRSTRLEN + 16];
+	if (!policy_refuses(svc, addr, why, sizeof(why)))
+		return true;
 	net_addr_format(addr, a, sizeof(a));
 	backend_refuse(be, why);
 	atomic_fetch_add(&svc->refused, 1);

@@ -11,7 +11,9 @@ Curator JSON.
     refused (a ZooKeeper writer must not route zklb into itself);
   - an allow-list refuses everything outside it;
   - a static backend in a denied network is refused the same way;
-  - `zklb check` warns about a denied_networks without `reserved`.
+  - `zklb check` warns about a denied_networks without `reserved`;
+  - a reload that narrows the lists refuses an admitted instance (its open
+    connection finishes), and widening them admits it again.
 
     tests/run tests/integration/test_netpolicy.py
 """
@@ -172,3 +174,42 @@ def test_check_warns_without_reserved(tmp_path, backend):
     p.write_text(harness.to_yaml(cfg))
     r = harness.run_zklb(["check", "-c", str(p)])
     assert r.returncode == 1 and "allowed_networks[0]" in r.stderr and "host bits" in r.stderr, r.stderr
+
+
+def test_reload_narrowing_refuses_admitted_instances(backend, zklb):
+    """A reload that narrows the lists takes new connections away from instances
+    they now refuse (their open connections finish); widening them again admits
+    the instance anew."""
+    b1 = backend("b1", mode="tag")
+    b2 = backend("b2", mode="tag", host="127.0.0.2")
+    svc = harness.static_service([b1, b2], balance="round_robin")
+    lb = zklb(services={SVC: svc})
+    addr = svc["listen"]
+    assert tags(addr, 10) == {"b1": 5, "b2": 5}
+    held = None
+    while held is None:
+        tag, s = harness.ask_tag(addr, keep=True)
+        if tag == "b2":
+            held = s
+        else:
+            s.close()
+
+    cfg = dict(lb.config)
+    cfg["services"] = {SVC: dict(svc, allowed_networks=["127.0.0.1/32"])}
+    lb.reload(cfg)
+
+    def states():
+        return sorted((i["address"], i["state"], i.get("refused", ""))
+                      for i in harness.instances_of(lb.services()[SVC]))
+    wait_until(lambda: ("127.0.0.2", "refused", "not_allowed") in states(), 10,
+               what=f"b2 refused after the reload (have {states()})")
+    assert tags(addr, 10) == {"b1": 10}
+    # The connection b2 had stays up, bytes both ways.
+    held.sendall(b"still there")
+    assert held.recv(64) == b"still there"
+    held.close()
+
+    lb.reload(cfg | {"services": {SVC: svc}})
+    wait_until(lambda: ("127.0.0.2", "healthy", "") in states(), 10,
+               what=f"b2 admitted again (have {states()})")
+    assert tags(addr, 10) == {"b1": 5, "b2": 5}
