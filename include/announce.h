@@ -11,7 +11,9 @@
  *   {"name":"web","id":"<id>","address":"10.0.0.5","port":9001,
  *    "sslPort":null,"payload":<payload or null>,
  *    "registrationTimeUTC":<wall ms>,"serviceType":"DYNAMIC","uriSpec":null}
- * (no "enabled" field). After `fall` consecutive failures the node is
+ * (no "enabled" field), the payload in Curator's typed form
+ * (instance_curator_payload(): a mapping gets "@class", payload_class or
+ * java.util.LinkedHashMap) so that Curator's consumers deserialize it. After `fall` consecutive failures the node is
  * deleted; after `rise` passes it is created again with the same id and a
  * new registrationTimeUTC. The id is a random UUID v4 made once per entry
  * per process. A new session (the old one expired: its ephemerals are gone)
@@ -25,7 +27,8 @@
  * another client, it is created again at once.
  *
  * Per entry, two lifecycles:
- *   health (pure, announce_health_step): DOWN --rise passes--> UP --fall failures--> DOWN
+ *   health (health.h's pure state machine, active check only, starting CHECKING):
+ *     CHECKING (down) --rise passes--> HEALTHY (up) --fall failures--> CHECKING
  *   node (enum announce_node, announce_set_node() is the one transition):
  *     ABSENT --create sent--> CREATING --ok--> PRESENT --delete sent--> DELETING --ok--> ABSENT
  *     CREATING --failed--> ABSENT      DELETING --failed--> PRESENT
@@ -50,6 +53,7 @@
 #include <jansson.h>
 
 #include "config.h"
+#include "health.h"
 
 struct event_base;
 struct ifaddrs;
@@ -63,19 +67,6 @@ enum announce_node {
 	ANNOUNCE_CREATING,		/* a create (or its existing-node check) is in flight */
 	ANNOUNCE_PRESENT,		/* our ephemeral node exists */
 	ANNOUNCE_DELETING,		/* a delete is in flight */
-};
-
-/* Rise/fall hysteresis of one entry's check; starts DOWN (nothing announced unchecked). */
-struct announce_health {
-	bool up;			/* `rise` passes seen since the last DOWN */
-	uint32_t passes;		/* consecutive passes */
-	uint32_t fails;			/* consecutive failures */
-};
-
-enum announce_health_change {
-	ANNOUNCE_HEALTH_SAME = 0,
-	ANNOUNCE_HEALTH_UP,		/* DOWN -> UP */
-	ANNOUNCE_HEALTH_DOWN,		/* UP -> DOWN */
 };
 
 /* One entry, for the admin API and /metrics. Strings are borrowed until the next apply. */
@@ -130,20 +121,26 @@ const char *announce_node_name(enum announce_node s);
 /* Format 16 random bytes as a UUID v4 (version and variant bits set), lower case, NUL-terminated. */
 void announce_uuid_format(const uint8_t raw[16], char out[ANNOUNCE_UUID_LEN + 1]);
 
-/* Rise/fall: feed one check result; rise and fall of 0 count as 1. */
-enum announce_health_change announce_health_step(struct announce_health *h, bool passed,
-						 uint32_t rise, uint32_t fall);
+/*
+ * The rise/fall parameters of health.h's state machine for an entry's check:
+ * active check only (no passive ejection); rise and fall of 0 count as 1.
+ * An entry starts with health_init_checking() and is up while
+ * health_routable().
+ */
+void announce_health_params(struct health_params *p, const struct check_conf *c);
 
 /* Whether the node lifecycle allows from -> to. */
 bool announce_node_allowed(enum announce_node from, enum announce_node to);
 
 /*
- * The Curator 5 ServiceInstance JSON (new reference): payload is copied
- * (NULL = null); ssl_port 0 = null.
+ * The Curator 5 ServiceInstance JSON (new reference): payload in Curator's
+ * typed form (instance_curator_payload(); NULL = null), payload_class the
+ * "@class" of a mapping payload (NULL = java.util.LinkedHashMap); ssl_port
+ * 0 = null.
  */
 json_t *announce_curator_json(const char *service, const char *id, const char *address,
 			      uint16_t port, uint16_t ssl_port, const json_t *payload,
-			      int64_t registered_at_ms);
+			      const char *payload_class, int64_t registered_at_ms);
 
 /*
  * `address: auto`: the first IPv4 address of an interface that is UP and

@@ -35,6 +35,16 @@
 #include "pool.h"
 #include "util.h"
 
+/*
+ * The change a collapse hold keeps from applying to a member (discovery's
+ * guard holds the candidate view; the member still serves meanwhile).
+ */
+enum backend_held {
+	BACKEND_HELD_NONE = 0,		/* ZooKeeper lists it as served */
+	BACKEND_HELD_REMOVED,		/* ZooKeeper no longer lists its id */
+	BACKEND_HELD_CHANGED,		/* ZooKeeper lists its id at another endpoint */
+};
+
 struct backend {
 	_Atomic uint32_t refs;
 	char *id;				/* owned; instance id or host:port */
@@ -47,6 +57,8 @@ struct backend {
 	bool resolving;				/* control thread: queued in the resolver */
 	char refused[96];			/* control thread: why the policy refused the address; "" = not */
 	uint32_t weight;			/* 1..256 */
+	char *payload;				/* owned, or NULL; control thread only: */
+	uint16_t payload_len;			/*   instance.h's payload pairs, for render */
 	char *svc_name;				/* owned; the service's name, for log lines */
 
 	/* Health, published for workers: routable when now >= this (ms). */
@@ -54,6 +66,9 @@ struct backend {
 	_Atomic uint64_t serving_since_ms;	/* slow-start origin: added or returned */
 	_Atomic bool member;			/* false once removed from the service */
 	struct health health;			/* guarded by the service's health_lock */
+	enum backend_held held;			/* guarded by health_lock; set by service_hold() */
+	uint64_t held_until_ms;			/* guarded by health_lock; monotonic end of that hold */
+	bool dropped;				/* guarded by health_lock: failed while held; member is false */
 
 	/* Counters (relaxed atomics, summed for the admin API). */
 	_Atomic uint32_t active;		/* open or connecting, all workers */
@@ -93,12 +108,17 @@ static inline bool backend_refused(const struct backend *be)
 {
 	return be->refused[0] != '\0';
 }
+/* The instance's payload pairs (instance.h), as discovery last read them. Control thread. */
+void backend_set_payload(struct backend *be, const char *payload, uint16_t len);
 
 /* Does be have an address yet? Pairs with backend_set_addr(). */
 static inline bool backend_has_addr(const struct backend *be)
 {
 	return atomic_load_explicit(&be->has_addr, memory_order_acquire);
 }
+/* "removed", "changed" (BACKEND_HELD_NONE: "none"). */
+const char *backend_held_name(enum backend_held h);
+
 struct backend *backend_get(struct backend *be);
 void backend_put(struct backend *be);
 

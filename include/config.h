@@ -123,7 +123,7 @@ struct networks_conf {
 
 struct service_conf {
 	char *name;			/* owned; the key under services: */
-	char *listen;			/* owned; "host:port" or "unix:/path" */
+	char *listen;			/* owned; "host:port" or "unix:/path"; NULL for listen: off */
 	struct discovery_conf discovery;
 	enum balance_kind balance;
 	uint64_t slow_start_ms;		/* weight ramp of a new instance; 0 = off */
@@ -154,6 +154,7 @@ struct announce_conf {
 	uint16_t port;
 	uint16_t ssl_port;		/* 0 = none */
 	json_t *payload;		/* ref; NULL when absent */
+	char *payload_class;		/* owned; the payload's Jackson "@class"; NULL = a Map */
 	struct check_conf check;	/* of the local service, guards the node */
 };
 
@@ -167,6 +168,32 @@ struct sync_conf {
 	uint64_t on_change_timeout_ms;	/* then the command is killed */
 	enum sync_on_delete on_delete;
 	uint64_t max_size;		/* bytes of a node, at most */
+};
+
+/* Which instances a render entry writes. */
+enum render_set {
+	RENDER_ROUTABLE = 0,		/* what the proxy would route to: not ejected, checks passing */
+	RENDER_ALL,			/* every discovered instance */
+};
+
+struct render_wait_conf {
+	uint64_t min_ms;		/* write once the set has been stable this long */
+	uint64_t max_ms;		/* but at least this often while it keeps changing */
+};
+
+struct render_conf {
+	char *service;			/* owned; a key of services: */
+	char *file;			/* owned; absolute path of the output */
+	char *format;			/* owned; a built-in format, or NULL with template */
+	char *template_path;		/* owned; a template file, or NULL with format */
+	char *template_text;		/* owned; the template itself, read and checked at load */
+	enum render_set instances;
+	struct render_wait_conf wait;
+	uint32_t min_instances;		/* fewer: keep the file as it is */
+	char *check_command;		/* owned; or NULL; {{file}} is the candidate's path */
+	char *on_change;		/* owned; or NULL */
+	uint64_t on_change_timeout_ms;	/* for check_command and on_change alike */
+	uint32_t mode;			/* file mode bits */
 };
 
 struct config {
@@ -191,6 +218,8 @@ struct config {
 	uint64_t admin_request_timeout_ms;	/* for the whole request head */
 	uint64_t admin_metrics_cache_ms;	/* /metrics is rebuilt at most this often */
 	uint32_t max_connections;	/* client connections, all services; 0 = no cap */
+	struct render_conf *render;	/* owned, n_render entries */
+	size_t n_render;
 };
 
 /*

@@ -52,6 +52,7 @@ struct control {
 	struct discovery *disc;			/* owned */
 	struct resolver *resolver;		/* owned; host names of backends */
 	struct checker *checker;		/* owned; active checks of all services */
+	struct renderer *renderer;		/* owned; the render: entries */
 	struct announce *announce;		/* owned; NULL without a zookeeper: section */
 	struct sync *sync;			/* owned; NULL without a zookeeper: section */
 	struct overlay *overlay;		/* owned; NULL without zookeeper.config_path */

@@ -9,12 +9,20 @@
  * child's data are watched. A path that does not exist is watched with
  * exists until it appears, and again when it disappears (Curator deletes its
  * CONTAINER parents when they empty). Malformed children are skipped, logged
- * once per node version and counted; the rest of the set applies.
+ * once per node version and counted; so are well-formed children without
+ * the port the service uses (an sslPort-only instance on a service without
+ * tls), apart. Several children with one id (a DYNAMIC_SEQUENTIAL instance's
+ * id is its JSON id, and Curator may leave two nodes for it) give one
+ * instance: the newest registrationTimeUTC, else the greatest node name
+ * (instance_cmp_nodes); the others are logged once and counted. The rest of
+ * the set applies.
  *
  * Every candidate view goes through the guard (instance_guard_step): an
  * empty view never replaces a non-empty one while keep_last_known is on, and
  * a change that shrinks the set by more than collapse_guard is held for
- * collapse_hold and applies only if it still holds then. A view is delivered
+ * collapse_hold and applies only if it still holds then; the owner hears of
+ * a hold (on_hold), so that what ZooKeeper no longer lists can be told
+ * apart while the old view serves. A view is delivered
  * only when it differs from the last one delivered, and only once every
  * child has been read (never a half-read set). Applied views are written to
  * cache_dir/<service>.json by cache.h's writer thread (never an fsync on the
@@ -64,6 +72,19 @@ struct discovery_hooks {
 	void (*on_view)(void *arg, const char *service, const struct instance *v, size_t n);
 	/* The service's state changed. May be NULL. */
 	void (*on_state)(void *arg, const char *service, enum discovery_state st);
+	/*
+	 * A change is held by the collapse guard (holding true): held[0..n)
+	 * is what ZooKeeper lists now (routable instances, sorted by id;
+	 * borrowed for the call), which applies at hold_until_ms (monotonic)
+	 * if it still holds then; the applied view keeps serving meanwhile.
+	 * Called when a hold starts and whenever the held view changes. With
+	 * holding false (held NULL, n 0) when a hold ends without applying:
+	 * withdrawn (ZooKeeper lists the applied view again), refused
+	 * (keep_last_known), or dropped (ZooKeeper lost, source changed). A
+	 * hold that applies ends with on_view alone. May be NULL.
+	 */
+	void (*on_hold)(void *arg, const char *service, bool holding, const struct instance *held,
+			size_t n, uint64_t hold_until_ms);
 };
 
 struct discovery_stats {
@@ -73,6 +94,11 @@ struct discovery_stats {
 	uint64_t updates_total;		/* views delivered (zklb_discovery_updates_total) */
 	uint64_t bad_instances_total;	/* malformed nodes, once per node version
 					   (zklb_discovery_bad_instances_total) */
+	uint64_t unroutable_total;	/* well-formed nodes without the port the service uses
+					   (sslPort only, no tls), once per node version
+					   (zklb_discovery_unroutable_instances_total) */
+	uint64_t duplicates_total;	/* nodes skipped for another node of the same id, once
+					   per node version (zklb_discovery_duplicate_instances_total) */
 	uint64_t held_total;		/* collapses held (zklb_discovery_held_changes_total) */
 	uint64_t kept_total;		/* empty views refused by keep_last_known */
 	uint64_t errors_total;		/* ZooKeeper read errors other than connection loss */
@@ -106,6 +132,20 @@ void discovery_free(struct discovery *d);
 
 /* Counters and state of one service; false when it is not watched. */
 bool discovery_stats(const struct discovery *d, const char *service, struct discovery_stats *out);
+
+/* A child of a ZooKeeper service's path that is not in its view, and why. */
+struct discovery_skip {
+	const char *node;		/* borrowed: the znode name, until the next event */
+	const char *kind;		/* "bad", "disabled", "unroutable" or "duplicate" */
+	const char *reason;		/* borrowed, as logged */
+};
+
+/*
+ * The children of service skipped now: up to max of them into out; returns
+ * how many there are in all (0 for a static or unknown service).
+ */
+size_t discovery_skipped(const struct discovery *d, const char *service,
+			 struct discovery_skip *out, size_t max);
 
 /* The currently applied view (sorted by id); NULL with *n = 0 when none. */
 const struct instance *discovery_view(const struct discovery *d, const char *service, size_t *n);

@@ -96,6 +96,12 @@ void health_params_from_conf(struct health_params *p, const struct health_conf *
 void health_init(struct health *h, uint64_t now);
 
 /*
+ * Start CHECKING instead: nothing counts as up before the active check has
+ * passed `rise` times (announce: a service is never registered unchecked).
+ */
+void health_init_checking(struct health *h, uint64_t now);
+
+/*
  * A passive failure (connect refused/timeout, RST before the first byte).
  * may_eject: the caller's verdict of health_may_eject() for the service.
  * HEALTH_T_EJECT_SKIPPED is reported once, when the count first reaches the

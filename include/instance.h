@@ -29,6 +29,7 @@
 #define INSTANCE_HOST_MAX 256		/* bytes incl. NUL (a DNS name is <= 253) */
 #define INSTANCE_MAX_DATA (1024 * 1024)	/* znode bytes above this are skipped */
 #define INSTANCE_REASON_MAX 128		/* suggested size of a reason buffer */
+#define INSTANCE_PAYLOAD_MAX 256	/* bytes of flattened payload carried (see below) */
 
 /* Curator's ServiceType. */
 enum instance_service_type {
@@ -39,7 +40,7 @@ enum instance_service_type {
 };
 
 struct instance {
-	char id[INSTANCE_ID_MAX];	/* identity: Curator child name (or "id"), ServerSet "host:port" */
+	char id[INSTANCE_ID_MAX];	/* identity: Curator child name (DYNAMIC_SEQUENTIAL: "id"), ServerSet "host:port" */
 	char host[INSTANCE_HOST_MAX];	/* address as announced: IP literal (no brackets) or DNS name */
 	uint16_t port;			/* plain port; 0 = none (a Curator TLS-only instance) */
 	uint16_t ssl_port;		/* Curator sslPort; 0 = none */
@@ -47,7 +48,24 @@ struct instance {
 	bool enabled;			/* Curator `enabled`; ServerSet status == ALIVE */
 	enum instance_service_type service_type;	/* Curator only; DYNAMIC for ServerSet */
 	int64_t registered_at_ms;	/* Curator registrationTimeUTC, wall ms; 0 = unknown */
+	/*
+	 * The payload's top-level scalar fields (Curator payload, ServerSet
+	 * metadata and shard) as "key\0value\0" pairs, for render: templates;
+	 * numbers and booleans as JSON writes them. Fields that do not fit in
+	 * INSTANCE_PAYLOAD_MAX, nested values and Jackson's "@class" are not
+	 * carried. Bytes are as ZooKeeper gave them: whoever writes them out
+	 * checks them first.
+	 */
+	char payload[INSTANCE_PAYLOAD_MAX];
+	uint16_t payload_len;		/* bytes of payload in use */
 };
+
+/*
+ * Walk i's payload pairs: start with *off = 0; each call gives the next key
+ * and value and returns true, false after the last.
+ */
+bool instance_payload_next(const struct instance *i, size_t *off, const char **key,
+			   const char **value);
 
 enum instance_decode {
 	INSTANCE_OK = 0,		/* routable */
@@ -57,8 +75,10 @@ enum instance_decode {
 
 /*
  * Decode the data of a Curator instance znode. `name` is the child's name,
- * which is the instance id (as Curator's ServiceCache does); when NULL or
- * empty, the JSON "id" is used. On INSTANCE_OK and INSTANCE_DISABLED *out is
+ * which is the instance id (Curator names the node after it); when NULL or
+ * empty, and for a DYNAMIC_SEQUENTIAL instance (whose node name is the id
+ * plus ZooKeeper's sequence counter), the JSON "id" is used, as Curator's
+ * queryForInstances and ServiceCache report it. On INSTANCE_OK and INSTANCE_DISABLED *out is
  * filled; on INSTANCE_DISABLED and INSTANCE_BAD `reason` says why
  * (NUL-terminated, truncated to reason_len). data need not be NUL-terminated.
  */
@@ -87,8 +107,42 @@ enum instance_decode instance_decode_serverset(const char *data, size_t len,
  */
 json_t *instance_to_curator_json(const struct instance *i, const char *name);
 
+/*
+ * An announce payload as Curator's JsonInstanceSerializer writes a payload
+ * of the Java type Jackson reads that JSON as (ServiceInstance's payload is
+ * @JsonTypeInfo(use = CLASS): Jackson writes a type id unless the type is
+ * one it infers from the JSON itself):
+ *   mapping  {"@class":C, ...keys}, C = payload_class, else the mapping's
+ *            own "@class" (kept, moved first), else java.util.LinkedHashMap
+ *   list     ["java.util.ArrayList", [...]]
+ *   integer  bare within int32 (java.lang.Integer), else ["java.lang.Long", n]
+ *   string, real, true/false   bare (String, Double, Boolean)
+ *   NULL or null               null
+ * Nested values are written as they are (Jackson types only the payload
+ * itself). New reference. payload_class applies to a mapping only.
+ */
+json_t *instance_curator_payload(const json_t *payload, const char *payload_class);
+
+/*
+ * A Java binary class name as Jackson's "@class" takes it: dot-separated
+ * identifiers of A-Z a-z 0-9 _ $ (not starting with a digit), at most 255
+ * bytes. NULL is not one.
+ */
+bool instance_java_class_ok(const char *name);
+
 /* "host:port" or "[v6]:port" into buf (INSTANCE_HOST_MAX + 8 is enough). */
 void instance_endpoint(const char *host, uint16_t port, char *buf, size_t len);
+
+/*
+ * Two nodes may describe the same id (Curator re-creates a DYNAMIC_SEQUENTIAL
+ * node after a reconnect while the old one lives on; two ServerSet members
+ * may announce one endpoint). Discovery keeps one per id, the first in this
+ * order: by id (strcmp), then the newest registrationTimeUTC, then the
+ * greatest node name (of sequential nodes, the one created last). a_node and
+ * b_node are the znode names the instances were read from. qsort-style result.
+ */
+int instance_cmp_nodes(const struct instance *a, const char *a_node, const struct instance *b,
+		       const char *b_node);
 
 /* Sort by id (strcmp), the canonical order of a view. */
 void instance_sort(struct instance *v, size_t n);
@@ -96,7 +150,7 @@ void instance_sort(struct instance *v, size_t n);
 /* The index of `id` in a sorted view, or -1. */
 long instance_find(const struct instance *v, size_t n, const char *id);
 
-/* True when a and b route identically (id, host, ports, weight, enabled). */
+/* True when a and b are the same to zklb: id, host, ports, weight, enabled, payload. */
 bool instance_same(const struct instance *a, const struct instance *b);
 
 enum instance_change {

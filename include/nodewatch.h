@@ -1,6 +1,8 @@
 /*
- * nodewatch — follow one znode's data and existence (used by sync for a
- * single node and by the zookeeper.config_path overlay).
+ * nodewatch — follow one znode's data and existence: the one-node watcher
+ * of the ZooKeeper layer (zkset.h is its children-with-data sibling), used
+ * by sync for a single node, by the zookeeper.config_path overlay, and by
+ * announce for its own registered node.
  *
  * The node is read with a data watch; while it does not exist an exists
  * watch waits for it to appear. Every fired watch on the path, every new
@@ -12,7 +14,7 @@
  * ZooKeeper being unreachable is never reported as "absent": only the
  * server's answer that the node does not exist is. Other errors (no
  * permission...) are logged with the label, counted, and the read retried
- * after 1 s, doubling up to 30 s.
+ * after 1 s, doubling up to 30 s (zkretry.h).
  *
  * Lifecycle (enum nodewatch_state), changed only by nodewatch_set_state():
  *   UNKNOWN --read--> PRESENT <--deleted / created--> ABSENT
@@ -56,6 +58,16 @@ struct nodewatch *nodewatch_new(struct zk *zk, struct event_base *base, const ch
 
 /* Stop: no hook is called afterwards. NULL is a no-op. Not from its own hook. */
 void nodewatch_free(struct nodewatch *w);
+
+/*
+ * Stop following the node: no hook is called afterwards and nothing is read
+ * again. Safe from its own hook (unlike nodewatch_free, which must follow
+ * later). NULL is a no-op.
+ */
+void nodewatch_stop(struct nodewatch *w);
+
+/* The session owning the node as last delivered (Stat.ephemeralOwner); 0 = persistent. */
+int64_t nodewatch_owner(const struct nodewatch *w);
 
 enum nodewatch_state nodewatch_state(const struct nodewatch *w);
 const char *nodewatch_state_name(enum nodewatch_state s);

@@ -58,6 +58,8 @@ struct member_spec {
 	uint16_t port;
 	uint16_t ssl_port;			/* 0 = none */
 	uint32_t weight;			/* 1..256 */
+	const char *payload;			/* instance.h's payload pairs, or NULL */
+	uint16_t payload_len;
 };
 
 struct service {
@@ -103,6 +105,7 @@ struct service {
 	struct net_self *self;			/* owned; zklb's own listeners, n_self */
 	size_t n_self;
 	bool readmitting;			/* service_readmit() is re-judging the members */
+	_Atomic uint64_t held_drops;		/* held members dropped at a failure (service_hold) */
 };
 
 /* "pending", "static", "connected", "disconnected" or "cached". */
@@ -124,12 +127,33 @@ void service_configure(struct service *svc, const struct service_conf *conf);
 
 /*
  * Replace the members with `v`. Members whose id (and address) match keep
- * their backend object; removed ones stop being routable for new connections
- * but keep the connections they have. Returns true when anything changed.
- * Control thread.
+ * their backend object (a dropped one, see service_hold, is made afresh);
+ * removed ones stop being routable for new connections but keep the
+ * connections they have. Returns true when anything changed. Control thread.
  */
 bool service_set_members(struct service *svc, const struct member_spec *v, size_t n,
 			 uint64_t now);
+
+/*
+ * A collapse hold (discovery's guard) keeps the members from following
+ * ZooKeeper for a while. listed[0..n) is what ZooKeeper lists now (the held
+ * view, sorted by id as discovery's views are): each member it does not list as served — its id gone, or listed at
+ * another endpoint — is marked (backend->held) until hold_until_ms
+ * (monotonic); the others are unmarked. holding false: no hold any more,
+ * every mark is cleared.
+ *
+ * A marked member that fails (a passive failure, a failed active check) is
+ * dropped at once — out of the pool, whatever max_ejected_percent says: that
+ * cap protects what ZooKeeper still lists, while a held member that fails is
+ * most likely gone on purpose. A marked member that keeps serving (a
+ * spurious mass expiry) loses nothing.
+ *
+ * Returns how many dropped members should serve again (ZooKeeper lists them
+ * again, or the hold ended without applying): the caller applies its view
+ * again, and service_set_members() makes them afresh. Control thread.
+ */
+size_t service_hold(struct service *svc, bool holding, const struct member_spec *listed,
+		    size_t n, uint64_t hold_until_ms);
 
 /* Is be one of svc's current members? Control thread. */
 bool service_has_member(const struct service *svc, const struct backend *be);

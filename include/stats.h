@@ -13,17 +13,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"
+
 struct backend;
 struct service;
 
 /* One instance's numbers, copied under the health lock. */
 struct stats_instance {
 	struct backend *be;			/* ref (backend_get) */
-	const char *state;			/* static; healthy|ejected|checking|draining|resolving */
+	const char *state;			/* static; healthy|ejected|checking|draining|resolving|dropped */
 	uint32_t consecutive_failures;
 	uint32_t ejections;
 	uint64_t ejected_for_ms;		/* remaining, 0 when not ejected */
 	uint64_t check_failures;
+	enum backend_held held;			/* the change a collapse hold keeps from it */
+	uint64_t hold_ends_in_ms;		/* remaining of that hold, 0 when none */
 };
 
 /*

@@ -26,6 +26,7 @@
 #ifndef ZKLB_TEMPLATE_H
 #define ZKLB_TEMPLATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,9 @@ struct template_instance {
  */
 struct template *template_compile(const char *text, size_t len, char *err, size_t errlen);
 void template_free(struct template *t);
+
+/* Does t show any payload value (payload.KEY, or a {{#payload}} section)? */
+bool template_uses_payload(const struct template *t);
 
 /* Render for n instances; returns a malloc'd buffer of *len bytes (NUL-terminated). */
 char *template_render(const struct template *t, const char *service,

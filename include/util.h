@@ -89,10 +89,22 @@ uint32_t rng_below(struct rng *r, uint32_t n);
  * never a torn one; on failure path is untouched and the temporary file is
  * gone. Returns 0, or -errno with a message in err (a failed fsync of the
  * directory is reported too, although the new file is then in place).
- * Blocking file I/O.
+ * Blocking file I/O. It is file_write_temp() then file_replace().
  */
 int file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
 		      char *err, size_t errlen);
+
+/*
+ * The first half: data[0..len) in a new temporary file beside path
+ * (".<name>.XXXXXX", mode, fsynced), its name in tmp. Returns 0, or -errno
+ * with a message in err and nothing left behind. For a candidate that must
+ * pass a check before it replaces path.
+ */
+int file_write_temp(const char *path, const void *data, size_t len, unsigned mode,
+		    char *tmp, size_t tmp_len, char *err, size_t errlen);
+
+/* The second half: rename tmp over path, fsync the directory. tmp is gone either way. */
+int file_replace(const char *tmp, const char *path, char *err, size_t errlen);
 
 /*
  * mkdir -p: create dir and each missing ancestor with mode. Returns 0 (also

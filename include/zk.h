@@ -5,7 +5,7 @@
  * libzookeeper_mt runs its own I/O and completion threads. Its callbacks
  * here never touch zk state: they copy what they were given into an event,
  * append it to a mutex-protected queue and write an eventfd that the control
- * thread's event base watches. Everything below — state changes, listener
+ * thread's event base watches. Everything below — state changes, observer
  * calls, completions — therefore happens on the control thread, in the order
  * libzookeeper produced it (a watch event before the data that follows it).
  *
@@ -37,6 +37,7 @@
 #include <zookeeper/zookeeper.h>
 
 #include "config.h"
+#include "zk_result.h"
 
 struct event_base;
 struct zk;
@@ -49,7 +50,7 @@ enum zk_state {
 	ZK_CLOSED,			/* zk_free() in progress; terminal */
 };
 
-/* What listeners are told about the session. */
+/* What observers are told about the session. */
 enum zk_session_event {
 	ZK_SESSION_NEW = 0,		/* a new session is up: no watch survives, re-read everything */
 	ZK_SESSION_LOST,		/* disconnected; requests fail until RESUMED or NEW */
@@ -65,25 +66,10 @@ enum zk_watch_event {
 	ZK_WATCH_CHILD,			/* children watch: a child was added or removed */
 };
 
-struct zk_listener {
+struct zk_observer {
 	void (*on_session)(void *arg, enum zk_session_event ev);	/* may be NULL */
 	void (*on_watch)(void *arg, enum zk_watch_event ev, const char *path);	/* may be NULL */
 };
-
-/* A completed request. Everything is borrowed for the duration of the call. */
-struct zk_result {
-	int rc;				/* ZOK, or a libzookeeper code: ZNONODE, ZNOAUTH, ZCONNECTIONLOSS... */
-	const char *path;		/* the path that was asked for */
-	const char *data;		/* get: the node's bytes (not NUL-terminated); NULL if none */
-	size_t data_len;		/* get: bytes in data */
-	char *const *children;		/* children: child names (not paths), server order */
-	size_t n_children;		/* children: entries in children */
-	const struct Stat *stat;	/* get/exists/create with rc ZOK: the node's stat; else NULL */
-	const char *created;		/* create with rc ZOK: the path made (sequential suffix included) */
-};
-
-/* Completion callback: control thread, exactly once per uncancelled request. */
-typedef void zk_done_fn(void *arg, const struct zk_result *r);
 
 struct zk_stats {
 	enum zk_state state;		/* session lifecycle now */
@@ -108,17 +94,17 @@ struct zk *zk_new(struct event_base *base, const struct zookeeper_conf *conf);
 
 /*
  * Close the session (its ephemeral nodes go away) and free everything.
- * Pending completions are dropped, listeners are not called.
+ * Pending completions are dropped, observers are not called.
  */
 void zk_free(struct zk *zk);
 
 /*
- * Register a listener (l and arg must stay valid until zk_unlisten). If the
+ * Register an observer (o and arg must stay valid until zk_unobserve). If the
  * session is already connected, nothing is replayed: check zk_state(). 0, or
  * -EEXIST if arg is already registered. Safe to call from any zk callback.
  */
-int zk_listen(struct zk *zk, const struct zk_listener *l, void *arg);
-void zk_unlisten(struct zk *zk, void *arg);
+int zk_observe(struct zk *zk, const struct zk_observer *o, void *arg);
+void zk_unobserve(struct zk *zk, void *arg);
 
 /*
  * Asynchronous reads. `done(arg, result)` is always called later on the
@@ -127,7 +113,7 @@ void zk_unlisten(struct zk *zk, void *arg);
  * the request is still handed to libzookeeper (which queues it until it
  * connects or fails it with ZCONNECTIONLOSS); with no handle at all it
  * completes with ZINVALIDSTATE. watch=true arms a one-shot watch, reported to
- * listeners' on_watch: data for get, existence for exists, children for
+ * observers' on_watch: data for get, existence for exists, children for
  * children. libzookeeper reads a node of any size the server holds; callers
  * bound what they accept.
  */

@@ -1,28 +1,34 @@
 /*
- * zkset — the ZooKeeper side of one discovered service: the children of its
- * path, and each child's data decoded into an instance, all of it watched.
- * Internal to discovery (discovery.h is the public API).
+ * zkset — follow a znode's children and each child's data, all of it
+ * watched: the children-with-their-data watcher of the ZooKeeper layer,
+ * used by discovery (instances) and sync (children mirrored into files).
+ * nodewatch.h is its one-node sibling.
  *
  * A sync lists the children (watch), then reads the data of every new or
  * stale child (watch). When nothing is outstanding and every child has been
  * read, the set is settled: it says so through on_settled, and the owner
- * builds its view from zkset_members(). Child events list again (coalesced
- * to one outstanding list); a data event reads that child again; a path that
- * does not exist is watched with exists until it appears. Completions find
- * their child again by name, so a child removed meanwhile is ignored.
- * Children whose data is unusable keep their reason; each is logged and
- * counted once per version of its data.
+ * reads zkset_members(). Child events list again (coalesced to one
+ * outstanding list); a data event reads that child again; a path that does
+ * not exist is watched with exists until it appears. Completions find their
+ * child again by name, so a child removed meanwhile is ignored. The owner
+ * decides which children are read (the `wanted` hook, once per appearance
+ * in the list) and what a child's data means (`on_read`).
+ *
+ * The set observes the session itself: a new session reads everything
+ * again, a resumed one what failed meanwhile, an expired one leaves the set
+ * IDLE until the next.
  *
  * Errors: connection trouble waits for the session (or, when the session is
- * up, a retry timer); anything else is logged and retried with backoff.
+ * up, a retry timer); anything else is logged and retried with backoff
+ * (zkretry.h).
  *
  * Lifecycle (enum zkset_phase), changed only by its transition function:
  *   IDLE --start, resync--> SYNCING --all read--> SYNCED --event--> SYNCING
  *                           SYNCING <--path missing / created--> ABSENT
  *   (any) --path unreadable--> BACKOFF --retry--> SYNCING, or IDLE without a session
  *
- * Thread: the control thread. on_settled is called from zk completions,
- * never from inside a zkset_* call; it may not free the set.
+ * Thread: the control thread. Hooks are called from zk completions and
+ * session events, never from inside a zkset_* call; they may not free the set.
  */
 #ifndef ZKLB_ZKSET_H
 #define ZKLB_ZKSET_H
@@ -31,7 +37,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "instance.h"
 #include "zk.h"
 
 struct event_base;
@@ -49,60 +54,64 @@ enum zkset_phase {
 /* One child of the path. */
 struct zkset_member {
 	char *name;			/* owned; child znode name */
-	bool loaded;			/* its data was read at least once */
+	bool wanted;			/* the owner's `wanted` took it: read and watched; else listed only */
+	bool loaded;			/* read at least once (or unreadable: on_read said so) */
 	bool stale;			/* must be read again (new session, failed read) */
-	enum instance_decode verdict;	/* of the last read */
-	struct instance inst;		/* verdict OK or DISABLED */
-	char reason[INSTANCE_REASON_MAX];	/* verdict DISABLED or BAD */
 	int32_t version;		/* znode data version of the last read; -1 unknown */
-	int32_t logged_version;		/* version whose skip was logged and counted; INT32_MIN none */
+	void *priv;			/* the owner's, per child; released by the `forget` hook */
 };
 
 struct zkset_hooks {
+	/* A name appeared in the list: read it? Once per appearance. NULL = every child. */
+	bool (*wanted)(void *arg, const char *name);
+	/*
+	 * A wanted child was read: rc ZOK with data[0..len) (borrowed; data
+	 * may be NULL when len is 0), or ZNOAUTH (data NULL: no permission).
+	 * m->version is the read's. Required.
+	 */
+	void (*on_read)(void *arg, struct zkset_member *m, int rc, const char *data, size_t len);
+	/* m leaves the set (removed, path gone, reset, free): release m->priv. May be NULL. */
+	void (*forget)(void *arg, struct zkset_member *m);
 	/* Every child is read and nothing is outstanding: read zkset_members(). Required. */
 	void (*on_settled)(void *arg);
 };
 
 /*
  * A set that reads nothing until zkset_start(). zk may be NULL (then it
- * never reads); name (copied) prefixes log lines ("svc=NAME"); rng (retry
- * jitter), h and arg must outlive the set.
+ * never reads); label (copied) prefixes log lines ("svc=web"); rng (retry
+ * jitter), h and arg must outlive the set. Errors are retried after 1 s,
+ * doubling up to retry_cap_ms.
  */
-struct zkset *zkset_new(struct event_base *base, struct zk *zk, const char *name,
-			struct rng *rng, const struct zkset_hooks *h, void *arg);
+struct zkset *zkset_new(struct event_base *base, struct zk *zk, const char *label,
+			struct rng *rng, uint64_t retry_cap_ms, const struct zkset_hooks *h,
+			void *arg);
 
-/* Drop what is outstanding and free. NULL is a no-op. Not from on_settled. */
+/* Drop what is outstanding and free. NULL is a no-op. Not from a hook. */
 void zkset_free(struct zkset *set);
 
 /*
- * Read path (copied; absolute, no trailing '/'): the `member_*` children as
- * ServerSet members when serverset, else every child as a Curator instance;
- * tls: a child is usable only with an ssl_port (else only with a port).
- * Reads at once when the session is up, else on the next new or resumed one.
+ * Read path (copied; absolute, no trailing '/'). Reads at once when the
+ * session is up, else on the next new or resumed one.
  */
-void zkset_start(struct zkset *set, const char *path, bool serverset, bool tls,
-		 const char *why);
+void zkset_start(struct zkset *set, const char *path, const char *why);
 
 /* Forget the path, its children and every outstanding request: back to IDLE. */
 void zkset_reset(struct zkset *set, const char *why);
 
-/* Drop outstanding requests and the retry timer; nothing runs until the next start. */
+/*
+ * Stop for good: drop outstanding requests and the retry timer and stop
+ * observing the session; nothing runs until zkset_free.
+ */
 void zkset_cancel(struct zkset *set);
 
-/* Forget what is in flight and read everything again (watches re-armed). */
-void zkset_resync(struct zkset *set, const char *why);
-
 /*
- * The same session came back. Reads again what failed meanwhile and returns
- * false; returns true when the set was already current (synced or absent).
+ * Pure query: the set is current — synced or absent, and nothing failed on
+ * the connection that waits to be read again. (What a resumed session
+ * finds.)
  */
-bool zkset_resume(struct zkset *set);
+bool zkset_current(const struct zkset *set);
 
-/* The session expired: nothing outstanding survives; IDLE until the next session. */
-void zkset_expire(struct zkset *set);
-
-/* A fired watch; the set ignores paths that are not its own or its children. */
-void zkset_watch_event(struct zkset *set, enum zk_watch_event ev, const char *path);
+enum zkset_phase zkset_phase(const struct zkset *set);
 
 /* The path being read; NULL before zkset_start() and after zkset_reset(). */
 const char *zkset_path(const struct zkset *set);
@@ -115,8 +124,5 @@ bool zkset_needs_resync(const struct zkset *set);
 
 /* ZooKeeper read errors other than connection loss, since zkset_new. */
 uint64_t zkset_errors(const struct zkset *set);
-
-/* Malformed children, once per node version, since zkset_new. */
-uint64_t zkset_bad(const struct zkset *set);
 
 #endif

@@ -19,7 +19,9 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "renderer.h"
 #include "stats.h"
+#include "status_page.h"
 #include "zk.h"
 
 #include <errno.h>
@@ -60,6 +62,7 @@ struct admin {
 	dev_t unix_dev;				/* with unix_ino: that file, so admin_free */
 	ino_t unix_ino;				/* unlinks it only if it is still ours */
 	struct admin_stats *stats;		/* ref: the control's counters */
+	struct status_page *page;		/* owned; GET / and /status */
 };
 
 /* One connection: read a head, write one response, close. */
@@ -103,12 +106,25 @@ static void on_healthz(struct admin *a, struct admin_reply *r)
 	}
 }
 
+/* The nodes discovery skips now, each with its kind and reason (at most ADMIN_SKIPPED_MAX). */
+#define ADMIN_SKIPPED_MAX 64
+static json_t *skipped_json(struct control *c, const char *name)
+{
+	struct discovery_skip v[ADMIN_SKIPPED_MAX];
+	size_t n = discovery_skipped(c->disc, name, v, ADMIN_SKIPPED_MAX);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n && i < ADMIN_SKIPPED_MAX; i++)
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "node", v[i].node,
+						     "kind", v[i].kind, "reason", v[i].reason));
+	return arr;
+}
+
 static json_t *service_json(struct control *c, size_t idx)
 {
 	struct service *svc = c->services[idx];
 	const struct service_conf *sc = &c->cfg->cfg->services[idx];
 	json_t *o = json_object();
-	json_object_set_new(o, "listen", json_string(sc->listen));
+	json_object_set_new(o, "listen", json_string(sc->listen ? sc->listen : "off"));
 	json_object_set_new(o, "discovery", json_string(service_view_name(svc->view)));
 	json_object_set_new(o, "discovery_type", json_string(discovery_kind_name(sc->discovery.type)));
 	if (sc->discovery.path)
@@ -122,6 +138,9 @@ static json_t *service_json(struct control *c, size_t idx)
 		json_object_set_new(o, "skipped_instances", json_integer((json_int_t)ds.skipped));
 		json_object_set_new(o, "held_changes", json_integer((json_int_t)ds.held_total));
 		json_object_set_new(o, "holding", json_boolean(ds.holding));
+		json_object_set_new(o, "unroutable_instances", json_integer((json_int_t)ds.unroutable_total));
+		json_object_set_new(o, "duplicate_instances", json_integer((json_int_t)ds.duplicates_total));
+		json_object_set_new(o, "skipped", skipped_json(c, svc->name));
 	}
 	pthread_mutex_lock(&svc->health_lock);
 	json_object_set_new(o, "panic", json_boolean(svc->panic));
@@ -152,6 +171,10 @@ static json_t *service_json(struct control *c, size_t idx)
 		json_object_set_new(e, "consecutive_failures", json_integer(v[i].consecutive_failures));
 		json_object_set_new(e, "ejections", json_integer(v[i].ejections));
 		json_object_set_new(e, "ejected_for_ms", json_integer((json_int_t)v[i].ejected_for_ms));
+		if (v[i].held != BACKEND_HELD_NONE) {
+			json_object_set_new(e, "held", json_string(backend_held_name(v[i].held)));
+			json_object_set_new(e, "hold_ends_in_ms", json_integer((json_int_t)v[i].hold_ends_in_ms));
+		}
 		json_object_set_new(e, "bytes_in", json_integer((json_int_t)atomic_load(&be->bytes_in)));
 		json_object_set_new(e, "bytes_out", json_integer((json_int_t)atomic_load(&be->bytes_out)));
 		json_object_set_new(e, "upstream_opened", json_integer((json_int_t)atomic_load(&be->upstream_opened)));
@@ -204,6 +227,8 @@ static void on_services(struct admin *a, struct admin_reply *r)
 		}
 		json_object_set_new(root, "announce", arr);
 	}
+	if (renderer_count(c->renderer))
+		json_object_set_new(root, "render", renderer_status_json(c->renderer));
 	char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(root);
 	evbuffer_add(r->body, s, strlen(s));
@@ -232,70 +257,16 @@ static void on_metrics(struct admin *a, struct admin_reply *r)
 	reply_set(r, 200, "OK", "text/plain; version=0.0.4");
 }
 
-static void html_escape(struct evbuffer *b, const char *s)
-{
-	for (; *s; s++) {
-		switch (*s) {
-		case '<': evbuffer_add(b, "&lt;", 4); break;
-		case '>': evbuffer_add(b, "&gt;", 4); break;
-		case '&': evbuffer_add(b, "&amp;", 5); break;
-		case '"': evbuffer_add(b, "&quot;", 6); break;
-		default: evbuffer_add(b, s, 1);
-		}
-	}
-}
-
 static void on_root(struct admin *a, struct admin_reply *r)
 {
-	struct control *c = a->c;
-	struct evbuffer *b = r->body;
-	evbuffer_add_printf(b,
-		"<!doctype html><html><head><meta charset=\"utf-8\"><title>zklb status</title>"
-		"<meta http-equiv=\"refresh\" content=\"5\"><style>"
-		"body{font:14px sans-serif;margin:1em}table{border-collapse:collapse;margin-bottom:1.5em}"
-		"th,td{border:1px solid #bbb;padding:2px 8px;text-align:right}th{background:#eee}"
-		"td.l{text-align:left}.healthy{background:#cfc}.ejected{background:#fcc}"
-		".checking{background:#ffc}.draining{background:#ddd}</style></head><body>"
-		"<h1>zklb %s</h1><p>uptime %llus, %u workers%s. "
-		"<a href=\"/services\">/services</a> <a href=\"/metrics\">/metrics</a></p>",
-		ZKLB_VERSION, (unsigned long long)((now_ms() - c->started_ms) / 1000), c->n_workers,
-		c->draining ? ", <b>draining</b>" : "");
-	for (size_t i = 0; i < c->n_services; i++) {
-		struct service *svc = c->services[i];
-		const struct service_conf *sc = &c->cfg->cfg->services[i];
-		evbuffer_add_printf(b, "<h2>");
-		html_escape(b, svc->name);
-		evbuffer_add_printf(b, "</h2><p>listen ");
-		html_escape(b, sc->listen);
-		evbuffer_add_printf(b, " · %s · discovery %s · %llu connections, %llu failed</p>",
-				    balance_kind_name(sc->balance), service_view_name(svc->view),
-				    (unsigned long long)atomic_load(&svc->conn_total),
-				    (unsigned long long)atomic_load(&svc->conn_failed));
-		evbuffer_add_printf(b, "<table><tr><th>instance</th><th>address</th><th>state</th>"
-				    "<th>weight</th><th>active</th><th>total</th><th>failures</th>"
-				    "<th>ejections</th><th>bytes in</th><th>bytes out</th></tr>");
-		size_t n;
-		struct stats_instance *v = stats_instances_of(svc, &n);
-		for (size_t j = 0; j < n; j++) {
-			struct backend *be = v[j].be;
-			evbuffer_add_printf(b, "<tr class=\"%s\"><td class=\"l\">", v[j].state);
-			html_escape(b, be->id);
-			evbuffer_add_printf(b, "</td><td class=\"l\">");
-			html_escape(b, be->name);
-			evbuffer_add_printf(b, "</td><td class=\"l\">%s</td><td>%u</td><td>%u</td>"
-					    "<td>%llu</td><td>%llu</td><td>%u</td><td>%llu</td><td>%llu</td></tr>",
-					    v[j].state, be->weight, atomic_load(&be->active),
-					    (unsigned long long)atomic_load(&be->conn_total),
-					    (unsigned long long)atomic_load(&be->connect_failures),
-					    v[j].ejections,
-					    (unsigned long long)atomic_load(&be->bytes_in),
-					    (unsigned long long)atomic_load(&be->bytes_out));
-		}
-		stats_instances_free(v, n);
-		evbuffer_add_printf(b, "</table>");
-	}
-	evbuffer_add_printf(b, "</body></html>\n");
+	status_page_html(a->page, r->body);
 	reply_set(r, 200, "OK", "text/html; charset=utf-8");
+}
+
+static void on_status(struct admin *a, struct admin_reply *r)
+{
+	status_page_json(a->page, r->body);
+	reply_set(r, 200, "OK", "application/json");
 }
 
 /* What each path answers; `open` ones need no token (a load balancer's probe). */
@@ -307,6 +278,7 @@ static const struct admin_route {
 	{ "/healthz", on_healthz, true },
 	{ "/services", on_services, false },
 	{ "/metrics", on_metrics, false },
+	{ "/status", on_status, false },
 	{ "/", on_root, false },
 };
 
@@ -316,6 +288,7 @@ static void conn_free(struct admin_conn *k)
 	event_free(k->deadline);
 	free(k);
 }
+
 
 /*
  * The connection's end, for whatever reason: counted, and the listener
@@ -632,6 +605,7 @@ struct admin *admin_new(struct control *c, const char *listen)
 		return NULL;
 	}
 	evconnlistener_set_error_cb(a->listener, on_accept_error);
+	a->page = status_page_new(c);
 	if (a->unix_path)
 		log_info("admin API on %s%s", listen, a->token_len ? " (bearer token required)" : "");
 	else
@@ -653,6 +627,7 @@ void admin_free(struct admin *a)
 	if (a->retry)
 		event_free(a->retry);
 	evbuffer_free(a->metrics);
+	status_page_free(a->page);
 	/* Like a service's socket, but never a file someone put there since. */
 	struct stat st;
 	if (a->unix_path && stat(a->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&

@@ -25,8 +25,10 @@
 #include "check.h"
 #include "instance.h"
 #include "log.h"
+#include "nodewatch.h"
 #include "util.h"
 #include "zk.h"
+#include "zkretry.h"
 
 #define ANNOUNCE_RETRY_BASE_MS 1000
 #define ANNOUNCE_RETRY_CAP_MS 30000
@@ -49,25 +51,26 @@ struct announce_entry {
 	uint16_t port;			/* announced port, also the identity of the entry */
 	uint16_t ssl_port;		/* 0 = none (sslPort null) */
 	json_t *payload;		/* owned (deep copy); NULL = null */
+	char *payload_class;		/* owned; the payload's "@class"; NULL = a Map */
 	struct check_conf check_conf;	/* owned strings; what the check was started with */
 	char id[ANNOUNCE_UUID_LEN + 1];	/* UUID v4, made once */
 	char *path;			/* owned; base_path/service/id */
 	char label[160];		/* log prefix "announce svc=web id=..." */
 	struct check *chk;		/* owned; NULL once withdrawn/retired or when it cannot start */
-	struct announce_health health;	/* rise/fall state of the check */
+	struct health_params health_params;	/* rise/fall of check_conf (announce_health_params) */
+	struct health health;		/* the check's rise/fall state; up = health_routable() */
 	enum announce_node node;	/* changed by announce_set_node() only */
+	struct nodewatch *nw;		/* owned; our node while PRESENT (stopped once it leaves) */
 	enum announce_op op;		/* request in flight; NONE when idle */
 	bool rewrite;			/* settings changed: the node's data must be replaced */
 	bool retired;			/* dropped by a reload: deregister, then free */
 	bool stale_op;			/* op was sent on a session that has since been replaced */
-	uint32_t attempt;		/* consecutive failures: drives the retry backoff */
 	uint32_t conflicts;		/* foreign nodes replaced since the last registration */
-	struct event *retry_ev;		/* owned; after a failure, reconcile again */
+	struct zkretry retry;		/* owned; after a failure, reconcile again */
 	int64_t registered_at_ms;	/* wall ms written into the current/last node */
 	uint64_t registrations_total;	/* creates that succeeded */
 	uint64_t deregistrations_total;	/* deletes that succeeded */
 	uint64_t failures_total;	/* creates/deletes that failed */
-	uint64_t check_failures_total;	/* failed check attempts */
 };
 
 struct announce {
@@ -85,7 +88,7 @@ struct announce {
 };
 
 static void announce_reconcile(struct announce_entry *e);
-static void announce_watch(struct announce_entry *e);
+static const struct nodewatch_hooks announce_node_hooks;
 
 /* ---- pure ---------------------------------------------------------------- */
 
@@ -107,31 +110,12 @@ void announce_uuid_format(const uint8_t raw[16], char out[ANNOUNCE_UUID_LEN + 1]
 	out[o] = '\0';
 }
 
-enum announce_health_change announce_health_step(struct announce_health *h, bool passed,
-						 uint32_t rise, uint32_t fall)
+void announce_health_params(struct health_params *p, const struct check_conf *c)
 {
-	if (rise == 0)
-		rise = 1;
-	if (fall == 0)
-		fall = 1;
-	if (passed) {
-		h->fails = 0;
-		if (h->passes < UINT32_MAX)
-			h->passes++;
-		if (!h->up && h->passes >= rise) {
-			h->up = true;
-			return ANNOUNCE_HEALTH_UP;
-		}
-	} else {
-		h->passes = 0;
-		if (h->fails < UINT32_MAX)
-			h->fails++;
-		if (h->up && h->fails >= fall) {
-			h->up = false;
-			return ANNOUNCE_HEALTH_DOWN;
-		}
-	}
-	return ANNOUNCE_HEALTH_SAME;
+	memset(p, 0, sizeof(*p));
+	p->active_check = true;
+	p->rise = c->rise ? c->rise : 1;
+	p->fall = c->fall ? c->fall : 1;
 }
 
 bool announce_node_allowed(enum announce_node from, enum announce_node to)
@@ -151,7 +135,7 @@ bool announce_node_allowed(enum announce_node from, enum announce_node to)
 
 json_t *announce_curator_json(const char *service, const char *id, const char *address,
 			      uint16_t port, uint16_t ssl_port, const json_t *payload,
-			      int64_t registered_at_ms)
+			      const char *payload_class, int64_t registered_at_ms)
 {
 	struct instance i;
 	json_t *o;
@@ -165,8 +149,7 @@ json_t *announce_curator_json(const char *service, const char *id, const char *a
 	i.service_type = INSTANCE_DYNAMIC;
 	i.registered_at_ms = registered_at_ms;
 	o = instance_to_curator_json(&i, service);
-	if (payload)
-		json_object_set_new(o, "payload", json_deep_copy(payload));
+	json_object_set_new(o, "payload", instance_curator_payload(payload, payload_class));
 	return o;
 }
 
@@ -210,6 +193,19 @@ static bool announce_set_node(struct announce_entry *e, enum announce_node to, c
 		return false;
 	}
 	e->node = to;
+	/*
+	 * Watch our own node while registered, so that a delete or a
+	 * replacement by someone else (an operator's zkCli, a cleanup script)
+	 * is undone at once rather than at the next session. Our own delete
+	 * fires that watch too: the watch stops before it is sent.
+	 */
+	if (to == ANNOUNCE_PRESENT) {
+		nodewatch_free(e->nw);
+		e->nw = nodewatch_new(e->a->zk, e->a->base, e->path, e->label, &announce_node_hooks,
+				      e);
+	} else if (from == ANNOUNCE_PRESENT) {
+		nodewatch_stop(e->nw);
+	}
 	if (to == ANNOUNCE_PRESENT && from == ANNOUNCE_CREATING)
 		log_info("%s: registered %s as %s:%u (%s)", e->label, e->path, e->address,
 			 (unsigned)e->port, why);
@@ -221,7 +217,7 @@ static bool announce_set_node(struct announce_entry *e, enum announce_node to, c
 	return true;
 }
 
-static void announce_retry_cb(evutil_socket_t fd, short what, void *arg)
+static void announce_retry(void *arg)
 {
 	struct announce_entry *e = arg;
 
@@ -232,15 +228,8 @@ static void announce_retry_cb(evutil_socket_t fd, short what, void *arg)
 /* A request failed for a reason other than the connection: count, log, retry later. */
 static void announce_failed(struct announce_entry *e, const char *what, int rc)
 {
-	uint64_t delay = zk_backoff_ms(e->attempt + 1, ANNOUNCE_RETRY_BASE_MS,
-				       ANNOUNCE_RETRY_CAP_MS, rng_next(&e->a->rng));
-	struct timeval tv = { (time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000 };
-
-	e->attempt++;
 	e->failures_total++;
-	log_warn("%s: %s %s failed: %s; retrying in %llums", e->label, what, e->path,
-		 zk_rc_name(rc), (unsigned long long)delay);
-	evtimer_add(e->retry_ev, &tv);
+	zkretry_failed(&e->retry, e->label, what, e->path, rc);
 }
 
 static void announce_reap_cb(evutil_socket_t fd, short what, void *arg);
@@ -248,12 +237,14 @@ static void announce_reap_cb(evutil_socket_t fd, short what, void *arg);
 static void announce_entry_free(struct announce_entry *e)
 {
 	check_stop(e->chk);
+	nodewatch_free(e->nw);
 	zk_cancel(e->a->zk, e);
-	event_free(e->retry_ev);
+	zkretry_fini(&e->retry);
 	free(e->service);
 	free(e->base_path);
 	free(e->address_conf);
 	json_decref(e->payload);
+	free(e->payload_class);
 	free(e->check_conf.send);
 	free(e->check_conf.expect);
 	free(e->check_conf.path);
@@ -308,7 +299,7 @@ static void announce_send_create(struct announce_entry *e)
 
 	e->registered_at_ms = (int64_t)wall_ms();
 	doc = announce_curator_json(e->service, e->id, e->address, e->port, e->ssl_port,
-				    e->payload, e->registered_at_ms);
+				    e->payload, e->payload_class, e->registered_at_ms);
 	text = json_dumps(doc, JSON_COMPACT);
 	json_decref(doc);
 	e->op = ANNOUNCE_OP_CREATE;
@@ -375,11 +366,10 @@ static void announce_probed(void *arg, const struct zk_result *r)
 	if (r->rc == ZOK && r->stat && zk_client_id(e->a->zk, &sid, pw) &&
 	    r->stat->ephemeralOwner == sid) {
 		/* Our create went through; only its reply was lost. */
-		e->attempt = 0;
+		zkretry_succeeded(&e->retry);
 		e->conflicts = 0;
 		e->registrations_total++;
 		announce_set_node(e, ANNOUNCE_PRESENT, "check up; node already ours");
-		announce_watch(e);
 	} else if (r->rc == ZOK) {
 		e->op = ANNOUNCE_OP_CLEAR;
 		zk_delete(e->a->zk, e->path, -1, announce_cleared, e);
@@ -394,22 +384,17 @@ static void announce_probed(void *arg, const struct zk_result *r)
 	announce_after(e);
 }
 
-/* The exists watch on a registered node answered. */
-static void announce_watched(void *arg, const struct zk_result *r)
+/* Our registered node, as its nodewatch reads it: is it still ours? */
+static void announce_node_data(void *arg, const char *data, size_t len)
 {
 	struct announce_entry *e = arg;
 	int64_t sid = 0;
 	char pw[16];
 
-	if (e->node != ANNOUNCE_PRESENT || e->op != ANNOUNCE_OP_NONE)
+	/* A retired entry's delete is on its way; there is nothing to restore. */
+	if (e->node != ANNOUNCE_PRESENT || e->op != ANNOUNCE_OP_NONE || e->retired)
 		return;
-	if (r->rc == ZNONODE) {
-		log_warn("%s: %s was deleted by another client; registering again", e->label,
-			 e->path);
-		announce_set_node(e, ANNOUNCE_ABSENT, "deleted by another client");
-		announce_after(e);
-	} else if (r->rc == ZOK && r->stat && zk_client_id(e->a->zk, &sid, pw) &&
-		   r->stat->ephemeralOwner != sid) {
+	if (zk_client_id(e->a->zk, &sid, pw) && nodewatch_owner(e->nw) != sid) {
 		log_warn("%s: %s was replaced by another client's node; registering again",
 			 e->label, e->path);
 		announce_set_node(e, ANNOUNCE_ABSENT, "replaced by another client");
@@ -417,15 +402,21 @@ static void announce_watched(void *arg, const struct zk_result *r)
 	}
 }
 
-/*
- * Watch our own node while registered, so that a delete by someone else (an
- * operator's zkCli, a cleanup script) is undone at once rather than at the
- * next session.
- */
-static void announce_watch(struct announce_entry *e)
+static void announce_node_absent(void *arg)
 {
-	zk_exists(e->a->zk, e->path, true, announce_watched, e);
+	struct announce_entry *e = arg;
+
+	if (e->node != ANNOUNCE_PRESENT || e->op != ANNOUNCE_OP_NONE || e->retired)
+		return;
+	log_warn("%s: %s was deleted by another client; registering again", e->label, e->path);
+	announce_set_node(e, ANNOUNCE_ABSENT, "deleted by another client");
+	announce_after(e);
 }
+
+static const struct nodewatch_hooks announce_node_hooks = {
+	.on_data = announce_node_data,
+	.on_absent = announce_node_absent,
+};
 
 static void announce_created(void *arg, const struct zk_result *r)
 {
@@ -435,11 +426,10 @@ static void announce_created(void *arg, const struct zk_result *r)
 		return;
 	e->op = ANNOUNCE_OP_NONE;
 	if (r->rc == ZOK) {
-		e->attempt = 0;
+		zkretry_succeeded(&e->retry);
 		e->conflicts = 0;
 		e->registrations_total++;
 		announce_set_node(e, ANNOUNCE_PRESENT, "check up");
-		announce_watch(e);
 	} else if (r->rc == ZNODEEXISTS) {
 		e->op = ANNOUNCE_OP_PROBE;
 		zk_exists(e->a->zk, e->path, false, announce_probed, e);
@@ -466,7 +456,7 @@ static void announce_deleted(void *arg, const struct zk_result *r)
 		return;
 	e->op = ANNOUNCE_OP_NONE;
 	if (r->rc == ZOK || r->rc == ZNONODE) {
-		e->attempt = 0;
+		zkretry_succeeded(&e->retry);
 		if (r->rc == ZOK)
 			e->deregistrations_total++;
 		announce_set_node(e, ANNOUNCE_ABSENT, why);
@@ -487,9 +477,9 @@ static void announce_deleted(void *arg, const struct zk_result *r)
 static void announce_reconcile(struct announce_entry *e)
 {
 	struct announce *a = e->a;
-	bool want = e->health.up && !a->withdrawing && !e->retired;
+	bool want = health_routable(&e->health) && !a->withdrawing && !e->retired;
 
-	if (e->op != ANNOUNCE_OP_NONE || evtimer_pending(e->retry_ev, NULL) ||
+	if (e->op != ANNOUNCE_OP_NONE || zkretry_pending(&e->retry) ||
 	    zk_state(a->zk) != ZK_CONNECTED)
 		return;
 	if (e->node == ANNOUNCE_ABSENT && want) {
@@ -507,18 +497,18 @@ static void announce_on_check(struct check *c, bool passed, const char *reason,
 			      uint64_t elapsed_ms, void *arg)
 {
 	struct announce_entry *e = arg;
-	enum announce_health_change ch;
+	enum health_transition t;
 
-	if (!passed) {
-		e->check_failures_total++;
+	if (!passed)
 		log_debug("%s: check failed: %s", e->label, reason);
-	}
-	ch = announce_health_step(&e->health, passed, e->check_conf.rise, e->check_conf.fall);
-	if (ch == ANNOUNCE_HEALTH_UP)
-		log_info("%s: check up after %u passes (%s)", e->label, e->health.passes, reason);
-	else if (ch == ANNOUNCE_HEALTH_DOWN)
-		log_warn("%s: check down after %u failures (%s)", e->label, e->health.fails, reason);
-	if (ch != ANNOUNCE_HEALTH_SAME)
+	t = health_on_check(&e->health, &e->health_params, passed, now_ms());
+	if (t == HEALTH_T_CHECK_UP)
+		log_info("%s: check up after %u passes (%s)", e->label, e->health.check_passes,
+			 reason);
+	else if (t == HEALTH_T_CHECK_DOWN)
+		log_warn("%s: check down after %u failures (%s)", e->label, e->health.check_fails,
+			 reason);
+	if (t != HEALTH_T_NONE)
 		announce_reconcile(e);
 }
 
@@ -601,12 +591,15 @@ static struct announce_entry *announce_entry_new(struct announce *a, const struc
 
 	e->a = a;
 	e->service = xstrdup(c->service);
-	e->base_path = xstrdup(c->base_path ? c->base_path : "/services");
-	e->address_conf = xstrdup(c->address ? c->address : "auto");
+	e->base_path = xstrdup(c->base_path);
+	e->address_conf = xstrdup(c->address);
 	e->port = c->port;
 	e->ssl_port = c->ssl_port;
 	e->payload = c->payload ? json_deep_copy(c->payload) : NULL;
+	e->payload_class = c->payload_class ? xstrdup(c->payload_class) : NULL;
 	check_conf_dup(&e->check_conf, &c->check);
+	announce_health_params(&e->health_params, &e->check_conf);
+	health_init_checking(&e->health, now_ms());
 	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
 		/* Not expected on Linux >= 3.17; a weaker id still works. */
 		uint64_t x = now_us() ^ wall_ms() ^ (uintptr_t)e;
@@ -627,9 +620,10 @@ static struct announce_entry *announce_entry_new(struct announce *a, const struc
 	sprintf(e->path, "%.*s/%s/%s", (int)n, e->base_path, e->service, e->id);
 	snprintf(e->label, sizeof(e->label), "announce svc=%s id=%s", e->service, e->id);
 	announce_resolve(e->address_conf, e->address, sizeof(e->address));
-	e->retry_ev = evtimer_new(a->base, announce_retry_cb, e);
+	zkretry_init(&e->retry, a->base, &a->rng, ANNOUNCE_RETRY_BASE_MS, ANNOUNCE_RETRY_CAP_MS,
+		     announce_retry, e);
 	log_info("%s: announcing %s:%u at %s once its check passes %u times", e->label,
-		 e->address, (unsigned)e->port, e->path, e->check_conf.rise ? e->check_conf.rise : 1);
+		 e->address, (unsigned)e->port, e->path, e->health_params.rise);
 	announce_start_check(e);
 	return e;
 }
@@ -638,19 +632,24 @@ static struct announce_entry *announce_entry_new(struct announce *a, const struc
 static void announce_entry_update(struct announce_entry *e, const struct announce_conf *c)
 {
 	char address[INSTANCE_HOST_MAX];
-	const char *aconf = c->address ? c->address : "auto";
+	const char *aconf = c->address;
 	bool check_changed = !check_conf_same(&e->check_conf, &c->check) ||
 			     strcmp(aconf, e->address_conf) != 0;
+	bool class_changed = (e->payload_class == NULL) != (c->payload_class == NULL) ||
+			     (c->payload_class && strcmp(e->payload_class, c->payload_class) != 0);
 
 	announce_resolve(aconf, address, sizeof(address));
 	if (strcmp(address, e->address) != 0 || e->ssl_port != c->ssl_port ||
 	    !((e->payload == NULL && c->payload == NULL) ||
-	      (e->payload && c->payload && json_equal(e->payload, c->payload)))) {
+	      (e->payload && c->payload && json_equal(e->payload, c->payload))) ||
+	    class_changed) {
 		log_info("%s: announced settings changed", e->label);
 		snprintf(e->address, sizeof(e->address), "%s", address);
 		e->ssl_port = c->ssl_port;
 		json_decref(e->payload);
 		e->payload = c->payload ? json_deep_copy(c->payload) : NULL;
+		free(e->payload_class);
+		e->payload_class = c->payload_class ? xstrdup(c->payload_class) : NULL;
 		e->rewrite = e->node != ANNOUNCE_ABSENT;
 	}
 	if (check_changed) {
@@ -660,18 +659,18 @@ static void announce_entry_update(struct announce_entry *e, const struct announc
 		free(e->check_conf.expect);
 		free(e->check_conf.path);
 		check_conf_dup(&e->check_conf, &c->check);
+		announce_health_params(&e->health_params, &e->check_conf);
 		check_stop(e->chk);
 		e->chk = NULL;
 		log_info("%s: check settings changed; restarting the check (state kept: %s)",
-			 e->label, e->health.up ? "up" : "down");
+			 e->label, health_routable(&e->health) ? "up" : "down");
 		announce_start_check(e);
 	}
 }
 
 static bool announce_same_identity(const struct announce_entry *e, const struct announce_conf *c)
 {
-	const char *bp = c->base_path ? c->base_path : "/services";
-	return strcmp(e->service, c->service) == 0 && strcmp(e->base_path, bp) == 0 &&
+	return strcmp(e->service, c->service) == 0 && strcmp(e->base_path, c->base_path) == 0 &&
 	       e->port == c->port;
 }
 
@@ -756,24 +755,8 @@ static void announce_on_session(void *arg, enum zk_session_event ev)
 	announce_progress(a);
 }
 
-static void announce_on_watch(void *arg, enum zk_watch_event ev, const char *path)
-{
-	struct announce *a = arg;
-
-	for (size_t i = 0; i < a->n_entries; i++) {
-		struct announce_entry *e = a->entries[i];
-		if (strcmp(path, e->path) != 0 || e->node != ANNOUNCE_PRESENT ||
-		    e->op != ANNOUNCE_OP_NONE)
-			continue;	/* our own delete (DELETING) fires it too */
-		/* Deleted or changed: look again (which re-arms the watch). */
-		if (ev == ZK_WATCH_DELETED || ev == ZK_WATCH_CHANGED)
-			announce_watch(e);
-	}
-}
-
-static const struct zk_listener announce_listener = {
+static const struct zk_observer announce_observer = {
 	.on_session = announce_on_session,
-	.on_watch = announce_on_watch,
 };
 
 /* ---- public ----------------------------------------------------------------- */
@@ -786,7 +769,7 @@ struct announce *announce_new(struct event_base *base, struct zk *zk)
 	a->zk = zk;
 	a->reap_ev = event_new(base, -1, 0, announce_reap_cb, a);
 	rng_seed(&a->rng, now_us() ^ (uintptr_t)a);
-	zk_listen(zk, &announce_listener, a);
+	zk_observe(zk, &announce_observer, a);
 	return a;
 }
 
@@ -795,7 +778,7 @@ static void announce_stop_check(struct announce_entry *e)
 	check_stop(e->chk);
 	e->chk = NULL;
 	/* a delete waiting for its retry goes out now */
-	evtimer_del(e->retry_ev);
+	zkretry_cancel(&e->retry);
 }
 
 bool announce_withdraw(struct announce *a, void (*done)(void *arg), void *arg)
@@ -823,7 +806,7 @@ void announce_free(struct announce *a)
 {
 	if (!a)
 		return;
-	zk_unlisten(a->zk, a);
+	zk_unobserve(a->zk, a);
 	for (size_t i = 0; i < a->n_entries; i++)
 		announce_entry_free(a->entries[i]);
 	for (size_t i = 0; i < a->n_retired; i++)
@@ -849,11 +832,11 @@ void announce_stats(const struct announce *a, size_t i, struct announce_stats *o
 	out->path = e->path;
 	out->address = e->address;
 	out->port = e->port;
-	out->healthy = e->health.up;
+	out->healthy = health_routable(&e->health);
 	out->node = e->node;
 	out->registrations_total = e->registrations_total;
 	out->deregistrations_total = e->deregistrations_total;
 	out->failures_total = e->failures_total;
-	out->check_failures_total = e->check_failures_total;
+	out->check_failures_total = e->health.check_failures_total;
 	out->registered_at_ms = e->registered_at_ms;
 }

@@ -44,6 +44,19 @@ struct backend *backend_new(const char *svc_name, unsigned n_workers, const char
 	return be;
 }
 
+void backend_set_payload(struct backend *be, const char *payload, uint16_t len)
+{
+	if (len == be->payload_len && (len == 0 || memcmp(be->payload, payload, len) == 0))
+		return;
+	free(be->payload);
+	be->payload = NULL;
+	if (len) {
+		be->payload = xmalloc(len);
+		memcpy(be->payload, payload, len);
+	}
+	be->payload_len = len;
+}
+
 void backend_set_addr(struct backend *be, const struct net_addr *addr)
 {
 	if (backend_has_addr(be))
@@ -59,6 +72,19 @@ void backend_refuse(struct backend *be, const char *why)
 	atomic_store(&be->eligible_after_ms, UINT64_MAX);
 }
 
+const char *backend_held_name(enum backend_held h)
+{
+	switch (h) {
+	case BACKEND_HELD_NONE:
+		return "none";
+	case BACKEND_HELD_REMOVED:
+		return "removed";
+	case BACKEND_HELD_CHANGED:
+		return "changed";
+	}
+	return "?";
+}
+
 struct backend *backend_get(struct backend *be)
 {
 	atomic_fetch_add_explicit(&be->refs, 1, memory_order_relaxed);
@@ -72,5 +98,6 @@ void backend_put(struct backend *be)
 	free(be->slots);
 	free(be->svc_name);
 	free(be->id);
+	free(be->payload);
 	free(be);
 }

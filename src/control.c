@@ -22,6 +22,7 @@
 #include "discovery.h"
 #include "listener.h"
 #include "overlay.h"
+#include "renderer.h"
 #include "resolver.h"
 #include "sync.h"
 #include "zk.h"
@@ -125,13 +126,31 @@ static void control_publish(struct control *c, struct service *svc,
 			    const struct service_conf *sc, const int *fds, bool ready)
 {
 	struct backend_set *s = backend_set_publish(svc, c->cfg, sc, ready);
-	for (unsigned w = 0; w < c->n_workers; w++) {
+	for (unsigned w = 0; sc->listen && w < c->n_workers; w++) {
 		if (fds)
 			worker_post_listen(c->workers[w], sc->listen, fds[w], backend_set_get(s));
 		else
 			worker_post_update(c->workers[w], sc->listen, backend_set_get(s));
 	}
 	backend_set_put(s);
+}
+
+/* Discovery's instances as members of sc's service; free() the result. */
+static struct member_spec *member_specs(const struct service_conf *sc, const struct instance *v,
+					size_t n)
+{
+	struct member_spec *m = xcalloc(n ? n : 1, sizeof(*m));
+	for (size_t k = 0; k < n; k++) {
+		m[k].id = v[k].id;
+		m[k].host = v[k].host;
+		/* discovery already picked the port this service uses (tls: sslPort) */
+		m[k].port = sc->tls.enabled && v[k].ssl_port ? v[k].ssl_port : v[k].port;
+		m[k].ssl_port = v[k].ssl_port;
+		m[k].weight = v[k].weight ? v[k].weight : 1;
+		m[k].payload = v[k].payload;
+		m[k].payload_len = v[k].payload_len;
+	}
+	return m;
 }
 
 static void on_discovery_view(void *arg, const char *name, const struct instance *v, size_t n)
@@ -141,18 +160,12 @@ static void on_discovery_view(void *arg, const char *name, const struct instance
 	if (i < 0)
 		return;
 	const struct service_conf *sc = &c->cfg->cfg->services[i];
-	struct member_spec *m = xcalloc(n, sizeof(*m));
-	for (size_t k = 0; k < n; k++) {
-		m[k].id = v[k].id;
-		m[k].host = v[k].host;
-		/* discovery already picked the port this service uses (tls: sslPort) */
-		m[k].port = sc->tls.enabled && v[k].ssl_port ? v[k].ssl_port : v[k].port;
-		m[k].ssl_port = v[k].ssl_port;
-		m[k].weight = v[k].weight ? v[k].weight : 1;
-	}
+	struct member_spec *m = member_specs(sc, v, n);
 	struct service *svc = c->services[i];
 	bool first = !svc->ready;
 	bool changed = service_set_members(svc, m, n, now_ms());
+	/* a view applied: no change is held any more */
+	service_hold(svc, false, NULL, 0, 0);
 	free(m);
 	if (changed) {
 		control_resolve(c, svc, false);
@@ -163,6 +176,32 @@ static void on_discovery_view(void *arg, const char *name, const struct instance
 		log_info("svc=%s view applied: %zu instances (version %llu)", name, n,
 			 (unsigned long long)svc->version);
 	}
+}
+
+/*
+ * A collapse hold started, changed or ended without applying: mark what
+ * ZooKeeper no longer lists (service_hold). Members dropped meanwhile that
+ * are to serve again come back by applying the served view once more.
+ */
+static void on_discovery_hold(void *arg, const char *name, bool holding,
+			      const struct instance *held, size_t n, uint64_t hold_until_ms)
+{
+	struct control *c = arg;
+	long i = service_index(c, name);
+	if (i < 0)
+		return;
+	const struct service_conf *sc = &c->cfg->cfg->services[i];
+	struct service *svc = c->services[i];
+	struct member_spec *m = member_specs(sc, held, n);
+	if (service_hold(svc, holding, m, n, hold_until_ms) > 0) {
+		size_t n_view;
+		const struct instance *view = discovery_view(c->disc, name, &n_view);
+		if (view)
+			on_discovery_view(c, name, view, n_view);
+		if (holding)
+			service_hold(svc, true, m, n, hold_until_ms);
+	}
+	free(m);
 }
 
 /* Discovery's state as the service's view (the names are the same). */
@@ -194,6 +233,7 @@ static void on_discovery_state(void *arg, const char *name, enum discovery_state
 static const struct discovery_hooks discovery_hooks = {
 	.on_view = on_discovery_view,
 	.on_state = on_discovery_state,
+	.on_hold = on_discovery_hold,
 };
 
 struct service *control_service(const struct control *c, const char *name)
@@ -237,7 +277,7 @@ static bool plan_open(struct control *c, const struct config *cfg, struct apply_
 	p->fds = xcalloc(p->n, sizeof(*p->fds));
 	for (size_t i = 0; i < p->n; i++) {
 		const struct service_conf *sc = &cfg->services[i];
-		if (find_listen(c, sc->listen))
+		if (!sc->listen || find_listen(c, sc->listen))
 			continue;
 		char err[256];
 		p->fds[i] = xcalloc(c->n_workers, sizeof(int));
@@ -363,7 +403,7 @@ static void listens_reconcile(struct control *c, const struct config *cfg,
 		struct listen_entry *e = *pp;
 		struct service *owner = NULL;
 		for (size_t i = 0; i < cfg->n_services && !owner; i++)
-			if (strcmp(cfg->services[i].listen, e->key) == 0)
+			if (cfg->services[i].listen && strcmp(cfg->services[i].listen, e->key) == 0)
 				owner = services[i];
 		if (owner) {
 			if (owner != e->svc) {
@@ -441,6 +481,7 @@ static bool control_apply(struct control *c, struct config *cfg)
 		announce_apply(c->announce, cfg->announce, cfg->n_announce);
 	if (c->sync)
 		sync_apply(c->sync, cfg->sync, cfg->n_sync);
+	renderer_apply(c->renderer, cfg->render, cfg->n_render);
 	return true;
 }
 
@@ -651,6 +692,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	uint64_t now = now_ms();
 	for (size_t i = 0; i < c->n_services; i++)
 		service_tick(c->services[i], now);
+	renderer_tick(c->renderer, c->services, c->n_services, now);
 	if (c->draining && !c->withdrawing) {
 		uint32_t left = live_relays(c);
 		if (left == 0) {
@@ -703,6 +745,7 @@ struct control *control_new(struct config *cfg, const char *config_path)
 		}
 	}
 	c->checker = checker_new(c->base);
+	c->renderer = renderer_new(c->base);
 	if (ok) {
 		c->resolver = resolver_new(c->base, on_resolved, c);
 		ok = c->resolver != NULL;
@@ -790,6 +833,7 @@ void control_free(struct control *c)
 		listen_free(e);
 	}
 	checker_free(c->checker);
+	renderer_free(c->renderer);
 	for (size_t i = 0; i < c->n_services; i++) {
 		service_retire(c->services[i]);
 		service_put(c->services[i]);

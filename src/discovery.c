@@ -1,16 +1,17 @@
 /*
  * discovery — see discovery.h. This file is the per-service view side:
- * build the candidate view from what the service's zkset read (zkset.h: the
- * children, their data and the watches), run it through the guard, deliver
- * it and hand it to the cache writer; plus static services, the cache read at
- * start and the public state.
+ * decode each child the service's zkset reads (zkset.h: the children, their
+ * data, the watches, the retries) into an instance, build the candidate
+ * view, run it through the guard, deliver it and hand it to the cache
+ * writer; plus static services, the cache read at start and the public
+ * state.
  *
  * Per service, two lifecycles, each with one transition function:
  *   - the zkset's phase (zkset.h): what we are waiting for from ZooKeeper;
  *   - the public state (enum discovery_state, state_set): what the owner is
  *     told and the admin API shows.
- * One zk listener serves every service: session events move both, watch
- * events go to each service's zkset.
+ * Each zkset observes the session and its watches itself; one discovery
+ * observer moves the public state of every service on session events.
  */
 #include "discovery.h"
 
@@ -27,8 +28,27 @@
 #include "zkset.h"
 
 #define DIFF_LOG_LINES 20		/* per-instance lines logged per change, then a summary */
+#define READ_RETRY_CAP_MS 60000		/* unreadable service paths are retried up to every minute */
 
-struct service {
+/* What the last read of a child makes of it. */
+enum child_fate {
+	CHILD_ROUTED = 0,		/* an instance with the port the service uses */
+	CHILD_DISABLED,			/* well-formed, not routed on purpose (enabled:false, not ALIVE) */
+	CHILD_UNROUTABLE,		/* well-formed, but no port this service can use */
+	CHILD_BAD,			/* malformed or unreadable */
+};
+
+/* What a child of a service's path says, decoded (a zkset member's priv). */
+struct watched_child {
+	enum child_fate fate;		/* of the last read */
+	struct instance inst;		/* fate ROUTED, DISABLED or UNROUTABLE */
+	char reason[INSTANCE_REASON_MAX];	/* fate other than ROUTED */
+	int32_t logged_version;		/* version whose skip was logged and counted; INT32_MIN none */
+	bool duplicate;			/* ROUTED, but another node of its id is kept (on_settled) */
+	int32_t dup_logged_version;	/* version whose drop as a duplicate was logged; INT32_MIN none */
+};
+
+struct watched_service {
 	char *name;			/* owned */
 	enum discovery_kind type;	/* curator, serverset or static */
 	char *source;			/* owned; cache key "curator:/chroot/path[ tls]"; NULL for static */
@@ -47,14 +67,15 @@ struct service {
 	size_t n_candidate;		/* entries in candidate */
 	struct instance_guard guard;	/* collapse hold state */
 	bool keeping;			/* keep_last_known is refusing an empty view */
-	size_t last_dups;		/* duplicate ids in the last candidate (logged on change) */
+	bool hold_end_pending;		/* a hold ended without applying: tell the owner (kick_ev) */
 
 	struct event *hold_ev;		/* owned; fires at guard.hold_until_ms */
 	struct event *kick_ev;		/* owned; deferred first delivery */
 
 	struct discovery_stats stats;	/* counters; state and instances kept current */
+	uint64_t bad_children_total;	/* malformed children, once per node version */
 	bool dead;			/* unwatched; in the graveyard until the loop turn ends */
-	struct service *next;		/* d->services or d->graveyard */
+	struct watched_service *next;		/* d->services or d->graveyard */
 };
 
 struct discovery {
@@ -65,8 +86,8 @@ struct discovery {
 	char *chroot;			/* owned; "" when none; part of cache sources */
 	const struct discovery_hooks *hooks;	/* ref */
 	void *arg;			/* hooks' argument */
-	struct service *services;	/* owned list */
-	struct service *graveyard;	/* owned; unwatched, freed by reap_ev */
+	struct watched_service *services;	/* owned list */
+	struct watched_service *graveyard;	/* owned; unwatched, freed by reap_ev */
 	struct event *reap_ev;		/* owned */
 	struct rng rng;			/* retry jitter */
 };
@@ -100,7 +121,7 @@ static bool state_allowed(enum discovery_state from, enum discovery_state to)
 }
 
 /* The public state's transition function; silent when the move does not apply. */
-static void state_set(struct service *s, enum discovery_state to, const char *why)
+static void state_set(struct watched_service *s, enum discovery_state to, const char *why)
 {
 	struct discovery *d = s->d;
 
@@ -116,7 +137,7 @@ static void state_set(struct service *s, enum discovery_state to, const char *wh
 
 /* ---------- small helpers ---------- */
 
-static bool is_zk_service(const struct service *s)
+static bool is_zk_service(const struct watched_service *s)
 {
 	return s->type == DISCOVERY_CURATOR || s->type == DISCOVERY_SERVERSET;
 }
@@ -132,8 +153,14 @@ static bool views_equal(const struct instance *a, size_t na, const struct instan
 	return true;
 }
 
-static void candidate_drop(struct service *s)
+/* Drop the held change (if any) without applying it; the owner hears of it after this turn. */
+static void candidate_drop(struct watched_service *s)
 {
+	if (s->stats.holding && !s->dead) {
+		struct timeval zero = { 0, 0 };
+		s->hold_end_pending = true;
+		evtimer_add(s->kick_ev, &zero);
+	}
 	free(s->candidate);
 	s->candidate = NULL;
 	s->n_candidate = 0;
@@ -144,7 +171,7 @@ static void candidate_drop(struct service *s)
 
 /* ---------- views: build, guard, deliver ---------- */
 
-static void deliver(struct service *s)
+static void deliver(struct watched_service *s)
 {
 	struct discovery *d = s->d;
 
@@ -176,7 +203,7 @@ static void diff_line(void *arg, enum instance_change ch, const struct instance 
 }
 
 /* Take ownership of view and make it the applied one. */
-static void apply(struct service *s, struct instance *view, size_t n)
+static void apply(struct watched_service *s, struct instance *view, size_t n)
 {
 	struct discovery *d = s->d;
 	struct diff_log dl = { .svc = s->name };
@@ -197,7 +224,7 @@ static void apply(struct service *s, struct instance *view, size_t n)
 		cache_writer_put(d->writer, s->name, s->source, s->applied, s->n_applied);
 }
 
-static void arm_hold(struct service *s, uint64_t now)
+static void arm_hold(struct watched_service *s, uint64_t now)
 {
 	struct timeval tv = timeval_from_ms(s->guard.hold_until_ms > now
 						    ? s->guard.hold_until_ms - now
@@ -207,8 +234,9 @@ static void arm_hold(struct service *s, uint64_t now)
 }
 
 /* Run a candidate (owned) through the guard. */
-static void evaluate(struct service *s, struct instance *view, size_t n)
+static void evaluate(struct watched_service *s, struct instance *view, size_t n)
 {
+	struct discovery *d = s->d;
 	uint64_t now = now_ms(), holds = s->guard.holds_total;
 	size_t n_applied = s->have_applied ? s->n_applied : 0;
 	enum instance_verdict v;
@@ -260,46 +288,99 @@ static void evaluate(struct service *s, struct instance *view, size_t n)
 		s->stats.holding = true;
 		s->keeping = false;
 		arm_hold(s, now);
+		if (d->hooks->on_hold)
+			d->hooks->on_hold(d->arg, s->name, true, s->candidate, s->n_candidate,
+					  s->guard.hold_until_ms);
 		break;
 	}
+}
+
+/* A routed child and its node name, for keeping one node per id. */
+struct routed_node {
+	struct watched_child *c;	/* ref: a zkset member's priv */
+	const char *node;		/* ref: its name */
+};
+
+static int routed_cmp(const void *a, const void *b)
+{
+	const struct routed_node *x = a, *y = b;
+
+	return instance_cmp_nodes(&x->c->inst, x->node, &y->c->inst, y->node);
+}
+
+/*
+ * Several nodes with one id (Curator re-creates a DYNAMIC_SEQUENTIAL node
+ * after a reconnect while the old one lives on; two ServerSet members may
+ * announce one endpoint): keep the first by instance_cmp_nodes, drop the
+ * others; each dropped node is logged and counted once per version.
+ * r[0..n) is sorted by routed_cmp. Returns the number dropped.
+ */
+static size_t drop_duplicates(struct watched_service *s, const struct zkset_member *members,
+			      size_t n_members, struct routed_node *r, size_t n)
+{
+	size_t dropped = 0;
+
+	for (size_t i = 0, keep = 0; i < n; i++) {
+		struct watched_child *c = r[i].c;
+		if (i == 0 || strcmp(c->inst.id, r[keep].c->inst.id) != 0) {
+			keep = i;
+			c->duplicate = false;
+			continue;
+		}
+		c->duplicate = true;
+		snprintf(c->reason, sizeof(c->reason), "duplicate of id=%.40s; node %.40s is kept",
+			 c->inst.id, r[keep].node);
+		dropped++;
+	}
+	for (size_t i = 0; i < n_members; i++) {
+		struct watched_child *c = members[i].priv;
+		if (!members[i].wanted || !c || c->fate != CHILD_ROUTED)
+			continue;
+		if (!c->duplicate) {
+			c->dup_logged_version = INT32_MIN;
+			continue;
+		}
+		if (c->dup_logged_version == members[i].version)
+			continue;
+		c->dup_logged_version = members[i].version;
+		s->stats.duplicates_total++;
+		log_warn("svc=%s node=%s skipped: %s (newer registrationTimeUTC, else the "
+			 "later node)", s->name, members[i].name, c->reason);
+	}
+	return dropped;
 }
 
 /* The zkset read everything: turn its members into a candidate view. */
 static void on_settled(void *arg)
 {
-	struct service *s = arg;
+	struct watched_service *s = arg;
 	const struct zkset_member *members;
+	struct routed_node *routed;
 	struct instance *view;
-	size_t n_members, n = 0, dups = 0, skipped = 0;
+	size_t n_members, n = 0, skipped = 0, dups;
 
 	if (s->dead)
 		return;
 	members = zkset_members(s->set, &n_members);
-	view = xcalloc(n_members ? n_members : 1, sizeof(*view));
+	routed = xcalloc(n_members ? n_members : 1, sizeof(*routed));
 	for (size_t i = 0; i < n_members; i++) {
-		if (members[i].verdict == INSTANCE_OK)
-			view[n++] = members[i].inst;
+		struct watched_child *c = members[i].priv;
+		if (!members[i].wanted || !c)
+			continue;
+		if (c->fate == CHILD_ROUTED)
+			routed[n++] = (struct routed_node){ c, members[i].name };
 		else
 			skipped++;
 	}
-	instance_sort(view, n);
-	/* ServerSet ids are endpoints: two members may announce the same one. */
-	for (size_t i = 1, w = 1; i <= n; i++) {
-		if (i == n) {
-			dups = n - w;
-			n = w;
-			break;
-		}
-		if (strcmp(view[i].id, view[w - 1].id) != 0)
-			view[w++] = view[i];
+	qsort(routed, n, sizeof(*routed), routed_cmp);
+	dups = drop_duplicates(s, members, n_members, routed, n);
+	view = xcalloc(n ? n : 1, sizeof(*view));
+	for (size_t i = 0, k = 0; i < n; i++) {
+		if (!routed[i].c->duplicate)
+			view[k++] = routed[i].c->inst;
 	}
-	if (dups != s->last_dups) {
-		if (dups > s->last_dups)
-			s->stats.bad_instances_total += dups - s->last_dups;
-		if (dups)
-			log_warn("svc=%s: %zu duplicate endpoint(s) skipped", s->name, dups);
-		s->last_dups = dups;
-	}
+	free(routed);
+	n -= dups;
 	s->stats.skipped = skipped + dups;
 	evaluate(s, view, n);
 	if (s->dead)
@@ -308,7 +389,87 @@ static void on_settled(void *arg)
 		state_set(s, DISCOVERY_CONNECTED, "in sync with ZooKeeper");
 }
 
+/* ServerSet members are the `member_*` children; every Curator child is an instance. */
+static bool child_wanted(void *arg, const char *name)
+{
+	const struct watched_service *s = arg;
+
+	return s->type != DISCOVERY_SERVERSET || strncmp(name, "member_", 7) == 0;
+}
+
+/* Log and count a skipped child once per version of its data. */
+static void note_skip(struct watched_service *s, const struct zkset_member *m,
+		      struct watched_child *c)
+{
+	if (c->logged_version == m->version)
+		return;
+	c->logged_version = m->version;
+	switch (c->fate) {
+	case CHILD_BAD:
+		s->bad_children_total++;
+		log_warn("svc=%s node=%s skipped: %s", s->name, m->name, c->reason);
+		break;
+	case CHILD_UNROUTABLE:
+		s->stats.unroutable_total++;
+		log_warn("svc=%s node=%s not routable: %s", s->name, m->name, c->reason);
+		break;
+	case CHILD_DISABLED:
+		log_info("svc=%s node=%s not routed: %s", s->name, m->name, c->reason);
+		break;
+	case CHILD_ROUTED:
+		break;
+	}
+}
+
+/* A child's data as read: its instance, or why it is not routed. */
+static void child_read(void *arg, struct zkset_member *m, int rc, const char *data, size_t len)
+{
+	struct watched_service *s = arg;
+	struct watched_child *c = m->priv;
+	enum instance_decode verdict;
+
+	if (!c) {
+		c = xcalloc(1, sizeof(*c));
+		c->logged_version = INT32_MIN;
+		c->dup_logged_version = INT32_MIN;
+		m->priv = c;
+	}
+	c->duplicate = false;
+	if (rc != ZOK) {
+		/* One unreadable child costs that child, not the service. */
+		c->fate = CHILD_BAD;
+		snprintf(c->reason, sizeof(c->reason), "no read permission (ACL)");
+		note_skip(s, m, c);
+		return;
+	}
+	if (s->type == DISCOVERY_SERVERSET)
+		verdict = instance_decode_serverset(data, len, &c->inst, c->reason,
+						    sizeof(c->reason));
+	else
+		verdict = instance_decode_curator(m->name, data, len, &c->inst, c->reason,
+						  sizeof(c->reason));
+	c->fate = verdict == INSTANCE_OK ? CHILD_ROUTED
+		  : verdict == INSTANCE_DISABLED ? CHILD_DISABLED : CHILD_BAD;
+	/* Well-formed, as Curator reads it; only this service cannot use it. */
+	if (c->fate == CHILD_ROUTED && (s->tls ? c->inst.ssl_port : c->inst.port) == 0) {
+		c->fate = CHILD_UNROUTABLE;
+		snprintf(c->reason, sizeof(c->reason), "%s",
+			 s->tls ? "no sslPort, and the service uses tls"
+				: "no port (only sslPort), and the service has no tls");
+	}
+	if (c->fate != CHILD_ROUTED)
+		note_skip(s, m, c);
+}
+
+static void child_forget(void *arg, struct zkset_member *m)
+{
+	free(m->priv);
+}
+
 static const struct zkset_hooks set_hooks = {
+	.wanted = child_wanted,
+	.on_read = child_read,
+	.forget = child_forget,
 	.on_settled = on_settled,
 };
 
@@ -316,7 +477,7 @@ static const struct zkset_hooks set_hooks = {
 
 static void hold_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct service *s = arg;
+	struct watched_service *s = arg;
 
 	(void)fd;
 	(void)what;
@@ -328,7 +489,7 @@ static void hold_cb(evutil_socket_t fd, short what, void *arg)
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct service *s = arg;
+	struct watched_service *s = arg;
 
 	(void)fd;
 	(void)what;
@@ -336,6 +497,14 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	if (s->initial_pending) {
 		deliver(s);
+		if (s->dead)
+			return;
+	}
+	if (s->hold_end_pending) {
+		s->hold_end_pending = false;
+		/* A hold that started again since is reported by evaluate(). */
+		if (!s->stats.holding && s->d->hooks->on_hold)
+			s->d->hooks->on_hold(s->d->arg, s->name, false, NULL, 0, 0);
 		if (s->dead)
 			return;
 	}
@@ -353,16 +522,19 @@ static void on_session(void *arg, enum zk_session_event ev)
 {
 	struct discovery *d = arg;
 
-	/* A hook may unwatch services meanwhile: they stay readable, marked dead. */
-	for (struct service *s = d->services; s; s = s->next) {
+	/*
+	 * A hook may unwatch services meanwhile: they stay readable, marked
+	 * dead. Each service's zkset observes the session too (after this: it
+	 * was registered later), and reads again what the event calls for.
+	 */
+	for (struct watched_service *s = d->services; s; s = s->next) {
 		if (!is_zk_service(s) || s->dead)
 			continue;
 		switch (ev) {
 		case ZK_SESSION_NEW:
-			zkset_resync(s->set, "new session");
 			break;
 		case ZK_SESSION_RESUMED:
-			if (zkset_resume(s->set))
+			if (zkset_current(s->set))
 				state_set(s, DISCOVERY_CONNECTED, "session resumed");
 			break;
 		case ZK_SESSION_LOST:
@@ -372,8 +544,6 @@ static void on_session(void *arg, enum zk_session_event ev)
 				log_info("svc=%s: dropping the held change: ZooKeeper lost",
 					 s->name);
 			candidate_drop(s);
-			if (ev == ZK_SESSION_EXPIRED)
-				zkset_expire(s->set);
 			state_set(s, DISCOVERY_DISCONNECTED,
 				  ev == ZK_SESSION_LOST ? "ZooKeeper connection lost"
 							: "ZooKeeper session expired");
@@ -382,19 +552,8 @@ static void on_session(void *arg, enum zk_session_event ev)
 	}
 }
 
-static void on_watch(void *arg, enum zk_watch_event ev, const char *path)
-{
-	struct discovery *d = arg;
-
-	for (struct service *s = d->services; s; s = s->next) {
-		if (is_zk_service(s) && !s->dead)
-			zkset_watch_event(s->set, ev, path);
-	}
-}
-
-static const struct zk_listener discovery_listener = {
+static const struct zk_observer discovery_observer = {
 	.on_session = on_session,
-	.on_watch = on_watch,
 };
 
 /* ---------- public API ---------- */
@@ -414,13 +573,13 @@ struct discovery *discovery_new(struct event_base *base, struct zk *zk, const st
 	d->reap_ev = evtimer_new(base, reap_cb, d);
 	rng_seed(&d->rng, now_us() ^ 0x9e3779b97f4a7c15ull);
 	if (zk)
-		zk_listen(zk, &discovery_listener, d);
+		zk_observe(zk, &discovery_observer, d);
 	return d;
 }
 
-static struct service *find_service(const struct discovery *d, const char *name)
+static struct watched_service *find_service(const struct discovery *d, const char *name)
 {
-	for (struct service *s = d->services; s; s = s->next) {
+	for (struct watched_service *s = d->services; s; s = s->next) {
 		if (strcmp(s->name, name) == 0)
 			return s;
 	}
@@ -460,7 +619,7 @@ static char *path_normalize(const char *p)
 	return s;
 }
 
-static void load_cache(struct service *s)
+static void load_cache(struct watched_service *s)
 {
 	struct discovery *d = s->d;
 	struct instance *v = NULL;
@@ -495,7 +654,7 @@ static void load_cache(struct service *s)
 	s->initial_pending = true;
 }
 
-static void build_static(struct service *s, const struct discovery_conf *c)
+static void build_static(struct watched_service *s, const struct discovery_conf *c)
 {
 	struct instance *v = xcalloc(c->n_backends ? c->n_backends : 1, sizeof(*v));
 	size_t n = 0;
@@ -511,7 +670,7 @@ static void build_static(struct service *s, const struct discovery_conf *c)
 		snprintf(x->host, sizeof(x->host), "%s", b->host);
 		x->port = b->port;
 		x->ssl_port = s->tls ? b->port : 0;
-		x->weight = b->weight ? b->weight : 1;
+		x->weight = b->weight;	/* the schema defaults it to 1 and refuses 0 */
 		x->enabled = true;
 		n++;
 		instance_sort(v, n);
@@ -526,7 +685,7 @@ static void build_static(struct service *s, const struct discovery_conf *c)
 int discovery_watch(struct discovery *d, const struct service_conf *svc)
 {
 	const struct discovery_conf *c = &svc->discovery;
-	struct service *s = find_service(d, svc->name);
+	struct watched_service *s = find_service(d, svc->name);
 	char *path = NULL, *source = NULL;
 	bool fresh = !s;
 
@@ -559,7 +718,11 @@ int discovery_watch(struct discovery *d, const struct service_conf *svc)
 		s->d = d;
 		s->hold_ev = evtimer_new(d->base, hold_cb, s);
 		s->kick_ev = evtimer_new(d->base, kick_cb, s);
-		s->set = zkset_new(d->base, d->zk, s->name, &d->rng, &set_hooks, s);
+		size_t n = strlen(s->name) + sizeof("svc=");
+		char *label = xmalloc(n);
+		snprintf(label, n, "svc=%s", s->name);
+		s->set = zkset_new(d->base, d->zk, label, &d->rng, READ_RETRY_CAP_MS, &set_hooks, s);
+		free(label);
 		params_from_conf(&s->params, c);
 		s->next = d->services;
 		d->services = s;
@@ -577,8 +740,7 @@ int discovery_watch(struct discovery *d, const struct service_conf *svc)
 		if (!d->zk)
 			log_error("svc=%s: %s discovery needs a zookeeper: section; serving the "
 				  "cache only", s->name, discovery_kind_name(c->type));
-		zkset_start(s->set, path, c->type == DISCOVERY_SERVERSET, s->tls,
-			    fresh ? "watch" : "source changed");
+		zkset_start(s->set, path, fresh ? "watch" : "source changed");
 	}
 	free(path);
 	if (s->initial_pending) {
@@ -588,7 +750,7 @@ int discovery_watch(struct discovery *d, const struct service_conf *svc)
 	return 0;
 }
 
-static void service_free(struct service *s)
+static void service_free(struct watched_service *s)
 {
 	event_free(s->hold_ev);
 	event_free(s->kick_ev);
@@ -607,7 +769,7 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	while (d->graveyard) {
-		struct service *s = d->graveyard;
+		struct watched_service *s = d->graveyard;
 		d->graveyard = s->next;
 		service_free(s);
 	}
@@ -616,13 +778,13 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
 void discovery_unwatch(struct discovery *d, const char *service)
 {
 	struct timeval zero = { 0, 0 };
-	struct service **pp = &d->services;
+	struct watched_service **pp = &d->services;
 
 	while (*pp && strcmp((*pp)->name, service) != 0)
 		pp = &(*pp)->next;
 	if (!*pp)
 		return;
-	struct service *s = *pp;
+	struct watched_service *s = *pp;
 	*pp = s->next;
 	s->dead = true;
 	zkset_cancel(s->set);
@@ -639,7 +801,7 @@ void discovery_free(struct discovery *d)
 	if (!d)
 		return;
 	if (d->zk)
-		zk_unlisten(d->zk, d);
+		zk_unobserve(d->zk, d);
 	while (d->services)
 		discovery_unwatch(d, d->services->name);
 	reap_cb(-1, 0, d);
@@ -652,21 +814,53 @@ void discovery_free(struct discovery *d)
 
 bool discovery_stats(const struct discovery *d, const char *service, struct discovery_stats *out)
 {
-	const struct service *s = find_service(d, service);
+	const struct watched_service *s = find_service(d, service);
 
 	if (!s)
 		return false;
 	*out = s->stats;
-	out->bad_instances_total += zkset_bad(s->set);
+	out->bad_instances_total += s->bad_children_total;
 	out->errors_total = zkset_errors(s->set);
 	out->state = s->state;
 	out->instances = s->n_applied;
 	return true;
 }
 
+static const char *const fate_names[] = {
+	[CHILD_ROUTED] = "routed",
+	[CHILD_DISABLED] = "disabled",
+	[CHILD_UNROUTABLE] = "unroutable",
+	[CHILD_BAD] = "bad",
+};
+
+size_t discovery_skipped(const struct discovery *d, const char *service,
+			 struct discovery_skip *out, size_t max)
+{
+	const struct watched_service *s = find_service(d, service);
+	const struct zkset_member *members;
+	size_t n_members, n = 0;
+
+	if (!s || !is_zk_service(s))
+		return 0;
+	members = zkset_members(s->set, &n_members);
+	for (size_t i = 0; i < n_members; i++) {
+		const struct watched_child *c = members[i].priv;
+		if (!members[i].wanted || !c || (c->fate == CHILD_ROUTED && !c->duplicate))
+			continue;
+		if (n < max)
+			out[n] = (struct discovery_skip){
+				.node = members[i].name,
+				.kind = c->duplicate ? "duplicate" : fate_names[c->fate],
+				.reason = c->reason,
+			};
+		n++;
+	}
+	return n;
+}
+
 const struct instance *discovery_view(const struct discovery *d, const char *service, size_t *n)
 {
-	const struct service *s = find_service(d, service);
+	const struct watched_service *s = find_service(d, service);
 
 	*n = 0;
 	if (!s || !s->have_applied)

@@ -52,6 +52,14 @@ void health_init(struct health *h, uint64_t now)
 	};
 }
 
+void health_init_checking(struct health *h, uint64_t now)
+{
+	*h = (struct health){
+		.state = HEALTH_CHECKING,
+		.level_since_ms = now,
+	};
+}
+
 /*
  * The lowest level whose ejection already reaches the cap. Levels above it
  * would eject no longer but would take longer to decay, so the level stops

@@ -215,6 +215,50 @@ static json_t *parse(const char *data, size_t len, char *reason, size_t reason_l
 	return root;
 }
 
+/* Carry obj's top-level scalar fields into i->payload, as far as they fit. */
+static void payload_flatten(struct instance *i, const json_t *obj)
+{
+	const char *key;
+	const json_t *val;
+	if (!json_is_object(obj))
+		return;
+	json_object_foreach((json_t *)obj, key, val) {
+		char num[32];
+		const char *text;
+		if (key[0] == '@')
+			continue;	/* Jackson's type tag, not data */
+		if (json_is_string(val)) {
+			text = json_string_value(val);
+			if (strlen(text) != json_string_length(val))
+				continue;	/* an embedded NUL */
+		} else if (json_is_integer(val)) {
+			snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(val));
+			text = num;
+		} else if (json_is_boolean(val)) {
+			text = json_is_true(val) ? "true" : "false";
+		} else {
+			continue;	/* objects, arrays, null, reals */
+		}
+		size_t kl = strlen(key) + 1, vl = strlen(text) + 1;
+		if (i->payload_len + kl + vl > sizeof(i->payload))
+			continue;
+		memcpy(i->payload + i->payload_len, key, kl);
+		memcpy(i->payload + i->payload_len + kl, text, vl);
+		i->payload_len = (uint16_t)(i->payload_len + kl + vl);
+	}
+}
+
+bool instance_payload_next(const struct instance *i, size_t *off, const char **key,
+			   const char **value)
+{
+	if (*off >= i->payload_len)
+		return false;
+	*key = i->payload + *off;
+	*value = *key + strlen(*key) + 1;
+	*off = (size_t)(*value - i->payload) + strlen(*value) + 1;
+	return true;
+}
+
 enum instance_decode instance_from_curator_json(const char *name, const json_t *root,
 						struct instance *out, char *reason,
 						size_t reason_len)
@@ -229,20 +273,6 @@ enum instance_decode instance_from_curator_json(const char *name, const json_t *
 		set_reason(reason, reason_len, "not a JSON object");
 		return INSTANCE_BAD;
 	}
-	if (!id || !*id) {
-		v = json_object_get(root, "id");
-		id = json_is_string(v) ? json_string_value(v) : NULL;
-	}
-	if (!id || !*id) {
-		set_reason(reason, reason_len, "no id");
-		return INSTANCE_BAD;
-	}
-	if (strlen(id) >= sizeof(out->id) || !text_clean(id)) {
-		set_reason(reason, reason_len, "invalid id (too long or control characters)");
-		return INSTANCE_BAD;
-	}
-	strcpy(out->id, id);
-
 	v = json_object_get(root, "address");
 	if (!v || json_is_null(v)) {
 		set_reason(reason, reason_len, "no address");
@@ -281,6 +311,26 @@ enum instance_decode instance_from_curator_json(const char *name, const json_t *
 		out->service_type = (enum instance_service_type)i;
 	}
 
+	/*
+	 * The id is the child's name (the node Curator made for the id), except
+	 * for DYNAMIC_SEQUENTIAL, whose node name is the id plus ZooKeeper's
+	 * counter: Curator's users see the JSON id there.
+	 */
+	v = json_object_get(root, "id");
+	if (!id || !*id ||
+	    (out->service_type == INSTANCE_DYNAMIC_SEQUENTIAL && json_is_string(v) &&
+	     json_string_length(v) > 0))
+		id = json_is_string(v) ? json_string_value(v) : NULL;
+	if (!id || !*id) {
+		set_reason(reason, reason_len, "no id");
+		return INSTANCE_BAD;
+	}
+	if (strlen(id) >= sizeof(out->id) || !text_clean(id)) {
+		set_reason(reason, reason_len, "invalid id (too long or control characters)");
+		return INSTANCE_BAD;
+	}
+	strcpy(out->id, id);
+
 	if (json_bool(json_object_get(root, "enabled"), &enabled) == NUM_INVALID) {
 		set_reason(reason, reason_len, "enabled is not a boolean");
 		return INSTANCE_BAD;
@@ -293,7 +343,8 @@ enum instance_decode instance_from_curator_json(const char *name, const json_t *
 		if (json_int(json_object_get(root, "registrationTimeUTC"), &t) == NUM_OK && t > 0)
 			out->registered_at_ms = t;
 	}
-	/* name, payload, uriSpec and anything unknown: ignored, as Curator does. */
+	payload_flatten(out, json_object_get(root, "payload"));
+	/* name, uriSpec and anything unknown: ignored, as Curator does. */
 
 	if (!out->enabled) {
 		set_reason(reason, reason_len, "enabled is false");
@@ -363,6 +414,14 @@ enum instance_decode instance_decode_serverset(const char *data, size_t len,
 		goto out;
 	}
 	out->enabled = true;
+	/* Finagle writes a metadata map; shard is part of the ServerSet format. */
+	v = json_object_get(root, "shard");
+	if (json_is_integer(v)) {
+		json_t *shard = json_pack("{sO}", "shard", v);
+		payload_flatten(out, shard);
+		json_decref(shard);
+	}
+	payload_flatten(out, json_object_get(root, "metadata"));
 	r = INSTANCE_OK;
 out:
 	json_decref(root);
@@ -378,7 +437,15 @@ json_t *instance_to_curator_json(const struct instance *i, const char *name)
 	json_object_set_new(o, "address", json_string(i->host));
 	json_object_set_new(o, "port", i->port ? json_integer(i->port) : json_null());
 	json_object_set_new(o, "sslPort", i->ssl_port ? json_integer(i->ssl_port) : json_null());
-	json_object_set_new(o, "payload", json_null());
+	if (i->payload_len) {
+		json_t *payload = json_object();
+		const char *key, *value;
+		for (size_t off = 0; instance_payload_next(i, &off, &key, &value);)
+			json_object_set_new(payload, key, json_string(value));
+		json_object_set_new(o, "payload", payload);
+	} else {
+		json_object_set_new(o, "payload", json_null());
+	}
 	json_object_set_new(o, "registrationTimeUTC", json_integer(i->registered_at_ms));
 	json_object_set_new(o, "serviceType",
 			    json_string(instance_service_type_name(i->service_type)));
@@ -388,12 +455,85 @@ json_t *instance_to_curator_json(const struct instance *i, const char *name)
 	return o;
 }
 
+bool instance_java_class_ok(const char *name)
+{
+	bool start = true;
+	size_t n = 0;
+
+	if (!name || !*name)
+		return false;
+	for (const char *c = name; *c; c++, n++) {
+		bool letter = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || *c == '_' ||
+			      *c == '$';
+		bool digit = *c >= '0' && *c <= '9';
+		if (*c == '.' && !start) {
+			start = true;
+			continue;
+		}
+		if (!(letter || (digit && !start)))
+			return false;
+		start = false;
+	}
+	return !start && n <= 255;
+}
+
+/* Jackson's wrapper-array form: [type id, value] (value is copied). */
+static json_t *typed_array(const char *java_type, const json_t *value)
+{
+	json_t *a = json_array();
+
+	json_array_append_new(a, json_string(java_type));
+	json_array_append_new(a, json_deep_copy(value));
+	return a;
+}
+
+json_t *instance_curator_payload(const json_t *payload, const char *payload_class)
+{
+	if (!payload || json_is_null(payload))
+		return json_null();
+	if (json_is_object(payload)) {
+		const json_t *own = json_object_get(payload, "@class");
+		const char *cls = payload_class ? payload_class
+				  : json_is_string(own) ? json_string_value(own)
+				  : "java.util.LinkedHashMap";
+		json_t *o = json_object();
+		const char *k;
+		json_t *v;
+
+		/* Jackson writes the type id first; jansson keeps insertion order. */
+		json_object_set_new(o, "@class", json_string(cls));
+		json_object_foreach((json_t *)payload, k, v) {
+			if (strcmp(k, "@class") != 0)
+				json_object_set_new(o, k, json_deep_copy(v));
+		}
+		return o;
+	}
+	if (json_is_array(payload))
+		return typed_array("java.util.ArrayList", payload);
+	if (json_is_integer(payload) &&
+	    (json_integer_value(payload) < INT32_MIN || json_integer_value(payload) > INT32_MAX))
+		return typed_array("java.lang.Long", payload);
+	return json_deep_copy(payload);
+}
+
 void instance_endpoint(const char *host, uint16_t port, char *buf, size_t len)
 {
 	if (strchr(host, ':'))
 		snprintf(buf, len, "[%s]:%u", host, (unsigned)port);
 	else
 		snprintf(buf, len, "%s:%u", host, (unsigned)port);
+}
+
+int instance_cmp_nodes(const struct instance *a, const char *a_node, const struct instance *b,
+		       const char *b_node)
+{
+	int c = strcmp(a->id, b->id);
+
+	if (c != 0)
+		return c;
+	if (a->registered_at_ms != b->registered_at_ms)
+		return a->registered_at_ms > b->registered_at_ms ? -1 : 1;
+	return strcmp(b_node, a_node);	/* the greater name first */
 }
 
 static int cmp_id(const void *a, const void *b)
@@ -426,7 +566,8 @@ bool instance_same(const struct instance *a, const struct instance *b)
 {
 	return strcmp(a->id, b->id) == 0 && strcmp(a->host, b->host) == 0 &&
 	       a->port == b->port && a->ssl_port == b->ssl_port && a->weight == b->weight &&
-	       a->enabled == b->enabled;
+	       a->enabled == b->enabled && a->payload_len == b->payload_len &&
+	       memcmp(a->payload, b->payload, a->payload_len) == 0;
 }
 
 void instance_diff(const struct instance *old_v, size_t n_old,

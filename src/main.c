@@ -3,6 +3,8 @@
  *
  *   zklb -c FILE            run in the foreground
  *   zklb check -c FILE      validate FILE
+ *   zklb render -c FILE [--entry N]
+ *                           print what render: entries would write now
  *   zklb --version | --help
  *
  * Exit codes: 0 normal, 1 configuration (or start-up) error, 2 usage.
@@ -10,11 +12,13 @@
 #include "config.h"
 #include "control.h"
 #include "log.h"
+#include "snapshot.h"
 
 #include <event2/event.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void usage(FILE *f)
@@ -22,6 +26,11 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: zklb -c FILE            run in the foreground\n"
 		"       zklb check -c FILE      validate FILE and exit (1 on error)\n"
+		"       zklb render -c FILE [--entry N]\n"
+		"                               print what the render: entries (or entry N,\n"
+		"                               from 0) would write now, from one look at\n"
+		"                               ZooKeeper, and exit (1: no answer, fewer than\n"
+		"                               min_instances)\n"
 		"       zklb --version | --help\n"
 		"\n"
 		"Signals: SIGHUP reloads FILE (an invalid file keeps the running configuration);\n"
@@ -54,14 +63,19 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "entry", required_argument, NULL, 'e' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL;
-	bool check = false;
+	bool check = false, render = false;
+	long entry = -1;
 	int argi = 1;
 
 	if (argc > 1 && strcmp(argv[1], "check") == 0) {
 		check = true;
+		argi = 2;
+	} else if (argc > 1 && strcmp(argv[1], "render") == 0) {
+		render = true;
 		argi = 2;
 	}
 	optind = argi;
@@ -77,6 +91,15 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'e': {
+			char *end;
+			entry = strtol(optarg, &end, 10);
+			if (!render || *end || end == optarg || entry < 0) {
+				usage(stderr);
+				return 2;
+			}
+			break;
+		}
 		default:
 			usage(stderr);
 			return 2;
@@ -96,10 +119,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s\n", warns.msgs[i]);
 	config_errors_free(&warns);
 	if (check) {
-		printf("%s: ok (%zu services, %zu announce, %zu sync)\n", path, cfg->n_services,
-		       cfg->n_announce, cfg->n_sync);
+		printf("%s: ok (%zu services, %zu announce, %zu sync, %zu render)\n", path,
+		       cfg->n_services, cfg->n_announce, cfg->n_sync, cfg->n_render);
 		config_free(cfg);
 		return 0;
+	}
+	if (render) {
+		log_setup(LOG_WARN, cfg->log_format);
+		int rc = snapshot_render(cfg, entry, cfg->zookeeper.session_timeout_ms, stdout, stderr);
+		config_free(cfg);
+		return rc;
 	}
 
 	signal(SIGPIPE, SIG_IGN);

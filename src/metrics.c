@@ -12,6 +12,8 @@
 #include "control.h"
 #include "discovery.h"
 #include "overlay.h"
+#include "render.h"
+#include "renderer.h"
 #include "resolver.h"
 #include "stats.h"
 #include "sync.h"
@@ -83,6 +85,9 @@ struct scrape {
 	size_t n_announce;
 	struct sync_stats *sync;		/* owned, n_sync entries */
 	size_t n_sync;
+	struct render_stats *render;		/* owned, n_render entries */
+	const struct render_conf **render_conf;	/* owned array of refs, n_render */
+	size_t n_render;
 	struct scrape_service *services;	/* owned, one per c->services */
 	struct scrape_backend *backends;	/* owned, n_backends: instances, service by service */
 	size_t n_backends;
@@ -141,6 +146,16 @@ static void scrape_gather(struct scrape *s, struct control *c)
 	s->sync = s->n_sync ? xcalloc(s->n_sync, sizeof(*s->sync)) : NULL;
 	for (size_t i = 0; i < s->n_sync; i++)
 		sync_stats(c->sync, i, &s->sync[i]);
+	size_t n_render = renderer_count(c->renderer);
+	s->render = n_render ? xcalloc(n_render, sizeof(*s->render)) : NULL;
+	s->render_conf = n_render ? xcalloc(n_render, sizeof(*s->render_conf)) : NULL;
+	for (size_t i = 0; i < n_render; i++) {
+		const struct render *r = renderer_entry(c->renderer, i);
+		if (!r)
+			continue;	/* an entry that could not start: no series */
+		s->render[s->n_render] = *render_stats(r);
+		s->render_conf[s->n_render++] = render_conf(r);
+	}
 	s->services = xcalloc(c->n_services, sizeof(*s->services));
 	for (size_t i = 0; i < c->n_services; i++) {
 		struct service *svc = c->services[i];
@@ -167,6 +182,8 @@ static void scrape_free(struct scrape *s)
 	free(s->backends);
 	free(s->announce);
 	free(s->sync);
+	free(s->render);
+	free(s->render_conf);
 }
 
 /* Which objects a family has one series for; they name the first labels. */
@@ -178,6 +195,7 @@ enum metric_scope {
 	SCOPE_BACKEND,		/* {service, backend}: one per instance of each service */
 	SCOPE_ANNOUNCE,		/* {service, path}: one per announce entry; none: no family */
 	SCOPE_SYNC,		/* {path}: one per sync entry; none: no family */
+	SCOPE_RENDER,		/* {service, file}: one per render entry; none: no family */
 };
 
 struct metric;
@@ -308,6 +326,29 @@ static bool get_sync(const struct scrape *s, const struct metric *m, size_t i, s
 	return true;
 }
 
+/* A counter of struct render_stats. */
+static bool get_render(const struct scrape *s, const struct metric *m, size_t i, size_t k, uint64_t *out)
+{
+	*out = *(const uint64_t *)((const char *)&s->render[i] + m->off);
+	return true;
+}
+
+static const char *render_skip_reason(size_t k)
+{
+	static const char *const names[] = { "unchanged", "below_min_instances", "check_failed",
+					     "write_failed" };
+	return k < ARRAY_SIZE(names) ? names[k] : NULL;
+}
+
+static bool get_render_skipped(const struct scrape *s, const struct metric *m, size_t i, size_t k,
+			       uint64_t *out)
+{
+	const struct render_stats *r = &s->render[i];
+	const uint64_t v[] = { r->unchanged, r->below_min, r->check_failed, r->write_failed };
+	*out = v[k];
+	return true;
+}
+
 static const char *lookup_result(size_t k)
 {
 	static const char *const names[] = { "ok", "failed" };
@@ -420,6 +461,12 @@ static const struct metric metrics[] = {
 	{ "zklb_discovery_bad_instances_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_discovery,
 	  AT(discovery_stats, bad_instances_total),
 	  "Malformed instance nodes skipped." },
+	{ "zklb_discovery_unroutable_instances_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_discovery,
+	  AT(discovery_stats, unroutable_total),
+	  "Well-formed instance nodes without the port the service uses (sslPort only, no tls)." },
+	{ "zklb_discovery_duplicate_instances_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_discovery,
+	  AT(discovery_stats, duplicates_total),
+	  "Instance nodes skipped because another node of the same id is kept." },
 	{ "zklb_discovery_held_changes_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_discovery,
 	  AT(discovery_stats, held_total),
 	  "Collapses held by the collapse guard." },
@@ -464,6 +511,21 @@ static const struct metric metrics[] = {
 	{ "zklb_sync_command_failures_total", "counter", SCOPE_SYNC, NULL, NULL, NULL, get_sync,
 	  AT(sync_stats, command_failures_total),
 	  "on_change runs that failed or timed out." },
+	{ "zklb_render_writes_total", "counter", SCOPE_RENDER, NULL, NULL, NULL, get_render,
+	  AT(render_stats, written),
+	  "Rendered files replaced." },
+	{ "zklb_render_skipped_total", "counter", SCOPE_RENDER, "reason", render_skip_reason, NULL,
+	  get_render_skipped, 0,
+	  "Renders that left the file as it was, by reason." },
+	{ "zklb_render_on_change_total", "counter", SCOPE_RENDER, NULL, NULL, NULL, get_render,
+	  AT(render_stats, on_change_runs),
+	  "on_change runs started after a render." },
+	{ "zklb_render_on_change_failures_total", "counter", SCOPE_RENDER, NULL, NULL, NULL, get_render,
+	  AT(render_stats, on_change_failed),
+	  "on_change runs that failed, timed out or did not start." },
+	{ "zklb_render_instances_left_out", "gauge", SCOPE_RENDER, NULL, NULL, NULL, get_render,
+	  AT(render_stats, left_out),
+	  "Instances of the current set left out of the file (values a file must not get)." },
 	{ "zklb_config_overlay_applied_total", "counter", SCOPE_OVERLAY, NULL, NULL, NULL, get_u64,
 	  AT(scrape, overlay_applied),
 	  "Overlay documents applied." },
@@ -501,6 +563,9 @@ static const struct metric metrics[] = {
 	{ "zklb_service_ejections_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
 	  AT(service, ejections),
 	  "Passive ejections." },
+	{ "zklb_service_held_drops_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
+	  AT(service, held_drops),
+	  "Instances dropped at a failure while ZooKeeper no longer lists them (removal held)." },
 	{ "zklb_service_check_failures_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
 	  AT(service, check_failures),
 	  "Active health check failures." },
@@ -555,6 +620,7 @@ static const struct {
 	[SCOPE_BACKEND] = { { "service", "backend" }, NULL },
 	[SCOPE_ANNOUNCE] = { { "service", "path" }, "with announce entries" },
 	[SCOPE_SYNC] = { { "path" }, "with sync entries" },
+	[SCOPE_RENDER] = { { "service", "file" }, "with render entries" },
 };
 
 static size_t scope_count(const struct scrape *s, enum metric_scope scope)
@@ -567,6 +633,7 @@ static size_t scope_count(const struct scrape *s, enum metric_scope scope)
 	case SCOPE_BACKEND: return s->n_backends;
 	case SCOPE_ANNOUNCE: return s->n_announce;
 	case SCOPE_SYNC: return s->n_sync;
+	case SCOPE_RENDER: return s->n_render;
 	}
 	return 0;
 }
@@ -589,6 +656,10 @@ static void scope_values(const struct scrape *s, enum metric_scope scope, size_t
 		break;
 	case SCOPE_SYNC:
 		out[0] = s->sync[i].path;
+		break;
+	case SCOPE_RENDER:
+		out[0] = s->render_conf[i]->service;
+		out[1] = s->render_conf[i]->file;
 		break;
 	case SCOPE_PROCESS:
 	case SCOPE_ZOOKEEPER:

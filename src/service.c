@@ -128,6 +128,9 @@ static struct backend *find_member(const struct service *svc, const struct membe
 		struct backend *be = svc->members[i];
 		if (!policy_unchanged_for(svc, be))
 			continue;
+		/* a dropped member (service_hold) is out of the pool for good */
+		if (!atomic_load(&be->member))
+			continue;
 		if (strcmp(be->id, m->id) == 0 && be->port == m->port &&
 		    strcmp(be->host, m->host) == 0 && be->ssl_port == m->ssl_port &&
 		    be->weight == (m->weight ? m->weight : 1))
@@ -178,6 +181,7 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 			added++;
 			log_info("svc=%s be=%s id=%s added", svc->name, nv[i]->name, nv[i]->id);
 		}
+		backend_set_payload(nv[i], v[i].payload, v[i].payload_len);
 	}
 
 	pthread_mutex_lock(&svc->health_lock);
@@ -205,6 +209,71 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 	if (added || removed)
 		atomic_fetch_add(&svc->view_updates, 1);
 	return added || removed;
+}
+
+static int cmp_spec_id(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct member_spec *)elem)->id);
+}
+
+/* What ZooKeeper's listed[0..n) (sorted by id) says of member be. */
+static enum backend_held held_change(const struct backend *be, const struct member_spec *listed,
+				     size_t n)
+{
+	const struct member_spec *m = n ? bsearch(be->id, listed, n, sizeof(*listed), cmp_spec_id)
+				      : NULL;
+
+	if (!m)
+		return BACKEND_HELD_REMOVED;
+	return be->port == m->port && strcmp(be->host, m->host) == 0 ? BACKEND_HELD_NONE
+								      : BACKEND_HELD_CHANGED;
+}
+
+size_t service_hold(struct service *svc, bool holding, const struct member_spec *listed,
+		    size_t n, uint64_t hold_until_ms)
+{
+	size_t marked = 0, revive = 0;
+
+	pthread_mutex_lock(&svc->health_lock);
+	for (size_t i = 0; i < svc->n_members; i++) {
+		struct backend *be = svc->members[i];
+		be->held = holding ? held_change(be, listed, n) : BACKEND_HELD_NONE;
+		be->held_until_ms = be->held != BACKEND_HELD_NONE ? hold_until_ms : 0;
+		marked += be->held != BACKEND_HELD_NONE;
+		revive += be->dropped && be->held == BACKEND_HELD_NONE;
+	}
+	/* removed since: nothing is held of them any more */
+	for (size_t i = 0; i < svc->n_draining; i++)
+		svc->draining[i]->held = BACKEND_HELD_NONE;
+	pthread_mutex_unlock(&svc->health_lock);
+	if (holding)
+		log_info("svc=%s %zu of %zu instances held: ZooKeeper no longer lists them as "
+			 "served; each is dropped at its first failure", svc->name, marked,
+			 svc->n_members);
+	return revive;
+}
+
+/*
+ * A marked member failed: drop it (see service_hold). Holds health_lock.
+ * True when it was dropped now (the caller logs and counts, unlocked).
+ */
+static bool drop_held(struct backend *be)
+{
+	if (be->held == BACKEND_HELD_NONE || be->dropped)
+		return false;
+	be->dropped = true;
+	atomic_store(&be->member, false);
+	return true;
+}
+
+static void log_dropped(struct service *svc, struct backend *be, enum backend_held held,
+			uint64_t until, uint64_t now, const char *why)
+{
+	atomic_fetch_add_explicit(&svc->held_drops, 1, memory_order_relaxed);
+	log_warn("svc=%s be=%s id=%s dropped after %s: ZooKeeper lists it as %s (the collapse "
+		 "guard holds that change for %llums more); no more connections",
+		 svc->name, be->name, be->id, why, backend_held_name(held),
+		 (unsigned long long)(until > now ? until - now : 0));
 }
 
 bool service_has_member(const struct service *svc, const struct backend *be)
@@ -239,7 +308,7 @@ static size_t count_ejected(const struct service *svc, size_t *with_addr)
 	*with_addr = 0;
 	for (size_t i = 0; i < svc->n_members; i++) {
 		const struct backend *be = svc->members[i];
-		if (!backend_has_addr(be))
+		if (!backend_has_addr(be) || be->dropped)
 			continue;
 		(*with_addr)++;
 		if (be->health.state == HEALTH_EJECTED)
@@ -254,6 +323,13 @@ void service_report_failure(struct service *svc, struct backend *be, const char 
 	atomic_fetch_add_explicit(&be->connect_failures, 1, memory_order_relaxed);
 
 	pthread_mutex_lock(&svc->health_lock);
+	if (drop_held(be)) {
+		enum backend_held held = be->held;
+		uint64_t until = be->held_until_ms;
+		pthread_mutex_unlock(&svc->health_lock);
+		log_dropped(svc, be, held, until, now, why);
+		return;
+	}
 	uint32_t max_pct = svc->hp.max_ejected_percent;
 	size_t total;
 	size_t ejected = count_ejected(svc, &total);
@@ -346,7 +422,7 @@ void service_tick(struct service *svc, uint64_t now)
 			}
 		}
 		/* As in relay_choose(): a name not resolved yet is no instance yet. */
-		if (!backend_has_addr(be))
+		if (!backend_has_addr(be) || be->dropped)
 			continue;
 		total++;
 		if (backend_routable(be, now))
@@ -378,6 +454,13 @@ void service_check_result(struct service *svc, struct backend *be, bool passed,
 	if (!passed)
 		atomic_fetch_add(&svc->check_failures, 1);
 	pthread_mutex_lock(&svc->health_lock);
+	if (!passed && drop_held(be)) {
+		enum backend_held held = be->held;
+		uint64_t until = be->held_until_ms;
+		pthread_mutex_unlock(&svc->health_lock);
+		log_dropped(svc, be, held, until, now, why ? why : "a failed check");
+		return;
+	}
 	enum health_transition t = health_on_check(&be->health, &svc->hp, passed, now);
 	publish_health(svc, be, t, now);
 	pthread_mutex_unlock(&svc->health_lock);
@@ -411,7 +494,9 @@ void service_readmit(struct service *svc, uint64_t now)
 	struct member_spec *v = xcalloc(n ? n : 1, sizeof(*v));
 	for (size_t i = 0; i < n; i++) {
 		struct backend *be = svc->members[i];
-		v[i] = (struct member_spec){ be->id, be->host, be->port, be->ssl_port, be->weight };
+		v[i] = (struct member_spec){ .id = be->id, .host = be->host, .port = be->port,
+					     .ssl_port = be->ssl_port, .weight = be->weight,
+					     .payload = be->payload, .payload_len = be->payload_len };
 	}
 	svc->readmitting = true;
 	service_set_members(svc, v, n, now);

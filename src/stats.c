@@ -9,6 +9,8 @@
 
 static const char *instance_state(const struct backend *be)
 {
+	if (be->dropped && be->held != BACKEND_HELD_NONE)
+		return "dropped";	/* failed while its removal is held (service_hold) */
 	if (!atomic_load(&be->member))
 		return "draining";
 	if (backend_refused(be))
@@ -34,6 +36,9 @@ struct stats_instance *stats_instances_of(struct service *svc, size_t *n_out)
 		v[i].check_failures = be->health.check_failures_total;
 		if (be->health.state == HEALTH_EJECTED && be->health.ejected_until_ms > now)
 			v[i].ejected_for_ms = be->health.ejected_until_ms - now;
+		v[i].held = be->held;
+		if (be->held != BACKEND_HELD_NONE && be->held_until_ms > now)
+			v[i].hold_ends_in_ms = be->held_until_ms - now;
 	}
 	pthread_mutex_unlock(&svc->health_lock);
 	*n_out = n;

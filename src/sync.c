@@ -1,13 +1,13 @@
 /*
  * sync — see sync.h.
  *
- * A single-node entry is a nodewatch plus sync_put(). A children entry
- * follows the children list (one watch on the node) and the data of every
- * child (one data watch each), counting the requests it has in flight
- * (e->pending): when none is left, the batch is complete and the manifest
- * is written and the command started if anything changed. So a new child
- * list that adds three children runs the command once, after the three
- * files are in place.
+ * The ZooKeeper side is the watch layer's: a single-node entry is a
+ * nodewatch, a children entry a zkset (the children and each child's data,
+ * watched, retried, re-read on a new session). This file is what the bytes
+ * become: files, the manifest, and the command. A zkset settles when every
+ * listed child has been read; only then are the manifest written and the
+ * command started, so a new child list that adds three children runs the
+ * command once, after the three files are in place.
  */
 #include "sync.h"
 
@@ -25,18 +25,10 @@
 #include "nodewatch.h"
 #include "util.h"
 #include "zk.h"
+#include "zkset.h"
 
-#define SYNC_RETRY_BASE_MS 1000
 #define SYNC_RETRY_CAP_MS 30000
 #define SYNC_MANIFEST_MAX (1u << 20)
-
-struct sync_child {
-	char *name;			/* owned; the child's node name */
-	bool name_ok;			/* usable as a file name; refusal logged at creation */
-	bool reading;			/* a get is in flight */
-	bool again;			/* read again when it returns */
-	bool listed;			/* in the latest children answer (diff mark) */
-};
 
 struct sync_entry {
 	struct sync *s;			/* ref: the owner */
@@ -44,18 +36,11 @@ struct sync_entry {
 	char label[300];		/* log prefix "sync path=/x" */
 	enum sync_state state;		/* changed by sync_set_state() only */
 	struct nodewatch *nw;		/* single node: owned; NULL for children */
-	struct sync_child **children;	/* children: owned records, unordered */
-	size_t n_children;
-	bool listing;			/* children: a children/exists request is in flight */
-	bool list_again;		/* children: list again when it returns */
-	size_t pending;			/* children: requests in flight (lists and gets) */
+	struct zkset *set;		/* children: owned; NULL for a single node */
 	char **managed;			/* children: owned; names of the files we wrote */
 	size_t n_managed;
 	bool managed_dirty;		/* managed changed since the manifest was written */
-	bool pruned;			/* managed names not listed were removed after the first list */
 	bool changed;			/* files changed since the last command started */
-	uint32_t attempt;		/* children: consecutive errors, drives the retry */
-	struct event *retry_ev;		/* children: owned; list again after an error */
 	enum sync_run run;		/* changed by sync_set_run() only */
 	struct command *cmd;		/* owned while the command runs */
 	bool retired;			/* dropped by a reload: freed once its command is done */
@@ -73,8 +58,6 @@ struct sync {
 	struct rng rng;			/* owned; retry jitter */
 };
 
-static void sync_list(struct sync_entry *e);
-static void sync_settle(struct sync_entry *e);
 
 /* ---- pure ---------------------------------------------------------------- */
 
@@ -451,92 +434,66 @@ static void sync_manifest_save(struct sync_entry *e)
 	free(text);
 }
 
-/* ---- children: records --------------------------------------------------------- */
+/* ---- children: what the zkset reads ------------------------------------------ */
 
-static struct sync_child *sync_child_find(const struct sync_entry *e, const char *name)
-{
-	for (size_t i = 0; i < e->n_children; i++)
-		if (strcmp(e->children[i]->name, name) == 0)
-			return e->children[i];
-	return NULL;
-}
-
-static void sync_child_drop(struct sync_entry *e, size_t i)
-{
-	free(e->children[i]->name);
-	free(e->children[i]);
-	e->children[i] = e->children[--e->n_children];
-}
-
-/* The child's name from a request path, when it is a direct child of the entry's node. */
-static const char *sync_child_of(const struct sync_entry *e, const char *path)
-{
-	size_t n = strlen(e->conf.path);
-	const char *rest;
-
-	if (strcmp(e->conf.path, "/") == 0)
-		n = 0;
-	if (strncmp(path, e->conf.path, n) != 0 || path[n] != '/')
-		return NULL;
-	rest = path + n + 1;
-	return *rest && !strchr(rest, '/') ? rest : NULL;
-}
-
-static void sync_got_child(void *arg, const struct zk_result *r)
+/* Only a child whose name can be a file is read; the others are refused once per appearance. */
+static bool sync_child_wanted(void *arg, const char *name)
 {
 	struct sync_entry *e = arg;
-	const char *name = sync_child_of(e, r->path);
-	struct sync_child *c = name ? sync_child_find(e, name) : NULL;
-	char file[4096];
 
-	e->pending--;
-	if (!c) {
-		/* removed from the list meanwhile */
-		sync_settle(e);
-		return;
-	}
-	c->reading = false;
-	if (r->rc == ZOK) {
-		if (r->data_len > e->conf.max_size) {
-			e->st.refused_total++;
-			log_warn("%s: child %s holds %zu bytes, over max_size %llu: refused; file untouched",
-				 e->label, c->name, r->data_len, (unsigned long long)e->conf.max_size);
-		} else if (sync_join(e->conf.dir, c->name, file, sizeof(file))) {
-			enum sync_put_result pr = sync_put(e, file, r->data ? r->data : "", r->data_len);
-			if (pr == SYNC_PUT_WROTE)
-				e->changed = true;
-			if (pr != SYNC_PUT_ERROR)
-				sync_managed_add(e, c->name);
-		}
-	} else if (r->rc != ZNONODE && !zk_rc_is_connection(r->rc)) {
-		/* ZNONODE: the child went; the children watch brings the new list. */
-		e->st.errors_total++;
-		log_warn("%s: get %s failed: %s", e->label, r->path, zk_rc_name(r->rc));
-	}
-	if (c->again) {
-		c->again = false;
-		c->reading = true;
-		e->pending++;
-		zk_get(e->s->zk, r->path, true, sync_got_child, e);
-	}
-	sync_settle(e);
+	if (sync_child_name_ok(name))
+		return true;
+	e->st.refused_total++;
+	log_warn("%s: child name '%s' cannot be a file name: refused", e->label, name);
+	return false;
 }
 
-static void sync_get_child(struct sync_entry *e, struct sync_child *c)
+/* A child's bytes: they become dir/<child>. */
+static void sync_child_read(void *arg, struct zkset_member *m, int rc, const char *data,
+			    size_t len)
 {
-	char path[4096];
+	struct sync_entry *e = arg;
+	char file[4096];
 
-	if (!c->name_ok)
-		return;
-	if (c->reading) {
-		c->again = true;
-		return;
+	if (rc != ZOK)
+		return;	/* unreadable: the zkset logged, counted and retries it */
+	if (len > e->conf.max_size) {
+		e->st.refused_total++;
+		log_warn("%s: child %s holds %zu bytes, over max_size %llu: refused; file untouched",
+			 e->label, m->name, len, (unsigned long long)e->conf.max_size);
+	} else if (sync_join(e->conf.dir, m->name, file, sizeof(file))) {
+		enum sync_put_result pr = sync_put(e, file, data ? data : "", len);
+		if (pr == SYNC_PUT_WROTE)
+			e->changed = true;
+		if (pr != SYNC_PUT_ERROR)
+			sync_managed_add(e, m->name);
 	}
-	if (!sync_join(e->conf.path, c->name, path, sizeof(path)))
-		return;
-	c->reading = true;
-	e->pending++;
-	zk_get(e->s->zk, path, true, sync_got_child, e);
+}
+
+static int sync_cmp_member(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct zkset_member *)elem)->name);
+}
+
+/*
+ * The files of children no longer listed go, and only those zklb wrote (the
+ * manifest): removed since the last list, or while zklb was not running.
+ */
+static void sync_prune(struct sync_entry *e)
+{
+	size_t n;
+	const struct zkset_member *members = zkset_members(e->set, &n);
+	char file[4096];
+
+	for (size_t m = 0; m < e->n_managed;) {
+		if (n && bsearch(e->managed[m], members, n, sizeof(*members), sync_cmp_member)) {
+			m++;
+			continue;
+		}
+		if (sync_join(e->conf.dir, e->managed[m], file, sizeof(file)) && sync_remove(e, file))
+			e->changed = true;
+		sync_managed_drop(e, m);
+	}
 }
 
 /* The node is gone (or never was): on_delete decides about the files. */
@@ -546,10 +503,6 @@ static void sync_children_missing(struct sync_entry *e)
 
 	if (!sync_set_state(e, SYNC_MISSING, "node absent"))
 		return;
-	while (e->n_children)
-		sync_child_drop(e, 0);
-	/* When it comes back, files of children it no longer has go (if ours). */
-	e->pruned = false;
 	if (e->conf.on_delete != SYNC_DELETE_REMOVE) {
 		log_info("%s: node absent; keeping the files in %s (on_delete: keep)", e->label,
 			 e->conf.dir);
@@ -562,183 +515,30 @@ static void sync_children_missing(struct sync_entry *e)
 	}
 }
 
-static void sync_list_failed(struct sync_entry *e, const char *what, int rc)
-{
-	uint64_t delay = zk_backoff_ms(e->attempt + 1, SYNC_RETRY_BASE_MS, SYNC_RETRY_CAP_MS,
-				       rng_next(&e->s->rng));
-	struct timeval tv = { (time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000 };
-
-	e->attempt++;
-	e->st.errors_total++;
-	log_warn("%s: %s %s failed: %s; retrying in %llums", e->label, what, e->conf.path,
-		 zk_rc_name(rc), (unsigned long long)delay);
-	evtimer_add(e->retry_ev, &tv);
-}
-
-static void sync_got_exists(void *arg, const struct zk_result *r)
+/*
+ * Everything listed has been read: the files are in place. Record them and
+ * run the command once for the whole batch (three children added by one
+ * change run it once, after the three files are written).
+ */
+static void sync_children_settled(void *arg)
 {
 	struct sync_entry *e = arg;
 
-	e->pending--;
-	e->listing = false;
-	if (r->rc == ZOK)
-		e->list_again = true;	/* created meanwhile */
-	else if (r->rc == ZNONODE)
+	if (zkset_phase(e->set) == ZKSET_ABSENT) {
 		sync_children_missing(e);
-	else if (!zk_rc_is_connection(r->rc))
-		sync_list_failed(e, "exists", r->rc);
-	if (e->list_again) {
-		e->list_again = false;
-		sync_list(e);
+	} else {
+		sync_set_state(e, SYNC_SYNCED, "children listed");
+		sync_prune(e);
 	}
-	sync_settle(e);
-}
-
-static void sync_got_children(void *arg, const struct zk_result *r)
-{
-	struct sync_entry *e = arg;
-	char file[4096];
-
-	e->pending--;
-	e->listing = false;
-	if (r->rc == ZNONODE) {
-		/* A missing node takes no children watch: wait for it with exists. */
-		e->listing = true;
-		e->pending++;
-		zk_exists(e->s->zk, e->conf.path, true, sync_got_exists, e);
-		return;
-	}
-	if (r->rc != ZOK) {
-		if (!zk_rc_is_connection(r->rc))
-			sync_list_failed(e, "children of", r->rc);
-		sync_settle(e);
-		return;
-	}
-	e->attempt = 0;
-	sync_set_state(e, SYNC_SYNCED, "children listed");
-	for (size_t i = 0; i < e->n_children; i++)
-		e->children[i]->listed = false;
-	for (size_t i = 0; i < r->n_children; i++) {
-		struct sync_child *c = sync_child_find(e, r->children[i]);
-		if (!c) {
-			c = xcalloc(1, sizeof(*c));
-			c->name = xstrdup(r->children[i]);
-			c->name_ok = sync_child_name_ok(c->name);
-			e->children = xrealloc(e->children, (e->n_children + 1) * sizeof(*e->children));
-			e->children[e->n_children++] = c;
-			if (!c->name_ok) {
-				e->st.refused_total++;
-				log_warn("%s: child name '%s' cannot be a file name: refused", e->label,
-					 c->name);
-			} else {
-				sync_get_child(e, c);
-			}
-		}
-		c->listed = true;
-	}
-	for (size_t i = 0; i < e->n_children;) {
-		struct sync_child *c = e->children[i];
-		long m = c->name_ok ? sync_managed_find(e, c->name) : -1;
-		if (c->listed) {
-			i++;
-			continue;
-		}
-		if (m >= 0) {
-			if (sync_join(e->conf.dir, c->name, file, sizeof(file)) && sync_remove(e, file))
-				e->changed = true;
-			sync_managed_drop(e, (size_t)m);
-		}
-		sync_child_drop(e, i);
-	}
-	if (!e->pruned) {
-		/* Files we wrote for children that went while we were not looking. */
-		for (size_t m = 0; m < e->n_managed;) {
-			if (sync_child_find(e, e->managed[m])) {
-				m++;
-				continue;
-			}
-			if (sync_join(e->conf.dir, e->managed[m], file, sizeof(file)) &&
-			    sync_remove(e, file))
-				e->changed = true;
-			sync_managed_drop(e, m);
-		}
-		e->pruned = true;
-	}
-	if (e->list_again) {
-		e->list_again = false;
-		sync_list(e);
-	}
-	sync_settle(e);
-}
-
-static void sync_list(struct sync_entry *e)
-{
-	if (e->listing) {
-		e->list_again = true;
-		return;
-	}
-	evtimer_del(e->retry_ev);
-	e->listing = true;
-	e->pending++;
-	zk_children(e->s->zk, e->conf.path, true, sync_got_children, e);
-}
-
-/* Everything asked has been answered: record the files and run the command. */
-static void sync_settle(struct sync_entry *e)
-{
-	if (e->pending)
-		return;
 	if (e->managed_dirty)
 		sync_manifest_save(e);
 	sync_changed(e);
 }
 
-static void sync_reread(struct sync_entry *e)
-{
-	sync_list(e);
-	for (size_t i = 0; i < e->n_children; i++)
-		sync_get_child(e, e->children[i]);
-}
-
-static void sync_retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-	sync_reread(arg);
-}
-
-static void sync_on_session(void *arg, enum zk_session_event ev)
-{
-	struct sync *s = arg;
-
-	if (ev != ZK_SESSION_NEW && ev != ZK_SESSION_RESUMED)
-		return;
-	for (size_t i = 0; i < s->n_entries; i++)
-		if (s->entries[i]->conf.children)
-			sync_reread(s->entries[i]);
-}
-
-static void sync_on_watch(void *arg, enum zk_watch_event ev, const char *path)
-{
-	struct sync *s = arg;
-
-	for (size_t i = 0; i < s->n_entries; i++) {
-		struct sync_entry *e = s->entries[i];
-		const char *name;
-		struct sync_child *c;
-		if (!e->conf.children)
-			continue;
-		if (strcmp(path, e->conf.path) == 0) {
-			if (ev != ZK_WATCH_CHANGED)
-				sync_list(e);
-		} else if (ev == ZK_WATCH_CHANGED && (name = sync_child_of(e, path)) != NULL &&
-			   (c = sync_child_find(e, name)) != NULL) {
-			sync_get_child(e, c);
-		}
-	}
-}
-
-static const struct zk_listener sync_listener = {
-	.on_session = sync_on_session,
-	.on_watch = sync_on_watch,
+static const struct zkset_hooks sync_children_hooks = {
+	.wanted = sync_child_wanted,
+	.on_read = sync_child_read,
+	.on_settled = sync_children_settled,
 };
 
 /* ---- entries ------------------------------------------------------------------- */
@@ -774,11 +574,12 @@ static struct sync_entry *sync_entry_new(struct sync *s, const struct sync_conf 
 	e->conf.on_change = dup_or_null(c->on_change);
 	snprintf(e->label, sizeof(e->label), "sync path=%s", e->conf.path);
 	e->state = SYNC_WAITING;
-	e->retry_ev = evtimer_new(s->base, sync_retry_cb, e);
 	if (e->conf.children) {
 		log_info("%s: mirroring its children into %s", e->label, e->conf.dir);
 		sync_manifest_load(e);
-		sync_list(e);
+		e->set = zkset_new(s->base, s->zk, e->label, &s->rng, SYNC_RETRY_CAP_MS,
+				   &sync_children_hooks, e);
+		zkset_start(e->set, e->conf.path, "start");
 	} else {
 		log_info("%s: mirroring into %s", e->label, e->conf.file);
 		e->nw = nodewatch_new(s->zk, s->base, e->conf.path, e->label, &sync_node_hooks, e);
@@ -789,12 +590,8 @@ static struct sync_entry *sync_entry_new(struct sync *s, const struct sync_conf 
 static void sync_entry_free(struct sync_entry *e)
 {
 	nodewatch_free(e->nw);
-	zk_cancel(e->s->zk, e);
+	zkset_free(e->set);
 	command_abandon(e->cmd);
-	event_free(e->retry_ev);
-	while (e->n_children)
-		sync_child_drop(e, 0);
-	free(e->children);
 	for (size_t i = 0; i < e->n_managed; i++)
 		free(e->managed[i]);
 	free(e->managed);
@@ -810,8 +607,8 @@ static void sync_entry_retire(struct sync *s, struct sync_entry *e)
 {
 	nodewatch_free(e->nw);
 	e->nw = NULL;
-	zk_cancel(s->zk, e);
-	evtimer_del(e->retry_ev);
+	if (e->set)
+		zkset_cancel(e->set);
 	e->retired = true;
 	s->retired = xrealloc(s->retired, (s->n_retired + 1) * sizeof(*s->retired));
 	s->retired[s->n_retired++] = e;
@@ -841,7 +638,6 @@ struct sync *sync_new(struct event_base *base, struct zk *zk)
 	s->zk = zk;
 	s->reap_ev = event_new(base, -1, 0, sync_reap_cb, s);
 	rng_seed(&s->rng, now_us() ^ (uintptr_t)s);
-	zk_listen(zk, &sync_listener, s);
 	return s;
 }
 
@@ -876,7 +672,6 @@ void sync_free(struct sync *s)
 {
 	if (!s)
 		return;
-	zk_unlisten(s->zk, s);
 	for (size_t i = 0; i < s->n_entries; i++)
 		sync_entry_free(s->entries[i]);
 	for (size_t i = 0; i < s->n_retired; i++)
@@ -901,4 +696,6 @@ void sync_stats(const struct sync *s, size_t i, struct sync_stats *out)
 	out->target = e->conf.children ? e->conf.dir : e->conf.file;
 	out->state = e->state;
 	out->run = e->run;
+	if (e->set)
+		out->errors_total += zkset_errors(e->set);
 }

@@ -330,6 +330,15 @@ fail:
 	return NULL;
 }
 
+bool template_uses_payload(const struct template *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->node[i].kind != TNODE_TEXT &&
+		    (t->node[i].name == TNAME_PAYLOAD || t->node[i].name == TNAME_PAYLOAD_LIST))
+			return true;
+	return false;
+}
+
 void template_free(struct template *t)
 {
 	if (!t)

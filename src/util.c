@@ -376,25 +376,34 @@ static int write_full(int fd, const char *p, size_t n)
 	return 0;
 }
 
-int file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
-		      char *err, size_t errlen)
+/* The directory part of path ("." or "/" where that is all there is). */
+static int path_dir(const char *path, char *dir, size_t len, const char **base)
 {
-	char dir[4096], tmp[4096];
 	const char *slash = strrchr(path, '/');
-	const char *base = slash ? slash + 1 : path;
+	*base = slash ? slash + 1 : path;
+	if (!**base)
+		return -EINVAL;
+	if (slash == path)
+		snprintf(dir, len, "/");
+	else if (slash)
+		snprintf(dir, len, "%.*s", (int)(slash - path), path);
+	else
+		snprintf(dir, len, ".");
+	return 0;
+}
+
+int file_write_temp(const char *path, const void *data, size_t len, unsigned mode,
+		    char *tmp, size_t tmp_len, char *err, size_t errlen)
+{
+	char dir[4096];
+	const char *base;
 	int fd, rc;
 
-	if (!*base) {
+	if (path_dir(path, dir, sizeof(dir), &base) < 0) {
 		snprintf(err, errlen, "%s: not a file name", path);
 		return -EINVAL;
 	}
-	if (slash == path)
-		snprintf(dir, sizeof(dir), "/");
-	else if (slash)
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-	else
-		snprintf(dir, sizeof(dir), ".");
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, base) >= sizeof(tmp)) {
+	if ((size_t)snprintf(tmp, tmp_len, "%s/.%s.XXXXXX", dir, base) >= tmp_len) {
 		snprintf(err, errlen, "%s: path too long", path);
 		return -ENAMETOOLONG;
 	}
@@ -411,9 +420,26 @@ int file_write_atomic(const char *path, const void *data, size_t len, unsigned m
 		rc = -errno;
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
 	if (rc < 0) {
+		snprintf(err, errlen, "write %s: %s", tmp, strerror(-rc));
+		unlink(tmp);
+	}
+	return rc;
+}
+
+int file_replace(const char *tmp, const char *path, char *err, size_t errlen)
+{
+	char dir[4096];
+	const char *base;
+	int fd, rc = 0;
+
+	if (path_dir(path, dir, sizeof(dir), &base) < 0) {
+		snprintf(err, errlen, "%s: not a file name", path);
+		unlink(tmp);
+		return -EINVAL;
+	}
+	if (rename(tmp, path) < 0) {
+		rc = -errno;
 		snprintf(err, errlen, "write %s: %s", path, strerror(-rc));
 		unlink(tmp);
 		return rc;
@@ -427,6 +453,14 @@ int file_write_atomic(const char *path, const void *data, size_t len, unsigned m
 	if (fd >= 0)
 		close(fd);
 	return rc;
+}
+
+int file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
+		      char *err, size_t errlen)
+{
+	char tmp[4096];
+	int rc = file_write_temp(path, data, len, mode, tmp, sizeof(tmp), err, errlen);
+	return rc < 0 ? rc : file_replace(tmp, path, err, errlen);
 }
 
 int dir_make(const char *dir, unsigned mode)

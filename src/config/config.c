@@ -83,6 +83,25 @@ static void config_cross_check(struct schema_ctx *v, const json_t *root, const j
 			}
 		}
 	}
+	const json_t *rlist = root ? json_object_get(root, "render") : NULL;
+	struct schema_path rp = { NULL, "render", 0, root };
+	for (size_t i = 0; i < cfg->n_render; i++) {
+		const struct render_conf *r = &cfg->render[i];
+		const json_t *robj = json_array_get(rlist, i);
+		struct schema_path ip = { &rp, NULL, i, rlist };
+		struct schema_path svp = { &ip, "service", 0, robj }, fp = { &ip, "file", 0, robj };
+		bool known = false;
+		for (size_t j = 0; j < cfg->n_services && !known; j++)
+			known = strcmp(cfg->services[j].name, r->service) == 0;
+		if (!known)
+			schema_error(v, &svp, false, "'%s' is not a service under services:", r->service);
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp(cfg->render[j].file, r->file) == 0) {
+				schema_error(v, &fp, false, "render entry %zu writes %s already", j, r->file);
+				break;
+			}
+		}
+	}
 	static const char *const zk_users[] = { "announce", "sync" };
 	for (size_t i = 0; root && !cfg->zookeeper.hosts && i < ARRAY_SIZE(zk_users); i++) {
 		const json_t *list = json_object_get(root, zk_users[i]);
@@ -138,6 +157,7 @@ void config_free(struct config *cfg)
 		free(a->base_path);
 		free(a->address);
 		json_decref(a->payload);
+		free(a->payload_class);
 		check_free(&a->check);
 	}
 	free(cfg->announce);
@@ -149,6 +169,17 @@ void config_free(struct config *cfg)
 		free(s->on_change);
 	}
 	free(cfg->sync);
+	for (size_t i = 0; i < cfg->n_render; i++) {
+		struct render_conf *r = &cfg->render[i];
+		free(r->service);
+		free(r->file);
+		free(r->format);
+		free(r->template_path);
+		free(r->template_text);
+		free(r->check_command);
+		free(r->on_change);
+	}
+	free(cfg->render);
 	free(cfg);
 }
 
@@ -219,6 +250,7 @@ static struct config *config_copy_base(const struct config *src)
 		d->base_path = dup_or_null(s->base_path);
 		d->address = dup_or_null(s->address);
 		d->payload = s->payload ? json_deep_copy(s->payload) : NULL;
+		d->payload_class = dup_or_null(s->payload_class);
 		check_copy(&d->check, &s->check);
 	}
 	cfg->sync = src->n_sync ? xcalloc(src->n_sync, sizeof(*cfg->sync)) : NULL;
@@ -229,6 +261,19 @@ static struct config *config_copy_base(const struct config *src)
 		d->path = dup_or_null(s->path);
 		d->file = dup_or_null(s->file);
 		d->dir = dup_or_null(s->dir);
+		d->on_change = dup_or_null(s->on_change);
+	}
+	cfg->render = src->n_render ? xcalloc(src->n_render, sizeof(*cfg->render)) : NULL;
+	for (size_t i = 0; i < src->n_render; i++) {
+		struct render_conf *d = &cfg->render[i];
+		const struct render_conf *s = &src->render[i];
+		*d = *s;
+		d->service = dup_or_null(s->service);
+		d->file = dup_or_null(s->file);
+		d->format = dup_or_null(s->format);
+		d->template_path = dup_or_null(s->template_path);
+		d->template_text = dup_or_null(s->template_text);
+		d->check_command = dup_or_null(s->check_command);
 		d->on_change = dup_or_null(s->on_change);
 	}
 	return cfg;

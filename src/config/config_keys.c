@@ -6,6 +6,8 @@
  * config.c applies the top table to a document and checks across sections.
  */
 #include "config_keys.h"
+#include "render_formats.h"
+#include "template.h"
 #include "config.h"
 #include "schema.h"
 
@@ -17,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "instance.h"
 #include "util.h"
 
 /* ---- the schema ------------------------------------------------------------------ */
@@ -54,6 +57,9 @@ static const struct schema_enum reuse_names[] = {
 static const struct schema_enum on_delete_names[] = {
 	{ "keep", SYNC_DELETE_KEEP }, { "remove", SYNC_DELETE_REMOVE }, { NULL, 0 },
 };
+static const struct schema_enum render_set_names[] = {
+	{ "routable", RENDER_ROUTABLE }, { "all", RENDER_ALL }, { NULL, 0 },
+};
 static const struct schema_enum level_names[] = {
 	{ "error", LOG_ERROR }, { "warn", LOG_WARN }, { "info", LOG_INFO },
 	{ "debug", LOG_DEBUG }, { NULL, 0 },
@@ -68,10 +74,13 @@ static void fn_listen(struct schema_ctx *v, const struct schema_path *p, const j
 static void fn_services(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_announce(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_sync(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_render(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_abs_path(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_backends(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_bytes(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_http_path(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_payload(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_java_class(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_mode(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_zk_hosts(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_zk_auth(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
@@ -85,6 +94,8 @@ static void finish_health(struct schema_ctx *v, const struct schema_path *p, con
 static void finish_pool(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_tls(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_sync(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
+static void finish_render(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
+static void finish_announce(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 
 #define SECTION(keys, finish) { keys, ARRAY_SIZE(keys), finish }
 #define AT(st, field) offsetof(struct st, field)
@@ -188,9 +199,10 @@ static const struct schema_key announce_keys[] = {
 	{ "port",            S_PORT,    NULL,            S_REQ|S_RELOAD,  AT(announce_conf, port),               &r_port,           NULL },
 	{ "ssl_port",        S_PORT,    "0",             S_RELOAD,        AT(announce_conf, ssl_port),           &r_port0,          NULL },
 	{ "payload",         S_FN,      NULL,            S_RELOAD,        AT(announce_conf, payload),            NULL,              fn_payload },
+	{ "payload_class",   S_STR,     NULL,            S_RELOAD,        AT(announce_conf, payload_class),      NULL,              fn_java_class },
 	{ "check",           S_SECTION, NULL,            S_RELOAD,        AT(announce_conf, check),              &check_section,    NULL },
 };
-static const struct schema_section announce_section = SECTION(announce_keys, NULL);
+static const struct schema_section announce_section = SECTION(announce_keys, finish_announce);
 
 static const struct schema_key sync_keys[] = {
 	{ "path",            S_ZPATH,   NULL,            S_REQ|S_RELOAD,  AT(sync_conf, path),                   NULL,              NULL },
@@ -204,6 +216,27 @@ static const struct schema_key sync_keys[] = {
 	{ "max_size",        S_SIZE,    "1m",            S_RELOAD,        AT(sync_conf, max_size),               &r_positive,       NULL },
 };
 static const struct schema_section sync_section = SECTION(sync_keys, finish_sync);
+
+static const struct schema_key render_wait_keys[] = {
+	{ "min",             S_DUR,     "500ms",         S_RELOAD,        AT(render_wait_conf, min_ms),          NULL,              NULL },
+	{ "max",             S_DUR,     "5s",            S_RELOAD,        AT(render_wait_conf, max_ms),          &r_positive,       NULL },
+};
+static const struct schema_section render_wait_section = SECTION(render_wait_keys, NULL);
+
+static const struct schema_key render_keys[] = {
+	{ "service",         S_STR,     NULL,            S_REQ|S_RELOAD,  AT(render_conf, service),              NULL,              fn_nonempty },
+	{ "file",            S_STR,     NULL,            S_REQ|S_RELOAD,  AT(render_conf, file),                 NULL,              fn_abs_path },
+	{ "format",          S_STR,     NULL,            S_RELOAD,        AT(render_conf, format),               NULL,              fn_nonempty },
+	{ "template",        S_STR,     NULL,            S_RELOAD,        AT(render_conf, template_path),        NULL,              fn_nonempty },
+	{ "instances",       S_ENUM,    "routable",      S_RELOAD,        AT(render_conf, instances),            render_set_names,  NULL },
+	{ "wait",            S_SECTION, NULL,            S_RELOAD,        AT(render_conf, wait),                 &render_wait_section, NULL },
+	{ "min_instances",   S_U32,     "1",             S_RELOAD,        AT(render_conf, min_instances),        &r_count,          NULL },
+	{ "check_command",   S_STR,     NULL,            S_RELOAD,        AT(render_conf, check_command),        NULL,              fn_nonempty },
+	{ "on_change",       S_STR,     NULL,            S_RELOAD,        AT(render_conf, on_change),            NULL,              fn_nonempty },
+	{ "on_change_timeout", S_DUR,   "30s",           S_RELOAD,        AT(render_conf, on_change_timeout_ms), &r_positive,       NULL },
+	{ "mode",            S_FN,      "0644",          S_RELOAD,        AT(render_conf, mode),                 NULL,              fn_mode },
+};
+static const struct schema_section render_section = SECTION(render_keys, finish_render);
 
 /* The top level. S_FN and S_SECTION keys at offset 0 receive the whole struct config. */
 static const struct schema_key top_keys[] = {
@@ -219,6 +252,7 @@ static const struct schema_key top_keys[] = {
 	{ "max_connections", S_U32,     "0",             S_RELOAD,        AT(config, max_connections),           &r_count,          NULL },
 	{ "allowed_networks", S_FN,     "[]",            S_RELOAD,        AT(config, allowed_networks),          NULL,              fn_networks },
 	{ "denied_networks", S_FN,      "[reserved]",    S_RELOAD,        AT(config, denied_networks),           NULL,              fn_networks },
+	{ "render",          S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_render },
 };
 static const struct schema_section top_section = SECTION(top_keys, NULL);
 
@@ -282,6 +316,12 @@ static void fn_token_file(struct schema_ctx *v, const struct schema_path *p, con
 			     "chmod 600 it", path, (unsigned)(st.st_mode & 07777));
 	else if (st.st_size == 0)
 		schema_error(v, p, false, "%s is empty", path);
+}
+
+static void fn_abs_path(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	if (json_string_value(val)[0] != '/')
+		schema_error(v, p, false, "must be an absolute path");
 }
 
 static void fn_zk_hosts(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
@@ -364,12 +404,16 @@ static void fn_listen(struct schema_ctx *v, const struct schema_path *p, const j
 {
 	char host[256];
 	uint16_t port;
-	if (!schema_want(v, p, val, json_is_string(val), "an address (host:port or unix:/path)"))
-		return;
-	if (!addr_check(v, p, val, json_string_value(val), true, host, &port))
+	if (!schema_want(v, p, val, json_is_string(val), "an address (host:port, unix:/path or off)"))
 		return;
 	char **dst = field;
 	free(*dst);
+	*dst = NULL;
+	/* off: discovered and checked, not proxied (a service only render: writes). */
+	if (strcmp(json_string_value(val), "off") == 0)
+		return;
+	if (!addr_check(v, p, val, json_string_value(val), true, host, &port))
+		return;
 	*dst = xstrdup(json_string_value(val));
 }
 
@@ -448,6 +492,14 @@ static void fn_payload(struct schema_ctx *v, const struct schema_path *p, const 
 	json_t **dst = field;
 	json_decref(*dst);
 	*dst = json_is_null(val) ? NULL : json_incref((json_t *)val);
+}
+
+static void fn_java_class(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	char buf[80];
+	if (!instance_java_class_ok(json_string_value(val)))
+		schema_error(v, p, false, "%s is not a Java class name (e.g. com.example.InstanceDetails)",
+			     schema_show(val, buf, sizeof(buf)));
 }
 
 static void fn_mode(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
@@ -630,6 +682,90 @@ static void finish_sync(struct schema_ctx *v, const struct schema_path *p, const
 	}
 }
 
+/* Read a template file for render: (at most 1 MiB); NULL with a message when it cannot be read. */
+static char *template_read(const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	size_t cap = 1 << 20;
+	char *text = xmalloc(cap + 1);
+	size_t len = fread(text, 1, cap + 1, f);
+	bool bad = ferror(f) || len > cap;
+	fclose(f);
+	if (bad) {
+		snprintf(err, errlen, "%s: %s", path, len > cap ? "larger than 1 MiB" : "read error");
+		free(text);
+		return NULL;
+	}
+	text[len] = '\0';
+	return text;
+}
+
+static void finish_render(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
+{
+	struct render_conf *r = base;
+	if (!obj)
+		return;
+	struct schema_path fp = { p, "format", 0, obj }, tp = { p, "template", 0, obj };
+	if (!r->format == !r->template_path) {
+		schema_error(v, r->format ? &tp : p, r->format != NULL,
+			     "give either format (%s) or template", render_format_names());
+		return;
+	}
+	char err[256];
+	const char *text = NULL;
+	char *owned = NULL;
+	if (r->format) {
+		text = render_format_text(r->format);
+		if (!text) {
+			schema_error(v, &fp, false, "unknown format '%s' (formats: %s)", r->format,
+				     render_format_names());
+			return;
+		}
+	} else {
+		text = owned = template_read(r->template_path, err, sizeof(err));
+		if (!text) {
+			schema_error(v, &tp, false, "%s", err);
+			return;
+		}
+	}
+	struct template *t = template_compile(text, strlen(text), err, sizeof(err));
+	if (!t) {
+		schema_error(v, r->format ? &fp : &tp, false, "%s:%s", r->format ? r->format : r->template_path,
+			     err);
+		free(owned);
+		return;
+	}
+	template_free(t);
+	r->template_text = owned ? owned : xstrdup(text);
+}
+
+/*
+ * The payload's Java type: payload_class names the class of a mapping payload;
+ * a mapping may instead carry Jackson's "@class" itself (as Curator wrote it),
+ * but not both. Other payloads carry their own type (instance.h).
+ */
+static void finish_announce(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
+{
+	struct announce_conf *a = base;
+	struct schema_path pp = { p, "payload", 0, obj };
+	const json_t *own = json_is_object(a->payload) ? json_object_get(a->payload, "@class") : NULL;
+	if (!obj)
+		return;
+	if (a->payload_class && !json_is_object(a->payload)) {
+		struct schema_path kp = { p, "payload_class", 0, obj };
+		schema_error(v, &kp, true, "needs payload: a mapping of the class's properties%s",
+			     a->payload ? " (a list or scalar payload carries its own Java type)" : "");
+	}
+	if (own && !(json_is_string(own) && instance_java_class_ok(json_string_value(own))))
+		schema_error(v, &pp, false, "\"@class\" must be a Java class name; or use payload_class");
+	else if (own && a->payload_class)
+		schema_error(v, &pp, false, "\"@class\" and payload_class both name the class; keep one");
+}
+
 void config_keys_parse_service(struct schema_ctx *v, const struct schema_path *p,
 			       const char *name, const json_t *obj, struct service_conf *svc)
 {
@@ -695,6 +831,12 @@ static void fn_sync(struct schema_ctx *v, const struct schema_path *p, const jso
 	cfg->sync = list_parse(v, p, val, &sync_section, sizeof(*cfg->sync), &cfg->n_sync);
 }
 
+static void fn_render(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	struct config *cfg = field;
+	cfg->render = list_parse(v, p, val, &render_section, sizeof(*cfg->render), &cfg->n_render);
+}
+
 const struct schema_section *config_keys_top(void)
 {
 	return &top_section;
@@ -720,4 +862,28 @@ const char *check_kind_name(enum check_kind k)
 const char *reuse_kind_name(enum reuse_kind k)
 {
 	return schema_enum_name(reuse_names, (int)k);
+}
+
+/* ---- for the documentation walker ------------------------------------------------ */
+
+const struct schema_section *config_keys_items(const struct schema_key *k, const char **item)
+{
+	/* The S_FN parsers that apply a section to each item of a collection. */
+	static const struct {
+		schema_fn fn;
+		const struct schema_section *s;
+		const char *item;
+	} items[] = {
+		{ fn_services, &service_section, ".NAME" },
+		{ fn_announce, &announce_section, "[]" },
+		{ fn_sync, &sync_section, "[]" },
+		{ fn_render, &render_section, "[]" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(items); i++) {
+		if (k->type == S_FN && k->fn == items[i].fn) {
+			*item = items[i].item;
+			return items[i].s;
+		}
+	}
+	return NULL;
 }

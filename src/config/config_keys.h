@@ -23,4 +23,13 @@ const struct schema_section *config_keys_top(void);
 void config_keys_parse_service(struct schema_ctx *v, const struct schema_path *p,
 			       const char *name, const json_t *obj, struct service_conf *svc);
 
+/*
+ * For an S_FN key whose value is a collection of sections (services: a
+ * mapping of names; announce:, sync:, render: lists): the section each item is
+ * validated with, and in *item how an item is written in a key path
+ * (".NAME" or "[]"). NULL for any other key. For the documentation.
+ */
+struct schema_key;
+const struct schema_section *config_keys_items(const struct schema_key *k, const char **item);
+
 #endif

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "util.h"
 #include "zk.h"
+#include "zkretry.h"
 
 #define NODEWATCH_RETRY_BASE_MS 1000
 #define NODEWATCH_RETRY_CAP_MS 30000
@@ -27,11 +28,12 @@ struct nodewatch {
 	void *arg;			/* ref: handed back to the hooks */
 	enum nodewatch_state state;	/* changed by nodewatch_set_state() only */
 	int64_t mzxid;			/* PRESENT: version last delivered */
+	int64_t owner;			/* PRESENT: its ephemeralOwner; 0 = persistent */
+	bool stopped;			/* nodewatch_stop(): reads nothing, calls no hook */
 	bool busy;			/* a get or exists is in flight */
 	bool again;			/* a read was asked for while busy */
-	uint32_t attempt;		/* consecutive errors: drives the retry backoff */
-	struct event *retry_ev;		/* owned; retry after an error */
-	struct rng rng;			/* owned; backoff jitter */
+	struct zkretry retry;		/* owned; read again after an error */
+	struct rng rng;			/* owned; retry jitter */
 	uint64_t errors_total;		/* read errors other than connection trouble */
 };
 
@@ -64,15 +66,8 @@ static bool nodewatch_set_state(struct nodewatch *w, enum nodewatch_state to)
 
 static void nodewatch_error(struct nodewatch *w, const char *what, int rc)
 {
-	uint64_t delay = zk_backoff_ms(w->attempt + 1, NODEWATCH_RETRY_BASE_MS,
-				       NODEWATCH_RETRY_CAP_MS, rng_next(&w->rng));
-	struct timeval tv = { (time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000 };
-
-	w->attempt++;
 	w->errors_total++;
-	log_warn("%s: %s %s failed: %s; retrying in %llums", w->label, what, w->path,
-		 zk_rc_name(rc), (unsigned long long)delay);
-	evtimer_add(w->retry_ev, &tv);
+	zkretry_failed(&w->retry, w->label, what, w->path, rc);
 }
 
 /* After an answer: a read asked for meanwhile goes out now. */
@@ -94,7 +89,7 @@ static void nodewatch_got_exists(void *arg, const struct zk_result *r)
 		/* Created between our get and this exists: read it. */
 		w->again = true;
 	} else if (r->rc == ZNONODE) {
-		w->attempt = 0;
+		zkretry_succeeded(&w->retry);
 		if (w->state != NODEWATCH_ABSENT && nodewatch_set_state(w, NODEWATCH_ABSENT)) {
 			w->mzxid = 0;
 			w->hooks->on_absent(w->arg);
@@ -112,10 +107,11 @@ static void nodewatch_got_data(void *arg, const struct zk_result *r)
 
 	if (r->rc == ZOK) {
 		int64_t mzxid = r->stat ? r->stat->mzxid : 0;
-		w->attempt = 0;
+		zkretry_succeeded(&w->retry);
 		if (w->state != NODEWATCH_PRESENT || mzxid != w->mzxid || mzxid == 0) {
 			nodewatch_set_state(w, NODEWATCH_PRESENT);
 			w->mzxid = mzxid;
+			w->owner = r->stat ? r->stat->ephemeralOwner : 0;
 			w->hooks->on_data(w->arg, r->data ? r->data : "", r->data_len);
 		}
 	} else if (r->rc == ZNONODE) {
@@ -132,16 +128,18 @@ static void nodewatch_got_data(void *arg, const struct zk_result *r)
 
 static void nodewatch_read(struct nodewatch *w)
 {
+	if (w->stopped)
+		return;
 	if (w->busy) {
 		w->again = true;
 		return;
 	}
-	evtimer_del(w->retry_ev);
+	zkretry_cancel(&w->retry);
 	w->busy = true;
 	zk_get(w->zk, w->path, true, nodewatch_got_data, w);
 }
 
-static void nodewatch_retry_cb(evutil_socket_t fd, short what, void *arg)
+static void nodewatch_retry(void *arg)
 {
 	nodewatch_read(arg);
 }
@@ -162,7 +160,7 @@ static void nodewatch_on_watch(void *arg, enum zk_watch_event ev, const char *pa
 		nodewatch_read(w);
 }
 
-static const struct zk_listener nodewatch_listener = {
+static const struct zk_observer nodewatch_observer = {
 	.on_session = nodewatch_on_session,
 	.on_watch = nodewatch_on_watch,
 };
@@ -178,9 +176,10 @@ struct nodewatch *nodewatch_new(struct zk *zk, struct event_base *base, const ch
 	w->hooks = h;
 	w->arg = arg;
 	w->state = NODEWATCH_UNKNOWN;
-	w->retry_ev = evtimer_new(base, nodewatch_retry_cb, w);
 	rng_seed(&w->rng, now_us() ^ (uintptr_t)w);
-	zk_listen(zk, &nodewatch_listener, w);
+	zkretry_init(&w->retry, base, &w->rng, NODEWATCH_RETRY_BASE_MS, NODEWATCH_RETRY_CAP_MS,
+		     nodewatch_retry, w);
+	zk_observe(zk, &nodewatch_observer, w);
 	nodewatch_read(w);
 	return w;
 }
@@ -189,12 +188,27 @@ void nodewatch_free(struct nodewatch *w)
 {
 	if (!w)
 		return;
-	zk_unlisten(w->zk, w);
+	zk_unobserve(w->zk, w);
 	zk_cancel(w->zk, w);
-	event_free(w->retry_ev);
+	zkretry_fini(&w->retry);
 	free(w->path);
 	free(w->label);
 	free(w);
+}
+
+void nodewatch_stop(struct nodewatch *w)
+{
+	if (!w || w->stopped)
+		return;
+	w->stopped = true;
+	zk_unobserve(w->zk, w);
+	zk_cancel(w->zk, w);
+	zkretry_cancel(&w->retry);
+}
+
+int64_t nodewatch_owner(const struct nodewatch *w)
+{
+	return w->owner;
 }
 
 enum nodewatch_state nodewatch_state(const struct nodewatch *w)

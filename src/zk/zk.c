@@ -1,16 +1,17 @@
 /*
  * zk — see zk.h. This file is the session: the handle, its lifecycle (one
  * transition function, zk_set_state), the backoff between sessions, the
- * listeners, libzookeeper's logging, and the queue that brings everything
- * libzookeeper's threads produce onto the control thread. The requests and
- * their completions are in zk_request.c; zk_internal.h holds what both share.
+ * observers and libzookeeper's logging. Below it, one way: the request
+ * table (zk_request.c), which knows nothing of the session, and the queue
+ * that brings what libzookeeper's threads produce onto the control thread
+ * (zk_queue.c).
  *
  * "Foreign" functions (zk_watcher, the log bridge, and the completions in
  * zk_request.c) run on libzookeeper's threads and only build an event and
  * post it (zk_queue_post); everything else runs on the control thread:
- * zk_drain() pops the events and applies them.
+ * zk_drain() takes the events and applies them.
  */
-#include "zk_internal.h"
+#include "zk.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -18,11 +19,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "util.h"
+#include "zk_queue.h"
+#include "zk_request.h"
 
 #define ZK_BACKOFF_BASE_MS 200
 #define ZK_BACKOFF_CAP_MS 30000
@@ -33,10 +35,44 @@ struct zk_handle {
 	uint64_t gen;			/* which handle this was */
 };
 
-struct zk_listen_entry {
-	const struct zk_listener *l;	/* ref: caller's */
+struct zk_observer_entry;
+
+struct zk {
+	struct event_base *base;	/* ref */
+	char *hosts;			/* owned; connect string incl. chroot */
+	char *chroot;			/* owned; "" when none */
+	char *auth_scheme;		/* owned; NULL = no auth */
+	char *auth_cert;		/* owned */
+	uint32_t session_timeout_ms;	/* asked of the server */
+
+	enum zk_state state;		/* session lifecycle; changed only by zk_set_state */
+	uint64_t state_since_ms;	/* monotonic */
+	zhandle_t *zh;			/* owned; NULL while EXPIRED waits for its retry */
+	struct zk_handle *hctx;		/* owned; context of zh */
+	uint64_t gen;			/* generation of zh; events from older handles are dropped */
+	bool had_session;		/* zh has established its session once */
+	uint32_t attempt;		/* consecutive failed sessions, drives backoff */
+	uint64_t session_up_ms;		/* monotonic ms the current session was established */
+	struct event *retry_ev;		/* owned; EXPIRED -> new handle */
+	struct event *lost_ev;		/* owned; DISCONNECTED for a whole session timeout */
+	struct rng rng;			/* backoff jitter */
+
+	struct zk_queue queue;		/* owned; what libzookeeper's threads post */
+	struct event *queue_ev;		/* owned; the queue's eventfd readable */
+	struct zk_reqs reqs;		/* owned; outstanding requests */
+
+	struct zk_observer_entry *observers;	/* owned array */
+	size_t n_observers;		/* used entries */
+	size_t cap_observers;		/* allocated entries */
+	unsigned dispatching;		/* > 0 while calling observers */
+
+	struct zk_stats stats;		/* counters; state fields filled on read */
+};
+
+struct zk_observer_entry {
+	const struct zk_observer *o;	/* ref: caller's */
 	void *arg;			/* caller's */
-	bool removed;			/* unlistened while dispatching; compacted afterwards */
+	bool removed;			/* unobserved while dispatching; compacted afterwards */
 };
 
 /* ---------- names and pure helpers ---------- */
@@ -130,21 +166,6 @@ const char *zk_chroot_of(const char *hosts)
 
 /* ---------- foreign threads: post only ---------- */
 
-void zk_queue_post(struct zk *zk, struct zk_event *ev)
-{
-	uint64_t one = 1;
-	ssize_t w;
-
-	pthread_mutex_lock(&zk->qlock);
-	ev->next = zk->queue;
-	zk->queue = ev;
-	pthread_mutex_unlock(&zk->qlock);
-	/* EAGAIN means the counter is already non-zero: the drain is due anyway. */
-	do {
-		w = write(zk->efd, &one, sizeof(one));
-	} while (w < 0 && errno == EINTR);
-}
-
 static void zk_watcher(zhandle_t *zh, int type, int state, const char *path, void *ctx)
 {
 	struct zk_handle *h = ctx;
@@ -160,7 +181,7 @@ static void zk_watcher(zhandle_t *zh, int type, int state, const char *path, voi
 		ev->type = type;
 		ev->path = xstrdup(path ? path : "");
 	}
-	zk_queue_post(h->zk, ev);
+	zk_queue_post(&h->zk->queue, ev);
 }
 
 /*
@@ -243,10 +264,10 @@ static void zk_connect(struct zk *zk);
 static void notify_session(struct zk *zk, enum zk_session_event ev)
 {
 	zk->dispatching++;
-	for (size_t i = 0; i < zk->n_listeners; i++) {
-		struct zk_listen_entry *e = &zk->listeners[i];
-		if (!e->removed && e->l->on_session)
-			e->l->on_session(e->arg, ev);
+	for (size_t i = 0; i < zk->n_observers; i++) {
+		struct zk_observer_entry *e = &zk->observers[i];
+		if (!e->removed && e->o->on_session)
+			e->o->on_session(e->arg, ev);
 	}
 	zk->dispatching--;
 }
@@ -254,25 +275,25 @@ static void notify_session(struct zk *zk, enum zk_session_event ev)
 static void notify_watch(struct zk *zk, enum zk_watch_event ev, const char *path)
 {
 	zk->dispatching++;
-	for (size_t i = 0; i < zk->n_listeners; i++) {
-		struct zk_listen_entry *e = &zk->listeners[i];
-		if (!e->removed && e->l->on_watch)
-			e->l->on_watch(e->arg, ev, path);
+	for (size_t i = 0; i < zk->n_observers; i++) {
+		struct zk_observer_entry *e = &zk->observers[i];
+		if (!e->removed && e->o->on_watch)
+			e->o->on_watch(e->arg, ev, path);
 	}
 	zk->dispatching--;
 }
 
-static void compact_listeners(struct zk *zk)
+static void compact_observers(struct zk *zk)
 {
 	size_t j = 0;
 
 	if (zk->dispatching)
 		return;
-	for (size_t i = 0; i < zk->n_listeners; i++) {
-		if (!zk->listeners[i].removed)
-			zk->listeners[j++] = zk->listeners[i];
+	for (size_t i = 0; i < zk->n_observers; i++) {
+		if (!zk->observers[i].removed)
+			zk->observers[j++] = zk->observers[i];
 	}
-	zk->n_listeners = j;
+	zk->n_observers = j;
 }
 
 /* The one transition function of the session lifecycle. */
@@ -360,7 +381,7 @@ static void lose_session(struct zk *zk, const char *why)
 	close_handle(zk);
 	zk_set_state(zk, ZK_EXPIRED, why);
 	notify_session(zk, ZK_SESSION_EXPIRED);
-	compact_listeners(zk);
+	compact_observers(zk);
 	delay = zk_backoff_ms(zk->attempt, ZK_BACKOFF_BASE_MS, ZK_BACKOFF_CAP_MS,
 			      rng_next(&zk->rng));
 	zk->attempt++;
@@ -466,7 +487,7 @@ static void on_session_event(struct zk *zk, int state)
 		zk_set_state(zk, ZK_DISCONNECTED, "connection lost");
 		notify_session(zk, ZK_SESSION_LOST);
 	}
-	compact_listeners(zk);
+	compact_observers(zk);
 }
 
 static enum zk_watch_event watch_kind(int type, bool *ok)
@@ -484,38 +505,11 @@ static enum zk_watch_event watch_kind(int type, bool *ok)
 	return ZK_WATCH_CHANGED;
 }
 
-static void zk_event_free(struct zk_event *ev)
-{
-	free(ev->path);
-	free(ev->data);
-	for (size_t i = 0; i < ev->n_children; i++)
-		free(ev->children[i]);
-	free(ev->children);
-	free(ev);
-}
-
-static struct zk_event *queue_take(struct zk *zk)
-{
-	struct zk_event *list, *rev = NULL;
-
-	pthread_mutex_lock(&zk->qlock);
-	list = zk->queue;
-	zk->queue = NULL;
-	pthread_mutex_unlock(&zk->qlock);
-	while (list) {
-		struct zk_event *next = list->next;
-		list->next = rev;
-		rev = list;
-		list = next;
-	}
-	return rev;
-}
-
 static void zk_drain(struct zk *zk)
 {
 	struct zk_event *ev;
 
-	while ((ev = queue_take(zk)) != NULL) {
+	while ((ev = zk_queue_take(&zk->queue)) != NULL) {
 		while (ev) {
 			struct zk_event *next = ev->next;
 			bool ok;
@@ -529,12 +523,15 @@ static void zk_drain(struct zk *zk)
 				enum zk_watch_event w = watch_kind(ev->type, &ok);
 				if (ok && ev->gen == zk->gen && zk->state != ZK_CLOSED) {
 					notify_watch(zk, w, ev->path);
-					compact_listeners(zk);
+					compact_observers(zk);
 				}
 				break;
 			}
 			case ZK_EV_REPLY:
-				zk_req_reply(zk, ev);
+				if (zk->state != ZK_CLOSED)
+					zk_req_reply(&zk->reqs, zk->zh, ev);
+				else
+					zk_req_discard(&zk->reqs, ev->req);
 				break;
 			}
 			zk_event_free(ev);
@@ -543,39 +540,39 @@ static void zk_drain(struct zk *zk)
 	}
 }
 
-static void efd_cb(evutil_socket_t fd, short what, void *arg)
+static void queue_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct zk *zk = arg;
-	uint64_t v;
 
+	(void)fd;
 	(void)what;
-	while (read(fd, &v, sizeof(v)) < 0 && errno == EINTR)
-		;
+	zk_queue_ack(&zk->queue);
 	zk_drain(zk);
 }
 
 struct zk *zk_new(struct event_base *base, const struct zookeeper_conf *conf)
 {
 	struct zk *zk;
-	int efd;
+	int rc;
 
 	if (!conf->hosts) {
 		log_error("zookeeper: no hosts configured");
 		return NULL;
 	}
 	zk_log_setup();
-	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (efd < 0) {
-		log_error("zookeeper: eventfd: %s", strerror(errno));
+	zk = xcalloc(1, sizeof(*zk));
+	rc = zk_queue_init(&zk->queue);
+	if (rc < 0) {
+		log_error("zookeeper: eventfd: %s", strerror(-rc));
+		free(zk);
 		return NULL;
 	}
-	zk = xcalloc(1, sizeof(*zk));
+	zk_req_init(&zk->reqs, &zk->queue);
 	zk->base = base;
-	zk->efd = efd;
 	zk->hosts = xstrdup(conf->hosts);
 	zk->chroot = xstrdup(zk_chroot_of(conf->hosts));
-	zk->session_timeout_ms = conf->session_timeout_ms ? (uint32_t)conf->session_timeout_ms
-							  : 10000;
+	/* The schema owns the default (zookeeper.session_timeout) and refuses 0. */
+	zk->session_timeout_ms = (uint32_t)conf->session_timeout_ms;
 	if (conf->auth) {
 		const char *colon = strchr(conf->auth, ':');
 		if (colon && colon != conf->auth && colon[1]) {
@@ -586,9 +583,8 @@ struct zk *zk_new(struct event_base *base, const struct zookeeper_conf *conf)
 		}
 	}
 	rng_seed(&zk->rng, now_us() ^ ((uint64_t)getpid() << 32));
-	pthread_mutex_init(&zk->qlock, NULL);
-	zk->efd_ev = event_new(base, zk->efd, EV_READ | EV_PERSIST, efd_cb, zk);
-	event_add(zk->efd_ev, NULL);
+	zk->queue_ev = event_new(base, zk->queue.efd, EV_READ | EV_PERSIST, queue_cb, zk);
+	event_add(zk->queue_ev, NULL);
 	zk->retry_ev = evtimer_new(base, retry_cb, zk);
 	zk->lost_ev = evtimer_new(base, lost_cb, zk);
 	zk->state = ZK_CONNECTING;
@@ -608,22 +604,21 @@ void zk_free(struct zk *zk)
 	zk_set_state(zk, ZK_CLOSED, "shutdown");
 	close_handle(zk);
 	/* Everything queued (including ZCLOSING replies) is dropped unseen. */
-	while ((ev = queue_take(zk)) != NULL) {
+	while ((ev = zk_queue_take(&zk->queue)) != NULL) {
 		while (ev) {
 			struct zk_event *next = ev->next;
 			if (ev->kind == ZK_EV_REPLY)
-				zk_req_discard(zk, ev->req);
+				zk_req_discard(&zk->reqs, ev->req);
 			zk_event_free(ev);
 			ev = next;
 		}
 	}
-	zk_req_discard_all(zk);
-	event_free(zk->efd_ev);
+	zk_req_discard_all(&zk->reqs);
+	event_free(zk->queue_ev);
 	event_free(zk->retry_ev);
 	event_free(zk->lost_ev);
-	close(zk->efd);
-	pthread_mutex_destroy(&zk->qlock);
-	free(zk->listeners);
+	zk_queue_fini(&zk->queue);
+	free(zk->observers);
 	free(zk->hosts);
 	free(zk->chroot);
 	free(zk->auth_scheme);
@@ -631,28 +626,28 @@ void zk_free(struct zk *zk)
 	free(zk);
 }
 
-int zk_listen(struct zk *zk, const struct zk_listener *l, void *arg)
+int zk_observe(struct zk *zk, const struct zk_observer *o, void *arg)
 {
-	for (size_t i = 0; i < zk->n_listeners; i++) {
-		if (zk->listeners[i].arg == arg && !zk->listeners[i].removed)
+	for (size_t i = 0; i < zk->n_observers; i++) {
+		if (zk->observers[i].arg == arg && !zk->observers[i].removed)
 			return -EEXIST;
 	}
-	if (zk->n_listeners == zk->cap_listeners) {
-		zk->cap_listeners = zk->cap_listeners ? zk->cap_listeners * 2 : 4;
-		zk->listeners = xrealloc(zk->listeners,
-					 zk->cap_listeners * sizeof(*zk->listeners));
+	if (zk->n_observers == zk->cap_observers) {
+		zk->cap_observers = zk->cap_observers ? zk->cap_observers * 2 : 4;
+		zk->observers = xrealloc(zk->observers,
+					 zk->cap_observers * sizeof(*zk->observers));
 	}
-	zk->listeners[zk->n_listeners++] = (struct zk_listen_entry){ .l = l, .arg = arg };
+	zk->observers[zk->n_observers++] = (struct zk_observer_entry){ .o = o, .arg = arg };
 	return 0;
 }
 
-void zk_unlisten(struct zk *zk, void *arg)
+void zk_unobserve(struct zk *zk, void *arg)
 {
-	for (size_t i = 0; i < zk->n_listeners; i++) {
-		if (zk->listeners[i].arg == arg)
-			zk->listeners[i].removed = true;
+	for (size_t i = 0; i < zk->n_observers; i++) {
+		if (zk->observers[i].arg == arg)
+			zk->observers[i].removed = true;
 	}
-	compact_listeners(zk);
+	compact_observers(zk);
 }
 
 enum zk_state zk_state(const struct zk *zk)
@@ -679,4 +674,44 @@ bool zk_client_id(const struct zk *zk, int64_t *id, char passwd[16])
 	*id = cid->client_id;
 	memcpy(passwd, cid->passwd, 16);
 	return true;
+}
+
+/* ---------- requests: the table, on the live handle ---------- */
+
+/* The handle requests go out on; NULL (they fail ZINVALIDSTATE) when there is none. */
+static zhandle_t *zk_live_handle(const struct zk *zk)
+{
+	return zk->state == ZK_CLOSED ? NULL : zk->zh;
+}
+
+void zk_get(struct zk *zk, const char *path, bool watch, zk_done_fn *done, void *arg)
+{
+	zk_req_get(&zk->reqs, zk_live_handle(zk), path, watch, done, arg);
+}
+
+void zk_children(struct zk *zk, const char *path, bool watch, zk_done_fn *done, void *arg)
+{
+	zk_req_children(&zk->reqs, zk_live_handle(zk), path, watch, done, arg);
+}
+
+void zk_exists(struct zk *zk, const char *path, bool watch, zk_done_fn *done, void *arg)
+{
+	zk_req_exists(&zk->reqs, zk_live_handle(zk), path, watch, done, arg);
+}
+
+void zk_create(struct zk *zk, const char *path, const void *data, size_t len, int flags,
+	       bool make_parents, zk_done_fn *done, void *arg)
+{
+	zk_req_create(&zk->reqs, zk_live_handle(zk), path, data, len, flags, make_parents, done,
+		      arg);
+}
+
+void zk_delete(struct zk *zk, const char *path, int version, zk_done_fn *done, void *arg)
+{
+	zk_req_delete(&zk->reqs, zk_live_handle(zk), path, version, done, arg);
+}
+
+void zk_cancel(struct zk *zk, void *arg)
+{
+	zk_req_cancel(&zk->reqs, arg);
 }

@@ -1,16 +1,8 @@
 /*
- * zk_request — the asynchronous requests of zk.h (get, children, exists,
- * create, delete) and their completions.
- *
- * A request lives in zk->reqs from its submission to its completion. Its
- * libzookeeper completion (the *_done functions, on libzookeeper's thread)
- * copies the answer into a REPLY event and posts it (zk_queue_post); the
- * control thread hands it to zk_req_reply, which calls the user's `done`
- * unless the request was cancelled. A request that cannot reach
- * libzookeeper completes through the same queue (complete_later), so `done`
- * never runs from inside the call that asked.
+ * zk_request — see zk_request.h. A request lives in its table from its
+ * submission to its completion.
  */
-#include "zk_internal.h"
+#include "zk_request.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,22 +30,22 @@ struct zk_req {
 	int version;			/* delete: expected version, -1 = any */
 	bool make_parents;		/* create: on ZNONODE, create the ancestors and retry */
 	bool parents_tried;		/* create: the retry with ancestors was sent */
-	struct zk_req *prev;		/* zk->reqs list */
-	struct zk_req *next;		/* zk->reqs list */
+	struct zk_req *prev;		/* table list */
+	struct zk_req *next;		/* table list */
 };
 
 /* ---------- libzookeeper threads: copy the answer, post it ---------- */
 
 /*
- * The completion's `data` is a struct zk_req whose zk pointer we need; the
- * request is only read here for that immutable field.
+ * The completion's `data`: where to post, and which request it was (never
+ * dereferenced on libzookeeper's thread).
  */
 struct zk_req_wire {
-	struct zk *zk;			/* ref */
+	struct zk_queue *queue;		/* ref */
 	struct zk_req *req;		/* ref */
 };
 
-static struct zk_event *reply_event(const void *data, int rc, struct zk **zk_out)
+static struct zk_event *reply_event(const void *data, int rc, struct zk_queue **q_out)
 {
 	const struct zk_req_wire *w = data;
 	struct zk_event *ev = xcalloc(1, sizeof(*ev));
@@ -61,7 +53,7 @@ static struct zk_event *reply_event(const void *data, int rc, struct zk **zk_out
 	ev->kind = ZK_EV_REPLY;
 	ev->req = w->req;
 	ev->rc = rc;
-	*zk_out = w->zk;
+	*q_out = w->queue;
 	free((void *)w);
 	return ev;
 }
@@ -77,8 +69,8 @@ static void reply_stat(struct zk_event *ev, const struct Stat *stat)
 static void data_done(int rc, const char *value, int value_len, const struct Stat *stat,
 		      const void *data)
 {
-	struct zk *zk;
-	struct zk_event *ev = reply_event(data, rc, &zk);
+	struct zk_queue *q;
+	struct zk_event *ev = reply_event(data, rc, &q);
 
 	if (rc == ZOK) {
 		if (value && value_len > 0) {
@@ -88,13 +80,13 @@ static void data_done(int rc, const char *value, int value_len, const struct Sta
 		}
 		reply_stat(ev, stat);
 	}
-	zk_queue_post(zk, ev);
+	zk_queue_post(q, ev);
 }
 
 static void strings_done(int rc, const struct String_vector *sv, const void *data)
 {
-	struct zk *zk;
-	struct zk_event *ev = reply_event(data, rc, &zk);
+	struct zk_queue *q;
+	struct zk_event *ev = reply_event(data, rc, &q);
 
 	if (rc == ZOK && sv && sv->count > 0) {
 		ev->children = xcalloc((size_t)sv->count, sizeof(char *));
@@ -102,27 +94,27 @@ static void strings_done(int rc, const struct String_vector *sv, const void *dat
 			ev->children[i] = xstrdup(sv->data[i]);
 		ev->n_children = (size_t)sv->count;
 	}
-	zk_queue_post(zk, ev);
+	zk_queue_post(q, ev);
 }
 
 static void create_done(int rc, const char *value, const struct Stat *stat, const void *data)
 {
-	struct zk *zk;
-	struct zk_event *ev = reply_event(data, rc, &zk);
+	struct zk_queue *q;
+	struct zk_event *ev = reply_event(data, rc, &q);
 
 	if (rc == ZOK) {
 		ev->path = xstrdup(value ? value : "");
 		reply_stat(ev, stat);
 	}
-	zk_queue_post(zk, ev);
+	zk_queue_post(q, ev);
 }
 
 static void void_done(int rc, const void *data)
 {
-	struct zk *zk;
-	struct zk_event *ev = reply_event(data, rc, &zk);
+	struct zk_queue *q;
+	struct zk_event *ev = reply_event(data, rc, &q);
 
-	zk_queue_post(zk, ev);
+	zk_queue_post(q, ev);
 }
 
 /* Ancestors made for a create: their outcome shows in the create's own result. */
@@ -136,22 +128,28 @@ static void parent_done(int rc, const char *value, const struct Stat *stat, cons
 
 static void stat_done(int rc, const struct Stat *stat, const void *data)
 {
-	struct zk *zk;
-	struct zk_event *ev = reply_event(data, rc, &zk);
+	struct zk_queue *q;
+	struct zk_event *ev = reply_event(data, rc, &q);
 
 	if (rc == ZOK)
 		reply_stat(ev, stat);
-	zk_queue_post(zk, ev);
+	zk_queue_post(q, ev);
 }
 
 /* ---------- control thread ---------- */
 
-static void req_unlink(struct zk *zk, struct zk_req *req)
+void zk_req_init(struct zk_reqs *t, struct zk_queue *queue)
+{
+	t->head = NULL;
+	t->queue = queue;
+}
+
+static void req_unlink(struct zk_reqs *t, struct zk_req *req)
 {
 	if (req->prev)
 		req->prev->next = req->next;
 	else
-		zk->reqs = req->next;
+		t->head = req->next;
 	if (req->next)
 		req->next->prev = req->prev;
 }
@@ -163,55 +161,55 @@ static void req_free(struct zk_req *req)
 	free(req);
 }
 
-void zk_req_discard(struct zk *zk, struct zk_req *req)
+void zk_req_discard(struct zk_reqs *t, struct zk_req *req)
 {
-	req_unlink(zk, req);
+	req_unlink(t, req);
 	req_free(req);
 }
 
-void zk_req_discard_all(struct zk *zk)
+void zk_req_discard_all(struct zk_reqs *t)
 {
-	while (zk->reqs)
-		zk_req_discard(zk, zk->reqs);
+	while (t->head)
+		zk_req_discard(t, t->head);
 }
 
 /* Complete a request that never reached libzookeeper, still asynchronously. */
-static void complete_later(struct zk *zk, struct zk_req *req, int rc)
+static void complete_later(struct zk_reqs *t, struct zk_req *req, int rc)
 {
 	struct zk_event *ev = xcalloc(1, sizeof(*ev));
 
 	ev->kind = ZK_EV_REPLY;
 	ev->req = req;
 	ev->rc = rc;
-	zk_queue_post(zk, ev);
+	zk_queue_post(t->queue, ev);
 }
 
 /* Hand req to libzookeeper; ZOK when its completion will run. */
-static int req_send(struct zk *zk, struct zk_req *req, bool watch)
+static int req_send(struct zk_reqs *t, zhandle_t *zh, struct zk_req *req, bool watch)
 {
 	struct zk_req_wire *w = xmalloc(sizeof(*w));
 	int rc;
 
-	w->zk = zk;
+	w->queue = t->queue;
 	w->req = req;
 	switch (req->op) {
 	case ZK_OP_GET:
-		rc = zoo_aget(zk->zh, req->path, watch, data_done, w);
+		rc = zoo_aget(zh, req->path, watch, data_done, w);
 		break;
 	case ZK_OP_CHILDREN:
-		rc = zoo_aget_children(zk->zh, req->path, watch, strings_done, w);
+		rc = zoo_aget_children(zh, req->path, watch, strings_done, w);
 		break;
 	case ZK_OP_CREATE:
-		rc = zoo_acreate2(zk->zh, req->path, req->data,
+		rc = zoo_acreate2(zh, req->path, req->data,
 				  req->data ? (int)req->data_len : -1, &ZOO_OPEN_ACL_UNSAFE,
 				  req->flags, create_done, w);
 		break;
 	case ZK_OP_DELETE:
-		rc = zoo_adelete(zk->zh, req->path, req->version, void_done, w);
+		rc = zoo_adelete(zh, req->path, req->version, void_done, w);
 		break;
 	case ZK_OP_EXISTS:
 	default:
-		rc = zoo_aexists(zk->zh, req->path, watch, stat_done, w);
+		rc = zoo_aexists(zh, req->path, watch, stat_done, w);
 		break;
 	}
 	/* Not queued by libzookeeper: its completion will never run. */
@@ -225,30 +223,30 @@ static int req_send(struct zk *zk, struct zk_req *req, bool watch)
  * container) followed by the create itself again. The session runs them in
  * order, so the retry sees the ancestors. true when the retry is on its way.
  */
-static bool retry_with_parents(struct zk *zk, struct zk_req *req)
+static bool retry_with_parents(struct zk_reqs *t, zhandle_t *zh, struct zk_req *req)
 {
 	const char *p = req->path;
 	int rc;
 
 	if (req->op != ZK_OP_CREATE || !req->make_parents || req->parents_tried ||
-	    req->cancelled || !zk->zh || zk->state == ZK_CLOSED)
+	    req->cancelled || !zh)
 		return false;
 	req->parents_tried = true;
 	for (const char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
 		char *anc = strndup(p, (size_t)(s - p));
 		if (!anc)
 			break;
-		zoo_acreate2(zk->zh, anc, NULL, -1, &ZOO_OPEN_ACL_UNSAFE, ZOO_CONTAINER,
+		zoo_acreate2(zh, anc, NULL, -1, &ZOO_OPEN_ACL_UNSAFE, ZOO_CONTAINER,
 			     parent_done, NULL);
 		free(anc);
 	}
-	rc = req_send(zk, req, false);
+	rc = req_send(t, zh, req, false);
 	if (rc != ZOK)
-		complete_later(zk, req, rc);
+		complete_later(t, req, rc);
 	return true;
 }
 
-void zk_req_reply(struct zk *zk, struct zk_event *ev)
+void zk_req_reply(struct zk_reqs *t, zhandle_t *zh, const struct zk_event *ev)
 {
 	struct zk_req *req = ev->req;
 	struct zk_result r = {
@@ -262,16 +260,16 @@ void zk_req_reply(struct zk *zk, struct zk_event *ev)
 		.created = req->op == ZK_OP_CREATE && ev->rc == ZOK ? ev->path : NULL,
 	};
 
-	if (ev->rc == ZNONODE && retry_with_parents(zk, req))
+	if (ev->rc == ZNONODE && retry_with_parents(t, zh, req))
 		return;
-	req_unlink(zk, req);
-	if (!req->cancelled && zk->state != ZK_CLOSED && req->done)
+	req_unlink(t, req);
+	if (!req->cancelled && req->done)
 		req->done(req->arg, &r);
 	req_free(req);
 }
 
-static struct zk_req *req_new(struct zk *zk, enum zk_op op, const char *path, zk_done_fn *done,
-			      void *arg)
+static struct zk_req *req_new(struct zk_reqs *t, enum zk_op op, const char *path,
+			      zk_done_fn *done, void *arg)
 {
 	struct zk_req *req = xcalloc(1, sizeof(*req));
 
@@ -280,51 +278,48 @@ static struct zk_req *req_new(struct zk *zk, enum zk_op op, const char *path, zk
 	req->done = done;
 	req->arg = arg;
 	req->version = -1;
-	req->next = zk->reqs;
-	if (zk->reqs)
-		zk->reqs->prev = req;
-	zk->reqs = req;
+	req->next = t->head;
+	if (t->head)
+		t->head->prev = req;
+	t->head = req;
 	return req;
 }
 
-static void req_submit(struct zk *zk, struct zk_req *req, bool watch)
+static void req_submit(struct zk_reqs *t, zhandle_t *zh, struct zk_req *req, bool watch)
 {
 	int rc;
 
-	if (!zk->zh || zk->state == ZK_CLOSED) {
-		complete_later(zk, req, ZINVALIDSTATE);
+	if (!zh) {
+		complete_later(t, req, ZINVALIDSTATE);
 		return;
 	}
-	rc = req_send(zk, req, watch);
+	rc = req_send(t, zh, req, watch);
 	if (rc != ZOK)
-		complete_later(zk, req, rc);
+		complete_later(t, req, rc);
 }
 
-static void submit(struct zk *zk, enum zk_op op, const char *path, bool watch,
+void zk_req_get(struct zk_reqs *t, zhandle_t *zh, const char *path, bool watch,
+		zk_done_fn *done, void *arg)
+{
+	req_submit(t, zh, req_new(t, ZK_OP_GET, path, done, arg), watch);
+}
+
+void zk_req_children(struct zk_reqs *t, zhandle_t *zh, const char *path, bool watch,
+		     zk_done_fn *done, void *arg)
+{
+	req_submit(t, zh, req_new(t, ZK_OP_CHILDREN, path, done, arg), watch);
+}
+
+void zk_req_exists(struct zk_reqs *t, zhandle_t *zh, const char *path, bool watch,
 		   zk_done_fn *done, void *arg)
 {
-	req_submit(zk, req_new(zk, op, path, done, arg), watch);
+	req_submit(t, zh, req_new(t, ZK_OP_EXISTS, path, done, arg), watch);
 }
 
-void zk_get(struct zk *zk, const char *path, bool watch, zk_done_fn *done, void *arg)
+void zk_req_create(struct zk_reqs *t, zhandle_t *zh, const char *path, const void *data,
+		   size_t len, int flags, bool make_parents, zk_done_fn *done, void *arg)
 {
-	submit(zk, ZK_OP_GET, path, watch, done, arg);
-}
-
-void zk_children(struct zk *zk, const char *path, bool watch, zk_done_fn *done, void *arg)
-{
-	submit(zk, ZK_OP_CHILDREN, path, watch, done, arg);
-}
-
-void zk_exists(struct zk *zk, const char *path, bool watch, zk_done_fn *done, void *arg)
-{
-	submit(zk, ZK_OP_EXISTS, path, watch, done, arg);
-}
-
-void zk_create(struct zk *zk, const char *path, const void *data, size_t len, int flags,
-	       bool make_parents, zk_done_fn *done, void *arg)
-{
-	struct zk_req *req = req_new(zk, ZK_OP_CREATE, path, done, arg);
+	struct zk_req *req = req_new(t, ZK_OP_CREATE, path, done, arg);
 
 	if (data) {
 		/* libzookeeper takes an int length; larger nodes are refused by any server */
@@ -334,20 +329,21 @@ void zk_create(struct zk *zk, const char *path, const void *data, size_t len, in
 	}
 	req->flags = flags;
 	req->make_parents = make_parents;
-	req_submit(zk, req, false);
+	req_submit(t, zh, req, false);
 }
 
-void zk_delete(struct zk *zk, const char *path, int version, zk_done_fn *done, void *arg)
+void zk_req_delete(struct zk_reqs *t, zhandle_t *zh, const char *path, int version,
+		   zk_done_fn *done, void *arg)
 {
-	struct zk_req *req = req_new(zk, ZK_OP_DELETE, path, done, arg);
+	struct zk_req *req = req_new(t, ZK_OP_DELETE, path, done, arg);
 
 	req->version = version;
-	req_submit(zk, req, false);
+	req_submit(t, zh, req, false);
 }
 
-void zk_cancel(struct zk *zk, void *arg)
+void zk_req_cancel(struct zk_reqs *t, void *arg)
 {
-	for (struct zk_req *r = zk->reqs; r; r = r->next) {
+	for (struct zk_req *r = t->head; r; r = r->next) {
 		if (r->arg == arg)
 			r->cancelled = true;
 	}

@@ -1,9 +1,9 @@
 /*
  * zkset — see zkset.h.
  *
- * A sync is: children (watch) -> data of every new or stale child (watch)
- * -> when nothing is outstanding, on_settled. Watch events restart the
- * relevant part; completions find their child again by path, so a child
+ * A sync is: children (watch) -> data of every new or stale wanted child
+ * (watch) -> when nothing is outstanding, on_settled. Watch events restart
+ * the relevant part; completions find their child again by path, so a child
  * removed meanwhile is simply ignored. Every request carries the set as its
  * zk argument, so zk_cancel(zk, set) drops all of them at once.
  */
@@ -17,20 +17,17 @@
 
 #include "log.h"
 #include "util.h"
+#include "zkretry.h"
 
 #define RETRY_BASE_MS 1000
-#define RETRY_CAP_MS 60000
 
 struct zkset {
-	char *name;			/* owned; the service's name, for logs */
+	char *label;			/* owned; log prefix, e.g. "svc=web" */
 	struct zk *zk;			/* ref; NULL = no ZooKeeper: never reads */
-	struct rng *rng;		/* ref: retry jitter */
 	const struct zkset_hooks *hooks;	/* ref */
 	void *arg;			/* hooks' argument */
 
 	char *path;			/* owned; znode path, no trailing '/'; NULL = not started */
-	bool serverset;			/* member_* children, ServerSet JSON; else Curator */
-	bool tls;			/* a child is usable with an ssl_port, not a port */
 	enum zkset_phase phase;		/* changed only by phase_set */
 
 	struct zkset_member *members;	/* owned; sorted by name */
@@ -41,11 +38,9 @@ struct zkset {
 	unsigned reads_inflight;	/* get requests outstanding */
 	bool needs_resync;		/* a request failed on the connection: re-read on resume */
 	bool sync_errors;		/* a non-connection error happened in this sync */
-	uint32_t retry_attempt;		/* consecutive retries, drives backoff */
-	struct event *retry_ev;		/* owned; backoff -> resync */
+	struct zkretry retry;		/* owned; backoff -> resync */
 
 	uint64_t errors_total;		/* read errors other than connection loss */
-	uint64_t bad_total;		/* malformed children, once per node version */
 };
 
 /* ---------- the lifecycle ---------- */
@@ -82,11 +77,11 @@ static void phase_set(struct zkset *set, enum zkset_phase to, const char *why)
 	if (set->phase == to)
 		return;
 	if (!phase_allowed(set->phase, to)) {
-		log_error("svc=%s: refused watch transition %s -> %s (%s)", set->name,
+		log_error("%s: refused watch transition %s -> %s (%s)", set->label,
 			  phase_name(set->phase), phase_name(to), why);
 		return;
 	}
-	log_debug("svc=%s: watch %s -> %s (%s)", set->name, phase_name(set->phase),
+	log_debug("%s: watch %s -> %s (%s)", set->label, phase_name(set->phase),
 		  phase_name(to), why);
 	set->phase = to;
 }
@@ -120,11 +115,6 @@ static const char *child_name(const struct zkset *set, const char *path)
 	return name;
 }
 
-static bool wanted_child(const struct zkset *set, const char *name)
-{
-	return !set->serverset || strncmp(name, "member_", 7) == 0;
-}
-
 static int cmp_member_name(const void *key, const void *elem)
 {
 	return strcmp(key, ((const struct zkset_member *)elem)->name);
@@ -140,9 +130,17 @@ static long member_find(const struct zkset *set, const char *name)
 	return m ? (long)(m - set->members) : -1;
 }
 
+static void member_forget(struct zkset *set, struct zkset_member *m)
+{
+	if (set->hooks->forget)
+		set->hooks->forget(set->arg, m);
+	m->priv = NULL;
+	free(m->name);
+}
+
 static void member_remove(struct zkset *set, size_t i)
 {
-	free(set->members[i].name);
+	member_forget(set, &set->members[i]);
 	memmove(&set->members[i], &set->members[i + 1],
 		(set->n_members - i - 1) * sizeof(*set->members));
 	set->n_members--;
@@ -151,7 +149,7 @@ static void member_remove(struct zkset *set, size_t i)
 static void members_clear(struct zkset *set)
 {
 	for (size_t i = 0; i < set->n_members; i++)
-		free(set->members[i].name);
+		member_forget(set, &set->members[i]);
 	set->n_members = 0;
 }
 
@@ -159,17 +157,10 @@ static void members_clear(struct zkset *set)
 
 static void schedule_retry(struct zkset *set)
 {
-	struct timeval tv;
 	uint64_t delay;
 
-	if (evtimer_pending(set->retry_ev, NULL))
-		return;
-	delay = zk_backoff_ms(set->retry_attempt + 1, RETRY_BASE_MS, RETRY_CAP_MS,
-			      rng_next(set->rng));
-	set->retry_attempt++;
-	tv = timeval_from_ms(delay);
-	evtimer_add(set->retry_ev, &tv);
-	log_info("svc=%s: retrying in %llums", set->name, (unsigned long long)delay);
+	if (zkretry_arm(&set->retry, &delay))
+		log_info("%s: retrying in %llums", set->label, (unsigned long long)delay);
 }
 
 /* A request failed. Connection trouble waits for the session; the rest backs off. */
@@ -185,10 +176,10 @@ static void read_failed(struct zkset *set, int rc, const char *path, bool whole_
 	set->errors_total++;
 	set->sync_errors = true;
 	if (rc == ZNOAUTH)
-		log_error("svc=%s: no permission to read %s (ZNOAUTH): check its ACL and "
-			  "zookeeper.auth", set->name, path);
+		log_error("%s: no permission to read %s (ZNOAUTH): check its ACL and "
+			  "zookeeper.auth", set->label, path);
 	else
-		log_error("svc=%s: reading %s failed: %s", set->name, path, zk_rc_name(rc));
+		log_error("%s: reading %s failed: %s", set->label, path, zk_rc_name(rc));
 	if (whole_set)
 		phase_set(set, ZKSET_BACKOFF, zk_rc_name(rc));
 	schedule_retry(set);
@@ -210,7 +201,7 @@ static void settle(struct zkset *set)
 	if (set->phase == ZKSET_SYNCING)
 		phase_set(set, ZKSET_SYNCED, "all read");
 	if (!set->sync_errors)
-		set->retry_attempt = 0;
+		zkretry_succeeded(&set->retry);
 	set->hooks->on_settled(set->arg);
 }
 
@@ -262,10 +253,8 @@ static void merge_children(struct zkset *set, char *const *children, size_t n)
 	size_t n_old = set->n_members, k = 0, i = 0, j = 0;
 	struct zkset_member *next;
 
-	for (size_t x = 0; x < n; x++) {
-		if (wanted_child(set, children[x]))
-			names[k++] = children[x];
-	}
+	for (size_t x = 0; x < n; x++)
+		names[k++] = children[x];
 	qsort(names, k, sizeof(*names), cmp_str);
 	next = xcalloc(k ? k : 1, sizeof(*next));
 	set->members = next;
@@ -273,15 +262,17 @@ static void merge_children(struct zkset *set, char *const *children, size_t n)
 	while (i < n_old || j < k) {
 		int c = i == n_old ? 1 : j == k ? -1 : strcmp(old[i].name, names[j]);
 		if (c < 0) {
-			free(old[i].name);	/* gone */
+			member_forget(set, &old[i]);	/* gone */
 			i++;
 		} else if (c > 0) {
 			struct zkset_member *m = &next[set->n_members++];
 			memset(m, 0, sizeof(*m));
 			m->name = xstrdup(names[j]);
 			m->version = -1;
-			m->logged_version = INT32_MIN;
-			m->stale = true;
+			m->wanted = !set->hooks->wanted || set->hooks->wanted(set->arg, m->name);
+			/* A child the owner does not want is listed only: nothing to wait for. */
+			m->stale = m->wanted;
+			m->loaded = !m->wanted;
 			j++;
 		} else {
 			next[set->n_members++] = old[i];
@@ -292,7 +283,7 @@ static void merge_children(struct zkset *set, char *const *children, size_t n)
 	free(old);
 	free(names);
 	for (size_t x = 0; x < set->n_members; x++) {
-		if (set->members[x].stale)
+		if (set->members[x].wanted && set->members[x].stale)
 			issue_get(set, &set->members[x]);
 	}
 }
@@ -328,50 +319,13 @@ static void exists_done(void *arg, const struct zk_result *r)
 		relist(set, "path appeared");
 	} else if (r->rc == ZNONODE) {
 		if (set->phase != ZKSET_ABSENT)
-			log_info("svc=%s: %s does not exist; waiting for it", set->name, set->path);
+			log_info("%s: %s does not exist; waiting for it", set->label, set->path);
 		members_clear(set);
 		phase_set(set, ZKSET_ABSENT, "path missing");
 	} else {
 		read_failed(set, r->rc, set->path, true);
 	}
 	settle(set);
-}
-
-/* Log and count a skipped child once per version of its data. */
-static void note_skip(struct zkset *set, struct zkset_member *m)
-{
-	if (m->logged_version == m->version)
-		return;
-	m->logged_version = m->version;
-	if (m->verdict == INSTANCE_BAD) {
-		set->bad_total++;
-		log_warn("svc=%s node=%s skipped: %s", set->name, m->name, m->reason);
-	} else {
-		log_info("svc=%s node=%s not routed: %s", set->name, m->name, m->reason);
-	}
-}
-
-/* A child's data as read: its instance, or why it is not routed. */
-static void member_decode(struct zkset *set, struct zkset_member *m, const char *data,
-			  size_t len)
-{
-	if (set->serverset)
-		m->verdict = instance_decode_serverset(data, len, &m->inst, m->reason,
-						       sizeof(m->reason));
-	else
-		m->verdict = instance_decode_curator(m->name, data, len, &m->inst, m->reason,
-						     sizeof(m->reason));
-	if (m->verdict == INSTANCE_OK) {
-		uint16_t port = set->tls ? m->inst.ssl_port : m->inst.port;
-		if (port == 0) {
-			m->verdict = INSTANCE_BAD;
-			snprintf(m->reason, sizeof(m->reason), "%s",
-				 set->tls ? "no sslPort, and the service uses tls"
-					  : "no port (only sslPort), and the service has no tls");
-		}
-	}
-	if (m->verdict != INSTANCE_OK)
-		note_skip(set, m);
 }
 
 static void get_done(void *arg, const struct zk_result *r)
@@ -391,15 +345,13 @@ static void get_done(void *arg, const struct zk_result *r)
 	if (r->rc == ZOK) {
 		m->loaded = true;
 		m->version = r->stat ? r->stat->version : -1;
-		member_decode(set, m, r->data, r->data_len);
+		set->hooks->on_read(set->arg, m, ZOK, r->data, r->data_len);
 	} else if (r->rc == ZNONODE) {
 		member_remove(set, (size_t)i);
 	} else if (r->rc == ZNOAUTH) {
-		/* One unreadable child costs that child, not the service. */
+		/* One unreadable child costs that child, not the set. */
 		m->loaded = true;
-		m->verdict = INSTANCE_BAD;
-		snprintf(m->reason, sizeof(m->reason), "no read permission (ACL)");
-		note_skip(set, m);
+		set->hooks->on_read(set->arg, m, ZNOAUTH, NULL, 0);
 		read_failed(set, r->rc, r->path, false);
 	} else {
 		m->stale = true;
@@ -415,7 +367,7 @@ static void sync_reset(struct zkset *set)
 {
 	if (set->zk)
 		zk_cancel(set->zk, set);
-	evtimer_del(set->retry_ev);
+	zkretry_cancel(&set->retry);
 	set->list_inflight = false;
 	set->relist_wanted = false;
 	set->exists_inflight = false;
@@ -423,24 +375,22 @@ static void sync_reset(struct zkset *set)
 	set->sync_errors = false;
 }
 
-void zkset_resync(struct zkset *set, const char *why)
+static void zkset_resync(struct zkset *set, const char *why)
 {
 	if (!set->zk || !set->path)
 		return;
 	sync_reset(set);
 	set->needs_resync = false;
 	for (size_t i = 0; i < set->n_members; i++)
-		set->members[i].stale = true;
+		set->members[i].stale = set->members[i].wanted;
 	phase_set(set, ZKSET_SYNCING, why);
 	issue_list(set);
 }
 
-static void retry_cb(evutil_socket_t fd, short what, void *arg)
+static void zkset_retry(void *arg)
 {
 	struct zkset *set = arg;
 
-	(void)fd;
-	(void)what;
 	if (!set->zk)
 		return;
 	if (zk_state(set->zk) != ZK_CONNECTED) {
@@ -452,19 +402,96 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 	zkset_resync(set, "retry");
 }
 
+/* ---------- the session ---------- */
+
+/* The same session came back: read again what failed meanwhile. */
+static void zkset_resume(struct zkset *set)
+{
+	if (set->needs_resync || set->phase == ZKSET_IDLE)
+		zkset_resync(set, "session resumed");
+}
+
+/* The session expired: nothing outstanding survives; IDLE until the next session. */
+static void zkset_expire(struct zkset *set)
+{
+	sync_reset(set);
+	set->needs_resync = true;
+	phase_set(set, ZKSET_IDLE, "session expired");
+}
+
+static void zkset_on_session(void *arg, enum zk_session_event ev)
+{
+	struct zkset *set = arg;
+
+	switch (ev) {
+	case ZK_SESSION_NEW:
+		zkset_resync(set, "new session");
+		break;
+	case ZK_SESSION_RESUMED:
+		zkset_resume(set);
+		break;
+	case ZK_SESSION_EXPIRED:
+		zkset_expire(set);
+		break;
+	case ZK_SESSION_LOST:
+		break;
+	}
+}
+
+/* A fired watch; paths that are not the set's own or its children's are ignored. */
+static void zkset_on_watch(void *arg, enum zk_watch_event ev, const char *path)
+{
+	struct zkset *set = arg;
+	const char *name;
+	long i;
+
+	if (!set->path || set->phase == ZKSET_IDLE || set->phase == ZKSET_BACKOFF)
+		return;
+	if (strcmp(path, set->path) == 0) {
+		if (ev != ZK_WATCH_CHANGED)
+			relist(set, ev == ZK_WATCH_CREATED   ? "path created"
+				    : ev == ZK_WATCH_DELETED ? "path deleted"
+							     : "children changed");
+		return;
+	}
+	name = child_name(set, path);
+	i = name ? member_find(set, name) : -1;
+	if (i < 0 || !set->members[i].wanted)
+		return;
+	if (ev == ZK_WATCH_CHANGED) {
+		phase_set(set, ZKSET_SYNCING, "instance data changed");
+		issue_get(set, &set->members[i]);
+	} else if (ev == ZK_WATCH_DELETED) {
+		/*
+		 * Not settled yet: one multi-delete fires one DELETED per child,
+		 * and the owner's guard must see it as one change. The list
+		 * (coalesced) says what is left.
+		 */
+		member_remove(set, (size_t)i);
+		relist(set, "instance deleted");
+	}
+}
+
+static const struct zk_observer zkset_observer = {
+	.on_session = zkset_on_session,
+	.on_watch = zkset_on_watch,
+};
+
 /* ---------- the API ---------- */
 
-struct zkset *zkset_new(struct event_base *base, struct zk *zk, const char *name,
-			struct rng *rng, const struct zkset_hooks *h, void *arg)
+struct zkset *zkset_new(struct event_base *base, struct zk *zk, const char *label,
+			struct rng *rng, uint64_t retry_cap_ms, const struct zkset_hooks *h,
+			void *arg)
 {
 	struct zkset *set = xcalloc(1, sizeof(*set));
 
-	set->name = xstrdup(name);
+	set->label = xstrdup(label);
 	set->zk = zk;
-	set->rng = rng;
 	set->hooks = h;
 	set->arg = arg;
-	set->retry_ev = evtimer_new(base, retry_cb, set);
+	zkretry_init(&set->retry, base, rng, RETRY_BASE_MS, retry_cap_ms, zkset_retry, set);
+	if (zk)
+		zk_observe(zk, &zkset_observer, set);
 	return set;
 }
 
@@ -472,23 +499,19 @@ void zkset_free(struct zkset *set)
 {
 	if (!set)
 		return;
-	if (set->zk)
-		zk_cancel(set->zk, set);
-	event_free(set->retry_ev);
+	zkset_cancel(set);
+	zkretry_fini(&set->retry);
 	members_clear(set);
 	free(set->members);
 	free(set->path);
-	free(set->name);
+	free(set->label);
 	free(set);
 }
 
-void zkset_start(struct zkset *set, const char *path, bool serverset, bool tls,
-		 const char *why)
+void zkset_start(struct zkset *set, const char *path, const char *why)
 {
 	free(set->path);
 	set->path = xstrdup(path);
-	set->serverset = serverset;
-	set->tls = tls;
 	set->needs_resync = true;
 	if (!set->zk)
 		return;
@@ -510,59 +533,22 @@ void zkset_reset(struct zkset *set, const char *why)
 
 void zkset_cancel(struct zkset *set)
 {
-	if (set->zk)
+	if (set->zk) {
+		zk_unobserve(set->zk, set);
 		zk_cancel(set->zk, set);
-	evtimer_del(set->retry_ev);
+	}
+	zkretry_cancel(&set->retry);
 }
 
-bool zkset_resume(struct zkset *set)
+bool zkset_current(const struct zkset *set)
 {
-	if (set->needs_resync || set->phase == ZKSET_IDLE) {
-		zkset_resync(set, "session resumed");
-		return false;
-	}
-	return set->phase == ZKSET_SYNCED || set->phase == ZKSET_ABSENT;
+	return !set->needs_resync &&
+	       (set->phase == ZKSET_SYNCED || set->phase == ZKSET_ABSENT);
 }
 
-void zkset_expire(struct zkset *set)
+enum zkset_phase zkset_phase(const struct zkset *set)
 {
-	sync_reset(set);
-	set->needs_resync = true;
-	phase_set(set, ZKSET_IDLE, "session expired");
-}
-
-void zkset_watch_event(struct zkset *set, enum zk_watch_event ev, const char *path)
-{
-	const char *name;
-	long i;
-
-	if (!set->path || set->phase == ZKSET_IDLE || set->phase == ZKSET_BACKOFF)
-		return;
-	if (strcmp(path, set->path) == 0) {
-		if (ev != ZK_WATCH_CHANGED)
-			relist(set, ev == ZK_WATCH_CREATED   ? "path created"
-				    : ev == ZK_WATCH_DELETED ? "path deleted"
-							     : "children changed");
-		return;
-	}
-	name = child_name(set, path);
-	if (!name || !wanted_child(set, name))
-		return;
-	i = member_find(set, name);
-	if (i < 0)
-		return;
-	if (ev == ZK_WATCH_CHANGED) {
-		phase_set(set, ZKSET_SYNCING, "instance data changed");
-		issue_get(set, &set->members[i]);
-	} else if (ev == ZK_WATCH_DELETED) {
-		/*
-		 * Not settled yet: one multi-delete fires one DELETED per child,
-		 * and the owner's guard must see it as one change. The list
-		 * (coalesced) says what is left.
-		 */
-		member_remove(set, (size_t)i);
-		relist(set, "instance deleted");
-	}
+	return set->phase;
 }
 
 const char *zkset_path(const struct zkset *set)
@@ -584,9 +570,4 @@ bool zkset_needs_resync(const struct zkset *set)
 uint64_t zkset_errors(const struct zkset *set)
 {
 	return set->errors_total;
-}
-
-uint64_t zkset_bad(const struct zkset *set)
-{
-	return set->bad_total;
 }

@@ -10,11 +10,11 @@
  * "trace":[...]}). Logging (Curator, ZooKeeper) goes to stderr. Commands:
  *
  *   {"op":"open","d":D,"connect":HOSTS,"basePath":P,
- *    "payload":"map"|"class"|"list"|"string"|"integer"|"none",
+ *    "payload":"map"|"class"|"list"|"string"|"integer"|"long"|"object"|"none",
  *    "sessionTimeoutMs":N,"serializer":"default"|"full"}
  *       a CuratorFramework + ServiceDiscovery built the usual way:
  *       ServiceDiscoveryBuilder.builder(Map | InstanceDetails | List | String | Integer
- *       | Void .class)
+ *       | Long | Object | Void .class)
  *       with the default JsonInstanceSerializer (which writes no "enabled" field), or
  *       with "full": new JsonInstanceSerializer<>(payloadClass, false), which does.
  *       Waits for the connection.
@@ -258,8 +258,10 @@ public final class CuratorProbe {
             case "list": cls = List.class; break;
             case "string": cls = String.class; break;
             case "integer": cls = Integer.class; break;
+            case "long": cls = Long.class; break;
+            case "object": cls = Object.class; break;
             case "none": cls = Void.class; break;
-            default: throw new IllegalArgumentException("payload must be map, class, list, string, integer or none");
+            default: throw new IllegalArgumentException("payload must be map, class, list, string, integer, long, object or none");
             }
             CuratorFramework client = CuratorFrameworkFactory.builder()
                 .connectString(need(cmd, "connect"))

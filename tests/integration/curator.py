@@ -174,7 +174,8 @@ class CuratorProbe:
     def open(self, hosts, base_path, payload="map", session_timeout_ms=10000, name=None,
              serializer="default"):
         """A new Curator application (client + ServiceDiscovery) reading and writing
-        payloads as a Map ('map'), as InstanceDetails ('class'), as a List ('list')
+        payloads as a Map ('map'), as InstanceDetails ('class'), as a List ('list'),
+        a String, Integer, Long or Object ('string', 'integer', 'long', 'object')
         or none ('none').
         serializer='default' is ServiceDiscoveryBuilder's own JsonInstanceSerializer
         (Curator 5.4: the "compatible" format, no "enabled" field written);

@@ -8,7 +8,7 @@
  *   {"ev":"session","t":..,"event":"new","zk_state":"connected",
  *    "session_id":"0x...","passwd":"<hex>"}
  *   {"ev":"stats","t":..,"state":..,"instances":..,"updates":..,"bad":..,
- *    "held":..,"kept":..,"errors":..,"holding":..,"skipped":..,
+ *    "held":..,"unroutable":..,"duplicates":..,"kept":..,"errors":..,"holding":..,"skipped":..,
  *    "zk":{"state":..,"sessions":..,"expirations":..,"disconnects":..}}
  *
  * Reads commands on stdin: "stats" prints a stats line; EOF or SIGTERM exits.
@@ -119,6 +119,8 @@ static void print_stats(struct probe *p)
 		json_object_set_new(o, "updates", json_integer((json_int_t)st.updates_total));
 		json_object_set_new(o, "bad", json_integer((json_int_t)st.bad_instances_total));
 		json_object_set_new(o, "held", json_integer((json_int_t)st.held_total));
+		json_object_set_new(o, "unroutable", json_integer((json_int_t)st.unroutable_total));
+		json_object_set_new(o, "duplicates", json_integer((json_int_t)st.duplicates_total));
 		json_object_set_new(o, "kept", json_integer((json_int_t)st.kept_total));
 		json_object_set_new(o, "errors", json_integer((json_int_t)st.errors_total));
 		json_object_set_new(o, "holding", json_boolean(st.holding));
@@ -201,7 +203,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static const struct discovery_hooks hooks = { .on_view = on_view, .on_state = on_state };
-	static const struct zk_listener listener = { .on_session = on_session };
+	static const struct zk_observer observer = { .on_session = on_session };
 	struct config cfg;
 	struct service_conf svc;
 	struct probe p;
@@ -252,7 +254,7 @@ int main(int argc, char **argv)
 		p.zk = zk_new(p.base, &cfg.zookeeper);
 		if (!p.zk)
 			return 1;
-		zk_listen(p.zk, &listener, &p);
+		zk_observe(p.zk, &observer, &p);
 	}
 	p.disc = discovery_new(p.base, p.zk, &cfg, &hooks, &p);
 	if (discovery_watch(p.disc, &svc) < 0)
@@ -270,7 +272,7 @@ int main(int argc, char **argv)
 
 	discovery_free(p.disc);
 	if (p.zk) {
-		zk_unlisten(p.zk, &p);
+		zk_unobserve(p.zk, &p);
 		zk_free(p.zk);
 	}
 	event_free(ev_in);

@@ -263,7 +263,7 @@ def families(text):
 def test_metrics_families_are_the_table(shared_zookeeper, zk_path, kazoo_client, backend,
                                         zklb, tmp_path):
     """With every optional part configured (ZooKeeper discovery, overlay,
-    announce, sync), /metrics writes exactly the table's families, in its
+    announce, sync, render), /metrics writes exactly the table's families, in its
     order, with its HELP, TYPE and labels."""
     k = kazoo_client(shared_zookeeper.hosts)
     b1 = backend("b1", "tag")
@@ -285,15 +285,18 @@ def test_metrics_families_are_the_table(shared_zookeeper, zk_path, kazoo_client,
               announce=[{"service": "ann", "base_path": zk_path + "/announced",
                          "address": "127.0.0.1", "port": b1.port,
                          "check": {"type": "tcp", "interval": "100ms"}}],
-              sync=[{"path": zk_path + "/config/app", "file": str(tmp_path / "app")}])
+              sync=[{"path": zk_path + "/config/app", "file": str(tmp_path / "app")}],
+              render=[{"service": "static", "file": str(tmp_path / "static.lines"),
+                       "format": "lines", "wait": {"min": "50ms", "max": "1s"}}])
 
     def settled():
         m = lb.metrics()
         return (m.value("zklb_announce_registrations_total") == 1
                 and m.value("zklb_sync_writes_total") == 1
                 and m.value("zklb_config_overlay_in_force") == 1
-                and m.value("zklb_discovery_connected", service=SVC) == 1)
-    wait_until(settled, 15, what="announce, sync, overlay and discovery to settle")
+                and m.value("zklb_discovery_connected", service=SVC) == 1
+                and m.value("zklb_render_writes_total") == 1)
+    wait_until(settled, 15, what="announce, sync, render, overlay and discovery to settle")
     assert ask_tag(lb.listen(SVC)) == "b1"
 
     text = lb.admin_get("/metrics")[2].decode()

@@ -60,6 +60,11 @@ def wait_no_child(k, path, timeout=10.0):
                        what=f"no child under {path}")
 
 
+def curator_map(payload):
+    """A mapping payload as Curator writes a Map: Jackson's "@class" first."""
+    return {"@class": "java.util.LinkedHashMap", **payload}
+
+
 def assert_curator(doc, name, id_, address, port, payload, t0_ms, t1_ms):
     """Every field Curator 5 writes, with its JSON type, and nothing else."""
     assert list(doc.keys()) == CURATOR_KEYS, doc
@@ -69,7 +74,8 @@ def assert_curator(doc, name, id_, address, port, payload, t0_ms, t1_ms):
     assert isinstance(doc["address"], str) and doc["address"] == address
     assert type(doc["port"]) is int and doc["port"] == port
     assert doc["sslPort"] is None
-    assert doc["payload"] == payload
+    assert doc["payload"] == curator_map(payload)
+    assert list(doc["payload"])[0] == "@class"
     assert type(doc["registrationTimeUTC"]) is int
     assert t0_ms - 1000 <= doc["registrationTimeUTC"] <= t1_ms + 1000
     assert doc["serviceType"] == "DYNAMIC"
@@ -241,7 +247,7 @@ def test_announce_reload_rewrites_removes_and_adds(shared_zookeeper, zk_path, ka
     cfg["announce"] = [announce_entry("web", base, b1.port, payload={"v": 2})]
     z.reload(cfg)
     harness.wait_until(lambda: list(by_port()) == [b1.port] and
-                       by_port()[b1.port][1]["payload"] == {"v": 2}, 10,
+                       by_port()[b1.port][1]["payload"] == curator_map({"v": 2}), 10,
                        what="b1 rewritten, b2 deregistered")
     after = by_port()[b1.port]
     assert after[0] == before[b1.port][0]

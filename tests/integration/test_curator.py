@@ -12,29 +12,39 @@ curator.py): real ServiceDiscovery, ServiceProvider and ServiceCache objects.
              a ServiceCache, which also see it withdrawn when its check fails and
              gone at SIGTERM (pass today).
 
-Strict xfails, each naming what issue 20 changes — un-xfail a test with its fix:
-  - class-payload reader, class-payload ServiceCache, and a mixed service (Java +
-    zklb instances) read by a class-payload consumer: no "@class" in what zklb
-    writes → ClassCastException for the whole service. They announce with
-    `payload_class: zklbtest.InstanceDetails` as soon as `zklb check` accepts it;
-  - a list payload: accepted by zklb check, unreadable by any Curator reader
-    (string and integer payloads are fine: Jackson writes them bare too);
-  - a DYNAMIC_SEQUENTIAL instance's id in zklb is the node name, not the JSON id;
-  - an sslPort-only instance on a service without tls counts as malformed;
-  - removed-then-stopped instances keep taking first attempts (collapse hold +
-    max_ejected_percent).
+What issue 20 changed, each with its test here:
+  - what zklb writes is what Curator writes for the same payload: a Map payload
+    with "@class":"java.util.LinkedHashMap" first, `payload_class` for a
+    class-payload consumer (also a ServiceCache, and a mixed Java + zklb service),
+    a list as ["java.util.ArrayList",[...]], an int64 as ["java.lang.Long",n],
+    strings and int32 bare — read back equal by the matching Curator reader and
+    by an Object reader;
+  - a DYNAMIC_SEQUENTIAL instance's id is the JSON id; of two nodes for one id
+    (Curator re-creates one after a reconnect) one is kept, logged and counted;
+  - an sslPort-only instance on a service without tls is "unroutable", not bad;
+  - instances ZooKeeper no longer lists, whose removal the collapse guard holds,
+    are marked in /services and dropped at their first failure — refusing, or
+    (in a network namespace the test creates) dropping packets — while the same
+    hold over instances that still serve loses no connection.
 
 One JVM serves the whole module; every wait is bounded; processes stop by PID.
 
     tests/run tests/integration/test_curator.py
 """
 
+import ctypes
+import ipaddress
 import json
+import os
 import re
+import shutil
 import signal
+import subprocess
+import threading
 import time
 
 import pytest
+from kazoo.exceptions import NoNodeError
 
 import curator
 import harness
@@ -147,33 +157,34 @@ def announce_entry(base, port, payload=None, payload_class=None):
     return e
 
 
-_payload_class_ok = None
-
-
-def announce_payload_class_supported(tmp_path):
-    """Does this zklb accept announce.payload_class (issue 20)? Asked once with
-    `zklb check`. Today it does not (an unknown key is an error), so the class-reader
-    tests announce without it, which is exactly what a Java consumer meets today."""
-    global _payload_class_ok
-    if _payload_class_ok is None:
-        cfg = harness.zklb_config({}, zookeeper={"hosts": "127.0.0.1:1"},
-                                  announce=[announce_entry("/services", 9, {"zone": "a"},
-                                                           PAYLOAD_CLASS)])
-        f = tmp_path / "payload-class-check.yaml"
-        f.write_text(harness.to_yaml(cfg))
-        r = harness.run_zklb(["check", "-c", str(f)])
-        _payload_class_ok = r.returncode == 0
-        if not _payload_class_ok:
-            print(f"\nzklb check refuses payload_class today: {r.stdout}{r.stderr}".rstrip())
-    return _payload_class_ok
-
-
 def announcer(zklb, zk, base, port, tmp_path, payload, typed=False):
     """A zklb announcing SVC at 127.0.0.1:port under base, with payload; typed=True
-    asks for payload_class zklbtest.InstanceDetails when this zklb knows the key."""
-    pc = PAYLOAD_CLASS if typed and announce_payload_class_supported(tmp_path) else None
+    adds payload_class zklbtest.InstanceDetails (the class-payload consumers' class)."""
     return zklb(services={}, zookeeper=zk_section(zk),
-                announce=[announce_entry(base, port, payload, pc)])
+                announce=[announce_entry(base, port, payload,
+                                         PAYLOAD_CLASS if typed else None)])
+
+
+def curator_node(k, path, timeout=5.0):
+    """The data of a node Curator registered. Its ServiceDiscovery re-registers on a
+    CONNECTED event that may arrive just after registerService returned, and its
+    re-registration deletes and creates the node again: read until it is there."""
+    got = []
+
+    def read():
+        try:
+            got[:] = [k.get(path)[0]]
+            return True
+        except NoNodeError:
+            return False
+    wait_until(read, timeout, what=f"Curator's node {path}")
+    return got[0]
+
+
+def ordered(data):
+    """A node's JSON with every object as a list of (key, value) pairs: equality
+    then includes key order, as bytes would, without depending on number format."""
+    return json.loads(data, object_pairs_hook=list)
 
 
 def wait_curator(read, want, what, timeout=10.0):
@@ -376,32 +387,37 @@ def test_enabled_false_with_the_default_serializer_is_lost_on_the_wire(
 
 
 def sequential_setup(shared_zookeeper, zk_path, apps, backend, zklb):
+    """Curator registers 'seq' as DYNAMIC_SEQUENTIAL. → (app, lb, nodes): usually one
+    node, but Curator re-creates the node when its connection listener sees a
+    (re)connection after the registration (a loaded machine can delay it), and the
+    old one stays: zklb must route one instance either way."""
     b1 = backend("b1", mode="tag")
     app = apps("map")
     r = app.register(SVC, "seq", "127.0.0.1", b1.port, serviceType="DYNAMIC_SEQUENTIAL")
-    (node,) = r["nodes"]
+    nodes = r["nodes"]
+    assert nodes and all(re.fullmatch(r"seq\d{10}", n) for n in nodes), nodes
+    if len(nodes) > 1:
+        print(f"\nCurator made {len(nodes)} nodes for one DYNAMIC_SEQUENTIAL instance: {nodes}")
     lb = router(zklb, shared_zookeeper, zk_path)
     wait_until(lambda: len(ids(lb)) == 1, 10, what="one instance routed")
-    return app, lb, node
+    return app, lb, nodes
 
 
 def test_dynamic_sequential_instance_is_routed(shared_zookeeper, zk_path, apps, backend,
                                                zklb):
     """Curator makes a DYNAMIC_SEQUENTIAL instance an EPHEMERAL_SEQUENTIAL node: the
     node name is the id plus a counter. zklb routes it."""
-    app, lb, node = sequential_setup(shared_zookeeper, zk_path, apps, backend, zklb)
-    assert re.fullmatch(r"seq\d{10}", node), node
+    app, lb, nodes = sequential_setup(shared_zookeeper, zk_path, apps, backend, zklb)
     only_tags(lb.listen(SVC), {"b1"}, n=5)
-    (inst,) = app.query(SVC)
-    assert inst["id"] == "seq" and inst["serviceType"] == "DYNAMIC_SEQUENTIAL"
+    insts = app.query(SVC)
+    assert len(insts) == len(nodes), insts
+    assert all(i["id"] == "seq" and i["serviceType"] == "DYNAMIC_SEQUENTIAL" for i in insts)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: zklb takes a DYNAMIC_SEQUENTIAL "
-                   "instance's id from the node name (seq0000000000), Curator from the JSON id")
 def test_dynamic_sequential_instance_id_is_the_json_id(shared_zookeeper, zk_path, apps,
                                                        backend, zklb):
-    app, lb, node = sequential_setup(shared_zookeeper, zk_path, apps, backend, zklb)
-    assert ids(lb) == ["seq"], f"zklb id {ids(lb)}, node {node}, Curator id 'seq'"
+    app, lb, nodes = sequential_setup(shared_zookeeper, zk_path, apps, backend, zklb)
+    assert ids(lb) == ["seq"], f"zklb id {ids(lb)}, nodes {nodes}, Curator id 'seq'"
 
 
 def ssl_only_setup(shared_zookeeper, zk_path, apps, backend, zklb):
@@ -426,48 +442,256 @@ def test_ssl_port_only_instance_is_not_routed_without_tls(shared_zookeeper, zk_p
     lb.wait_for_log(r"node=tls-only .*no port \(only sslPort\), and the service has no tls")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: an sslPort-only instance on a service "
-                   "without tls is counted as malformed (bad_instances), not as not routable")
 def test_ssl_port_only_instance_is_not_counted_as_malformed(shared_zookeeper, zk_path, apps,
                                                             backend, zklb):
+    """Curator reads such an instance fine; only this service (no tls) cannot use it:
+    zklb lists it as unroutable, with the reason, and counts it apart from bad data."""
     lb = ssl_only_setup(shared_zookeeper, zk_path, apps, backend, zklb)
     svc = service(lb)
     assert svc["bad_instances"] == 0, svc
+    assert svc["unroutable_instances"] == 1, svc
+    (skip,) = svc["skipped"]
+    assert (skip["node"], skip["kind"]) == ("tls-only", "unroutable"), skip
+    assert "only sslPort" in skip["reason"], skip
+    m = lb.metrics()
+    assert m.value("zklb_discovery_unroutable_instances_total", service=SVC) == 1
+    assert m.value("zklb_discovery_bad_instances_total", service=SVC) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: a deliberate removal (ZooKeeper no longer "
-                   "lists the instances) is held by the collapse guard, and with "
-                   "max_ejected_percent one stopped instance stays healthy and keeps taking "
-                   "first attempts")
-def test_removed_and_stopped_instances_take_no_more_attempts(shared_zookeeper, zk_path, apps,
-                                                            backend, zklb):
-    """A Curator application with two of three instances goes away (one ZooKeeper
-    event drops both nodes, so the collapse guard holds the change for collapse_hold),
-    then those two backends stop and refuse. An instance that ZooKeeper no longer lists
-    and that fails should be dropped at its first failure: 30 clients cost at most one
-    failed first attempt per stopped instance. Today the hold keeps both in the pool
-    and max_ejected_percent (50) lets only one of three be ejected."""
-    b1, b2, b3 = (backend(n, mode="tag") for n in ("b1", "b2", "b3"))
-    stays, leaves = apps("map"), apps("map")
-    stays.register(SVC, "i1", "127.0.0.1", b1.port)
-    leaves.register(SVC, "i2", "127.0.0.1", b2.port)
-    leaves.register(SVC, "i3", "127.0.0.1", b3.port)
+def test_dynamic_sequential_second_node_for_one_id_keeps_one(
+        shared_zookeeper, zk_path, apps, backend, zklb, kazoo_client):
+    """Curator re-creates a DYNAMIC_SEQUENTIAL node after a reconnect while the old
+    one lives on: two nodes, one id. Here the two nodes are made from what Curator
+    wrote (so their number does not depend on Curator's timing), one per backend.
+    zklb keeps one (the newer registrationTimeUTC, else the later node), logs and
+    counts the other once, and takes the other back when the kept one goes."""
+    b1, b2 = backend("b1", mode="tag"), backend("b2", mode="tag")
+    app = apps("map")
+    r = app.register("ref", "seq", "127.0.0.1", b1.port, serviceType="DYNAMIC_SEQUENTIAL")
+    k = kazoo_client(shared_zookeeper.hosts)
+    base = f"{zk_path}/services"
+    doc = json.loads(curator_node(k, f"{base}/ref/{r['nodes'][0]}"))
+    assert doc["id"] == "seq" and doc["serviceType"] == "DYNAMIC_SEQUENTIAL", doc
+
+    def node_for(port):
+        return k.create(f"{base}/{SVC}/seq", json.dumps(dict(doc, port=port)).encode(),
+                        sequence=True, ephemeral=True, makepath=True).rsplit("/", 1)[1]
+    first = node_for(b1.port)
+    later = node_for(b2.port)                     # same id and time, a later node
+    assert later > first
+    # Curator itself lists both, under one id.
+    assert sorted((i["id"], i["port"]) for i in app.query(SVC)) == sorted([("seq", b1.port),
+                                                                           ("seq", b2.port)])
+
+    def routed_ports():
+        return [i["port"] for i in harness.instances_of(service(lb)) if i["state"] != "draining"]
     lb = router(zklb, shared_zookeeper, zk_path)
+    wait_until(lambda: routed_ports() == [b2.port], 10, what=f"the later node {later} routed")
+    assert ids(lb) == ["seq"]
+    only_tags(lb.listen(SVC), {"b2"}, n=5)
+    lb.wait_for_log(rf"node={first} skipped: duplicate of id=seq; node {later} is kept")
+    svc = service(lb)
+    assert svc["duplicate_instances"] == 1 and svc["bad_instances"] == 0, svc
+    assert [(x["node"], x["kind"]) for x in svc["skipped"]] == [(first, "duplicate")], svc
+    assert lb.metrics().value("zklb_discovery_duplicate_instances_total", service=SVC) == 1
+
+    # A newer registrationTimeUTC wins over the later node.
+    k.set(f"{base}/{SVC}/{later}",
+          json.dumps(dict(doc, port=b2.port,
+                          registrationTimeUTC=doc["registrationTimeUTC"] - 1000)).encode())
+    wait_until(lambda: routed_ports() == [b1.port], 10, what="the newer registration routed")
+    only_tags(lb.listen(SVC), {"b1"}, n=5)
+    assert service(lb)["duplicate_instances"] == 2   # the later node, at its new version
+
+    k.delete(f"{base}/{SVC}/{later}")
+    wait_until(lambda: service(lb)["skipped"] == [], 10, what="no duplicate left")
+    assert ids(lb) == ["seq"] and service(lb)["duplicate_instances"] == 2
+    only_tags(lb.listen(SVC), {"b1"}, n=5)
+
+
+def scale_down_setup(zk, zk_path, apps, backend, zklb, backends=None):
+    """i1 (stays) and i2, i3 (one Curator application that goes away): zklb routes
+    all three, then the application's session closes — one ZooKeeper change drops two
+    of three nodes, which the collapse guard (0.5, 30 s) holds. → (lb, b1, b2, b3)."""
+    b1, b2, b3 = backends or [backend(n, mode="tag") for n in ("b1", "b2", "b3")]
+    stays, leaves = apps("map"), apps("map")
+    stays.register(SVC, "i1", b1.host, b1.port)
+    leaves.register(SVC, "i2", b2.host, b2.port)
+    leaves.register(SVC, "i3", b3.host, b3.port)
+    lb = router(zklb, zk, zk_path)
     wait_ids(lb, ["i1", "i2", "i3"])
+    tags_until(lb.listen(SVC), {"b1", "b2", "b3"}, timeout=10)
 
     leaves.close_session()
     wait_until(lambda: curator.ids(stays.query(SVC)) == ["i1"], 10, what="ZooKeeper lists i1")
-    wait_until(lambda: service(lb)["held_changes"] >= 1 or ids(lb) == ["i1"], 5,
-               what="zklb saw the removal (held or applied)")
+    wait_until(lambda: service(lb)["holding"], 5, what="zklb holds the removal")
+    insts = {i["id"]: i for i in harness.instances_of(service(lb))}
+    assert ids(lb) == ["i1", "i2", "i3"], insts
+    for i in ("i2", "i3"):
+        assert insts[i]["held"] == "removed" and 0 < insts[i]["hold_ends_in_ms"] <= 30000, insts
+    assert "held" not in insts["i1"], insts
+    return lb, b1, b2, b3
+
+
+def connect_failures(lb, *bs):
+    m = lb.metrics()
+    return {b.name: m.value(harness.METRIC["connect_failures"], service=SVC,
+                            backend=b.address) or 0 for b in bs}
+
+
+def test_removed_and_stopped_instances_take_no_more_attempts(shared_zookeeper, zk_path, apps,
+                                                            backend, zklb):
+    """A Curator application with two of three instances goes away, and the collapse
+    guard holds that removal for collapse_hold; then those two backends stop and
+    refuse. An instance that ZooKeeper no longer lists and that fails is dropped at
+    its first failure, whatever max_ejected_percent (50: one of three) says: 30
+    clients cost at most one failed first attempt per stopped instance."""
+    lb, b1, b2, b3 = scale_down_setup(shared_zookeeper, zk_path, apps, backend, zklb)
     b2.stop()
     b3.stop()
     seen = tags(lb.listen(SVC), 30)
-    assert seen == {"b1": 30}, seen   # retries hide the failures from clients, today too
-    m = lb.metrics()
-    failed = {b.name: m.value(harness.METRIC["connect_failures"], service=SVC,
-                              backend=b.address) or 0 for b in (b2, b3)}
+    assert seen == {"b1": 30}, seen   # retries hide the failures from clients
+    failed = connect_failures(lb, b2, b3)
     print(f"\nscale-down: first attempts on removed, stopped instances: {failed}")
-    assert sum(failed.values()) <= 2, f"connect failures on removed instances: {failed}"
+    assert all(n <= 1 for n in failed.values()), f"connect failures on removed instances: {failed}"
+    insts = {i["id"]: i for i in harness.instances_of(service(lb))}
+    dropped = sorted(i for i, x in insts.items() if x["state"] == "dropped")
+    assert dropped == sorted(f"i{b.name[1]}" for b in (b2, b3) if failed[b.name]), insts
+    assert lb.metrics().value("zklb_service_held_drops_total", service=SVC) == len(dropped)
+    lb.wait_for_log(r"be=127\.0\.0\.1:\d+ id=i[23] dropped after .*ZooKeeper lists it as removed")
+    assert service(lb)["panic"] is False
+
+
+def test_held_removal_of_instances_that_still_serve_loses_no_connection(
+        shared_zookeeper, zk_path, apps, backend, zklb):
+    """The case the collapse guard is for: the registrar's session goes, the instances
+    keep serving. Held, they keep taking traffic and nothing fails or is dropped."""
+    lb, b1, b2, b3 = scale_down_setup(shared_zookeeper, zk_path, apps, backend, zklb)
+    seen = tags_until(lb.listen(SVC), {"b1", "b2", "b3"}, timeout=10, at_least=30)
+    assert set(seen) == {"b1", "b2", "b3"}, seen
+    assert connect_failures(lb, b1, b2, b3) == {"b1": 0, "b2": 0, "b3": 0}
+    svc = service(lb)
+    assert svc["connections_failed"] == 0, svc
+    assert all(i["state"] == "healthy" for i in harness.instances_of(svc)), svc
+    assert (lb.metrics().value("zklb_service_held_drops_total", service=SVC) or 0) == 0
+
+
+class NetNs:
+    """A network namespace this test creates, joined to ours by a veth pair: host_ip
+    here, ns_ip there (a /30 of 198.18.0.0/15, the range set aside for testing
+    networks). backend() listens in it; drop_replies() makes it a host that answers
+    nothing (its packets to us are blackholed). Needs root."""
+
+    CLONE_NEWNET = 0x40000000
+
+    def __init__(self):
+        pid = os.getpid()
+        self.name = f"zklbtest{pid}"
+        self.veth = f"zkv{pid % 10_000_000}"
+        used = self._ip("-4", "-o", "addr", "show").stdout
+        block = pid % 32768
+        while True:
+            net = ipaddress.ip_network("198.18.0.0/15").network_address + block * 4
+            self.host_ip, self.ns_ip = str(net + 1), str(net + 2)
+            if f" {self.host_ip}/" not in used:
+                break
+            block = (block + 1) % 32768
+        self.backends = []
+
+    @staticmethod
+    def _ip(*args):
+        return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10,
+                              check=True)
+
+    def create(self):
+        self._ip("netns", "add", self.name)
+        try:
+            self._ip("link", "add", self.veth + "h", "type", "veth", "peer", "name",
+                     self.veth + "n")
+            self._ip("link", "set", self.veth + "n", "netns", self.name)
+            self._ip("addr", "add", self.host_ip + "/30", "dev", self.veth + "h")
+            self._ip("link", "set", self.veth + "h", "up")
+            self._ip("-n", self.name, "addr", "add", self.ns_ip + "/30", "dev", self.veth + "n")
+            self._ip("-n", self.name, "link", "set", self.veth + "n", "up")
+            self._ip("-n", self.name, "link", "set", "lo", "up")
+        except BaseException:
+            self.delete()
+            raise
+        return self
+
+    def backend(self, name):
+        """A tag Backend listening on ns_ip, its socket made inside the namespace (a
+        thread that joins it with setns(2); the socket stays there)."""
+        box = {}
+
+        def inside():
+            fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                if libc.setns(fd, self.CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns {self.name}")
+                box["b"] = harness.Backend(name, "tag", host=self.ns_ip).start()
+            except BaseException as e:
+                box["error"] = e
+            finally:
+                os.close(fd)
+        t = threading.Thread(target=inside)
+        t.start()
+        t.join(10)
+        if "error" in box:
+            raise box["error"]
+        self.backends.append(box["b"])
+        return box["b"]
+
+    def drop_replies(self):
+        """Whatever the namespace sends us (SYN-ACK, RST) is discarded: a dead host."""
+        self._ip("-n", self.name, "route", "add", "blackhole", self.host_ip + "/32")
+
+    def delete(self):
+        for b in self.backends:
+            b.stop()
+        # The veth pair goes with the namespace that holds one end.
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=10)
+        subprocess.run(["ip", "link", "del", self.veth + "h"], capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def netns():
+    if os.geteuid() != 0:
+        pytest.skip("creating a network namespace needs root (CI runs the suite as root)")
+    if not shutil.which("ip"):
+        pytest.skip("needs iproute2's ip to create a network namespace")
+    ns = NetNs().create()
+    yield ns
+    ns.delete()
+
+
+def test_removed_instances_that_drop_packets_cost_one_wait_each(shared_zookeeper, zk_path,
+                                                              apps, backend, zklb, netns):
+    """The scale-down on a real network, where a stopped host answers nothing: i2 and
+    i3 live in a network namespace whose replies are then blackholed, so a connect to
+    them waits out connect_timeout (1 s). Each stopped instance costs that wait once —
+    its first failure drops it — and no later connection waits on it."""
+    backends = [backend("b1", mode="tag"), netns.backend("b2"), netns.backend("b3")]
+    lb, b1, b2, b3 = scale_down_setup(shared_zookeeper, zk_path, apps, backend, zklb,
+                                      backends=backends)
+    b2.stop()
+    b3.stop()
+    netns.drop_replies()
+    t0 = time.monotonic()
+    seen = tags(lb.listen(SVC), 30, timeout=10)
+    took = time.monotonic() - t0
+    assert seen == {"b1": 30}, seen
+    failed = connect_failures(lb, b2, b3)
+    print(f"\nscale-down, dropping packets: 30 connections in {took:.2f}s; "
+          f"connect timeouts on removed instances: {failed}")
+    assert all(n <= 1 for n in failed.values()), failed
+    for b in (b2, b3):
+        if failed[b.name]:
+            lb.wait_for_log(rf"be={re.escape(b.address)} id=i\d dropped after connect timeout")
+    insts = {i["id"]: i for i in harness.instances_of(service(lb))}
+    assert {i: x["state"] for i, x in insts.items() if x["state"] == "dropped"} == {
+        f"i{b.name[1]}": "dropped" for b in (b2, b3) if failed[b.name]}, insts
 
 
 # ===================================================================== announce
@@ -509,10 +733,6 @@ def test_announce_read_by_map_reader_provider_and_cache(
     assert reader.query(SVC) == []
 
 
-@pytest.mark.xfail(strict=True, raises=CuratorError,
-                   reason="issue 20: zklb writes the payload without Jackson's \"@class\" "
-                   "(and has no payload_class), so a payload-class consumer's "
-                   "queryForInstances throws ClassCastException")
 def test_announce_read_by_class_reader(shared_zookeeper, zk_path, apps, backend, zklb,
                                        tmp_path):
     base = zk_path + "/services"
@@ -528,10 +748,6 @@ def test_announce_read_by_class_reader(shared_zookeeper, zk_path, apps, backend,
     assert inst["port"] == b1.port
 
 
-@pytest.mark.xfail(strict=True, raises=CuratorError,
-                   reason="issue 20: a payload-class ServiceCache cannot deserialize what "
-                   "zklb announces (no \"@class\"): its listener logs ClassCastException "
-                   "and the cache serves an empty list")
 def test_announce_read_by_class_service_cache(shared_zookeeper, zk_path, apps, backend,
                                               zklb, tmp_path):
     base = zk_path + "/services"
@@ -545,10 +761,6 @@ def test_announce_read_by_class_service_cache(shared_zookeeper, zk_path, apps, b
     assert inst["payloadClass"] == PAYLOAD_CLASS and inst["payload"]["zone"] == "a"
 
 
-@pytest.mark.xfail(strict=True, raises=CuratorError,
-                   reason="issue 20: one zklb-announced instance without \"@class\" makes a "
-                   "payload-class consumer's queryForInstances throw for the whole service, "
-                   "so it loses the Java-registered instance too")
 def test_announce_mixed_service_read_by_class_consumer(shared_zookeeper, zk_path, apps,
                                                        backend, zklb, tmp_path):
     base = zk_path + "/services"
@@ -566,6 +778,75 @@ def test_announce_mixed_service_read_by_class_consumer(shared_zookeeper, zk_path
     assert all(i["payloadClass"] == PAYLOAD_CLASS for i in insts)
     by_port = {i["port"]: i for i in insts}
     assert set(by_port) == {b1.port, b2.port}
+
+
+# (Curator reader, payload, payload_class, the Java class Curator makes of it)
+PAYLOADS = [
+    ("map", {"zone": "a", "weight": 3, "rack": {"row": 2, "tags": ["x"]}}, None,
+     "java.util.LinkedHashMap"),
+    ("class", {"zone": "a", "weight": 3, "description": "typed"}, PAYLOAD_CLASS, PAYLOAD_CLASS),
+    ("list", ["a", "b", {"c": 1}], None, "java.util.ArrayList"),
+    ("string", "text", None, "java.lang.String"),
+    ("integer", 42, None, "java.lang.Integer"),
+    ("long", 5_000_000_000, None, "java.lang.Long"),
+]
+
+
+@pytest.mark.parametrize("kind,payload,payload_class,java", PAYLOADS,
+                         ids=[p[0] for p in PAYLOADS])
+def test_announce_writes_what_curator_writes(shared_zookeeper, zk_path, apps, backend, zklb,
+                                             kazoo_client, kind, payload, payload_class,
+                                             java):
+    """For the same payload, the node zklb writes has Curator's fields in Curator's
+    order and the payload exactly as Curator writes it — type id, nesting and key
+    order — and Curator's reader of that payload type reads both the same way."""
+    base = zk_path + "/services"
+    app = apps(kind)
+    app.register("ref", "r1", "127.0.0.1", 9, payload=payload)
+    k = kazoo_client(shared_zookeeper.hosts)
+    theirs = ordered(curator_node(k, f"{base}/ref/r1"))
+
+    b1 = backend("b1", mode="tag")
+    zklb(services={}, zookeeper=zk_section(shared_zookeeper),
+         announce=[announce_entry(base, b1.port, payload, payload_class)])
+    (node,) = wait_announced(app)
+    ours = ordered(k.get(f"{base}/{SVC}/{node}")[0])
+    print(f"\nCurator: {dict(theirs)['payload']}\nzklb:    {dict(ours)['payload']}")
+    assert [key for key, _ in ours] == [key for key, _ in theirs]
+    assert dict(ours)["payload"] == dict(theirs)["payload"]
+
+    (ref,) = app.query("ref")
+    (inst,) = app.query(SVC)
+    assert (inst["payloadClass"], inst["payload"]) == (ref["payloadClass"], ref["payload"])
+    assert inst["payloadClass"] == java and inst["port"] == b1.port
+
+
+def test_announce_read_by_object_reader_as_curator_types(shared_zookeeper, zk_path, apps,
+                                                         backend, zklb):
+    """A consumer built with builder(Object.class) reads every kind of payload zklb
+    writes, each as the Java type Jackson makes of it (the class one included)."""
+    base = zk_path + "/services"
+    b1 = backend("b1", mode="tag")
+    extra = [("real", 1.5, None, "java.lang.Double"), ("bool", True, None, "java.lang.Boolean")]
+    entries = [dict(announce_entry(base, b1.port, payload, cls), service=f"p-{kind}")
+               for kind, payload, cls, _ in PAYLOADS + extra]
+    zklb(services={}, zookeeper=zk_section(shared_zookeeper), announce=entries)
+    reader = apps("object")
+    for kind, payload, _, java in PAYLOADS + extra:
+        (inst,) = wait_curator(lambda: reader.query(f"p-{kind}"), one, f"p-{kind} announced")
+        assert inst["payloadClass"] == java, (kind, inst)
+        assert inst["payload"] == payload, (kind, inst)
+
+
+def test_payload_class_refused_by_check_with_the_reason(tmp_path):
+    """A payload_class needs a mapping payload; zklb check says why, at the key."""
+    cfg = harness.zklb_config({}, zookeeper={"hosts": "127.0.0.1:1"},
+                              announce=[announce_entry("/services", 9, ["a"], PAYLOAD_CLASS)])
+    f = tmp_path / "bad.yaml"
+    f.write_text(harness.to_yaml(cfg))
+    r = harness.run_zklb(["check", "-c", str(f)])
+    assert r.returncode != 0, r
+    assert "payload_class: needs payload: a mapping" in r.stdout + r.stderr, r
 
 
 @pytest.mark.parametrize("kind,value,java", [("string", "text", "java.lang.String"),
@@ -591,10 +872,6 @@ def test_announce_scalar_payload_read_by_matching_reader(shared_zookeeper, zk_pa
     assert (inst["payloadClass"], inst["payload"], inst["port"]) == (java, value, b1.port)
 
 
-@pytest.mark.xfail(strict=True, raises=CuratorError,
-                   reason="issue 20: a list payload passes zklb check and is written as a "
-                   "bare JSON array, which no Curator reader deserializes (Curator writes "
-                   "[\"java.util.ArrayList\", [...]])")
 def test_announce_list_payload_is_refused_or_readable(shared_zookeeper, zk_path, apps,
                                                       backend, zklb, tmp_path,
                                                       kazoo_client):

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "announce.h"
+#include "health.h"
 #include "instance.h"
 
 static void assert_uuid_v4(const char *s)
@@ -53,31 +54,45 @@ static void test_uuid_format(void **state)
 	assert_string_equal(out, "00112233-4455-4677-8899-aabbccddeeff");
 }
 
+/* One check result through health.h's machine with an entry's parameters. */
+static enum health_transition step(struct health *h, bool passed, uint32_t rise, uint32_t fall)
+{
+	struct check_conf c = { .rise = rise, .fall = fall };
+	struct health_params p;
+
+	announce_health_params(&p, &c);
+	return health_on_check(h, &p, passed, 1000);
+}
+
 static void test_health_rise_fall(void **state)
 {
-	struct announce_health h = { 0 };
+	struct health h;
 
 	/* starts down; one pass is not enough with rise 2 */
-	assert_false(h.up);
-	assert_int_equal(announce_health_step(&h, true, 2, 3), ANNOUNCE_HEALTH_SAME);
-	assert_int_equal(announce_health_step(&h, false, 2, 3), ANNOUNCE_HEALTH_SAME);
-	assert_int_equal(announce_health_step(&h, true, 2, 3), ANNOUNCE_HEALTH_SAME);
-	assert_int_equal(announce_health_step(&h, true, 2, 3), ANNOUNCE_HEALTH_UP);
-	assert_true(h.up);
-	assert_int_equal(announce_health_step(&h, true, 2, 3), ANNOUNCE_HEALTH_SAME);
+	health_init_checking(&h, 0);
+	assert_false(health_routable(&h));
+	assert_int_equal(step(&h, true, 2, 3), HEALTH_T_NONE);
+	assert_int_equal(step(&h, false, 2, 3), HEALTH_T_NONE);
+	assert_int_equal(step(&h, true, 2, 3), HEALTH_T_NONE);
+	assert_int_equal(step(&h, true, 2, 3), HEALTH_T_CHECK_UP);
+	assert_true(health_routable(&h));
+	assert_int_equal(step(&h, true, 2, 3), HEALTH_T_NONE);
 	/* fall 3: two failures and a pass reset the count */
-	assert_int_equal(announce_health_step(&h, false, 2, 3), ANNOUNCE_HEALTH_SAME);
-	assert_int_equal(announce_health_step(&h, false, 2, 3), ANNOUNCE_HEALTH_SAME);
-	assert_int_equal(announce_health_step(&h, true, 2, 3), ANNOUNCE_HEALTH_SAME);
-	assert_int_equal(announce_health_step(&h, false, 2, 3), ANNOUNCE_HEALTH_SAME);
-	assert_int_equal(announce_health_step(&h, false, 2, 3), ANNOUNCE_HEALTH_SAME);
-	assert_int_equal(announce_health_step(&h, false, 2, 3), ANNOUNCE_HEALTH_DOWN);
-	assert_false(h.up);
-	assert_int_equal(announce_health_step(&h, false, 2, 3), ANNOUNCE_HEALTH_SAME);
+	assert_int_equal(step(&h, false, 2, 3), HEALTH_T_NONE);
+	assert_int_equal(step(&h, false, 2, 3), HEALTH_T_NONE);
+	assert_int_equal(step(&h, true, 2, 3), HEALTH_T_NONE);
+	assert_int_equal(step(&h, false, 2, 3), HEALTH_T_NONE);
+	assert_int_equal(step(&h, false, 2, 3), HEALTH_T_NONE);
+	assert_int_equal(step(&h, false, 2, 3), HEALTH_T_CHECK_DOWN);
+	assert_false(health_routable(&h));
+	assert_int_equal(step(&h, false, 2, 3), HEALTH_T_NONE);
+	/* every failed attempt is counted (zklb_announce_check_failures_total) */
+	assert_int_equal(h.check_failures_total, 7);
 	/* rise/fall 0 behave as 1 */
-	struct announce_health z = { 0 };
-	assert_int_equal(announce_health_step(&z, true, 0, 0), ANNOUNCE_HEALTH_UP);
-	assert_int_equal(announce_health_step(&z, false, 0, 0), ANNOUNCE_HEALTH_DOWN);
+	struct health z;
+	health_init_checking(&z, 0);
+	assert_int_equal(step(&z, true, 0, 0), HEALTH_T_CHECK_UP);
+	assert_int_equal(step(&z, false, 0, 0), HEALTH_T_CHECK_DOWN);
 }
 
 static void test_node_transitions(void **state)
@@ -105,7 +120,7 @@ static void test_curator_json(void **state)
 					    "uriSpec" };
 	json_t *payload = json_pack("{s:s, s:i}", "zone", "a", "weight", 3);
 	json_t *o = announce_curator_json("web", "6a1f0000-0000-4000-8000-000000000001",
-					  "10.0.0.5", 9001, 0, payload, 1416800000000LL);
+					  "10.0.0.5", 9001, 0, payload, NULL, 1416800000000LL);
 	const char *k;
 	json_t *v;
 	size_t i = 0;
@@ -123,7 +138,13 @@ static void test_curator_json(void **state)
 	assert_true(json_is_integer(json_object_get(o, "port")));
 	assert_int_equal(json_integer_value(json_object_get(o, "port")), 9001);
 	assert_true(json_is_null(json_object_get(o, "sslPort")));
-	assert_true(json_equal(json_object_get(o, "payload"), payload));
+	/* a Map payload, as Curator writes one: "@class" first, then the keys */
+	json_t *want = json_pack("{s:s, s:s, s:i}", "@class", "java.util.LinkedHashMap",
+				 "zone", "a", "weight", 3);
+	assert_true(json_equal(json_object_get(o, "payload"), want));
+	assert_string_equal(json_object_iter_key(json_object_iter(json_object_get(o, "payload"))),
+			    "@class");
+	json_decref(want);
 	assert_true(json_is_integer(json_object_get(o, "registrationTimeUTC")));
 	assert_true(json_integer_value(json_object_get(o, "registrationTimeUTC")) == 1416800000000LL);
 	assert_string_equal(json_string_value(json_object_get(o, "serviceType")), "DYNAMIC");
@@ -146,11 +167,19 @@ static void test_curator_json(void **state)
 	json_decref(o);
 
 	/* sslPort set, no payload */
-	o = announce_curator_json("db", "x", "db.internal", 5432, 5433, NULL, 1);
+	o = announce_curator_json("db", "x", "db.internal", 5432, 5433, NULL, NULL, 1);
 	assert_true(json_is_integer(json_object_get(o, "sslPort")));
 	assert_int_equal(json_integer_value(json_object_get(o, "sslPort")), 5433);
 	assert_true(json_is_null(json_object_get(o, "payload")));
 	assert_string_equal(json_string_value(json_object_get(o, "address")), "db.internal");
+	json_decref(o);
+
+	/* payload_class names the class a payload-class consumer deserializes */
+	o = announce_curator_json("web", "x", "10.0.0.5", 9001, 0, payload,
+				  "com.example.InstanceDetails", 1);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(o, "payload"),
+							      "@class")),
+			    "com.example.InstanceDetails");
 	json_decref(o);
 	json_decref(payload);
 }

@@ -39,9 +39,9 @@ static void test_sync_follows_members(void **state)
 	struct service_conf sc = conf_with(CHECK_TCP);
 	service_configure(svc, &sc);
 	struct member_spec a[] = {
-		{ "a", "127.0.0.1", 1, 0, 1 },
-		{ "b", "127.0.0.1", 2, 0, 1 },
-		{ "n", "no-such-host.invalid", 3, 0, 1 },	/* no address: no check */
+		{ "a", "127.0.0.1", 1, 0, 1, NULL, 0 },
+		{ "b", "127.0.0.1", 2, 0, 1, NULL, 0 },
+		{ "n", "no-such-host.invalid", 3, 0, 1, NULL, 0 },	/* no address: no check */
 	};
 	service_set_members(svc, a, 3, 0);
 	checker_sync(ck, svc, &sc, false);
@@ -98,7 +98,7 @@ static void test_results_reach_the_service(void **state)
 	struct service *svc = service_new("web", 1);
 	struct service_conf sc = conf_with(CHECK_TCP);
 	service_configure(svc, &sc);
-	struct member_spec a[] = { { "a", "127.0.0.1", ntohs(sin.sin_port), 0, 1 } };
+	struct member_spec a[] = { { "a", "127.0.0.1", ntohs(sin.sin_port), 0, 1, NULL, 0 } };
 	service_set_members(svc, a, 1, 0);
 	struct backend *be = svc->members[0];
 	assert_int_equal(be->health.state, HEALTH_CHECKING);

@@ -75,6 +75,37 @@ static void expect_error(const char *yaml, const char *want)
 
 /* ---- reference files ------------------------------------------------------------- */
 
+/* payload_class: a Java class name, for a mapping payload, and not twice. */
+static void test_announce_payload_class(void **state)
+{
+	struct config *cfg = load_ok("zookeeper: {hosts: \"z:1\"}\n"
+				     "announce:\n  - service: web\n    port: 1\n"
+				     "    payload: {zone: a}\n"
+				     "    payload_class: com.example.Details$Inner\n");
+	(void)state;
+	assert_string_equal(cfg->announce[0].payload_class, "com.example.Details$Inner");
+	config_free(cfg);
+	cfg = load_ok("zookeeper: {hosts: \"z:1\"}\nannounce:\n  - {service: web, port: 1}\n");
+	assert_null(cfg->announce[0].payload_class);
+	config_free(cfg);
+
+	expect_error("zookeeper: {hosts: \"z:1\"}\nannounce:\n"
+		     "  - {service: web, port: 1, payload: {a: 1}, payload_class: \"com.1x\"}\n",
+		     "t.yaml:3:61: announce[0].payload_class: 'com.1x' is not a Java class name (e.g. com.example.InstanceDetails)");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nannounce:\n"
+		     "  - {service: web, port: 1, payload: [a], payload_class: a.B}\n",
+		     "t.yaml:3:43: announce[0].payload_class: needs payload: a mapping of the class's properties (a list or scalar payload carries its own Java type)");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nannounce:\n"
+		     "  - {service: web, port: 1, payload_class: a.B}\n",
+		     "t.yaml:3:29: announce[0].payload_class: needs payload: a mapping of the class's properties");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nannounce:\n"
+		     "  - {service: web, port: 1, payload: {\"@class\": a.C}, payload_class: a.B}\n",
+		     "t.yaml:3:38: announce[0].payload: \"@class\" and payload_class both name the class; keep one");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nannounce:\n"
+		     "  - {service: web, port: 1, payload: {\"@class\": 3}}\n",
+		     "t.yaml:3:38: announce[0].payload: \"@class\" must be a Java class name; or use payload_class");
+}
+
 static void test_reference_file(void **state)
 {
 	struct config_errors errs = { 0 };
@@ -130,6 +161,7 @@ static void test_reference_file(void **state)
 	assert_int_equal(cfg->announce[0].port, 9001);
 	assert_true(json_is_object(cfg->announce[0].payload));
 	assert_string_equal(json_string_value(json_object_get(cfg->announce[0].payload, "zone")), "a");
+	assert_string_equal(cfg->announce[0].payload_class, "com.example.InstanceDetails");
 	assert_int_equal(cfg->announce[0].check.type, CHECK_TCP);
 
 	assert_int_equal(cfg->n_sync, 2);
@@ -433,7 +465,7 @@ static void test_address_errors(void **state)
 		     "t.yaml:3:13: services.web.listen: port 0 is out of range 1..65535");
 	expect_error("services:\n  web:\n    listen: 8080\n"
 		     "    discovery: {type: static, backends: [\"h:1\"]}\n",
-		     "t.yaml:3:13: services.web.listen: expected an address (host:port or unix:/path), "
+		     "t.yaml:3:13: services.web.listen: expected an address (host:port, unix:/path or off), "
 		     "got an integer 8080");
 	expect_error("services:\n  web:\n    listen: \"::1:80\"\n"
 		     "    discovery: {type: static, backends: [\"h:1\"]}\n",
@@ -896,6 +928,7 @@ int main(void)
 		cmocka_unit_test(test_networks),
 		cmocka_unit_test(test_kind_names),
 		cmocka_unit_test(test_errors_list),
+		cmocka_unit_test(test_announce_payload_class),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -104,6 +104,51 @@ static void test_curator_unknown_fields_and_payload(void **state)
 	assert_int_equal(cur("a", "{\"address\":\"h\",\"port\":1,\"name\":42}", &i), INSTANCE_OK);
 }
 
+/* All payload pairs of i as "k=v;k=v;". */
+static const char *payload_of(const struct instance *i)
+{
+	static char out[INSTANCE_PAYLOAD_MAX * 2];
+	const char *k, *v;
+	size_t n = 0;
+	out[0] = '\0';
+	for (size_t off = 0; instance_payload_next(i, &off, &k, &v);)
+		n += (size_t)snprintf(out + n, sizeof(out) - n, "%s=%s;", k, v);
+	return out;
+}
+
+static void test_payload_carried(void **state)
+{
+	struct instance i, j;
+	(void)state;
+	/* Top-level scalars in order; "@class", nested values, null and reals left out. */
+	assert_int_equal(cur("a", "{\"address\":\"h\",\"port\":1,\"payload\":{\"@class\":\"x.Y\","
+				  "\"zone\":\"eu-1a\",\"weight\":3,\"canary\":true,\"n\":null,\"r\":1.5,"
+				  "\"m\":{\"k\":\"v\"},\"l\":[1]}}", &i), INSTANCE_OK);
+	assert_string_equal(payload_of(&i), "zone=eu-1a;weight=3;canary=true;");
+	/* A string or list payload carries nothing. */
+	assert_int_equal(cur("a", "{\"address\":\"h\",\"port\":1,\"payload\":\"text\"}", &j), INSTANCE_OK);
+	assert_int_equal(j.payload_len, 0);
+	/* The payload is part of what makes two instances the same. */
+	assert_int_equal(cur("a", "{\"address\":\"h\",\"port\":1,\"payload\":{\"zone\":\"eu-1b\"}}", &j),
+			 INSTANCE_OK);
+	assert_false(instance_same(&i, &j));
+	/* What does not fit is not carried, never cut in the middle. */
+	char big[1024];
+	snprintf(big, sizeof(big), "{\"address\":\"h\",\"port\":1,\"payload\":{\"a\":\"1\",\"b\":\"%0300d\","
+		 "\"c\":\"3\"}}", 0);
+	assert_int_equal(cur("a", big, &i), INSTANCE_OK);
+	assert_string_equal(payload_of(&i), "a=1;c=3;");
+	/* ServerSet: shard and Finagle's metadata map. */
+	assert_int_equal(ss("{\"serviceEndpoint\":{\"host\":\"10.0.0.1\",\"port\":80},\"status\":\"ALIVE\","
+			    "\"shard\":4,\"metadata\":{\"zone\":\"z\"}}", &i), INSTANCE_OK);
+	assert_string_equal(payload_of(&i), "shard=4;zone=z;");
+	/* Round trip through the cache's JSON. */
+	json_t *o = instance_to_curator_json(&i, "web");
+	assert_int_equal(instance_from_curator_json("x", o, &j, reason, sizeof(reason)), INSTANCE_OK);
+	json_decref(o);
+	assert_string_equal(payload_of(&j), "shard=4;zone=z;");
+}
+
 static void test_curator_uri_spec(void **state)
 {
 	struct instance i;
@@ -347,6 +392,114 @@ static void test_curator_json_roundtrip(void **state)
 	assert_int_equal(instance_from_curator_json("x", j, &b, reason, sizeof(reason)),
 			 INSTANCE_BAD);
 	json_decref(j);
+}
+
+static void test_curator_dynamic_sequential_id(void **state)
+{
+	struct instance i;
+	(void)state;
+	/* The node is the id plus ZooKeeper's counter; Curator's users see the JSON id. */
+	assert_int_equal(cur("seq0000000003", "{\"id\":\"seq\",\"address\":\"h\",\"port\":1,"
+				"\"serviceType\":\"DYNAMIC_SEQUENTIAL\"}", &i),
+			 INSTANCE_OK);
+	assert_string_equal(i.id, "seq");
+	/* Without a JSON id, the node name is the identity still. */
+	assert_int_equal(cur("seq0000000003", "{\"address\":\"h\",\"port\":1,"
+				"\"serviceType\":\"DYNAMIC_SEQUENTIAL\"}", &i),
+			 INSTANCE_OK);
+	assert_string_equal(i.id, "seq0000000003");
+	assert_int_equal(cur("seq0000000003", "{\"id\":\"\",\"address\":\"h\",\"port\":1,"
+				"\"serviceType\":\"DYNAMIC_SEQUENTIAL\"}", &i),
+			 INSTANCE_OK);
+	assert_string_equal(i.id, "seq0000000003");
+	/* Other types keep the node name (Curator names the node after the id). */
+	assert_int_equal(cur("node", "{\"id\":\"json\",\"address\":\"h\",\"port\":1,"
+				"\"serviceType\":\"DYNAMIC\"}", &i),
+			 INSTANCE_OK);
+	assert_string_equal(i.id, "node");
+	assert_bad(cur("seq1", "{\"id\":\"a\\u0001b\",\"address\":\"h\",\"port\":1,"
+			  "\"serviceType\":\"DYNAMIC_SEQUENTIAL\"}", &i), "invalid id");
+}
+
+static void test_cmp_nodes(void **state)
+{
+	struct instance a = { .id = "x", .registered_at_ms = 100 };
+	struct instance b = { .id = "x", .registered_at_ms = 200 };
+	struct instance c = { .id = "y", .registered_at_ms = 900 };
+	(void)state;
+	/* by id first */
+	assert_true(instance_cmp_nodes(&a, "n1", &c, "n0") < 0);
+	assert_true(instance_cmp_nodes(&c, "n0", &a, "n1") > 0);
+	/* then the newer registration first */
+	assert_true(instance_cmp_nodes(&b, "x0000000001", &a, "x0000000002") < 0);
+	assert_true(instance_cmp_nodes(&a, "x0000000002", &b, "x0000000001") > 0);
+	/* then the later node first */
+	b.registered_at_ms = a.registered_at_ms;
+	assert_true(instance_cmp_nodes(&a, "x0000000002", &b, "x0000000001") < 0);
+	assert_true(instance_cmp_nodes(&a, "x0000000001", &b, "x0000000002") > 0);
+	assert_int_equal(instance_cmp_nodes(&a, "n", &b, "n"), 0);
+}
+
+static void assert_payload(const char *in, const char *cls, const char *want)
+{
+	json_error_t err;
+	json_t *p = in ? json_loads(in, JSON_DECODE_ANY, &err) : NULL;
+	json_t *out = instance_curator_payload(p, cls);
+	char *got = json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (strcmp(got, want) != 0)
+		fail_msg("payload %s (class %s): got %s, want %s", in ? in : "NULL",
+			 cls ? cls : "-", got, want);
+	free(got);
+	json_decref(out);
+	json_decref(p);
+}
+
+/* Each payload as Curator (Jackson, @JsonTypeInfo(use = CLASS)) writes it. */
+static void test_curator_payload(void **state)
+{
+	(void)state;
+	assert_payload(NULL, NULL, "null");
+	assert_payload("null", NULL, "null");
+	assert_payload("{\"zone\":\"a\",\"n\":{\"x\":[1]}}", NULL,
+		       "{\"@class\":\"java.util.LinkedHashMap\",\"zone\":\"a\",\"n\":{\"x\":[1]}}");
+	assert_payload("{}", NULL, "{\"@class\":\"java.util.LinkedHashMap\"}");
+	assert_payload("{\"zone\":\"a\"}", "com.example.D",
+		       "{\"@class\":\"com.example.D\",\"zone\":\"a\"}");
+	/* a mapping's own "@class" is kept, and moved first as Jackson writes it */
+	assert_payload("{\"zone\":\"a\",\"@class\":\"com.example.D\"}", NULL,
+		       "{\"@class\":\"com.example.D\",\"zone\":\"a\"}");
+	assert_payload("[\"a\",{\"b\":1}]", NULL, "[\"java.util.ArrayList\",[\"a\",{\"b\":1}]]");
+	assert_payload("[]", NULL, "[\"java.util.ArrayList\",[]]");
+	assert_payload("\"text\"", NULL, "\"text\"");
+	assert_payload("true", NULL, "true");
+	assert_payload("1.5", NULL, "1.5");
+	assert_payload("2147483647", NULL, "2147483647");
+	assert_payload("-2147483648", NULL, "-2147483648");
+	assert_payload("2147483648", NULL, "[\"java.lang.Long\",2147483648]");
+	assert_payload("-2147483649", NULL, "[\"java.lang.Long\",-2147483649]");
+}
+
+static void test_java_class_names(void **state)
+{
+	(void)state;
+	assert_true(instance_java_class_ok("InstanceDetails"));
+	assert_true(instance_java_class_ok("com.example.InstanceDetails"));
+	assert_true(instance_java_class_ok("com.example.Outer$Inner"));
+	assert_true(instance_java_class_ok("_a.$b.c9"));
+	assert_false(instance_java_class_ok(NULL));
+	assert_false(instance_java_class_ok(""));
+	assert_false(instance_java_class_ok("com..example"));
+	assert_false(instance_java_class_ok(".com"));
+	assert_false(instance_java_class_ok("com."));
+	assert_false(instance_java_class_ok("com.9x"));
+	assert_false(instance_java_class_ok("com.ex ample"));
+	assert_false(instance_java_class_ok("java.util.List<String>"));
+	char longname[300];
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	assert_false(instance_java_class_ok(longname));
+	longname[255] = '\0';
+	assert_true(instance_java_class_ok(longname));
 }
 
 /* ---------- ServerSet ---------- */
@@ -670,6 +823,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_curator_design_example),
+		cmocka_unit_test(test_payload_carried),
 		cmocka_unit_test(test_curator_id_from_child_name_or_json),
 		cmocka_unit_test(test_curator_long_id),
 		cmocka_unit_test(test_curator_unknown_fields_and_payload),
@@ -684,6 +838,10 @@ int main(void)
 		cmocka_unit_test(test_curator_registration_time_lenient),
 		cmocka_unit_test(test_curator_reason_buffer_optional),
 		cmocka_unit_test(test_curator_json_roundtrip),
+		cmocka_unit_test(test_curator_dynamic_sequential_id),
+		cmocka_unit_test(test_cmp_nodes),
+		cmocka_unit_test(test_curator_payload),
+		cmocka_unit_test(test_java_class_names),
 		cmocka_unit_test(test_serverset_good),
 		cmocka_unit_test(test_serverset_status),
 		cmocka_unit_test(test_serverset_bad),

@@ -98,8 +98,8 @@ static struct fx *fx_new(size_t n_be, unsigned listening, const char *settings, 
 	fx->svc = service_new("t", 1);
 	service_configure(fx->svc, fx->conf);
 	struct member_spec specs[MAX_BE] = {
-		{ "be0", "be0.invalid", 1, 0, 1 },
-		{ "be1", "be1.invalid", 1, 0, 1 },
+		{ "be0", "be0.invalid", 1, 0, 1, NULL, 0 },
+		{ "be1", "be1.invalid", 1, 0, 1, NULL, 0 },
 	};
 	assert_true(n_be <= MAX_BE);
 	service_set_members(fx->svc, specs, n_be, now_ms());

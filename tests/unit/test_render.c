@@ -8,8 +8,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "render.h"
 
 static void test_wait_quiet_period(void **state)
@@ -86,6 +88,41 @@ static void test_token_values(void **state)
 	assert_true(render_token_ok(long_token));
 }
 
+static void test_once_sorts_and_leaves_out(void **state)
+{
+	static const char pl_ok[] = "zone\0a\0";
+	static const char pl_bad[] = "zone\0a;b\0";
+	const struct render_member v[] = {
+		{ .id = "n", .host = "db.example", .port = 5, .weight = 1 },
+		{ .id = "b", .host = "10.0.0.10", .port = 80, .weight = 2, .payload = pl_ok,
+		  .payload_len = sizeof(pl_ok) - 1 },
+		{ .id = "a", .host = "10.0.0.9", .port = 80, .weight = 1 },
+		{ .id = "v6", .host = "::1", .port = 81, .weight = 1 },
+		{ .id = "x y", .host = "10.0.0.1", .port = 1, .weight = 1 },
+		{ .id = "c", .host = "10.0.0.2\nserver evil", .port = 1, .weight = 1 },
+		{ .id = "p", .host = "10.0.0.3", .port = 1, .weight = 1, .payload = pl_bad,
+		  .payload_len = sizeof(pl_bad) - 1 },
+	};
+	struct render_conf rc = { .service = "web", .file = "/nonexistent/x",
+				  .template_text = "{{#instances}}{{id}}={{endpoint}}"
+						   "{{#payload.zone}}@{{payload.zone}}{{/payload.zone}}"
+						   "{{^last}},{{/last}}{{/instances}}" };
+	size_t len, left;
+	char err[128];
+	char *out = render_once(&rc, v, sizeof(v) / sizeof(v[0]), &len, &left, err, sizeof(err));
+	assert_non_null(out);
+	/* Numeric order for IPv4 (9 before 10), then IPv6, then names. */
+	assert_string_equal(out, "a=10.0.0.9:80,b=10.0.0.10:80@a,v6=[::1]:81,n=db.example:5");
+	assert_int_equal(left, 3);
+	free(out);
+	/* Payload values are checked only when the template shows them. */
+	rc.template_text = "{{#instances}}{{id}} {{/instances}}";
+	out = render_once(&rc, v, sizeof(v) / sizeof(v[0]), &len, &left, err, sizeof(err));
+	assert_string_equal(out, "p a b v6 n ");
+	assert_int_equal(left, 2);
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -93,6 +130,7 @@ int main(void)
 		cmocka_unit_test(test_wait_storm_capped_by_max),
 		cmocka_unit_test(test_host_values),
 		cmocka_unit_test(test_token_values),
+		cmocka_unit_test(test_once_sorts_and_leaves_out),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

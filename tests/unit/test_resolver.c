@@ -46,7 +46,7 @@ static void run(struct seen *s)
 
 static struct backend *named(struct service *svc, const char *id, const char *host)
 {
-	struct member_spec m = { id, host, 9001, 0, 1 };
+	struct member_spec m = { id, host, 9001, 0, 1, NULL, 0 };
 	service_set_members(svc, &m, 1, 1000);
 	return svc->members[0];
 }
@@ -148,7 +148,7 @@ static void test_free_cancels(void **state)
 	char ids[8][8];
 	for (int i = 0; i < 8; i++) {
 		snprintf(ids[i], sizeof(ids[i]), "i%d", i);
-		m[i] = (struct member_spec){ ids[i], "localhost", (uint16_t)(9000 + i), 0, 1 };
+		m[i] = (struct member_spec){ ids[i], "localhost", (uint16_t)(9000 + i), 0, 1, NULL, 0 };
 	}
 	service_set_members(svc, m, 8, 1000);
 	for (int i = 0; i < 8; i++)

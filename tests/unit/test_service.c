@@ -27,8 +27,8 @@ static void test_members_keep_identity(void **state)
 {
 	struct service *svc = service_new("web", 2);
 	struct member_spec a[] = {
-		{ "i1", "127.0.0.1", 9001, 0, 1 },
-		{ "i2", "127.0.0.1", 9002, 0, 1 },
+		{ "i1", "127.0.0.1", 9001, 0, 1, NULL, 0 },
+		{ "i2", "127.0.0.1", 9002, 0, 1, NULL, 0 },
 	};
 	assert_true(service_set_members(svc, a, 2, 1000));
 	struct backend *i1 = svc->members[0];
@@ -37,8 +37,8 @@ static void test_members_keep_identity(void **state)
 
 	/* Same instance again plus a new one: i1 keeps its object and state. */
 	struct member_spec b[] = {
-		{ "i1", "127.0.0.1", 9001, 0, 1 },
-		{ "i3", "127.0.0.1", 9003, 0, 1 },
+		{ "i1", "127.0.0.1", 9001, 0, 1, NULL, 0 },
+		{ "i3", "127.0.0.1", 9003, 0, 1, NULL, 0 },
 	};
 	assert_true(service_set_members(svc, b, 2, 2000));
 	assert_ptr_equal(svc->members[0], i1);
@@ -57,7 +57,7 @@ static void test_members_keep_identity(void **state)
 	assert_false(service_set_members(svc, b, 2, 3000));
 
 	/* Same id, new port: a new instance. */
-	struct member_spec c[] = { { "i1", "127.0.0.1", 9101, 0, 1 } };
+	struct member_spec c[] = { { "i1", "127.0.0.1", 9101, 0, 1, NULL, 0 } };
 	assert_true(service_set_members(svc, c, 1, 4000));
 	assert_ptr_not_equal(svc->members[0], i1);
 	atomic_store(&i1->active, 0);
@@ -69,7 +69,7 @@ static void test_members_keep_identity(void **state)
 static void test_snapshot_refcounts(void **state)
 {
 	struct service *svc = service_new("db", 2);
-	struct member_spec a[] = { { "x", "127.0.0.1", 7000, 0, 2 } };
+	struct member_spec a[] = { { "x", "127.0.0.1", 7000, 0, 2, NULL, 0 } };
 	service_set_members(svc, a, 1, 0);
 	struct backend *x = svc->members[0];
 	struct config_ref *cfg = dummy_cfg();
@@ -112,7 +112,7 @@ static void test_snapshot_refcounts(void **state)
 static void test_unresolvable_member_never_routable(void **state)
 {
 	struct service *svc = service_new("bad", 2);
-	struct member_spec a[] = { { "q", "no-such-host.invalid", 1, 0, 1 } };
+	struct member_spec a[] = { { "q", "no-such-host.invalid", 1, 0, 1, NULL, 0 } };
 	service_set_members(svc, a, 1, 0);
 	assert_false(backend_routable(svc->members[0], 1000000));
 	service_retire(svc);
@@ -129,7 +129,7 @@ static void test_passive_failures_eject(void **state)
 	sc.health.max_ejected_percent = 100;
 	sc.health.panic_threshold = 0;
 	service_configure(svc, &sc);
-	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1 }, { "b", "127.0.0.1", 7002, 0, 1 } };
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1, NULL, 0 }, { "b", "127.0.0.1", 7002, 0, 1, NULL, 0 } };
 	service_set_members(svc, a, 2, now_ms());
 	struct backend *be = svc->members[0];
 	uint64_t t = now_ms();
@@ -172,7 +172,7 @@ static void drop(struct service *svc)
 static void test_max_ejected_percent_is_service_wide(void **state)
 {
 	struct service *svc = health_svc("pct", 1, 50, 0, CHECK_NONE);
-	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1 }, { "b", "127.0.0.1", 7002, 0, 1 } };
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1, NULL, 0 }, { "b", "127.0.0.1", 7002, 0, 1, NULL, 0 } };
 	service_set_members(svc, a, 2, now_ms());
 	struct backend *x = svc->members[0], *y = svc->members[1];
 	service_report_failure(svc, x, "test");
@@ -193,13 +193,101 @@ static void test_max_ejected_percent_is_service_wide(void **state)
 	drop(svc);
 }
 
+/*
+ * A collapse hold marks what ZooKeeper no longer lists; a marked member that
+ * fails is dropped at its first failure, past max_ejected_percent and
+ * failures_to_eject; one that serves keeps serving; the hold's end brings a
+ * dropped member back through a fresh backend.
+ */
+static void test_held_members_drop_at_first_failure(void **state)
+{
+	struct service *svc = health_svc("held", 3, 50, 50, CHECK_NONE);
+	struct member_spec a[] = {
+		{ "a", "127.0.0.1", 7001, 0, 1, NULL, 0 },
+		{ "b", "127.0.0.1", 7002, 0, 1, NULL, 0 },
+		{ "c", "127.0.0.1", 7003, 0, 1, NULL, 0 },
+	};
+	struct member_spec listed[] = {
+		{ "a", "127.0.0.1", 7001, 0, 1, NULL, 0 },
+		{ "c", "127.0.0.1", 7013, 0, 1, NULL, 0 },	/* c moved */
+	};
+	uint64_t now = now_ms();
+	service_set_members(svc, a, 3, now);
+	struct backend *x = svc->members[0], *y = svc->members[1], *z = svc->members[2];
+
+	assert_int_equal(service_hold(svc, true, listed, 2, now + 30000), 0);
+	assert_int_equal(x->held, BACKEND_HELD_NONE);
+	assert_int_equal(y->held, BACKEND_HELD_REMOVED);
+	assert_int_equal(z->held, BACKEND_HELD_CHANGED);
+	assert_true(y->held_until_ms == now + 30000);
+
+	/* A success changes nothing: a held member that serves keeps serving. */
+	service_report_success(svc, y);
+	assert_true(atomic_load(&y->member) && backend_routable(y, now_ms()));
+
+	/* One failure each drops both; 50% of 3 would have let one be ejected, after 3. */
+	service_report_failure(svc, y, "test");
+	service_report_failure(svc, z, "test");
+	assert_true(y->dropped && z->dropped);
+	assert_false(atomic_load(&y->member));
+	assert_false(atomic_load(&z->member));
+	assert_int_equal(atomic_load(&svc->held_drops), 2);
+	assert_int_equal(atomic_load(&svc->ejections), 0);
+	/* An unmarked member is under the usual policy: one failure of three does nothing. */
+	service_report_failure(svc, x, "test");
+	assert_false(x->dropped);
+	assert_true(atomic_load(&x->member));
+	assert_int_equal(x->health.state, HEALTH_HEALTHY);
+	/* The dropped ones are out of the pool: no panic over 1 of 1. */
+	service_tick(svc, now_ms());
+	assert_false(svc->panic);
+
+	/* ZooKeeper lists b again (still held): b is to come back; the view is re-applied. */
+	struct member_spec again[] = { a[0], a[1], listed[1] };
+	assert_int_equal(service_hold(svc, true, again, 3, now + 30000), 1);
+	assert_true(service_set_members(svc, a, 3, now_ms()));
+	assert_ptr_equal(svc->members[0], x);
+	assert_ptr_not_equal(svc->members[1], y);	/* made afresh */
+	assert_ptr_not_equal(svc->members[2], z);
+	assert_true(atomic_load(&svc->members[1]->member));
+	assert_false(svc->members[1]->dropped);
+
+	/* The hold ends: no marks left, on members or draining ones. */
+	assert_int_equal(service_hold(svc, false, NULL, 0, 0), 0);
+	for (size_t i = 0; i < svc->n_members; i++)
+		assert_int_equal(svc->members[i]->held, BACKEND_HELD_NONE);
+	for (size_t i = 0; i < svc->n_draining; i++)
+		assert_int_equal(svc->draining[i]->held, BACKEND_HELD_NONE);
+	drop(svc);
+}
+
+/* A failed active check of a held member drops it too. */
+static void test_held_member_dropped_by_failed_check(void **state)
+{
+	struct service *svc = health_svc("heldck", 3, 50, 0, CHECK_TCP);
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1, NULL, 0 }, { "b", "127.0.0.1", 7002, 0, 1, NULL, 0 } };
+	service_set_members(svc, a, 2, now_ms());
+	struct backend *y = svc->members[1];
+	service_hold(svc, true, a, 1, now_ms() + 1000);
+	assert_int_equal(y->held, BACKEND_HELD_REMOVED);
+	service_check_result(svc, y, true, NULL, now_ms());
+	assert_false(y->dropped);
+	service_check_result(svc, y, false, "refused", now_ms());
+	assert_true(y->dropped);
+	assert_false(atomic_load(&y->member));
+	assert_int_equal(atomic_load(&svc->held_drops), 1);
+	/* The hold ends without applying: y is to serve again. */
+	assert_int_equal(service_hold(svc, false, NULL, 0, 0), 1);
+	drop(svc);
+}
+
 /* A member still waiting for its name is no instance yet: it does not make room. */
 static void test_unresolved_members_do_not_count(void **state)
 {
 	struct service *svc = health_svc("names", 1, 50, 0, CHECK_NONE);
 	struct member_spec a[] = {
-		{ "a", "127.0.0.1", 7001, 0, 1 },
-		{ "b", "no-such-host.invalid", 7002, 0, 1 },
+		{ "a", "127.0.0.1", 7001, 0, 1, NULL, 0 },
+		{ "b", "no-such-host.invalid", 7002, 0, 1, NULL, 0 },
 	};
 	service_set_members(svc, a, 2, now_ms());
 	struct backend *x = svc->members[0];
@@ -215,7 +303,7 @@ static void test_unresolved_members_do_not_count(void **state)
 static void test_success_resets_the_streak(void **state)
 {
 	struct service *svc = health_svc("streak", 2, 100, 0, CHECK_NONE);
-	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1 } };
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1, NULL, 0 } };
 	service_set_members(svc, a, 1, now_ms());
 	struct backend *x = svc->members[0];
 	service_report_success(svc, x);		/* no streak: nothing to do */
@@ -235,7 +323,7 @@ static void test_success_resets_the_streak(void **state)
 static void test_tick_panic_and_return(void **state)
 {
 	struct service *svc = health_svc("panic", 1, 100, 50, CHECK_NONE);
-	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1 }, { "b", "127.0.0.1", 7002, 0, 1 } };
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1, NULL, 0 }, { "b", "127.0.0.1", 7002, 0, 1, NULL, 0 } };
 	service_set_members(svc, a, 2, now_ms());
 	struct backend *x = svc->members[0], *y = svc->members[1];
 	uint64_t t = now_ms();
@@ -263,7 +351,7 @@ static void test_tick_panic_and_return(void **state)
 static void test_check_results(void **state)
 {
 	struct service *svc = health_svc("chk", 3, 50, 0, CHECK_TCP);
-	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1 } };
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1, NULL, 0 } };
 	service_set_members(svc, a, 1, 1000);
 	struct backend *x = svc->members[0];
 	assert_int_equal(x->health.state, HEALTH_CHECKING);
@@ -294,7 +382,7 @@ static void test_check_results(void **state)
 static void test_has_member(void **state)
 {
 	struct service *svc = service_new("m", 1);
-	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1 } };
+	struct member_spec a[] = { { "a", "127.0.0.1", 7001, 0, 1, NULL, 0 } };
 	service_set_members(svc, a, 1, 0);
 	struct backend *x = backend_get(svc->members[0]);
 	assert_true(service_has_member(svc, x));
@@ -332,6 +420,8 @@ int main(void)
 		cmocka_unit_test(test_passive_failures_eject),
 		cmocka_unit_test(test_max_ejected_percent_is_service_wide),
 		cmocka_unit_test(test_unresolved_members_do_not_count),
+		cmocka_unit_test(test_held_members_drop_at_first_failure),
+		cmocka_unit_test(test_held_member_dropped_by_failed_check),
 		cmocka_unit_test(test_success_resets_the_streak),
 		cmocka_unit_test(test_tick_panic_and_return),
 		cmocka_unit_test(test_check_results),

@@ -1,14 +1,14 @@
 /*
- * Unit tests for sync's pure parts — which child names may become files,
- * and when a file needs writing (content-unchanged decisions) — and for the
- * atomic file replacement sync writes with (util's file_write_atomic):
- * bytes, mode, no temporary file left, a missing directory refused.
+ * Unit tests for sync's pure parts: which child names may become files,
+ * and when a file needs writing (content-unchanged decisions); and a
+ * children entry whose ZooKeeper never answers (its zkset waits: nothing in
+ * dir is touched, not even the files its manifest names). The atomic
+ * replacement sync writes with is util's, tested in test_util.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
+
+#include <event2/event.h>
 
 #include "sync.h"
 #include "util.h"
@@ -70,54 +72,69 @@ static void test_decide(void **state)
 	assert_int_equal(sync_decide("", 0, 0644, a, 6, 0644), SYNC_ACTION_WRITE);
 }
 
-static int count_entries(const char *dir)
+static void write_file(const char *dir, const char *name, const char *text)
 {
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int n = 0;
+	char path[256];
+	FILE *f;
 
-	while (d && (e = readdir(d)) != NULL)
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			n++;
-	if (d)
-		closedir(d);
-	return n;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
 }
 
-static void test_write_atomic(void **state)
+static bool exists_in(const char *dir, const char *name)
 {
-	char dir[] = "/tmp/zklb-test-sync-XXXXXX", path[128], buf[64], err[256];
-	struct stat st;
-	FILE *f;
-	size_t n;
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return access(path, F_OK) == 0;
+}
+
+static void test_children_wait_for_zookeeper(void **state)
+{
+	char dir[] = "/tmp/zklb-test-sync-XXXXXX", path[256];
+	struct event_base *base = event_base_new();
+	struct sync_conf conf = {
+		.path = "/config/app",
+		.children = true,
+		.mode = 0644,
+		.on_change_timeout_ms = 30000,
+		.on_delete = SYNC_DELETE_REMOVE,
+		.max_size = 1 << 20,
+	};
+	struct sync_stats st;
+	struct sync *s;
 
 	assert_non_null(mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/app.conf", dir);
-	assert_int_equal(file_write_atomic(path, "one\n", 4, 0640, err, sizeof(err)), 0);
-	assert_int_equal(stat(path, &st), 0);
-	assert_int_equal(st.st_mode & 07777, 0640);
-	assert_int_equal(st.st_size, 4);
-	/* replace: new bytes, new mode, nothing else left in the directory */
-	assert_int_equal(file_write_atomic(path, "second\n", 7, 0600, err, sizeof(err)), 0);
-	f = fopen(path, "rb");
-	assert_non_null(f);
-	n = fread(buf, 1, sizeof(buf), f);
-	fclose(f);
-	assert_int_equal(n, 7);
-	assert_memory_equal(buf, "second\n", 7);
-	assert_int_equal(stat(path, &st), 0);
-	assert_int_equal(st.st_mode & 07777, 0600);
-	assert_int_equal(count_entries(dir), 1);
-	/* an empty file is a file */
-	assert_int_equal(file_write_atomic(path, "", 0, 0644, err, sizeof(err)), 0);
-	assert_int_equal(stat(path, &st), 0);
-	assert_int_equal(st.st_size, 0);
-	/* a missing directory: refused with a message, nothing created */
-	snprintf(path, sizeof(path), "%s/nodir/app.conf", dir);
-	assert_true(file_write_atomic(path, "x", 1, 0644, err, sizeof(err)) < 0);
-	assert_true(strlen(err) > 0);
-	assert_int_equal(count_entries(dir), 1);
-	snprintf(path, sizeof(path), "%s/app.conf", dir);
+	conf.dir = dir;
+	/* a file zklb wrote in an earlier run, and the manifest that says so */
+	write_file(dir, "app.properties", "k=v\n");
+	write_file(dir, SYNC_MANIFEST, "app.properties\n");
+	s = sync_new(base, NULL);
+	sync_apply(s, &conf, 1);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	assert_int_equal(sync_count(s), 1);
+	sync_stats(s, 0, &st);
+	assert_int_equal(st.state, SYNC_WAITING);
+	assert_string_equal(st.path, "/config/app");
+	assert_string_equal(st.target, dir);
+	assert_int_equal(st.writes_total + st.removals_total + st.errors_total, 0);
+	/* no answer is not "absent": on_delete does not apply, the files stay */
+	assert_true(exists_in(dir, "app.properties"));
+	assert_true(exists_in(dir, SYNC_MANIFEST));
+	/* a reload that drops the entry leaves them too */
+	sync_apply(s, NULL, 0);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	assert_int_equal(sync_count(s), 0);
+	assert_true(exists_in(dir, "app.properties"));
+	assert_true(exists_in(dir, SYNC_MANIFEST));
+	sync_free(s);
+	event_base_free(base);
+	snprintf(path, sizeof(path), "%s/app.properties", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/%s", dir, SYNC_MANIFEST);
 	unlink(path);
 	rmdir(dir);
 }
@@ -127,7 +144,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_child_names),
 		cmocka_unit_test(test_decide),
-		cmocka_unit_test(test_write_atomic),
+		cmocka_unit_test(test_children_wait_for_zookeeper),
 	};
 	return cmocka_run_group_tests_name("sync", tests, NULL, NULL);
 }

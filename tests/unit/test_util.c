@@ -1,7 +1,8 @@
 /*
  * Unit tests for util's parsers: durations, sizes, host:port splitting and
  * address parsing. Only numeric hosts and "localhost" (from /etc/hosts), so no
- * test ever asks DNS.
+ * test ever asks DNS. And the atomic file replacement (file_write_atomic):
+ * bytes, mode, no temporary file left, a missing directory refused.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,9 +11,14 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -188,6 +194,58 @@ static void test_addr_parse(void **state)
 	assert_non_null(strstr(err, "is not host:port"));
 }
 
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	while (d && (e = readdir(d)) != NULL)
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			n++;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static void test_write_atomic(void **state)
+{
+	char dir[] = "/tmp/zklb-test-util-XXXXXX", path[128], buf[64], err[256];
+	struct stat st;
+	FILE *f;
+	size_t n;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/app.conf", dir);
+	assert_int_equal(file_write_atomic(path, "one\n", 4, 0640, err, sizeof(err)), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	assert_int_equal(st.st_size, 4);
+	/* replace: new bytes, new mode, nothing else left in the directory */
+	assert_int_equal(file_write_atomic(path, "second\n", 7, 0600, err, sizeof(err)), 0);
+	f = fopen(path, "rb");
+	assert_non_null(f);
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	assert_int_equal(n, 7);
+	assert_memory_equal(buf, "second\n", 7);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(count_entries(dir), 1);
+	/* an empty file is a file */
+	assert_int_equal(file_write_atomic(path, "", 0, 0644, err, sizeof(err)), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 0);
+	/* a missing directory: refused with a message, nothing created */
+	snprintf(path, sizeof(path), "%s/nodir/app.conf", dir);
+	assert_true(file_write_atomic(path, "x", 1, 0644, err, sizeof(err)) < 0);
+	assert_true(strlen(err) > 0);
+	assert_int_equal(count_entries(dir), 1);
+	snprintf(path, sizeof(path), "%s/app.conf", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -196,6 +254,7 @@ int main(void)
 		cmocka_unit_test(test_size_parse),
 		cmocka_unit_test(test_split_host_port),
 		cmocka_unit_test(test_addr_parse),
+		cmocka_unit_test(test_write_atomic),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,16 +1,27 @@
 /*
- * Unit tests for zk's pure parts: the session lifecycle's transition table,
- * the reconnect backoff, and chroot parsing. (The session itself is tested
- * against a real ZooKeeper in tests/integration/test_discovery_module.py.)
+ * Unit tests for the ZooKeeper layer without a server: the session
+ * lifecycle's transition table, the reconnect backoff, chroot parsing; the
+ * retry-after-error timer every watcher uses (zkretry); the request table's
+ * completion, cancellation and ordering rules when there is no handle; and a
+ * children watcher (zkset) that has no ZooKeeper. (The session itself is
+ * tested against a real ZooKeeper in tests/integration/.)
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
+#include <event2/event.h>
+
+#include "util.h"
 #include "zk.h"
+#include "zkretry.h"
+#include "zkset.h"
+/* The request table and its queue are internal to src/zk/. */
+#include "../../src/zk/zk_request.h"
 
 static void test_transitions(void **state)
 {
@@ -77,6 +88,203 @@ static void test_names(void **state)
 	assert_non_null(zk_rc_name(-12345));
 }
 
+static void count_call(void *arg)
+{
+	(*(int *)arg)++;
+}
+
+static void test_retry_policy(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct zkretry r;
+	struct rng rng;
+	uint64_t d = 0;
+	int calls = 0;
+
+	(void)state;
+	rng_seed(&rng, 42);
+	zkretry_init(&r, base, &rng, 1000, 30000, count_call, &calls);
+	assert_false(zkretry_pending(&r));
+	/* the first retry waits base (less up to a quarter), never "at once" */
+	assert_true(zkretry_arm(&r, &d));
+	assert_true(d >= 750 && d <= 1000);
+	assert_true(zkretry_pending(&r));
+	/* a retry already pending is not pushed back nor counted */
+	d = 0;
+	assert_false(zkretry_arm(&r, &d));
+	assert_int_equal(d, 0);
+	assert_int_equal(r.attempt, 1);
+	/* each further failure doubles */
+	zkretry_cancel(&r);
+	assert_false(zkretry_pending(&r));
+	assert_true(zkretry_arm(&r, &d));
+	assert_true(d >= 1500 && d <= 2000);
+	/* up to the cap */
+	for (int i = 0; i < 20; i++) {
+		zkretry_cancel(&r);
+		assert_true(zkretry_arm(&r, &d));
+		assert_true(d <= 30000);
+	}
+	assert_true(d >= 22500);
+	/* a success starts again from base */
+	zkretry_succeeded(&r);
+	zkretry_cancel(&r);
+	assert_true(zkretry_arm(&r, &d));
+	assert_true(d >= 750 && d <= 1000);
+	zkretry_fini(&r);
+	event_base_free(base);
+	assert_int_equal(calls, 0);
+}
+
+static void test_retry_fires(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct zkretry r;
+	struct rng rng;
+	int calls = 0;
+
+	(void)state;
+	rng_seed(&rng, 7);
+	zkretry_init(&r, base, &rng, 1, 1, count_call, &calls);
+	assert_true(zkretry_arm(&r, NULL));
+	event_base_dispatch(base);
+	assert_int_equal(calls, 1);
+	assert_false(zkretry_pending(&r));
+	zkretry_fini(&r);
+	event_base_free(base);
+}
+
+struct completion {
+	int calls;			/* completions seen */
+	int rc;				/* of the last */
+	char path[64];			/* of the last */
+};
+
+static void record_done(void *arg, const struct zk_result *r)
+{
+	struct completion *c = arg;
+
+	c->calls++;
+	c->rc = r->rc;
+	snprintf(c->path, sizeof(c->path), "%s", r->path);
+}
+
+/* Apply every queued reply, in order; how many there were. */
+static int drain(struct zk_queue *q, struct zk_reqs *t)
+{
+	struct zk_event *ev = zk_queue_take(q);
+	int n = 0;
+
+	while (ev) {
+		struct zk_event *next = ev->next;
+		assert_int_equal(ev->kind, ZK_EV_REPLY);
+		zk_req_reply(t, NULL, ev);
+		zk_event_free(ev);
+		ev = next;
+		n++;
+	}
+	return n;
+}
+
+static void test_requests_without_handle(void **state)
+{
+	struct completion a = { 0 }, b = { 0 }, c = { 0 };
+	struct zk_queue q;
+	struct zk_reqs t;
+	struct zk_event *ev;
+
+	(void)state;
+	assert_int_equal(zk_queue_init(&q), 0);
+	zk_req_init(&t, &q);
+	/* no handle: ZINVALIDSTATE, but never from inside the call */
+	zk_req_get(&t, NULL, "/a", true, record_done, &a);
+	zk_req_create(&t, NULL, "/b/c", "x", 1, ZOO_EPHEMERAL, true, record_done, &b);
+	zk_req_exists(&t, NULL, "/c", false, record_done, &c);
+	assert_int_equal(a.calls + b.calls + c.calls, 0);
+	/* a cancelled request completes silently */
+	zk_req_cancel(&t, &c);
+	zk_queue_ack(&q);
+	assert_int_equal(drain(&q, &t), 3);
+	assert_int_equal(a.calls, 1);
+	assert_int_equal(a.rc, ZINVALIDSTATE);
+	assert_string_equal(a.path, "/a");
+	/* make_parents needs a handle: no retry, the create fails once */
+	assert_int_equal(b.calls, 1);
+	assert_int_equal(b.rc, ZINVALIDSTATE);
+	assert_string_equal(b.path, "/b/c");
+	assert_int_equal(c.calls, 0);
+	assert_null(t.head);
+	/* replies come back in the order asked */
+	zk_req_delete(&t, NULL, "/1", -1, record_done, &a);
+	zk_req_children(&t, NULL, "/2", true, record_done, &a);
+	assert_int_equal(drain(&q, &t), 2);
+	assert_int_equal(a.calls, 3);
+	assert_string_equal(a.path, "/2");
+	/* discarded: never completed, nothing left */
+	zk_req_get(&t, NULL, "/d", false, record_done, &a);
+	ev = zk_queue_take(&q);
+	assert_non_null(ev);
+	assert_null(ev->next);
+	zk_req_discard(&t, ev->req);
+	zk_event_free(ev);
+	zk_req_discard_all(&t);
+	assert_null(t.head);
+	assert_int_equal(a.calls, 3);
+	zk_queue_fini(&q);
+}
+
+static bool never_wanted(void *arg, const char *name)
+{
+	(*(int *)arg)++;
+	return false;
+}
+
+static void never_read(void *arg, struct zkset_member *m, int rc, const char *data, size_t len)
+{
+	(*(int *)arg)++;
+}
+
+static void never_settled(void *arg)
+{
+	(*(int *)arg)++;
+}
+
+static void test_zkset_without_zookeeper(void **state)
+{
+	static const struct zkset_hooks hooks = {
+		.wanted = never_wanted,
+		.on_read = never_read,
+		.on_settled = never_settled,
+	};
+	struct event_base *base = event_base_new();
+	struct rng rng;
+	struct zkset *set;
+	size_t n = 1;
+	int calls = 0;
+
+	(void)state;
+	rng_seed(&rng, 1);
+	set = zkset_new(base, NULL, "svc=t", &rng, 60000, &hooks, &calls);
+	assert_int_equal(zkset_phase(set), ZKSET_IDLE);
+	assert_null(zkset_path(set));
+	/* started, it waits for a session that never comes */
+	zkset_start(set, "/services/t", "test");
+	assert_string_equal(zkset_path(set), "/services/t");
+	assert_int_equal(zkset_phase(set), ZKSET_IDLE);
+	assert_true(zkset_needs_resync(set));
+	assert_false(zkset_current(set));
+	assert_null(zkset_members(set, &n));
+	assert_int_equal(n, 0);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	zkset_reset(set, "test");
+	assert_null(zkset_path(set));
+	assert_int_equal(zkset_errors(set), 0);
+	zkset_free(set);
+	zkset_free(NULL);
+	event_base_free(base);
+	assert_int_equal(calls, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -84,6 +292,10 @@ int main(void)
 		cmocka_unit_test(test_backoff),
 		cmocka_unit_test(test_chroot),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_retry_policy),
+		cmocka_unit_test(test_retry_fires),
+		cmocka_unit_test(test_requests_without_handle),
+		cmocka_unit_test(test_zkset_without_zookeeper),
 	};
 	return cmocka_run_group_tests_name("zk", tests, NULL, NULL);
 }

@@ -1,0 +1,357 @@
+/*
+ * config_doc — see config_doc.h. The walk (types, defaults, reload flags
+ * from the schema) and the one table of descriptions, by key path. A key
+ * added to config_keys.c needs a row here: the unit test and the man page
+ * build say which one is missing.
+ */
+#include "config_doc.h"
+#include "config_keys.h"
+#include "schema.h"
+#include "util.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DOC_PATH_MAX 160
+
+/* Descriptions, by key path. Keys parsed by a function say how they are written. */
+static const struct config_doc_row doc_rows[] = {
+	{ "zookeeper", NULL,
+	  "The ZooKeeper session. Required by curator and serverset discovery, announce: and sync:; "
+	  "without it zklb never connects to ZooKeeper." },
+	{ "zookeeper.hosts", NULL,
+	  "Connect string host:port[,host:port...][/chroot]." },
+	{ "zookeeper.session_timeout", NULL, "Requested session timeout." },
+	{ "zookeeper.auth", NULL, "scheme:credentials, e.g. digest:user:secret." },
+	{ "zookeeper.config_path", NULL,
+	  "A znode whose JSON (the schema of services:, either {\"web\": {...}} or "
+	  "{\"services\": {...}}) is laid over the file's services: each service it names "
+	  "replaces the file's service of that name, whole." },
+	{ "cache_dir", NULL,
+	  "Where the last-known instances of each service and the overlay in force are kept, "
+	  "for a restart while ZooKeeper is down." },
+	{ "workers", "integer 1..256, or auto",
+	  "Data-plane threads; auto = the number of online CPUs." },
+	{ "drain_timeout", NULL,
+	  "How long open connections may finish after SIGTERM before zklb exits." },
+	{ "max_connections", NULL,
+	  "Client connections of all services together, at most; 0 = no cap. At the cap zklb "
+	  "stops accepting and clients wait in the listen backlog." },
+	{ "allowed_networks", "list of CIDR prefixes or addresses",
+	  "Destinations instances may have, checked on the resolved address of every instance; "
+	  "empty = any that is not denied." },
+	{ "denied_networks", "list of CIDR prefixes, addresses or reserved",
+	  "Destinations no instance may have; wins over allowed_networks. reserved = 0.0.0.0/8, "
+	  "::/128, 169.254.0.0/16, fe80::/10 and the cloud metadata addresses; a list without "
+	  "it gets a zklb check warning." },
+	{ "admin", NULL, "The admin HTTP API: /healthz, /services, /status, /metrics and the status page at /." },
+	{ "admin.listen", "host:port, unix:/path, or off",
+	  "Where the admin API listens; off (or false) disables it. Keep it on loopback: without "
+	  "token_file it has no authentication, and it shows the platform's topology." },
+	{ "admin.token_file", NULL,
+	  "An absolute path to a file of mode 0600 whose first line is a bearer token that every "
+	  "endpoint but /healthz then requires (Authorization: Bearer TOKEN)." },
+	{ "admin.max_connections", NULL, "Open admin connections, at most; at the cap accepting pauses." },
+	{ "admin.request_timeout", NULL,
+	  "The whole request head must arrive within this, or the connection is closed." },
+	{ "admin.metrics_cache", NULL, "/metrics is rebuilt at most this often; 0 = on every scrape." },
+	{ "log", NULL, "Logging, on stderr." },
+	{ "log.level", NULL, "The least severe level written." },
+	{ "log.format", NULL, "text: one line per event; json: one object per line." },
+	{ "services", "mapping of service names",
+	  "The services this host connects to, by name (1..64 of A-Z a-z 0-9 _ - .)." },
+	{ "services.NAME.listen", "host:port, [ipv6]:port, unix:/path, or off",
+	  "Where applications connect (a unix: path under 108 bytes); off: the service is "
+	  "discovered and checked but not proxied (for render:)." },
+	{ "services.NAME.discovery", NULL, "Where the service's instances come from." },
+	{ "services.NAME.discovery.type", NULL,
+	  "curator: Apache Curator x-discovery instances; serverset: Finagle/Aurora member_* "
+	  "nodes; static: the backends list." },
+	{ "services.NAME.discovery.path", NULL,
+	  "The znode whose children are the instances (Curator: basePath/serviceName). "
+	  "Required for curator and serverset." },
+	{ "services.NAME.discovery.keep_last_known", NULL,
+	  "A view that would empty the service is refused; the previous set stays." },
+	{ "services.NAME.discovery.collapse_guard", NULL,
+	  "A change that removes more than this share of the instances at once is held..." },
+	{ "services.NAME.discovery.collapse_hold", NULL,
+	  "...this long, and applies only if it still holds then." },
+	{ "services.NAME.discovery.backends", "list of host:port [weight=N] strings",
+	  "The instances of a static service, weight 1..256 (default 1); host names are allowed. "
+	  "Required for static." },
+	{ "services.NAME.balance", NULL,
+	  "least_conn (weighted), p2c (power of two choices), round_robin or random." },
+	{ "services.NAME.slow_start", NULL,
+	  "A new or returning instance ramps from 10% to its full weight over this window; 0 = off." },
+	{ "services.NAME.connect_timeout", NULL,
+	  "Per connect attempt; also how long a client waits for the service's first view." },
+	{ "services.NAME.idle_timeout", NULL,
+	  "A connection with no bytes either way for this long is closed; 0 = never." },
+	{ "services.NAME.max_buffer", NULL,
+	  "Per direction: what zklb holds for a slow reader before it stops reading the other side." },
+	{ "services.NAME.retries", NULL,
+	  "Connect-phase retries, each on an instance this client has not tried." },
+	{ "services.NAME.max_connections", NULL,
+	  "This service's open client connections, at most; 0 = no cap." },
+	{ "services.NAME.allowed_networks", "list of CIDR prefixes or addresses",
+	  "As the top-level allowed_networks, for this service only (replaces the global list). "
+	  "The overlay may not set it." },
+	{ "services.NAME.denied_networks", "list of CIDR prefixes, addresses or reserved",
+	  "As the top-level denied_networks, for this service only (replaces the global list). "
+	  "The overlay may not set it." },
+	{ "services.NAME.health", NULL, "Passive ejection, panic mode and the active check." },
+	{ "services.NAME.health.failures_to_eject", NULL,
+	  "Consecutive connect failures (or resets before the first byte) that eject an instance." },
+	{ "services.NAME.health.base_ejection", NULL, "The first ejection; it doubles on each repeat..." },
+	{ "services.NAME.health.max_ejection", NULL, "...up to this (not shorter than base_ejection)." },
+	{ "services.NAME.health.max_ejected_percent", NULL,
+	  "At most this share of the instances is ejected by passive health at once." },
+	{ "services.NAME.health.panic_threshold", NULL,
+	  "Below this percentage of routable instances, balance over all of them (panic mode)." },
+	{ "services.NAME.health.check", NULL,
+	  "An active health check; without it, health is passive only. With it, a new instance "
+	  "takes traffic after its first pass." },
+	{ "services.NAME.health.check.type", NULL,
+	  "tcp: connect; send_expect: send bytes, expect a reply prefix; http: GET path, expect 2xx or 3xx." },
+	{ "services.NAME.health.check.interval", NULL, "Between checks of one instance (with 10% jitter)." },
+	{ "services.NAME.health.check.timeout", NULL, "Per check." },
+	{ "services.NAME.health.check.rise", NULL, "Passes in a row that bring an instance up." },
+	{ "services.NAME.health.check.fall", NULL, "Failures in a row that take an instance down." },
+	{ "services.NAME.health.check.send", "non-empty string", "send_expect only: the bytes sent." },
+	{ "services.NAME.health.check.expect", "non-empty string",
+	  "send_expect only, and required there: the prefix the reply must start with." },
+	{ "services.NAME.health.check.path", NULL, "http only: the path requested." },
+	{ "services.NAME.pool", NULL, "The upstream connection pool." },
+	{ "services.NAME.pool.prewarm", NULL,
+	  "Idle upstream connections kept open per backend (at most max_idle)." },
+	{ "services.NAME.pool.reuse", NULL,
+	  "Return an upstream connection to the pool when it is at a request boundary of this protocol." },
+	{ "services.NAME.pool.max_idle", NULL, "Idle pooled connections per backend." },
+	{ "services.NAME.pool.idle_timeout", NULL,
+	  "A pooled connection unused this long is closed; keep it below the backend's own keep-alive timeout." },
+	{ "services.NAME.tls", NULL,
+	  "Upstream TLS. Refused by this build: the keys are validated, then zklb check reports "
+	  "that upstream TLS is not supported yet, rather than let zklb send plaintext to a TLS port." },
+	{ "services.NAME.tls.ca", NULL, "CA bundle to verify the backend with." },
+	{ "services.NAME.tls.cert", NULL, "Client certificate (with key)." },
+	{ "services.NAME.tls.key", NULL, "Client key (with cert)." },
+	{ "services.NAME.tls.verify", NULL, "Verify the backend's certificate." },
+	{ "services.NAME.tls.server_name", NULL, "SNI and the name verified." },
+	{ "announce", "list of mappings",
+	  "Services on this host to register in ZooKeeper as Curator instances, behind a local check." },
+	{ "announce[].service", NULL, "The Curator service name." },
+	{ "announce[].base_path", NULL, "The node is base_path/service/<id>." },
+	{ "announce[].address", NULL,
+	  "The address announced; auto = the first IPv4 address of an UP non-loopback interface "
+	  "(127.0.0.1, with a warning, when there is none)." },
+	{ "announce[].port", NULL, "The port announced and checked." },
+	{ "announce[].ssl_port", NULL, "Written as sslPort; 0 = none (null)." },
+	{ "announce[].payload", "any YAML value",
+	  "Written as payload (null when absent), in the form Curator's JsonInstanceSerializer "
+	  "writes for its Java type: a mapping with \"@class\" (java.util.LinkedHashMap unless "
+	  "payload_class), a list as [\"java.util.ArrayList\", [...]], a long as "
+	  "[\"java.lang.Long\", n]." },
+	{ "announce[].payload_class", NULL,
+	  "The Java class consumers read a mapping payload as (written as \"@class\"), for "
+	  "ServiceDiscoveryBuilder.builder(THAT_CLASS.class)." },
+	{ "announce[].check", NULL,
+	  "The local check: it probes 127.0.0.1:port (address: auto) or address:port; the node "
+	  "exists while it passes." },
+	{ "sync", "list of mappings", "Znodes mirrored into local files." },
+	{ "sync[].path", NULL, "The znode." },
+	{ "sync[].file", NULL, "The local file, replaced atomically. Required unless children." },
+	{ "sync[].children", NULL, "Mirror every child of path into dir instead." },
+	{ "sync[].dir", NULL, "The local directory. Required with children." },
+	{ "sync[].mode", "octal string, quoted", "The files' mode." },
+	{ "sync[].on_change", NULL,
+	  "Run with /bin/sh -c, in its own process group, after a change." },
+	{ "sync[].on_change_timeout", NULL, "Then SIGTERM, and SIGKILL 1 s later." },
+	{ "sync[].on_delete", NULL, "keep or remove the file when the node is deleted." },
+	{ "sync[].max_size", NULL, "A larger node is refused with a log line; the file is left alone." },
+	{ "render", "list of mappings",
+	  "Files a service's instances are written into through a template, checked, swapped "
+	  "atomically and followed by a command (as confd or consul-template do)." },
+	{ "render[].service", NULL, "A service under services:." },
+	{ "render[].file", NULL, "Absolute path of the output." },
+	{ "render[].format", NULL,
+	  "A built-in template: nginx_upstream, haproxy_servers, json or lines. Give either "
+	  "format or template." },
+	{ "render[].template", NULL,
+	  "A template file (a Mustache subset), compiled by zklb check. Give either format or template." },
+	{ "render[].instances", NULL,
+	  "routable: what the proxy would route to; all: every discovered instance." },
+	{ "render[].wait", NULL, "Coalescing of changes, so a rolling deploy costs few reloads." },
+	{ "render[].wait.min", NULL, "Write once the set has been stable this long..." },
+	{ "render[].wait.max", NULL, "...but at least this often while it keeps changing." },
+	{ "render[].min_instances", NULL, "With fewer instances, the file stays as it is." },
+	{ "render[].check_command", NULL,
+	  "Run on the candidate first ({{file}} is its quoted path); a non-zero exit keeps the old file." },
+	{ "render[].on_change", NULL,
+	  "Run after the file was replaced (/bin/sh -c, in its own process group)." },
+	{ "render[].on_change_timeout", NULL,
+	  "Bounds check_command and on_change: SIGTERM to the group, SIGKILL 1 s later." },
+	{ "render[].mode", "octal string, quoted", "The file's mode." },
+};
+
+struct walk {
+	const struct config_doc_row *rows;	/* ref */
+	size_t n_rows;
+	bool *used;				/* owned: rows[i] named a key */
+	const struct schema_section *seen[32];	/* ref: sections walked, for same_as */
+	char seen_at[32][DOC_PATH_MAX];		/* where each was walked */
+	size_t n_seen;
+	config_doc_key_fn *key;			/* caller's, may be NULL */
+	config_doc_problem_fn *problem;		/* caller's, may be NULL */
+	void *arg;
+	size_t problems;
+};
+
+static void problem(struct walk *w, const char *path, const char *what)
+{
+	char msg[DOC_PATH_MAX + 80];
+	snprintf(msg, sizeof(msg), "%s: %s", path, what);
+	w->problems++;
+	if (w->problem)
+		w->problem(msg, w->arg);
+}
+
+/* "1k" for 1024: sizes as the file writes them. */
+static void size_text(uint64_t v, char *buf, size_t len)
+{
+	static const char units[] = "kmg";
+	int u = -1;
+	while (u < 2 && v >= 1024 && v % 1024 == 0) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%" PRIu64 "%.*s", v, u >= 0 ? 1 : 0, u >= 0 ? &units[u] : "");
+}
+
+static void type_text(const struct schema_key *k, char *buf, size_t len)
+{
+	const struct schema_range *r = k->arg;
+	char lo[24], hi[24];
+	switch (k->type) {
+	case S_STR: snprintf(buf, len, "string"); break;
+	case S_ZPATH: snprintf(buf, len, "znode path"); break;
+	case S_BOOL: snprintf(buf, len, "boolean"); break;
+	case S_RATIO: snprintf(buf, len, "ratio 0..1"); break;
+	case S_SECTION: snprintf(buf, len, "mapping"); break;
+	case S_FN: snprintf(buf, len, "?"); break;
+	case S_U32:
+	case S_PORT:
+		if (r)
+			snprintf(buf, len, "integer %" PRIu64 "..%" PRIu64, r->min, r->max);
+		else
+			snprintf(buf, len, "integer");
+		break;
+	case S_DUR:
+		if (r && r->min > 0 && r->max == UINT64_MAX)
+			snprintf(buf, len, "duration, not 0");
+		else
+			snprintf(buf, len, "duration");
+		break;
+	case S_SIZE:
+		if (r) {
+			size_text(r->min, lo, sizeof(lo));
+			size_text(r->max, hi, sizeof(hi));
+			if (r->max == UINT64_MAX)
+				snprintf(buf, len, "size, at least %s", lo);
+			else
+				snprintf(buf, len, "size %s..%s", lo, hi);
+		} else {
+			snprintf(buf, len, "size");
+		}
+		break;
+	case S_ENUM: {
+		size_t o = (size_t)snprintf(buf, len, "one of:");
+		for (const struct schema_enum *e = k->arg; e->name && o < len; e++)
+			o += (size_t)snprintf(buf + o, len - o, "%s %s", e == k->arg ? "" : ",", e->name);
+		break;
+	}
+	}
+}
+
+static const struct config_doc_row *row_of(struct walk *w, const char *path)
+{
+	for (size_t i = 0; i < w->n_rows; i++) {
+		if (strcmp(w->rows[i].path, path) == 0) {
+			w->used[i] = true;
+			return &w->rows[i];
+		}
+	}
+	return NULL;
+}
+
+static const char *seen_path(const struct walk *w, const struct schema_section *s)
+{
+	for (size_t i = 0; i < w->n_seen; i++)
+		if (w->seen[i] == s)
+			return w->seen_at[i];
+	return NULL;
+}
+
+static void walk_section(struct walk *w, const struct schema_section *s, const char *prefix,
+			 bool reload, unsigned depth)
+{
+	for (size_t i = 0; i < s->n_keys; i++) {
+		const struct schema_key *k = &s->keys[i];
+		char path[DOC_PATH_MAX], type[160], inner[DOC_PATH_MAX];
+		const char *item = NULL;
+		const struct schema_section *sub = k->type == S_SECTION ? k->arg
+						 : config_keys_items(k, &item);
+		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", k->name);
+		snprintf(inner, sizeof(inner), "%s%s", path, item ? item : "");
+		const struct config_doc_row *row = row_of(w, path);
+		type_text(k, type, sizeof(type));
+		if (k->type == S_FN && (!row || !row->type))
+			problem(w, path, "parsed by a function, and no type is documented");
+		if (!row || !row->text || !*row->text)
+			problem(w, path, "no description");
+		struct config_doc_key d = {
+			.path = path,
+			.type = row && row->type ? row->type : type,
+			.def = k->def,
+			.required = k->flags & S_REQ,
+			.reload = reload && (k->flags & S_RELOAD),
+			.section = sub != NULL,
+			.same_as = sub ? seen_path(w, sub) : NULL,
+			.text = row ? row->text : NULL,
+			.depth = depth,
+		};
+		if (w->key)
+			w->key(&d, w->arg);
+		if (!sub || d.same_as)
+			continue;
+		if (w->n_seen < ARRAY_SIZE(w->seen)) {
+			w->seen[w->n_seen] = sub;
+			snprintf(w->seen_at[w->n_seen], DOC_PATH_MAX, "%s", inner);
+			w->n_seen++;
+		}
+		walk_section(w, sub, inner, d.reload, depth + 1);
+	}
+}
+
+size_t config_doc_walk_schema(const struct schema_section *top, const struct config_doc_row *rows,
+			      size_t n_rows, config_doc_key_fn *key, config_doc_problem_fn *problem_fn,
+			      void *arg)
+{
+	struct walk w = {
+		.rows = rows, .n_rows = n_rows, .used = xcalloc(n_rows ? n_rows : 1, sizeof(bool)),
+		.key = key, .problem = problem_fn, .arg = arg,
+	};
+	walk_section(&w, top, "", true, 0);
+	for (size_t i = 0; i < n_rows; i++)
+		if (!w.used[i])
+			problem(&w, rows[i].path, "described, but the schema has no such key");
+	free(w.used);
+	return w.problems;
+}
+
+size_t config_doc_walk(config_doc_key_fn *key, config_doc_problem_fn *problem_fn, void *arg)
+{
+	return config_doc_walk_schema(config_keys_top(), doc_rows, ARRAY_SIZE(doc_rows), key,
+				      problem_fn, arg);
+}
