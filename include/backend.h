@@ -33,6 +33,7 @@
 
 #include "health.h"
 #include "pool.h"
+#include "tls.h"
 #include "util.h"
 
 /*
@@ -79,6 +80,9 @@ struct backend {
 	_Atomic uint64_t upstream_opened;	/* upstream connections opened (incl. prewarm) */
 	_Atomic uint64_t upstream_reused;	/* taken from the idle pool */
 	_Atomic uint32_t idle;			/* idle pooled connections, all workers */
+	_Atomic uint64_t tls_handshakes[TLS_RESULTS];	/* upstream TLS handshakes, by result */
+	_Atomic uint64_t tls_logged_ms;		/* last handshake failure logged (rate limit) */
+	_Atomic uint64_t tls_bytes[2];		/* ciphertext on the wire: [0] from the backend, [1] to it */
 
 	struct pool_slot *slots;		/* owned; [n_workers], slot i for worker i only */
 };
@@ -118,6 +122,15 @@ static inline bool backend_has_addr(const struct backend *be)
 }
 /* "removed", "changed" (BACKEND_HELD_NONE: "none"). */
 const char *backend_held_name(enum backend_held h);
+/*
+ * Count a TLS handshake with be (relay, pool or check) and, for a failure,
+ * log `reason` — at most one line per backend every BACKEND_TLS_LOG_MS, so a
+ * backend with a bad certificate cannot flood the log. Any thread.
+ */
+void backend_count_tls(struct backend *be, enum tls_result r, const char *reason, uint64_t now);
+
+/* Add what t moved on the wire since the last call to be's TLS byte counters. Any thread. */
+void backend_count_tls_bytes(struct backend *be, struct tls_conn *t);
 
 struct backend *backend_get(struct backend *be);
 void backend_put(struct backend *be);

@@ -44,6 +44,7 @@
 #include "util.h"
 
 struct check;
+struct tls_ctx;
 
 /*
  * One result. reason is valid only during the call. elapsed_ms: from the start
@@ -74,6 +75,13 @@ struct check *check_start(struct event_base *base, const struct check_conf *conf
  * after the call. NULL is a no-op.
  */
 void check_stop(struct check *c);
+
+/*
+ * Probe over TLS with ctx (a reference is taken), verifying `host` (or the
+ * context's server_name): a tcp check is the handshake, send_expect and http
+ * run inside TLS. Call right after check_start(), before the loop runs.
+ */
+void check_use_tls(struct check *c, struct tls_ctx *ctx, const char *host);
 
 /* ---- pure pieces, exported for the unit tests ---- */
 

@@ -10,7 +10,10 @@
  * alive after zklb is gone). Its exit is seen through a pidfd (a 20 ms poll
  * where the kernel has none). The first lines of its output are kept for
  * the log line. At the timeout the process group gets SIGTERM, and SIGKILL
- * one second later if the command has not exited by then.
+ * one second later if the command has not exited by then; when the shell
+ * exits after the SIGTERM, what is left of its group (a child that ignores
+ * SIGTERM) gets SIGKILL at once, before the shell is reaped. A command that
+ * finishes in time may leave children running (a daemon it starts).
  *
  * Lifecycle (enum command_state), changed by command_set_state() only:
  *   RUNNING --exit--> DONE

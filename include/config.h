@@ -23,7 +23,9 @@
 
 #include "config_errors.h"	/* every load reports into one; callers read it */
 #include "log.h"
-#include "netpolicy.h"
+#include "netpolicy.h"	/* struct net_list: the overlay policy's networks */
+
+struct tls_ctx;
 
 /* A relay remembers every backend it tried, so retries are bounded. */
 #define CONFIG_MAX_RETRIES 15
@@ -39,6 +41,12 @@ enum discovery_kind {
 	DISCOVERY_STATIC = 0,
 	DISCOVERY_CURATOR,
 	DISCOVERY_SERVERSET,
+};
+
+enum discovery_hostnames {
+	DISCOVERY_HOSTNAMES_AUTO = 0,	/* by type: ServerSets and the file yes, Curator no */
+	DISCOVERY_HOSTNAMES_YES,
+	DISCOVERY_HOSTNAMES_NO,
 };
 
 enum check_kind {
@@ -90,12 +98,16 @@ struct pool_conf {
 };
 
 struct tls_conf {
-	bool enabled;			/* true when the tls: section is present */
+	bool enabled;			/* the tls: section is present and not enabled: false */
 	char *ca;			/* owned; may be NULL */
 	char *cert;			/* owned; may be NULL */
 	char *key;			/* owned; may be NULL */
 	bool verify;			/* check the server's certificate */
 	char *server_name;		/* owned; may be NULL */
+	char *min_version;		/* owned; "1.2" or "1.3" */
+	char *ciphers;			/* owned; OpenSSL cipher list (TLS <= 1.2); may be NULL */
+	bool session_reuse;		/* resume sessions per backend */
+	struct tls_ctx *ctx;		/* owned ref: loaded from the files when enabled, else NULL */
 };
 
 struct static_backend {
@@ -113,6 +125,10 @@ struct discovery_conf {
 	uint64_t collapse_hold_ms;	/* how long a collapse must hold before it applies */
 	struct static_backend *backends;	/* owned; static only */
 	size_t n_backends;		/* entries in backends */
+	enum discovery_hostnames hostnames;	/* allow_hostnames as written */
+	bool allow_hostnames;		/* resolved for the type: instances' host names are looked up */
+	uint32_t max_lookups;		/* host name lookups in flight for the service, at most */
+	uint64_t lookup_timeout_ms;	/* one lookup fails after this (and is retried) */
 };
 
 /* allowed_networks / denied_networks as written (or defaulted). */
@@ -168,6 +184,29 @@ struct sync_conf {
 	uint64_t on_change_timeout_ms;	/* then the command is killed */
 	enum sync_on_delete on_delete;
 	uint64_t max_size;		/* bytes of a node, at most */
+	char **names;			/* owned, n_names globs a child's name must match; none = all */
+	size_t n_names;
+	uint32_t max_children;		/* children mirrored, at most */
+	uint64_t max_total_size;	/* bytes of all mirrored children, at most */
+	char *owner;			/* owned; user name or id as written, or NULL */
+	char *group;			/* owned; group name or id as written, or NULL */
+	int64_t uid;			/* owner resolved at load; -1 = leave as created */
+	int64_t gid;			/* group resolved at load; -1 = leave as created */
+	uint64_t coalesce_ms;		/* changes this close share one on_change run */
+};
+
+/* What an overlay from ZooKeeper may ask for (see overlay_policy.h). */
+struct overlay_policy_conf {
+	bool replace_file_services;	/* it may replace a service the file defines */
+	struct net_list listen_networks;	/* TCP listen addresses it may use */
+	char *listen_dir;		/* owned; unix: listen paths must be below it; NULL = none */
+	struct net_list allowed_networks;	/* static backends inside these (none: any) */
+	struct net_list denied_networks;	/* ... and outside these */
+	bool check_payloads;		/* send_expect checks (send/expect) allowed */
+	uint64_t min_check_interval_ms;	/* active checks no more often than this */
+	uint32_t max_prewarm;		/* pool.prewarm, at most */
+	uint32_t max_idle;		/* pool.max_idle, at most */
+	uint64_t max_buffer;		/* bytes of max_buffer, at most */
 };
 
 /* Which instances a render entry writes. */
@@ -218,6 +257,7 @@ struct config {
 	uint64_t admin_request_timeout_ms;	/* for the whole request head */
 	uint64_t admin_metrics_cache_ms;	/* /metrics is rebuilt at most this often */
 	uint32_t max_connections;	/* client connections, all services; 0 = no cap */
+	struct overlay_policy_conf overlay;	/* the file's `overlay:` section */
 	struct render_conf *render;	/* owned, n_render entries */
 	size_t n_render;
 };

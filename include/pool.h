@@ -8,6 +8,13 @@
  * anything unasked discards it at once. It is checked again when taken
  * (recv(MSG_PEEK|MSG_DONTWAIT) must say EAGAIN).
  *
+ * Over TLS (tls: on the service) a pooled connection is a TLS connection:
+ * prewarm completes the handshake before the connection counts as idle,
+ * and the checks look through TLS, because a TLS 1.3 server sends records
+ * after the handshake that are not data (session tickets): such records are
+ * consumed (the tickets feed session resumption) and the connection stays;
+ * application data, close_notify or a FIN still discard it.
+ *
  * The invariant the pool relies on, enforced by the relay: a connection is
  * returned only when its framing tracker says every request was fully
  * answered (FRAMING_OK) and nothing is pending in either direction, so no
@@ -33,6 +40,7 @@ struct backend_set;
 struct event;
 struct event_base;
 struct pooled;
+struct tls_conn;
 
 /* Why an idle connection was dropped: one counter each. */
 enum pool_discard {
@@ -106,16 +114,18 @@ void pool_count_not_reusable(struct pool_worker *pw, enum framing_verdict v);
 
 /*
  * An idle connection to `be`, checked alive, or -1. On success *fr gets its
- * framing tracker (reset for the new client; may be NULL).
+ * framing tracker (reset for the new client; may be NULL) and *tls its TLS
+ * state (NULL for plain TCP).
  */
-int pool_take(struct pool_worker *pw, struct backend *be, struct framing **fr);
+int pool_take(struct pool_worker *pw, struct backend *be, struct framing **fr,
+	      struct tls_conn **tls);
 
 /*
  * Offer an upstream connection at a boundary to the pool. Takes ownership of
- * fd and fr in every case (closes them when the pool does not keep them).
- * Returns true when kept.
+ * fd, tls (may be NULL) and fr in every case (closes them when the pool does
+ * not keep them). Returns true when kept.
  */
-bool pool_put(struct pool_worker *pw, struct backend *be, int fd, struct framing *fr,
-	      const struct pool_conf *pc);
+bool pool_put(struct pool_worker *pw, struct backend *be, int fd, struct tls_conn *tls,
+	      struct framing *fr, const struct pool_conf *pc);
 
 #endif

@@ -101,6 +101,13 @@ void schema_apply(struct schema_ctx *c, const struct schema_path *p, const json_
 void schema_error(struct schema_ctx *c, const struct schema_path *p, bool at_key,
 		  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/*
+ * A warning at p (its value): logged with the same FILE:LINE:COL: key.path:
+ * prefix as an error, but not one: the document stays valid.
+ */
+void schema_warn(struct schema_ctx *c, const struct schema_path *p, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* When !ok, report "expected WHAT, got ..." at p. Returns ok. */
 bool schema_want(struct schema_ctx *c, const struct schema_path *p, const json_t *val, bool ok,
 		 const char *what);

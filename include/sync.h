@@ -5,25 +5,34 @@
  * Single node (file:): the node's bytes become the file. Children
  * (children: true, dir:): every child of the node becomes a file of the
  * same name in dir; added, changed and removed children add, rewrite and
- * remove files. A child whose name cannot be a plain file name (".", "..",
- * a leading '.', '/', control bytes, over 255 bytes) is refused: logged
- * once, counted, never written. The names zklb wrote are remembered in
- * dir/.zklb-sync, so a child removed while zklb was down is removed at the
- * next start, and no other file in dir is ever touched.
+ * remove files. A child is taken only if its name can be a plain file name
+ * (not ".", "..", a leading '.', '/', control bytes, over 255 bytes),
+ * matches one of `names` (fnmatch), and fits under max_children; its bytes
+ * only within max_size and, with the others, max_total_size. Anything else
+ * is refused: counted, logged (one line per batch), never written. The
+ * names zklb wrote are remembered in dir/.zklb-sync, so a child removed
+ * while zklb was down is removed at the next start, and no other file in
+ * dir is ever touched.
  *
- * Files are replaced atomically (file_write_atomic: a temporary file in the
- * same directory, fsync, rename, then `mode`), so a reader sees the old or
- * the new bytes, never a mix. Nothing is written and no command runs when
- * the bytes are already those of the file (start-up included); a differing
- * mode alone is fixed with chmod, without the command. ZooKeeper
+ * Files are replaced atomically (file_write_atomic_at: a temporary file in
+ * the same directory, owner and mode set on its descriptor, fsync, rename),
+ * so a reader sees the old or the new bytes, never a mix. Every operation
+ * is relative to the directory opened with O_NOFOLLOW (a symlink as the
+ * directory is refused) and opens files with O_NOFOLLOW (a symlink at a
+ * file's name is replaced, never followed). Nothing is written and no
+ * command runs when the bytes are already those of the file (start-up
+ * included); a differing mode or owner alone is fixed on the file's
+ * descriptor (rewritten instead when the file has another hard link),
+ * without the command. ZooKeeper
  * unreachable: files untouched. The node deleted: `on_delete: keep`
  * (default) leaves the file(s); `remove` deletes them and runs the command.
  * Data larger than max_size is refused: logged, counted, file untouched.
  *
  * on_change runs under /bin/sh -c through command.h (never blocking the
- * control thread), with on_change_timeout; one at a time per entry:
- * changes that arrive while it runs make it run once more when it ends
- * (several changes then share one run). Its exit status and first lines of
+ * control thread), with on_change_timeout (its process group is killed);
+ * `coalesce` after the first change, so changes within that window share
+ * one run; one at a time per entry: changes that arrive while it runs make
+ * it run once more when it ends (after another window). Its exit status and first lines of
  * output are logged. The file writes themselves are blocking I/O on the
  * control thread (small files, rare changes).
  *
@@ -32,8 +41,8 @@
  *     WAITING --node read--> SYNCED <--deleted / created--> MISSING
  *        \------------------node absent-----------------------^
  *   command (enum sync_run, sync_set_run):
- *     IDLE --change--> RUNNING --exit--> IDLE
- *     RUNNING --change--> AGAIN --exit--> RUNNING (the run that was asked for)
+ *     IDLE --change--> COALESCING --window over--> RUNNING --exit--> IDLE
+ *     RUNNING --change--> AGAIN --exit--> IDLE --> COALESCING (the run asked for)
  *
  * Thread: the control thread (the zk's event base).
  */
@@ -61,6 +70,7 @@ enum sync_state {
 
 enum sync_run {
 	SYNC_RUN_IDLE = 0,		/* no command running */
+	SYNC_RUN_COALESCING,		/* files changed: on_change runs when the window ends */
 	SYNC_RUN_RUNNING,		/* on_change is running */
 	SYNC_RUN_AGAIN,			/* running, and another change came: run again after */
 };
@@ -105,6 +115,25 @@ const char *sync_state_name(enum sync_state st);
 
 /* Can a child named `name` become dir/name? (see above) */
 bool sync_child_name_ok(const char *name);
+
+/* Does name match one of globs[0..n) (fnmatch, flags 0)? n == 0: every name does. */
+bool sync_name_listed(char *const *globs, size_t n, const char *name);
+
+enum sync_admit {
+	SYNC_ADMIT_OK = 0,		/* read it and write its file */
+	SYNC_ADMIT_BAD_NAME,		/* cannot be a plain file name */
+	SYNC_ADMIT_NOT_LISTED,		/* matches none of `names` */
+	SYNC_ADMIT_TOO_MANY,		/* n_taken children already: max_children */
+};
+
+/* May a child named name be taken, with n_taken already taken under c? */
+enum sync_admit sync_child_admit(const struct sync_conf *c, size_t n_taken, const char *name);
+
+/*
+ * Do the children still fit max_total once one of them, counted as old_len
+ * bytes in total, holds len bytes? Never overflows.
+ */
+bool sync_size_fits(uint64_t total, uint64_t old_len, uint64_t len, uint64_t max_total);
 
 enum sync_action {
 	SYNC_ACTION_NONE = 0,		/* the file holds exactly these bytes with this mode */

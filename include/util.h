@@ -73,6 +73,9 @@ bool name_is_portable(const char *s, size_t max);
 /* Set O_NONBLOCK and FD_CLOEXEC; 0 or -errno. */
 int fd_set_nonblock(int fd);
 
+/* Read up to max bytes, retrying EINTR, until EOF or an error; returns the bytes read. */
+size_t fd_read_full(int fd, char *buf, size_t max);
+
 /* A small xorshift PRNG; each thread owns one. Never returns the same stream for two seeds. */
 struct rng {
 	uint64_t s;
@@ -105,6 +108,16 @@ int file_write_temp(const char *path, const void *data, size_t len, unsigned mod
 
 /* The second half: rename tmp over path, fsync the directory. tmp is gone either way. */
 int file_replace(const char *tmp, const char *path, char *err, size_t errlen);
+
+/*
+ * file_write_atomic for name inside the directory open at dfd (dir: its path, for
+ * messages), and owned by uid:gid (-1: left as created) — set with fchown
+ * on the temporary file before the rename, so no path is ever followed:
+ * the temporary file is created O_EXCL|O_NOFOLLOW and renamed over name, so
+ * a symlink at name is replaced, not written through.
+ */
+int file_write_atomic_at(int dfd, const char *dir, const char *name, const void *data, size_t len,
+			 unsigned mode, int64_t uid, int64_t gid, char *err, size_t errlen);
 
 /*
  * mkdir -p: create dir and each missing ancestor with mode. Returns 0 (also

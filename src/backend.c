@@ -85,6 +85,34 @@ const char *backend_held_name(enum backend_held h)
 	return "?";
 }
 
+#define BACKEND_TLS_LOG_MS 5000
+
+void backend_count_tls(struct backend *be, enum tls_result r, const char *reason, uint64_t now)
+{
+	if (r >= TLS_RESULTS)
+		return;
+	atomic_fetch_add_explicit(&be->tls_handshakes[r], 1, memory_order_relaxed);
+	if (r == TLS_RESULT_FULL || r == TLS_RESULT_RESUMED)
+		return;
+	uint64_t last = atomic_load_explicit(&be->tls_logged_ms, memory_order_relaxed);
+	if (last && now - last < BACKEND_TLS_LOG_MS)
+		return;
+	/* One thread wins the slot; the others stay quiet. */
+	if (atomic_compare_exchange_strong(&be->tls_logged_ms, &last, now ? now : 1))
+		log_warn("svc=%s be=%s TLS handshake failed (%s): %s", be->svc_name, be->name,
+			 tls_result_name(r), reason && *reason ? reason : "no reason given");
+}
+
+void backend_count_tls_bytes(struct backend *be, struct tls_conn *t)
+{
+	uint64_t in, out;
+	tls_conn_wire_delta(t, &in, &out);
+	if (in)
+		atomic_fetch_add_explicit(&be->tls_bytes[0], in, memory_order_relaxed);
+	if (out)
+		atomic_fetch_add_explicit(&be->tls_bytes[1], out, memory_order_relaxed);
+}
+
 struct backend *backend_get(struct backend *be)
 {
 	atomic_fetch_add_explicit(&be->refs, 1, memory_order_relaxed);

@@ -102,14 +102,7 @@ static int read_file(const char *path, char **out, size_t *len, char *err, size_
 		return -EINVAL;
 	}
 	buf = xmalloc((size_t)st.st_size + 1);
-	while (got < (size_t)st.st_size) {
-		ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
+	got = fd_read_full(fd, buf, (size_t)st.st_size);
 	close(fd);
 	*out = buf;
 	*len = got;

@@ -7,9 +7,15 @@
  * reason for a failure is the kernel's, then the connected socket becomes a
  * bufferevent for the exchange (send_expect, http). check_set_phase() is the
  * one place the phase changes; check_finish() ends every attempt.
+ *
+ * Over TLS (check_use_tls) the connected socket becomes an OpenSSL
+ * bufferevent around an SSL made by the tls module (the same verification
+ * and SNI as the relay's); the handshake runs inside the attempt's timeout,
+ * a tcp check passes when it completes, and its failure is the result.
  */
 #include "check.h"
 #include "log.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -21,6 +27,10 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 /* An http status line longer than this is not one. */
 #define CHECK_STATUS_LINE_MAX 1024
@@ -51,6 +61,8 @@ struct check {
 	struct event *connect_ev;	/* owned; EV_WRITE on fd while CONNECTING, else NULL */
 	evutil_socket_t fd;		/* owned while CONNECTING; -1 once bev owns it */
 	struct bufferevent *bev;	/* owned while EXCHANGING (closes the socket on free) */
+	struct tls_ctx *tls;		/* ref; NULL: plain TCP */
+	char *tls_host;			/* owned; the name verified (with tls) */
 	uint64_t started_us;		/* monotonic start of the current attempt */
 	char reason[96];		/* the reason of the result being reported */
 };
@@ -184,6 +196,8 @@ static void check_free(struct check *c)
 	free(c->request);
 	free(c->expect);
 	free(c->label);
+	tls_ctx_put(c->tls);
+	free(c->tls_host);
 	free(c);
 }
 
@@ -271,10 +285,41 @@ static void check_on_write(struct bufferevent *bev, void *arg)
 		check_finish(c, true, "ok");
 }
 
+/* Why a TLS attempt failed: the certificate's verdict, or OpenSSL's error. */
+static void check_tls_reason(struct check *c, struct bufferevent *bev)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	long v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+	unsigned long e = bufferevent_get_openssl_error(bev);
+	if (v != X509_V_OK) {
+		snprintf(c->reason, sizeof(c->reason), "TLS: certificate verify failed: %s",
+			 X509_verify_cert_error_string(v));
+	} else if (e) {
+		char s[120];
+		ERR_error_string_n(e, s, sizeof(s));
+		snprintf(c->reason, sizeof(c->reason), "TLS: %.80s", s);
+	} else {
+		snprintf(c->reason, sizeof(c->reason), "TLS: connection closed");
+	}
+	while (bufferevent_get_openssl_error(bev))
+		;
+}
+
 static void check_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct check *c = arg;
 
+	if (what & BEV_EVENT_CONNECTED) {
+		/* The TLS handshake completed: that is all a tcp check asks. */
+		if (c->type == CHECK_TCP || (c->request_len == 0 && c->expect_len == 0))
+			check_finish(c, true, "ok");
+		return;
+	}
+	if (c->tls && (what & BEV_EVENT_ERROR)) {
+		check_tls_reason(c, bev);
+		check_finish(c, false, c->reason);
+		return;
+	}
 	if (what & BEV_EVENT_EOF) {
 		/* a reply that could be judged was judged by check_on_read already */
 		check_finish(c, false, "connection closed");
@@ -303,7 +348,21 @@ static void check_on_event(struct bufferevent *bev, short what, void *arg)
  */
 static struct bufferevent *check_transport_open(struct check *c, evutil_socket_t fd)
 {
-	return bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->tls)
+		return bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	SSL *ssl = tls_ssl_new(c->tls, c->tls_host);
+	if (!ssl)
+		return NULL;
+	/* From here the bufferevent owns the SSL and the socket. */
+	struct bufferevent *bev = bufferevent_openssl_socket_new(c->base, fd, ssl,
+		BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	if (!bev) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	/* A server that closes without close_notify has still answered. */
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
 }
 
 static void check_on_connected(struct check *c)
@@ -312,7 +371,7 @@ static void check_on_connected(struct check *c)
 		event_free_finalize(0, c->connect_ev, check_event_finalized);
 		c->connect_ev = NULL;
 	}
-	if (c->type == CHECK_TCP || (c->request_len == 0 && c->expect_len == 0)) {
+	if (!c->tls && (c->type == CHECK_TCP || (c->request_len == 0 && c->expect_len == 0))) {
 		check_finish(c, true, "ok");
 		return;
 	}
@@ -332,7 +391,7 @@ static void check_on_connected(struct check *c)
 		enable |= EV_WRITE;
 	}
 	/* send_expect without expect passes on the write alone: no reading */
-	if (c->type == CHECK_HTTP || c->expect_len)
+	if (c->type == CHECK_HTTP || c->expect_len || c->tls)
 		enable |= EV_READ;
 	bufferevent_enable(c->bev, enable);
 }
@@ -503,6 +562,14 @@ struct check *check_start(struct event_base *base, const struct check_conf *conf
 	}
 	check_arm(c, check_delay_ms(c->interval_ms, true, &c->rng));
 	return c;
+}
+
+void check_use_tls(struct check *c, struct tls_ctx *ctx, const char *host)
+{
+	tls_ctx_put(c->tls);
+	free(c->tls_host);
+	c->tls = tls_ctx_get(ctx);
+	c->tls_host = xstrdup(host);
 }
 
 /* The timer's finalizer: the loop runs it once no callback of c can be running. */

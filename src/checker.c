@@ -75,7 +75,7 @@ static bool checked(const struct checker *ck, const struct backend *be)
 }
 
 static void checker_start(struct checker *ck, struct service *svc, struct backend *be,
-			  const struct check_conf *conf)
+			  const struct check_conf *conf, struct tls_ctx *tls)
 {
 	struct checker_entry *e = xcalloc(1, sizeof(*e));
 	char label[512];
@@ -85,6 +85,8 @@ static void checker_start(struct checker *ck, struct service *svc, struct backen
 		free(e);	/* check_start() said why */
 		return;
 	}
+	if (tls)
+		check_use_tls(e->chk, tls, be->host);	/* the service's TLS settings */
 	e->svc = service_get(svc);
 	e->be = backend_get(be);
 	ck->v = xrealloc(ck->v, (ck->n + 1) * sizeof(*ck->v));
@@ -111,7 +113,7 @@ void checker_sync(struct checker *ck, struct service *svc, const struct service_
 	for (size_t m = 0; m < svc->n_members; m++) {
 		struct backend *be = svc->members[m];
 		if (backend_has_addr(be) && !checked(ck, be))
-			checker_start(ck, svc, be, cc);
+			checker_start(ck, svc, be, cc, conf->tls.enabled ? conf->tls.ctx : NULL);
 	}
 }
 

@@ -182,6 +182,18 @@ static void command_check_exit(struct command *c)
 	int status;
 	pid_t p;
 
+	siginfo_t si;
+
+	/*
+	 * Timed out: the shell may have died of SIGTERM while a child that
+	 * ignores it lives on in the group. SIGKILL the whole group now, while
+	 * the unreaped shell still holds its pid (and so the group id) — after
+	 * the reap the number could belong to someone else.
+	 */
+	memset(&si, 0, sizeof(si));
+	if (c->timed_out && waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+	    si.si_pid == c->pid)
+		kill(-c->pid, SIGKILL);
 	do {
 		p = waitpid(c->pid, &status, WNOHANG);
 	} while (p < 0 && errno == EINTR);

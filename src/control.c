@@ -68,15 +68,24 @@ static void static_members(struct service *svc, const struct service_conf *sc, u
  * discovery brings, are looked up off this thread: once running, the
  * control thread never waits for DNS.
  */
-static void control_resolve(struct control *c, struct service *svc, bool now)
+static void control_resolve(struct control *c, struct service *svc, const struct service_conf *sc,
+			    bool now)
 {
+	const struct resolver_policy pol = {
+		.allow_hostnames = sc->discovery.allow_hostnames,
+		.max_lookups = sc->discovery.max_lookups,
+		.timeout_ms = sc->discovery.lookup_timeout_ms,
+	};
+
 	for (size_t i = 0; i < svc->n_members; i++) {
 		struct backend *be = svc->members[i];
-		if (backend_has_addr(be) || be->resolving || backend_refused(be))
+		/* A refused one goes to resolver_submit, which may lift a
+		 * hostname_not_allowed refusal the new configuration allows. */
+		if (backend_has_addr(be) || be->resolving)
 			continue;
 		struct net_addr a;
 		char err[256];
-		if (now) {
+		if (now && pol.allow_hostnames && !backend_refused(be)) {
 			if (net_addr_resolve(be->host, be->port, &a, err, sizeof(err))) {
 				if (service_admit(svc, be, &a)) {
 					backend_set_addr(be, &a);
@@ -86,7 +95,7 @@ static void control_resolve(struct control *c, struct service *svc, bool now)
 			}
 			/* The resolver tries again, and logs what fails there. */
 		}
-		resolver_submit(c->resolver, be);
+		resolver_submit(c->resolver, be, &pol);
 	}
 }
 
@@ -168,7 +177,7 @@ static void on_discovery_view(void *arg, const char *name, const struct instance
 	service_hold(svc, false, NULL, 0, 0);
 	free(m);
 	if (changed) {
-		control_resolve(c, svc, false);
+		control_resolve(c, svc, sc, false);
 		checker_sync(c->checker, svc, sc, false);
 	}
 	if (changed || first) {
@@ -334,12 +343,14 @@ static bool apply_members(struct control *c, struct service *svc, const struct s
 		bool ready = svc->ready;
 		if (discovery_watch(c->disc, sc) != 0)
 			log_error("svc=%s discovery cannot start", sc->name);
+		/* A reload may allow names refused before (discovery.allow_hostnames). */
+		control_resolve(c, svc, sc, false);
 		return ready;
 	}
 	if (svc->version && svc->view != SERVICE_VIEW_STATIC)
 		discovery_unwatch(c->disc, sc->name);
 	static_members(svc, sc, now);
-	control_resolve(c, svc, starting);
+	control_resolve(c, svc, sc, starting);
 	svc->view = SERVICE_VIEW_STATIC;
 	return true;
 }
@@ -380,7 +391,7 @@ static struct service *apply_service(struct control *c, const struct service_con
 	if (service_set_policy(svc, config_allowed_networks(c->cfg->cfg, sc),
 			       config_denied_networks(c->cfg->cfg, sc), self, n_self) && svc->version) {
 		service_readmit(svc, now);
-		control_resolve(c, svc, false);	/* names made anew are looked up again */
+		control_resolve(c, svc, sc, false);	/* names made anew are looked up again */
 	}
 	free(self);
 	bool ready = apply_members(c, svc, sc, starting, now);

@@ -64,8 +64,9 @@ struct scrape {
 	uint64_t draining;			/* 0 or 1 */
 	uint64_t reloads;
 	uint64_t reload_failures;
-	uint64_t lookups[2];			/* host name lookups: ok, failed */
+	uint64_t lookups[4];			/* host name lookups: ok, failed, timed_out, refused */
 	uint64_t lookups_pending;
+	uint64_t lookup_threads;		/* lookups in flight */
 	uint64_t relays;			/* open client connections, all workers */
 	uint64_t accept_errors;
 	uint64_t fd_refused;			/* clients closed: their fd was in the reserve */
@@ -108,7 +109,10 @@ static void scrape_gather(struct scrape *s, struct control *c)
 	resolver_stats(c->resolver, &rs);
 	s->lookups[0] = rs.resolved;
 	s->lookups[1] = rs.failed;
+	s->lookups[2] = rs.timed_out;
+	s->lookups[3] = rs.refused;
 	s->lookups_pending = rs.pending;
+	s->lookup_threads = rs.threads;
 	for (unsigned i = 0; i < c->n_workers; i++) {
 		struct worker *w = c->workers[i];
 		s->relays += atomic_load(&w->relay.n_relays);
@@ -292,6 +296,21 @@ static bool get_backend32(const struct scrape *s, const struct metric *m, size_t
 	return true;
 }
 
+/* The handshakes with a backend that ended with result k. */
+static bool get_backend_tls(const struct scrape *s, const struct metric *m, size_t i, size_t k, uint64_t *out)
+{
+	*out = atomic_load(&s->backends[i].inst->be->tls_handshakes[k]);
+	return true;
+}
+
+/* Ciphertext bytes of a backend's TLS connections, k = 0: in, 1: out. */
+static bool get_backend_tls_bytes(const struct scrape *s, const struct metric *m, size_t i, size_t k,
+				  uint64_t *out)
+{
+	*out = atomic_load(&s->backends[i].inst->be->tls_bytes[k]);
+	return true;
+}
+
 static bool get_ejections(const struct scrape *s, const struct metric *m, size_t i, size_t k, uint64_t *out)
 {
 	*out = s->backends[i].inst->ejections;
@@ -351,7 +370,7 @@ static bool get_render_skipped(const struct scrape *s, const struct metric *m, s
 
 static const char *lookup_result(size_t k)
 {
-	static const char *const names[] = { "ok", "failed" };
+	static const char *const names[] = { "ok", "failed", "timed_out", "refused" };
 	return k < ARRAY_SIZE(names) ? names[k] : NULL;
 }
 
@@ -374,6 +393,17 @@ static const char *not_reusable_verdict(size_t k)
 static const char *admin_close_reason(size_t k)
 {
 	return k < ADMIN_CLOSE_COUNT ? admin_close_name((enum admin_close)k) : NULL;
+}
+
+static const char *tls_result(size_t k)
+{
+	return k < TLS_RESULTS ? tls_result_name((enum tls_result)k) : NULL;
+}
+
+static const char *tls_direction(size_t k)
+{
+	static const char *const names[] = { "in", "out" };
+	return k < ARRAY_SIZE(names) ? names[k] : NULL;
 }
 
 static const char *session_state(size_t k)
@@ -417,6 +447,8 @@ static const struct metric metrics[] = {
 	  "Host name lookups of backends, by result." },
 	{ "zklb_resolver_pending", "gauge", SCOPE_PROCESS, NULL, NULL, NULL, get_u64, AT(scrape, lookups_pending),
 	  "Backends waiting for their host name to resolve." },
+	{ "zklb_resolver_threads", "gauge", SCOPE_PROCESS, NULL, NULL, NULL, get_u64, AT(scrape, lookup_threads),
+	  "Host name lookups in flight, each on a thread (given-up ones until DNS returns)." },
 	{ "zklb_connections_active", "gauge", SCOPE_PROCESS, NULL, NULL, NULL, get_u64, AT(scrape, relays),
 	  "Client connections open, all services." },
 	{ "zklb_accept_errors_total", "counter", SCOPE_PROCESS, NULL, NULL, NULL, get_u64,
@@ -501,7 +533,7 @@ static const struct metric metrics[] = {
 	  "Files removed." },
 	{ "zklb_sync_refused_total", "counter", SCOPE_SYNC, NULL, NULL, NULL, get_sync,
 	  AT(sync_stats, refused_total),
-	  "Nodes refused (over max_size, bad child names)." },
+	  "Nodes and children refused (max_size, max_total_size, names, max_children, unusable names)." },
 	{ "zklb_sync_errors_total", "counter", SCOPE_SYNC, NULL, NULL, NULL, get_sync,
 	  AT(sync_stats, errors_total),
 	  "File or ZooKeeper errors." },
@@ -606,6 +638,12 @@ static const struct metric metrics[] = {
 	{ "zklb_upstream_idle_connections", "gauge", SCOPE_BACKEND, NULL, NULL, NULL, get_backend32,
 	  AT(backend, idle),
 	  "Idle pooled upstream connections." },
+	{ "zklb_backend_tls_handshakes_total", "counter", SCOPE_BACKEND, "result", tls_result, NULL,
+	  get_backend_tls, 0,
+	  "Upstream TLS handshakes (relay, prewarm), by result: full, resumed, or failed by reason." },
+	{ "zklb_backend_tls_bytes_total", "counter", SCOPE_BACKEND, "direction", tls_direction, NULL,
+	  get_backend_tls_bytes, 0,
+	  "Bytes on the wire of upstream TLS connections (records, handshakes), in = from the backend." },
 };
 
 /* What each scope's series are labelled with, and when its families are written. */

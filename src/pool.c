@@ -6,6 +6,7 @@
 #include "backend_set.h"
 #include "log.h"
 #include "service.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -20,9 +21,10 @@
 #define POOL_BACKOFF_MIN_MS 100
 #define POOL_BACKOFF_MAX_MS 5000
 #define POOL_EARLY_CLOSE_MS 1000	/* a prewarmed connection closed sooner is a refusal */
+#define POOL_TLS_RECORDS_MAX 8		/* non-data TLS records consumed by one liveness check */
 
 enum pooled_state {
-	POOLED_CONNECTING = 0,		/* prewarm connect in flight */
+	POOLED_CONNECTING = 0,		/* prewarm connect (and TLS handshake) in flight */
 	POOLED_IDLE,			/* established, waiting for a client */
 	POOLED_DEAD,			/* closed; freed after the loop turn */
 };
@@ -36,6 +38,8 @@ struct pooled {
 	int fd;				/* owned */
 	struct event ev;		/* write while connecting, read + idle timeout after */
 	struct framing *fr;		/* owned; may be NULL */
+	struct tls_conn *tls;		/* owned; NULL for plain TCP */
+	uint64_t deadline_ms;		/* prewarm: connect and handshake done by then */
 	enum pooled_state state;
 	uint64_t idle_timeout_ms;	/* pool.idle_timeout of the service */
 	uint64_t idle_since_ms;		/* when it entered the pool */
@@ -99,6 +103,7 @@ void pool_worker_reap(struct pool_worker *pw)
 		struct pooled *next = p->wnext;
 		backend_put(p->be);
 		framing_free(p->fr);
+		tls_conn_free(p->tls);
 		free(p);
 		p = next;
 	}
@@ -135,6 +140,10 @@ static void pooled_retire(struct pooled *p)
 static void pooled_drop(struct pooled *p, enum pool_discard why)
 {
 	p->pw->discards[why]++;
+	if (p->tls)
+		backend_count_tls_bytes(p->be, p->tls);
+	tls_conn_free(p->tls);
+	p->tls = NULL;
 	close(p->fd);
 	p->fd = -1;
 	pooled_retire(p);
@@ -148,6 +157,42 @@ static void slot_back_off(struct pooled *p, uint64_t now)
 	s->next_attempt_ms = now + s->backoff_ms;
 }
 
+/* What a look at an idle connection found. */
+enum pooled_look {
+	POOLED_QUIET = 0,		/* nothing to read: alive */
+	POOLED_DATA,			/* bytes nobody asked for */
+	POOLED_CLOSED,			/* FIN, close_notify, reset or TLS error */
+};
+
+/*
+ * Look at an idle connection without taking anything from a client. Over
+ * TLS, records that carry no data (session tickets) are consumed: reading
+ * them is how OpenSSL hands over the tickets. Bounded: a peer that keeps
+ * sending such records is not waited for.
+ */
+static enum pooled_look pooled_look(struct pooled *p)
+{
+	for (int i = 0; i < POOL_TLS_RECORDS_MAX; i++) {
+		char c;
+		/* What OpenSSL already holds (data, a close_notify) needs no socket. */
+		if (!p->tls || !tls_conn_pending(p->tls)) {
+			ssize_t n = recv(p->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+				return POOLED_QUIET;
+			if (n <= 0)
+				return POOLED_CLOSED;
+			if (!p->tls)
+				return POOLED_DATA;
+		}
+		enum tls_io io;
+		if (tls_conn_read(p->tls, &c, 1, &io) > 0)
+			return POOLED_DATA;
+		if (io != TLS_IO_WANT_READ)
+			return io == TLS_IO_WANT_WRITE ? POOLED_QUIET : POOLED_CLOSED;
+	}
+	return POOLED_DATA;
+}
+
 static void on_idle_event(evutil_socket_t fd, short what, void *arg)
 {
 	struct pooled *p = arg;
@@ -155,10 +200,9 @@ static void on_idle_event(evutil_socket_t fd, short what, void *arg)
 		pooled_drop(p, POOL_DISCARD_IDLE_TIMEOUT);
 		return;
 	}
-	char c;
-	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-		return;	/* spurious wake-up */
+	enum pooled_look look = pooled_look(p);
+	if (look == POOLED_QUIET)
+		return;	/* spurious wake-up, or a session ticket */
 	/*
 	 * A backend that accepts and drops prewarmed connections at once is
 	 * refusing in all but name: back off as for a refused connect instead
@@ -167,7 +211,7 @@ static void on_idle_event(evutil_socket_t fd, short what, void *arg)
 	uint64_t now = now_ms();
 	if (p->prewarmed && now - p->idle_since_ms < POOL_EARLY_CLOSE_MS)
 		slot_back_off(p, now);
-	pooled_drop(p, n > 0 ? POOL_DISCARD_DATA : POOL_DISCARD_CLOSED);
+	pooled_drop(p, look == POOLED_DATA ? POOL_DISCARD_DATA : POOL_DISCARD_CLOSED);
 }
 
 static void pooled_make_idle(struct pooled *p, uint64_t idle_timeout_ms)
@@ -200,14 +244,13 @@ static struct pooled *pooled_new(struct pool_worker *pw, struct backend *be, int
 	return p;
 }
 
-int pool_take(struct pool_worker *pw, struct backend *be, struct framing **fr)
+int pool_take(struct pool_worker *pw, struct backend *be, struct framing **fr,
+	      struct tls_conn **tls)
 {
 	struct pool_slot *s = slot_of(pw, be);
 	while (s->idle) {
 		struct pooled *p = s->idle;
-		char c;
-		ssize_t n = recv(p->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-		if (!(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+		if (pooled_look(p) != POOLED_QUIET) {
 			pooled_drop(p, POOL_DISCARD_STALE);
 			continue;
 		}
@@ -217,6 +260,8 @@ int pool_take(struct pool_worker *pw, struct backend *be, struct framing **fr)
 		*fr = p->fr;
 		framing_reset(*fr);
 		p->fr = NULL;
+		*tls = p->tls;
+		p->tls = NULL;
 		p->fd = -1;
 		pooled_retire(p);
 		atomic_fetch_add_explicit(&be->upstream_reused, 1, memory_order_relaxed);
@@ -225,8 +270,8 @@ int pool_take(struct pool_worker *pw, struct backend *be, struct framing **fr)
 	return -1;
 }
 
-bool pool_put(struct pool_worker *pw, struct backend *be, int fd, struct framing *fr,
-	      const struct pool_conf *pc)
+bool pool_put(struct pool_worker *pw, struct backend *be, int fd, struct tls_conn *tls,
+	      struct framing *fr, const struct pool_conf *pc)
 {
 	enum pool_discard why;
 	struct pool_slot *s = slot_of(pw, be);
@@ -237,13 +282,64 @@ bool pool_put(struct pool_worker *pw, struct backend *be, int fd, struct framing
 		why = POOL_DISCARD_FULL;
 	else {
 		struct pooled *p = pooled_new(pw, be, fd, fr);
+		p->tls = tls;
 		pooled_make_idle(p, pc->idle_timeout_ms);
 		return true;
 	}
 	pw->discards[why]++;
+	if (tls)
+		backend_count_tls_bytes(be, tls);
+	tls_conn_free(tls);
 	close(fd);
 	framing_free(fr);
 	return false;
+}
+
+static void on_prewarm_handshake(evutil_socket_t fd, short what, void *arg);
+
+/* Arm p's event for `what`, within what is left of its connect timeout. */
+static void prewarm_wait(struct pooled *p, short what, event_callback_fn cb)
+{
+	uint64_t now = now_ms();
+	uint64_t left = p->deadline_ms > now ? p->deadline_ms - now : 0;
+	struct timeval tv = { .tv_sec = (time_t)(left / 1000),
+			      .tv_usec = (suseconds_t)(left % 1000) * 1000 };
+	event_assign(&p->ev, p->pw->base, p->fd, what, cb, p);
+	event_add(&p->ev, &tv);
+}
+
+/* One step of a prewarm handshake: idle once done, dropped (and backed off) when it fails. */
+static void prewarm_tls_step(struct pooled *p)
+{
+	struct pool_slot *s = slot_of(p->pw, p->be);
+	enum tls_io io = tls_conn_handshake(p->tls);
+	backend_count_tls_bytes(p->be, p->tls);
+	if (io == TLS_IO_WANT_READ || io == TLS_IO_WANT_WRITE) {
+		prewarm_wait(p, io == TLS_IO_WANT_READ ? EV_READ : EV_WRITE, on_prewarm_handshake);
+		return;
+	}
+	if (io == TLS_IO_DONE) {
+		backend_count_tls(p->be, tls_conn_outcome(p->tls), NULL, now_ms());
+		s->n_connecting--;
+		pooled_make_idle(p, p->idle_timeout_ms);
+		return;
+	}
+	backend_count_tls(p->be, tls_conn_outcome(p->tls), tls_conn_reason(p->tls), now_ms());
+	slot_back_off(p, now_ms());
+	pooled_drop(p, POOL_DISCARD_CONNECT_FAILED);
+}
+
+static void on_prewarm_handshake(evutil_socket_t fd, short what, void *arg)
+{
+	struct pooled *p = arg;
+	if (what & EV_TIMEOUT) {
+		backend_count_tls(p->be, TLS_RESULT_TIMEOUT, "no handshake within connect_timeout",
+				  now_ms());
+		slot_back_off(p, now_ms());
+		pooled_drop(p, POOL_DISCARD_CONNECT_FAILED);
+		return;
+	}
+	prewarm_tls_step(p);
 }
 
 static void on_prewarm_connected(evutil_socket_t fd, short what, void *arg)
@@ -271,6 +367,10 @@ static void on_prewarm_connected(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	/* The backoff stays until a connection proves useful (pool_take). */
+	if (p->tls) {
+		prewarm_tls_step(p);
+		return;
+	}
 	s->n_connecting--;
 	pooled_make_idle(p, p->idle_timeout_ms);
 }
@@ -293,7 +393,20 @@ static void prewarm_one(struct pool_worker *pw, struct backend *be, const struct
 	p->state = POOLED_CONNECTING;
 	p->prewarmed = true;
 	p->idle_timeout_ms = sc->pool.idle_timeout_ms;
+	p->deadline_ms = now_ms() + connect_timeout_ms;
 	s->n_connecting++;
+	if (sc->tls.enabled) {
+		/* Never a plain connection in a TLS service's pool. */
+		p->tls = sc->tls.ctx ? tls_conn_new(sc->tls.ctx, fd, be->host, be->name) : NULL;
+		if (!p->tls) {
+			log_error("svc=%s be=%s cannot set up TLS for a prewarm connection",
+				  be->svc_name, be->name);
+			s->backoff_ms = pool_backoff_next(s->backoff_ms);
+			s->next_attempt_ms = now_ms() + s->backoff_ms;
+			pooled_drop(p, POOL_DISCARD_CONNECT_FAILED);
+			return;
+		}
+	}
 	if (connect(fd, (struct sockaddr *)&be->addr.ss, be->addr.len) != 0 && errno != EINPROGRESS) {
 		s->backoff_ms = pool_backoff_next(s->backoff_ms);
 		s->next_attempt_ms = now_ms() + s->backoff_ms;

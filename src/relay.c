@@ -18,6 +18,18 @@
  * space. One pipe load is in flight at a time; reading resumes when it has
  * drained.
  *
+ * TLS (tls: on the service): after the TCP connect the relay stays
+ * CONNECTING through the handshake, so connect_timeout covers both and a
+ * failed handshake is a failed connect (retried elsewhere, counted against
+ * the backend). Not a byte of the client's is read before the handshake
+ * has verified the backend. Upstream reads and writes then go through the
+ * struct tls_conn (half_recv/half_send), splice is off (the kernel would
+ * move ciphertext), the client's FIN becomes close_notify and a FIN, and
+ * the backend's close_notify our FIN to the client. Decrypted bytes can
+ * wait inside OpenSSL while the socket is quiet: whenever reading the
+ * upstream is (re)enabled with such bytes waiting, the read event is made
+ * active by hand (relay_tls_kick).
+ *
  * Timeouts: one timer per relay, owned by the current state: the connect
  * timeout while WAITING or CONNECTING, the idle timeout once ESTABLISHED
  * (re-armed lazily from `last_active_ms`, so traffic costs no timer update).
@@ -30,6 +42,7 @@
 #include "log.h"
 #include "pool.h"
 #include "service.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -86,6 +99,7 @@ struct relay {
 	bool fin_deferred;			/* client FIN held back: upstream may be pooled */
 	bool reused;				/* the upstream came from the idle pool */
 	struct framing *fr;			/* owned; pool.reuse tracker, NULL when off */
+	struct tls_conn *tls;			/* owned; upstream TLS, NULL for plain TCP */
 	uint64_t last_active_ms;
 };
 
@@ -115,6 +129,7 @@ static void on_client_write(evutil_socket_t fd, short what, void *arg);
 static void on_upstream_read(evutil_socket_t fd, short what, void *arg);
 static void on_upstream_write(evutil_socket_t fd, short what, void *arg);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
+static void on_upstream_handshake(evutil_socket_t fd, short what, void *arg);
 
 static void arm_timer(struct relay *r, uint64_t ms)
 {
@@ -333,6 +348,10 @@ static void upstream_release(struct relay *r)
 			event_del(&r->ur);
 		if (event_initialized(&r->uw))
 			event_del(&r->uw);
+		if (r->tls)
+			backend_count_tls_bytes(r->be, r->tls);	/* a close_notify, maybe */
+		tls_conn_free(r->tls);
+		r->tls = NULL;
 		close(r->ufd);
 		r->ufd = -1;
 	}
@@ -348,6 +367,11 @@ static void relay_established(struct relay *r)
 	enum reuse_kind reuse = r->set->conf->pool.reuse;
 	if (reuse != REUSE_NONE && !r->fr)
 		r->fr = framing_new(reuse);
+	if (r->tls) {
+		/* splice would move ciphertext */
+		r->c2u.no_splice = true;
+		r->u2c.no_splice = true;
+	}
 	event_assign(&r->uw, r->rw->base, r->ufd, EV_WRITE | EV_PERSIST, on_upstream_write, r);
 	event_assign(&r->ur, r->rw->base, r->ufd, EV_READ | EV_PERSIST, on_upstream_read, r);
 	relay_set_state(r, RELAY_ESTABLISHED);
@@ -362,6 +386,69 @@ static void relay_connect_failed(struct relay *r, const char *why)
 	service_report_failure(r->set->svc, r->be, why);
 	upstream_release(r);
 	relay_connect_next(r);
+}
+
+/* Stop whatever upstream event the connect or the handshake left armed. */
+static void upstream_events_del(struct relay *r)
+{
+	if (event_initialized(&r->ur))
+		event_del(&r->ur);
+	if (event_initialized(&r->uw))
+		event_del(&r->uw);
+}
+
+/* One step of the upstream handshake; arms the event it waits for. */
+static void relay_tls_step(struct relay *r)
+{
+	enum tls_io io = tls_conn_handshake(r->tls);
+	backend_count_tls_bytes(r->be, r->tls);
+	upstream_events_del(r);
+	switch (io) {
+	case TLS_IO_DONE:
+		backend_count_tls(r->be, tls_conn_outcome(r->tls), NULL, now_ms());
+		relay_established(r);
+		return;
+	case TLS_IO_WANT_READ:
+		event_assign(&r->ur, r->rw->base, r->ufd, EV_READ, on_upstream_handshake, r);
+		event_add(&r->ur, NULL);
+		return;
+	case TLS_IO_WANT_WRITE:
+		event_assign(&r->uw, r->rw->base, r->ufd, EV_WRITE, on_upstream_handshake, r);
+		event_add(&r->uw, NULL);
+		return;
+	case TLS_IO_EOF:
+	case TLS_IO_ERROR:
+		break;
+	}
+	char why[200];
+	snprintf(why, sizeof(why), "TLS handshake: %s", tls_conn_reason(r->tls));
+	backend_count_tls(r->be, tls_conn_outcome(r->tls), tls_conn_reason(r->tls), now_ms());
+	relay_connect_failed(r, why);
+}
+
+static void on_upstream_handshake(evutil_socket_t fd, short what, void *arg)
+{
+	relay_tls_step(arg);
+}
+
+/* TCP is connected: relay, or first shake hands (still CONNECTING, same timer). */
+static void relay_upstream_connected(struct relay *r)
+{
+	if (!r->set->conf->tls.enabled) {
+		relay_established(r);
+		return;
+	}
+	struct tls_ctx *ctx = r->set->conf->tls.ctx;
+	r->tls = ctx ? tls_conn_new(ctx, r->ufd, r->be->host, r->be->name) : NULL;
+	if (!r->tls) {
+		/* Never plaintext to a TLS backend: give up on this client. */
+		log_error("svc=%s be=%s cannot set up TLS for the connection", r->set->svc->name,
+			  r->be->name);
+		upstream_release(r);
+		relay_close(r, RELAY_CLOSE_LOCAL_ERROR);
+		return;
+	}
+	relay_tls_step(r);
 }
 
 static void relay_connect_next(struct relay *r)
@@ -390,10 +477,12 @@ static void relay_connect_next(struct relay *r)
 
 		if (conf->pool.reuse != REUSE_NONE || conf->pool.prewarm) {
 			struct framing *fr = NULL;
-			int pfd = pool_take(r->rw->pool, be, &fr);
+			struct tls_conn *tls = NULL;
+			int pfd = pool_take(r->rw->pool, be, &fr, &tls);
 			if (pfd >= 0) {
 				r->ufd = pfd;
 				r->fr = fr;
+				r->tls = tls;
 				r->reused = true;
 				relay_established(r);
 				return;
@@ -412,7 +501,8 @@ static void relay_connect_next(struct relay *r)
 		set_nodelay(fd);
 		r->ufd = fd;
 		if (connect(fd, (struct sockaddr *)&be->addr.ss, be->addr.len) == 0) {
-			relay_established(r);
+			relay_set_state(r, RELAY_CONNECTING);	/* the handshake's timeout */
+			relay_upstream_connected(r);
 			return;
 		}
 		if (errno == EINPROGRESS) {
@@ -493,13 +583,81 @@ static ssize_t half_pump_splice(struct relay_half *h, int from_fd, int to_fd, bo
 }
 
 /*
+ * Write to the side h writes (c2u: the upstream, through TLS when on).
+ * Like send(): bytes taken, or -1 with errno (EAGAIN: wait for writability).
+ */
+static ssize_t half_send(struct relay *r, const struct relay_half *h, int fd, const char *buf,
+			 size_t len)
+{
+	if (h == &r->c2u && r->tls) {
+		enum tls_io io;
+		size_t n = tls_conn_write(r->tls, buf, len, &io);
+		backend_count_tls_bytes(r->be, r->tls);
+		if (n)
+			return (ssize_t)n;
+		errno = io == TLS_IO_WANT_WRITE || io == TLS_IO_WANT_READ ? EAGAIN : EPIPE;
+		return -1;
+	}
+	return send(fd, buf, len, MSG_NOSIGNAL);
+}
+
+/* Read from the side h reads (u2c: the upstream, through TLS when on). Like recv(). */
+static ssize_t half_recv(struct relay *r, const struct relay_half *h, int fd, char *buf,
+			 size_t len)
+{
+	if (h == &r->u2c && r->tls) {
+		/*
+		 * One record (16 KiB at most) per SSL_read: read several so one
+		 * send() to the client carries them. An EOF or error met after
+		 * some bytes is met again by the next call (relay_tls_kick).
+		 */
+		enum tls_io io = TLS_IO_DONE;
+		size_t n = 0, k;
+		while (n < len && (k = tls_conn_read(r->tls, buf + n, len - n, &io)) > 0)
+			n += k;
+		backend_count_tls_bytes(r->be, r->tls);
+		if (n)
+			return (ssize_t)n;
+		if (io == TLS_IO_EOF)
+			return 0;
+		errno = io == TLS_IO_WANT_READ || io == TLS_IO_WANT_WRITE ? EAGAIN : EPROTO;
+		return -1;
+	}
+	ssize_t n;
+	do
+		n = recv(fd, buf, len, 0);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
+/*
+ * Half-close towards the backend: close_notify first over TLS. false when
+ * OpenSSL could not send it yet (call again once the socket is writable).
+ */
+static bool upstream_shut_wr(struct relay *r)
+{
+	/* A failed close_notify leaves the FIN to say it. */
+	if (r->tls && tls_conn_close_notify(r->tls) == TLS_IO_WANT_WRITE)
+		return false;
+	shutdown(r->ufd, SHUT_WR);
+	return true;
+}
+
+/* Decrypted bytes wait in OpenSSL while reading the upstream is on: go and read them. */
+static void relay_tls_kick(struct relay *r)
+{
+	if (r->tls && r->ufd >= 0 && tls_conn_pending(r->tls) && event_pending(&r->ur, EV_READ, NULL))
+		event_active(&r->ur, EV_READ, 0);
+}
+
+/*
  * Write what is pending in h to fd. Returns false on a fatal write error.
  * Releases the buffer once empty.
  */
 static bool half_flush(struct relay *r, struct relay_half *h, int fd)
 {
 	while (h->start < h->end) {
-		ssize_t n = send(fd, h->buf + h->start, h->end - h->start, MSG_NOSIGNAL);
+		ssize_t n = half_send(r, h, fd, h->buf + h->start, h->end - h->start);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -526,15 +684,18 @@ static bool relay_try_pool(struct relay *r)
 	if (r->state != RELAY_ESTABLISHED || r->ufd < 0 || !r->fr)
 		return false;
 	enum framing_verdict v = framing_verdict(r->fr);
-	if (v != FRAMING_OK || r->c2u.end != r->c2u.start || r->u2c.eof || r->c2u.shut) {
+	/* Bytes decrypted but not read yet are a reply in flight, like bytes in the socket. */
+	if (v != FRAMING_OK || r->c2u.end != r->c2u.start || r->u2c.eof || r->c2u.shut ||
+	    (r->tls && tls_conn_pending(r->tls))) {
 		pool_count_not_reusable(rw->pool, v);
 		return false;
 	}
 	event_del(&r->ur);
 	event_del(&r->uw);
-	pool_put(rw->pool, r->be, r->ufd, r->fr, &r->set->conf->pool);
+	pool_put(rw->pool, r->be, r->ufd, r->tls, r->fr, &r->set->conf->pool);
 	r->ufd = -1;
 	r->fr = NULL;
+	r->tls = NULL;
 	return true;
 }
 
@@ -567,12 +728,15 @@ static void relay_client_fin(struct relay *r)
 	/* Not reusable: decided once, so stop tracking and pass the FIN on. */
 	framing_free(r->fr);
 	r->fr = NULL;
-	shutdown(r->ufd, SHUT_WR);
+	if (!upstream_shut_wr(r)) {
+		event_add(&r->uw, NULL);	/* half_settle sends it once writable */
+		return;
+	}
 	r->c2u.shut = true;
 }
 
 /* After a half made progress, update interest and half-close. */
-static void half_settle(struct relay *r, struct relay_half *h, int to_fd, struct event *src_read,
+static void half_settle_one(struct relay *r, struct relay_half *h, int to_fd, struct event *src_read,
 		       struct event *dst_write)
 {
 	if (h->piped) {
@@ -611,10 +775,24 @@ static void half_settle(struct relay *r, struct relay_half *h, int to_fd, struct
 		 * at once sends the FIN: spare the syscall.
 		 */
 		const struct relay_half *other = h == &r->c2u ? &r->u2c : &r->c2u;
-		if (!other->shut)
+		if (h == &r->c2u && r->tls) {
+			if (!upstream_shut_wr(r)) {
+				event_add(dst_write, NULL);
+				return;
+			}
+		} else if (!other->shut) {
 			shutdown(to_fd, SHUT_WR);
+		}
 		h->shut = true;
 	}
+}
+
+static void half_settle(struct relay *r, struct relay_half *h, int to_fd, struct event *src_read,
+			struct event *dst_write)
+{
+	half_settle_one(r, h, to_fd, src_read, dst_write);
+	if (h == &r->u2c)
+		relay_tls_kick(r);
 }
 
 /*
@@ -668,9 +846,7 @@ static ssize_t half_pump(struct relay *r, struct relay_half *h, int from_fd, int
 			errno = EAGAIN;
 			return -1;
 		}
-		do
-			n = recv(from_fd, h->buf + h->end, r->cap - h->end, 0);
-		while (n < 0 && errno == EINTR);
+		n = half_recv(r, h, from_fd, h->buf + h->end, r->cap - h->end);
 		if (n <= 0)
 			return n;
 		relay_track(r, h, h->buf + h->end, (size_t)n);
@@ -681,16 +857,14 @@ static ssize_t half_pump(struct relay *r, struct relay_half *h, int from_fd, int
 		return n;
 	}
 	size_t room = MIN(rw->scratch_len, r->cap);
-	do
-		n = recv(from_fd, rw->scratch, room, 0);
-	while (n < 0 && errno == EINTR);
+	n = half_recv(r, h, from_fd, rw->scratch, room);
 	if (n <= 0)
 		return n;
 	relay_track(r, h, rw->scratch, (size_t)n);
 	h->full_reads = (size_t)n == room ? h->full_reads + 1 : 0;
 	ssize_t sent = 0;
 	while (sent < n) {
-		ssize_t k = send(to_fd, rw->scratch + sent, (size_t)(n - sent), MSG_NOSIGNAL);
+		ssize_t k = half_send(r, h, to_fd, rw->scratch + sent, (size_t)(n - sent));
 		if (k < 0) {
 			if (errno == EINTR)
 				continue;
@@ -818,7 +992,7 @@ static void on_upstream_write(evutil_socket_t fd, short what, void *arg)
 			relay_connect_failed(r, strerror(err));
 			return;
 		}
-		relay_established(r);
+		relay_upstream_connected(r);
 		return;
 	}
 	if (!half_flush_pipe(&r->c2u, r->ufd) || !half_flush(r, &r->c2u, r->ufd)) {
@@ -846,7 +1020,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		relay_close(r, RELAY_CLOSE_WAIT_TIMEOUT);
 		break;
 	case RELAY_CONNECTING:
-		relay_connect_failed(r, "connect timeout");
+		if (r->tls) {
+			backend_count_tls(r->be, TLS_RESULT_TIMEOUT, "no handshake within connect_timeout",
+					  now_ms());
+			relay_connect_failed(r, "TLS handshake timeout");
+		} else {
+			relay_connect_failed(r, "connect timeout");
+		}
 		break;
 	case RELAY_ESTABLISHED: {
 		uint64_t idle = r->set->conf->idle_timeout_ms;

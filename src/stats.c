@@ -14,7 +14,7 @@ static const char *instance_state(const struct backend *be)
 	if (!atomic_load(&be->member))
 		return "draining";
 	if (backend_refused(be))
-		return "refused";	/* the destination policy said no: never routed */
+		return "refused";	/* policy or allow_hostnames said no (be->refused): never routed */
 	if (!backend_has_addr(be))
 		return "resolving";	/* a host name not resolved yet */
 	return health_state_name(be->health.state);

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,14 +35,21 @@ struct sync_entry {
 	struct sync *s;			/* ref: the owner */
 	struct sync_conf conf;		/* owned strings; the settings */
 	char label[300];		/* log prefix "sync path=/x" */
+	char *dir;			/* owned; the directory the files go in */
+	const char *file_name;		/* ref: into conf.file; single node only */
+	char dir_err[200];		/* the last failure to open dir, logged once */
 	enum sync_state state;		/* changed by sync_set_state() only */
 	struct nodewatch *nw;		/* single node: owned; NULL for children */
 	struct zkset *set;		/* children: owned; NULL for a single node */
 	char **managed;			/* children: owned; names of the files we wrote */
 	size_t n_managed;
 	bool managed_dirty;		/* managed changed since the manifest was written */
+	size_t n_taken;			/* children: wanted children (max_children applies) */
+	uint64_t total_size;		/* children: bytes of the taken children on disk */
+	uint64_t batch_refused;		/* children refused since the last settle (one log line) */
 	bool changed;			/* files changed since the last command started */
 	enum sync_run run;		/* changed by sync_set_run() only */
+	struct event *coalesce_ev;	/* owned; ends the coalescing window */
 	struct command *cmd;		/* owned while the command runs */
 	bool retired;			/* dropped by a reload: freed once its command is done */
 	struct sync_stats st;		/* counters (strings filled on read) */
@@ -75,6 +83,33 @@ bool sync_child_name_ok(const char *name)
 	return true;
 }
 
+bool sync_name_listed(char *const *globs, size_t n, const char *name)
+{
+	if (n == 0)
+		return true;
+	for (size_t i = 0; i < n; i++)
+		if (fnmatch(globs[i], name, 0) == 0)
+			return true;
+	return false;
+}
+
+enum sync_admit sync_child_admit(const struct sync_conf *c, size_t n_taken, const char *name)
+{
+	if (!sync_child_name_ok(name))
+		return SYNC_ADMIT_BAD_NAME;
+	if (!sync_name_listed(c->names, c->n_names, name))
+		return SYNC_ADMIT_NOT_LISTED;
+	if (n_taken >= c->max_children)
+		return SYNC_ADMIT_TOO_MANY;
+	return SYNC_ADMIT_OK;
+}
+
+bool sync_size_fits(uint64_t total, uint64_t old_len, uint64_t len, uint64_t max_total)
+{
+	uint64_t rest = total >= old_len ? total - old_len : 0;
+	return len <= max_total && rest <= max_total - len;
+}
+
 enum sync_action sync_decide(const void *old, size_t old_len, unsigned old_mode,
 			     const void *data, size_t len, unsigned mode)
 {
@@ -99,6 +134,7 @@ static const char *sync_run_name(enum sync_run r)
 {
 	switch (r) {
 	case SYNC_RUN_IDLE: return "idle";
+	case SYNC_RUN_COALESCING: return "coalescing";
 	case SYNC_RUN_RUNNING: return "running";
 	case SYNC_RUN_AGAIN: return "again";
 	}
@@ -126,7 +162,8 @@ static bool sync_set_state(struct sync_entry *e, enum sync_state to, const char 
 static bool sync_set_run(struct sync_entry *e, enum sync_run to)
 {
 	enum sync_run from = e->run;
-	bool legal = (from == SYNC_RUN_IDLE && to == SYNC_RUN_RUNNING) ||
+	bool legal = (from == SYNC_RUN_IDLE && to == SYNC_RUN_COALESCING) ||
+		     (from == SYNC_RUN_COALESCING && (to == SYNC_RUN_RUNNING || to == SYNC_RUN_IDLE)) ||
 		     (from == SYNC_RUN_RUNNING && (to == SYNC_RUN_AGAIN || to == SYNC_RUN_IDLE)) ||
 		     (from == SYNC_RUN_AGAIN && to == SYNC_RUN_IDLE);
 
@@ -141,111 +178,157 @@ static bool sync_set_run(struct sync_entry *e, enum sync_run to)
 
 /* ---- files ----------------------------------------------------------------- */
 
+/*
+ * Every file operation is relative to the entry's directory, opened with
+ * O_NOFOLLOW for each batch of work: a symlink planted as the directory is
+ * refused, and a symlink (or anything but a plain file) at a file's name is
+ * never opened, never chmod-ed, only replaced by the rename.
+ */
+
 enum sync_put_result {
 	SYNC_PUT_SAME = 0,		/* already there: nothing done */
-	SYNC_PUT_CHMOD,			/* same bytes; mode fixed */
+	SYNC_PUT_CHMOD,			/* same bytes; mode or owner fixed */
 	SYNC_PUT_WROTE,			/* written */
 	SYNC_PUT_ERROR,			/* logged and counted */
 };
 
-/*
- * Read up to max bytes of path into *buf (malloc'd); *len the bytes read,
- * *mode the permission bits. false when there is no regular file to compare.
- */
-static bool sync_read_prefix(const char *path, size_t max, char **buf, size_t *len, unsigned *mode)
+/* The directory, or -1: logged (once per distinct error) and counted. */
+static int sync_dir_open(struct sync_entry *e)
 {
-	struct stat st;
-	size_t got = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	char err[sizeof(e->dir_err)];
+	int dfd = open(e->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (dfd >= 0) {
+		if (e->dir_err[0])
+			log_info("%s: %s usable again", e->label, e->dir);
+		e->dir_err[0] = '\0';
+		return dfd;
+	}
+	if (errno == ELOOP || errno == ENOTDIR)
+		snprintf(err, sizeof(err), "%s is a symlink or not a directory: nothing written",
+			 e->dir);
+	else
+		snprintf(err, sizeof(err), "open %s: %s: nothing written", e->dir, strerror(errno));
+	e->st.errors_total++;
+	if (strcmp(err, e->dir_err) != 0)
+		log_error("%s: %s", e->label, err);
+	snprintf(e->dir_err, sizeof(e->dir_err), "%s", err);
+	return -1;
+}
+
+/* What is at name now, for sync_put to compare. */
+struct sync_old {
+	char *bytes;			/* owned; up to the bytes asked for */
+	size_t len;			/* bytes in bytes */
+	struct stat st;			/* its mode, owner, links */
+};
+
+/*
+ * Read up to max bytes of the regular file name in dfd, never following a
+ * symlink. false when there is no regular file to compare.
+ */
+static bool sync_read_prefix(int dfd, const char *name, size_t max, struct sync_old *o)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
 
 	if (fd < 0)
 		return false;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, &o->st) < 0 || !S_ISREG(o->st.st_mode)) {
 		close(fd);
 		return false;
 	}
-	*buf = xmalloc(max ? max : 1);
-	while (got < max) {
-		ssize_t r = read(fd, *buf + got, max - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
+	o->bytes = xmalloc(max ? max : 1);
+	o->len = fd_read_full(fd, o->bytes, max);
 	close(fd);
-	*len = got;
-	*mode = (unsigned)st.st_mode & 07777;
 	return true;
 }
 
-/* Make path hold data[0..len) with the entry's mode. */
-static enum sync_put_result sync_put(struct sync_entry *e, const char *path, const char *data,
-				     size_t len)
+static bool sync_owner_differs(const struct sync_entry *e, const struct stat *st)
 {
-	char *old = NULL, err[512];
-	size_t old_len = 0;
-	unsigned old_mode = 0;
-	bool have = sync_read_prefix(path, len + 1, &old, &old_len, &old_mode);
-	enum sync_action act = sync_decide(have ? old : NULL, old_len, old_mode, data, len,
-					   e->conf.mode);
+	return (e->conf.uid >= 0 && (int64_t)st->st_uid != e->conf.uid) ||
+	       (e->conf.gid >= 0 && (int64_t)st->st_gid != e->conf.gid);
+}
 
-	free(old);
+/* Same bytes, other mode or owner: fix them on a descriptor, never by path. */
+static bool sync_fix_attrs(struct sync_entry *e, int dfd, const char *name)
+{
+	struct stat st;
+	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
+	bool ok = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		  ((e->conf.uid < 0 && e->conf.gid < 0) ||
+		   fchown(fd, (uid_t)e->conf.uid, (gid_t)e->conf.gid) == 0) &&
+		  fchmod(fd, (mode_t)e->conf.mode) == 0;
+
+	if (!ok) {
+		e->st.errors_total++;
+		log_error("%s: set mode/owner of %s/%s: %s", e->label, e->dir, name, strerror(errno));
+	}
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* Make dfd/name hold data[0..len) with the entry's mode and owner. */
+static enum sync_put_result sync_put(struct sync_entry *e, int dfd, const char *name,
+				     const char *data, size_t len)
+{
+	char err[512];
+	struct sync_old o = { 0 };
+	bool have = sync_read_prefix(dfd, name, len + 1, &o);
+	enum sync_action act = sync_decide(have ? o.bytes : NULL, o.len,
+					   have ? (unsigned)o.st.st_mode : 0, data, len, e->conf.mode);
+
+	free(o.bytes);
+	if (act != SYNC_ACTION_WRITE && sync_owner_differs(e, &o.st))
+		act = SYNC_ACTION_CHMOD;
+	/* A second link (to a file elsewhere): fixing it in place would change that file too. */
+	if (act == SYNC_ACTION_CHMOD && o.st.st_nlink != 1)
+		act = SYNC_ACTION_WRITE;
 	switch (act) {
 	case SYNC_ACTION_NONE:
 		e->st.unchanged_total++;
-		log_debug("%s: %s unchanged (%zu bytes)", e->label, path, len);
+		log_debug("%s: %s/%s unchanged (%zu bytes)", e->label, e->dir, name, len);
 		return SYNC_PUT_SAME;
 	case SYNC_ACTION_CHMOD:
-		if (chmod(path, (mode_t)e->conf.mode) < 0) {
-			e->st.errors_total++;
-			log_error("%s: chmod %s: %s", e->label, path, strerror(errno));
+		if (!sync_fix_attrs(e, dfd, name))
 			return SYNC_PUT_ERROR;
-		}
-		log_info("%s: %s unchanged; mode set to %04o", e->label, path, e->conf.mode);
+		log_info("%s: %s/%s unchanged; mode %04o and owner set", e->label, e->dir, name,
+			 e->conf.mode);
 		return SYNC_PUT_CHMOD;
 	case SYNC_ACTION_WRITE:
 		break;
 	}
-	if (file_write_atomic(path, data, len, e->conf.mode, err, sizeof(err)) < 0) {
+	if (file_write_atomic_at(dfd, e->dir, name, data, len, e->conf.mode, e->conf.uid,
+				 e->conf.gid, err, sizeof(err)) < 0) {
 		e->st.errors_total++;
 		log_error("%s: %s; the file is untouched", e->label, err);
 		return SYNC_PUT_ERROR;
 	}
 	e->st.writes_total++;
 	e->st.last_change_ms = wall_ms();
-	log_info("%s: wrote %s (%zu bytes)", e->label, path, len);
+	log_info("%s: wrote %s/%s (%zu bytes)", e->label, e->dir, name, len);
 	return SYNC_PUT_WROTE;
 }
 
-/* Remove path; true when a file was removed. */
-static bool sync_remove(struct sync_entry *e, const char *path)
+/* Remove dfd/name; true when a file was removed. */
+static bool sync_remove(struct sync_entry *e, int dfd, const char *name)
 {
-	if (unlink(path) == 0) {
+	if (unlinkat(dfd, name, 0) == 0) {
 		e->st.removals_total++;
 		e->st.last_change_ms = wall_ms();
-		log_info("%s: removed %s", e->label, path);
+		log_info("%s: removed %s/%s", e->label, e->dir, name);
 		return true;
 	}
 	if (errno != ENOENT) {
 		e->st.errors_total++;
-		log_error("%s: remove %s: %s", e->label, path, strerror(errno));
+		log_error("%s: remove %s/%s: %s", e->label, e->dir, name, strerror(errno));
 	}
 	return false;
 }
 
-/* dir/name into buf; false (logged) when too long. */
-static bool sync_join(const char *dir, const char *name, char *buf, size_t len)
-{
-	size_t n = strlen(dir);
-	bool slash = n > 0 && dir[n - 1] == '/';
-
-	return (size_t)snprintf(buf, len, "%s%s%s", dir, slash ? "" : "/", name) < len;
-}
-
 /* ---- the command ------------------------------------------------------------- */
 
-static void sync_start_command(struct sync_entry *e);
+static void sync_schedule(struct sync_entry *e);
 
 static void sync_command_done(void *arg, const struct command_result *r)
 {
@@ -259,7 +342,8 @@ static void sync_command_done(void *arg, const struct command_result *r)
 	} else {
 		e->st.command_failures_total++;
 		if (r->timed_out)
-			log_warn("%s: on_change timed out after %llums and was killed (%s %d)%s%s",
+			log_warn("%s: on_change timed out after %llums and its process group was "
+				 "killed (%s %d)%s%s",
 				 e->label, (unsigned long long)e->conf.on_change_timeout_ms,
 				 r->exited ? "exit" : "signal", r->exited ? r->exit_code : r->signal,
 				 r->output[0] ? ": " : "", r->output);
@@ -276,11 +360,13 @@ static void sync_command_done(void *arg, const struct command_result *r)
 	if (e->retired)
 		event_active(e->s->reap_ev, EV_TIMEOUT, 0);
 	else if (again)
-		sync_start_command(e);
+		sync_schedule(e);
 }
 
-static void sync_start_command(struct sync_entry *e)
+/* The coalescing window is over: run on_change for everything it gathered. */
+static void sync_coalesce_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct sync_entry *e = arg;
 	char err[256];
 
 	e->changed = false;
@@ -289,6 +375,7 @@ static void sync_start_command(struct sync_entry *e)
 	if (!e->cmd) {
 		e->st.command_failures_total++;
 		log_error("%s: cannot run on_change: %s", e->label, err);
+		sync_set_run(e, SYNC_RUN_IDLE);
 		return;
 	}
 	sync_set_run(e, SYNC_RUN_RUNNING);
@@ -297,7 +384,20 @@ static void sync_start_command(struct sync_entry *e)
 		 e->conf.on_change);
 }
 
-/* Files changed: run on_change now, or once more after the run in progress. */
+/* Open the coalescing window: changes until it ends share the run that follows. */
+static void sync_schedule(struct sync_entry *e)
+{
+	struct timeval tv = timeval_from_ms(e->conf.coalesce_ms);
+
+	if (!sync_set_run(e, SYNC_RUN_COALESCING))
+		return;
+	evtimer_add(e->coalesce_ev, &tv);
+}
+
+/*
+ * Files changed: run on_change after the coalescing window, or once more
+ * after the run in progress. A window already open takes the change along.
+ */
 static void sync_changed(struct sync_entry *e)
 {
 	if (!e->changed)
@@ -306,12 +406,19 @@ static void sync_changed(struct sync_entry *e)
 		e->changed = false;
 		return;
 	}
-	if (e->run == SYNC_RUN_IDLE) {
-		sync_start_command(e);
-	} else {
+	switch (e->run) {
+	case SYNC_RUN_IDLE:
+		sync_schedule(e);
+		break;
+	case SYNC_RUN_COALESCING:
+		break;
+	case SYNC_RUN_RUNNING:
 		e->changed = false;
-		if (e->run == SYNC_RUN_RUNNING)
-			sync_set_run(e, SYNC_RUN_AGAIN);
+		sync_set_run(e, SYNC_RUN_AGAIN);
+		break;
+	case SYNC_RUN_AGAIN:
+		e->changed = false;
+		break;
 	}
 }
 
@@ -320,6 +427,7 @@ static void sync_changed(struct sync_entry *e)
 static void sync_on_data(void *arg, const char *data, size_t len)
 {
 	struct sync_entry *e = arg;
+	int dfd;
 
 	sync_set_state(e, SYNC_SYNCED, "node read");
 	if (len > e->conf.max_size) {
@@ -328,25 +436,34 @@ static void sync_on_data(void *arg, const char *data, size_t len)
 			 e->label, len, (unsigned long long)e->conf.max_size, e->conf.file);
 		return;
 	}
-	if (sync_put(e, e->conf.file, data, len) == SYNC_PUT_WROTE) {
+	dfd = sync_dir_open(e);
+	if (dfd < 0)
+		return;
+	if (sync_put(e, dfd, e->file_name, data, len) == SYNC_PUT_WROTE) {
 		e->changed = true;
 		sync_changed(e);
 	}
+	close(dfd);
 }
 
 static void sync_on_absent(void *arg)
 {
 	struct sync_entry *e = arg;
+	int dfd;
 
 	sync_set_state(e, SYNC_MISSING, "node absent");
-	if (e->conf.on_delete == SYNC_DELETE_REMOVE) {
-		if (sync_remove(e, e->conf.file)) {
-			e->changed = true;
-			sync_changed(e);
-		}
-	} else {
+	if (e->conf.on_delete != SYNC_DELETE_REMOVE) {
 		log_info("%s: node absent; keeping %s (on_delete: keep)", e->label, e->conf.file);
+		return;
 	}
+	dfd = sync_dir_open(e);
+	if (dfd < 0)
+		return;
+	if (sync_remove(e, dfd, e->file_name)) {
+		e->changed = true;
+		sync_changed(e);
+	}
+	close(dfd);
 }
 
 static const struct nodewatch_hooks sync_node_hooks = {
@@ -382,43 +499,43 @@ static void sync_managed_drop(struct sync_entry *e, size_t i)
 
 static void sync_manifest_load(struct sync_entry *e)
 {
-	char path[4096], *buf = NULL;
-	size_t len = 0;
-	unsigned mode;
+	struct sync_old o = { 0 };
+	int dfd = open(e->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
-	if (!sync_join(e->conf.dir, SYNC_MANIFEST, path, sizeof(path)) ||
-	    !sync_read_prefix(path, SYNC_MANIFEST_MAX, &buf, &len, &mode)) {
-		free(buf);
+	if (dfd < 0)
+		return;
+	if (!sync_read_prefix(dfd, SYNC_MANIFEST, SYNC_MANIFEST_MAX, &o)) {
+		close(dfd);
 		return;
 	}
-	for (size_t i = 0; i < len;) {
+	close(dfd);
+	for (size_t i = 0; i < o.len;) {
 		char name[SYNC_NAME_MAX + 1];
-		const char *nl = memchr(buf + i, '\n', len - i);
-		size_t n = nl ? (size_t)(nl - (buf + i)) : len - i;
+		const char *nl = memchr(o.bytes + i, '\n', o.len - i);
+		size_t n = nl ? (size_t)(nl - (o.bytes + i)) : o.len - i;
 		if (n <= SYNC_NAME_MAX && n > 0) {
-			memcpy(name, buf + i, n);
+			memcpy(name, o.bytes + i, n);
 			name[n] = '\0';
 			if (sync_child_name_ok(name))
 				sync_managed_add(e, name);
 		}
 		i += n + 1;
 	}
-	free(buf);
+	free(o.bytes);
 	e->managed_dirty = false;
 }
 
-static void sync_manifest_save(struct sync_entry *e)
+static void sync_manifest_save(struct sync_entry *e, int dfd)
 {
-	char path[4096], err[512];
+	char err[512];
 	size_t len = 0;
 	char *text;
 
 	e->managed_dirty = false;
-	if (!sync_join(e->conf.dir, SYNC_MANIFEST, path, sizeof(path)))
-		return;
 	if (e->n_managed == 0) {
-		if (unlink(path) < 0 && errno != ENOENT)
-			log_warn("%s: remove %s: %s", e->label, path, strerror(errno));
+		if (unlinkat(dfd, SYNC_MANIFEST, 0) < 0 && errno != ENOENT)
+			log_warn("%s: remove %s/%s: %s", e->label, e->dir, SYNC_MANIFEST,
+				 strerror(errno));
 		return;
 	}
 	for (size_t i = 0; i < e->n_managed; i++)
@@ -427,7 +544,8 @@ static void sync_manifest_save(struct sync_entry *e)
 	len = 0;
 	for (size_t i = 0; i < e->n_managed; i++)
 		len += (size_t)sprintf(text + len, "%s\n", e->managed[i]);
-	if (file_write_atomic(path, text, len, 0644, err, sizeof(err)) < 0) {
+	if (file_write_atomic_at(dfd, e->dir, SYNC_MANIFEST, text, len, 0600, -1, -1, err,
+				 sizeof(err)) < 0) {
 		e->st.errors_total++;
 		log_warn("%s: cannot record the files it wrote: %s", e->label, err);
 	}
@@ -436,24 +554,77 @@ static void sync_manifest_save(struct sync_entry *e)
 
 /* ---- children: what the zkset reads ------------------------------------------ */
 
-/* Only a child whose name can be a file is read; the others are refused once per appearance. */
+/* Per taken child (zkset_member.priv): what it counts against max_total_size. */
+struct sync_child {
+	uint64_t len;			/* bytes of its file as zklb last wrote or found it */
+};
+
+static const char *const sync_admit_why[] = {
+	[SYNC_ADMIT_OK] = "",
+	[SYNC_ADMIT_BAD_NAME] = "cannot be a file name",
+	[SYNC_ADMIT_NOT_LISTED] = "matches none of names",
+	[SYNC_ADMIT_TOO_MANY] = "is over max_children",
+};
+
+/* A child name for a log line: control bytes as '?', cut to fit. */
+static void sync_show_name(const char *name, char *buf, size_t len)
+{
+	size_t i;
+
+	for (i = 0; name[i] && i + 1 < len; i++)
+		buf[i] = (unsigned char)name[i] < 0x20 || name[i] == 0x7f ? '?' : name[i];
+	buf[i] = '\0';
+}
+
+/*
+ * Which children are read: a usable name, listed by names, within
+ * max_children (in the order they appear; a child refused for the count is
+ * taken when it next appears with room). A refusal is counted each time;
+ * the first of a batch is logged, the rest summed up when the batch settles,
+ * so 100k unwanted children make two log lines, not 100k.
+ */
 static bool sync_child_wanted(void *arg, const char *name)
 {
 	struct sync_entry *e = arg;
+	enum sync_admit a = sync_child_admit(&e->conf, e->n_taken, name);
+	char shown[80];
 
-	if (sync_child_name_ok(name))
+	if (a == SYNC_ADMIT_OK) {
+		e->n_taken++;
 		return true;
+	}
 	e->st.refused_total++;
-	log_warn("%s: child name '%s' cannot be a file name: refused", e->label, name);
+	if (e->batch_refused++ == 0) {
+		sync_show_name(name, shown, sizeof(shown));
+		log_warn("%s: child name '%s' %s: refused, never written", e->label, shown,
+			 sync_admit_why[a]);
+	}
 	return false;
 }
 
-/* A child's bytes: they become dir/<child>. */
+static void sync_child_forget(void *arg, struct zkset_member *m)
+{
+	struct sync_entry *e = arg;
+	struct sync_child *c = m->priv;
+
+	if (m->wanted && e->n_taken > 0)
+		e->n_taken--;
+	if (c) {
+		e->total_size -= MIN(c->len, e->total_size);
+		free(c);
+		m->priv = NULL;
+	}
+}
+
+/* A child's bytes: they become dir/<child>, within max_size and max_total_size. */
 static void sync_child_read(void *arg, struct zkset_member *m, int rc, const char *data,
 			    size_t len)
 {
 	struct sync_entry *e = arg;
-	char file[4096];
+	struct sync_child *c = m->priv;
+	uint64_t old_len = c ? c->len : 0;
+	enum sync_put_result pr;
+	int dfd;
 
 	if (rc != ZOK)
 		return;	/* unreadable: the zkset logged, counted and retries it */
@@ -461,13 +632,29 @@ static void sync_child_read(void *arg, struct zkset_member *m, int rc, const cha
 		e->st.refused_total++;
 		log_warn("%s: child %s holds %zu bytes, over max_size %llu: refused; file untouched",
 			 e->label, m->name, len, (unsigned long long)e->conf.max_size);
-	} else if (sync_join(e->conf.dir, m->name, file, sizeof(file))) {
-		enum sync_put_result pr = sync_put(e, file, data ? data : "", len);
-		if (pr == SYNC_PUT_WROTE)
-			e->changed = true;
-		if (pr != SYNC_PUT_ERROR)
-			sync_managed_add(e, m->name);
+		return;
 	}
+	if (!sync_size_fits(e->total_size, old_len, len, e->conf.max_total_size)) {
+		e->st.refused_total++;
+		log_warn("%s: child %s (%zu bytes) would take the children past max_total_size "
+			 "%llu: refused; file untouched", e->label, m->name, len,
+			 (unsigned long long)e->conf.max_total_size);
+		return;
+	}
+	dfd = sync_dir_open(e);
+	if (dfd < 0)
+		return;
+	pr = sync_put(e, dfd, m->name, data ? data : "", len);
+	close(dfd);
+	if (pr == SYNC_PUT_ERROR)
+		return;
+	if (pr == SYNC_PUT_WROTE)
+		e->changed = true;
+	sync_managed_add(e, m->name);
+	if (!c)
+		m->priv = c = xcalloc(1, sizeof(*c));
+	e->total_size = e->total_size - old_len + len;
+	c->len = len;
 }
 
 static int sync_cmp_member(const void *key, const void *elem)
@@ -476,40 +663,40 @@ static int sync_cmp_member(const void *key, const void *elem)
 }
 
 /*
- * The files of children no longer listed go, and only those zklb wrote (the
+ * The files of children no longer taken go, and only those zklb wrote (the
  * manifest): removed since the last list, or while zklb was not running.
  */
-static void sync_prune(struct sync_entry *e)
+static void sync_prune(struct sync_entry *e, int dfd)
 {
 	size_t n;
 	const struct zkset_member *members = zkset_members(e->set, &n);
-	char file[4096];
 
 	for (size_t m = 0; m < e->n_managed;) {
-		if (n && bsearch(e->managed[m], members, n, sizeof(*members), sync_cmp_member)) {
+		const struct zkset_member *hit =
+			n ? bsearch(e->managed[m], members, n, sizeof(*members), sync_cmp_member)
+			  : NULL;
+		if (hit && hit->wanted) {
 			m++;
 			continue;
 		}
-		if (sync_join(e->conf.dir, e->managed[m], file, sizeof(file)) && sync_remove(e, file))
+		if (sync_remove(e, dfd, e->managed[m]))
 			e->changed = true;
 		sync_managed_drop(e, m);
 	}
 }
 
 /* The node is gone (or never was): on_delete decides about the files. */
-static void sync_children_missing(struct sync_entry *e)
+static void sync_children_missing(struct sync_entry *e, int dfd)
 {
-	char file[4096];
-
 	if (!sync_set_state(e, SYNC_MISSING, "node absent"))
 		return;
 	if (e->conf.on_delete != SYNC_DELETE_REMOVE) {
 		log_info("%s: node absent; keeping the files in %s (on_delete: keep)", e->label,
-			 e->conf.dir);
+			 e->dir);
 		return;
 	}
 	while (e->n_managed) {
-		if (sync_join(e->conf.dir, e->managed[0], file, sizeof(file)) && sync_remove(e, file))
+		if (sync_remove(e, dfd, e->managed[0]))
 			e->changed = true;
 		sync_managed_drop(e, 0);
 	}
@@ -523,21 +710,31 @@ static void sync_children_missing(struct sync_entry *e)
 static void sync_children_settled(void *arg)
 {
 	struct sync_entry *e = arg;
+	int dfd;
 
+	if (e->batch_refused > 1)
+		log_warn("%s: %llu more children refused (names, max_children, or unusable names)",
+			 e->label, (unsigned long long)e->batch_refused - 1);
+	e->batch_refused = 0;
+	dfd = sync_dir_open(e);
+	if (dfd < 0)
+		return;
 	if (zkset_phase(e->set) == ZKSET_ABSENT) {
-		sync_children_missing(e);
+		sync_children_missing(e, dfd);
 	} else {
 		sync_set_state(e, SYNC_SYNCED, "children listed");
-		sync_prune(e);
+		sync_prune(e, dfd);
 	}
 	if (e->managed_dirty)
-		sync_manifest_save(e);
+		sync_manifest_save(e, dfd);
+	close(dfd);
 	sync_changed(e);
 }
 
 static const struct zkset_hooks sync_children_hooks = {
 	.wanted = sync_child_wanted,
 	.on_read = sync_child_read,
+	.forget = sync_child_forget,
 	.on_settled = sync_children_settled,
 };
 
@@ -553,13 +750,26 @@ static bool str_same(const char *a, const char *b)
 	return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+static bool sync_names_same(const struct sync_conf *a, const struct sync_conf *b)
+{
+	if (a->n_names != b->n_names)
+		return false;
+	for (size_t i = 0; i < a->n_names; i++)
+		if (strcmp(a->names[i], b->names[i]) != 0)
+			return false;
+	return true;
+}
+
 static bool sync_conf_same(const struct sync_conf *a, const struct sync_conf *b)
 {
 	return str_same(a->path, b->path) && str_same(a->file, b->file) &&
 	       a->children == b->children && str_same(a->dir, b->dir) && a->mode == b->mode &&
 	       str_same(a->on_change, b->on_change) &&
 	       a->on_change_timeout_ms == b->on_change_timeout_ms &&
-	       a->on_delete == b->on_delete && a->max_size == b->max_size;
+	       a->on_delete == b->on_delete && a->max_size == b->max_size &&
+	       sync_names_same(a, b) && a->max_children == b->max_children &&
+	       a->max_total_size == b->max_total_size && a->uid == b->uid && a->gid == b->gid &&
+	       a->coalesce_ms == b->coalesce_ms;
 }
 
 static struct sync_entry *sync_entry_new(struct sync *s, const struct sync_conf *c)
@@ -572,6 +782,21 @@ static struct sync_entry *sync_entry_new(struct sync *s, const struct sync_conf 
 	e->conf.file = dup_or_null(c->file);
 	e->conf.dir = dup_or_null(c->dir);
 	e->conf.on_change = dup_or_null(c->on_change);
+	e->conf.names = c->n_names ? xcalloc(c->n_names, sizeof(*e->conf.names)) : NULL;
+	for (size_t i = 0; i < c->n_names; i++)
+		e->conf.names[i] = xstrdup(c->names[i]);
+	e->conf.owner = dup_or_null(c->owner);
+	e->conf.group = dup_or_null(c->group);
+	if (e->conf.children) {
+		e->dir = xstrdup(e->conf.dir);
+	} else {
+		const char *slash = strrchr(e->conf.file, '/');
+		e->file_name = slash ? slash + 1 : e->conf.file;
+		e->dir = xstrdup(slash == e->conf.file ? "/" : slash ? e->conf.file : ".");
+		if (slash && slash != e->conf.file)
+			e->dir[slash - e->conf.file] = '\0';
+	}
+	e->coalesce_ev = evtimer_new(s->base, sync_coalesce_cb, e);
 	snprintf(e->label, sizeof(e->label), "sync path=%s", e->conf.path);
 	e->state = SYNC_WAITING;
 	if (e->conf.children) {
@@ -592,9 +817,16 @@ static void sync_entry_free(struct sync_entry *e)
 	nodewatch_free(e->nw);
 	zkset_free(e->set);
 	command_abandon(e->cmd);
+	event_free(e->coalesce_ev);
 	for (size_t i = 0; i < e->n_managed; i++)
 		free(e->managed[i]);
 	free(e->managed);
+	for (size_t i = 0; i < e->conf.n_names; i++)
+		free(e->conf.names[i]);
+	free(e->conf.names);
+	free(e->conf.owner);
+	free(e->conf.group);
+	free(e->dir);
 	free(e->conf.path);
 	free(e->conf.file);
 	free(e->conf.dir);
@@ -609,6 +841,11 @@ static void sync_entry_retire(struct sync *s, struct sync_entry *e)
 	e->nw = NULL;
 	if (e->set)
 		zkset_cancel(e->set);
+	/* Files already changed: their run is not lost with the entry. */
+	if (e->run == SYNC_RUN_COALESCING) {
+		event_del(e->coalesce_ev);
+		sync_coalesce_cb(-1, EV_TIMEOUT, e);
+	}
 	e->retired = true;
 	s->retired = xrealloc(s->retired, (s->n_retired + 1) * sizeof(*s->retired));
 	s->retired[s->n_retired++] = e;

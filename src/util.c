@@ -361,6 +361,20 @@ uint32_t rng_below(struct rng *r, uint32_t n)
 	return (uint32_t)(((rng_next(r) >> 32) * (uint64_t)n) >> 32);
 }
 
+size_t fd_read_full(int fd, char *buf, size_t max)
+{
+	size_t got = 0;
+	while (got < max) {
+		ssize_t r = read(fd, buf + got, max - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	return got;
+}
+
 static int write_full(int fd, const char *p, size_t n)
 {
 	while (n > 0) {
@@ -374,6 +388,26 @@ static int write_full(int fd, const char *p, size_t n)
 		n -= (size_t)w;
 	}
 	return 0;
+}
+
+/*
+ * Fill a new temporary file: data, owner (uid/gid -1: as created), then mode
+ * (after fchown, which clears set-id bits), fsync, close. 0 or -errno; fd is
+ * closed either way.
+ */
+static int temp_fill(int fd, const void *data, size_t len, unsigned mode, int64_t uid, int64_t gid)
+{
+	int rc = write_full(fd, data, len);
+
+	if (rc == 0 && (uid >= 0 || gid >= 0) && fchown(fd, (uid_t)uid, (gid_t)gid) < 0)
+		rc = -errno;
+	if (rc == 0 && fchmod(fd, (mode_t)mode) < 0)
+		rc = -errno;
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	return rc;
 }
 
 /* The directory part of path ("." or "/" where that is all there is). */
@@ -413,13 +447,7 @@ int file_write_temp(const char *path, const void *data, size_t len, unsigned mod
 		snprintf(err, errlen, "create a temporary file in %s: %s", dir, strerror(-rc));
 		return rc;
 	}
-	rc = write_full(fd, data, len);
-	if (rc == 0 && fchmod(fd, (mode_t)mode) < 0)
-		rc = -errno;
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
+	rc = temp_fill(fd, data, len, mode, -1, -1);
 	if (rc < 0) {
 		snprintf(err, errlen, "write %s: %s", tmp, strerror(-rc));
 		unlink(tmp);
@@ -461,6 +489,45 @@ int file_write_atomic(const char *path, const void *data, size_t len, unsigned m
 	char tmp[4096];
 	int rc = file_write_temp(path, data, len, mode, tmp, sizeof(tmp), err, errlen);
 	return rc < 0 ? rc : file_replace(tmp, path, err, errlen);
+}
+
+int file_write_atomic_at(int dfd, const char *dir, const char *name, const void *data, size_t len,
+			 unsigned mode, int64_t uid, int64_t gid, char *err, size_t errlen)
+{
+	char tmp[300];
+	int fd = -1, rc;
+
+	/* mkostemp has no *at form: the same O_EXCL loop, with a name that cannot be followed. */
+	for (int tries = 0; fd < 0 && tries < 100; tries++) {
+		if ((size_t)snprintf(tmp, sizeof(tmp), ".%s.%06llx", name,
+				     (unsigned long long)(now_us() ^ ((uint64_t)tries << 20)) & 0xffffffu) >=
+		    sizeof(tmp)) {
+			snprintf(err, errlen, "%s/%s: name too long", dir, name);
+			return -ENAMETOOLONG;
+		}
+		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST)
+			break;
+	}
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "create a temporary file in %s: %s", dir, strerror(-rc));
+		return rc;
+	}
+	rc = temp_fill(fd, data, len, mode, uid, gid);
+	if (rc == 0 && renameat(dfd, tmp, dfd, name) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		snprintf(err, errlen, "write %s/%s: %s", dir, name, strerror(-rc));
+		unlinkat(dfd, tmp, 0);
+		return rc;
+	}
+	/* The rename itself survives a power cut only once the directory is synced. */
+	if (fsync(dfd) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "fsync %s: %s", dir, strerror(-rc));
+	}
+	return rc;
 }
 
 int dir_make(const char *dir, unsigned mode)

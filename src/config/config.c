@@ -16,7 +16,9 @@
  */
 #include "config.h"
 #include "config_keys.h"
+#include "overlay_policy.h"
 #include "schema.h"
+#include "tls.h"
 #include "util.h"
 #include "yamltree.h"
 
@@ -134,6 +136,9 @@ static void service_free(struct service_conf *s)
 	free(s->tls.cert);
 	free(s->tls.key);
 	free(s->tls.server_name);
+	free(s->tls.min_version);
+	free(s->tls.ciphers);
+	tls_ctx_put(s->tls.ctx);
 	free(s->origin);
 }
 
@@ -167,8 +172,14 @@ void config_free(struct config *cfg)
 		free(s->file);
 		free(s->dir);
 		free(s->on_change);
+		for (size_t j = 0; j < s->n_names; j++)
+			free(s->names[j]);
+		free(s->names);
+		free(s->owner);
+		free(s->group);
 	}
 	free(cfg->sync);
+	free(cfg->overlay.listen_dir);
 	for (size_t i = 0; i < cfg->n_render; i++) {
 		struct render_conf *r = &cfg->render[i];
 		free(r->service);
@@ -224,6 +235,9 @@ static void service_copy(struct service_conf *dst, const struct service_conf *sr
 	dst->tls.cert = dup_or_null(src->tls.cert);
 	dst->tls.key = dup_or_null(src->tls.key);
 	dst->tls.server_name = dup_or_null(src->tls.server_name);
+	dst->tls.min_version = dup_or_null(src->tls.min_version);
+	dst->tls.ciphers = dup_or_null(src->tls.ciphers);
+	dst->tls.ctx = tls_ctx_get(src->tls.ctx);
 	dst->origin = dup_or_null(src->origin);
 }
 
@@ -239,6 +253,7 @@ static struct config *config_copy_base(const struct config *src)
 	cfg->cache_dir = dup_or_null(src->cache_dir);
 	cfg->admin_listen = dup_or_null(src->admin_listen);
 	cfg->admin_token_file = dup_or_null(src->admin_token_file);
+	cfg->overlay.listen_dir = dup_or_null(src->overlay.listen_dir);
 	cfg->services = NULL;
 	cfg->n_services = 0;
 	cfg->announce = src->n_announce ? xcalloc(src->n_announce, sizeof(*cfg->announce)) : NULL;
@@ -262,6 +277,11 @@ static struct config *config_copy_base(const struct config *src)
 		d->file = dup_or_null(s->file);
 		d->dir = dup_or_null(s->dir);
 		d->on_change = dup_or_null(s->on_change);
+		d->names = s->n_names ? xcalloc(s->n_names, sizeof(*d->names)) : NULL;
+		for (size_t j = 0; j < s->n_names; j++)
+			d->names[j] = xstrdup(s->names[j]);
+		d->owner = dup_or_null(s->owner);
+		d->group = dup_or_null(s->group);
 	}
 	cfg->render = src->n_render ? xcalloc(src->n_render, sizeof(*cfg->render)) : NULL;
 	for (size_t i = 0; i < src->n_render; i++) {
@@ -419,6 +439,9 @@ struct config *config_overlay_json(const struct config *base, const char *json, 
 		size_t i;
 		for (i = 0; i < cfg->n_services && strcmp(cfg->services[i].name, name) != 0; i++)
 			;
+		/* The file's policy for what it lets ZooKeeper ask for (overlay_policy.h). */
+		overlay_policy_check(&v, &sp, sobj, &svc, &base->overlay,
+				     i < cfg->n_services && strcmp(cfg->services[i].origin, "file") == 0);
 		if (i < cfg->n_services)
 			service_free(&cfg->services[i]);
 		else

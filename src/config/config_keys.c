@@ -10,8 +10,11 @@
 #include "template.h"
 #include "config.h"
 #include "schema.h"
+#include "tls.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +40,9 @@ static const struct schema_range r_port0 = { 0, 65535 };
 static const struct schema_range r_positive = { 1, UINT64_MAX };
 static const struct schema_range r_buffer = { 1024, 1ull << 30 };
 static const struct schema_range r_admin_conns = { 1, 10000 };
+static const struct schema_range r_children = { 1, 1000000 };
+static const struct schema_range r_lookups = { 1, 64 };
+static const struct schema_range r_coalesce = { 0, 60000 };
 
 static const struct schema_enum balance_names[] = {
 	{ "least_conn", BALANCE_LEAST_CONN }, { "p2c", BALANCE_P2C },
@@ -87,6 +93,11 @@ static void fn_zk_auth(struct schema_ctx *v, const struct schema_path *p, const 
 static void fn_nonempty(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_networks(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_token_file(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_sync_names(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_overlay_networks(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_abs_dir(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_hostnames(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_tls_version(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 
 static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_check(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
@@ -132,6 +143,9 @@ static const struct schema_key discovery_keys[] = {
 	{ "collapse_guard",  S_RATIO,   "0.5",           S_RELOAD,        AT(discovery_conf, collapse_guard),    NULL,              NULL },
 	{ "collapse_hold",   S_DUR,     "30s",           S_RELOAD,        AT(discovery_conf, collapse_hold_ms),  NULL,              NULL },
 	{ "backends",        S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_backends },
+	{ "allow_hostnames", S_FN,      "auto",          S_RELOAD,        AT(discovery_conf, hostnames),         NULL,              fn_hostnames },
+	{ "max_lookups",     S_U32,     "4",             S_RELOAD,        AT(discovery_conf, max_lookups),       &r_lookups,        NULL },
+	{ "lookup_timeout",  S_DUR,     "5s",            S_RELOAD,        AT(discovery_conf, lookup_timeout_ms), &r_positive,       NULL },
 };
 static const struct schema_section discovery_section = SECTION(discovery_keys, finish_discovery);
 
@@ -166,11 +180,15 @@ static const struct schema_key pool_keys[] = {
 static const struct schema_section pool_section = SECTION(pool_keys, finish_pool);
 
 static const struct schema_key tls_keys[] = {
+	{ "enabled",         S_BOOL,    "true",          S_RELOAD,        AT(tls_conf, enabled),                 NULL,              NULL },
 	{ "ca",              S_STR,     NULL,            S_RELOAD,        AT(tls_conf, ca),                      NULL,              fn_nonempty },
 	{ "cert",            S_STR,     NULL,            S_RELOAD,        AT(tls_conf, cert),                    NULL,              fn_nonempty },
 	{ "key",             S_STR,     NULL,            S_RELOAD,        AT(tls_conf, key),                     NULL,              fn_nonempty },
 	{ "verify",          S_BOOL,    "true",          S_RELOAD,        AT(tls_conf, verify),                  NULL,              NULL },
 	{ "server_name",     S_STR,     NULL,            S_RELOAD,        AT(tls_conf, server_name),             NULL,              fn_nonempty },
+	{ "min_version",     S_STR,     "1.2",           S_RELOAD,        AT(tls_conf, min_version),             NULL,              fn_tls_version },
+	{ "ciphers",         S_STR,     NULL,            S_RELOAD,        AT(tls_conf, ciphers),                 NULL,              fn_nonempty },
+	{ "session_reuse",   S_BOOL,    "true",          S_RELOAD,        AT(tls_conf, session_reuse),           NULL,              NULL },
 };
 static const struct schema_section tls_section = SECTION(tls_keys, finish_tls);
 
@@ -209,14 +227,33 @@ static const struct schema_key sync_keys[] = {
 	{ "file",            S_STR,     NULL,            S_RELOAD,        AT(sync_conf, file),                   NULL,              fn_nonempty },
 	{ "children",        S_BOOL,    "false",         S_RELOAD,        AT(sync_conf, children),               NULL,              NULL },
 	{ "dir",             S_STR,     NULL,            S_RELOAD,        AT(sync_conf, dir),                    NULL,              fn_nonempty },
-	{ "mode",            S_FN,      "0644",          S_RELOAD,        AT(sync_conf, mode),                   NULL,              fn_mode },
+	{ "mode",            S_FN,      "0640",          S_RELOAD,        AT(sync_conf, mode),                   NULL,              fn_mode },
 	{ "on_change",       S_STR,     NULL,            S_RELOAD,        AT(sync_conf, on_change),              NULL,              fn_nonempty },
 	{ "on_change_timeout", S_DUR,   "30s",           S_RELOAD,        AT(sync_conf, on_change_timeout_ms),   &r_positive,       NULL },
 	{ "on_delete",       S_ENUM,    "keep",          S_RELOAD,        AT(sync_conf, on_delete),              on_delete_names,   NULL },
 	{ "max_size",        S_SIZE,    "1m",            S_RELOAD,        AT(sync_conf, max_size),               &r_positive,       NULL },
+	{ "names",           S_FN,      NULL,            S_RELOAD,        AT(sync_conf, names),                  NULL,              fn_sync_names },
+	{ "max_children",    S_U32,     "1000",          S_RELOAD,        AT(sync_conf, max_children),           &r_children,       NULL },
+	{ "max_total_size",  S_SIZE,    "64m",           S_RELOAD,        AT(sync_conf, max_total_size),         &r_positive,       NULL },
+	{ "owner",           S_STR,     NULL,            S_RELOAD,        AT(sync_conf, owner),                  NULL,              fn_nonempty },
+	{ "group",           S_STR,     NULL,            S_RELOAD,        AT(sync_conf, group),                  NULL,              fn_nonempty },
+	{ "coalesce",        S_DUR,     "200ms",         S_RELOAD,        AT(sync_conf, coalesce_ms),            &r_coalesce,       NULL },
 };
 static const struct schema_section sync_section = SECTION(sync_keys, finish_sync);
 
+static const struct schema_key overlay_keys[] = {
+	{ "replace_file_services", S_BOOL, "false",      S_RELOAD,        AT(overlay_policy_conf, replace_file_services), NULL,     NULL },
+	{ "listen_networks", S_FN,      "127.0.0.0/8, ::1", S_RELOAD,     AT(overlay_policy_conf, listen_networks), NULL,           fn_overlay_networks },
+	{ "listen_dir",      S_STR,     NULL,            S_RELOAD,        AT(overlay_policy_conf, listen_dir),   NULL,              fn_abs_dir },
+	{ "allowed_networks", S_FN,     NULL,            S_RELOAD,        AT(overlay_policy_conf, allowed_networks), NULL,          fn_overlay_networks },
+	{ "denied_networks", S_FN,      "reserved, 127.0.0.0/8, ::1", S_RELOAD, AT(overlay_policy_conf, denied_networks), NULL,     fn_overlay_networks },
+	{ "check_payloads",  S_BOOL,    "false",         S_RELOAD,        AT(overlay_policy_conf, check_payloads), NULL,            NULL },
+	{ "min_check_interval", S_DUR,  "1s",            S_RELOAD,        AT(overlay_policy_conf, min_check_interval_ms), NULL,     NULL },
+	{ "max_prewarm",     S_U32,     "4",             S_RELOAD,        AT(overlay_policy_conf, max_prewarm),  &r_count,          NULL },
+	{ "max_idle",        S_U32,     "64",            S_RELOAD,        AT(overlay_policy_conf, max_idle),     &r_count,          NULL },
+	{ "max_buffer",      S_SIZE,    "1m",            S_RELOAD,        AT(overlay_policy_conf, max_buffer),   &r_buffer,         NULL },
+};
+static const struct schema_section overlay_section = SECTION(overlay_keys, NULL);
 static const struct schema_key render_wait_keys[] = {
 	{ "min",             S_DUR,     "500ms",         S_RELOAD,        AT(render_wait_conf, min_ms),          NULL,              NULL },
 	{ "max",             S_DUR,     "5s",            S_RELOAD,        AT(render_wait_conf, max_ms),          &r_positive,       NULL },
@@ -252,6 +289,7 @@ static const struct schema_key top_keys[] = {
 	{ "max_connections", S_U32,     "0",             S_RELOAD,        AT(config, max_connections),           &r_count,          NULL },
 	{ "allowed_networks", S_FN,     "[]",            S_RELOAD,        AT(config, allowed_networks),          NULL,              fn_networks },
 	{ "denied_networks", S_FN,      "[reserved]",    S_RELOAD,        AT(config, denied_networks),           NULL,              fn_networks },
+	{ "overlay",         S_SECTION, NULL,            S_RELOAD,        AT(config, overlay),                   &overlay_section,  NULL },
 	{ "render",          S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_render },
 };
 static const struct schema_section top_section = SECTION(top_keys, NULL);
@@ -519,6 +557,84 @@ static void fn_mode(struct schema_ctx *v, const struct schema_path *p, const jso
 	*(uint32_t *)field = (uint32_t)m;
 }
 
+/*
+ * sync names: a list of fnmatch(3) globs (flags 0: '*' also matches a leading
+ * '.', but such names are refused anyway) that a child's name must match.
+ * A '/' could never match a child name, so it is a mistake worth reporting.
+ */
+static void fn_sync_names(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	struct sync_conf *s = (struct sync_conf *)((char *)field - offsetof(struct sync_conf, names));
+	if (!schema_want(v, p, val, json_is_array(val) && json_array_size(val) > 0,
+			 "a list of file name globs, e.g. [\"*.conf\"]"))
+		return;
+	size_t n = json_array_size(val);
+	s->names = xcalloc(n, sizeof(*s->names));
+	for (size_t i = 0; i < n; i++) {
+		const json_t *item = json_array_get(val, i);
+		struct schema_path ip = { p, NULL, i, val };
+		const char *g = json_string_value(item);
+		if (!schema_want(v, &ip, item, g && g[0] && strlen(g) == json_string_length(item),
+				 "a non-empty glob"))
+			continue;
+		if (strchr(g, '/')) {
+			schema_error(v, &ip, false, "a glob for a file name cannot hold '/'");
+			continue;
+		}
+		s->names[s->n_names++] = xstrdup(g);
+	}
+}
+
+/*
+ * overlay networks: a list of CIDR prefixes or `reserved` (netpolicy.h); a
+ * string holds them separated by commas (the form the defaults take).
+ */
+static void fn_overlay_networks(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	struct net_list *l = field;
+	char err[160];
+	memset(l, 0, sizeof(*l));
+	if (json_is_string(val)) {
+		char *copy = xstrdup(json_string_value(val)), *save = NULL;
+		for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+			if (!net_list_add(l, t, err, sizeof(err))) {
+				schema_error(v, p, false, "%s", err);
+				break;
+			}
+		}
+		free(copy);
+		return;
+	}
+	if (!schema_want(v, p, val, json_is_array(val), "a list of networks (CIDR or reserved)"))
+		return;
+	for (size_t i = 0; i < json_array_size(val); i++) {
+		const json_t *item = json_array_get(val, i);
+		struct schema_path ip = { p, NULL, i, val };
+		if (schema_want(v, &ip, item, json_is_string(item), "a network (CIDR or reserved)") &&
+		    !net_list_add(l, json_string_value(item), err, sizeof(err)))
+			schema_error(v, &ip, false, "%s", err);
+	}
+}
+
+/* allow_hostnames: true, false, or auto (decided by the type in finish_discovery). */
+static void fn_hostnames(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	enum discovery_hostnames *dst = field;
+	if (json_is_boolean(val))
+		*dst = json_is_true(val) ? DISCOVERY_HOSTNAMES_YES : DISCOVERY_HOSTNAMES_NO;
+	else if (json_is_string(val) && strcmp(json_string_value(val), "auto") == 0)
+		*dst = DISCOVERY_HOSTNAMES_AUTO;
+	else
+		schema_want(v, p, val, false, "true, false or auto");
+}
+
+static void fn_abs_dir(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	const char *s = json_string_value(val);
+	if (s[0] != '/' || strstr(s, "/../") || strstr(s, "/./") || json_string_length(val) != strlen(s))
+		schema_error(v, p, false, "must be an absolute directory path");
+}
+
 static void fn_backends(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
 {
 	struct discovery_conf *d = field;
@@ -582,6 +698,14 @@ static void fn_backends(struct schema_ctx *v, const struct schema_path *p, const
 static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
 {
 	struct discovery_conf *d = base;
+	/*
+	 * auto: Curator's ServiceInstanceBuilder writes the host's IP address,
+	 * so a name in a Curator node was written by hand or by someone hostile;
+	 * ServerSets (Finagle, Aurora) announce host names as a matter of course;
+	 * the file's static backends are the operator's own.
+	 */
+	d->allow_hostnames = d->hostnames == DISCOVERY_HOSTNAMES_YES ||
+			     (d->hostnames == DISCOVERY_HOSTNAMES_AUTO && d->type != DISCOVERY_CURATOR);
 	if (!obj || !schema_has(obj, "type"))
 		return;
 	if (d->type == DISCOVERY_STATIC) {
@@ -646,22 +770,97 @@ static void finish_pool(struct schema_ctx *v, const struct schema_path *p, const
 	}
 }
 
+static void fn_tls_version(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	char buf[80];
+	if (!tls_version_parse(json_string_value(val)))
+		schema_error(v, p, false, "%s is not a TLS version: \"1.2\" or \"1.3\"",
+			     schema_show(val, buf, sizeof(buf)));
+}
+
+/* A file named by key k of the tls: section must exist and be readable. */
+static bool tls_file_ok(struct schema_ctx *v, const struct schema_path *p, const json_t *obj,
+			const char *k, const char *path)
+{
+	struct schema_path kp = { p, k, 0, obj };
+	if (!path)
+		return true;
+	if (access(path, R_OK) != 0) {
+		schema_error(v, &kp, false, "cannot read %s: %s", path, strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The section is usable only if its files load: they are loaded here, so
+ * `zklb check` proves it and every reload re-reads them; the context built
+ * is what the service's connections use.
+ */
 static void finish_tls(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
 {
 	struct tls_conf *t = base;
-	t->enabled = obj != NULL;
-	if (obj && !t->cert != !t->key) {
+	/* A section written with enabled: false keeps its keys but is off. */
+	t->enabled = obj != NULL && t->enabled;
+	if (!t->enabled)
+		return;
+	if (!t->cert != !t->key) {
 		struct schema_path kp = { p, t->cert ? "cert" : "key", 0, obj };
 		schema_error(v, &kp, true, "cert and key go together");
+		return;
 	}
-	/*
-	 * The keys are validated so a file written for a later release reads
-	 * well, but this build relays plain TCP only: accepting the section
-	 * would send plaintext to TLS ports.
-	 */
-	if (obj)
-		schema_error(v, p, true, "upstream TLS is not supported by this build yet; "
-			     "remove the tls: section");
+	bool ok = tls_file_ok(v, p, obj, "ca", t->ca);
+	ok = tls_file_ok(v, p, obj, "cert", t->cert) && ok;
+	ok = tls_file_ok(v, p, obj, "key", t->key) && ok;
+	if (!ok)
+		return;
+	struct stat st;
+	if (t->key && stat(t->key, &st) == 0 && tls_key_mode_open(st.st_mode)) {
+		struct schema_path kp = { p, "key", 0, obj };
+		schema_warn(v, &kp, "%s is readable by group or other (mode %04o); chmod 600 it",
+			    t->key, (unsigned)(st.st_mode & 07777));
+	}
+	char err[400];
+	const char *bad = NULL;
+	t->ctx = tls_ctx_new(t, &bad, err, sizeof(err));
+	if (!t->ctx) {
+		struct schema_path kp = { p, bad, 0, obj };
+		schema_error(v, bad && *bad && schema_has(obj, bad) ? &kp : p, false, "%s", err);
+	}
+}
+
+/* A decimal id, or -1. */
+static int64_t id_parse(const char *s)
+{
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(s, &end, 10);
+	if (s[0] < '0' || s[0] > '9' || *end || errno || n >= UINT32_MAX)
+		return -1;
+	return (int64_t)n;
+}
+
+/*
+ * owner/group: a name from the password or group database (as chown(1)
+ * reads it) or a numeric id.
+ */
+static bool id_resolve(const char *name, bool group, int64_t *id, char *err, size_t errlen)
+{
+	struct passwd pw, *pwr = NULL;
+	struct group gr, *grr = NULL;
+	char buf[4096];
+	int rc = group ? getgrnam_r(name, &gr, buf, sizeof(buf), &grr)
+		       : getpwnam_r(name, &pw, buf, sizeof(buf), &pwr);
+	if (rc == 0 && (pwr || grr)) {
+		*id = pwr ? (int64_t)pwr->pw_uid : (int64_t)grr->gr_gid;
+		return true;
+	}
+	*id = id_parse(name);
+	if (*id >= 0)
+		return true;
+	snprintf(err, errlen, "no such %s '%.64s'%s%s", group ? "group" : "user", name,
+		 rc ? ": " : "", rc ? strerror(rc) : "");
+	return false;
 }
 
 static void finish_sync(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
@@ -679,6 +878,25 @@ static void finish_sync(struct schema_ctx *v, const struct schema_path *p, const
 		struct schema_path kp = { p, other, 0, obj };
 		schema_error(v, &kp, true, s->children ? "not used with children: true (use dir)"
 					       : "only used with children: true");
+	}
+	static const char *const children_only[] = { "names", "max_children", "max_total_size" };
+	for (size_t i = 0; !s->children && i < ARRAY_SIZE(children_only); i++) {
+		if (schema_has(obj, children_only[i])) {
+			struct schema_path kp = { p, children_only[i], 0, obj };
+			schema_error(v, &kp, true, "only used with children: true");
+		}
+	}
+	/* Resolved here, so `zklb check` and the start both say when a name is unknown. */
+	char err[160];
+	s->uid = -1;
+	s->gid = -1;
+	if (s->owner && !id_resolve(s->owner, false, &s->uid, err, sizeof(err))) {
+		struct schema_path kp = { p, "owner", 0, obj };
+		schema_error(v, &kp, false, "%s", err);
+	}
+	if (s->group && !id_resolve(s->group, true, &s->gid, err, sizeof(err))) {
+		struct schema_path kp = { p, "group", 0, obj };
+		schema_error(v, &kp, false, "%s", err);
 	}
 }
 

@@ -4,6 +4,7 @@
  */
 #include "schema.h"
 #include "config_errors.h"
+#include "log.h"
 #include "util.h"
 #include "yamltree.h"
 
@@ -45,10 +46,28 @@ static bool path_mark(const struct schema_ctx *v, const struct schema_path *p, b
 	return yamltree_find(v->tree, NULL, NULL, 0, NULL, m);
 }
 
-/* The one place messages get their "FILE:LINE:COL: path: " prefix. */
+/*
+ * The one place messages get their "FILE:LINE:COL: path: " prefix. Writes
+ * the line into buf and the position into *m (left alone when unknown).
+ */
+static void schema_vformat(const struct schema_ctx *v, const struct schema_path *p, bool at_key,
+			   struct yamltree_mark *m, char *buf, size_t len, const char *fmt, va_list ap)
+{
+	char path[512], msg[512], where[64] = "";
+
+	if (path_mark(v, p, at_key, m))
+		snprintf(where, sizeof(where), ":%u:%u", m->line, m->col);
+	path_format(p, path, sizeof(path));
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (p)
+		snprintf(buf, len, "%s%s: %s: %s", v->origin, where, path, msg);
+	else
+		snprintf(buf, len, "%s%s: %s", v->origin, where, msg);
+}
+
 void schema_error(struct schema_ctx *v, const struct schema_path *p, bool at_key, const char *fmt, ...)
 {
-	char path[512], msg[512], line[1200], where[64] = "";
+	char line[1200];
 	struct yamltree_mark m = { UINT32_MAX, UINT32_MAX };	/* unknown: sorts last */
 
 	v->n_errors++;
@@ -57,22 +76,27 @@ void schema_error(struct schema_ctx *v, const struct schema_path *p, bool at_key
 	if (v->n_errors == SCHEMA_MAX_ERRORS) {
 		snprintf(line, sizeof(line), "%s: too many errors, stopping here", v->origin);
 	} else {
-		if (path_mark(v, p, at_key, &m))
-			snprintf(where, sizeof(where), ":%u:%u", m.line, m.col);
-		path_format(p, path, sizeof(path));
 		va_list ap;
 		va_start(ap, fmt);
-		vsnprintf(msg, sizeof(msg), fmt, ap);
+		schema_vformat(v, p, at_key, &m, line, sizeof(line), fmt, ap);
 		va_end(ap);
-		if (p)
-			snprintf(line, sizeof(line), "%s%s: %s: %s", v->origin, where, path, msg);
-		else
-			snprintf(line, sizeof(line), "%s%s: %s", v->origin, where, msg);
 	}
 	size_t k = v->errs->n - v->first;
 	v->at = xrealloc(v->at, (k + 1) * sizeof(*v->at));
 	v->at[k] = m;
 	config_errors_add(v->errs, "%s", line);
+}
+
+void schema_warn(struct schema_ctx *v, const struct schema_path *p, const char *fmt, ...)
+{
+	char line[1200];
+	struct yamltree_mark m = { UINT32_MAX, UINT32_MAX };
+	va_list ap;
+
+	va_start(ap, fmt);
+	schema_vformat(v, p, false, &m, line, sizeof(line), fmt, ap);
+	va_end(ap);
+	log_warn("%s", line);
 }
 
 static int mark_cmp(const struct yamltree_mark *a, const struct yamltree_mark *b)

@@ -1737,10 +1737,14 @@ class ServerProcess:
                 pass
         self.proc = None
 
+    def _connect(self, timeout):
+        """A connection for the harness's own queries (a TLS server wraps it)."""
+        return socket.create_connection(self.addr, timeout=timeout)
+
     def _query(self, payload, until, timeout=5.0):
         """Send payload on a fresh connection, read until `until` ends the answer."""
         self._own_queries += 1
-        with socket.create_connection(self.addr, timeout=timeout) as s:
+        with self._connect(timeout) as s:
             s.settimeout(timeout)
             s.sendall(payload)
             out = b""

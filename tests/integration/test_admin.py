@@ -287,7 +287,8 @@ def test_metrics_families_are_the_table(shared_zookeeper, zk_path, kazoo_client,
                          "check": {"type": "tcp", "interval": "100ms"}}],
               sync=[{"path": zk_path + "/config/app", "file": str(tmp_path / "app")}],
               render=[{"service": "static", "file": str(tmp_path / "static.lines"),
-                       "format": "lines", "wait": {"min": "50ms", "max": "1s"}}])
+                       "format": "lines", "wait": {"min": "50ms", "max": "1s"}}],
+              overlay={"denied_networks": ["reserved"]})    # its backend is on loopback
 
     def settled():
         m = lb.metrics()

@@ -16,6 +16,10 @@ from harness import ask_tag, free_addr, static_service, tags, zk_section
 
 pytestmark = pytest.mark.zookeeper
 
+# The tests below replace the file's "web" and route to backends on loopback,
+# which the default overlay policy refuses (see the policy tests at the end).
+TRUSTING = {"replace_file_services": True, "denied_networks": ["reserved"]}
+
 
 def test_config_overlay_changes_a_running_service(shared_zookeeper, zk_path, kazoo_client,
                                                   backend, zklb):
@@ -24,7 +28,8 @@ def test_config_overlay_changes_a_running_service(shared_zookeeper, zk_path, kaz
     b1 = backend("b1", mode="tag")
     b2 = backend("b2", mode="tag")
     svc = static_service([b1, b2], balance="round_robin")
-    z = zklb(services={"web": svc}, zookeeper=zk_section(shared_zookeeper, config_path=cfg_node))
+    z = zklb(services={"web": svc}, zookeeper=zk_section(shared_zookeeper, config_path=cfg_node),
+             overlay=TRUSTING)
     addr = z.listen("web")
     assert set(tags(addr, 10)) == {"b1", "b2"}
     assert z.services()["web"]["origin"] == "file"
@@ -101,7 +106,8 @@ def test_config_overlay_present_at_start(shared_zookeeper, zk_path, kazoo_client
     overlay = {"services": {"web": {"listen": svc["listen"],
                                     "discovery": {"type": "static", "backends": [b2.address]}}}}
     k.create(cfg_node, json.dumps(overlay).encode(), makepath=True)
-    z = zklb(services={"web": svc}, zookeeper=zk_section(shared_zookeeper, config_path=cfg_node))
+    z = zklb(services={"web": svc}, zookeeper=zk_section(shared_zookeeper, config_path=cfg_node),
+             overlay=TRUSTING)
     z.wait_for_log(r"config overlay zookeeper:%s applied" % re.escape(cfg_node))
     assert tags(z.listen("web"), 6) == {"b2": 6}
     assert z.services()["web"]["origin"] == f"zookeeper:{cfg_node}"
@@ -124,7 +130,8 @@ def test_config_overlay_cached_for_a_start_without_zookeeper(zookeeper, kazoo_cl
                "web2": {"listen": extra_listen,
                         "discovery": {"type": "static", "backends": [b2.address]}}}
     k.create(cfg_node, json.dumps(overlay).encode(), makepath=True)
-    z = zklb(services={"web": svc}, zookeeper=zk_section(zookeeper, config_path=cfg_node))
+    z = zklb(services={"web": svc}, zookeeper=zk_section(zookeeper, config_path=cfg_node),
+             overlay=TRUSTING)
     z.wait_for_log(r"config overlay .* applied: 2 services")
     wait = harness.wait_until
     wait(lambda: cache.exists(), 3, what="the overlay cache file")
@@ -176,3 +183,88 @@ def test_config_overlay_cached_for_a_start_without_zookeeper(zookeeper, kazoo_cl
         assert tags(z4.listen("web"), 6) == {"b1": 6}
     finally:
         taken.close()
+
+
+# ---- the file's overlay policy (issue 12) -------------------------------------------
+
+
+def test_overlay_policy_refuses_whole_and_switches_allow(shared_zookeeper, zk_path, kazoo_client,
+                                                         backend, zklb):
+    """An overlay is less trusted than the file: by default it cannot listen on
+    0.0.0.0, replace a service the file defines, send check payloads or exceed
+    the bounds; a refused document is rejected whole (nothing of it applies)
+    with the JSON path of the reason. The file's switches allow each."""
+    k = kazoo_client(shared_zookeeper.hosts)
+    cfg_node = zk_path + "/zklb/config"
+    b1, b2 = backend("b1", mode="tag"), backend("b2", mode="tag")
+    svc = static_service([b1])
+    api_listen = free_addr()
+    api = {"listen": api_listen, "discovery": {"type": "curator", "path": zk_path + "/s/api"}}
+    k.create(cfg_node, b"{}", makepath=True)
+    z = zklb(services={"web": svc}, zookeeper=zk_section(shared_zookeeper, config_path=cfg_node))
+    z.wait_for_log(r"config overlay zookeeper:%s applied" % re.escape(cfg_node))
+    origin = re.escape(f"zookeeper:{cfg_node}")
+
+    def refused(doc, reason):
+        before = z.metrics().value("zklb_config_overlay_rejected_total")
+        mark = z.log_mark()
+        k.set(cfg_node, json.dumps(doc).encode())
+        z.wait_for_log(origin + ": " + reason, since=mark)
+        z.wait_for_log(r"config overlay .* rejected: the running configuration stays", since=mark)
+        assert z.metrics().value("zklb_config_overlay_rejected_total") == before + 1
+        assert set(z.services()) == {"web"}                 # nothing of it applied
+        assert tags(z.listen("web"), 4) == {"b1": 4}
+
+    # 0.0.0.0 refused whole: the valid api next to it does not apply either
+    wild = "0.0.0.0:" + api_listen.rsplit(":", 1)[1]
+    refused({"api": api, "pub": {"listen": wild,
+                                 "discovery": {"type": "curator", "path": zk_path + "/s/x"}}},
+            r"services\.pub\.listen: '0\.0\.0\.0:\d+' is outside overlay\.listen_networks")
+    assert harness.connect_refused(api_listen)
+    # a static backend at the metadata address, in another spelling
+    refused({"api": dict(api, discovery={"type": "static",
+                                         "backends": ["[::ffff:169.254.169.254]:80"]})},
+            r"services\.api\.discovery\.backends\[0\]: '\[::ffff:169\.254\.169\.254\]:80' is "
+            r"refused for an overlay: inside overlay\.denied_networks 169\.254\.0\.0/16")
+    # loopback (the host's admin port, say) is refused too by default
+    refused({"api": dict(api, discovery={"type": "static", "backends": [b2.address]})},
+            r"services\.api\.discovery\.backends\[0\]: '127\.0\.0\.1:\d+' is refused")
+    # replacing the file's web
+    refused({"web": {"listen": svc["listen"], "discovery": {"type": "static",
+                                                           "backends": ["10.9.9.9:80"]}}},
+            r"services\.web: the file defines this service; an overlay may replace it only "
+            r"with overlay\.replace_file_services: true")
+    # check payloads and bounds
+    refused({"api": dict(api, health={"check": {"type": "send_expect", "send": "PING\r\n",
+                                                "expect": "+PONG"}})},
+            r"services\.api\.health\.check\.send: check payloads \(send/expect\) from an overlay "
+            r"need overlay\.check_payloads: true")
+    refused({"api": dict(api, health={"check": {"type": "tcp", "interval": "50ms"}})},
+            r"services\.api\.health\.check\.interval: 50ms is below overlay\.min_check_interval")
+    refused({"api": dict(api, pool={"prewarm": 50, "max_idle": 50})},
+            r"services\.api\.pool\.prewarm: 50 is over overlay\.max_prewarm \(4\)")
+    refused({"api": dict(api, max_buffer="16m")},
+            r"services\.api\.max_buffer: 16777216 bytes is over overlay\.max_buffer")
+
+    # a plain new service on loopback is fine
+    mark = z.log_mark()
+    k.set(cfg_node, json.dumps({"api": api}).encode())
+    z.wait_for_log(r"config overlay .* applied: 2 services", since=mark)
+    assert set(z.services()) == {"web", "api"}
+
+    # the file's switches: replacing web (to b2 on loopback) and payloads become legal
+    cfg = dict(z.config, overlay={"replace_file_services": True, "check_payloads": True,
+                                  "denied_networks": ["reserved"]})
+    mark = z.log_mark()
+    z.reload(cfg)
+    z.wait_for_log(r"reload done", since=mark)
+    mark = z.log_mark()
+    k.set(cfg_node, json.dumps({"web": {"listen": svc["listen"],
+                                        "discovery": {"type": "static",
+                                                      "backends": [b2.address]},
+                                        "health": {"check": {"type": "send_expect",
+                                                             "send": "x", "expect": "b2"}}}}
+                               ).encode())
+    z.wait_for_log(r"config overlay .* applied: 1 services", since=mark)
+    harness.wait_until(lambda: tags(z.listen("web"), 4) == {"b2": 4}, 5, what="web replaced")
+    assert z.services()["web"]["origin"] == f"zookeeper:{cfg_node}"

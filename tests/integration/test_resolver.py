@@ -10,7 +10,12 @@ resolves when, to what, and as slowly as the test says. Covered:
     (literal and quickly resolved ones) serve, and a ZooKeeper change applies;
     the slow one shows `resolving` and serves once its answer comes;
   - a name that does not resolve yet is retried (1 s, doubling) and served
-    once DNS knows it; failures are logged once and counted.
+    once DNS knows it; failures are logged once and counted;
+  - a service of many names whose server never answers holds at most its
+    max_lookups lookups, each given up at lookup_timeout: another service's
+    name resolves at once;
+  - allow_hostnames false (Curator's default) refuses names: listed in
+    /services as hostname_not_allowed, counted, never asked of DNS.
 """
 
 import json
@@ -43,9 +48,11 @@ def tags(addr, n):
 
 
 def discovering_lb(zklb, dns, zookeeper, path):
-    """zklb discovering SVC from Curator nodes under path, with dns as its DNS."""
+    """zklb discovering SVC from Curator nodes under path, with dns as its DNS
+    (Curator names need allow_hostnames: true)."""
     return zklb(services={SVC: {"listen": free_addr(), "connect_timeout": "1s",
-                                "discovery": {"type": "curator", "path": path}}},
+                                "discovery": {"type": "curator", "path": path,
+                                              "allow_hostnames": True}}},
                 zookeeper={"hosts": zookeeper.hosts, "session_timeout": "4s"},
                 resolv_conf=dns.resolv_conf)
 
@@ -167,3 +174,78 @@ def test_reload_never_waits_for_dns(backend, dns, zklb):
     wait_until(lambda: states(lb)[f"slow.zklb.test:{b['slow'].port}"] == "healthy", 5,
                what="slow resolved")
     assert set(tags(addr, 30)) == {"lit", "fast", "slow"}
+
+
+def test_never_answering_names_do_not_starve_other_services(backend, dns, shared_zookeeper,
+                                                            kazoo_client, zk_path, zklb):
+    """Service `bad` has 40 instances whose names DNS never answers. With the old
+    shared queue of four threads, `good`'s one name waited behind all of them
+    (5 s each, ten at a time: tens of seconds). Now bad holds at most
+    max_lookups threads, gives each lookup up at lookup_timeout (counted,
+    retried later), and good's name resolves at once."""
+    k = kazoo_client(shared_zookeeper.hosts)
+    g = backend("g", "tag")
+    bad_path, good_path = f"{zk_path}/bad", f"{zk_path}/good"
+    k.create(bad_path, b"", makepath=True)
+    for i in range(40):
+        name = f"never{i}.zklb.test"
+        dns.add(name, "127.0.0.1", delay=3600.0)            # never answers
+        k.create(f"{bad_path}/n{i}", curator(f"n{i}", name, 9))
+    dns.add("good.zklb.test", "127.0.0.1")
+    lb = zklb(services={
+        "bad": {"listen": free_addr(), "discovery": {"type": "curator", "path": bad_path,
+                                                     "allow_hostnames": True, "max_lookups": 3,
+                                                     "lookup_timeout": "1s"}},
+        SVC: {"listen": free_addr(), "discovery": {"type": "curator", "path": good_path,
+                                                   "allow_hostnames": True}}},
+        zookeeper={"hosts": shared_zookeeper.hosts, "session_timeout": "4s"},
+        resolv_conf=dns.resolv_conf)
+    wait_until(lambda: lb.metrics().value("zklb_resolver_threads") == 3, 5,
+               what="bad's three lookups in flight")
+    t0 = time.monotonic()
+    k.create(f"{good_path}/g", curator("g", "good.zklb.test", g.port), makepath=True)
+    wait_until(lambda: states(lb).get("g") == "healthy", 5, what="good's name resolved")
+    took = time.monotonic() - t0
+    print(f"\ngood's name routable {took * 1000:.0f} ms after it appeared, "
+          f"with 40 never-answering names in another service")
+    assert ask_tag(lb.listen(SVC), timeout=3) == "g"
+    # bad never had more than its cap in flight, and its lookups were given up in time
+    wait_until(lambda: lookups(lb, "timed_out") >= 3, 5, what="deadlines passed")
+    m = lb.metrics()
+    assert m.value("zklb_resolver_threads") <= 3 + 1
+    assert lookups(lb, "ok") == 1
+    asked = sum(1 for i in range(40) if dns.queries[f"never{i}.zklb.test"])
+    assert asked <= 3 + lookups(lb, "timed_out"), "more lookups started than the cap allows"
+    lb.wait_for_log(r"svc=bad be=never\d+\.zklb\.test:9 not routable: no answer within 1000ms")
+
+
+def test_hostnames_refused(backend, dns, shared_zookeeper, kazoo_client, zk_path, zklb):
+    """allow_hostnames false — the default for Curator — refuses a name: listed with
+    the reason, counted, logged once, never asked of DNS; IP instances serve."""
+    k = kazoo_client(shared_zookeeper.hosts)
+    b1, b2 = backend("b1", "tag"), backend("b2", "tag")
+    dns.add("named.zklb.test", "127.0.0.1")
+    k.create(f"{zk_path}/b1", curator("b1", "127.0.0.1", b1.port), makepath=True)
+    k.create(f"{zk_path}/b2", curator("b2", "named.zklb.test", b2.port))
+    lb = zklb(services={SVC: {"listen": free_addr(),
+                              "discovery": {"type": "curator", "path": zk_path}}},
+              zookeeper={"hosts": shared_zookeeper.hosts, "session_timeout": "4s"},
+              resolv_conf=dns.resolv_conf)
+    wait_until(lambda: states(lb) == {"b1": "healthy", "b2": "refused"}, 5,
+               what="b2 refused")
+    assert {i["id"]: i.get("refused") for i in instances_of(lb.services()[SVC])}["b2"] == \
+        "hostname_not_allowed"
+    assert tags(lb.listen(SVC), 10) == Counter({"b1": 10})
+    assert lookups(lb, "refused") == 1
+    assert lb.metrics().value("zklb_resolver_pending") == 0
+    assert dns.queries["named.zklb.test"] == 0
+    assert len(re.findall(r"be=named\.zklb\.test:\d+ refused: 'named\.zklb\.test' is a host "
+                          r"name and discovery\.allow_hostnames is false", lb.log())) == 1
+    # the operator allows names: a reload lifts the refusal
+    cfg = dict(lb.config)
+    cfg["services"] = {SVC: dict(cfg["services"][SVC],
+                                 discovery={"type": "curator", "path": zk_path,
+                                            "allow_hostnames": True})}
+    lb.reload(cfg)
+    wait_until(lambda: states(lb).get("b2") == "healthy", 5, what="b2 resolved after the reload")
+    assert dns.queries["named.zklb.test"] >= 1

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <event2/event.h>
 #include <cmocka.h>
 
@@ -112,6 +113,54 @@ static void test_run_timeout(void **state)
 	assert_string_equal(x.output, "started");
 }
 
+/* Is pid alive (not a zombie we could still see)? */
+static bool alive(long pid)
+{
+	char path[64], buf[512];
+	FILE *f;
+	bool live = false;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (fgets(buf, sizeof(buf), f)) {
+		const char *rp = strrchr(buf, ')');
+		live = rp && rp[1] == ' ' && rp[2] != 'Z';
+	}
+	fclose(f);
+	return live;
+}
+
+static void test_timeout_kills_child_ignoring_term(void **state)
+{
+	char dir[] = "/tmp/zklb-test-command-XXXXXX", pidfile[128], line[512];
+	struct run x;
+	long pid = 0;
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(pidfile, sizeof(pidfile), "%s/pid", dir);
+	/*
+	 * The outer shell dies of SIGTERM; its child ignores SIGTERM (and so does
+	 * the sleep it runs) and would live on: it must die with the group.
+	 */
+	snprintf(line, sizeof(line),
+		 "sh -c 'trap \"\" TERM; echo $$ > %s; sleep 30; :' & wait", pidfile);
+	run(&x, line, 300);
+	assert_true(x.r.timed_out);
+	f = fopen(pidfile, "r");
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%ld", &pid), 1);
+	fclose(f);
+	/* SIGKILL is asynchronous: give the kernel a bounded moment */
+	for (int i = 0; i < 200 && alive(pid); i++)
+		usleep(10000);
+	assert_false(alive(pid));
+	unlink(pidfile);
+	rmdir(dir);
+}
+
 static void test_run_signal(void **state)
 {
 	struct run x;
@@ -130,6 +179,7 @@ int main(void)
 		cmocka_unit_test(test_run_exit),
 		cmocka_unit_test(test_run_timeout),
 		cmocka_unit_test(test_run_signal),
+		cmocka_unit_test(test_timeout_kills_child_ignoring_term),
 	};
 	return cmocka_run_group_tests_name("command", tests, NULL, NULL);
 }

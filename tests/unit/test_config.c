@@ -165,7 +165,7 @@ static void test_reference_file(void **state)
 	assert_int_equal(cfg->announce[0].check.type, CHECK_TCP);
 
 	assert_int_equal(cfg->n_sync, 2);
-	assert_int_equal(cfg->sync[0].mode, 0644);
+	assert_int_equal(cfg->sync[0].mode, 0640);
 	assert_string_equal(cfg->sync[0].on_change, "systemctl reload web");
 	assert_true(cfg->sync[1].children);
 	assert_string_equal(cfg->sync[1].dir, "/etc/web/conf.d");
@@ -267,7 +267,14 @@ static void test_defaults(void **state)
 	assert_null(a->check.expect);
 
 	const struct sync_conf *y = &cfg->sync[0];
-	assert_int_equal(y->mode, 0644);
+	assert_int_equal(y->mode, 0640);
+	assert_int_equal(y->n_names, 0);
+	assert_int_equal(y->max_children, 1000);
+	assert_int_equal(y->max_total_size, 64 << 20);
+	assert_null(y->owner);
+	assert_int_equal(y->uid, -1);
+	assert_int_equal(y->gid, -1);
+	assert_int_equal(y->coalesce_ms, 200);
 	assert_false(y->children);
 	assert_null(y->on_change);
 	assert_int_equal(y->on_change_timeout_ms, 30000);
@@ -294,15 +301,69 @@ static void test_sections_without_body(void **state)
 	config_free(cfg);
 }
 
-/* Upstream TLS is not in this build: the section is refused, not ignored. */
-static void test_tls_refused(void **state)
+/* tls: defaults, and every key checked where it is written. */
+static void test_tls(void **state)
 {
-	expect_error(STATIC_SVC "    tls:\n",
-		     "t.yaml:5:5: services.web.tls: upstream TLS is not supported by this build yet; "
-		     "remove the tls: section");
-	expect_error(STATIC_SVC "    tls: {ca: /etc/ca.pem, verify: true}\n",
-		     "t.yaml:5:5: services.web.tls: upstream TLS is not supported by this build yet; "
-		     "remove the tls: section");
+	/* verify: false needs no CA store; the defaults come from the schema. */
+	struct config *cfg = load_ok(STATIC_SVC "    tls: {verify: false}\n");
+	const struct tls_conf *t = &cfg->services[0].tls;
+	assert_true(t->enabled);
+	assert_false(t->verify);
+	assert_true(t->session_reuse);
+	assert_string_equal(t->min_version, "1.2");
+	assert_null(t->ciphers);
+	assert_non_null(t->ctx);
+	config_free(cfg);
+
+	cfg = load_ok(STATIC_SVC);
+	assert_false(cfg->services[0].tls.enabled);
+	assert_null(cfg->services[0].tls.ctx);
+	config_free(cfg);
+
+	/* enabled: false keeps the keys, loads nothing. */
+	cfg = load_ok(STATIC_SVC "    tls: {enabled: false, ca: /nonexistent/ca.pem}\n");
+	assert_false(cfg->services[0].tls.enabled);
+	assert_null(cfg->services[0].tls.ctx);
+	assert_string_equal(cfg->services[0].tls.ca, "/nonexistent/ca.pem");
+	config_free(cfg);
+	cfg = load_ok(STATIC_SVC "    tls: {enabled: true, verify: false}\n");
+	assert_true(cfg->services[0].tls.enabled);
+	assert_non_null(cfg->services[0].tls.ctx);
+	config_free(cfg);
+
+	expect_error(STATIC_SVC "    tls: {verify: false, min_version: \"1.1\"}\n",
+		     "t.yaml:5:39: services.web.tls.min_version: '1.1' is not a TLS version: "
+		     "\"1.2\" or \"1.3\"");
+	expect_error(STATIC_SVC "    tls: {ca: /nonexistent/ca.pem}\n",
+		     "t.yaml:5:15: services.web.tls.ca: cannot read /nonexistent/ca.pem: "
+		     "No such file or directory");
+	expect_error(STATIC_SVC "    tls: {verify: false, cert: /nonexistent/c.pem}\n",
+		     "t.yaml:5:26: services.web.tls.cert: cert and key go together");
+	expect_error(STATIC_SVC "    tls: {verify: false, ciphers: NO-SUCH-CIPHER}\n",
+		     "t.yaml:5:35: services.web.tls.ciphers: no cipher of this list is known: "
+		     "error:0A0000B9:SSL routines::no cipher match");
+
+	/* A CA file that is not PEM is refused at its key, naming the file. */
+	char dir[] = "/tmp/zklb-test-tls-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char ca[64], yaml[512], want[512];
+	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+	FILE *f = fopen(ca, "w");
+	assert_non_null(f);
+	fputs("not a certificate\n", f);
+	fclose(f);
+	snprintf(yaml, sizeof(yaml), STATIC_SVC "    tls:\n      ca: %s\n", ca);
+	struct config_errors errs = { 0 };
+	cfg = load(yaml, &errs);
+	assert_null(cfg);
+	assert_int_equal(errs.n, 1);
+	snprintf(want, sizeof(want), "t.yaml:6:11: services.web.tls.ca: cannot load %s as PEM certificates", ca);
+	if (strncmp(errs.msgs[0], want, strlen(want)) != 0)
+		print_message("got: %s\nwant: %s...\n", errs.msgs[0], want);
+	assert_true(strncmp(errs.msgs[0], want, strlen(want)) == 0);
+	config_errors_free(&errs);
+	unlink(ca);
+	rmdir(dir);
 }
 
 static void test_admin_and_workers(void **state)
@@ -642,6 +703,55 @@ static void test_misc_errors(void **state)
 	config_errors_free(&errs);
 }
 
+static void test_sync_limits_and_owner(void **state)
+{
+	struct config *cfg = load_ok("zookeeper: {hosts: \"z:1\"}\n"
+				     "sync: [{path: /a, children: true, dir: /d, names: [\"*.conf\", \"app-?.yaml\"],\n"
+				     "        max_children: 5, max_total_size: 10k, owner: root, group: \"0\", coalesce: 0s}]\n");
+	const struct sync_conf *y = &cfg->sync[0];
+	assert_int_equal(y->n_names, 2);
+	assert_string_equal(y->names[1], "app-?.yaml");
+	assert_int_equal(y->max_children, 5);
+	assert_int_equal(y->max_total_size, 10240);
+	assert_int_equal(y->uid, 0);
+	assert_int_equal(y->gid, 0);
+	assert_int_equal(y->coalesce_ms, 0);
+	config_free(cfg);
+
+	expect_error("zookeeper: {hosts: \"z:1\"}\nsync: [{path: /a, children: true, dir: /d, owner: nosuchuser-zklb}]\n",
+		     "t.yaml:2:51: sync[0].owner: no such user 'nosuchuser-zklb'");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nsync: [{path: /a, children: true, dir: /d, names: [\"a/*\"]}]\n",
+		     "t.yaml:2:52: sync[0].names[0]: a glob for a file name cannot hold '/'");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nsync: [{path: /a, file: /b, names: [\"*\"]}]\n",
+		     "t.yaml:2:29: sync[0].names: only used with children: true");
+	expect_error("zookeeper: {hosts: \"z:1\"}\nsync: [{path: /a, children: true, dir: /d, max_children: 0}]\n",
+		     "t.yaml:2:58: sync[0].max_children: must not be 0");
+}
+
+static void test_allow_hostnames(void **state)
+{
+	struct config *cfg = load_ok("zookeeper: {hosts: \"z:1\"}\nservices:\n"
+				     "  c: {listen: \"127.0.0.1:1\", discovery: {type: curator, path: /c}}\n"
+				     "  s: {listen: \"127.0.0.1:2\", discovery: {type: serverset, path: /s}}\n"
+				     "  f: {listen: \"127.0.0.1:3\", discovery: {type: static, backends: [\"h:1\"]}}\n"
+				     "  y: {listen: \"127.0.0.1:4\", discovery: {type: curator, path: /y, allow_hostnames: true,\n"
+				     "      max_lookups: 2, lookup_timeout: 1500ms}}\n"
+				     "  n: {listen: \"127.0.0.1:5\", discovery: {type: serverset, path: /n, allow_hostnames: false}}\n");
+	assert_false(config_service(cfg, "c")->discovery.allow_hostnames);
+	assert_true(config_service(cfg, "s")->discovery.allow_hostnames);
+	assert_true(config_service(cfg, "f")->discovery.allow_hostnames);
+	assert_true(config_service(cfg, "y")->discovery.allow_hostnames);
+	assert_false(config_service(cfg, "n")->discovery.allow_hostnames);
+	assert_int_equal(config_service(cfg, "c")->discovery.max_lookups, 4);
+	assert_int_equal(config_service(cfg, "c")->discovery.lookup_timeout_ms, 5000);
+	assert_int_equal(config_service(cfg, "y")->discovery.max_lookups, 2);
+	assert_int_equal(config_service(cfg, "y")->discovery.lookup_timeout_ms, 1500);
+	config_free(cfg);
+	expect_error("zookeeper: {hosts: \"z:1\"}\nservices:\n"
+		     "  c: {listen: \"127.0.0.1:1\", discovery: {type: curator, path: /c, allow_hostnames: maybe}}\n",
+		     "t.yaml:3:84: services.c.discovery.allow_hostnames: expected true, false or auto, got a string 'maybe'");
+}
+
 static void test_mode_and_scalars(void **state)
 {
 	/* A plain 0644 stays the string "0644" (YAML 1.1 and 1.2 disagree on it). */
@@ -702,9 +812,11 @@ static void test_yamltree_scalars(void **state)
 
 /* ---- overlay ---------------------------------------------------------------------- */
 
+/* A file that lets the overlay replace its services and route to loopback. */
 static struct config *overlay_base(void)
 {
-	return load_ok("zookeeper: {hosts: \"z:2181\", config_path: /zklb/config}\n" STATIC_SVC);
+	return load_ok("zookeeper: {hosts: \"z:2181\", config_path: /zklb/config}\n"
+		       "overlay: {replace_file_services: true, denied_networks: [reserved]}\n" STATIC_SVC);
 }
 
 static void test_overlay_good(void **state)
@@ -842,6 +954,130 @@ static void test_networks(void **state)
 			     "file only, not by the overlay");
 }
 
+/* The overlay under the file's policy: safe defaults, then what each switch allows. */
+static void expect_policy(const char *policy, const char *json, const char *want)
+{
+	char yaml[1024];
+	struct config_errors errs = { 0 };
+
+	snprintf(yaml, sizeof(yaml), "zookeeper: {hosts: \"z:2181\", config_path: /zklb/config}\n%s"
+		 STATIC_SVC, policy);
+	struct config *base = load_ok(yaml);
+	struct config *cfg = config_overlay_json(base, json, strlen(json), "zk", &errs);
+	if (want) {
+		assert_rejected(cfg, &errs, want);
+	} else {
+		for (size_t i = 0; i < errs.n; i++)
+			print_message("unexpected: %s\n", errs.msgs[i]);
+		assert_non_null(cfg);
+		config_free(cfg);
+		config_errors_free(&errs);
+	}
+	config_free(base);
+}
+
+#define SVC(listen, rest) "{\"api\": {\"listen\": \"" listen "\", " rest "}}"
+#define CURATOR "\"discovery\": {\"type\": \"curator\", \"path\": \"/s/api\"}"
+#define STATIC(b) "\"discovery\": {\"type\": \"static\", \"backends\": [\"" b "\"]}"
+
+static void test_overlay_policy(void **state)
+{
+	struct config *base = load_ok("zookeeper: {hosts: \"z:1\"}\n");
+	const struct overlay_policy_conf *d = &base->overlay;
+	assert_false(d->replace_file_services);
+	assert_false(d->check_payloads);
+	assert_null(d->listen_dir);
+	assert_int_equal(d->listen_networks.n, 2);
+	assert_int_equal(d->allowed_networks.n, 0);
+	assert_true(d->denied_networks.has_reserved);
+	assert_int_equal(d->min_check_interval_ms, 1000);
+	assert_int_equal(d->max_prewarm, 4);
+	assert_int_equal(d->max_idle, 64);
+	assert_int_equal(d->max_buffer, 1 << 20);
+	config_free(base);
+
+	/* listen: loopback only, every spelling of "any" refused */
+	expect_policy("", SVC("127.0.0.2:1", CURATOR), NULL);
+	expect_policy("", SVC("[::1]:1", CURATOR), NULL);
+	expect_policy("", SVC("0.0.0.0:1", CURATOR),
+		      "zk: services.api.listen: '0.0.0.0:1' is outside overlay.listen_networks: an "
+		      "overlay listens on loopback unless the file allows more");
+	expect_policy("", SVC("*:1", CURATOR),
+		      "zk: services.api.listen: '*:1' is outside overlay.listen_networks: an "
+		      "overlay listens on loopback unless the file allows more");
+	expect_policy("", SVC("[::]:1", CURATOR),
+		      "zk: services.api.listen: '[::]:1' is outside overlay.listen_networks: an "
+		      "overlay listens on loopback unless the file allows more");
+	expect_policy("", SVC("localhost:1", CURATOR),
+		      "zk: services.api.listen: 'localhost:1': an overlay listens on an IP address, not a name");
+	expect_policy("overlay: {listen_networks: [\"0.0.0.0/0\"]}\n", SVC("0.0.0.0:1", CURATOR), NULL);
+	expect_policy("overlay: {listen_networks: []}\n", SVC("127.0.0.1:1", CURATOR),
+		      "zk: services.api.listen: '127.0.0.1:1' is outside overlay.listen_networks: an "
+		      "overlay listens on loopback unless the file allows more");
+	/* unix: only under listen_dir, no climbing out */
+	expect_policy("", SVC("unix:/run/zklb/a.sock", CURATOR),
+		      "zk: services.api.listen: 'unix:/run/zklb/a.sock': an overlay may not listen on a "
+		      "unix: path (overlay.listen_dir is not set)");
+	expect_policy("overlay: {listen_dir: /run/zklb/}\n", SVC("unix:/run/zklb/a.sock", CURATOR), NULL);
+	expect_policy("overlay: {listen_dir: /run/zklb}\n", SVC("unix:/run/zklb/../x.sock", CURATOR),
+		      "zk: services.api.listen: 'unix:/run/zklb/../x.sock' is not under overlay.listen_dir /run/zklb");
+	expect_policy("overlay: {listen_dir: /run/zklb}\n", SVC("unix:/run/zklbx/a.sock", CURATOR),
+		      "zk: services.api.listen: 'unix:/run/zklbx/a.sock' is not under overlay.listen_dir /run/zklb");
+
+	/* static backends: by address, outside denied, inside allowed; every spelling */
+	expect_policy("", SVC("127.0.0.1:1", STATIC("10.1.2.3:80")), NULL);
+	expect_policy("", SVC("127.0.0.1:1", STATIC("169.254.169.254:80")),
+		      "zk: services.api.discovery.backends[0]: '169.254.169.254:80' is refused for an "
+		      "overlay: inside overlay.denied_networks 169.254.0.0/16");
+	expect_policy("", SVC("127.0.0.1:1", STATIC("[::ffff:169.254.169.254]:80")),
+		      "zk: services.api.discovery.backends[0]: '[::ffff:169.254.169.254]:80' is refused "
+		      "for an overlay: inside overlay.denied_networks 169.254.0.0/16");
+	expect_policy("", SVC("127.0.0.1:1", STATIC("2130706433:9901")),
+		      "zk: services.api.discovery.backends[0]: '2130706433:9901' is refused for an "
+		      "overlay: inside overlay.denied_networks 127.0.0.0/8");
+	expect_policy("", SVC("127.0.0.1:1", STATIC("0x7f.1:9901")),
+		      "zk: services.api.discovery.backends[0]: '0x7f.1:9901' is refused for an "
+		      "overlay: inside overlay.denied_networks 127.0.0.0/8");
+	expect_policy("", SVC("127.0.0.1:1", STATIC("backend.example:80")),
+		      "zk: services.api.discovery.backends[0]: 'backend.example:80': an overlay names "
+		      "static backends by IP address (a name's address cannot be checked before it resolves)");
+	expect_policy("overlay: {allowed_networks: [10.0.0.0/8]}\n", SVC("127.0.0.1:1", STATIC("192.168.1.1:80")),
+		      "zk: services.api.discovery.backends[0]: '192.168.1.1:80' is refused for an "
+		      "overlay: outside overlay.allowed_networks");
+	expect_policy("overlay: {denied_networks: [reserved]}\n", SVC("127.0.0.1:1", STATIC("127.0.0.1:80")), NULL);
+
+	/* check payloads, intervals and pool/buffer bounds */
+	expect_policy("", SVC("127.0.0.1:1", CURATOR ", \"health\": {\"check\": {\"type\": \"send_expect\","
+			  " \"send\": \"x\", \"expect\": \"y\"}}"),
+		      "zk: services.api.health.check.send: check payloads (send/expect) from an overlay "
+		      "need overlay.check_payloads: true");
+	expect_policy("overlay: {check_payloads: true}\n",
+		      SVC("127.0.0.1:1", CURATOR ", \"health\": {\"check\": {\"type\": \"send_expect\","
+			  " \"send\": \"x\", \"expect\": \"y\"}}"), NULL);
+	expect_policy("", SVC("127.0.0.1:1", CURATOR ", \"health\": {\"check\": {\"interval\": \"10ms\"}}"),
+		      "zk: services.api.health.check.interval: 10ms is below overlay.min_check_interval (1000ms)");
+	expect_policy("", SVC("127.0.0.1:1", CURATOR ", \"pool\": {\"prewarm\": 5}"),
+		      "zk: services.api.pool.prewarm: 5 is over overlay.max_prewarm (4)");
+	expect_policy("", SVC("127.0.0.1:1", CURATOR ", \"pool\": {\"max_idle\": 65}"),
+		      "zk: services.api.pool.max_idle: 65 is over overlay.max_idle (64)");
+	expect_policy("", SVC("127.0.0.1:1", CURATOR ", \"max_buffer\": \"2m\""),
+		      "zk: services.api.max_buffer: 2097152 bytes is over overlay.max_buffer (1048576)");
+	expect_policy("overlay: {max_buffer: 4m}\n", SVC("127.0.0.1:1", CURATOR ", \"max_buffer\": \"2m\""), NULL);
+
+	/* replacing a service of the file needs the switch */
+	expect_policy("", "{\"web\": {\"listen\": \"127.0.0.1:8080\", " CURATOR "}}",
+		      "zk: services.web: the file defines this service; an overlay may replace it only "
+		      "with overlay.replace_file_services: true");
+	expect_policy("overlay: {replace_file_services: true}\n",
+		      "{\"web\": {\"listen\": \"127.0.0.1:8080\", " CURATOR "}}", NULL);
+
+	/* the policy itself is validated */
+	expect_error("overlay: {denied_networks: [10.0.0.1/8]}\n",
+		     "t.yaml:1:29: overlay.denied_networks[0]: '10.0.0.1/8' has host bits set past /8");
+	expect_error("overlay: {listen_dir: run/zklb}\n",
+		     "t.yaml:1:23: overlay.listen_dir: must be an absolute directory path");
+}
+
 static void test_reloadable(void **state)
 {
 	struct config *a = load_ok("zookeeper: {hosts: \"z:1\"}\nworkers: 2\n" STATIC_SVC);
@@ -907,7 +1143,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_empty_file),
 		cmocka_unit_test(test_sections_without_body),
-		cmocka_unit_test(test_tls_refused),
+		cmocka_unit_test(test_tls),
 		cmocka_unit_test(test_admin_and_workers),
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_yaml_errors),
@@ -921,6 +1157,9 @@ int main(void)
 		cmocka_unit_test(test_cross_errors),
 		cmocka_unit_test(test_misc_errors),
 		cmocka_unit_test(test_mode_and_scalars),
+		cmocka_unit_test(test_sync_limits_and_owner),
+		cmocka_unit_test(test_overlay_policy),
+		cmocka_unit_test(test_allow_hostnames),
 		cmocka_unit_test(test_yamltree_scalars),
 		cmocka_unit_test(test_overlay_good),
 		cmocka_unit_test(test_overlay_errors),

@@ -140,18 +140,19 @@ static void test_put_take(void **state)
 	int sv[2];
 	fx_pair(sv);
 	struct framing *fr = framing_new(REUSE_REDIS);
-	assert_true(pool_put(&fx->pw, fx->be, sv[0], fr, &fx->pc));
+	assert_true(pool_put(&fx->pw, fx->be, sv[0], NULL, fr, &fx->pc));
 	assert_int_equal(atomic_load(&fx->be->idle), 1);
 	assert_int_equal(fx->be->slots[0].n_idle, 1);
 
 	struct framing *got = NULL;
-	int fd = pool_take(&fx->pw, fx->be, &got);
+	struct tls_conn *tls = NULL;
+	int fd = pool_take(&fx->pw, fx->be, &got, &tls);
 	assert_int_equal(fd, sv[0]);
 	assert_ptr_equal(got, fr);
 	assert_int_equal(atomic_load(&fx->be->idle), 0);
 	assert_int_equal(atomic_load(&fx->be->upstream_reused), 1);
 	/* Empty now. */
-	assert_int_equal(pool_take(&fx->pw, fx->be, &got), -1);
+	assert_int_equal(pool_take(&fx->pw, fx->be, &got, &tls), -1);
 	for (int d = 0; d < POOL_DISCARD_COUNT; d++)
 		assert_int_equal(discards(fx, d), 0);
 	framing_free(fr);
@@ -166,10 +167,11 @@ static void test_take_checks_alive(void **state)
 	struct fx *fx = fx_new();
 	int sv[2];
 	fx_pair(sv);
-	assert_true(pool_put(&fx->pw, fx->be, sv[0], NULL, &fx->pc));
+	assert_true(pool_put(&fx->pw, fx->be, sv[0], NULL, NULL, &fx->pc));
 	close(sv[1]);
 	struct framing *got = NULL;
-	assert_int_equal(pool_take(&fx->pw, fx->be, &got), -1);
+	struct tls_conn *tls = NULL;
+	assert_int_equal(pool_take(&fx->pw, fx->be, &got, &tls), -1);
 	assert_int_equal(discards(fx, POOL_DISCARD_STALE), 1);
 	assert_int_equal(atomic_load(&fx->be->idle), 0);
 	fx_free(fx);
@@ -181,8 +183,8 @@ static void test_idle_watch(void **state)
 	int a[2], b[2];
 	fx_pair(a);
 	fx_pair(b);
-	assert_true(pool_put(&fx->pw, fx->be, a[0], NULL, &fx->pc));
-	assert_true(pool_put(&fx->pw, fx->be, b[0], NULL, &fx->pc));
+	assert_true(pool_put(&fx->pw, fx->be, a[0], NULL, NULL, &fx->pc));
+	assert_true(pool_put(&fx->pw, fx->be, b[0], NULL, NULL, &fx->pc));
 	assert_int_equal(send(a[1], "x", 1, 0), 1);	/* nobody asked */
 	close(b[1]);					/* closed while idle */
 	for (uint64_t end = now_ms() + 10000; fx->pw.all && now_ms() < end;)
@@ -201,7 +203,7 @@ static void test_idle_timeout(void **state)
 	fx->pc.idle_timeout_ms = 300;
 	int sv[2];
 	fx_pair(sv);
-	assert_true(pool_put(&fx->pw, fx->be, sv[0], NULL, &fx->pc));
+	assert_true(pool_put(&fx->pw, fx->be, sv[0], NULL, NULL, &fx->pc));
 	fx_run_ms(fx, 20);
 	assert_int_equal(atomic_load(&fx->be->idle), 1);
 	fx_run_ms(fx, 1000);
@@ -221,20 +223,20 @@ static void test_put_refused(void **state)
 	fx_pair(b);
 	fx_pair(c);
 	fx_pair(d);
-	assert_true(pool_put(&fx->pw, fx->be, a[0], NULL, &fx->pc));
-	assert_false(pool_put(&fx->pw, fx->be, b[0], framing_new(REUSE_HTTP1), &fx->pc));
+	assert_true(pool_put(&fx->pw, fx->be, a[0], NULL, NULL, &fx->pc));
+	assert_false(pool_put(&fx->pw, fx->be, b[0], NULL, framing_new(REUSE_HTTP1), &fx->pc));
 	assert_int_equal(discards(fx, POOL_DISCARD_FULL), 1);
 	char ch;
 	assert_int_equal(recv(b[1], &ch, 1, 0), 0);	/* closed: the peer sees EOF */
 
 	fx->pc.max_idle = 4;
 	atomic_store(&fx->be->member, false);
-	assert_false(pool_put(&fx->pw, fx->be, c[0], NULL, &fx->pc));
+	assert_false(pool_put(&fx->pw, fx->be, c[0], NULL, NULL, &fx->pc));
 	assert_int_equal(discards(fx, POOL_DISCARD_REMOVED), 1);
 	atomic_store(&fx->be->member, true);
 
 	pool_worker_drain(&fx->pw);
-	assert_false(pool_put(&fx->pw, fx->be, d[0], NULL, &fx->pc));
+	assert_false(pool_put(&fx->pw, fx->be, d[0], NULL, NULL, &fx->pc));
 	assert_int_equal(discards(fx, POOL_DISCARD_REMOVED), 2);
 	assert_int_equal(atomic_load(&fx->be->idle), 1);
 
@@ -253,7 +255,7 @@ static void test_sweep(void **state)
 	struct fx *fx = fx_new();
 	int sv[2];
 	fx_pair(sv);
-	assert_true(pool_put(&fx->pw, fx->be, sv[0], NULL, &fx->pc));
+	assert_true(pool_put(&fx->pw, fx->be, sv[0], NULL, NULL, &fx->pc));
 	pool_sweep(&fx->pw, now_ms());
 	assert_int_equal(atomic_load(&fx->be->idle), 1);
 	/* Ejected: not routable until then. */
@@ -308,9 +310,10 @@ static void test_refill(void **state)
 	pool_refill(&fx->pw, set, now_ms() + 1000);	/* full share: nothing more */
 	assert_int_equal(atomic_load(&fx->be->upstream_opened), 3);
 
+	struct tls_conn *tls = NULL;
 	/* A taken connection was worth having: the backoff ends. */
 	struct framing *fr = NULL;
-	int fd = pool_take(&fx->pw, fx->be, &fr);
+	int fd = pool_take(&fx->pw, fx->be, &fr, &tls);
 	assert_true(fd >= 0);
 	assert_int_equal(slot->backoff_ms, 0);
 	close(fd);

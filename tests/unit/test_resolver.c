@@ -44,6 +44,9 @@ static void run(struct seen *s)
 	event_base_dispatch(s->base);
 }
 
+static const struct resolver_policy any = { .allow_hostnames = true, .max_lookups = 4,
+					    .timeout_ms = 10000 };
+
 static struct backend *named(struct service *svc, const char *id, const char *host)
 {
 	struct member_spec m = { id, host, 9001, 0, 1, NULL, 0 };
@@ -74,8 +77,8 @@ static void test_name_resolves_on_the_loop(void **state)
 	struct service *svc = service_new("web", 1);
 	struct backend *be = named(svc, "a", "localhost");
 
-	resolver_submit(r, be);
-	resolver_submit(r, be);		/* queued once only */
+	resolver_submit(r, be, &any);
+	resolver_submit(r, be, &any);		/* queued once only */
 	assert_true(be->resolving);
 	struct resolver_stats st;
 	resolver_stats(r, &st);
@@ -96,7 +99,7 @@ static void test_name_resolves_on_the_loop(void **state)
 	assert_int_equal(st.failed, 0);
 	assert_int_equal(st.pending, 0);
 
-	resolver_submit(r, be);		/* has an address: nothing to do */
+	resolver_submit(r, be, &any);		/* has an address: nothing to do */
 	resolver_stats(r, &st);
 	assert_int_equal(st.pending, 0);
 
@@ -112,7 +115,7 @@ static void test_removed_member_is_dropped(void **state)
 	struct resolver *r = resolver_new(s.base, on_done, &s);
 	struct service *svc = service_new("web", 1);
 	struct backend *be = backend_get(named(svc, "a", "localhost"));
-	resolver_submit(r, be);
+	resolver_submit(r, be, &any);
 	service_set_members(svc, NULL, 0, 2000);	/* it leaves at once */
 	assert_false(atomic_load(&be->member));
 
@@ -152,11 +155,81 @@ static void test_free_cancels(void **state)
 	}
 	service_set_members(svc, m, 8, 1000);
 	for (int i = 0; i < 8; i++)
-		resolver_submit(r, svc->members[i]);
+		resolver_submit(r, svc->members[i], &any);
 	resolver_free(r);
 	assert_int_equal(s.calls, 0);
 	for (int i = 0; i < 8; i++)
 		assert_false(svc->members[i]->resolving);
+	service_retire(svc);
+	service_put(svc);
+	event_base_free(s.base);
+}
+
+/* allow_hostnames false: refused at once, counted, never looked up; a reload may lift it. */
+static void test_names_refused(void **state)
+{
+	struct seen s = { .base = event_base_new() };
+	struct resolver *r = resolver_new(s.base, on_done, &s);
+	struct service *svc = service_new("web", 1);
+	struct backend *be = named(svc, "a", "localhost");
+	const struct resolver_policy no = { .allow_hostnames = false, .max_lookups = 4,
+					    .timeout_ms = 1000 };
+	struct resolver_stats st;
+
+	resolver_submit(r, be, &no);
+	assert_string_equal(be->refused, resolver_refused_hostname);
+	assert_false(be->resolving);
+	resolver_submit(r, be, &no);
+	resolver_stats(r, &st);
+	assert_int_equal(st.refused, 1);
+	assert_int_equal(st.pending, 0);
+	assert_int_equal(st.threads, 0);
+
+	resolver_submit(r, be, &any);
+	assert_false(backend_refused(be));
+	run(&s);
+	assert_int_equal(s.calls, 1);
+	assert_true(backend_has_addr(be));
+	resolver_free(r);
+	service_retire(svc);
+	service_put(svc);
+	event_base_free(s.base);
+}
+
+/* max_lookups: never more threads for one service than its cap; every name still resolves. */
+static void test_lookups_capped_per_service(void **state)
+{
+	struct seen s = { .base = event_base_new() };
+	struct resolver *r = resolver_new(s.base, on_done, &s);
+	struct service *svc = service_new("web", 1);
+	const struct resolver_policy two = { .allow_hostnames = true, .max_lookups = 2,
+					     .timeout_ms = 10000 };
+	struct member_spec m[12];
+	char ids[12][8];
+	struct resolver_stats st;
+	uint64_t most = 0;
+
+	for (int i = 0; i < 12; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "i%d", i);
+		m[i] = (struct member_spec){ ids[i], "localhost", (uint16_t)(9000 + i), 0, 1, NULL, 0 };
+	}
+	service_set_members(svc, m, 12, 1000);
+	for (int i = 0; i < 12; i++)
+		resolver_submit(r, svc->members[i], &two);
+	for (int i = 0; i < 1000; i++) {
+		resolver_stats(r, &st);
+		most = st.threads > most ? st.threads : most;
+		if (st.pending == 0)
+			break;
+		event_base_loop(s.base, EVLOOP_ONCE);
+	}
+	resolver_stats(r, &st);
+	assert_int_equal(st.pending, 0);
+	assert_int_equal(st.resolved, 12);
+	assert_int_equal(st.threads, 0);
+	assert_int_equal(most, 2);
+	assert_int_equal(s.calls, 12);
+	resolver_free(r);
 	service_retire(svc);
 	service_put(svc);
 	event_base_free(s.base);
@@ -169,6 +242,8 @@ int main(void)
 		cmocka_unit_test(test_name_resolves_on_the_loop),
 		cmocka_unit_test(test_removed_member_is_dropped),
 		cmocka_unit_test(test_free_cancels),
+		cmocka_unit_test(test_names_refused),
+		cmocka_unit_test(test_lookups_capped_per_service),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

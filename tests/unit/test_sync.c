@@ -49,6 +49,35 @@ static void test_child_names(void **state)
 	assert_false(sync_child_name_ok(longest));
 }
 
+static void test_names_and_admit(void **state)
+{
+	char *globs[] = { "*.conf", "app-?.yaml" };
+	struct sync_conf c = { .names = globs, .n_names = 2, .max_children = 2 };
+
+	assert_true(sync_name_listed(globs, 2, "web.conf"));
+	assert_true(sync_name_listed(globs, 2, "app-1.yaml"));
+	assert_false(sync_name_listed(globs, 2, "evil"));
+	assert_false(sync_name_listed(globs, 2, "x.conf.swp"));
+	assert_false(sync_name_listed(globs, 2, "app-10.yaml"));
+	assert_true(sync_name_listed(NULL, 0, "anything"));
+
+	assert_int_equal(sync_child_admit(&c, 0, "a.conf"), SYNC_ADMIT_OK);
+	assert_int_equal(sync_child_admit(&c, 1, "b.conf"), SYNC_ADMIT_OK);
+	assert_int_equal(sync_child_admit(&c, 2, "c.conf"), SYNC_ADMIT_TOO_MANY);
+	assert_int_equal(sync_child_admit(&c, 0, "evil"), SYNC_ADMIT_NOT_LISTED);
+	/* a leading dot is refused before any glob could match it (no FNM_PERIOD needed) */
+	assert_int_equal(sync_child_admit(&c, 0, ".x.conf"), SYNC_ADMIT_BAD_NAME);
+	assert_int_equal(sync_child_admit(&c, 0, "a/b.conf"), SYNC_ADMIT_BAD_NAME);
+
+	assert_true(sync_size_fits(0, 0, 10, 10));
+	assert_false(sync_size_fits(0, 0, 11, 10));
+	assert_true(sync_size_fits(8, 4, 6, 10));	/* a child grows within the total */
+	assert_false(sync_size_fits(8, 4, 7, 10));
+	assert_true(sync_size_fits(10, 10, 10, 10));	/* rewritten at the same size */
+	assert_false(sync_size_fits(UINT64_MAX - 1, 0, 5, UINT64_MAX));	/* no wrap */
+	assert_true(sync_size_fits(3, 5, 0, 1));	/* a total below old_len cannot wrap */
+}
+
 static void test_decide(void **state)
 {
 	const char *a = "key=1\n", *b = "key=2\n";
@@ -144,6 +173,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_child_names),
 		cmocka_unit_test(test_decide),
+		cmocka_unit_test(test_names_and_admit),
 		cmocka_unit_test(test_children_wait_for_zookeeper),
 	};
 	return cmocka_run_group_tests_name("sync", tests, NULL, NULL);

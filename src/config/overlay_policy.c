@@ -1,0 +1,153 @@
+/*
+ * overlay_policy — see overlay_policy.h.
+ */
+#include "overlay_policy.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "netpolicy.h"
+#include "schema.h"
+#include "util.h"
+
+/* Is path (absolute) strictly below dir, with no "." or ".." component to climb out? */
+static bool path_under(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	if (strncmp(path, dir, n) != 0 || (path[n] != '/' && !(n == 1 && dir[0] == '/')))
+		return false;
+	for (const char *c = path; *c; c++) {
+		if (*c != '/')
+			continue;
+		if ((c[1] == '.' && (c[2] == '/' || c[2] == '\0')) ||
+		    (c[1] == '.' && c[2] == '.' && (c[3] == '/' || c[3] == '\0')))
+			return false;
+	}
+	return path[n + (path[n] == '/')] != '\0';
+}
+
+static void check_listen(struct schema_ctx *v, const struct schema_path *lp,
+			 const struct service_conf *svc, const struct overlay_policy_conf *pol)
+{
+	char host[256];
+	uint16_t port;
+	struct net_addr a;
+
+	if (strncmp(svc->listen, "unix:", 5) == 0) {
+		if (!pol->listen_dir)
+			schema_error(v, lp, false, "'%s': an overlay may not listen on a unix: path "
+				     "(overlay.listen_dir is not set)", svc->listen);
+		else if (!path_under(svc->listen + 5, pol->listen_dir))
+			schema_error(v, lp, false, "'%s' is not under overlay.listen_dir %s",
+				     svc->listen, pol->listen_dir);
+		return;
+	}
+	if (!net_split_host_port(svc->listen, host, sizeof(host), &port))
+		return;	/* the schema said what is wrong */
+	if (!net_addr_numeric(strcmp(host, "*") == 0 ? "0.0.0.0" : host, port, &a)) {
+		schema_error(v, lp, false, "'%s': an overlay listens on an IP address, not a name",
+			     svc->listen);
+		return;
+	}
+	/* An empty list allows no TCP listener (netpolicy reads it as "any"). */
+	if (pol->listen_networks.n == 0 ||
+	    netpolicy_check(&pol->listen_networks, NULL, (const struct sockaddr *)&a.ss, NULL) !=
+		    NETPOLICY_ALLOW)
+		schema_error(v, lp, false, "'%s' is outside overlay.listen_networks: an overlay "
+			     "listens on loopback unless the file allows more", svc->listen);
+}
+
+static void check_backends(struct schema_ctx *v, const struct schema_path *sp, const json_t *sobj,
+			   const struct service_conf *svc, const struct overlay_policy_conf *pol)
+{
+	const json_t *dobj = json_object_get(sobj, "discovery");
+	const json_t *list = json_object_get(dobj, "backends");
+	struct schema_path dp = { sp, "discovery", 0, sobj };
+	struct schema_path bp = { &dp, "backends", 0, dobj };
+
+	for (size_t i = 0; i < svc->discovery.n_backends; i++) {
+		const struct static_backend *b = &svc->discovery.backends[i];
+		struct schema_path ip = { &bp, NULL, i, list };
+		const struct net_prefix *hit = NULL;
+		struct net_addr a;
+		char net[64];
+
+		if (!b->address)
+			continue;
+		if (!net_addr_numeric(b->host, b->port, &a)) {
+			schema_error(v, &ip, false, "'%s': an overlay names static backends by IP "
+				     "address (a name's address cannot be checked before it resolves)",
+				     b->address);
+			continue;
+		}
+		enum netpolicy_verdict vd = netpolicy_check(&pol->allowed_networks,
+							    &pol->denied_networks,
+							    (const struct sockaddr *)&a.ss, &hit);
+		if (vd == NETPOLICY_ALLOW)
+			continue;
+		if (hit)
+			net_prefix_format(hit, net, sizeof(net));
+		schema_error(v, &ip, false, "'%s' is refused for an overlay: %s%s%s", b->address,
+			     vd == NETPOLICY_DENIED ? "inside overlay.denied_networks"
+						    : "outside overlay.allowed_networks",
+			     hit ? " " : "", hit ? net : "");
+	}
+}
+
+/* The path of a key inside sobj, as far as the JSON goes. */
+#define KEY(name, up, obj) { up, name, 0, obj }
+
+void overlay_policy_check(struct schema_ctx *v, const struct schema_path *sp, const json_t *sobj,
+			  const struct service_conf *svc, const struct overlay_policy_conf *pol,
+			  bool replaces_file)
+{
+	const json_t *hobj = json_object_get(sobj, "health");
+	const json_t *cobj = json_object_get(hobj, "check");
+	const json_t *pobj = json_object_get(sobj, "pool");
+	const struct check_conf *c = &svc->health.check;
+	struct schema_path lp = KEY("listen", sp, sobj);
+	struct schema_path hp = KEY("health", sp, sobj);
+	struct schema_path cp = KEY("check", &hp, hobj);
+	struct schema_path pp = KEY("pool", sp, sobj);
+
+	if (replaces_file && !pol->replace_file_services)
+		schema_error(v, sp, true, "the file defines this service; an overlay may replace "
+			     "it only with overlay.replace_file_services: true");
+	if (svc->listen)
+		check_listen(v, &lp, svc, pol);
+	if (svc->discovery.type == DISCOVERY_STATIC)
+		check_backends(v, sp, sobj, svc, pol);
+	if (c->type == CHECK_SEND_EXPECT && !pol->check_payloads) {
+		struct schema_path kp = KEY(json_object_get(cobj, "send") ? "send" : "expect", &cp,
+					    cobj);
+		schema_error(v, &kp, true, "check payloads (send/expect) from an overlay need "
+			     "overlay.check_payloads: true");
+	}
+	if (c->type != CHECK_NONE && c->interval_ms < pol->min_check_interval_ms) {
+		struct schema_path kp = KEY("interval", &cp, cobj);
+		schema_error(v, &kp, !json_object_get(cobj, "interval"),
+			     "%llums is below overlay.min_check_interval (%llums)",
+			     (unsigned long long)c->interval_ms,
+			     (unsigned long long)pol->min_check_interval_ms);
+	}
+	if (svc->pool.prewarm > pol->max_prewarm) {
+		struct schema_path kp = KEY("prewarm", &pp, pobj);
+		schema_error(v, &kp, false, "%u is over overlay.max_prewarm (%u)", svc->pool.prewarm,
+			     pol->max_prewarm);
+	}
+	if (svc->pool.max_idle > pol->max_idle) {
+		struct schema_path kp = KEY("max_idle", &pp, pobj);
+		schema_error(v, &kp, !json_object_get(pobj, "max_idle"),
+			     "%u is over overlay.max_idle (%u)", svc->pool.max_idle, pol->max_idle);
+	}
+	if (svc->max_buffer > pol->max_buffer) {
+		struct schema_path kp = KEY("max_buffer", sp, sobj);
+		schema_error(v, &kp, !json_object_get(sobj, "max_buffer"),
+			     "%llu bytes is over overlay.max_buffer (%llu)",
+			     (unsigned long long)svc->max_buffer, (unsigned long long)pol->max_buffer);
+	}
+}
