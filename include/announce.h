@@ -52,8 +52,10 @@
 
 #include <jansson.h>
 
-#include "config.h"
 #include "health.h"
+
+struct announce_conf;
+struct check_conf;
 
 struct event_base;
 struct ifaddrs;

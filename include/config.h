@@ -287,6 +287,10 @@ struct config *config_overlay_json(const struct config *base, const char *json, 
 
 void config_free(struct config *cfg);
 
+/* A deep copy of one render: entry (render.c keeps its own), and its release. */
+void config_render_copy(struct render_conf *dst, const struct render_conf *src);
+void config_render_free(struct render_conf *r);
+
 /*
  * SIGHUP: can `cur` replace `old` in a running process? Returns true when
  * every difference applies live (services, announce, sync, log, drain_timeout).

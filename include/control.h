@@ -18,9 +18,11 @@
 #include "admin_stats.h"
 #include "backend.h"
 #include "backend_set.h"
-#include "config.h"
 #include "service.h"
 #include "worker.h"
+
+struct config;
+struct config_ref;
 
 struct admin;
 struct checker;

@@ -48,8 +48,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
 #include "instance.h"
+
+struct config;
+struct service_conf;
 
 struct event_base;
 struct zk;

@@ -38,8 +38,9 @@
 
 #include <zookeeper/zookeeper.h>
 
-#include "config.h"
 #include "zk_result.h"
+
+struct zookeeper_conf;
 
 struct event_base;
 struct zk;

@@ -14,6 +14,7 @@
  * observer moves the public state of every service on session events.
  */
 #include "discovery.h"
+#include "config.h"
 
 #include <errno.h>
 #include <event2/event.h>

@@ -12,6 +12,7 @@
  * zk_drain() takes the events and applies them.
  */
 #include "zk.h"
+#include "config.h"
 
 #include <errno.h>
 #include <event2/event.h>

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "discovery.h"
+#include "config.h"
 #include "log.h"
 #include "util.h"
 #include "zk.h"

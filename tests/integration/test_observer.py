@@ -45,7 +45,9 @@ def test_everything_through_an_observer(observed_ensemble, kazoo_client, backend
                          "port": local.port,
                          "check": {"type": "tcp", "interval": "100ms", "timeout": "200ms",
                                    "rise": 1, "fall": 2}}],
-              sync=[{"path": "/config/app.conf", "file": str(out)}])
+              sync=[{"path": "/config/app.conf", "file": str(out)}],
+              # the overlay below replaces the file's service with a loopback backend
+              overlay={"replace_file_services": True, "denied_networks": ["reserved"]})
     addr = lb.listen("web")
 
     # Its session is on the observer, not on a voter.
