@@ -1,10 +1,21 @@
 /*
- * admin — the HTTP admin API on the control thread (libevent evhttp):
+ * admin — the HTTP admin API on the control thread:
  *   GET /healthz   200 "ok" (503 "draining" while draining)
  *   GET /services  JSON: services, their discovery state and instances
- *   GET /metrics   Prometheus text format, zklb_ prefix (see metrics.h)
- *   GET /          a human status page
+ *   GET /metrics   Prometheus text format, zklb_ prefix (see metrics.h); cached
+ *                  for admin.metrics_cache
+ *   GET /          a human status page (and GET /status, its JSON)
+ *   GET /config    the configuration in force, secrets masked
+ *   POST /services/NAME/instances/ID/{drain,undrain,weight?value=N},
+ *   POST /services/NAME/reread
+ *                  the runtime API: only on the unix admin socket or with the
+ *                  bearer token; every change is logged with who made it
  * Bound to 127.0.0.1 by default; it reads control state and atomics only.
+ * With admin.token_file, every path but /healthz needs "Authorization:
+ * Bearer TOKEN". At most admin.max_connections are open (then accepting
+ * pauses); a request head must be complete within admin.request_timeout;
+ * every response closes its connection. Its counters are c->admin_stats
+ * (admin_stats.h).
  */
 #ifndef ZKLB_ADMIN_H
 #define ZKLB_ADMIN_H

@@ -17,8 +17,12 @@
  * and the control thread; `health` is guarded by the owning service's health
  * lock; `addr` is written once by the control thread before `has_addr` is
  * set (release), so whoever sees has_addr (acquire) may use it; `resolving`
- * belongs to the control thread; everything else is immutable after
- * backend_new().
+ * and `refused` belong to the control thread; everything else is immutable
+ * after backend_new().
+ *
+ * A backend whose address the destination policy refuses (netpolicy) never
+ * has one: has_addr stays false, so nothing routes to it, checks it or
+ * prewarms it, and `refused` says why for /services.
  */
 #ifndef ZKLB_BACKEND_H
 #define ZKLB_BACKEND_H
@@ -52,7 +56,7 @@ struct backend {
 	struct net_addr addr;			/* valid once has_addr; written once */
 	_Atomic bool has_addr;			/* an IP literal, or its name resolved */
 	bool resolving;				/* control thread: queued in the resolver */
-	const char *refused;			/* control thread: static reason it is never routed, or NULL */
+	char refused[96];			/* control thread: why the policy refused the address; "" = not */
 	uint32_t weight;			/* 1..256 */
 	char *payload;				/* owned, or NULL; control thread only: */
 	uint16_t payload_len;			/*   instance.h's payload pairs, for render */
@@ -106,6 +110,18 @@ struct backend *backend_new(const char *svc_name, unsigned n_workers, const char
 /* Give a backend created from a host name its address (once). Control thread. */
 void backend_set_addr(struct backend *be, const struct net_addr *addr);
 
+/*
+ * The destination policy refused be's address: record why and take the
+ * address back. Control thread, before be is published to any worker (for a
+ * literal, right after backend_new(); for a name, instead of backend_set_addr()).
+ */
+void backend_refuse(struct backend *be, const char *why);
+
+/* Was be's address refused? Control thread. */
+static inline bool backend_refused(const struct backend *be)
+{
+	return be->refused[0] != '\0';
+}
 /* The instance's payload pairs (instance.h), as discovery last read them. Control thread. */
 void backend_set_payload(struct backend *be, const char *payload, uint16_t len);
 

@@ -134,6 +134,12 @@ struct discovery_conf {
 	uint64_t lookup_timeout_ms;	/* one lookup fails after this (and is retried) */
 };
 
+/* allowed_networks / denied_networks as written (or defaulted). */
+struct networks_conf {
+	bool set;			/* written here (or a default applies); else inherit */
+	struct net_list list;		/* the prefixes, `reserved` expanded */
+};
+
 struct service_conf {
 	char *name;			/* owned; the key under services: */
 	char *listen;			/* owned; "host:port" or "unix:/path"; NULL for listen: off */
@@ -143,11 +149,14 @@ struct service_conf {
 	uint64_t connect_timeout_ms;	/* per connect attempt */
 	uint64_t idle_timeout_ms;	/* 0 = none */
 	uint64_t max_buffer;		/* bytes per direction */
+	uint32_t max_connections;	/* open client connections of this service; 0 = no cap */
 	uint32_t retries;		/* at most CONFIG_MAX_RETRIES */
 	struct health_conf health;
 	struct pool_conf pool;
 	struct tls_conf tls;
 	char *origin;			/* owned; "file" or "zookeeper:<path>" */
+	struct networks_conf allowed_networks;	/* unset: the global list */
+	struct networks_conf denied_networks;	/* unset: the global list */
 };
 
 struct zookeeper_conf {
@@ -246,6 +255,13 @@ struct config {
 	size_t n_announce;
 	struct sync_conf *sync;		/* owned, n_sync entries */
 	size_t n_sync;
+	struct networks_conf allowed_networks;	/* destinations instances may have */
+	struct networks_conf denied_networks;	/* ...and may not (wins over allowed) */
+	char *admin_token_file;		/* owned; or NULL: no bearer token */
+	uint32_t admin_max_connections;	/* open admin connections, at most */
+	uint64_t admin_request_timeout_ms;	/* for the whole request head */
+	uint64_t admin_metrics_cache_ms;	/* /metrics is rebuilt at most this often */
+	uint32_t max_connections;	/* client connections, all services; 0 = no cap */
 	struct overlay_policy_conf overlay;	/* the file's `overlay:` section */
 	struct render_conf *render;	/* owned, n_render entries */
 	size_t n_render;
@@ -281,7 +297,7 @@ void config_render_free(struct render_conf *r);
  * SIGHUP: can `cur` replace `old` in a running process? Returns true when
  * every difference applies live (services, announce, sync, log, drain_timeout).
  * Otherwise false, with the first key that changed but needs a restart
- * (workers, cache_dir, admin.listen, zookeeper.*) written into buf.
+ * (workers, cache_dir, admin.*, zookeeper.*) written into buf.
  */
 bool config_reloadable(const struct config *old, const struct config *cur, char *buf, size_t len);
 
@@ -297,6 +313,16 @@ const char *balance_kind_name(enum balance_kind k);
 const char *discovery_kind_name(enum discovery_kind k);
 const char *check_kind_name(enum check_kind k);
 const char *reuse_kind_name(enum reuse_kind k);
+
+/* The destination lists in force for sc: its own, or the global ones. */
+const struct net_list *config_allowed_networks(const struct config *cfg, const struct service_conf *sc);
+const struct net_list *config_denied_networks(const struct config *cfg, const struct service_conf *sc);
+
+/*
+ * What is valid but probably unsafe (a denied_networks without `reserved`,
+ * ...): one complete message each into warns, "FILE: warning: key: why".
+ */
+void config_warnings(const struct config *cfg, struct config_errors *warns);
 
 /* The service named `name`, or NULL. */
 const struct service_conf *config_service(const struct config *cfg, const char *name);

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "admin_stats.h"
 #include "backend.h"
 #include "backend_set.h"
 #include "service.h"
@@ -83,6 +84,8 @@ struct control {
 	uint64_t started_wall_ms;		/* epoch */
 	uint64_t reloads;			/* successful reloads */
 	uint64_t reload_failures;		/* rejected reloads */
+	struct service_cap cap;			/* max_connections, all services; workers read it */
+	struct admin_stats admin_stats;		/* the admin API's counters (admin.c writes them) */
 };
 
 /*

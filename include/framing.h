@@ -46,6 +46,7 @@ enum framing_verdict {
 	FRAMING_UNKNOWN,	/* a command the tracker does not model */
 	FRAMING_ERROR,		/* bytes that do not parse, or an error reply with unclear aftermath */
 	FRAMING_OVERFLOW,	/* more pipelined requests than the tracker follows */
+	FRAMING_AMBIGUOUS,	/* a message two parsers could frame differently (smuggling shapes) */
 	FRAMING_VERDICT_COUNT,	/* number of values, for counter arrays */
 };
 
@@ -91,7 +92,7 @@ bool framing_reusable(const struct framing *f);
 /*
  * The verdict as a short static label for logs and metrics: "ok", "partial",
  * "close", "upgrade", "pinned", "unframed", "unsolicited", "unknown",
- * "error", "overflow". Never NULL.
+ * "error", "overflow", "ambiguous". Never NULL.
  */
 const char *framing_reason(const struct framing *f);
 

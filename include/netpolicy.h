@@ -44,10 +44,11 @@ enum netpolicy_verdict {
 	NETPOLICY_ALLOW = 0,
 	NETPOLICY_DENIED,			/* inside a denied_networks prefix */
 	NETPOLICY_NOT_ALLOWED,			/* allowed_networks set, and outside all of it */
+	NETPOLICY_SELF,				/* one of zklb's own listening sockets */
 	NETPOLICY_VERDICT_COUNT
 };
 
-/* "allowed", "denied_network", "not_allowed": stable, for /services and metrics. */
+/* "allowed", "denied_network", "not_allowed", "zklb_listener": stable, for /services and metrics. */
 const char *netpolicy_verdict_name(enum netpolicy_verdict v);
 
 /*
@@ -72,5 +73,31 @@ void net_prefix_format(const struct net_prefix *p, char *buf, size_t len);
  */
 enum netpolicy_verdict netpolicy_check(const struct net_list *allowed, const struct net_list *denied,
 				       const struct sockaddr *sa, const struct net_prefix **hit);
+
+/*
+ * One of zklb's own TCP listening sockets (admin.listen, a service's listen):
+ * an instance pointing there would loop zklb into itself.
+ */
+struct net_self {
+	uint8_t family;				/* 4 or 6 */
+	bool wildcard;				/* 0.0.0.0 or ::: any local address */
+	uint16_t port;				/* host order */
+	uint8_t addr[16];			/* 4 used for IPv4; unused when wildcard */
+};
+
+/* Fill s from a listening address; false for non-IP (unix:) addresses. */
+bool net_self_from(struct net_self *s, const struct sockaddr *sa);
+
+/* Does any of v[0..n) listen on sa's port? (Cheap test before net_self_match.) */
+bool net_self_port(const struct net_self *v, size_t n, const struct sockaddr *sa);
+
+/*
+ * Is sa one of the listeners v[0..n)? `local` says whether sa is an address
+ * of this host (the caller knows its interfaces; 127.0.0.0/8 and ::1 are
+ * always local): a wildcard listener matches any local address on its port.
+ * IPv4-mapped IPv6 matches as IPv4. *hit gets the listener when not NULL.
+ */
+bool net_self_match(const struct net_self *v, size_t n, const struct sockaddr *sa, bool local,
+		    const struct net_self **hit);
 
 #endif

@@ -8,8 +8,9 @@
  * address (listed, never routable), and a few threads of our own resolve the
  * queued names with getaddrinfo() — /etc/hosts, nsswitch.conf and
  * resolv.conf apply as for any other program. Results are applied on the
- * control thread: the address is set (backend_set_addr) and the `done` hook
- * runs, which publishes the backend's health and starts its active check.
+ * control thread: the `done` hook gets the address, judges it against the
+ * destination policy, sets it (backend_set_addr) or refuses it, and then
+ * publishes the backend's health and starts its active check.
  *
  * A name that does not resolve is logged (again only when the error
  * changes) and tried again after 1 s, doubling up to 30 s, for as long as
@@ -40,11 +41,12 @@
 struct backend;
 struct event_base;
 struct resolver;
+struct net_addr;
 
 #define RESOLVER_RETRY_MIN_MS 1000
 #define RESOLVER_RETRY_MAX_MS 30000
 
-/* backend.refused when discovery.allow_hostnames is false; also its /services state. */
+/* backend.refused (state refused) when discovery.allow_hostnames is false. */
 extern const char resolver_refused_hostname[];	/* "hostname_not_allowed" */
 
 /* What a service allows its names (from its discovery: section). */
@@ -54,8 +56,8 @@ struct resolver_policy {
 	uint64_t timeout_ms;		/* a lookup not answered by then fails (retried) */
 };
 
-/* Called on the control thread once be has its address. */
-typedef void (*resolver_done_fn)(void *arg, struct backend *be);
+/* Called on the control thread with the address be's name resolved to. */
+typedef void (*resolver_done_fn)(void *arg, struct backend *be, const struct net_addr *addr);
 
 /* Start the lookup threads. NULL (logged) if none can start. */
 struct resolver *resolver_new(struct event_base *base, resolver_done_fn done, void *arg);

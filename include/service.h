@@ -43,6 +43,15 @@ enum service_view {
 	SERVICE_VIEW_CACHED,			/* cache_dir's copy until ZooKeeper answers */
 };
 
+/*
+ * The process-wide cap on client connections (max_connections), shared by
+ * every service; owned by the control, which sets `max` on each (re)load.
+ */
+struct service_cap {
+	_Atomic uint32_t open;			/* client connections open, all services */
+	_Atomic uint32_t max;			/* 0 = no cap */
+};
+
 /* One member as a discovery source describes it. */
 struct member_spec {
 	const char *id;				/* identity: instance id or host:port */
@@ -85,6 +94,18 @@ struct service {
 	_Atomic uint64_t check_failures;	/* active check failures */
 	_Atomic uint64_t panics;		/* times panic mode was entered */
 	_Atomic uint64_t view_updates;		/* member changes applied */
+	_Atomic uint64_t refused;		/* instances refused by the destination policy */
+	_Atomic uint64_t conn_open;		/* client connections open now, all workers */
+	_Atomic uint64_t cap_pauses;		/* times accepting paused at a max_connections */
+	_Atomic uint32_t max_conns;		/* services.NAME.max_connections; 0 = no cap */
+	struct service_cap *cap;		/* ref: the control's global cap; NULL = none */
+
+	/* Destination policy (control thread): copies of the lists in force. */
+	struct net_list allowed;		/* allowed_networks; empty = any */
+	struct net_list denied;			/* denied_networks */
+	struct net_self *self;			/* owned; zklb's own listeners, n_self */
+	size_t n_self;
+	bool readmitting;			/* service_readmit() is re-judging the members */
 	_Atomic uint64_t held_drops;		/* held members dropped at a failure (service_hold) */
 };
 
@@ -137,6 +158,38 @@ size_t service_hold(struct service *svc, bool holding, const struct member_spec 
 
 /* Is be one of svc's current members? Control thread. */
 bool service_has_member(const struct service *svc, const struct backend *be);
+
+/*
+ * Take one client connection slot before accept(): false (nothing taken)
+ * when the service or the whole process is at its max_connections. Every
+ * true is given back by service_conn_release() when that connection closes
+ * (or was not accepted after all). Any thread.
+ */
+bool service_conn_reserve(struct service *svc);
+void service_conn_release(struct service *svc);
+
+/*
+ * The destination policy: allowed/denied (copied) and zklb's own listening
+ * sockets self[0..n) (copied). Applies to members created from now on;
+ * returns whether it differs from the policy before. Control thread.
+ */
+bool service_set_policy(struct service *svc, const struct net_list *allowed,
+			const struct net_list *denied, const struct net_self *self, size_t n);
+
+/*
+ * After the policy changed: every member whose standing may differ under it
+ * (refused ones, and admitted ones it now refuses) is replaced by a new
+ * backend object judged again; the old one stops taking new connections and
+ * keeps the ones it has, as a removed member does. Control thread.
+ */
+void service_readmit(struct service *svc, uint64_t now);
+
+/*
+ * May member be connect to addr? When not, be is refused (backend_refuse),
+ * the refusal counted in svc->refused and logged; returns false. Called
+ * before be's address is published. Control thread.
+ */
+bool service_admit(struct service *svc, struct backend *be, const struct net_addr *addr);
 
 /*
  * A member created from a host name got its address: publish its health for

@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/resource.h>
 
 #include "backend.h"
 #include "backend_set.h"
@@ -24,6 +25,9 @@
 
 struct acceptor;
 struct worker;
+
+/* Descriptors at the top of RLIMIT_NOFILE that no client may take (see worker.c). */
+#define WORKER_FD_RESERVE 64
 
 enum worker_msg_kind {
 	WORKER_MSG_LISTEN,			/* start accepting on fd with set */
@@ -53,6 +57,7 @@ struct worker {
 	struct worker_msg *inbox_tail;
 	struct acceptor *acceptors;		/* owned list */
 	uint64_t emfile_logged_ms;		/* last "out of fds" log line */
+	rlim_t fd_ceiling;			/* a client fd at or above this is refused */
 
 	/*
 	 * The data plane below, driven from here: relays use the pool, and
@@ -66,6 +71,7 @@ struct worker {
 
 	_Atomic bool draining;
 	_Atomic uint64_t accept_errors;		/* accept failures (EMFILE etc.) */
+	_Atomic uint64_t fd_refused;		/* clients closed: their fd was in the reserve */
 };
 
 /* Create (not start) worker `id` of `n`. */

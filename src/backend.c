@@ -65,6 +65,13 @@ void backend_set_addr(struct backend *be, const struct net_addr *addr)
 	atomic_store_explicit(&be->has_addr, true, memory_order_release);
 }
 
+void backend_refuse(struct backend *be, const char *why)
+{
+	snprintf(be->refused, sizeof(be->refused), "%s", why);
+	atomic_store_explicit(&be->has_addr, false, memory_order_release);
+	atomic_store(&be->eligible_after_ms, UINT64_MAX);
+}
+
 const char *backend_held_name(enum backend_held h)
 {
 	switch (h) {

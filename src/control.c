@@ -84,14 +84,18 @@ static void control_resolve(struct control *c, struct service *svc, const struct
 
 	for (size_t i = 0; i < svc->n_members; i++) {
 		struct backend *be = svc->members[i];
+		/* A refused one goes to resolver_submit, which may lift a
+		 * hostname_not_allowed refusal the new configuration allows. */
 		if (backend_has_addr(be) || be->resolving)
 			continue;
 		struct net_addr a;
 		char err[256];
-		if (now && pol.allow_hostnames) {
+		if (now && pol.allow_hostnames && !backend_refused(be)) {
 			if (net_addr_resolve(be->host, be->port, &a, err, sizeof(err))) {
-				backend_set_addr(be, &a);
-				service_backend_ready(svc, be, now_ms());
+				if (service_admit(svc, be, &a)) {
+					backend_set_addr(be, &a);
+					service_backend_ready(svc, be, now_ms());
+				}
 				continue;
 			}
 			/* The resolver tries again, and logs what fails there. */
@@ -109,14 +113,18 @@ static long service_index(const struct control *c, const char *name)
 	return -1;
 }
 
-/* A member's host name resolved: it may be routed and checked now. */
-static void on_resolved(void *arg, struct backend *be)
+/* A member's host name resolved: unless the policy refuses the address, it
+ * may be routed and checked now. */
+static void on_resolved(void *arg, struct backend *be, const struct net_addr *addr)
 {
 	struct control *c = arg;
 	for (size_t i = 0; i < c->n_services; i++) {
 		struct service *svc = c->services[i];
 		if (!service_has_member(svc, be))
 			continue;
+		if (!service_admit(svc, be, addr))
+			return;
+		backend_set_addr(be, addr);
 		service_backend_ready(svc, be, now_ms());
 		checker_sync(c->checker, svc, &c->cfg->cfg->services[i], false);
 		return;
@@ -377,6 +385,25 @@ static bool apply_members(struct control *c, struct service *svc, const struct s
 }
 
 /*
+ * zklb's own TCP listeners in cfg (admin.listen and every service's listen),
+ * which no instance may point at. Returns an array (owned by the caller) of *n.
+ */
+static struct net_self *self_listeners(const struct config *cfg, size_t *n)
+{
+	struct net_self *v = xcalloc(cfg->n_services + 1, sizeof(*v));
+	*n = 0;
+	for (size_t i = 0; i <= cfg->n_services; i++) {
+		const char *listen = i < cfg->n_services ? cfg->services[i].listen : cfg->admin_listen;
+		struct net_addr a;
+		char err[256];
+		if (listen && net_addr_parse(listen, &a, err, sizeof(err)) &&
+		    net_self_from(&v[*n], (const struct sockaddr *)&a.ss))
+			(*n)++;
+	}
+	return v;
+}
+
+/*
  * The service sc describes, running with sc's settings: the running one of
  * that name or a new one. fds: new listening sockets to hand to the workers
  * (ownership passes to them), or NULL. Returns a reference.
@@ -386,7 +413,16 @@ static struct service *apply_service(struct control *c, const struct service_con
 {
 	struct service *svc = control_service(c, sc->name);
 	svc = svc ? service_get(svc) : service_new(sc->name, c->n_workers);
+	svc->cap = &c->cap;
 	service_configure(svc, sc);
+	size_t n_self;
+	struct net_self *self = self_listeners(c->cfg->cfg, &n_self);
+	if (service_set_policy(svc, config_allowed_networks(c->cfg->cfg, sc),
+			       config_denied_networks(c->cfg->cfg, sc), self, n_self) && svc->version) {
+		service_readmit(svc, now);
+		control_resolve(c, svc, sc, false);	/* names made anew are looked up again */
+	}
+	free(self);
 	bool ready = apply_members(c, svc, sc, starting, now);
 	checker_sync(c->checker, svc, sc, true);
 	int *dups = fds ? listen_dup(fds, c->n_workers) : NULL;	/* before the workers own fds */
@@ -468,6 +504,7 @@ static bool control_apply(struct control *c, struct config *cfg)
 	bool starting = old_cfg == NULL;
 	c->cfg = config_ref_new(cfg);
 	log_setup(cfg->log_level, cfg->log_format);
+	atomic_store(&c->cap.max, cfg->max_connections);
 
 	struct service **services = xcalloc(cfg->n_services, sizeof(*services));
 	for (size_t i = 0; i < cfg->n_services; i++) {

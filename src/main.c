@@ -115,6 +115,11 @@ int main(int argc, char **argv)
 	struct config *cfg = load(path);
 	if (!cfg)
 		return 1;
+	struct config_errors warns = { 0 };
+	config_warnings(cfg, &warns);
+	for (size_t i = 0; i < warns.n; i++)
+		fprintf(stderr, "%s\n", warns.msgs[i]);
+	config_errors_free(&warns);
 	if (check) {
 		printf("%s: ok (%zu services, %zu announce, %zu sync, %zu render)\n", path,
 		       cfg->n_services, cfg->n_announce, cfg->n_sync, cfg->n_render);

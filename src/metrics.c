@@ -8,6 +8,7 @@
  */
 #include "metrics.h"
 #include "accesslog.h"
+#include "admin_stats.h"
 #include "announce.h"
 #include "control.h"
 #include "discovery.h"
@@ -69,6 +70,7 @@ struct scrape {
 	uint64_t lookup_threads;		/* lookups in flight */
 	uint64_t relays;			/* open client connections, all workers */
 	uint64_t accept_errors;
+	uint64_t fd_refused;			/* clients closed: their fd was in the reserve */
 	uint64_t closes[RELAY_CLOSE_REASONS];
 	uint64_t discards[POOL_DISCARD_COUNT];
 	uint64_t not_reusable[FRAMING_VERDICT_COUNT];
@@ -81,6 +83,9 @@ struct scrape {
 	uint64_t overlay_rejected;
 	uint64_t overlay_in_force;		/* 0 or 1 */
 	uint64_t overlay_cached;		/* 0 or 1 */
+	uint64_t admin_closes[ADMIN_CLOSE_COUNT];	/* admin connections closed, by reason */
+	uint64_t admin_paused;			/* admin accepting paused at its cap */
+	uint64_t admin_open;			/* admin connections open */
 	struct announce_stats *announce;	/* owned, n_announce entries */
 	size_t n_announce;
 	struct sync_stats *sync;		/* owned, n_sync entries */
@@ -116,6 +121,7 @@ static void scrape_gather(struct scrape *s, struct control *c)
 		struct worker *w = c->workers[i];
 		s->relays += atomic_load(&w->relay.n_relays);
 		s->accept_errors += atomic_load(&w->accept_errors);
+		s->fd_refused += atomic_load(&w->fd_refused);
 		for (int r = 0; r < RELAY_CLOSE_REASONS; r++)
 			s->closes[r] += atomic_load(&w->relay.closes[r]);
 		/* Pool discards: plain counters written by each worker, read racily (monotonic). */
@@ -134,6 +140,9 @@ static void scrape_gather(struct scrape *s, struct control *c)
 		zk_stats(c->zk, &s->zk);
 		s->zk_connected = s->zk.state == ZK_CONNECTED;
 	}
+	memcpy(s->admin_closes, c->admin_stats.closes, sizeof(s->admin_closes));
+	s->admin_paused = c->admin_stats.paused;
+	s->admin_open = c->admin_stats.open;
 	if (c->overlay) {
 		struct overlay_stats os;
 		overlay_stats(c->overlay, &os);
@@ -390,6 +399,11 @@ static const char *not_reusable_verdict(size_t k)
 	return k + 1 < FRAMING_VERDICT_COUNT ? framing_verdict_name((enum framing_verdict)(k + 1)) : NULL;
 }
 
+static const char *admin_close_reason(size_t k)
+{
+	return k < ADMIN_CLOSE_COUNT ? admin_close_name((enum admin_close)k) : NULL;
+}
+
 static const char *tls_result(size_t k)
 {
 	return k < TLS_RESULTS ? tls_result_name((enum tls_result)k) : NULL;
@@ -449,6 +463,9 @@ static const struct metric metrics[] = {
 	{ "zklb_accept_errors_total", "counter", SCOPE_PROCESS, NULL, NULL, NULL, get_u64,
 	  AT(scrape, accept_errors),
 	  "accept() failures, e.g. out of file descriptors." },
+	{ "zklb_accept_fd_reserve_refusals_total", "counter", SCOPE_PROCESS, NULL, NULL, NULL, get_u64,
+	  AT(scrape, fd_refused),
+	  "Clients closed at once because their descriptor was among those kept for the control plane." },
 	{ "zklb_connections_closed_total", "counter", SCOPE_PROCESS, "reason", close_reason, NULL, get_u64,
 	  AT(scrape, closes),
 	  "Client connections closed, by reason." },
@@ -467,6 +484,14 @@ static const struct metric metrics[] = {
 	{ "zklb_upstream_not_reusable_total", "counter", SCOPE_PROCESS, "verdict", not_reusable_verdict, NULL,
 	  get_u64, AT(scrape, not_reusable[1]),
 	  "Upstream connections the framing tracker kept out of the pool, by verdict." },
+	{ "zklb_admin_connections_closed_total", "counter", SCOPE_PROCESS, "reason", admin_close_reason, NULL,
+	  get_u64, AT(scrape, admin_closes),
+	  "Admin API connections closed, by reason." },
+	{ "zklb_admin_connections_open", "gauge", SCOPE_PROCESS, NULL, NULL, NULL, get_u64, AT(scrape, admin_open),
+	  "Admin API connections open." },
+	{ "zklb_admin_accept_paused_total", "counter", SCOPE_PROCESS, NULL, NULL, NULL, get_u64,
+	  AT(scrape, admin_paused),
+	  "Times the admin API stopped accepting at admin.max_connections." },
 
 	{ "zklb_zookeeper_connected", "gauge", SCOPE_ZOOKEEPER, NULL, NULL, NULL, get_u64,
 	  AT(scrape, zk_connected),
@@ -585,6 +610,15 @@ static const struct metric metrics[] = {
 	{ "zklb_service_wait_timeouts_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
 	  AT(service, wait_timeouts),
 	  "Clients that waited for a first view in vain." },
+	{ "zklb_service_connections_open", "gauge", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
+	  AT(service, conn_open),
+	  "Client connections open." },
+	{ "zklb_service_accept_paused_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
+	  AT(service, cap_pauses),
+	  "Times accepting paused at max_connections (the service's or the global one)." },
+	{ "zklb_service_refused_instances_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
+	  AT(service, refused),
+	  "Instances whose address allowed_networks/denied_networks or zklb's own listeners refused." },
 	{ "zklb_service_ejections_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
 	  AT(service, ejections),
 	  "Passive ejections." },

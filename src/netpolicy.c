@@ -24,6 +24,7 @@ static const char *const verdict_names[NETPOLICY_VERDICT_COUNT] = {
 	[NETPOLICY_ALLOW] = "allowed",
 	[NETPOLICY_DENIED] = "denied_network",
 	[NETPOLICY_NOT_ALLOWED] = "not_allowed",
+	[NETPOLICY_SELF] = "zklb_listener",
 };
 
 const char *netpolicy_verdict_name(enum netpolicy_verdict v)
@@ -184,4 +185,72 @@ enum netpolicy_verdict netpolicy_check(const struct net_list *allowed, const str
 		if (prefix_holds(&allowed->prefix[i], family, bytes))
 			return NETPOLICY_ALLOW;
 	return NETPOLICY_NOT_ALLOWED;
+}
+
+static uint16_t sa_port(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
+	if (sa->sa_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
+	return 0;
+}
+
+bool net_self_from(struct net_self *s, const struct sockaddr *sa)
+{
+	uint8_t family;
+	const uint8_t *bytes;
+	memset(s, 0, sizeof(*s));
+	if (!addr_bytes(sa, &family, &bytes))
+		return false;
+	size_t len = family == 4 ? 4 : 16;
+	static const uint8_t zero[16];
+	s->family = family;
+	s->port = sa_port(sa);
+	s->wildcard = memcmp(bytes, zero, len) == 0;
+	memcpy(s->addr, bytes, len);
+	return true;
+}
+
+bool net_self_port(const struct net_self *v, size_t n, const struct sockaddr *sa)
+{
+	uint16_t port = sa_port(sa);
+	for (size_t i = 0; port && i < n; i++)
+		if (v[i].port == port)
+			return true;
+	return false;
+}
+
+bool net_self_match(const struct net_self *v, size_t n, const struct sockaddr *sa, bool local,
+		    const struct net_self **hit)
+{
+	uint8_t family;
+	const uint8_t *bytes;
+	if (hit)
+		*hit = NULL;
+	if (!addr_bytes(sa, &family, &bytes))
+		return false;
+	static const uint8_t loop6[16] = { [15] = 1 };
+	static const uint8_t zero[16];
+	size_t len = family == 4 ? 4 : 16;
+	/* Loopback, and the unspecified address, which connect() takes for this host. */
+	if ((family == 4 && bytes[0] == 127) || (family == 6 && memcmp(bytes, loop6, 16) == 0) ||
+	    memcmp(bytes, zero, len) == 0)
+		local = true;
+	uint16_t port = sa_port(sa);
+	for (size_t i = 0; i < n; i++) {
+		const struct net_self *s = &v[i];
+		if (s->port != port)
+			continue;
+		/* A wildcard socket of either family takes every local address:
+		 * an IPv6 [::] listener is dual-stack unless told otherwise. */
+		bool same = s->wildcard ? local
+				       : s->family == family && memcmp(s->addr, bytes, len) == 0;
+		if (same) {
+			if (hit)
+				*hit = s;
+			return true;
+		}
+	}
+	return false;
 }

@@ -1132,6 +1132,7 @@ static void relay_close(struct relay *r, enum relay_close_reason why)
 		r->next->prev = r->prev;
 	r->prev = NULL;
 	atomic_fetch_sub_explicit(&rw->n_relays, 1, memory_order_relaxed);
+	service_conn_release(r->set->svc);	/* the slot the worker reserved before accept() */
 	/* Reclaimed after this loop turn: the caller may still be on our stack. */
 	r->next = rw->dead;
 	rw->dead = r;

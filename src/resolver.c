@@ -353,9 +353,8 @@ static void apply(struct resolver *r, struct lookup *lk)
 		char a[INET6_ADDRSTRLEN + 16];
 		net_addr_format(&lk->addr, a, sizeof(a));
 		log_info("svc=%s be=%s resolved to %s", be->svc_name, be->name, a);
-		backend_set_addr(be, &lk->addr);
 		r->st.resolved++;
-		r->done(r->arg, be);
+		r->done(r->arg, be, &lk->addr);	/* judges the address, then sets it */
 		job_free(r, j);
 	} else {
 		r->st.failed++;
@@ -417,12 +416,12 @@ void resolver_submit(struct resolver *r, struct backend *be, const struct resolv
 	if (backend_has_addr(be) || be->resolving)
 		return;
 	/* A reload that allows names again lifts this refusal (and only this one). */
-	if (be->refused == resolver_refused_hostname && p->allow_hostnames)
-		be->refused = NULL;
-	if (be->refused)
+	if (p->allow_hostnames && strcmp(be->refused, resolver_refused_hostname) == 0)
+		be->refused[0] = '\0';
+	if (backend_refused(be))
 		return;
 	if (!p->allow_hostnames) {
-		be->refused = resolver_refused_hostname;
+		backend_refuse(be, resolver_refused_hostname);
 		r->st.refused++;
 		log_warn("svc=%s be=%s refused: '%s' is a host name and discovery.allow_hostnames "
 			 "is false", be->svc_name, be->name, be->host);

@@ -4,6 +4,8 @@
 #include "service.h"
 #include "log.h"
 
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +61,7 @@ void service_put(struct service *svc)
 	if (!svc || atomic_fetch_sub_explicit(&svc->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	pthread_mutex_destroy(&svc->health_lock);
+	free(svc->self);
 	free(svc->name);
 	free(svc);
 }
@@ -89,6 +92,7 @@ void service_configure(struct service *svc, const struct service_conf *conf)
 	pthread_mutex_lock(&svc->health_lock);
 	health_params_from_conf(&svc->hp, &conf->health);
 	svc->slow_start_ms = conf->slow_start_ms;
+	atomic_store(&svc->max_conns, conf->max_connections);
 	/* New parameters may change when instances are routable (the next tick
 	 * brings up instances that waited for a check that was removed). */
 	for (size_t i = 0; i < svc->n_members; i++) {
@@ -98,6 +102,25 @@ void service_configure(struct service *svc, const struct service_conf *conf)
 				     health_eligible_after(&be->health, &svc->hp));
 	}
 	pthread_mutex_unlock(&svc->health_lock);
+}
+
+static bool policy_refuses(const struct service *svc, const struct net_addr *addr, char *why,
+			   size_t len);
+
+/*
+ * While the policy changes (svc->readmitting), a member whose standing under
+ * it may have changed is not found, so that it is made anew and judged again:
+ * a refused one (its name may resolve elsewhere now, its literal be allowed),
+ * and one with an address the policy now refuses. The old object drains.
+ */
+static bool policy_unchanged_for(const struct service *svc, const struct backend *be)
+{
+	char why[96];
+	if (!svc->readmitting)
+		return true;
+	if (backend_refused(be))
+		return false;
+	return !backend_has_addr(be) || !policy_refuses(svc, &be->addr, why, sizeof(why));
 }
 
 #define MEMBER_LOG_LINES 20	/* per-backend lines per change, then a count */
@@ -196,12 +219,18 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 		qsort(by_id, svc->n_members, sizeof(*by_id), cmp_backend_id);
 	for (size_t i = 0; i < n; i++) {
 		struct backend *be = find_member(by_id, svc->n_members, &v[i], walk ? &cursor : NULL);
+		if (be && !policy_unchanged_for(svc, be))
+			be = NULL;	/* made anew and judged again (service_readmit) */
 		if (be) {
 			nv[i] = backend_get(be);
 			kept++;
 		} else {
 			nv[i] = backend_new(svc->name, svc->n_workers, v[i].id, v[i].host,
 					    v[i].port, v[i].ssl_port, v[i].weight, now);
+			/* An IP literal has its address already: judge it before any
+			 * snapshot can hold it. Names are judged when they resolve. */
+			if (backend_has_addr(nv[i]))
+				service_admit(svc, nv[i], &nv[i]->addr);
 			if (svc->hp.active_check) {
 				/* Unknown until the check has spoken once. */
 				nv[i]->health.state = HEALTH_CHECKING;
@@ -505,4 +534,123 @@ void service_check_result(struct service *svc, struct backend *be, bool passed,
 	publish_health(svc, be, t, now);
 	pthread_mutex_unlock(&svc->health_lock);
 	log_transition(svc, be, t, why);
+}
+
+static bool net_list_same(const struct net_list *a, const struct net_list *b)
+{
+	return a->n == b->n && a->has_reserved == b->has_reserved &&
+	       memcmp(a->prefix, b->prefix, a->n * sizeof(a->prefix[0])) == 0;
+}
+
+bool service_set_policy(struct service *svc, const struct net_list *allowed,
+			const struct net_list *denied, const struct net_self *self, size_t n)
+{
+	bool same = net_list_same(&svc->allowed, allowed) && net_list_same(&svc->denied, denied) &&
+		    svc->n_self == n && (n == 0 || memcmp(svc->self, self, n * sizeof(*self)) == 0);
+	svc->allowed = *allowed;
+	svc->denied = *denied;
+	free(svc->self);
+	svc->self = n ? xcalloc(n, sizeof(*self)) : NULL;
+	if (n)
+		memcpy(svc->self, self, n * sizeof(*self));
+	svc->n_self = n;
+	return !same;
+}
+
+void service_readmit(struct service *svc, uint64_t now)
+{
+	size_t n = svc->n_members;
+	struct member_spec *v = xcalloc(n ? n : 1, sizeof(*v));
+	for (size_t i = 0; i < n; i++) {
+		struct backend *be = svc->members[i];
+		v[i] = (struct member_spec){ .id = be->id, .host = be->host, .port = be->port,
+					     .ssl_port = be->ssl_port, .weight = be->weight,
+					     .payload = be->payload, .payload_len = be->payload_len };
+	}
+	svc->readmitting = true;
+	service_set_members(svc, v, n, now);
+	svc->readmitting = false;
+	free(v);
+}
+
+/* Is sa one of this host's interface addresses? (Loopback netpolicy knows.) */
+static bool addr_is_local(const struct sockaddr *sa)
+{
+	struct net_self want, have;
+	struct ifaddrs *ifs;
+	if (!net_self_from(&want, sa))
+		return false;
+	if (getifaddrs(&ifs) != 0)
+		return true;	/* cannot tell: assume the worst */
+	bool local = false;
+	for (struct ifaddrs *i = ifs; i && !local; i = i->ifa_next)
+		local = i->ifa_addr && net_self_from(&have, i->ifa_addr) &&
+			have.family == want.family && memcmp(have.addr, want.addr, sizeof(have.addr)) == 0;
+	freeifaddrs(ifs);
+	return local;
+}
+
+/* Does svc's policy refuse addr? Then why says so. No side effects. */
+static bool policy_refuses(const struct service *svc, const struct net_addr *addr, char *why,
+			   size_t len)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&addr->ss;
+	const struct net_prefix *hit = NULL;
+	const struct net_self *me = NULL;
+	char net[64];
+	enum netpolicy_verdict v = netpolicy_check(&svc->allowed, &svc->denied, sa, &hit);
+	if (v == NETPOLICY_ALLOW && net_self_port(svc->self, svc->n_self, sa) &&
+	    net_self_match(svc->self, svc->n_self, sa, addr_is_local(sa), &me))
+		v = NETPOLICY_SELF;
+	if (v == NETPOLICY_ALLOW)
+		return false;
+	if (v == NETPOLICY_DENIED && hit) {
+		net_prefix_format(hit, net, sizeof(net));
+		snprintf(why, len, "%s %s", netpolicy_verdict_name(v), net);
+	} else if (v == NETPOLICY_SELF) {
+		snprintf(why, len, "%s port %u", netpolicy_verdict_name(v), me->port);
+	} else {
+		snprintf(why, len, "%s", netpolicy_verdict_name(v));
+	}
+	return true;
+}
+
+bool service_admit(struct service *svc, struct backend *be, const struct net_addr *addr)
+{
+	char why[96], a[INET6_ADDRSTRLEN + 16];
+	if (!policy_refuses(svc, addr, why, sizeof(why)))
+		return true;
+	net_addr_format(addr, a, sizeof(a));
+	backend_refuse(be, why);
+	atomic_fetch_add(&svc->refused, 1);
+	log_warn("svc=%s be=%s id=%s refused: %s (address %s)", svc->name, be->name, be->id, why, a);
+	return false;
+}
+
+bool service_conn_reserve(struct service *svc)
+{
+	/* Take first, then check: two workers at cap - 1 cannot both pass. */
+	uint32_t max = atomic_load_explicit(&svc->max_conns, memory_order_relaxed);
+	uint64_t n = atomic_fetch_add_explicit(&svc->conn_open, 1, memory_order_relaxed) + 1;
+	if (max && n > max) {
+		atomic_fetch_sub_explicit(&svc->conn_open, 1, memory_order_relaxed);
+		return false;
+	}
+	if (svc->cap) {
+		uint32_t gmax = atomic_load_explicit(&svc->cap->max, memory_order_relaxed);
+		uint32_t g = atomic_fetch_add_explicit(&svc->cap->open, 1, memory_order_relaxed) + 1;
+		if (gmax && g > gmax) {
+			atomic_fetch_sub_explicit(&svc->cap->open, 1, memory_order_relaxed);
+			atomic_fetch_sub_explicit(&svc->conn_open, 1, memory_order_relaxed);
+			return false;
+		}
+	}
+	return true;
+}
+
+void service_conn_release(struct service *svc)
+{
+	atomic_fetch_sub_explicit(&svc->conn_open, 1, memory_order_relaxed);
+	if (svc->cap)
+		atomic_fetch_sub_explicit(&svc->cap->open, 1, memory_order_relaxed);
 }

@@ -13,8 +13,8 @@ static const char *instance_state(const struct backend *be)
 		return "dropped";	/* failed while its removal is held (service_hold) */
 	if (!atomic_load(&be->member))
 		return "draining";
-	if (be->refused)
-		return be->refused;	/* e.g. hostname_not_allowed */
+	if (backend_refused(be))
+		return "refused";	/* policy or allow_hostnames said no (be->refused): never routed */
 	if (!backend_has_addr(be))
 		return "resolving";	/* a host name not resolved yet */
 	if (backend_drained(be))

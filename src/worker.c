@@ -5,6 +5,15 @@
  * fails for lack of file descriptors, the acceptor is paused and re-armed
  * from a timer (pgbouncer's way) instead of spinning on a socket that stays
  * readable; the condition is logged at most once per second.
+ *
+ * Limits: before each accept() the acceptor reserves a slot of its service's
+ * and the process's max_connections (service_conn_reserve); at a cap it stops
+ * watching its socket, so clients wait in the kernel's listen backlog, and
+ * watches again when one of its relays closes or, for closes in other
+ * workers, after ACCEPT_CAP_RECHECK_MS. And a client whose descriptor lands
+ * among the last WORKER_FD_RESERVE of RLIMIT_NOFILE is closed at once: those
+ * are kept for the control plane (ZooKeeper, the admin API, health checks,
+ * sync), which must keep working when clients exhaust the rest.
  */
 #include "worker.h"
 #include "log.h"
@@ -15,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -30,13 +40,15 @@ struct acceptor {
 	int fd;					/* owned */
 	struct event *ev;			/* owned; accept readiness */
 	struct event *resume;			/* owned; re-arms accepting after EMFILE */
-	bool paused;				/* accepting paused for fd exhaustion */
+	bool paused;				/* accepting paused (fd exhaustion or a cap) */
+	bool at_cap;				/* paused at a max_connections, counted once */
 	struct backend_set *set;		/* ref; what new connections route with */
 	struct relay_queue waiting;		/* relays waiting for a first view */
 };
 
 #define ACCEPT_BATCH 32
 #define ACCEPT_PAUSE_MS 100
+#define ACCEPT_CAP_RECHECK_MS 10
 #define POOL_TICK_MS 200
 
 static void on_accept(evutil_socket_t fd, short what, void *arg);
@@ -107,6 +119,57 @@ static void acceptor_update(struct worker *w, const char *key, struct backend_se
 		relay_wake_waiting(&a->waiting, set);
 }
 
+/* Stop watching a's socket; the resume timer watches it again after ms. */
+static void acceptor_pause(struct acceptor *a, unsigned ms)
+{
+	event_del(a->ev);
+	a->paused = true;
+	struct timeval tv = { 0, (suseconds_t)ms * 1000 };
+	evtimer_add(a->resume, &tv);
+}
+
+/* At a max_connections: stop watching the socket until a connection closes. */
+static void accept_cap(struct worker *w, struct acceptor *a)
+{
+	struct service *svc = a->set->svc;
+	if (!a->at_cap) {
+		a->at_cap = true;
+		atomic_fetch_add_explicit(&svc->cap_pauses, 1, memory_order_relaxed);
+		log_info("worker=%u listen=%s at max_connections (%llu open for svc=%s): "
+			 "clients wait in the listen backlog", w->id, a->key,
+			 (unsigned long long)atomic_load(&svc->conn_open), svc->name);
+	}
+	acceptor_pause(a, ACCEPT_CAP_RECHECK_MS);
+}
+
+/* Relays of this worker closed: acceptors waiting at a cap try again now. */
+static void accept_cap_resume(struct worker *w)
+{
+	for (struct acceptor *a = w->acceptors; a; a = a->next) {
+		if (a->at_cap && a->paused) {
+			evtimer_del(a->resume);
+			a->paused = false;
+			event_add(a->ev, NULL);
+		}
+	}
+}
+
+/* A client got a descriptor kept for the control plane: close it at once. */
+static void accept_over_reserve(struct worker *w, struct acceptor *a, int cfd)
+{
+	close(cfd);
+	service_conn_release(a->set->svc);
+	atomic_fetch_add_explicit(&w->fd_refused, 1, memory_order_relaxed);
+	uint64_t now = now_ms();
+	if (now - w->emfile_logged_ms >= 1000 || w->emfile_logged_ms == 0) {
+		w->emfile_logged_ms = now;
+		log_error("worker=%u listen=%s refusing clients: descriptor %d is among the last %d "
+			  "of RLIMIT_NOFILE, kept for the control plane; pausing accepts for %dms",
+			  w->id, a->key, cfd, WORKER_FD_RESERVE, ACCEPT_PAUSE_MS);
+	}
+	acceptor_pause(a, ACCEPT_PAUSE_MS);
+}
+
 static void accept_pause(struct worker *w, struct acceptor *a, int err)
 {
 	atomic_fetch_add_explicit(&w->accept_errors, 1, memory_order_relaxed);
@@ -116,10 +179,7 @@ static void accept_pause(struct worker *w, struct acceptor *a, int err)
 		log_error("worker=%u listen=%s accept: %s; pausing accepts for %dms", w->id,
 			  a->key, strerror(err), ACCEPT_PAUSE_MS);
 	}
-	event_del(a->ev);
-	a->paused = true;
-	struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
-	evtimer_add(a->resume, &tv);
+	acceptor_pause(a, ACCEPT_PAUSE_MS);
 }
 
 static void on_accept(evutil_socket_t fd, short what, void *arg)
@@ -127,7 +187,19 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 	struct acceptor *a = arg;
 	struct worker *w = a->w;
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		struct service *svc = a->set->svc;
+		if (!service_conn_reserve(svc)) {
+			accept_cap(w, a);
+			return;
+		}
+		a->at_cap = false;
 		int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd < 0)
+			service_conn_release(svc);
+		if (cfd >= 0 && (rlim_t)cfd >= w->fd_ceiling) {
+			accept_over_reserve(w, a, cfd);
+			return;
+		}
 		if (cfd < 0) {
 			switch (errno) {
 			case EAGAIN:
@@ -222,6 +294,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 	struct worker *w = arg;
 	relay_reap(&w->relay);
 	pool_worker_reap(&w->pool);
+	accept_cap_resume(w);
 }
 
 /* Every POOL_TICK_MS: idle connections to departed backends go, prewarm refills. */
@@ -241,6 +314,11 @@ struct worker *worker_new(unsigned id, unsigned n)
 	struct worker *w = xcalloc(1, sizeof(*w));
 	w->id = id;
 	w->n_workers = n;
+	struct rlimit rl;
+	w->fd_ceiling = RLIM_INFINITY;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		w->fd_ceiling = rl.rlim_cur > 2 * WORKER_FD_RESERVE ? rl.rlim_cur - WORKER_FD_RESERVE
+								 : rl.rlim_cur / 2;
 	struct event_config *ec = event_config_new();
 	/* Each base is used by one thread only: skip libevent's own locking.
 	 * The changelist folds the add/del pairs of one loop turn into one

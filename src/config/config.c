@@ -164,6 +164,7 @@ void config_free(struct config *cfg)
 	free(cfg->cache_dir);
 	free(cfg->admin_listen);
 	free(cfg->access_log);
+	free(cfg->admin_token_file);
 	for (size_t i = 0; i < cfg->n_services; i++)
 		service_free(&cfg->services[i]);
 	free(cfg->services);
@@ -268,6 +269,7 @@ static struct config *config_copy_base(const struct config *src)
 	cfg->cache_dir = dup_or_null(src->cache_dir);
 	cfg->admin_listen = dup_or_null(src->admin_listen);
 	cfg->access_log = dup_or_null(src->access_log);
+	cfg->admin_token_file = dup_or_null(src->admin_token_file);
 	cfg->overlay.listen_dir = dup_or_null(src->overlay.listen_dir);
 	cfg->services = NULL;
 	cfg->n_services = 0;
@@ -432,6 +434,14 @@ struct config *config_overlay_json(const struct config *base, const char *json, 
 		struct schema_path sp = { &top, name, 0, services };
 		struct service_conf svc;
 		memset(&svc, 0, sizeof(svc));
+		/* Who writes to ZooKeeper may not widen where zklb connects. */
+		static const char *const file_only[] = { "allowed_networks", "denied_networks" };
+		for (size_t k = 0; json_is_object(sobj) && k < ARRAY_SIZE(file_only); k++) {
+			if (json_object_get(sobj, file_only[k])) {
+				struct schema_path kp = { &sp, file_only[k], 0, sobj };
+				schema_error(&v, &kp, true, "may be set in the file only, not by the overlay");
+			}
+		}
 		config_keys_parse_service(&v, &sp, name, sobj, &svc);
 		size_t i;
 		for (i = 0; i < cfg->n_services && strcmp(cfg->services[i].name, name) != 0; i++)
@@ -466,6 +476,31 @@ bool config_reloadable(const struct config *old, const struct config *cur, char 
 }
 
 /* ---- lookups --------------------------------------------------------------------- */
+
+const struct net_list *config_allowed_networks(const struct config *cfg, const struct service_conf *sc)
+{
+	return sc && sc->allowed_networks.set ? &sc->allowed_networks.list : &cfg->allowed_networks.list;
+}
+
+const struct net_list *config_denied_networks(const struct config *cfg, const struct service_conf *sc)
+{
+	return sc && sc->denied_networks.set ? &sc->denied_networks.list : &cfg->denied_networks.list;
+}
+
+void config_warnings(const struct config *cfg, struct config_errors *warns)
+{
+	static const char *const why = "does not include `reserved`: instances may be routed to "
+				       "link-local and cloud metadata addresses (169.254.169.254) "
+				       "and to 0.0.0.0";
+	if (!cfg->denied_networks.list.has_reserved)
+		config_errors_add(warns, "%s: warning: denied_networks %s", cfg->source, why);
+	for (size_t i = 0; i < cfg->n_services; i++) {
+		const struct service_conf *sc = &cfg->services[i];
+		if (sc->denied_networks.set && !sc->denied_networks.list.has_reserved)
+			config_errors_add(warns, "%s: warning: services.%s.denied_networks %s", cfg->source,
+					  sc->name, why);
+	}
+}
 
 const struct service_conf *config_service(const struct config *cfg, const char *name)
 {

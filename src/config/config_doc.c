@@ -36,10 +36,27 @@ static const struct config_doc_row doc_rows[] = {
 	  "Data-plane threads; auto = the number of online CPUs." },
 	{ "drain_timeout", NULL,
 	  "How long open connections may finish after SIGTERM before zklb exits." },
+	{ "max_connections", NULL,
+	  "Client connections of all services together, at most; 0 = no cap. At the cap zklb "
+	  "stops accepting and clients wait in the listen backlog." },
+	{ "allowed_networks", "list of CIDR prefixes or addresses",
+	  "Destinations instances may have, checked on the resolved address of every instance; "
+	  "empty = any that is not denied." },
+	{ "denied_networks", "list of CIDR prefixes, addresses or reserved",
+	  "Destinations no instance may have; wins over allowed_networks. reserved = 0.0.0.0/8, "
+	  "::/128, 169.254.0.0/16, fe80::/10 and the cloud metadata addresses; a list without "
+	  "it gets a zklb check warning." },
 	{ "admin", NULL, "The admin HTTP API: /healthz, /services, /status, /metrics and the status page at /." },
 	{ "admin.listen", "host:port, unix:/path, or off",
-	  "Where the admin API listens; off (or false) disables it. Keep it on loopback: it has "
-	  "no authentication and shows the platform's topology." },
+	  "Where the admin API listens; off (or false) disables it. Keep it on loopback: without "
+	  "token_file it has no authentication, and it shows the platform's topology." },
+	{ "admin.token_file", NULL,
+	  "An absolute path to a file of mode 0600 whose first line is a bearer token that every "
+	  "endpoint but /healthz then requires (Authorization: Bearer TOKEN)." },
+	{ "admin.max_connections", NULL, "Open admin connections, at most; at the cap accepting pauses." },
+	{ "admin.request_timeout", NULL,
+	  "The whole request head must arrive within this, or the connection is closed." },
+	{ "admin.metrics_cache", NULL, "/metrics is rebuilt at most this often; 0 = on every scrape." },
 	{ "log", NULL, "Logging, on stderr." },
 	{ "log.level", NULL, "The least severe level written." },
 	{ "log.format", NULL, "text: one line per event; json: one object per line." },
@@ -96,6 +113,14 @@ static const struct config_doc_row doc_rows[] = {
 	  "Per direction: what zklb holds for a slow reader before it stops reading the other side." },
 	{ "services.NAME.retries", NULL,
 	  "Connect-phase retries, each on an instance this client has not tried." },
+	{ "services.NAME.max_connections", NULL,
+	  "This service's open client connections, at most; 0 = no cap." },
+	{ "services.NAME.allowed_networks", "list of CIDR prefixes or addresses",
+	  "As the top-level allowed_networks, for this service only (replaces the global list). "
+	  "The overlay may not set it." },
+	{ "services.NAME.denied_networks", "list of CIDR prefixes, addresses or reserved",
+	  "As the top-level denied_networks, for this service only (replaces the global list). "
+	  "The overlay may not set it." },
 	{ "services.NAME.health", NULL, "Passive ejection, panic mode and the active check." },
 	{ "services.NAME.health.failures_to_eject", NULL,
 	  "Consecutive connect failures (or resets before the first byte) that eject an instance." },

@@ -39,6 +39,7 @@ static const struct schema_range r_port = { 1, 65535 };
 static const struct schema_range r_port0 = { 0, 65535 };
 static const struct schema_range r_positive = { 1, UINT64_MAX };
 static const struct schema_range r_buffer = { 1024, 1ull << 30 };
+static const struct schema_range r_admin_conns = { 1, 10000 };
 static const struct schema_range r_children = { 1, 1000000 };
 static const struct schema_range r_lookups = { 1, 64 };
 static const struct schema_range r_coalesce = { 0, 60000 };
@@ -91,6 +92,8 @@ static void fn_zk_hosts(struct schema_ctx *v, const struct schema_path *p, const
 static void fn_zk_auth(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_nonempty(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_access_log(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_networks(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_token_file(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_sync_names(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_overlay_networks(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_abs_dir(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
@@ -121,6 +124,10 @@ static const struct schema_section zookeeper_section = SECTION(zookeeper_keys, N
 /* admin: and log: have no struct of their own; their keys land in struct config. */
 static const struct schema_key admin_keys[] = {
 	{ "listen",          S_FN,      "127.0.0.1:9901", 0,              AT(config, admin_listen),              &as_str,           fn_admin_listen },
+	{ "token_file",      S_STR,     NULL,            0,               AT(config, admin_token_file),          NULL,              fn_token_file },
+	{ "max_connections", S_U32,     "64",            0,               AT(config, admin_max_connections),     &r_admin_conns,    NULL },
+	{ "request_timeout", S_DUR,     "5s",            0,               AT(config, admin_request_timeout_ms),  &r_positive,       NULL },
+	{ "metrics_cache",   S_DUR,     "1s",            0,               AT(config, admin_metrics_cache_ms),    NULL,              NULL },
 };
 static const struct schema_section admin_section = SECTION(admin_keys, NULL);
 
@@ -203,6 +210,9 @@ static const struct schema_key service_keys[] = {
 	{ "health",          S_SECTION, NULL,            S_RELOAD,        AT(service_conf, health),              &health_section,   NULL },
 	{ "pool",            S_SECTION, NULL,            S_RELOAD,        AT(service_conf, pool),                &pool_section,     NULL },
 	{ "tls",             S_SECTION, NULL,            S_RELOAD,        AT(service_conf, tls),                 &tls_section,      NULL },
+	{ "max_connections", S_U32,     "0",             S_RELOAD,        AT(service_conf, max_connections),     &r_count,          NULL },
+	{ "allowed_networks", S_FN,     NULL,            S_RELOAD,        AT(service_conf, allowed_networks),    NULL,              fn_networks },
+	{ "denied_networks", S_FN,      NULL,            S_RELOAD,        AT(service_conf, denied_networks),     NULL,              fn_networks },
 };
 static const struct schema_section service_section = SECTION(service_keys, NULL);
 
@@ -282,6 +292,9 @@ static const struct schema_key top_keys[] = {
 	{ "services",        S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_services },
 	{ "announce",        S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_announce },
 	{ "sync",            S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_sync },
+	{ "max_connections", S_U32,     "0",             S_RELOAD,        AT(config, max_connections),           &r_count,          NULL },
+	{ "allowed_networks", S_FN,     "[]",            S_RELOAD,        AT(config, allowed_networks),          NULL,              fn_networks },
+	{ "denied_networks", S_FN,      "[reserved]",    S_RELOAD,        AT(config, denied_networks),           NULL,              fn_networks },
 	{ "overlay",         S_SECTION, NULL,            S_RELOAD,        AT(config, overlay),                   &overlay_section,  NULL },
 	{ "render",          S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_render },
 };
@@ -293,6 +306,60 @@ static void fn_nonempty(struct schema_ctx *v, const struct schema_path *p, const
 {
 	if (json_string_length(val) == 0)
 		schema_error(v, p, false, "must not be empty");
+}
+
+/*
+ * allowed_networks / denied_networks: a list of CIDR prefixes, bare
+ * addresses or `reserved`. A default arrives as its written form, "[a, b]".
+ */
+static void fn_networks(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	struct networks_conf *nc = field;
+	char err[160];
+	memset(nc, 0, sizeof(*nc));
+	nc->set = true;
+	if (json_is_string(val)) {
+		const char *d = json_string_value(val);
+		if (strcmp(d, "[]") == 0)
+			return;
+		if (strcmp(d, "[reserved]") == 0) {
+			if (!net_list_add(&nc->list, "reserved", err, sizeof(err)))
+				schema_error(v, p, false, "%s", err);
+			return;
+		}
+	}
+	if (!schema_want(v, p, val, json_is_array(val), "a list of networks (CIDR prefixes or reserved)"))
+		return;
+	for (size_t i = 0; i < json_array_size(val); i++) {
+		const json_t *item = json_array_get(val, i);
+		struct schema_path ip = { p, NULL, i, val };
+		if (!schema_want(v, &ip, item, json_is_string(item), "a CIDR prefix or reserved"))
+			continue;
+		if (!net_list_add(&nc->list, json_string_value(item), err, sizeof(err)))
+			schema_error(v, &ip, false, "%s", err);
+	}
+}
+
+/* admin.token_file: a secret, so readable by its owner only (as ssh keys are). */
+static void fn_token_file(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	const char *path = json_string_value(val);
+	struct stat st;
+	if (path[0] != '/') {
+		schema_error(v, p, false, "must be an absolute path");
+		return;
+	}
+	if (stat(path, &st) != 0) {
+		schema_error(v, p, false, "%s: %s", path, strerror(errno));
+		return;
+	}
+	if (!S_ISREG(st.st_mode))
+		schema_error(v, p, false, "%s is not a regular file", path);
+	else if (st.st_mode & 077)
+		schema_error(v, p, false, "%s is accessible by group or others (mode %04o); "
+			     "chmod 600 it", path, (unsigned)(st.st_mode & 07777));
+	else if (st.st_size == 0)
+		schema_error(v, p, false, "%s is empty", path);
 }
 
 static void fn_abs_path(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)

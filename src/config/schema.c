@@ -52,6 +52,10 @@ static bool path_mark(const struct schema_ctx *v, const struct schema_path *p, b
  */
 static void schema_vformat(const struct schema_ctx *v, const struct schema_path *p, bool at_key,
 			   struct yamltree_mark *m, char *buf, size_t len, const char *fmt, va_list ap)
+	__attribute__((format(printf, 7, 0)));
+
+static void schema_vformat(const struct schema_ctx *v, const struct schema_path *p, bool at_key,
+			   struct yamltree_mark *m, char *buf, size_t len, const char *fmt, va_list ap)
 {
 	char path[512], msg[512], where[64] = "";
 

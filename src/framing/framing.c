@@ -32,6 +32,7 @@ static const char *const framing_verdict_names[FRAMING_VERDICT_COUNT] = {
 	[FRAMING_UNKNOWN] = "unknown",
 	[FRAMING_ERROR] = "error",
 	[FRAMING_OVERFLOW] = "overflow",
+	[FRAMING_AMBIGUOUS] = "ambiguous",
 };
 
 struct framing {

@@ -299,13 +299,15 @@ def static_service(backends, listen=None, **settings):
 
 
 def zklb_config(services, admin=None, workdir=None, **top):
-    """A whole zklb config dict: admin on a free port, cache_dir in workdir,
-    quick drain, info logging; **top overrides top-level keys."""
+    """A whole zklb config dict: admin on a free port with /metrics uncached,
+    cache_dir in workdir, quick drain, info logging; **top overrides top-level keys."""
     cfg = {}
     if workdir is not None:
         cfg["cache_dir"] = str(Path(workdir) / "cache")
     cfg["drain_timeout"] = "5s"
-    cfg["admin"] = {"listen": admin or free_addr()}
+    # Tests read /metrics right after what they measure: no cache (test_admin.py
+    # tests admin.metrics_cache itself).
+    cfg["admin"] = {"listen": admin or free_addr(), "metrics_cache": "0s"}
     cfg["log"] = {"level": "info", "format": "text"}
     cfg.update(top)
     cfg["services"] = services

@@ -306,3 +306,146 @@ def test_metrics_families_are_the_table(shared_zookeeper, zk_path, kazoo_client,
         {SVC, "static", "api"}
     assert m.value("zklb_discovery_bad_instances_total", service=SVC) == 0
     assert m.value("zklb_discovery_bad_instances_total", service="static") is None
+
+
+# --------------------------------------------------------------------------- hardening (issue 12)
+
+
+def admin_request(addr, path, token=None, timeout=5.0):
+    """One GET on a fresh connection → (status, headers, body)."""
+    host, port = harness.split_addr(addr)
+    c = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        c.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+def token_file(tmp_path, token, mode=0o600):
+    p = tmp_path / "admin.token"
+    p.write_text(token + "\n")
+    os.chmod(p, mode)
+    return p
+
+
+def test_admin_token_required(backend, zklb, tmp_path):
+    b = backend("b1", "tag")
+    secret = "t0k3n-" + os.urandom(8).hex()
+    admin = free_addr()
+    cfg = harness.zklb_config({SVC: static_service([b])}, admin=admin)
+    cfg["admin"]["token_file"] = str(token_file(tmp_path, secret))
+    lb = zklb(cfg)
+    lb.wait_for_log(r"admin API on http://\S+ \(bearer token required\)")
+    for path in ("/services", "/metrics", "/", "/no-such-page"):
+        status, headers, _ = admin_request(admin, path)
+        assert status == 401, path
+        assert headers["www-authenticate"].startswith("Bearer"), headers
+        for wrong in (secret[:-1], secret + "x", secret.upper(), "x" * len(secret)):
+            assert admin_request(admin, path, token=wrong)[0] == 401, (path, wrong)
+    # /healthz stays open for load balancers' probes.
+    assert admin_request(admin, "/healthz")[0] == 200
+    status, _, body = admin_request(admin, "/services", token=secret)
+    assert status == 200 and SVC in json.loads(body)["services"]
+    assert admin_request(admin, "/metrics", token=secret)[0] == 200
+    assert admin_request(admin, "/no-such-page", token=secret)[0] == 404
+    status, _, body = admin_request(admin, "/metrics", token=secret)
+    m = parse_metrics(body.decode())
+    assert m.value("zklb_admin_connections_closed_total", reason="unauthorized") == 4 * 5
+
+
+def test_admin_token_file_mode_refused(backend, zklb, tmp_path):
+    b = backend("b1", "tag")
+    cfg = harness.zklb_config({SVC: static_service([b])})
+    p = token_file(tmp_path, "secret", mode=0o640)
+    cfg["admin"]["token_file"] = str(p)
+    lb = zklb(cfg, start=False)
+    r = run_zklb(["check", "-c", str(lb.config_path)])
+    assert r.returncode == 1
+    assert "admin.token_file" in r.stderr and "accessible by group or others" in r.stderr, r.stderr
+    lb.start(wait=False)
+    assert lb.wait(10) == 1
+    os.chmod(p, 0o600)
+    r = run_zklb(["check", "-c", str(lb.config_path)])
+    assert r.returncode == 0, r.stderr
+
+
+def test_admin_slowloris_closed(backend, zklb):
+    b = backend("b1", "tag")
+    admin = free_addr()
+    cfg = harness.zklb_config({SVC: static_service([b])}, admin=admin)
+    cfg["admin"]["request_timeout"] = "1s"
+    lb = zklb(cfg)
+    slow = connect(admin)
+    slow.sendall(b"GET /services HTTP/1.1\r\n")
+    t0 = time.monotonic()
+    closed_at = None
+    # One header byte every 100 ms: each read is recent, the head never completes.
+    while time.monotonic() - t0 < 5:
+        try:
+            slow.sendall(b"X")
+        except OSError:
+            closed_at = time.monotonic() - t0
+            break
+        # Meanwhile another client is served at once.
+        status, _, body = admin_request(admin, "/healthz", timeout=2)
+        assert status == 200 and body.strip() == b"ok"
+        slow.settimeout(0.1)
+        try:
+            if slow.recv(4096) == b"":
+                closed_at = time.monotonic() - t0
+                break
+        except (socket.timeout, TimeoutError):
+            pass
+        except ConnectionResetError:
+            closed_at = time.monotonic() - t0
+            break
+    slow.close()
+    assert closed_at is not None, "a client dribbling its head was never closed"
+    assert closed_at >= 0.9, f"closed after {closed_at:.2f}s, before the 1s deadline"
+    m = lb.metrics()
+    assert m.value("zklb_admin_connections_closed_total", reason="timeout") == 1
+    lb.wait_for_log(r"admin: request head not complete within 1000ms")
+
+
+def test_admin_connection_cap(backend, zklb):
+    b = backend("b1", "tag")
+    admin = free_addr()
+    cfg = harness.zklb_config({SVC: static_service([b])}, admin=admin)
+    cfg["admin"].update({"max_connections": 3, "request_timeout": "30s"})
+    lb = zklb(cfg)
+    idle = [connect(admin) for _ in range(3)]
+    wait_until(lambda: lb.log().count("accepting paused") == 1, 5, what="accept paused")
+    # The next client waits in the backlog: connected, unanswered.
+    waiting = connect(admin)
+    waiting.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+    waiting.settimeout(0.5)
+    with pytest.raises((socket.timeout, TimeoutError)):
+        waiting.recv(4096)
+    idle.pop().close()
+    waiting.settimeout(5)
+    assert waiting.recv(4096).startswith(b"HTTP/1.1 200 OK")
+    waiting.close()
+    for s in idle:
+        s.close()
+    wait_until(lambda: lb.metrics().value("zklb_admin_connections_open") == 1, 5,
+               what="admin connections back to the scraper's own")
+    assert lb.metrics().value("zklb_admin_accept_paused_total") >= 1
+
+
+def test_admin_metrics_cached(backend, zklb):
+    b = backend("b1", "tag")
+    admin = free_addr()
+    cfg = harness.zklb_config({SVC: static_service([b])}, admin=admin)
+    cfg["admin"]["metrics_cache"] = "5s"
+    lb = zklb(cfg)
+
+    def total():
+        return lb.metrics().value("zklb_service_connections_total", service=SVC)
+
+    before = total()
+    assert ask_tag(lb.listen(SVC)) == "b1"
+    # Within the interval the same body is served: the new connection is not in it.
+    assert total() == before
+    wait_until(lambda: total() == before + 1, 10, what="the cached /metrics to be rebuilt")

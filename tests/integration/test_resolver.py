@@ -231,8 +231,10 @@ def test_hostnames_refused(backend, dns, shared_zookeeper, kazoo_client, zk_path
                               "discovery": {"type": "curator", "path": zk_path}}},
               zookeeper={"hosts": shared_zookeeper.hosts, "session_timeout": "4s"},
               resolv_conf=dns.resolv_conf)
-    wait_until(lambda: states(lb) == {"b1": "healthy", "b2": "hostname_not_allowed"}, 5,
+    wait_until(lambda: states(lb) == {"b1": "healthy", "b2": "refused"}, 5,
                what="b2 refused")
+    assert {i["id"]: i.get("refused") for i in instances_of(lb.services()[SVC])}["b2"] == \
+        "hostname_not_allowed"
     assert tags(lb.listen(SVC), 10) == Counter({"b1": 10})
     assert lookups(lb, "refused") == 1
     assert lb.metrics().value("zklb_resolver_pending") == 0

@@ -946,6 +946,56 @@ static void test_overlay_errors(void **state)
 			     "zookeeper:/zklb/config: services.api.max_buffer: must be at least 1024 bytes");
 }
 
+/* allowed_networks / denied_networks: defaults, inheritance, errors, warnings; the overlay may not set them. */
+static void test_networks(void **state)
+{
+	struct config *cfg = load_ok(STATIC_SVC);
+	const struct service_conf *sc = &cfg->services[0];
+	assert_true(config_denied_networks(cfg, sc)->has_reserved);
+	assert_int_equal(config_allowed_networks(cfg, sc)->n, 0);
+	struct config_errors warns = { 0 };
+	config_warnings(cfg, &warns);
+	assert_int_equal(warns.n, 0);
+	config_free(cfg);
+
+	cfg = load_ok("denied_networks: [\"10.0.0.0/8\"]\nallowed_networks: [\"10.0.0.0/7\", \"::1\"]\n"
+		      STATIC_SVC "    denied_networks: [reserved, \"192.0.2.0/24\"]\n"
+		      "    max_connections: 10\n");
+	sc = &cfg->services[0];
+	/* The service's own list replaces the global one; allowed is inherited. */
+	assert_true(config_denied_networks(cfg, sc)->has_reserved);
+	assert_int_equal(config_allowed_networks(cfg, sc)->n, 2);
+	assert_int_equal(config_denied_networks(cfg, NULL)->n, 1);
+	assert_int_equal(sc->max_connections, 10);
+	config_warnings(cfg, &warns);
+	assert_int_equal(warns.n, 1);
+	assert_string_equal(warns.msgs[0], "t.yaml: warning: denied_networks does not include `reserved`: "
+			    "instances may be routed to link-local and cloud metadata addresses "
+			    "(169.254.169.254) and to 0.0.0.0");
+	config_errors_free(&warns);
+	config_free(cfg);
+
+	struct config_errors errs = { 0 };
+	assert_rejected(load("allowed_networks: [\"10.0.0.1/8\"]\n", &errs), &errs,
+			"t.yaml:1:20: allowed_networks[0]: '10.0.0.1/8' has host bits set past /8");
+	assert_rejected(load("denied_networks: [\"example.com\"]\n", &errs), &errs,
+			"t.yaml:1:19: denied_networks[0]: 'example.com' is not an IP address "
+			"(write networks numerically)");
+	assert_rejected(load("denied_networks: reserved\n", &errs), &errs,
+			"t.yaml:1:18: denied_networks: expected a list of networks (CIDR prefixes or "
+			"reserved), got a string 'reserved'");
+
+	/* A ZooKeeper writer may not widen where zklb connects. */
+	expect_overlay_error("{\"api\": {\"listen\": \"127.0.0.1:2\", \"discovery\": {\"type\": \"static\","
+			     " \"backends\": [\"h:1\"]}, \"denied_networks\": []}}",
+			     "zookeeper:/zklb/config: services.api.denied_networks: may be set in the "
+			     "file only, not by the overlay");
+	expect_overlay_error("{\"api\": {\"listen\": \"127.0.0.1:2\", \"discovery\": {\"type\": \"static\","
+			     " \"backends\": [\"h:1\"]}, \"allowed_networks\": [\"0.0.0.0/0\"]}}",
+			     "zookeeper:/zklb/config: services.api.allowed_networks: may be set in the "
+			     "file only, not by the overlay");
+}
+
 /* The overlay under the file's policy: safe defaults, then what each switch allows. */
 static void expect_policy(const char *policy, const char *json, const char *want)
 {
@@ -1156,6 +1206,7 @@ int main(void)
 		cmocka_unit_test(test_overlay_good),
 		cmocka_unit_test(test_overlay_errors),
 		cmocka_unit_test(test_reloadable),
+		cmocka_unit_test(test_networks),
 		cmocka_unit_test(test_kind_names),
 		cmocka_unit_test(test_errors_list),
 		cmocka_unit_test(test_announce_payload_class),

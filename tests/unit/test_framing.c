@@ -121,7 +121,7 @@ static void test_api_names(void **st)
 	(void)st;
 	static const char *const want[] = { "ok", "partial", "close", "upgrade", "pinned",
 					    "unframed", "unsolicited", "unknown", "error",
-					    "overflow" };
+					    "overflow", "ambiguous" };
 	assert_int_equal(ARRAY_SIZE(want), FRAMING_VERDICT_COUNT);
 	for (int v = 0; v < FRAMING_VERDICT_COUNT; v++)
 		assert_string_equal(framing_verdict_name((enum framing_verdict)v), want[v]);
@@ -384,7 +384,8 @@ static void test_http_unframed_and_errors(void **st)
 {
 	(void)st;
 	HTTP(FRAMING_UNFRAMED, REQ("GET / HTTP/1.1\r\n\r\n"), RESP("HTTP/1.1 200 OK\r\n\r\nabc"));
-	HTTP(FRAMING_UNFRAMED, REQ("GET / HTTP/1.1\r\n\r\n"),
+	/* A coding other than chunked: framed by the close, and not a lone chunked either. */
+	HTTP(FRAMING_AMBIGUOUS, REQ("GET / HTTP/1.1\r\n\r\n"),
 	     RESP("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc"));
 	HTTP(FRAMING_UNSOLICITED, RESP("HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"));
 	HTTP(FRAMING_UNSOLICITED, REQ("GET / HTTP/1.1\r\n\r\n"),
@@ -396,6 +397,72 @@ static void test_http_unframed_and_errors(void **st)
 				"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"));
 	HTTP(FRAMING_ERROR, REQ("GET / HTTP/1.1\r\n\r\n"), RESP("SSH-2.0-OpenSSH_9.2\r\n"));
 	HTTP(FRAMING_ERROR, REQ("POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n"));
+}
+
+/* Connection-bound authentication: the next client would inherit the identity. */
+static void test_http_ntlm_negotiate_pin(void **st)
+{
+	(void)st;
+	HTTP(FRAMING_PINNED, REQ("GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+	     RESP("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: NTLM\r\n"
+		  "Content-Length: 0\r\n\r\n"));
+	HTTP(FRAMING_PINNED, REQ("GET / HTTP/1.1\r\nAuthorization: NTLM TlRMTVNTUAABAAAAB4IIog==\r\n\r\n"),
+	     RESP("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+	HTTP(FRAMING_PINNED, REQ("GET / HTTP/1.1\r\nauthorization:   negotiate YIIGhgYGKwYBBQUCoIIGejCC\r\n\r\n"));
+	HTTP(FRAMING_PINNED, REQ("GET / HTTP/1.1\r\n\r\n"),
+	     RESP("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"x\"\r\n"
+		  "www-authenticate: Negotiate\r\nContent-Length: 0\r\n\r\n"));
+	HTTP(FRAMING_PINNED, REQ("GET / HTTP/1.1\r\nProxy-Authorization: NTLM abc\r\n\r\n"));
+	/* Per-request schemes, and look-alikes, stay reusable. */
+	HTTP(FRAMING_OK, REQ("GET / HTTP/1.1\r\nAuthorization: Basic dXNlcjpwYXNz\r\n\r\n"),
+	     RESP("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+	HTTP(FRAMING_OK, REQ("GET / HTTP/1.1\r\nAuthorization: Bearer NTLM\r\n"
+			     "X-Auth: NTLM\r\n\r\n"),
+	     RESP("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: NTLMish realm=\"a\"\r\n"
+		  "Content-Length: 0\r\n\r\n"));
+}
+
+/* Heads another parser could frame differently: relayed, never reused. */
+static void test_http_ambiguous_heads(void **st)
+{
+	(void)st;
+	/* Transfer-Encoding other than one lone "chunked". */
+	HTTP(FRAMING_AMBIGUOUS, REQ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+				    "0\r\n\r\n"));
+	HTTP(FRAMING_AMBIGUOUS, REQ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+				    "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"));
+	HTTP(FRAMING_AMBIGUOUS, REQ("GET / HTTP/1.1\r\n\r\n"),
+	     RESP("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n"));
+	/* Case and trailing blanks of a lone chunked are fine. */
+	HTTP(FRAMING_OK, REQ("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked \r\n\r\n0\r\n\r\n"),
+	     RESP("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+	/* Bare LF line ends, in a request and in a response. */
+	HTTP(FRAMING_AMBIGUOUS, REQ("GET / HTTP/1.1\nHost: a\n\n"));
+	HTTP(FRAMING_AMBIGUOUS, REQ("GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n"));
+	HTTP(FRAMING_AMBIGUOUS, REQ("GET / HTTP/1.1\r\n\r\n"),
+	     RESP("HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n"));
+	/* obs-fold. */
+	HTTP(FRAMING_AMBIGUOUS, REQ("GET / HTTP/1.1\r\nX-A: 1\r\n Transfer-Encoding: chunked\r\n\r\n"));
+	HTTP(FRAMING_AMBIGUOUS, REQ("GET / HTTP/1.1\r\n\r\n"),
+	     RESP("HTTP/1.1 200 OK\r\nX-A: 1\r\n\tmore\r\nContent-Length: 0\r\n\r\n"));
+	/* Control bytes in the head: http_parser rejects some itself (error), the
+	 * scanner the rest; either way the connection is not reused. */
+	HTTP(FRAMING_ERROR, REQ("GET / HTTP/1.1\r\nX-A: a\x01" "b\r\n\r\n"));
+	HTTP(FRAMING_ERROR, REQ("GET / HTTP/1.1\r\nX-A: a\x7f\r\n\r\n"));
+	HTTP(FRAMING_AMBIGUOUS, REQ("GET / HTTP/1.1\r\n\r\n"),
+	     RESP("HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n"));
+	HTTP(FRAMING_AMBIGUOUS, REQ("GET / HTTP/1.1\r\n\r\n"),
+	     RESP("HTTP/1.1 200 O\x7f\r\nContent-Length: 0\r\n\r\n"));
+	/* The same bytes in a body are only a body; so is a second head after it. */
+	HTTP(FRAMING_OK, REQ("POST / HTTP/1.1\r\nContent-Length: 6\r\n\r\n\x01\n \t\x7f\n"
+			     "GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+	     RESP("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n\n\x01\r"
+		  "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+	/* The second head of a pipeline is scanned as much as the first. */
+	HTTP(FRAMING_AMBIGUOUS, REQ("GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\nHost: a\n\n"));
+	/* A tab inside a value is allowed. */
+	HTTP(FRAMING_OK, REQ("GET / HTTP/1.1\r\nX-A: a\tb\r\n\r\n"),
+	     RESP("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
 }
 
 /* ---------------------------------------------------------------- RESP */
@@ -789,6 +856,8 @@ int main(void)
 		cmocka_unit_test(test_http_upgrade),
 		cmocka_unit_test(test_http_post_body),
 		cmocka_unit_test(test_http_unframed_and_errors),
+		cmocka_unit_test(test_http_ntlm_negotiate_pin),
+		cmocka_unit_test(test_http_ambiguous_heads),
 		cmocka_unit_test(test_redis_arrays),
 		cmocka_unit_test(test_redis_inline),
 		cmocka_unit_test(test_redis_errors_are_replies),

@@ -138,6 +138,57 @@ static void test_parse_errors(void **state)
 	}
 }
 
+/* A listener given as "host" and port. */
+static struct net_self self_of(const char *host, uint16_t port)
+{
+	struct sockaddr_storage ss = sa_of(host);
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+	struct net_self s;
+	assert_true(net_self_from(&s, (struct sockaddr *)&ss));
+	return s;
+}
+
+static bool is_self(const struct net_self *v, size_t n, const char *host, uint16_t port, bool local)
+{
+	struct sockaddr_storage ss = sa_of(host);
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+	bool any_port = net_self_port(v, n, (struct sockaddr *)&ss);
+	bool match = net_self_match(v, n, (struct sockaddr *)&ss, local, NULL);
+	assert_true(any_port || !match);
+	return match;
+}
+
+static void test_self_listeners(void **state)
+{
+	struct net_self v[] = { self_of("127.0.0.1", 9901), self_of("0.0.0.0", 8080),
+				self_of("::", 8443), self_of("10.1.2.3", 7000) };
+	size_t n = 4;
+	assert_false(v[0].wildcard);
+	assert_true(v[1].wildcard);
+	/* The admin address exactly, in any spelling; not another port. */
+	assert_true(is_self(v, n, "127.0.0.1", 9901, false));
+	assert_true(is_self(v, n, "::ffff:127.0.0.1", 9901, false));
+	assert_false(is_self(v, n, "127.0.0.1", 9902, false));
+	assert_false(is_self(v, n, "127.0.0.2", 9901, false));
+	/* A wildcard takes every local address, loopback and unspecified included. */
+	assert_true(is_self(v, n, "127.0.0.5", 8080, false));
+	assert_true(is_self(v, n, "0.0.0.0", 8080, false));
+	assert_true(is_self(v, n, "192.0.2.10", 8080, true));
+	assert_false(is_self(v, n, "192.0.2.10", 8080, false));
+	assert_true(is_self(v, n, "::1", 8443, false));
+	assert_true(is_self(v, n, "::ffff:192.0.2.10", 8443, true));
+	/* A specific address only itself. */
+	assert_true(is_self(v, n, "10.1.2.3", 7000, false));
+	assert_false(is_self(v, n, "10.1.2.4", 7000, true));
+	assert_string_equal(netpolicy_verdict_name(NETPOLICY_SELF), "zklb_listener");
+}
+
 static void test_list_is_bounded(void **state)
 {
 	struct net_list l;
@@ -160,6 +211,7 @@ int main(void)
 		cmocka_unit_test(test_unix_always_allowed),
 		cmocka_unit_test(test_parse_errors),
 		cmocka_unit_test(test_list_is_bounded),
+		cmocka_unit_test(test_self_listeners),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
