@@ -458,8 +458,8 @@ static void admin_change(struct admin_conn *k, const struct adminreq *req, struc
 	struct admin *a = k->a;
 	char who[96];
 	if (!admin_may_change(a, k, who, sizeof(who))) {
-		log_warn("admin: refused a change from %s: state changes need the unix admin socket "
-			 "or the bearer token", who);
+		log_warn("admin: refused %.*s from %s: state changes need the unix admin socket or "
+			 "the bearer token", (int)req->path_len, req->path, who);
 		reply_error(r, 403, "Forbidden",
 			    "state changes are served on the unix admin socket or with the admin token");
 		return;

@@ -165,6 +165,9 @@ def test_logger_that_cannot_write_drops_and_counts(backend, zklb, workdir):
         for _ in range(2500):
             c = socket.create_connection(addr, timeout=5)
             c.close()
+        # Every client's close reaches zklb a moment after the client returns.
+        wait_until(lambda: lb.metrics().value("zklb_connections_closed_total") >= 2500, 10,
+                   what="all 2500 relays closed")
         wait_until(lambda: lb.metrics().value("zklb_access_log_dropped_total") > 0, 10,
                    what="dropped access log records to be counted")
         s = connect(addr)

@@ -116,7 +116,7 @@ def test_unknown_targets_and_bad_paths(backend, zklb, workdir):
                        ("/services//instances", 400),
                        ("/services/%00/reread", 400),
                        ("/a/b/c/d/e/f/g/h", 400),
-                       ("/", 404)]:
+                       ("/", 405)]:	# the status page: a GET endpoint
         status, doc = post(lb, path)
         assert status == want, (path, status, doc)
     # GET endpoints take no POST; POST endpoints no GET.
