@@ -45,6 +45,13 @@ enum check_kind {
 	CHECK_TCP,
 	CHECK_SEND_EXPECT,
 	CHECK_HTTP,
+	CHECK_REDIS_ROLE,
+};
+
+/* redis_role check: which ROLE passes. */
+enum redis_role_want {
+	REDIS_ROLE_MASTER = 0,
+	REDIS_ROLE_REPLICA,
 };
 
 enum reuse_kind {
@@ -70,6 +77,8 @@ struct check_conf {
 	char *expect;			/* owned; send_expect: expected reply prefix */
 	size_t expect_len;		/* bytes in expect */
 	char *path;			/* owned; http: request path */
+	enum redis_role_want role;	/* redis_role: the role that passes */
+	char *password_file;		/* owned; redis_role: AUTH password file, or NULL */
 };
 
 struct health_conf {

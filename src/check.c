@@ -10,6 +10,8 @@
  */
 #include "check.h"
 #include "log.h"
+#include "redis_role.h"
+#include "secret.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -34,13 +36,16 @@ enum check_phase {
 
 struct check {
 	struct event_base *base;	/* ref: the caller's (control thread) */
-	enum check_kind type;		/* tcp, send_expect or http; never CHECK_NONE */
+	enum check_kind type;		/* tcp, send_expect, http or redis_role; never CHECK_NONE */
 	uint64_t interval_ms;		/* nominal gap between attempts */
 	uint64_t timeout_ms;		/* budget of one attempt, connect included */
 	char *request;			/* owned; bytes to send (send_expect: conf->send, http: GET) or NULL */
 	size_t request_len;		/* bytes in request */
 	char *expect;			/* owned; send_expect: expected reply prefix, or NULL */
 	size_t expect_len;		/* bytes in expect */
+	enum redis_role_want role;	/* redis_role: the role that passes */
+	bool has_auth;			/* redis_role: request starts with AUTH (holds the password) */
+	struct redis_role_judge *judge;	/* owned while EXCHANGING (redis_role), else NULL */
 	struct net_addr addr;		/* copy: where to connect */
 	char *label;			/* owned; log prefix, e.g. "svc=web be=10.0.0.5:9001" */
 	check_result_fn on_result;	/* called once per attempt */
@@ -176,11 +181,15 @@ static void check_close_attempt(struct check *c)
 		close(c->fd);
 		c->fd = -1;
 	}
+	redis_role_judge_free(c->judge);
+	c->judge = NULL;
 }
 
 /* Free what check_start() allocated; the timer is already gone. */
 static void check_free(struct check *c)
 {
+	if (c->request)
+		explicit_bzero(c->request, c->request_len);	/* may hold a password */
 	free(c->request);
 	free(c->expect);
 	free(c->label);
@@ -236,6 +245,20 @@ static void check_on_read(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	size_t len = evbuffer_get_length(in);
 
+	if (c->type == CHECK_REDIS_ROLE) {
+		char buf[4096];
+		while (len) {
+			size_t n = evbuffer_remove(in, buf, sizeof(buf));
+			enum check_verdict v = redis_role_judge_feed(c->judge, buf, n, c->reason,
+								     sizeof(c->reason));
+			if (v != CHECK_VERDICT_MORE) {
+				check_finish(c, v == CHECK_VERDICT_PASS, c->reason);
+				return;
+			}
+			len -= n;
+		}
+		return;
+	}
 	if (c->type == CHECK_HTTP) {
 		size_t n = len < CHECK_STATUS_LINE_MAX ? len : CHECK_STATUS_LINE_MAX;
 		const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
@@ -325,6 +348,13 @@ static void check_on_connected(struct check *c)
 		return;
 	}
 	c->fd = -1;
+	if (c->type == CHECK_REDIS_ROLE) {
+		c->judge = redis_role_judge_new(c->role, c->has_auth);
+		if (!c->judge) {
+			check_finish(c, false, "out of memory");
+			return;
+		}
+	}
 	bufferevent_setcb(c->bev, check_on_read, check_on_write, check_on_event, c);
 	short enable = 0;
 	if (c->request_len) {
@@ -332,7 +362,7 @@ static void check_on_connected(struct check *c)
 		enable |= EV_WRITE;
 	}
 	/* send_expect without expect passes on the write alone: no reading */
-	if (c->type == CHECK_HTTP || c->expect_len)
+	if (c->type == CHECK_HTTP || c->type == CHECK_REDIS_ROLE || c->expect_len)
 		enable |= EV_READ;
 	bufferevent_enable(c->bev, enable);
 }
@@ -462,7 +492,7 @@ struct check *check_start(struct event_base *base, const struct check_conf *conf
 	label = label ? label : "check";
 
 	if (conf->type != CHECK_TCP && conf->type != CHECK_SEND_EXPECT &&
-	    conf->type != CHECK_HTTP) {
+	    conf->type != CHECK_HTTP && conf->type != CHECK_REDIS_ROLE) {
 		log_error("%s: check: no check type", label);
 		return NULL;
 	}
@@ -473,6 +503,16 @@ struct check *check_start(struct event_base *base, const struct check_conf *conf
 	if (conf->type == CHECK_HTTP && !check_path_ok(path)) {
 		log_error("%s: check: bad http path", label);
 		return NULL;
+	}
+
+	char *password = NULL;
+	if (conf->type == CHECK_REDIS_ROLE && conf->password_file) {
+		char err[256];
+		password = secret_read(conf->password_file, err, sizeof(err));
+		if (!password) {
+			log_error("%s: check: password_file %s", label, err);
+			return NULL;
+		}
 	}
 
 	struct check *c = xcalloc(1, sizeof(*c));
@@ -487,6 +527,16 @@ struct check *check_start(struct event_base *base, const struct check_conf *conf
 		c->request_len = c->request ? conf->send_len : 0;
 		c->expect = check_memdup(conf->expect, conf->expect_len);
 		c->expect_len = c->expect ? conf->expect_len : 0;
+	} else if (conf->type == CHECK_REDIS_ROLE) {
+		c->role = conf->role;
+		c->has_auth = password != NULL;
+		c->request = redis_role_request(password, &c->request_len);
+		secret_free(password);
+		if (!c->request) {
+			log_error("%s: check: out of memory", label);
+			free(c);
+			return NULL;
+		}
 	}
 	c->addr = *addr;
 	c->label = xstrdup(label);

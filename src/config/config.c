@@ -119,6 +119,7 @@ static void check_free(struct check_conf *c)
 	free(c->send);
 	free(c->expect);
 	free(c->path);
+	free(c->password_file);
 }
 
 static void service_free(struct service_conf *s)
@@ -202,6 +203,7 @@ static void check_copy(struct check_conf *dst, const struct check_conf *src)
 	dst->send = dup_bytes(src->send, src->send_len);
 	dst->expect = dup_bytes(src->expect, src->expect_len);
 	dst->path = dup_or_null(src->path);
+	dst->password_file = dup_or_null(src->password_file);
 }
 
 static void service_copy(struct service_conf *dst, const struct service_conf *src)

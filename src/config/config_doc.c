@@ -89,7 +89,8 @@ static const struct config_doc_row doc_rows[] = {
 	  "An active health check; without it, health is passive only. With it, a new instance "
 	  "takes traffic after its first pass." },
 	{ "services.NAME.health.check.type", NULL,
-	  "tcp: connect; send_expect: send bytes, expect a reply prefix; http: GET path, expect 2xx or 3xx." },
+	  "tcp: connect; send_expect: send bytes, expect a reply prefix; http: GET path, expect 2xx or 3xx; "
+	  "redis_role: AUTH (with password_file) then ROLE, expect the wanted role." },
 	{ "services.NAME.health.check.interval", NULL, "Between checks of one instance (with 10% jitter)." },
 	{ "services.NAME.health.check.timeout", NULL, "Per check." },
 	{ "services.NAME.health.check.rise", NULL, "Passes in a row that bring an instance up." },
@@ -98,6 +99,10 @@ static const struct config_doc_row doc_rows[] = {
 	{ "services.NAME.health.check.expect", "non-empty string",
 	  "send_expect only, and required there: the prefix the reply must start with." },
 	{ "services.NAME.health.check.path", NULL, "http only: the path requested." },
+	{ "services.NAME.health.check.role", NULL,
+	  "redis_role only: master passes on ROLE master, replica on ROLE slave." },
+	{ "services.NAME.health.check.password_file", "absolute path",
+	  "redis_role only: the AUTH password, read from this file; refused when others may read it." },
 	{ "services.NAME.pool", NULL, "The upstream connection pool." },
 	{ "services.NAME.pool.prewarm", NULL,
 	  "Idle upstream connections kept open per backend (at most max_idle)." },

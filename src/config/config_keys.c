@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "instance.h"
+#include "secret.h"
 #include "util.h"
 
 /* ---- the schema ------------------------------------------------------------------ */
@@ -46,7 +47,10 @@ static const struct schema_enum discovery_names[] = {
 };
 static const struct schema_enum check_names[] = {
 	{ "tcp", CHECK_TCP }, { "send_expect", CHECK_SEND_EXPECT }, { "http", CHECK_HTTP },
-	{ NULL, 0 },
+	{ "redis_role", CHECK_REDIS_ROLE }, { NULL, 0 },
+};
+static const struct schema_enum redis_role_names[] = {
+	{ "master", REDIS_ROLE_MASTER }, { "replica", REDIS_ROLE_REPLICA }, { NULL, 0 },
 };
 static const struct schema_enum reuse_names[] = {
 	{ "none", REUSE_NONE }, { "http1", REUSE_HTTP1 }, { "redis", REUSE_REDIS },
@@ -83,6 +87,7 @@ static void fn_mode(struct schema_ctx *v, const struct schema_path *p, const jso
 static void fn_zk_hosts(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_zk_auth(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_nonempty(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_secret_file(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 
 static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_check(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
@@ -136,6 +141,8 @@ static const struct schema_key check_keys[] = {
 	{ "send",            S_FN,      NULL,            S_RELOAD,        AT(check_conf, send),                  NULL,              fn_bytes },
 	{ "expect",          S_FN,      NULL,            S_RELOAD,        AT(check_conf, expect),                NULL,              fn_bytes },
 	{ "path",            S_STR,     "/",             S_RELOAD,        AT(check_conf, path),                  NULL,              fn_http_path },
+	{ "role",            S_ENUM,    "master",        S_RELOAD,        AT(check_conf, role),                  redis_role_names,  NULL },
+	{ "password_file",   S_STR,     NULL,            S_RELOAD,        AT(check_conf, password_file),         NULL,              fn_secret_file },
 };
 static const struct schema_section check_section = SECTION(check_keys, finish_check);
 
@@ -248,6 +255,21 @@ static void fn_nonempty(struct schema_ctx *v, const struct schema_path *p, const
 {
 	if (json_string_length(val) == 0)
 		schema_error(v, p, false, "must not be empty");
+}
+
+/* A password file: absolute, and readable now by its owner only (secret.h). */
+static void fn_secret_file(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	char err[256];
+	const char *path = json_string_value(val);
+	if (path[0] != '/') {
+		schema_error(v, p, false, "must be an absolute path");
+		return;
+	}
+	char *s = secret_read(path, err, sizeof(err));
+	if (!s)
+		schema_error(v, p, false, "%s", err);
+	secret_free(s);
 }
 
 static void fn_abs_path(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
@@ -545,6 +567,7 @@ static void finish_check(struct schema_ctx *v, const struct schema_path *p, cons
 		return;
 	static const struct { const char *key; enum check_kind kind; } only[] = {
 		{ "send", CHECK_SEND_EXPECT }, { "expect", CHECK_SEND_EXPECT }, { "path", CHECK_HTTP },
+		{ "role", CHECK_REDIS_ROLE }, { "password_file", CHECK_REDIS_ROLE },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(only); i++) {
 		if (schema_has(obj, only[i].key) && c->type != only[i].kind) {

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -294,6 +296,46 @@ static void test_sections_without_body(void **state)
 	config_free(cfg);
 }
 
+/* redis_role: role and password_file belong to it; the file must be private. */
+static void test_redis_role_check(void **state)
+{
+	char dir[] = "/tmp/zklb-cfg-XXXXXX";
+	char yaml[512], pw[64];
+	assert_non_null(mkdtemp(dir));
+	snprintf(pw, sizeof(pw), "%s/pw", dir);
+	FILE *f = fopen(pw, "w");
+	assert_non_null(f);
+	fputs("hunter2\n", f);
+	fclose(f);
+	chmod(pw, 0600);
+
+	snprintf(yaml, sizeof(yaml), STATIC_SVC "    health:\n      check: {type: redis_role, "
+		 "role: replica, password_file: \"%s\"}\n", pw);
+	struct config *cfg = load_ok(yaml);
+	assert_int_equal(cfg->services[0].health.check.type, CHECK_REDIS_ROLE);
+	assert_int_equal(cfg->services[0].health.check.role, REDIS_ROLE_REPLICA);
+	assert_string_equal(cfg->services[0].health.check.password_file, pw);
+	config_free(cfg);
+	cfg = load_ok(STATIC_SVC "    health:\n      check: {type: redis_role}\n");
+	assert_int_equal(cfg->services[0].health.check.role, REDIS_ROLE_MASTER);
+	assert_null(cfg->services[0].health.check.password_file);
+	config_free(cfg);
+
+	expect_error(STATIC_SVC "    health:\n      check: {type: tcp, role: master}\n",
+		     "t.yaml:6:26: services.web.health.check.role: only used with type redis_role");
+	expect_error(STATIC_SVC "    health:\n      check: {type: redis_role, password_file: pw}\n",
+		     "t.yaml:6:48: services.web.health.check.password_file: must be an absolute path");
+	chmod(pw, 0604);
+	char want[256];
+	snprintf(want, sizeof(want), "t.yaml:6:48: services.web.health.check.password_file: %s: "
+		 "readable or writable by others (mode 0604); chmod o-rw", pw);
+	snprintf(yaml, sizeof(yaml), STATIC_SVC "    health:\n      check: {type: redis_role, "
+		 "password_file: \"%s\"}\n", pw);
+	expect_error(yaml, want);
+	unlink(pw);
+	rmdir(dir);
+}
+
 /* Upstream TLS is not in this build: the section is refused, not ignored. */
 static void test_tls_refused(void **state)
 {
@@ -527,7 +569,7 @@ static void test_enum_errors(void **state)
 	expect_error("services:\n  web:\n    listen: \"127.0.0.1:1\"\n    discovery: {type: dns}\n",
 		     "t.yaml:4:23: services.web.discovery.type: 'dns' is not one of static, curator, serverset");
 	expect_error(STATIC_SVC "    health: {check: {type: icmp}}\n",
-		     "t.yaml:5:28: services.web.health.check.type: 'icmp' is not one of tcp, send_expect, http");
+		     "t.yaml:5:28: services.web.health.check.type: 'icmp' is not one of tcp, send_expect, http, redis_role");
 	expect_error(STATIC_SVC "    pool: {reuse: http2}\n",
 		     "t.yaml:5:19: services.web.pool.reuse: 'http2' is not one of none, http1, redis, memcached");
 	expect_error("zookeeper: {hosts: \"z:1\"}\nsync: [{path: /a, file: /b, on_delete: purge}]\n",
@@ -867,6 +909,7 @@ int main(void)
 		cmocka_unit_test(test_range_errors),
 		cmocka_unit_test(test_address_errors),
 		cmocka_unit_test(test_enum_errors),
+		cmocka_unit_test(test_redis_role_check),
 		cmocka_unit_test(test_required_errors),
 		cmocka_unit_test(test_cross_errors),
 		cmocka_unit_test(test_misc_errors),
