@@ -38,6 +38,7 @@ enum discovery_kind {
 	DISCOVERY_STATIC = 0,
 	DISCOVERY_CURATOR,
 	DISCOVERY_SERVERSET,
+	DISCOVERY_SENTINEL,
 };
 
 enum check_kind {
@@ -121,6 +122,12 @@ struct discovery_conf {
 	uint64_t collapse_hold_ms;	/* how long a collapse must hold before it applies */
 	struct static_backend *backends;	/* owned; static only */
 	size_t n_backends;		/* entries in backends */
+	struct static_backend *sentinels;	/* owned; sentinel only: asked in this order */
+	size_t n_sentinels;		/* entries in sentinels */
+	char *master_name;		/* owned; sentinel only: the name the sentinels monitor */
+	uint64_t close_grace_ms;	/* sentinel: connections to a demoted primary close after this */
+	uint64_t query_timeout_ms;	/* sentinel: one query (connect and answer) */
+	char *password_file;		/* owned; sentinel: AUTH password of the Redis servers, or NULL */
 };
 
 struct service_conf {

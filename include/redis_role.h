@@ -47,4 +47,14 @@ void redis_role_judge_free(struct redis_role_judge *j);
 enum check_verdict redis_role_judge_feed(struct redis_role_judge *j, const void *buf, size_t len,
 					 char *reason, size_t size);
 
+struct redisReply;
+
+/*
+ * The same judgement on replies already parsed (sentinel.c's hiredis
+ * client): a ROLE reply, and an AUTH reply (PASS for +OK).
+ */
+enum check_verdict redis_role_verdict(const struct redisReply *r, enum redis_role_want want,
+				      char *reason, size_t size);
+enum check_verdict redis_role_auth_verdict(const struct redisReply *r, char *reason, size_t size);
+
 #endif

@@ -14,6 +14,7 @@
 #include "render.h"
 #include "renderer.h"
 #include "resolver.h"
+#include "sentinel.h"
 #include "stats.h"
 #include "sync.h"
 #include "zk.h"
@@ -40,6 +41,8 @@ struct scrape_service {
 	bool panic;				/* read under the health lock */
 	bool has_discovery;			/* ds is valid: the service is discovered */
 	struct discovery_stats ds;
+	bool has_sentinel;			/* sn is valid: discovery.type sentinel */
+	struct sentinel_stats sn;
 	struct stats_instance *instances;	/* owned (stats_instances_free), n_instances */
 	size_t n_instances;
 };
@@ -155,6 +158,7 @@ static void scrape_gather(struct scrape *s, struct control *c)
 		ss->panic = svc->panic;
 		pthread_mutex_unlock(&svc->health_lock);
 		ss->has_discovery = c->disc && discovery_stats(c->disc, svc->name, &ss->ds);
+		ss->has_sentinel = c->sentinel && sentinel_stats(c->sentinel, svc->name, &ss->sn);
 		ss->instances = stats_instances_of(svc, &ss->n_instances);
 		s->n_backends += ss->n_instances;
 	}
@@ -259,6 +263,16 @@ static bool get_discovery(const struct scrape *s, const struct metric *m, size_t
 	if (!ss->has_discovery)
 		return false;
 	*out = *(const uint64_t *)((const char *)&ss->ds + m->off);
+	return true;
+}
+
+/* A counter of struct sentinel_stats; only sentinel services have one. */
+static bool get_sentinel(const struct scrape *s, const struct metric *m, size_t i, size_t k, uint64_t *out)
+{
+	const struct scrape_service *ss = &s->services[i];
+	if (!ss->has_sentinel)
+		return false;
+	*out = *(const uint64_t *)((const char *)&ss->sn + m->off);
 	return true;
 }
 
@@ -433,6 +447,12 @@ static const struct metric metrics[] = {
 	{ "zklb_zookeeper_expirations_total", "counter", SCOPE_ZOOKEEPER, NULL, NULL, NULL, get_zk,
 	  AT(zk_stats, expirations_total),
 	  "Sessions expired." },
+	{ "zklb_sentinel_switches_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_sentinel,
+	  AT(sentinel_stats, switches_total),
+	  "Primaries replaced in a sentinel service's view (failovers followed)." },
+	{ "zklb_sentinel_failures_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_sentinel,
+	  AT(sentinel_stats, failures_total),
+	  "Failed Sentinel queries, ROLE confirmations and lost subscriptions." },
 	{ "zklb_discovery_bad_instances_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_discovery,
 	  AT(discovery_stats, bad_instances_total),
 	  "Malformed instance nodes skipped." },

@@ -100,6 +100,37 @@ static void judge_error_text(char *out, size_t size, const char *prefix, const r
 		out[at] = '\0';
 }
 
+enum check_verdict redis_role_verdict(const struct redisReply *r, enum redis_role_want want,
+				      char *reason, size_t size)
+{
+	if (r->type == REDIS_REPLY_ERROR) {
+		judge_error_text(reason, size, "error reply: ", r);
+		return CHECK_VERDICT_FAIL;
+	}
+	if (r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
+	    (r->element[0]->type != REDIS_REPLY_STRING && r->element[0]->type != REDIS_REPLY_STATUS)) {
+		snprintf(reason, size, "bad reply");
+		return CHECK_VERDICT_FAIL;
+	}
+	static const char *const names[] = { [REDIS_ROLE_MASTER] = "master",
+					     [REDIS_ROLE_REPLICA] = "slave" };
+	const redisReply *role = r->element[0];
+	bool match = role->len == strlen(names[want]) && memcmp(role->str, names[want], role->len) == 0;
+	judge_error_text(reason, size, "role ", role);
+	return match ? CHECK_VERDICT_PASS : CHECK_VERDICT_FAIL;
+}
+
+enum check_verdict redis_role_auth_verdict(const struct redisReply *r, char *reason, size_t size)
+{
+	if (r->type == REDIS_REPLY_STATUS && r->len == 2 && memcmp(r->str, "OK", 2) == 0)
+		return CHECK_VERDICT_PASS;
+	if (r->type == REDIS_REPLY_ERROR)
+		judge_error_text(reason, size, "auth refused: ", r);
+	else
+		snprintf(reason, size, "bad reply");
+	return CHECK_VERDICT_FAIL;
+}
+
 /* One complete reply; returns MORE while the sequence is not over. */
 static enum check_verdict judge_reply(struct redis_role_judge *j, const redisReply *r)
 {
@@ -107,30 +138,12 @@ static enum check_verdict judge_reply(struct redis_role_judge *j, const redisRep
 
 	if (j->awaiting_auth) {
 		j->awaiting_auth = false;
-		if (r->type == REDIS_REPLY_STATUS && r->len == 2 && memcmp(r->str, "OK", 2) == 0)
+		if (redis_role_auth_verdict(r, text, sizeof(text)) == CHECK_VERDICT_PASS)
 			return CHECK_VERDICT_MORE;
-		if (r->type == REDIS_REPLY_ERROR) {
-			judge_error_text(text, sizeof(text), "auth refused: ", r);
-			return judge_decide(j, false, text);
-		}
-		return judge_decide(j, false, "bad reply");
-	}
-	if (r->type == REDIS_REPLY_ERROR) {
-		judge_error_text(text, sizeof(text), "error reply: ", r);
 		return judge_decide(j, false, text);
 	}
-	if (r->type != REDIS_REPLY_ARRAY || r->elements == 0)
-		return judge_decide(j, false, "bad reply");
-	const redisReply *role = r->element[0];
-	if (role->type != REDIS_REPLY_STRING && role->type != REDIS_REPLY_STATUS)
-		return judge_decide(j, false, "bad reply");
-
-	static const char *const names[] = { [REDIS_ROLE_MASTER] = "master",
-					     [REDIS_ROLE_REPLICA] = "slave" };
-	const char *want = names[j->want];
-	bool match = role->len == strlen(want) && memcmp(role->str, want, role->len) == 0;
-	judge_error_text(text, sizeof(text), "role ", role);
-	return judge_decide(j, match, text);
+	enum check_verdict v = redis_role_verdict(r, j->want, text, sizeof(text));
+	return judge_decide(j, v == CHECK_VERDICT_PASS, text);
 }
 
 enum check_verdict redis_role_judge_feed(struct redis_role_judge *j, const void *buf, size_t len,

@@ -98,6 +98,7 @@ static const char *const close_reason_names[RELAY_CLOSE_REASONS] = {
 	[RELAY_CLOSE_NO_BACKEND] = "no_backend",
 	[RELAY_CLOSE_WAIT_TIMEOUT] = "wait_timeout",
 	[RELAY_CLOSE_LOCAL_ERROR] = "local_error",
+	[RELAY_CLOSE_BACKEND_DEMOTED] = "backend_demoted",
 	[RELAY_CLOSE_SHUTDOWN] = "shutdown",
 };
 
@@ -875,7 +876,8 @@ static void relay_close(struct relay *r, enum relay_close_reason why)
 	}
 	atomic_fetch_add_explicit(&rw->closes[why], 1, memory_order_relaxed);
 	/* A client that left at a boundary still leaves a reusable upstream. */
-	if (r->fr && why != RELAY_CLOSE_BACKEND_ERROR && why != RELAY_CLOSE_SHUTDOWN)
+	if (r->fr && why != RELAY_CLOSE_BACKEND_ERROR && why != RELAY_CLOSE_SHUTDOWN &&
+	    why != RELAY_CLOSE_BACKEND_DEMOTED)
 		relay_try_pool(r);
 	framing_free(r->fr);
 	r->fr = NULL;
@@ -909,6 +911,16 @@ void relay_close_all(struct relay_worker *rw)
 {
 	while (rw->live)
 		relay_close(rw->live, RELAY_CLOSE_SHUTDOWN);
+}
+
+void relay_close_backend(struct relay_worker *rw, const struct backend *be)
+{
+	struct relay *next;
+	for (struct relay *r = rw->live; r; r = next) {
+		next = r->next;		/* relay_close() unlinks r only */
+		if (r->be == be && (r->state == RELAY_CONNECTING || r->state == RELAY_ESTABLISHED))
+			relay_close(r, RELAY_CLOSE_BACKEND_DEMOTED);
+	}
 }
 
 void relay_reap(struct relay_worker *rw)

@@ -71,7 +71,8 @@ static void config_cross_check(struct schema_ctx *v, const json_t *root, const j
 		struct schema_path dp = { &np, "discovery", 0, sobj };
 		struct schema_path tp = { &dp, "type", 0, dobj };
 		struct schema_path lp = { &np, "listen", 0, sobj };
-		if (!cfg->zookeeper.hosts && s->discovery.type != DISCOVERY_STATIC)
+		if (!cfg->zookeeper.hosts && s->discovery.type != DISCOVERY_STATIC &&
+		    s->discovery.type != DISCOVERY_SENTINEL)
 			schema_error(v, &tp, false, "type %s needs a zookeeper: section",
 			     discovery_kind_name(s->discovery.type));
 		for (size_t j = 0; j < i; j++) {
@@ -129,6 +130,11 @@ static void service_free(struct service_conf *s)
 	free(s->discovery.path);
 	for (size_t i = 0; i < s->discovery.n_backends; i++)
 		free(s->discovery.backends[i].address);
+	for (size_t i = 0; i < s->discovery.n_sentinels; i++)
+		free(s->discovery.sentinels[i].address);
+	free(s->discovery.sentinels);
+	free(s->discovery.master_name);
+	free(s->discovery.password_file);
 	free(s->discovery.backends);
 	check_free(&s->health.check);
 	free(s->tls.ca);
@@ -213,6 +219,16 @@ static void service_copy(struct service_conf *dst, const struct service_conf *sr
 	dst->listen = dup_or_null(src->listen);
 	dst->discovery.path = dup_or_null(src->discovery.path);
 	dst->discovery.backends = NULL;
+	dst->discovery.sentinels = NULL;
+	if (src->discovery.n_sentinels) {
+		dst->discovery.sentinels = xcalloc(src->discovery.n_sentinels, sizeof(struct static_backend));
+		for (size_t i = 0; i < src->discovery.n_sentinels; i++) {
+			dst->discovery.sentinels[i] = src->discovery.sentinels[i];
+			dst->discovery.sentinels[i].address = dup_or_null(src->discovery.sentinels[i].address);
+		}
+	}
+	dst->discovery.master_name = dup_or_null(src->discovery.master_name);
+	dst->discovery.password_file = dup_or_null(src->discovery.password_file);
 	if (src->discovery.n_backends) {
 		dst->discovery.backends = xcalloc(src->discovery.n_backends, sizeof(struct static_backend));
 		for (size_t i = 0; i < src->discovery.n_backends; i++) {

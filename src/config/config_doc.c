@@ -51,7 +51,7 @@ static const struct config_doc_row doc_rows[] = {
 	{ "services.NAME.discovery", NULL, "Where the service's instances come from." },
 	{ "services.NAME.discovery.type", NULL,
 	  "curator: Apache Curator x-discovery instances; serverset: Finagle/Aurora member_* "
-	  "nodes; static: the backends list." },
+	  "nodes; static: the backends list; sentinel: the primary Redis Sentinel names." },
 	{ "services.NAME.discovery.path", NULL,
 	  "The znode whose children are the instances (Curator: basePath/serviceName). "
 	  "Required for curator and serverset." },
@@ -64,6 +64,17 @@ static const struct config_doc_row doc_rows[] = {
 	{ "services.NAME.discovery.backends", "list of host:port [weight=N] strings",
 	  "The instances of a static service, weight 1..256 (default 1); host names are allowed. "
 	  "Required for static." },
+	{ "services.NAME.discovery.sentinels", "list of host:port strings",
+	  "sentinel only, and required there: the Sentinels, asked in this order (1 to 16)." },
+	{ "services.NAME.discovery.master_name", "non-empty string",
+	  "sentinel only, and required there: the master name the Sentinels monitor." },
+	{ "services.NAME.discovery.close_grace", NULL,
+	  "sentinel only: after a failover, connections still open to the demoted primary are "
+	  "closed after this long (writes to it fail); 0 closes them at once." },
+	{ "services.NAME.discovery.query_timeout", NULL,
+	  "sentinel only: one query to a Sentinel or a ROLE to the primary, connect included." },
+	{ "services.NAME.discovery.password_file", "absolute path",
+	  "sentinel only: the AUTH password for ROLE on the Redis servers; refused when others may read it." },
 	{ "services.NAME.balance", NULL,
 	  "least_conn (weighted), p2c (power of two choices), round_robin or random." },
 	{ "services.NAME.slow_start", NULL,

@@ -43,7 +43,7 @@ static const struct schema_enum balance_names[] = {
 };
 static const struct schema_enum discovery_names[] = {
 	{ "static", DISCOVERY_STATIC }, { "curator", DISCOVERY_CURATOR },
-	{ "serverset", DISCOVERY_SERVERSET }, { NULL, 0 },
+	{ "serverset", DISCOVERY_SERVERSET }, { "sentinel", DISCOVERY_SENTINEL }, { NULL, 0 },
 };
 static const struct schema_enum check_names[] = {
 	{ "tcp", CHECK_TCP }, { "send_expect", CHECK_SEND_EXPECT }, { "http", CHECK_HTTP },
@@ -79,6 +79,7 @@ static void fn_sync(struct schema_ctx *v, const struct schema_path *p, const jso
 static void fn_render(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_abs_path(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_backends(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_sentinels(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_bytes(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_http_path(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_payload(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
@@ -129,6 +130,11 @@ static const struct schema_key discovery_keys[] = {
 	{ "collapse_guard",  S_RATIO,   "0.5",           S_RELOAD,        AT(discovery_conf, collapse_guard),    NULL,              NULL },
 	{ "collapse_hold",   S_DUR,     "30s",           S_RELOAD,        AT(discovery_conf, collapse_hold_ms),  NULL,              NULL },
 	{ "backends",        S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_backends },
+	{ "sentinels",       S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_sentinels },
+	{ "master_name",     S_STR,     NULL,            S_RELOAD,        AT(discovery_conf, master_name),       NULL,              fn_nonempty },
+	{ "close_grace",     S_DUR,     "2s",            S_RELOAD,        AT(discovery_conf, close_grace_ms),    NULL,              NULL },
+	{ "query_timeout",   S_DUR,     "500ms",         S_RELOAD,        AT(discovery_conf, query_timeout_ms),  &r_positive,       NULL },
+	{ "password_file",   S_STR,     NULL,            S_RELOAD,        AT(discovery_conf, password_file),     NULL,              fn_secret_file },
 };
 static const struct schema_section discovery_section = SECTION(discovery_keys, finish_discovery);
 
@@ -473,6 +479,41 @@ static void fn_mode(struct schema_ctx *v, const struct schema_path *p, const jso
 	*(uint32_t *)field = (uint32_t)m;
 }
 
+/* sentinel: a list of "host:port" (IP literals or names), at most 16, no duplicates. */
+static void fn_sentinels(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	struct discovery_conf *d = field;
+	if (!schema_want(v, p, val, json_is_array(val), "a list of \"host:port\""))
+		return;
+	size_t n = json_array_size(val);
+	if (n == 0 || n > 16) {
+		schema_error(v, p, false, "must list 1 to 16 sentinels");
+		return;
+	}
+	d->sentinels = xcalloc(n, sizeof(*d->sentinels));
+	for (size_t i = 0; i < n; i++) {
+		const json_t *item = json_array_get(val, i);
+		struct schema_path ip = { p, NULL, i, val };
+		if (!schema_want(v, &ip, item, json_is_string(item), "\"host:port\""))
+			continue;
+		struct static_backend *b = &d->sentinels[d->n_sentinels];
+		bool ok = addr_check(v, &ip, item, json_string_value(item), false, b->host, &b->port);
+		for (size_t j = 0; ok && j < d->n_sentinels; j++) {
+			if (d->sentinels[j].port == b->port && strcasecmp(d->sentinels[j].host, b->host) == 0) {
+				schema_error(v, &ip, false, "duplicate sentinel %s", d->sentinels[j].address);
+				ok = false;
+			}
+		}
+		if (ok) {
+			b->address = xstrdup(json_string_value(item));
+			b->weight = 1;
+			d->n_sentinels++;
+		} else {
+			memset(b, 0, sizeof(*b));
+		}
+	}
+}
+
 static void fn_backends(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
 {
 	struct discovery_conf *d = field;
@@ -538,6 +579,14 @@ static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, 
 	struct discovery_conf *d = base;
 	if (!obj || !schema_has(obj, "type"))
 		return;
+	static const char *const sentinel_only[] = {
+		"sentinels", "master_name", "close_grace", "query_timeout", "password_file",
+	};
+	for (size_t i = 0; d->type != DISCOVERY_SENTINEL && i < ARRAY_SIZE(sentinel_only); i++) {
+		struct schema_path kp = { p, sentinel_only[i], 0, obj };
+		if (schema_has(obj, sentinel_only[i]))
+			schema_error(v, &kp, true, "only used with type sentinel");
+	}
 	if (d->type == DISCOVERY_STATIC) {
 		if (schema_has(obj, "path")) {
 			struct schema_path kp = { p, "path", 0, obj };
@@ -546,6 +595,19 @@ static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, 
 		if (!schema_has(obj, "backends")) {
 			struct schema_path kp = { p, "backends", 0, obj };
 			schema_error(v, &kp, true, "required key is missing (type static)");
+		}
+	} else if (d->type == DISCOVERY_SENTINEL) {
+		static const char *const refused[] = { "path", "backends" };
+		static const char *const required[] = { "sentinels", "master_name" };
+		for (size_t i = 0; i < ARRAY_SIZE(refused); i++) {
+			struct schema_path kp = { p, refused[i], 0, obj };
+			if (schema_has(obj, refused[i]))
+				schema_error(v, &kp, true, "not used with type sentinel");
+		}
+		for (size_t i = 0; i < ARRAY_SIZE(required); i++) {
+			struct schema_path kp = { p, required[i], 0, obj };
+			if (!schema_has(obj, required[i]))
+				schema_error(v, &kp, true, "required key is missing (type sentinel)");
 		}
 	} else {
 		if (schema_has(obj, "backends")) {

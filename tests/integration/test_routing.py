@@ -3,14 +3,23 @@
   * redis_role: a static set of two real redis-server processes, a password
     (AUTH from a 0600 file); the check passes only on the primary, so routing
     follows the primary when REPLICAOF swaps the roles.
+  * sentinel discovery: a real primary and replica and three real
+    redis-sentinel processes; `SENTINEL failover` under steady client writes
+    through zklb. New connections reach the new primary within a second of
+    +switch-master; connections left on the demoted primary are closed after
+    close_grace. The switch time and the failed writes are printed (-s).
 """
 
 import os
+import shutil
 import socket
+import threading
+import time
 
 import pytest
 
-from harness import RedisServer, resp_command, static_service, wait_until
+from harness import (RedisServer, ServerProcess, free_addr, resp_command, static_service,
+                     wait_until)
 
 SVC = "cache"
 PASSWORD = "s3cret pass"
@@ -169,3 +178,233 @@ def test_redis_role_replica_and_wrong_password(redis, zklb, tmp_path):
     cfg["services"][SVC]["health"]["check"]["password_file"] = str(bad)
     lb.reload(cfg)
     lb.wait_for_log(rf"be={r2.address} check DOWN: auth refused: WRONGPASS", since=mark)
+
+
+# ---------------------------------------------------------------------------
+# sentinel discovery
+# ---------------------------------------------------------------------------
+
+
+MASTER = "mymaster"
+
+
+class RedisSentinel(ServerProcess):
+    """redis-sentinel (Debian's) monitoring one master on loopback. It rewrites
+    its config file, so the file lives in its own directory."""
+
+    kind = "sentinel"
+    binary = shutil.which("redis-sentinel") or "/usr/bin/redis-sentinel"
+
+    def __init__(self, workdir, master, name=None):
+        super().__init__(workdir, name=name)
+        self.conf = self.dir / "sentinel.conf"
+        self.conf.write_text(
+            f"port {self.port}\nbind {self.host}\ndaemonize no\ndir {self.dir}\n"
+            f"logfile {self.dir / 'sentinel.log'}\n"
+            f"sentinel monitor {MASTER} {master.host} {master.port} 2\n"
+            f"sentinel down-after-milliseconds {MASTER} 1000\n"
+            f"sentinel failover-timeout {MASTER} 10000\n"
+            f"sentinel parallel-syncs {MASTER} 1\n")
+
+    def argv(self):
+        return [self.binary, str(self.conf)]
+
+    def stats(self):
+        return {"accepts": 0, "active": 0}
+
+
+@pytest.fixture
+def plain_redis(tmp_path):
+    """plain_redis(name) → a started RedisServer without a password."""
+    made = []
+
+    def make(name):
+        if not RedisServer.available():
+            pytest.fail(f"{RedisServer.binary} is not installed (Debian: redis-server)")
+        s = RedisServer(tmp_path / name, name=name).start()
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+@pytest.fixture
+def sentinels(tmp_path):
+    """sentinels(master, n) → n started RedisSentinel, stopped at teardown."""
+    made = []
+
+    def make(master, n=3):
+        if not RedisSentinel.available():
+            pytest.fail(f"{RedisSentinel.binary} is not installed (Debian: redis-sentinel)")
+        out = []
+        for i in range(n):
+            s = RedisSentinel(tmp_path / f"sentinel{i}", master, name=f"sentinel{i}").start()
+            made.append(s)
+            out.append(s)
+        return out
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+def sentinel_ready(sentinel, n_sentinels):
+    """The sentinel knows the replica and the other sentinels (a failover can run)."""
+    replicas = redis_call(sentinel.addr, "SENTINEL", "REPLICAS", MASTER)
+    others = redis_call(sentinel.addr, "SENTINEL", "SENTINELS", MASTER)
+    return (isinstance(replicas, list) and len(replicas) == 1 and
+            isinstance(others, list) and len(others) == n_sentinels - 1)
+
+
+class SwitchListener(threading.Thread):
+    """Subscribed to +switch-master on one sentinel; records when it arrives."""
+
+    def __init__(self, sentinel):
+        super().__init__(daemon=True)
+        self.conn = Resp(sentinel.addr, timeout=30)
+        assert self.conn.call("SUBSCRIBE", "+switch-master")[0] == "subscribe"
+        self.at = None
+        self.message = None
+
+    def run(self):
+        try:
+            msg = self.conn.read()
+            self.at = time.monotonic()
+            self.message = msg
+        except OSError:
+            pass
+
+    def close(self):
+        self.conn.close()
+
+
+class Writer(threading.Thread):
+    """Steady writes through zklb on one connection, reconnecting when it fails
+    (connection closed, or -READONLY from a demoted primary), for at most
+    `limit` seconds. Counts the writes and the failures of each kind."""
+
+    def __init__(self, addr, limit=30.0):
+        super().__init__(daemon=True)
+        self.addr = addr
+        self.limit = limit
+        self.stop = threading.Event()
+        self.ok = 0
+        self.failed = {"readonly": 0, "closed": 0, "connect": 0}
+        self.reconnects = 0
+        self.acked = []         # (monotonic time, port of the server that said OK)
+
+    def run(self):
+        end = time.monotonic() + self.limit
+        conn = None
+        i = 0
+        while not self.stop.is_set() and time.monotonic() < end:
+            if conn is None:
+                try:
+                    conn = Resp(self.addr)
+                    self.reconnects += 1
+                    port = int(conn.call("CONFIG", "GET", "port")[1])
+                except (OSError, ConnectionError, TypeError):
+                    if conn:
+                        conn.close()
+                        conn = None
+                    self.failed["connect"] += 1
+                    time.sleep(0.01)
+                    continue
+            i += 1
+            try:
+                r = conn.call("SET", f"k{i}", i)
+            except (OSError, ConnectionError):
+                self.failed["closed"] += 1
+                conn.close()
+                conn = None
+                continue
+            if r == "OK":
+                self.ok += 1
+                if len(self.acked) < 100000:
+                    self.acked.append((time.monotonic(), port))
+            else:
+                self.failed["readonly"] += 1
+                conn.close()
+                conn = None
+            time.sleep(0.002)
+        if conn:
+            conn.close()
+
+
+def test_sentinel_failover_under_writes(plain_redis, sentinels, zklb):
+    primary, replica = plain_redis("primary"), plain_redis("replica")
+    redis_call(replica.addr, "REPLICAOF", primary.host, primary.port)
+    wait_until(lambda: "master_link_status:up" in
+               redis_call(replica.addr, "INFO", "replication"), 10, what="replication up")
+    sents = sentinels(primary, 3)
+    wait_until(lambda: all(sentinel_ready(s, 3) for s in sents), 20, interval=0.2,
+               what="sentinels to know the replica and each other")
+
+    grace_ms = 300
+    lb = zklb(services={SVC: {
+        "listen": free_addr(),
+        "discovery": {"type": "sentinel", "sentinels": [s.address for s in sents],
+                      "master_name": MASTER, "close_grace": f"{grace_ms}ms"}}})
+    addr = lb.listen(SVC)
+    wait_until(lambda: served_port(addr, None) == primary.port, 5, what="routing to the primary")
+    lb.wait_for_log(rf"svc={SVC} sentinel: primary of {MASTER} is {primary.address}")
+
+    # A connection opened before the failover: it must be closed after the grace.
+    held = Resp(addr)
+    assert held.call("SET", "held", "1") == "OK"
+
+    listener = SwitchListener(sents[1])
+    listener.start()
+    writer = Writer(addr)
+    writer.start()
+    try:
+        wait_until(lambda: writer.ok >= 50, 5, what="steady writes before the failover")
+        assert redis_call(sents[0].addr, "SENTINEL", "FAILOVER", MASTER) == "OK"
+        wait_until(lambda: listener.at is not None, 20, interval=0.01,
+                   what="+switch-master from the sentinel")
+        switch_at = listener.at
+        assert listener.message[2].split()[3:] == [replica.host, str(replica.port)]
+
+        # New connections: probe every 10 ms until one reaches the new primary.
+        first_new = None
+        deadline = switch_at + 5
+        while time.monotonic() < deadline:
+            try:
+                if served_port(addr, None) == replica.port:
+                    first_new = time.monotonic()
+                    break
+            except (OSError, ConnectionError):
+                pass
+            time.sleep(0.01)
+        assert first_new is not None, "no connection reached the new primary"
+        took = first_new - switch_at
+        # from here on, every new connection goes to the new primary
+        assert {served_port(addr, None) for _ in range(10)} == {replica.port}
+
+        # The connection held on the demoted primary is closed after the grace.
+        held.sock.settimeout(grace_ms / 1000 + 5)
+        assert held.sock.recv(1) == b"", "the held connection got data instead of a close"
+        closed_after = time.monotonic() - switch_at
+        time.sleep(0.5)
+    finally:
+        writer.stop.set()
+        writer.join(10)
+        listener.close()
+        held.close()
+    failed = sum(writer.failed.values())
+    stale = sum(1 for t, port in writer.acked if t > switch_at and port == primary.port)
+    print(f"\nsentinel failover: +switch-master -> first new connection to the new primary: "
+          f"{took * 1000:.1f} ms; held connection closed {closed_after * 1000:.0f} ms after "
+          f"the switch (close_grace {grace_ms} ms); writes ok {writer.ok}, failed {failed} "
+          f"{writer.failed}, reconnects {writer.reconnects}; acknowledged by the demoted "
+          f"primary after the switch: {stale}")
+    assert took < 1.0, f"new connections reached the new primary {took:.3f}s after the switch"
+    assert closed_after >= grace_ms / 1000 * 0.9, "closed before the grace was over"
+    assert writer.ok > 0 and writer.reconnects >= 2
+    m = lb.metrics()
+    assert m.value("zklb_connections_closed_total", reason="backend_demoted") >= 1
+    lb.wait_for_log(rf"be={primary.address} demoted: closing its")
+    # the writer's last writes landed on the new primary
+    assert int(redis_call(replica.addr, "DBSIZE")) > 0

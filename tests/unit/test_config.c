@@ -336,6 +336,34 @@ static void test_redis_role_check(void **state)
 	rmdir(dir);
 }
 
+/* sentinel discovery: its keys, required ones, and no zookeeper: needed. */
+static void test_sentinel_discovery(void **state)
+{
+	struct config *cfg = load_ok("services:\n  r:\n    listen: \"127.0.0.1:6380\"\n"
+				     "    discovery: {type: sentinel, sentinels: [\"127.0.0.1:26379\", "
+				     "\"[::1]:26380\"], master_name: mymaster, close_grace: 1s}\n");
+	const struct discovery_conf *d = &cfg->services[0].discovery;
+	assert_int_equal(d->type, DISCOVERY_SENTINEL);
+	assert_int_equal(d->n_sentinels, 2);
+	assert_string_equal(d->sentinels[1].host, "::1");
+	assert_int_equal(d->sentinels[1].port, 26380);
+	assert_string_equal(d->master_name, "mymaster");
+	assert_int_equal(d->close_grace_ms, 1000);
+	assert_int_equal(d->query_timeout_ms, 500);
+	config_free(cfg);
+
+	expect_error("services:\n  r:\n    listen: \"127.0.0.1:6380\"\n"
+		     "    discovery: {type: sentinel, master_name: m}\n",
+		     "t.yaml:4:5: services.r.discovery.sentinels: required key is missing (type sentinel)");
+	expect_error("services:\n  r:\n    listen: \"127.0.0.1:6380\"\n"
+		     "    discovery: {type: sentinel, sentinels: [\"127.0.0.1:1\", \"127.0.0.1:1\"], "
+		     "master_name: m}\n",
+		     "t.yaml:4:60: services.r.discovery.sentinels[1]: duplicate sentinel 127.0.0.1:1");
+	expect_error(STATIC_SVC "    health: {}\n  x:\n    listen: \"127.0.0.1:1\"\n"
+		     "    discovery: {type: static, backends: [\"127.0.0.1:2\"], master_name: m}\n",
+		     "t.yaml:8:58: services.x.discovery.master_name: only used with type sentinel");
+}
+
 /* Upstream TLS is not in this build: the section is refused, not ignored. */
 static void test_tls_refused(void **state)
 {
@@ -567,7 +595,7 @@ static void test_enum_errors(void **state)
 		     "t.yaml:5:14: services.web.balance: 'fastest' is not one of least_conn, p2c, "
 		     "round_robin, random");
 	expect_error("services:\n  web:\n    listen: \"127.0.0.1:1\"\n    discovery: {type: dns}\n",
-		     "t.yaml:4:23: services.web.discovery.type: 'dns' is not one of static, curator, serverset");
+		     "t.yaml:4:23: services.web.discovery.type: 'dns' is not one of static, curator, serverset, sentinel");
 	expect_error(STATIC_SVC "    health: {check: {type: icmp}}\n",
 		     "t.yaml:5:28: services.web.health.check.type: 'icmp' is not one of tcp, send_expect, http, redis_role");
 	expect_error(STATIC_SVC "    pool: {reuse: http2}\n",
@@ -910,6 +938,7 @@ int main(void)
 		cmocka_unit_test(test_address_errors),
 		cmocka_unit_test(test_enum_errors),
 		cmocka_unit_test(test_redis_role_check),
+		cmocka_unit_test(test_sentinel_discovery),
 		cmocka_unit_test(test_required_errors),
 		cmocka_unit_test(test_cross_errors),
 		cmocka_unit_test(test_misc_errors),
