@@ -16,6 +16,10 @@
  *                is read when the check starts) then "ROLE"; passes when the
  *                role is "master" (conf->role master) or "slave" (replica).
  *                The replies are judged by redis_role.c.
+ *   mysql_primary  log in as conf->user (password from conf->password_file,
+ *                read when the check starts) with mysql_native_password,
+ *                then "SELECT @@global.read_only": passes on 0 (a writable
+ *                primary). The protocol is spoken by mysql_probe.c.
  * The timeout covers the whole attempt (connect, send and read).
  *
  * Scheduling: the first attempt starts at a random offset in [0, interval),
@@ -28,7 +32,9 @@
  * "connection reset", "bad status line", "status 503", "read error: <errno
  * text>", "write error: <errno text>" (failures); redis_role: "role master",
  * "role slave" (pass or fail), "auth refused: <error>", "error reply:
- * <error>", "bad reply", "protocol error", "reply too long".
+ * <error>", "bad reply", "protocol error", "reply too long"; mysql_primary:
+ * "read_only 0" (pass), "read_only 1", "auth refused: <code>: <message>",
+ * "error <code>: <message>", "packet too long", "protocol error: <what>".
  * A local problem (socket() failing with EMFILE, say) says nothing about the
  * backend: it is logged at warn and the attempt is skipped, not reported.
  *
@@ -67,7 +73,8 @@ typedef void (*check_result_fn)(struct check *c, bool passed, const char *reason
  * conf->type is CHECK_NONE, interval_ms or timeout_ms is 0, or the http path
  * holds a space or control character. The first result comes no sooner than
  * the next loop iteration, never from inside check_start(). redis_role: also
- * NULL (and logs) when the password file cannot be read or others may read it.
+ * NULL (and logs) when the password file cannot be read or others may read it
+ * (redis_role, mysql_primary).
  */
 struct check *check_start(struct event_base *base, const struct check_conf *conf,
 			  const struct net_addr *addr, const char *label,

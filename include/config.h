@@ -47,6 +47,7 @@ enum check_kind {
 	CHECK_SEND_EXPECT,
 	CHECK_HTTP,
 	CHECK_REDIS_ROLE,
+	CHECK_MYSQL_PRIMARY,
 };
 
 /* redis_role check: which ROLE passes. */
@@ -79,7 +80,8 @@ struct check_conf {
 	size_t expect_len;		/* bytes in expect */
 	char *path;			/* owned; http: request path */
 	enum redis_role_want role;	/* redis_role: the role that passes */
-	char *password_file;		/* owned; redis_role: AUTH password file, or NULL */
+	char *password_file;		/* owned; redis_role, mysql_primary: password file, or NULL */
+	char *user;			/* owned; mysql_primary: the user logged in as */
 };
 
 struct health_conf {

@@ -10,6 +10,7 @@
  */
 #include "check.h"
 #include "log.h"
+#include "mysql_probe.h"
 #include "redis_role.h"
 #include "secret.h"
 
@@ -36,7 +37,7 @@ enum check_phase {
 
 struct check {
 	struct event_base *base;	/* ref: the caller's (control thread) */
-	enum check_kind type;		/* tcp, send_expect, http or redis_role; never CHECK_NONE */
+	enum check_kind type;		/* tcp, send_expect, http, redis_role, mysql_primary; never NONE */
 	uint64_t interval_ms;		/* nominal gap between attempts */
 	uint64_t timeout_ms;		/* budget of one attempt, connect included */
 	char *request;			/* owned; bytes to send (send_expect: conf->send, http: GET) or NULL */
@@ -46,6 +47,9 @@ struct check {
 	enum redis_role_want role;	/* redis_role: the role that passes */
 	bool has_auth;			/* redis_role: request starts with AUTH (holds the password) */
 	struct redis_role_judge *judge;	/* owned while EXCHANGING (redis_role), else NULL */
+	char *user;			/* owned; mysql_primary: the user */
+	char *password;			/* owned (secret_free); mysql_primary: its password, or NULL */
+	struct mysql_probe *probe;	/* owned while EXCHANGING (mysql_primary), else NULL */
 	struct net_addr addr;		/* copy: where to connect */
 	char *label;			/* owned; log prefix, e.g. "svc=web be=10.0.0.5:9001" */
 	check_result_fn on_result;	/* called once per attempt */
@@ -183,6 +187,8 @@ static void check_close_attempt(struct check *c)
 	}
 	redis_role_judge_free(c->judge);
 	c->judge = NULL;
+	mysql_probe_free(c->probe);
+	c->probe = NULL;
 }
 
 /* Free what check_start() allocated; the timer is already gone. */
@@ -191,6 +197,8 @@ static void check_free(struct check *c)
 	if (c->request)
 		explicit_bzero(c->request, c->request_len);	/* may hold a password */
 	free(c->request);
+	free(c->user);
+	secret_free(c->password);
 	free(c->expect);
 	free(c->label);
 	free(c);
@@ -245,6 +253,26 @@ static void check_on_read(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	size_t len = evbuffer_get_length(in);
 
+	if (c->type == CHECK_MYSQL_PRIMARY) {
+		char buf[4096];
+		while (len) {
+			size_t n = evbuffer_remove(in, buf, sizeof(buf));
+			enum check_verdict v = mysql_probe_feed(c->probe, buf, n, c->reason,
+								sizeof(c->reason));
+			if (v != CHECK_VERDICT_MORE) {
+				check_finish(c, v == CHECK_VERDICT_PASS, c->reason);
+				return;
+			}
+			size_t out_len;
+			const void *out = mysql_probe_output(c->probe, &out_len);
+			if (out) {
+				bufferevent_write(bev, out, out_len);
+				mysql_probe_output_sent(c->probe);
+			}
+			len -= n;
+		}
+		return;
+	}
 	if (c->type == CHECK_REDIS_ROLE) {
 		char buf[4096];
 		while (len) {
@@ -335,7 +363,8 @@ static void check_on_connected(struct check *c)
 		event_free_finalize(0, c->connect_ev, check_event_finalized);
 		c->connect_ev = NULL;
 	}
-	if (c->type == CHECK_TCP || (c->request_len == 0 && c->expect_len == 0)) {
+	if (c->type == CHECK_TCP ||
+	    (c->type != CHECK_MYSQL_PRIMARY && c->request_len == 0 && c->expect_len == 0)) {
 		check_finish(c, true, "ok");
 		return;
 	}
@@ -348,6 +377,8 @@ static void check_on_connected(struct check *c)
 		return;
 	}
 	c->fd = -1;
+	if (c->type == CHECK_MYSQL_PRIMARY)
+		c->probe = mysql_probe_new(c->user, c->password);	/* the server speaks first */
 	if (c->type == CHECK_REDIS_ROLE) {
 		c->judge = redis_role_judge_new(c->role, c->has_auth);
 		if (!c->judge) {
@@ -362,7 +393,8 @@ static void check_on_connected(struct check *c)
 		enable |= EV_WRITE;
 	}
 	/* send_expect without expect passes on the write alone: no reading */
-	if (c->type == CHECK_HTTP || c->type == CHECK_REDIS_ROLE || c->expect_len)
+	if (c->type == CHECK_HTTP || c->type == CHECK_REDIS_ROLE || c->type == CHECK_MYSQL_PRIMARY ||
+	    c->expect_len)
 		enable |= EV_READ;
 	bufferevent_enable(c->bev, enable);
 }
@@ -492,7 +524,8 @@ struct check *check_start(struct event_base *base, const struct check_conf *conf
 	label = label ? label : "check";
 
 	if (conf->type != CHECK_TCP && conf->type != CHECK_SEND_EXPECT &&
-	    conf->type != CHECK_HTTP && conf->type != CHECK_REDIS_ROLE) {
+	    conf->type != CHECK_HTTP && conf->type != CHECK_REDIS_ROLE &&
+	    conf->type != CHECK_MYSQL_PRIMARY) {
 		log_error("%s: check: no check type", label);
 		return NULL;
 	}
@@ -506,7 +539,8 @@ struct check *check_start(struct event_base *base, const struct check_conf *conf
 	}
 
 	char *password = NULL;
-	if (conf->type == CHECK_REDIS_ROLE && conf->password_file) {
+	if ((conf->type == CHECK_REDIS_ROLE || conf->type == CHECK_MYSQL_PRIMARY) &&
+	    conf->password_file) {
 		char err[256];
 		password = secret_read(conf->password_file, err, sizeof(err));
 		if (!password) {
@@ -532,11 +566,16 @@ struct check *check_start(struct event_base *base, const struct check_conf *conf
 		c->has_auth = password != NULL;
 		c->request = redis_role_request(password, &c->request_len);
 		secret_free(password);
+		password = NULL;
 		if (!c->request) {
 			log_error("%s: check: out of memory", label);
 			free(c);
 			return NULL;
 		}
+	}
+	if (conf->type == CHECK_MYSQL_PRIMARY) {
+		c->user = xstrdup(conf->user ? conf->user : "");
+		c->password = password;		/* each attempt logs in anew */
 	}
 	c->addr = *addr;
 	c->label = xstrdup(label);

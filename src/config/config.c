@@ -121,6 +121,7 @@ static void check_free(struct check_conf *c)
 	free(c->expect);
 	free(c->path);
 	free(c->password_file);
+	free(c->user);
 }
 
 static void service_free(struct service_conf *s)
@@ -210,6 +211,7 @@ static void check_copy(struct check_conf *dst, const struct check_conf *src)
 	dst->expect = dup_bytes(src->expect, src->expect_len);
 	dst->path = dup_or_null(src->path);
 	dst->password_file = dup_or_null(src->password_file);
+	dst->user = dup_or_null(src->user);
 }
 
 static void service_copy(struct service_conf *dst, const struct service_conf *src)

@@ -101,7 +101,8 @@ static const struct config_doc_row doc_rows[] = {
 	  "takes traffic after its first pass." },
 	{ "services.NAME.health.check.type", NULL,
 	  "tcp: connect; send_expect: send bytes, expect a reply prefix; http: GET path, expect 2xx or 3xx; "
-	  "redis_role: AUTH (with password_file) then ROLE, expect the wanted role." },
+	  "redis_role: AUTH (with password_file) then ROLE, expect the wanted role; "
+	  "mysql_primary: log in as user, expect @@global.read_only = 0." },
 	{ "services.NAME.health.check.interval", NULL, "Between checks of one instance (with 10% jitter)." },
 	{ "services.NAME.health.check.timeout", NULL, "Per check." },
 	{ "services.NAME.health.check.rise", NULL, "Passes in a row that bring an instance up." },
@@ -113,7 +114,11 @@ static const struct config_doc_row doc_rows[] = {
 	{ "services.NAME.health.check.role", NULL,
 	  "redis_role only: master passes on ROLE master, replica on ROLE slave." },
 	{ "services.NAME.health.check.password_file", "absolute path",
-	  "redis_role only: the AUTH password, read from this file; refused when others may read it." },
+	  "redis_role and mysql_primary only: the password, read from this file; refused when "
+	  "others may read it." },
+	{ "services.NAME.health.check.user", "1 to 80 bytes",
+	  "mysql_primary only, and required there: the user the check logs in as "
+	  "(mysql_native_password)." },
 	{ "services.NAME.pool", NULL, "The upstream connection pool." },
 	{ "services.NAME.pool.prewarm", NULL,
 	  "Idle upstream connections kept open per backend (at most max_idle)." },

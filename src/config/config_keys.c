@@ -47,7 +47,7 @@ static const struct schema_enum discovery_names[] = {
 };
 static const struct schema_enum check_names[] = {
 	{ "tcp", CHECK_TCP }, { "send_expect", CHECK_SEND_EXPECT }, { "http", CHECK_HTTP },
-	{ "redis_role", CHECK_REDIS_ROLE }, { NULL, 0 },
+	{ "redis_role", CHECK_REDIS_ROLE }, { "mysql_primary", CHECK_MYSQL_PRIMARY }, { NULL, 0 },
 };
 static const struct schema_enum redis_role_names[] = {
 	{ "master", REDIS_ROLE_MASTER }, { "replica", REDIS_ROLE_REPLICA }, { NULL, 0 },
@@ -89,6 +89,7 @@ static void fn_zk_hosts(struct schema_ctx *v, const struct schema_path *p, const
 static void fn_zk_auth(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_nonempty(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_secret_file(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_mysql_user(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 
 static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_check(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
@@ -149,6 +150,7 @@ static const struct schema_key check_keys[] = {
 	{ "path",            S_STR,     "/",             S_RELOAD,        AT(check_conf, path),                  NULL,              fn_http_path },
 	{ "role",            S_ENUM,    "master",        S_RELOAD,        AT(check_conf, role),                  redis_role_names,  NULL },
 	{ "password_file",   S_STR,     NULL,            S_RELOAD,        AT(check_conf, password_file),         NULL,              fn_secret_file },
+	{ "user",            S_STR,     NULL,            S_RELOAD,        AT(check_conf, user),                  NULL,              fn_mysql_user },
 };
 static const struct schema_section check_section = SECTION(check_keys, finish_check);
 
@@ -261,6 +263,14 @@ static void fn_nonempty(struct schema_ctx *v, const struct schema_path *p, const
 {
 	if (json_string_length(val) == 0)
 		schema_error(v, p, false, "must not be empty");
+}
+
+/* A MySQL user name: 1..80 bytes (MariaDB's limit), no NUL (YAML cannot give one). */
+static void fn_mysql_user(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	size_t n = json_string_length(val);
+	if (n == 0 || n > 80)
+		schema_error(v, p, false, "must be 1 to 80 bytes");
 }
 
 /* A password file: absolute, and readable now by its owner only (secret.h). */
@@ -629,13 +639,22 @@ static void finish_check(struct schema_ctx *v, const struct schema_path *p, cons
 		return;
 	static const struct { const char *key; enum check_kind kind; } only[] = {
 		{ "send", CHECK_SEND_EXPECT }, { "expect", CHECK_SEND_EXPECT }, { "path", CHECK_HTTP },
-		{ "role", CHECK_REDIS_ROLE }, { "password_file", CHECK_REDIS_ROLE },
+		{ "role", CHECK_REDIS_ROLE }, { "user", CHECK_MYSQL_PRIMARY },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(only); i++) {
 		if (schema_has(obj, only[i].key) && c->type != only[i].kind) {
 			struct schema_path kp = { p, only[i].key, 0, obj };
 			schema_error(v, &kp, true, "only used with type %s", check_kind_name(only[i].kind));
 		}
+	}
+	if (schema_has(obj, "password_file") && c->type != CHECK_REDIS_ROLE &&
+	    c->type != CHECK_MYSQL_PRIMARY) {
+		struct schema_path kp = { p, "password_file", 0, obj };
+		schema_error(v, &kp, true, "only used with type redis_role or mysql_primary");
+	}
+	if (c->type == CHECK_MYSQL_PRIMARY && !schema_has(obj, "user")) {
+		struct schema_path kp = { p, "user", 0, obj };
+		schema_error(v, &kp, true, "required key is missing (type mysql_primary)");
 	}
 	if (c->type == CHECK_SEND_EXPECT && !schema_has(obj, "expect")) {
 		struct schema_path kp = { p, "expect", 0, obj };

@@ -8,9 +8,13 @@
     through zklb. New connections reach the new primary within a second of
     +switch-master; connections left on the demoted primary are closed after
     close_grace. The switch time and the failed writes are printed (-s).
+  * mysql_primary: two real MariaDB servers (mariadb-install-db into the
+    test's directory, a user with a password); the check logs in and routes
+    to the one whose @@global.read_only is 0, and follows when it flips.
 """
 
 import os
+import subprocess
 import shutil
 import socket
 import threading
@@ -118,8 +122,8 @@ def redis(tmp_path):
         s.stop()
 
 
-def password_file(tmp_path, text=PASSWORD + "\n"):
-    p = tmp_path / "redis.pw"
+def password_file(tmp_path, text=PASSWORD + "\n", name="redis.pw"):
+    p = tmp_path / name
     p.write_text(text)
     os.chmod(p, 0o600)
     return str(p)
@@ -408,3 +412,108 @@ def test_sentinel_failover_under_writes(plain_redis, sentinels, zklb):
     lb.wait_for_log(rf"be={primary.address} demoted: closing its")
     # the writer's last writes landed on the new primary
     assert int(redis_call(replica.addr, "DBSIZE")) > 0
+
+
+# ---------------------------------------------------------------------------
+# mysql_primary
+# ---------------------------------------------------------------------------
+
+
+MYSQL_USER = "zklb"
+MYSQL_PASSWORD = "p4ss word"
+
+
+class MariaDB(ServerProcess):
+    """mariadbd on a loopback port with its own data directory (made by
+    mariadb-install-db), a unix socket for the harness's own admin commands."""
+
+    kind = "mariadb"
+    binary = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+    client = shutil.which("mariadb") or "/usr/bin/mariadb"
+
+    def __init__(self, workdir, name=None):
+        super().__init__(workdir, name=name)
+        self.data = self.dir / "data"
+        self.socket = self.dir / "mysqld.sock"
+
+    def argv(self):
+        return [self.binary, "--no-defaults", f"--datadir={self.data}", f"--socket={self.socket}",
+                f"--port={self.port}", f"--bind-address={self.host}", "--user=root",
+                f"--pid-file={self.dir / 'mysqld.pid'}", f"--log-error={self.dir / 'error.log'}",
+                "--skip-log-bin", "--innodb-buffer-pool-size=16M", "--skip-name-resolve"]
+
+    def start(self, timeout=30.0):
+        install = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
+        r = subprocess.run([install, "--no-defaults", f"--datadir={self.data}", "--user=root",
+                            "--skip-test-db", "--auth-root-authentication-method=socket"],
+                           capture_output=True, timeout=120)
+        assert r.returncode == 0, r.stdout.decode()[-2000:] + r.stderr.decode()[-2000:]
+        return super().start(timeout)
+
+    def sql(self, statement):
+        """Run statement as root over the unix socket; its output, tab-separated."""
+        r = subprocess.run([self.client, "--no-defaults", f"--socket={self.socket}", "-uroot",
+                            "-N", "-B", "-e", statement], capture_output=True, timeout=30)
+        assert r.returncode == 0, r.stderr.decode()
+        return r.stdout.decode().strip()
+
+    def stats(self):
+        return {"accepts": 0, "active": 0}
+
+
+def mysql_port_through(addr, password=MYSQL_PASSWORD):
+    """@@port of the server a new connection through zklb reaches (the mariadb client)."""
+    host, port = addr if isinstance(addr, tuple) else addr.rsplit(":", 1)
+    r = subprocess.run([MariaDB.client, "--no-defaults", "-h", host, "-P", str(port), "--protocol=TCP",
+                        f"-u{MYSQL_USER}", f"-p{password}", "-N", "-B", "-e", "SELECT @@port"],
+                       capture_output=True, timeout=10)
+    assert r.returncode == 0, r.stderr.decode()
+    return int(r.stdout.decode().strip())
+
+
+@pytest.fixture
+def mariadb(tmp_path):
+    made = []
+
+    def make(name):
+        if not MariaDB.available():
+            pytest.fail(f"{MariaDB.binary} is not installed (Debian: mariadb-server)")
+        s = MariaDB(tmp_path / name, name=name).start()
+        made.append(s)
+        s.sql(f"CREATE USER '{MYSQL_USER}'@'127.0.0.1' IDENTIFIED BY '{MYSQL_PASSWORD}'")
+        return s
+
+    yield make
+    for s in made:
+        s.stop(timeout=20)
+
+
+def test_mysql_primary_follows_read_only(mariadb, zklb, tmp_path):
+    m1, m2 = mariadb("m1"), mariadb("m2")
+    m2.sql("SET GLOBAL read_only = 1")
+    pw = password_file(tmp_path, MYSQL_PASSWORD + "\n", "mysql.pw")
+    lb = zklb(services={SVC: static_service([m1, m2], balance="round_robin", health={
+        "check": {"type": "mysql_primary", "user": MYSQL_USER, "password_file": pw,
+                  "interval": "100ms", "timeout": "1s", "rise": 1, "fall": 1}})})
+    addr = lb.listen(SVC)
+    wait_until(lambda: states(lb) == {m1.address: "healthy", m2.address: "checking"}, 10,
+               what=f"m1 healthy, m2 checking (states: {states(lb)})")
+    assert {mysql_port_through(addr) for _ in range(4)} == {m1.port}
+
+    # Flip: m1 read-only, m2 writable.
+    mark = lb.log_mark()
+    m2.sql("SET GLOBAL read_only = 0")
+    m1.sql("SET GLOBAL read_only = 1")
+    wait_until(lambda: states(lb) == {m1.address: "checking", m2.address: "healthy"}, 10,
+               what=f"m1 checking, m2 healthy (states: {states(lb)})")
+    lb.wait_for_log(rf"be={m1.address} check DOWN: read_only 1", since=mark)
+    assert {mysql_port_through(addr) for _ in range(4)} == {m2.port}
+
+    # A wrong password: the server's refusal is the reason.
+    bad = password_file(tmp_path, "wrong\n", "bad.pw")
+    mark = lb.log_mark()
+    cfg = dict(lb.config)
+    cfg["services"][SVC]["health"]["check"]["password_file"] = bad
+    lb.reload(cfg)
+    lb.wait_for_log(rf"be={m2.address} check DOWN: auth refused: 1045: Access denied", since=mark,
+                    timeout=10)

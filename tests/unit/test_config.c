@@ -597,7 +597,7 @@ static void test_enum_errors(void **state)
 	expect_error("services:\n  web:\n    listen: \"127.0.0.1:1\"\n    discovery: {type: dns}\n",
 		     "t.yaml:4:23: services.web.discovery.type: 'dns' is not one of static, curator, serverset, sentinel");
 	expect_error(STATIC_SVC "    health: {check: {type: icmp}}\n",
-		     "t.yaml:5:28: services.web.health.check.type: 'icmp' is not one of tcp, send_expect, http, redis_role");
+		     "t.yaml:5:28: services.web.health.check.type: 'icmp' is not one of tcp, send_expect, http, redis_role, mysql_primary");
 	expect_error(STATIC_SVC "    pool: {reuse: http2}\n",
 		     "t.yaml:5:19: services.web.pool.reuse: 'http2' is not one of none, http1, redis, memcached");
 	expect_error("zookeeper: {hosts: \"z:1\"}\nsync: [{path: /a, file: /b, on_delete: purge}]\n",
