@@ -247,44 +247,41 @@ static void check_fail_errno(struct check *c, const char *what, int err)
 	check_finish(c, false, c->reason);
 }
 
+/*
+ * redis_role and mysql_primary: every byte read goes to the pure judge
+ * (redis_role.c, mysql_probe.c), and whatever it asks to send is sent.
+ */
+static void check_read_dialogue(struct check *c, struct bufferevent *bev, struct evbuffer *in,
+				size_t len)
+{
+	char buf[4096];
+	while (len) {
+		size_t n = evbuffer_remove(in, buf, sizeof(buf));
+		enum check_verdict v = c->type == CHECK_MYSQL_PRIMARY ?
+			mysql_probe_feed(c->probe, buf, n, c->reason, sizeof(c->reason)) :
+			redis_role_judge_feed(c->judge, buf, n, c->reason, sizeof(c->reason));
+		if (v != CHECK_VERDICT_MORE) {
+			check_finish(c, v == CHECK_VERDICT_PASS, c->reason);
+			return;
+		}
+		size_t out_len = 0;
+		const void *out = c->probe ? mysql_probe_output(c->probe, &out_len) : NULL;
+		if (out) {
+			bufferevent_write(bev, out, out_len);
+			mysql_probe_output_sent(c->probe);
+		}
+		len -= n;
+	}
+}
+
 static void check_on_read(struct bufferevent *bev, void *arg)
 {
 	struct check *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	size_t len = evbuffer_get_length(in);
 
-	if (c->type == CHECK_MYSQL_PRIMARY) {
-		char buf[4096];
-		while (len) {
-			size_t n = evbuffer_remove(in, buf, sizeof(buf));
-			enum check_verdict v = mysql_probe_feed(c->probe, buf, n, c->reason,
-								sizeof(c->reason));
-			if (v != CHECK_VERDICT_MORE) {
-				check_finish(c, v == CHECK_VERDICT_PASS, c->reason);
-				return;
-			}
-			size_t out_len;
-			const void *out = mysql_probe_output(c->probe, &out_len);
-			if (out) {
-				bufferevent_write(bev, out, out_len);
-				mysql_probe_output_sent(c->probe);
-			}
-			len -= n;
-		}
-		return;
-	}
-	if (c->type == CHECK_REDIS_ROLE) {
-		char buf[4096];
-		while (len) {
-			size_t n = evbuffer_remove(in, buf, sizeof(buf));
-			enum check_verdict v = redis_role_judge_feed(c->judge, buf, n, c->reason,
-								     sizeof(c->reason));
-			if (v != CHECK_VERDICT_MORE) {
-				check_finish(c, v == CHECK_VERDICT_PASS, c->reason);
-				return;
-			}
-			len -= n;
-		}
+	if (c->type == CHECK_REDIS_ROLE || c->type == CHECK_MYSQL_PRIMARY) {
+		check_read_dialogue(c, bev, in, len);
 		return;
 	}
 	if (c->type == CHECK_HTTP) {

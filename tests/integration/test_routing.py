@@ -104,17 +104,18 @@ def served_port(addr, password):
 
 @pytest.fixture
 def redis(tmp_path):
-    """redis(name) → a started RedisServer (password PASSWORD), stopped at teardown."""
+    """redis(name, password=PASSWORD) → a started RedisServer, stopped at teardown."""
     made = []
 
-    def make(name):
+    def make(name, password=PASSWORD):
         if not RedisServer.available():
             pytest.fail(f"{RedisServer.binary} is not installed (Debian: redis-server)")
         s = RedisServer(tmp_path / name, name=name).start()
         made.append(s)
-        redis_call(s.addr, "CONFIG", "SET", "masterauth", PASSWORD)
-        redis_call(s.addr, "CONFIG", "SET", "requirepass", PASSWORD)
-        s._own_queries += 2
+        if password is not None:
+            redis_call(s.addr, "CONFIG", "SET", "masterauth", password)
+            redis_call(s.addr, "CONFIG", "SET", "requirepass", password)
+            s._own_queries += 2
         return s
 
     yield make
@@ -215,23 +216,6 @@ class RedisSentinel(ServerProcess):
 
     def stats(self):
         return {"accepts": 0, "active": 0}
-
-
-@pytest.fixture
-def plain_redis(tmp_path):
-    """plain_redis(name) → a started RedisServer without a password."""
-    made = []
-
-    def make(name):
-        if not RedisServer.available():
-            pytest.fail(f"{RedisServer.binary} is not installed (Debian: redis-server)")
-        s = RedisServer(tmp_path / name, name=name).start()
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.stop()
 
 
 @pytest.fixture
@@ -337,8 +321,8 @@ class Writer(threading.Thread):
             conn.close()
 
 
-def test_sentinel_failover_under_writes(plain_redis, sentinels, zklb):
-    primary, replica = plain_redis("primary"), plain_redis("replica")
+def test_sentinel_failover_under_writes(redis, sentinels, zklb):
+    primary, replica = redis("primary", None), redis("replica", None)
     redis_call(replica.addr, "REPLICAOF", primary.host, primary.port)
     wait_until(lambda: "master_link_status:up" in
                redis_call(replica.addr, "INFO", "replication"), 10, what="replication up")
