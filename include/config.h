@@ -93,6 +93,17 @@ struct health_conf {
 	struct check_conf check;	/* type CHECK_NONE when absent */
 };
 
+enum locality_prefer {
+	LOCALITY_NONE = 0,		/* zones are ignored */
+	LOCALITY_ZONE,			/* stay in the local zone while it is healthy enough */
+};
+
+struct locality_conf {
+	enum locality_prefer prefer;
+	char *zone_key;			/* owned; payload key holding an instance's zone */
+	uint32_t min_healthy_percent;	/* 0..100: below, traffic spills out of the zone */
+};
+
 struct pool_conf {
 	uint32_t prewarm;		/* idle connections kept open per backend */
 	enum reuse_kind reuse;		/* which framing may hand a connection back */
@@ -145,6 +156,7 @@ struct service_conf {
 	struct health_conf health;
 	struct pool_conf pool;
 	struct tls_conf tls;
+	struct locality_conf locality;
 	char *origin;			/* owned; "file" or "zookeeper:<path>" */
 };
 
@@ -213,6 +225,7 @@ struct config {
 	char *admin_listen;		/* owned; NULL when admin: {listen: off} */
 	enum log_level log_level;
 	enum log_format log_format;
+	char *zone;			/* owned; this host's zone (zone: or zone_file:'s content), or NULL */
 	struct service_conf *services;	/* owned, n_services entries, in file order */
 	size_t n_services;
 	struct announce_conf *announce;	/* owned, n_announce entries */

@@ -13,6 +13,7 @@
 #include "overlay.h"
 #include "render.h"
 #include "renderer.h"
+#include "locality.h"
 #include "resolver.h"
 #include "sentinel.h"
 #include "stats.h"
@@ -247,6 +248,29 @@ static bool get_service(const struct scrape *s, const struct metric *m, size_t i
 {
 	_Atomic uint64_t *p = (_Atomic uint64_t *)((char *)s->c->services[i] + m->off);
 	*out = atomic_load(p);
+	return true;
+}
+
+/*
+ * locality: members of service i in this host's zone (m->off 0) or those of
+ * them routable now (m->off 1); no series when zones are ignored. Control
+ * thread: members and payloads are read without a lock.
+ */
+static bool get_local_zone(const struct scrape *s, const struct metric *m, size_t i, size_t k,
+			   uint64_t *out)
+{
+	const struct service *svc = s->c->services[i];
+	const struct service_conf *sc = &s->c->cfg->cfg->services[i];
+	const char *zone = s->c->cfg->cfg->zone;
+	if (sc->locality.prefer != LOCALITY_ZONE || !zone)
+		return false;
+	uint64_t now = now_ms(), n = 0;
+	for (size_t j = 0; j < svc->n_members; j++) {
+		const struct backend *be = svc->members[j];
+		if (locality_in_zone(be->payload, be->payload_len, sc->locality.zone_key, zone))
+			n += m->off == 0 || backend_routable(be, now);
+	}
+	*out = n;
 	return true;
 }
 
@@ -555,6 +579,13 @@ static const struct metric metrics[] = {
 	{ "zklb_service_check_failures_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
 	  AT(service, check_failures),
 	  "Active health check failures." },
+	{ "zklb_service_out_of_zone_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
+	  AT(service, out_of_zone),
+	  "Connects sent out of this host's zone (locality: prefer zone)." },
+	{ "zklb_service_local_zone_instances", "gauge", SCOPE_SERVICE, NULL, NULL, NULL, get_local_zone, 0,
+	  "Instances in this host's zone (locality: prefer zone)." },
+	{ "zklb_service_local_zone_routable", "gauge", SCOPE_SERVICE, NULL, NULL, NULL, get_local_zone, 1,
+	  "Routable instances in this host's zone (locality: prefer zone)." },
 	{ "zklb_service_panics_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
 	  AT(service, panics),
 	  "Times panic mode was entered." },

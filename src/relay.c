@@ -27,6 +27,7 @@
 #include "backend_set.h"
 #include "balance.h"
 #include "framing.h"
+#include "locality.h"
 #include "log.h"
 #include "pool.h"
 #include "service.h"
@@ -281,6 +282,23 @@ static bool was_tried(const struct relay *r, const struct backend *be)
 	return false;
 }
 
+/*
+ * locality: keep only the candidates of one side — the local zone, or the
+ * others when `out` — unless that side has none left (all tried, say):
+ * then every eligible candidate stays.
+ */
+static void relay_pick_zone(const struct backend_set *s, struct balance_candidate *c, bool out)
+{
+	size_t left = 0;
+	for (size_t i = 0; i < s->n; i++)
+		left += c[i].eligible && s->local[i] != out;
+	if (left == 0)
+		return;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->local[i] == out)
+			c[i].eligible = false;
+}
+
 /* Choose the next backend, never one already tried; NULL when none is left. */
 static struct backend *relay_choose(struct relay *r, uint64_t now)
 {
@@ -288,6 +306,7 @@ static struct backend *relay_choose(struct relay *r, uint64_t now)
 	struct balance_candidate stack[32];
 	struct balance_candidate *c = s->n <= ARRAY_SIZE(stack) ? stack : xmalloc(s->n * sizeof(*c));
 	size_t routable = 0, members = 0;
+	size_t local_routable = 0, local_members = 0;	/* locality: this host's zone */
 
 	for (size_t i = 0; i < s->n; i++) {
 		struct backend *be = s->v[i];
@@ -307,6 +326,10 @@ static struct backend *relay_choose(struct relay *r, uint64_t now)
 			atomic_load_explicit(&be->serving_since_ms, memory_order_relaxed), now,
 			s->conf->slow_start_ms);
 		c[i].eligible = ok && !was_tried(r, be);
+		if (s->local && s->local[i]) {
+			local_members += member;
+			local_routable += ok;
+		}
 	}
 	/* Panic (Envoy): too few healthy ones left, so balance over all of them. */
 	if (health_in_panic(routable, members, s->conf->health.panic_threshold)) {
@@ -315,6 +338,12 @@ static struct backend *relay_choose(struct relay *r, uint64_t now)
 			c[i].eligible = atomic_load_explicit(&be->member, memory_order_relaxed) &&
 					backend_has_addr(be) && !was_tried(r, be);
 		}
+	} else if (s->local) {
+		uint32_t spill = locality_spill_permille(local_routable, local_members,
+							 routable - local_routable,
+							 s->conf->locality.min_healthy_percent);
+		relay_pick_zone(s, c, spill == 0 ? false :
+				rng_below(&r->rw->rng, 1000) < spill);
 	}
 	struct balance_cursor cur = { 0 };
 	if (s->conf->balance == BALANCE_ROUND_ROBIN)
@@ -322,6 +351,8 @@ static struct backend *relay_choose(struct relay *r, uint64_t now)
 	size_t k = balance_pick(s->conf->balance, c, s->n, &cur, &r->rw->rng);
 	if (c != stack)
 		free(c);
+	if (k != BALANCE_NONE && s->local && !s->local[k])
+		atomic_fetch_add_explicit(&s->svc->out_of_zone, 1, memory_order_relaxed);
 	return k == BALANCE_NONE ? NULL : s->v[k];
 }
 

@@ -71,6 +71,12 @@ static void config_cross_check(struct schema_ctx *v, const json_t *root, const j
 		struct schema_path dp = { &np, "discovery", 0, sobj };
 		struct schema_path tp = { &dp, "type", 0, dobj };
 		struct schema_path lp = { &np, "listen", 0, sobj };
+		if (s->locality.prefer == LOCALITY_ZONE && !cfg->zone) {
+			const json_t *lobj = sobj ? json_object_get(sobj, "locality") : NULL;
+			struct schema_path lcp = { &np, "locality", 0, sobj };
+			struct schema_path pp = { &lcp, "prefer", 0, lobj };
+			schema_error(v, &pp, false, "prefer: zone needs zone: or zone_file: at the top level");
+		}
 		if (!cfg->zookeeper.hosts && s->discovery.type != DISCOVERY_STATIC &&
 		    s->discovery.type != DISCOVERY_SENTINEL)
 			schema_error(v, &tp, false, "type %s needs a zookeeper: section",
@@ -102,6 +108,10 @@ static void config_cross_check(struct schema_ctx *v, const json_t *root, const j
 				break;
 			}
 		}
+	}
+	if (root && json_object_get(root, "zone") && json_object_get(root, "zone_file")) {
+		struct schema_path zp = { NULL, "zone_file", 0, root };
+		schema_error(v, &zp, true, "zone and zone_file exclude each other");
 	}
 	static const char *const zk_users[] = { "announce", "sync" };
 	for (size_t i = 0; root && !cfg->zookeeper.hosts && i < ARRAY_SIZE(zk_users); i++) {
@@ -138,6 +148,7 @@ static void service_free(struct service_conf *s)
 	free(s->discovery.password_file);
 	free(s->discovery.backends);
 	check_free(&s->health.check);
+	free(s->locality.zone_key);
 	free(s->tls.ca);
 	free(s->tls.cert);
 	free(s->tls.key);
@@ -154,6 +165,7 @@ void config_free(struct config *cfg)
 	free(cfg->zookeeper.auth);
 	free(cfg->zookeeper.config_path);
 	free(cfg->cache_dir);
+	free(cfg->zone);
 	free(cfg->admin_listen);
 	for (size_t i = 0; i < cfg->n_services; i++)
 		service_free(&cfg->services[i]);
@@ -239,6 +251,7 @@ static void service_copy(struct service_conf *dst, const struct service_conf *sr
 		}
 	}
 	check_copy(&dst->health.check, &src->health.check);
+	dst->locality.zone_key = dup_or_null(src->locality.zone_key);
 	dst->tls.ca = dup_or_null(src->tls.ca);
 	dst->tls.cert = dup_or_null(src->tls.cert);
 	dst->tls.key = dup_or_null(src->tls.key);
@@ -256,6 +269,7 @@ static struct config *config_copy_base(const struct config *src)
 	cfg->zookeeper.auth = dup_or_null(src->zookeeper.auth);
 	cfg->zookeeper.config_path = dup_or_null(src->zookeeper.config_path);
 	cfg->cache_dir = dup_or_null(src->cache_dir);
+	cfg->zone = dup_or_null(src->zone);
 	cfg->admin_listen = dup_or_null(src->admin_listen);
 	cfg->services = NULL;
 	cfg->n_services = 0;

@@ -34,6 +34,10 @@ static const struct config_doc_row doc_rows[] = {
 	  "for a restart while ZooKeeper is down." },
 	{ "workers", "integer 1..256, or auto",
 	  "Data-plane threads; auto = the number of online CPUs." },
+	{ "zone", "1 to 63 printable bytes, no spaces",
+	  "This host's zone, for services with locality: {prefer: zone}." },
+	{ "zone_file", "absolute path",
+	  "A file whose first line is this host's zone (read at start and reload); excludes zone:." },
 	{ "drain_timeout", NULL,
 	  "How long open connections may finish after SIGTERM before zklb exits." },
 	{ "admin", NULL, "The admin HTTP API: /healthz, /services, /status, /metrics and the status page at /." },
@@ -127,6 +131,15 @@ static const struct config_doc_row doc_rows[] = {
 	{ "services.NAME.pool.max_idle", NULL, "Idle pooled connections per backend." },
 	{ "services.NAME.pool.idle_timeout", NULL,
 	  "A pooled connection unused this long is closed; keep it below the backend's own keep-alive timeout." },
+	{ "services.NAME.locality", NULL, "Zone-aware routing (needs zone: or zone_file:)." },
+	{ "services.NAME.locality.prefer", NULL,
+	  "none: zones are ignored; zone: new connections stay in the local zone while enough of "
+	  "it is routable." },
+	{ "services.NAME.locality.zone_key", "non-empty string",
+	  "The payload key (Curator payload field, ServerSet metadata) that holds an instance's zone." },
+	{ "services.NAME.locality.min_healthy_percent", "0..100",
+	  "Below this share of routable local instances, the share the zone lacks spills to the "
+	  "other zones (Envoy's locality weighting); panic mode still applies to the whole set." },
 	{ "services.NAME.tls", NULL,
 	  "Upstream TLS. Refused by this build: the keys are validated, then zklb check reports "
 	  "that upstream TLS is not supported yet, rather than let zklb send plaintext to a TLS port." },

@@ -90,6 +90,8 @@ static void fn_zk_auth(struct schema_ctx *v, const struct schema_path *p, const 
 static void fn_nonempty(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_secret_file(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_mysql_user(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_zone(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_zone_file(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 
 static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_check(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
@@ -164,6 +166,16 @@ static const struct schema_key health_keys[] = {
 };
 static const struct schema_section health_section = SECTION(health_keys, finish_health);
 
+static const struct schema_enum locality_names[] = {
+	{ "none", LOCALITY_NONE }, { "zone", LOCALITY_ZONE }, { NULL, 0 },
+};
+static const struct schema_key locality_keys[] = {
+	{ "prefer",          S_ENUM,    "none",          S_RELOAD,        AT(locality_conf, prefer),             locality_names,    NULL },
+	{ "zone_key",        S_STR,     "zone",          S_RELOAD,        AT(locality_conf, zone_key),           NULL,              fn_nonempty },
+	{ "min_healthy_percent", S_U32, "70",            S_RELOAD,        AT(locality_conf, min_healthy_percent), &r_pct,           NULL },
+};
+static const struct schema_section locality_section = SECTION(locality_keys, NULL);
+
 static const struct schema_key pool_keys[] = {
 	{ "prewarm",         S_U32,     "0",             S_RELOAD,        AT(pool_conf, prewarm),                &r_count,          NULL },
 	{ "reuse",           S_ENUM,    "none",          S_RELOAD,        AT(pool_conf, reuse),                  reuse_names,       NULL },
@@ -193,6 +205,7 @@ static const struct schema_key service_keys[] = {
 	{ "health",          S_SECTION, NULL,            S_RELOAD,        AT(service_conf, health),              &health_section,   NULL },
 	{ "pool",            S_SECTION, NULL,            S_RELOAD,        AT(service_conf, pool),                &pool_section,     NULL },
 	{ "tls",             S_SECTION, NULL,            S_RELOAD,        AT(service_conf, tls),                 &tls_section,      NULL },
+	{ "locality",        S_SECTION, NULL,            S_RELOAD,        AT(service_conf, locality),            &locality_section, NULL },
 };
 static const struct schema_section service_section = SECTION(service_keys, NULL);
 
@@ -248,6 +261,8 @@ static const struct schema_key top_keys[] = {
 	{ "cache_dir",       S_STR,     NULL,            0,               AT(config, cache_dir),                 NULL,              fn_nonempty },
 	{ "workers",         S_FN,      "auto",          0,               AT(config, workers),                   &as_u32,           fn_workers },
 	{ "drain_timeout",   S_DUR,     "30s",           S_RELOAD,        AT(config, drain_timeout_ms),          NULL,              NULL },
+	{ "zone",            S_STR,     NULL,            S_RELOAD,        AT(config, zone),                      NULL,              fn_zone },
+	{ "zone_file",       S_FN,      NULL,            S_RELOAD,        AT(config, zone),                      NULL,              fn_zone_file },
 	{ "admin",           S_SECTION, NULL,            0,               0,                                     &admin_section,    NULL },
 	{ "log",             S_SECTION, NULL,            S_RELOAD,        0,                                     &log_section,      NULL },
 	{ "services",        S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_services },
@@ -263,6 +278,55 @@ static void fn_nonempty(struct schema_ctx *v, const struct schema_path *p, const
 {
 	if (json_string_length(val) == 0)
 		schema_error(v, p, false, "must not be empty");
+}
+
+/* A zone name: 1..63 printable bytes, no spaces (it is compared with payload values). */
+static bool zone_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > 63)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+			return false;
+	return true;
+}
+
+static void fn_zone(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	if (!zone_ok(json_string_value(val), json_string_length(val)))
+		schema_error(v, p, false, "must be 1 to 63 printable bytes without spaces");
+}
+
+/* zone_file: the zone is the file's first line, read now (absolute path). */
+static void fn_zone_file(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	char **dst = field;
+	char buf[128];
+	if (!schema_want(v, p, val, json_is_string(val), "an absolute path"))
+		return;
+	const char *path = json_string_value(val);
+	if (path[0] != '/') {
+		schema_error(v, p, false, "must be an absolute path");
+		return;
+	}
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		schema_error(v, p, false, "%s: %s", path, strerror(errno));
+		return;
+	}
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	n = strcspn(buf, "\r\n");
+	if (!zone_ok(buf, n)) {
+		schema_error(v, p, false, "%s: its first line must be a zone name (1 to 63 printable "
+			     "bytes without spaces)", path);
+		return;
+	}
+	free(*dst);
+	*dst = xmalloc(n + 1);
+	memcpy(*dst, buf, n);
+	(*dst)[n] = '\0';
 }
 
 /* A MySQL user name: 1..80 bytes (MariaDB's limit), no NUL (YAML cannot give one). */

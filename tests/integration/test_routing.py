@@ -8,11 +8,16 @@
     through zklb. New connections reach the new primary within a second of
     +switch-master; connections left on the demoted primary are closed after
     close_grace. The switch time and the failed writes are printed (-s).
+  * zones: instances registered in ZooKeeper (Curator payload {"zone": ...})
+    in two zones; traffic stays in the local zone, spills in proportion to
+    what the zone lacks below min_healthy_percent when its instances are
+    stopped, and comes back when they return.
   * mysql_primary: two real MariaDB servers (mariadb-install-db into the
     test's directory, a user with a password); the check logs in and routes
     to the one whose @@global.read_only is 0, and follows when it flips.
 """
 
+import json
 import os
 import subprocess
 import shutil
@@ -23,7 +28,7 @@ import time
 import pytest
 
 from harness import (RedisServer, ServerProcess, free_addr, resp_command, static_service,
-                     wait_until)
+                     tags, wait_until)
 
 SVC = "cache"
 PASSWORD = "s3cret pass"
@@ -501,3 +506,75 @@ def test_mysql_primary_follows_read_only(mariadb, zklb, tmp_path):
     lb.reload(cfg)
     lb.wait_for_log(rf"be={m2.address} check DOWN: auth refused: 1045: Access denied", since=mark,
                     timeout=10)
+
+
+# ---------------------------------------------------------------------------
+# zone-aware routing
+# ---------------------------------------------------------------------------
+
+
+def curator_node(name, backend, zone):
+    """The JSON Curator 5 writes for one instance whose payload names its zone."""
+    return json.dumps({"name": SVC, "id": name, "address": backend.host, "port": backend.port,
+                       "sslPort": None, "payload": {"zone": zone},
+                       "registrationTimeUTC": int(time.time() * 1000),
+                       "serviceType": "DYNAMIC", "uriSpec": None}).encode()
+
+
+@pytest.mark.zookeeper
+def test_zone_traffic_stays_local_spills_and_returns(backend, zklb, shared_zookeeper,
+                                                     kazoo_client, zk_path):
+    k = kazoo_client(shared_zookeeper.hosts)
+    local = [backend("a1", "tag"), backend("a2", "tag")]
+    remote = [backend("b1", "tag"), backend("b2", "tag")]
+    for b, zone in [(b, "a") for b in local] + [(b, "b") for b in remote]:
+        k.create(f"{zk_path}/{b.name}", curator_node(b.name, b, zone), makepath=True,
+                 ephemeral=True)
+    lb = zklb(zone="a", zookeeper={"hosts": shared_zookeeper.hosts, "session_timeout": "4s"},
+              services={SVC: {
+                  "listen": free_addr(), "connect_timeout": "1s", "balance": "round_robin",
+                  "discovery": {"type": "curator", "path": zk_path},
+                  "locality": {"prefer": "zone", "min_healthy_percent": 70},
+                  "health": {"check": {"type": "tcp", "interval": "100ms", "rise": 1,
+                                       "fall": 1}}}})
+    addr = lb.listen(SVC)
+    wait_until(lambda: len(states(lb)) == 4 and set(states(lb).values()) == {"healthy"}, 10,
+               what=f"4 healthy instances (states: {states(lb)})")
+
+    # All healthy: everything stays in zone a.
+    assert set(tags(addr, 40)) == {"a1", "a2"}
+    svc = lb.services()[SVC]
+    assert svc["locality"]["local_zone"] == "a"
+    assert svc["locality"]["zones"] == {"a": {"instances": 2, "routable": 2},
+                                        "b": {"instances": 2, "routable": 2}}
+    m = lb.metrics()
+    assert m.value("zklb_service_out_of_zone_total", service=SVC) == 0
+    assert m.value("zklb_service_local_zone_routable", service=SVC) == 2
+
+    # a2 stopped: zone a is 50 % healthy, below 70 %, so 1 - 50/70 = 28.6 % of the
+    # connections leave it (400 draws: 3 standard deviations are ±6.8 points).
+    local[1].stop()
+    wait_until(lambda: states(lb)[local[1].address] == "checking", 5,
+               what=f"a2 down (states: {states(lb)})")
+    got = tags(addr, 400)
+    out = got["b1"] + got["b2"]
+    assert got["a2"] == 0 and got["a1"] + out == 400
+    assert 0.19 * 400 <= out <= 0.38 * 400, f"{out} of 400 left the zone: {got}"
+    assert got["b1"] > 0 and got["b2"] > 0
+    svc = lb.services()[SVC]
+    assert svc["locality"]["zones"]["a"] == {"instances": 2, "routable": 1}
+    assert svc["locality"]["out_of_zone_connections"] == out
+    assert lb.metrics().value("zklb_service_out_of_zone_total", service=SVC) == out
+
+    # Both of zone a stopped: everything goes to zone b (panic is not reached: 2 of 4).
+    local[0].stop()
+    wait_until(lambda: states(lb)[local[0].address] == "checking", 5,
+               what=f"a1 down (states: {states(lb)})")
+    assert set(tags(addr, 20)) == {"b1", "b2"}
+
+    # Back: zone a serves everything again.
+    local[0].restart()
+    local[1].restart()
+    wait_until(lambda: set(states(lb).values()) == {"healthy"}, 5,
+               what=f"all healthy again (states: {states(lb)})")
+    assert set(tags(addr, 40)) == {"a1", "a2"}

@@ -364,6 +364,42 @@ static void test_sentinel_discovery(void **state)
 		     "t.yaml:8:58: services.x.discovery.master_name: only used with type sentinel");
 }
 
+/* zone / zone_file and a service's locality: section. */
+static void test_zone_and_locality(void **state)
+{
+	char dir[] = "/tmp/zklb-zone-XXXXXX", path[64], yaml[512];
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/zone", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("eu-1b\nignored\n", f);
+	fclose(f);
+
+	snprintf(yaml, sizeof(yaml), "zone_file: %s\n" STATIC_SVC "    locality: {prefer: zone}\n", path);
+	struct config *cfg = load_ok(yaml);
+	assert_string_equal(cfg->zone, "eu-1b");
+	assert_int_equal(cfg->services[0].locality.prefer, LOCALITY_ZONE);
+	assert_string_equal(cfg->services[0].locality.zone_key, "zone");
+	assert_int_equal(cfg->services[0].locality.min_healthy_percent, 70);
+	config_free(cfg);
+	cfg = load_ok("zone: a\n" STATIC_SVC "    locality: {prefer: zone, zone_key: az, min_healthy_percent: 50}\n");
+	assert_string_equal(cfg->zone, "a");
+	assert_string_equal(cfg->services[0].locality.zone_key, "az");
+	config_free(cfg);
+
+	expect_error(STATIC_SVC "    locality: {prefer: zone}\n",
+		     "t.yaml:5:24: services.web.locality.prefer: prefer: zone needs zone: or zone_file: at "
+		     "the top level");
+	snprintf(yaml, sizeof(yaml), "zone: a\nzone_file: %s\n" STATIC_SVC, path);
+	expect_error(yaml, "t.yaml:2:1: zone_file: zone and zone_file exclude each other");
+	expect_error("zone: \"a b\"\n" STATIC_SVC,
+		     "t.yaml:1:7: zone: must be 1 to 63 printable bytes without spaces");
+	expect_error("zone: a\n" STATIC_SVC "    locality: {min_healthy_percent: 101}\n",
+		     "t.yaml:6:37: services.web.locality.min_healthy_percent: 101 is out of range 0..100");
+	unlink(path);
+	rmdir(dir);
+}
+
 /* Upstream TLS is not in this build: the section is refused, not ignored. */
 static void test_tls_refused(void **state)
 {
@@ -939,6 +975,7 @@ int main(void)
 		cmocka_unit_test(test_enum_errors),
 		cmocka_unit_test(test_redis_role_check),
 		cmocka_unit_test(test_sentinel_discovery),
+		cmocka_unit_test(test_zone_and_locality),
 		cmocka_unit_test(test_required_errors),
 		cmocka_unit_test(test_cross_errors),
 		cmocka_unit_test(test_misc_errors),
