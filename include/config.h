@@ -153,6 +153,7 @@ struct service_conf {
 	uint64_t idle_timeout_ms;	/* 0 = none */
 	uint64_t max_buffer;		/* bytes per direction */
 	uint32_t retries;		/* at most CONFIG_MAX_RETRIES */
+	uint32_t max_connections_per_instance;	/* open or connecting, per instance; 0 = no limit */
 	struct health_conf health;
 	struct pool_conf pool;
 	struct tls_conf tls;

@@ -84,6 +84,7 @@ struct service {
 	_Atomic uint64_t check_failures;	/* active check failures */
 	_Atomic uint64_t panics;		/* times panic mode was entered */
 	_Atomic uint64_t view_updates;		/* member changes applied */
+	_Atomic uint64_t at_capacity;		/* connects refused: every candidate at its max_connections_per_instance */
 	_Atomic uint64_t out_of_zone;		/* connects sent out of the local zone (locality) */
 	_Atomic uint64_t held_drops;		/* held members dropped at a failure (service_hold) */
 };

@@ -299,10 +299,14 @@ static void relay_pick_zone(const struct backend_set *s, struct balance_candidat
 			c[i].eligible = false;
 }
 
-/* Choose the next backend, never one already tried; NULL when none is left. */
-static struct backend *relay_choose(struct relay *r, uint64_t now)
+/*
+ * Choose the next backend, never one already tried nor one at its
+ * max_connections_per_instance (*full counts those); NULL when none is left.
+ */
+static struct backend *relay_choose(struct relay *r, uint64_t now, size_t *full)
 {
 	const struct backend_set *s = r->set;
+	uint32_t limit = s->conf->max_connections_per_instance;
 	struct balance_candidate stack[32];
 	struct balance_candidate *c = s->n <= ARRAY_SIZE(stack) ? stack : xmalloc(s->n * sizeof(*c));
 	size_t routable = 0, members = 0;
@@ -332,13 +336,22 @@ static struct backend *relay_choose(struct relay *r, uint64_t now)
 		}
 	}
 	/* Panic (Envoy): too few healthy ones left, so balance over all of them. */
-	if (health_in_panic(routable, members, s->conf->health.panic_threshold)) {
+	bool panic = health_in_panic(routable, members, s->conf->health.panic_threshold);
+	if (panic) {
 		for (size_t i = 0; i < s->n; i++) {
 			struct backend *be = s->v[i];
 			c[i].eligible = atomic_load_explicit(&be->member, memory_order_relaxed) &&
 					backend_has_addr(be) && !was_tried(r, be);
 		}
-	} else if (s->local) {
+	}
+	/* an instance at its max_connections_per_instance takes nothing, panic or not */
+	for (size_t i = 0; limit && i < s->n; i++) {
+		if (c[i].eligible && !balance_has_room(c[i].active, limit)) {
+			c[i].eligible = false;
+			(*full)++;
+		}
+	}
+	if (s->local && !panic) {
 		uint32_t spill = locality_spill_permille(local_routable, local_members,
 							 routable - local_routable,
 							 s->conf->locality.min_healthy_percent);
@@ -400,6 +413,7 @@ static void relay_connect_next(struct relay *r)
 {
 	const struct service_conf *conf = r->set->conf;
 	uint64_t now = now_ms();
+	size_t races = 0;	/* slots lost to another worker since the last attempt */
 
 	for (;;) {
 		/* retries <= CONFIG_MAX_RETRIES (the schema): tried[] holds every attempt */
@@ -407,17 +421,28 @@ static void relay_connect_next(struct relay *r)
 			relay_close(r, RELAY_CLOSE_CONNECT_FAILED);
 			return;
 		}
-		struct backend *be = relay_choose(r, now);
+		size_t full = 0;
+		struct backend *be = relay_choose(r, now, &full);
 		if (!be) {
+			if (full)
+				atomic_fetch_add_explicit(&r->set->svc->at_capacity, 1, memory_order_relaxed);
 			relay_close(r, r->attempts ? RELAY_CLOSE_CONNECT_FAILED : RELAY_CLOSE_NO_BACKEND);
 			return;
 		}
+		if (!backend_take_slot(be, conf->max_connections_per_instance)) {
+			/* another worker took the last slot: choose again; it now looks full */
+			if (++races <= r->set->n)
+				continue;
+			atomic_fetch_add_explicit(&r->set->svc->at_capacity, 1, memory_order_relaxed);
+			relay_close(r, r->attempts ? RELAY_CLOSE_CONNECT_FAILED : RELAY_CLOSE_NO_BACKEND);
+			return;
+		}
+		races = 0;
 		if (r->attempts)
 			atomic_fetch_add_explicit(&r->set->svc->retries, 1, memory_order_relaxed);
 		r->tried[r->attempts] = be;
 		r->attempts++;
-		r->be = backend_get(be);
-		atomic_fetch_add_explicit(&be->active, 1, memory_order_relaxed);
+		r->be = backend_get(be);	/* its slot in be->active is taken above */
 		atomic_fetch_add_explicit(&be->conn_total, 1, memory_order_relaxed);
 
 		if (conf->pool.reuse != REUSE_NONE || conf->pool.prewarm) {

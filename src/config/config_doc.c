@@ -91,6 +91,9 @@ static const struct config_doc_row doc_rows[] = {
 	  "Per direction: what zklb holds for a slow reader before it stops reading the other side." },
 	{ "services.NAME.retries", NULL,
 	  "Connect-phase retries, each on an instance this client has not tried." },
+	{ "services.NAME.max_connections_per_instance", "0..1000000",
+	  "No instance gets more open connections than this from zklb (all workers); when every "
+	  "one is full, a new client is closed as no_backend and counted. 0 = no limit." },
 	{ "services.NAME.health", NULL, "Passive ejection, panic mode and the active check." },
 	{ "services.NAME.health.failures_to_eject", NULL,
 	  "Consecutive connect failures (or resets before the first byte) that eject an instance." },

@@ -202,6 +202,7 @@ static const struct schema_key service_keys[] = {
 	{ "idle_timeout",    S_DUR,     "5m",            S_RELOAD,        AT(service_conf, idle_timeout_ms),     NULL,              NULL },
 	{ "max_buffer",      S_SIZE,    "64k",           S_RELOAD,        AT(service_conf, max_buffer),          &r_buffer,         NULL },
 	{ "retries",         S_U32,     "2",             S_RELOAD,        AT(service_conf, retries),             &r_retries,        NULL },
+	{ "max_connections_per_instance", S_U32, "0",    S_RELOAD,        AT(service_conf, max_connections_per_instance), &r_count, NULL },
 	{ "health",          S_SECTION, NULL,            S_RELOAD,        AT(service_conf, health),              &health_section,   NULL },
 	{ "pool",            S_SECTION, NULL,            S_RELOAD,        AT(service_conf, pool),                &pool_section,     NULL },
 	{ "tls",             S_SECTION, NULL,            S_RELOAD,        AT(service_conf, tls),                 &tls_section,      NULL },

@@ -12,6 +12,9 @@
     in two zones; traffic stays in the local zone, spills in proportion to
     what the zone lacks below min_healthy_percent when its instances are
     stopped, and comes back when they return.
+  * max_connections_per_instance: with every algorithm, no instance ever
+    holds more than the limit; the next client is closed as no_backend and
+    counted; a freed slot is used again.
   * mysql_primary: two real MariaDB servers (mariadb-install-db into the
     test's directory, a user with a password); the check logs in and routes
     to the one whose @@global.read_only is 0, and follows when it flips.
@@ -27,8 +30,8 @@ import time
 
 import pytest
 
-from harness import (RedisServer, ServerProcess, free_addr, resp_command, static_service,
-                     tags, wait_until)
+from harness import (RedisServer, ServerProcess, close_all, closed_within, connect,
+                     free_addr, hold, resp_command, static_service, tags, wait_until)
 
 SVC = "cache"
 PASSWORD = "s3cret pass"
@@ -578,3 +581,41 @@ def test_zone_traffic_stays_local_spills_and_returns(backend, zklb, shared_zooke
     wait_until(lambda: set(states(lb).values()) == {"healthy"}, 5,
                what=f"all healthy again (states: {states(lb)})")
     assert set(tags(addr, 40)) == {"a1", "a2"}
+
+
+# ---------------------------------------------------------------------------
+# max_connections_per_instance
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("balance", ["least_conn", "p2c", "round_robin", "random"])
+def test_max_connections_per_instance(backend, zklb, balance):
+    b1, b2 = backend("b1", "tag"), backend("b2", "tag")
+    lb = zklb(services={SVC: static_service([b1, b2], balance=balance, retries=2,
+                                            max_connections_per_instance=3)})
+    addr = lb.listen(SVC)
+    held = hold(addr, 6)
+    try:
+        assert sorted(t for t, _ in held) == ["b1"] * 3 + ["b2"] * 3
+        b1.wait_active(3)
+        b2.wait_active(3)
+        # Both full: the next clients are closed without reaching anyone.
+        for _ in range(5):
+            s = connect(addr)
+            s.sendall(b"?")
+            assert closed_within(s, 5) is not None, "a client got a 4th slot"
+            s.close()
+        assert b1.active == 3 and b2.active == 3 and b1.accepts + b2.accepts == 6
+        m = lb.metrics()
+        assert m.value("zklb_service_at_capacity_total", service=SVC) == 5
+        assert m.value("zklb_connections_closed_total", reason="no_backend") == 5
+        # A slot frees: the next client takes it, on the instance that has room.
+        held[0][1].close()
+        freed = held[0][0]
+        wait_until(lambda: lb.instances(SVC)[(b1 if freed == "b1" else b2).address]["active"] == 2,
+                   5, what="the freed slot counted")
+        again = hold(addr, 1)
+        held[0] = again[0]
+        assert again[0][0] == freed
+    finally:
+        close_all(held)
