@@ -111,6 +111,11 @@ struct pool_conf {
 	uint64_t idle_timeout_ms;	/* an idle pooled connection closes after this */
 };
 
+enum proxy_protocol {
+	PROXY_PROTOCOL_NONE = 0,
+	PROXY_PROTOCOL_V2,		/* a PROXY v2 header first on each upstream connection */
+};
+
 struct tls_conf {
 	bool enabled;			/* true when the tls: section is present */
 	char *ca;			/* owned; may be NULL */
@@ -153,6 +158,7 @@ struct service_conf {
 	uint64_t idle_timeout_ms;	/* 0 = none */
 	uint64_t max_buffer;		/* bytes per direction */
 	uint32_t retries;		/* at most CONFIG_MAX_RETRIES */
+	enum proxy_protocol proxy_protocol;	/* towards the backends */
 	uint32_t max_connections_per_instance;	/* open or connecting, per instance; 0 = no limit */
 	struct health_conf health;
 	struct pool_conf pool;

@@ -29,6 +29,7 @@
 #include "framing.h"
 #include "locality.h"
 #include "log.h"
+#include "proxy_header.h"
 #include "pool.h"
 #include "service.h"
 
@@ -409,6 +410,33 @@ static void relay_connect_failed(struct relay *r, const char *why)
 	relay_connect_next(r);
 }
 
+/*
+ * proxy_protocol v2: the header goes first on a fresh upstream connection
+ * (never a pooled one: the configuration excludes pooling). The socket has
+ * just connected, so its empty send buffer takes the <= 52 bytes at once; a
+ * short write is treated as a failed connect.
+ */
+static bool relay_send_proxy_header(struct relay *r)
+{
+	struct sockaddr_storage src, dst;
+	socklen_t slen = sizeof(src), dlen = sizeof(dst);
+	uint8_t hdr[PROXY_HEADER_V2_MAX];
+	bool known = getpeername(r->cfd, (struct sockaddr *)&src, &slen) == 0 &&
+		     getsockname(r->cfd, (struct sockaddr *)&dst, &dlen) == 0;
+	size_t n = proxy_header_v2(known ? &src : NULL, known ? &dst : NULL, hdr);
+	return send(r->ufd, hdr, n, MSG_NOSIGNAL) == (ssize_t)n;
+}
+
+/* A fresh upstream connection is up: the PROXY header first, when asked for. */
+static void relay_connected(struct relay *r)
+{
+	if (r->set->conf->proxy_protocol == PROXY_PROTOCOL_V2 && !relay_send_proxy_header(r)) {
+		relay_connect_failed(r, "cannot write the PROXY header");
+		return;
+	}
+	relay_established(r);
+}
+
 static void relay_connect_next(struct relay *r)
 {
 	const struct service_conf *conf = r->set->conf;
@@ -469,7 +497,7 @@ static void relay_connect_next(struct relay *r)
 		set_nodelay(fd);
 		r->ufd = fd;
 		if (connect(fd, (struct sockaddr *)&be->addr.ss, be->addr.len) == 0) {
-			relay_established(r);
+			relay_connected(r);
 			return;
 		}
 		if (errno == EINPROGRESS) {
@@ -875,7 +903,7 @@ static void on_upstream_write(evutil_socket_t fd, short what, void *arg)
 			relay_connect_failed(r, strerror(err));
 			return;
 		}
-		relay_established(r);
+		relay_connected(r);
 		return;
 	}
 	if (!half_flush_pipe(&r->c2u, r->ufd) || !half_flush(r, &r->c2u, r->ufd)) {

@@ -71,6 +71,13 @@ static void config_cross_check(struct schema_ctx *v, const json_t *root, const j
 		struct schema_path dp = { &np, "discovery", 0, sobj };
 		struct schema_path tp = { &dp, "type", 0, dobj };
 		struct schema_path lp = { &np, "listen", 0, sobj };
+		if (s->proxy_protocol != PROXY_PROTOCOL_NONE &&
+		    (s->pool.reuse != REUSE_NONE || s->pool.prewarm)) {
+			/* a pooled connection was opened for nobody, or for another client */
+			struct schema_path pp = { &np, "proxy_protocol", 0, sobj };
+			schema_error(v, &pp, false, "excludes pool.reuse and pool.prewarm: a pooled "
+				     "connection cannot carry a per-client PROXY header");
+		}
 		if (s->locality.prefer == LOCALITY_ZONE && !cfg->zone) {
 			const json_t *lobj = sobj ? json_object_get(sobj, "locality") : NULL;
 			struct schema_path lcp = { &np, "locality", 0, sobj };

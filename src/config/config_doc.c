@@ -91,6 +91,9 @@ static const struct config_doc_row doc_rows[] = {
 	  "Per direction: what zklb holds for a slow reader before it stops reading the other side." },
 	{ "services.NAME.retries", NULL,
 	  "Connect-phase retries, each on an instance this client has not tried." },
+	{ "services.NAME.proxy_protocol", NULL,
+	  "v2: write a PROXY protocol v2 header (the client's address and the one it connected to) "
+	  "first on each upstream connection. Excludes pool.reuse and pool.prewarm." },
 	{ "services.NAME.max_connections_per_instance", "0..1000000",
 	  "No instance gets more open connections than this from zklb (all workers); when every "
 	  "one is full, a new client is closed as no_backend and counted. 0 = no limit." },

@@ -166,6 +166,9 @@ static const struct schema_key health_keys[] = {
 };
 static const struct schema_section health_section = SECTION(health_keys, finish_health);
 
+static const struct schema_enum proxy_protocol_names[] = {
+	{ "none", PROXY_PROTOCOL_NONE }, { "v2", PROXY_PROTOCOL_V2 }, { NULL, 0 },
+};
 static const struct schema_enum locality_names[] = {
 	{ "none", LOCALITY_NONE }, { "zone", LOCALITY_ZONE }, { NULL, 0 },
 };
@@ -202,6 +205,7 @@ static const struct schema_key service_keys[] = {
 	{ "idle_timeout",    S_DUR,     "5m",            S_RELOAD,        AT(service_conf, idle_timeout_ms),     NULL,              NULL },
 	{ "max_buffer",      S_SIZE,    "64k",           S_RELOAD,        AT(service_conf, max_buffer),          &r_buffer,         NULL },
 	{ "retries",         S_U32,     "2",             S_RELOAD,        AT(service_conf, retries),             &r_retries,        NULL },
+	{ "proxy_protocol",  S_ENUM,    "none",          S_RELOAD,        AT(service_conf, proxy_protocol),      proxy_protocol_names, NULL },
 	{ "max_connections_per_instance", S_U32, "0",    S_RELOAD,        AT(service_conf, max_connections_per_instance), &r_count, NULL },
 	{ "health",          S_SECTION, NULL,            S_RELOAD,        AT(service_conf, health),              &health_section,   NULL },
 	{ "pool",            S_SECTION, NULL,            S_RELOAD,        AT(service_conf, pool),                &pool_section,     NULL },

@@ -15,6 +15,10 @@
   * max_connections_per_instance: with every algorithm, no instance ever
     holds more than the limit; the next client is closed as no_backend and
     counted; a freed slot is used again.
+  * proxy_protocol v2: a backend that parses the header byte by byte sees
+    the client's address and the one it connected to (TCP over IPv4, over
+    IPv6 on ::1), and LOCAL/UNSPEC for a unix-socket client; `zklb check`
+    refuses it with pooling.
   * mysql_primary: two real MariaDB servers (mariadb-install-db into the
     test's directory, a user with a password); the check logs in and routes
     to the one whose @@global.read_only is 0, and follows when it flips.
@@ -31,7 +35,8 @@ import time
 import pytest
 
 from harness import (RedisServer, ServerProcess, close_all, closed_within, connect,
-                     free_addr, hold, resp_command, static_service, tags, wait_until)
+                     free_addr, free_port, hold, resp_command, run_zklb, static_service, tags,
+                     to_yaml, wait_until, zklb_config)
 
 SVC = "cache"
 PASSWORD = "s3cret pass"
@@ -619,3 +624,134 @@ def test_max_connections_per_instance(backend, zklb, balance):
         assert again[0][0] == freed
     finally:
         close_all(held)
+
+
+# ---------------------------------------------------------------------------
+# PROXY protocol v2 towards backends
+# ---------------------------------------------------------------------------
+
+
+class ProxyV2Backend(threading.Thread):
+    """Reads a PROXY v2 header byte by byte (one recv(1) per byte), answers one
+    line saying what it parsed — "TCP4 src dst", "TCP6 src dst", "LOCAL", or
+    "BAD <why>" — then echoes. One connection at a time; loopback."""
+
+    SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.lsock = socket.create_server(("127.0.0.1", 0))
+        self.lsock.settimeout(0.2)
+        self.address = "127.0.0.1:%d" % self.lsock.getsockname()[1]
+        self.stopping = False
+
+    @staticmethod
+    def _byte(conn):
+        b = conn.recv(1)
+        if not b:
+            raise ConnectionError("closed inside the header")
+        return b[0]
+
+    def _parse(self, conn):
+        head = bytes(self._byte(conn) for _ in range(16))
+        if head[:12] != self.SIG:
+            return f"BAD signature {head[:12]!r}"
+        ver_cmd, fam, length = head[12], head[13], int.from_bytes(head[14:16], "big")
+        body = bytes(self._byte(conn) for _ in range(length))
+        if ver_cmd == 0x20:
+            return "LOCAL" if fam == 0 and length == 0 else f"BAD local fam={fam} len={length}"
+        if ver_cmd != 0x21:
+            return f"BAD version/command {ver_cmd:#x}"
+        if fam == 0x11 and length == 12:
+            src = socket.inet_ntop(socket.AF_INET, body[0:4])
+            dst = socket.inet_ntop(socket.AF_INET, body[4:8])
+            return (f"TCP4 {src}:{int.from_bytes(body[8:10], 'big')} "
+                    f"{dst}:{int.from_bytes(body[10:12], 'big')}")
+        if fam == 0x21 and length == 36:
+            src = socket.inet_ntop(socket.AF_INET6, body[0:16])
+            dst = socket.inet_ntop(socket.AF_INET6, body[16:32])
+            return (f"TCP6 [{src}]:{int.from_bytes(body[32:34], 'big')} "
+                    f"[{dst}]:{int.from_bytes(body[34:36], 'big')}")
+        return f"BAD fam={fam:#x} len={length}"
+
+    def run(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.lsock.accept()
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.sendall(self._parse(conn).encode() + b"\n")
+                    while data := conn.recv(65536):
+                        conn.sendall(data)
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.stopping = True
+        self.lsock.close()
+        self.join(5)
+
+
+def proxied_line(sock):
+    """Send a payload; → (the backend's header line, the payload echoed after it)."""
+    sock.settimeout(5)
+    sock.sendall(b"payload\n")
+    buf = b""
+    while buf.count(b"\n") < 2:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        buf += chunk
+    line, _, rest = buf.partition(b"\n")
+    return line.decode(), rest
+
+
+def test_proxy_protocol_v2_header(zklb, tmp_path):
+    be = ProxyV2Backend()
+    be.start()
+    try:
+        v4_listen = free_addr()
+        v6_port = free_port("::1")
+        unix_path = tmp_path / "web.sock"
+        services = {
+            "v4": static_service([be.address], listen=v4_listen, proxy_protocol="v2"),
+            "v6": static_service([be.address], listen=f"[::1]:{v6_port}", proxy_protocol="v2"),
+            "unix": static_service([be.address], listen=f"unix:{unix_path}", proxy_protocol="v2"),
+        }
+        lb = zklb(services=services)
+
+        host, port = v4_listen.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as c:
+            me = c.getsockname()
+            line, echo = proxied_line(c)
+        assert line == f"TCP4 {me[0]}:{me[1]} {host}:{port}"
+        assert echo == b"payload\n"
+
+        with socket.create_connection(("::1", v6_port), timeout=5) as c:
+            me = c.getsockname()
+            line, echo = proxied_line(c)
+        assert line == f"TCP6 [::1]:{me[1]} [::1]:{v6_port}"
+        assert echo == b"payload\n"
+
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+            c.connect(str(unix_path))
+            line, echo = proxied_line(c)
+        assert line == "LOCAL"
+        assert echo == b"payload\n"
+    finally:
+        be.stop()
+
+
+def test_zklb_check_refuses_proxy_protocol_with_pooling(tmp_path):
+    cfg = tmp_path / "z.yaml"
+    cfg.write_text(to_yaml(zklb_config({"web": static_service(
+        ["127.0.0.1:9"], proxy_protocol="v2", pool={"reuse": "http1"})})))
+    r = run_zklb(["check", "-c", str(cfg)])
+    assert r.returncode != 0
+    assert ("services.web.proxy_protocol: excludes pool.reuse and pool.prewarm: a pooled "
+            "connection cannot carry a per-client PROXY header") in r.stderr + r.stdout

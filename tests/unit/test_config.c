@@ -400,6 +400,20 @@ static void test_zone_and_locality(void **state)
 	rmdir(dir);
 }
 
+/* proxy_protocol v2 and pooling exclude each other. */
+static void test_proxy_protocol_excludes_pooling(void **state)
+{
+	struct config *cfg = load_ok(STATIC_SVC "    proxy_protocol: v2\n");
+	assert_int_equal(cfg->services[0].proxy_protocol, PROXY_PROTOCOL_V2);
+	config_free(cfg);
+	expect_error(STATIC_SVC "    proxy_protocol: v2\n    pool: {reuse: http1}\n",
+		     "t.yaml:5:21: services.web.proxy_protocol: excludes pool.reuse and pool.prewarm: "
+		     "a pooled connection cannot carry a per-client PROXY header");
+	expect_error(STATIC_SVC "    proxy_protocol: v2\n    pool: {prewarm: 2}\n",
+		     "t.yaml:5:21: services.web.proxy_protocol: excludes pool.reuse and pool.prewarm: "
+		     "a pooled connection cannot carry a per-client PROXY header");
+}
+
 /* Upstream TLS is not in this build: the section is refused, not ignored. */
 static void test_tls_refused(void **state)
 {
@@ -976,6 +990,7 @@ int main(void)
 		cmocka_unit_test(test_redis_role_check),
 		cmocka_unit_test(test_sentinel_discovery),
 		cmocka_unit_test(test_zone_and_locality),
+		cmocka_unit_test(test_proxy_protocol_excludes_pooling),
 		cmocka_unit_test(test_required_errors),
 		cmocka_unit_test(test_cross_errors),
 		cmocka_unit_test(test_misc_errors),
