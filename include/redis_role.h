@@ -21,6 +21,8 @@
 
 /* Bytes of replies a judge reads before it gives up (a master lists its replicas). */
 #define REDIS_ROLE_REPLY_MAX (64 * 1024)
+/* Elements of one array reply any zklb hiredis reader accepts. */
+#define REDIS_ROLE_ARRAY_MAX 16384
 
 struct redis_role_judge;
 
@@ -48,6 +50,15 @@ enum check_verdict redis_role_judge_feed(struct redis_role_judge *j, const void 
 					 char *reason, size_t size);
 
 struct redisReply;
+struct redisReader;
+
+/*
+ * Make hiredis reader r refuse array replies of more than
+ * REDIS_ROLE_ARRAY_MAX elements before allocating them (hiredis allocates
+ * what the header announces). For every reader of hostile bytes: the
+ * judge's, sentinel.c's async contexts'. False when hiredis cannot say.
+ */
+bool redis_role_bound_reader(struct redisReader *r);
 
 /*
  * The same judgement on replies already parsed (sentinel.c's hiredis

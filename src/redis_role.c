@@ -10,11 +10,52 @@
 #include "redis_role.h"
 #include "util.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <hiredis/hiredis.h>
+
+/*
+ * hiredis's reader allocates an array reply's element table as soon as it
+ * reads the header: "*100000000\r\n" (a dozen hostile bytes) would cost
+ * 800 MB. Readers zklb uses get hiredis's own object functions with
+ * createArray refusing more than REDIS_ROLE_ARRAY_MAX elements (the reader
+ * then fails with an out-of-memory error). Set once, read-only after.
+ */
+static redisReplyObjectFunctions bounded_fns;
+static void *(*hiredis_create_array)(const redisReadTask *t, int elements);
+static bool bounded_ok;
+static pthread_once_t bounded_once = PTHREAD_ONCE_INIT;
+
+static void *bounded_create_array(const redisReadTask *t, int elements)
+{
+	if (elements < 0 || elements > REDIS_ROLE_ARRAY_MAX)
+		return NULL;
+	return hiredis_create_array(t, elements);
+}
+
+static void bounded_init(void)
+{
+	redisReader *r = redisReaderCreate();
+	if (!r || !r->fn)
+		return;
+	bounded_fns = *r->fn;
+	hiredis_create_array = r->fn->createArray;
+	bounded_fns.createArray = bounded_create_array;
+	bounded_ok = true;
+	redisReaderFree(r);
+}
+
+bool redis_role_bound_reader(struct redisReader *r)
+{
+	pthread_once(&bounded_once, bounded_init);
+	if (!bounded_ok || !r)
+		return false;
+	r->fn = &bounded_fns;
+	return true;
+}
 
 struct redis_role_judge {
 	redisReader *reader;		/* owned; hiredis's RESP parser */
@@ -62,7 +103,9 @@ struct redis_role_judge *redis_role_judge_new(enum redis_role_want want, bool ha
 {
 	struct redis_role_judge *j = xcalloc(1, sizeof(*j));
 	j->reader = redisReaderCreate();
-	if (!j->reader) {
+	if (!j->reader || !redis_role_bound_reader(j->reader)) {
+		if (j->reader)
+			redisReaderFree(j->reader);
 		free(j);
 		return NULL;
 	}

@@ -383,7 +383,8 @@ static redisAsyncContext *link_open(struct sentinel_watch *w, const struct senti
 		redisAsyncFree(ac);
 		return NULL;
 	}
-	if (redisLibeventAttach(ac, w->owner->base) != REDIS_OK) {
+	if (!redis_role_bound_reader(ac->c.reader) ||
+	    redisLibeventAttach(ac, w->owner->base) != REDIS_OK) {
 		snprintf(err, err_len, "cannot attach to the event loop");
 		redisAsyncFree(ac);
 		return NULL;

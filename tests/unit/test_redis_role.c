@@ -149,6 +149,20 @@ static void test_garbage_is_a_protocol_error(void **state)
 	assert_int_equal(JUDGE(REDIS_ROLE_MASTER, false, "$-7\r\n", reason), CHECK_VERDICT_FAIL);
 }
 
+/* An array header announcing a huge count fails before anything is allocated for it. */
+static void test_huge_array_header(void **state)
+{
+	char reason[96];
+	assert_int_equal(JUDGE(REDIS_ROLE_MASTER, false, "*100000000\r\n", reason), CHECK_VERDICT_FAIL);
+	assert_string_equal(reason, "protocol error");
+	assert_int_equal(JUDGE(REDIS_ROLE_MASTER, false, "*1\r\n*16385\r\n", reason), CHECK_VERDICT_FAIL);
+	/* the limit itself is accepted (and waits for the elements) */
+	struct redis_role_judge *j = redis_role_judge_new(REDIS_ROLE_MASTER, false);
+	assert_int_equal(redis_role_judge_feed(j, "*16384\r\n", 8, reason, sizeof(reason)),
+			 CHECK_VERDICT_MORE);
+	redis_role_judge_free(j);
+}
+
 /* Non-printable bytes of an error text never reach the log line. */
 static void test_error_text_is_printable(void **state)
 {
@@ -195,6 +209,7 @@ int main(void)
 		cmocka_unit_test(test_auth_answer_must_be_ok),
 		cmocka_unit_test(test_wrong_shapes),
 		cmocka_unit_test(test_garbage_is_a_protocol_error),
+		cmocka_unit_test(test_huge_array_header),
 		cmocka_unit_test(test_error_text_is_printable),
 		cmocka_unit_test(test_endless_reply),
 	};
