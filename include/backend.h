@@ -145,6 +145,25 @@ void backend_count_tls_bytes(struct backend *be, struct tls_conn *t);
 struct backend *backend_get(struct backend *be);
 void backend_put(struct backend *be);
 
+/*
+ * Count one more connection to be unless it has `limit` already (limit 0:
+ * no limit). Atomic, so workers racing for the last slot cannot overshoot.
+ */
+static inline bool backend_take_slot(struct backend *be, uint32_t limit)
+{
+	if (limit == 0) {
+		atomic_fetch_add_explicit(&be->active, 1, memory_order_relaxed);
+		return true;
+	}
+	uint32_t n = atomic_load_explicit(&be->active, memory_order_relaxed);
+	do {
+		if (n >= limit)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&be->active, &n, n + 1,
+							memory_order_relaxed, memory_order_relaxed));
+	return true;
+}
+
 /* Routable now? One atomic load. */
 static inline bool backend_routable(const struct backend *be, uint64_t now)
 {

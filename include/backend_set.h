@@ -50,6 +50,13 @@ struct backend_set {
 	const struct service_conf *conf;	/* borrowed from cfg */
 	uint64_t version;			/* increases with every new set of svc */
 	bool ready;				/* a view exists; false: clients wait */
+	/*
+	 * locality.prefer zone: local[i] says whether v[i] is in this host's
+	 * zone, worked out once per set (payload parsing stays off the
+	 * per-connection path); NULL when zones are ignored. Owned.
+	 */
+	bool *local;
+	size_t n_local;				/* entries of local that are true */
 	size_t n;
 	struct backend *v[];			/* refs */
 };

@@ -35,6 +35,12 @@ struct balance_ops {
 
 const struct balance_ops *balance_ops_get(enum balance_kind kind);
 
+/* max_connections_per_instance: can an instance with `active` take one more? 0 = no limit. */
+static inline bool balance_has_room(uint32_t active, uint32_t limit)
+{
+	return limit == 0 || active < limit;
+}
+
 static inline size_t balance_pick(enum balance_kind kind, const struct balance_candidate *c,
 				  size_t n, struct balance_cursor *cur, struct rng *rng)
 {

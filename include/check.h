@@ -12,6 +12,14 @@
  *                No expect: pass once `send` is written. Neither: like tcp.
  *   http         "GET <path> HTTP/1.0" with a Host header (the address as
  *                "ip:port"); a 2xx or 3xx status line passes.
+ *   redis_role   "AUTH <password>" (when conf->password_file is set; the file
+ *                is read when the check starts) then "ROLE"; passes when the
+ *                role is "master" (conf->role master) or "slave" (replica).
+ *                The replies are judged by redis_role.c.
+ *   mysql_primary  log in as conf->user (password from conf->password_file,
+ *                read when the check starts) with mysql_native_password,
+ *                then "SELECT @@global.read_only": passes on 0 (a writable
+ *                primary). The protocol is spoken by mysql_probe.c.
  * The timeout covers the whole attempt (connect, send and read).
  *
  * Scheduling: the first attempt starts at a random offset in [0, interval),
@@ -22,7 +30,11 @@
  * "status 200" (passes); "connect refused", "connect timeout", "connect
  * failed: <errno text>", "timeout", "unexpected reply", "connection closed",
  * "connection reset", "bad status line", "status 503", "read error: <errno
- * text>", "write error: <errno text>" (failures).
+ * text>", "write error: <errno text>" (failures); redis_role: "role master",
+ * "role slave" (pass or fail), "auth refused: <error>", "error reply:
+ * <error>", "bad reply", "protocol error", "reply too long"; mysql_primary:
+ * "read_only 0" (pass), "read_only 1", "auth refused: <code>: <message>",
+ * "error <code>: <message>", "packet too long", "protocol error: <what>".
  * A local problem (socket() failing with EMFILE, say) says nothing about the
  * backend: it is logged at warn and the attempt is skipped, not reported.
  *
@@ -62,7 +74,9 @@ typedef void (*check_result_fn)(struct check *c, bool passed, const char *reason
  * own log lines, e.g. "svc=web be=10.0.0.5:9001". Returns NULL (and logs) when
  * conf->type is CHECK_NONE, interval_ms or timeout_ms is 0, or the http path
  * holds a space or control character. The first result comes no sooner than
- * the next loop iteration, never from inside check_start().
+ * the next loop iteration, never from inside check_start(). redis_role: also
+ * NULL (and logs) when the password file cannot be read or others may read it
+ * (redis_role, mysql_primary).
  */
 struct check *check_start(struct event_base *base, const struct check_conf *conf,
 			  const struct net_addr *addr, const char *label,

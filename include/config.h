@@ -41,6 +41,7 @@ enum discovery_kind {
 	DISCOVERY_STATIC = 0,
 	DISCOVERY_CURATOR,
 	DISCOVERY_SERVERSET,
+	DISCOVERY_SENTINEL,
 };
 
 enum discovery_hostnames {
@@ -54,6 +55,14 @@ enum check_kind {
 	CHECK_TCP,
 	CHECK_SEND_EXPECT,
 	CHECK_HTTP,
+	CHECK_REDIS_ROLE,
+	CHECK_MYSQL_PRIMARY,
+};
+
+/* redis_role check: which ROLE passes. */
+enum redis_role_want {
+	REDIS_ROLE_MASTER = 0,
+	REDIS_ROLE_REPLICA,
 };
 
 enum reuse_kind {
@@ -79,6 +88,9 @@ struct check_conf {
 	char *expect;			/* owned; send_expect: expected reply prefix */
 	size_t expect_len;		/* bytes in expect */
 	char *path;			/* owned; http: request path */
+	enum redis_role_want role;	/* redis_role: the role that passes */
+	char *password_file;		/* owned; redis_role, mysql_primary: password file, or NULL */
+	char *user;			/* owned; mysql_primary: the user logged in as */
 };
 
 struct health_conf {
@@ -90,11 +102,27 @@ struct health_conf {
 	struct check_conf check;	/* type CHECK_NONE when absent */
 };
 
+enum locality_prefer {
+	LOCALITY_NONE = 0,		/* zones are ignored */
+	LOCALITY_ZONE,			/* stay in the local zone while it is healthy enough */
+};
+
+struct locality_conf {
+	enum locality_prefer prefer;
+	char *zone_key;			/* owned; payload key holding an instance's zone */
+	uint32_t min_healthy_percent;	/* 0..100: below, traffic spills out of the zone */
+};
+
 struct pool_conf {
 	uint32_t prewarm;		/* idle connections kept open per backend */
 	enum reuse_kind reuse;		/* which framing may hand a connection back */
 	uint32_t max_idle;		/* idle connections per backend, at most */
 	uint64_t idle_timeout_ms;	/* an idle pooled connection closes after this */
+};
+
+enum proxy_protocol {
+	PROXY_PROTOCOL_NONE = 0,
+	PROXY_PROTOCOL_V2,		/* a PROXY v2 header first on each upstream connection */
 };
 
 struct tls_conf {
@@ -132,6 +160,12 @@ struct discovery_conf {
 	bool allow_hostnames;		/* resolved for the type: instances' host names are looked up */
 	uint32_t max_lookups;		/* host name lookups in flight for the service, at most */
 	uint64_t lookup_timeout_ms;	/* one lookup fails after this (and is retried) */
+	struct static_backend *sentinels;	/* owned; sentinel only: asked in this order */
+	size_t n_sentinels;		/* entries in sentinels */
+	char *master_name;		/* owned; sentinel only: the name the sentinels monitor */
+	uint64_t close_grace_ms;	/* sentinel: connections to a demoted primary close after this */
+	uint64_t query_timeout_ms;	/* sentinel: one query (connect and answer) */
+	char *password_file;		/* owned; sentinel: AUTH password of the Redis servers, or NULL */
 };
 
 /* allowed_networks / denied_networks as written (or defaulted). */
@@ -151,9 +185,12 @@ struct service_conf {
 	uint64_t max_buffer;		/* bytes per direction */
 	uint32_t max_connections;	/* open client connections of this service; 0 = no cap */
 	uint32_t retries;		/* at most CONFIG_MAX_RETRIES */
+	enum proxy_protocol proxy_protocol;	/* towards the backends */
+	uint32_t max_connections_per_instance;	/* open or connecting, per instance; 0 = no limit */
 	struct health_conf health;
 	struct pool_conf pool;
 	struct tls_conf tls;
+	struct locality_conf locality;
 	char *origin;			/* owned; "file" or "zookeeper:<path>" */
 	struct networks_conf allowed_networks;	/* unset: the global list */
 	struct networks_conf denied_networks;	/* unset: the global list */
@@ -249,6 +286,7 @@ struct config {
 	enum log_format log_format;
 	char *access_log;		/* owned; NULL when off, else "stderr" or an absolute path */
 	enum log_format access_log_format;
+	char *zone;			/* owned; this host's zone (zone: or zone_file:'s content), or NULL */
 	struct service_conf *services;	/* owned, n_services entries, in file order */
 	size_t n_services;
 	struct announce_conf *announce;	/* owned, n_announce entries */

@@ -57,6 +57,7 @@ struct control {
 	struct admin *admin;			/* owned; NULL when disabled */
 	struct zk *zk;				/* owned; NULL without a zookeeper: section */
 	struct discovery *disc;			/* owned */
+	struct sentinel *sentinel;		/* owned; services of discovery.type sentinel */
 	struct resolver *resolver;		/* owned; host names of backends */
 	struct checker *checker;		/* owned; active checks of all services */
 	struct renderer *renderer;		/* owned; the render: entries */

@@ -29,6 +29,7 @@
 #include "util.h"
 
 struct accesslog_ring;
+struct backend;
 struct backend_set;
 struct event;
 struct event_base;
@@ -45,6 +46,7 @@ enum relay_close_reason {
 	RELAY_CLOSE_WAIT_TIMEOUT,	/* no view of the service arrived in time */
 	RELAY_CLOSE_LOCAL_ERROR,	/* out of fds or memory on our side */
 	RELAY_CLOSE_SHUTDOWN,		/* drain deadline or acceptor gone at exit */
+	RELAY_CLOSE_BACKEND_DEMOTED,	/* the backend stopped being the primary (sentinel) */
 	RELAY_CLOSE_REASONS
 };
 
@@ -111,6 +113,12 @@ void relay_detach_waiting(struct relay_queue *q);
 
 /* Close every relay of rw now (drain deadline, worker exit). */
 void relay_close_all(struct relay_worker *rw);
+
+/*
+ * Close the relays connecting or connected to be (not refs: identity only),
+ * counted as backend_demoted; their upstream connections are not pooled.
+ */
+void relay_close_backend(struct relay_worker *rw, const struct backend *be);
 
 /* Free the relays closed during the last loop turn (rw->dead). */
 void relay_reap(struct relay_worker *rw);

@@ -106,6 +106,8 @@ struct service {
 	struct net_self *self;			/* owned; zklb's own listeners, n_self */
 	size_t n_self;
 	bool readmitting;			/* service_readmit() is re-judging the members */
+	_Atomic uint64_t at_capacity;		/* connects refused: every candidate at its max_connections_per_instance */
+	_Atomic uint64_t out_of_zone;		/* connects sent out of the local zone (locality) */
 	_Atomic uint64_t held_drops;		/* held members dropped at a failure (service_hold) */
 };
 

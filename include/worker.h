@@ -35,6 +35,7 @@ enum worker_msg_kind {
 	WORKER_MSG_UNLISTEN,			/* stop accepting on `key` */
 	WORKER_MSG_DRAIN,			/* stop accepting everywhere; finish */
 	WORKER_MSG_STOP,			/* leave the loop now */
+	WORKER_MSG_CLOSE_BACKEND,		/* close the relays to `be` (a demoted primary) */
 };
 
 struct worker_msg {
@@ -43,6 +44,7 @@ struct worker_msg {
 	char *key;				/* owned */
 	int fd;					/* LISTEN: ownership passes to the worker */
 	struct backend_set *set;		/* ref passes to the worker */
+	struct backend *be;			/* CLOSE_BACKEND: ref passes to the worker */
 };
 
 struct worker {
@@ -83,6 +85,8 @@ void worker_post(struct worker *w, struct worker_msg *msg);
 void worker_post_listen(struct worker *w, const char *key, int fd, struct backend_set *set);
 void worker_post_update(struct worker *w, const char *key, struct backend_set *set);
 void worker_post_simple(struct worker *w, enum worker_msg_kind kind, const char *key);
+/* Close w's relays to be (takes a reference of its own). */
+void worker_post_close_backend(struct worker *w, struct backend *be);
 /* Join the thread (after STOP) and free everything. */
 void worker_join_free(struct worker *w);
 /* Free a worker whose thread never started (worker_start failed). */

@@ -21,6 +21,7 @@
 #include "announce.h"
 #include "discovery.h"
 #include "listener.h"
+#include "locality.h"
 #include "log.h"
 #include "metrics.h"
 #include "renderer.h"
@@ -143,6 +144,39 @@ static json_t *skipped_json(struct control *c, const char *name)
 	return arr;
 }
 
+/*
+ * locality: this host's zone, the instances and routable instances of every
+ * zone ("" for none), and how many connects left the zone out of all.
+ */
+static json_t *locality_json(const struct service *svc, const struct service_conf *sc,
+			     const char *zone)
+{
+	json_t *zones = json_object();
+	uint64_t now = now_ms();
+	for (size_t i = 0; i < svc->n_members; i++) {
+		const struct backend *be = svc->members[i];
+		size_t zlen = 0;
+		const char *z = be->payload ? locality_zone_of(be->payload, be->payload_len,
+								sc->locality.zone_key, &zlen) : NULL;
+		char name[64];
+		snprintf(name, sizeof(name), "%.*s", (int)zlen, z ? z : "");
+		json_t *e = json_object_get(zones, name);
+		if (!e) {
+			e = json_pack("{sisi}", "instances", 0, "routable", 0);
+			json_object_set_new(zones, name, e);
+		}
+		json_object_set_new(e, "instances",
+				    json_integer(json_integer_value(json_object_get(e, "instances")) + 1));
+		if (backend_routable(be, now))
+			json_object_set_new(e, "routable", json_integer(
+				json_integer_value(json_object_get(e, "routable")) + 1));
+	}
+	return json_pack("{sssosIsIsi}", "local_zone", zone, "zones", zones,
+			 "out_of_zone_connections", (json_int_t)atomic_load(&svc->out_of_zone),
+			 "connections_total", (json_int_t)atomic_load(&svc->conn_total),
+			 "min_healthy_percent", (int)sc->locality.min_healthy_percent);
+}
+
 static json_t *service_json(struct control *c, size_t idx)
 {
 	struct service *svc = c->services[idx];
@@ -151,6 +185,8 @@ static json_t *service_json(struct control *c, size_t idx)
 	json_object_set_new(o, "listen", json_string(sc->listen ? sc->listen : "off"));
 	json_object_set_new(o, "discovery", json_string(service_view_name(svc->view)));
 	json_object_set_new(o, "discovery_type", json_string(discovery_kind_name(sc->discovery.type)));
+	if (sc->locality.prefer == LOCALITY_ZONE && c->cfg->cfg->zone)
+		json_object_set_new(o, "locality", locality_json(svc, sc, c->cfg->cfg->zone));
 	if (sc->discovery.path)
 		json_object_set_new(o, "path", json_string(sc->discovery.path));
 	json_object_set_new(o, "balance", json_string(balance_kind_name(sc->balance)));

@@ -259,6 +259,8 @@ static void announce_entry_free(struct announce_entry *e)
 	free(e->check_conf.send);
 	free(e->check_conf.expect);
 	free(e->check_conf.path);
+	free(e->check_conf.password_file);
+	free(e->check_conf.user);
 	free(e->path);
 	free(e);
 }
@@ -539,6 +541,8 @@ static void check_conf_dup(struct check_conf *dst, const struct check_conf *src)
 		memcpy(dst->expect, src->expect, src->expect_len + 1);
 	}
 	dst->path = src->path ? xstrdup(src->path) : NULL;
+	dst->password_file = src->password_file ? xstrdup(src->password_file) : NULL;
+	dst->user = src->user ? xstrdup(src->user) : NULL;
 }
 
 static bool bytes_same(const char *a, size_t la, const char *b, size_t lb)
@@ -555,7 +559,11 @@ static bool check_conf_same(const struct check_conf *a, const struct check_conf 
 	       bytes_same(a->send, a->send_len, b->send, b->send_len) &&
 	       bytes_same(a->expect, a->expect_len, b->expect, b->expect_len) &&
 	       bytes_same(a->path, a->path ? strlen(a->path) : 0, b->path,
-			  b->path ? strlen(b->path) : 0);
+			  b->path ? strlen(b->path) : 0) &&
+	       a->role == b->role &&
+	       bytes_same(a->password_file, a->password_file ? strlen(a->password_file) : 0,
+			  b->password_file, b->password_file ? strlen(b->password_file) : 0) &&
+	       bytes_same(a->user, a->user ? strlen(a->user) : 0, b->user, b->user ? strlen(b->user) : 0);
 }
 
 /* The address to announce for conf (auto resolved) into out. */
@@ -677,6 +685,8 @@ static void announce_entry_update(struct announce_entry *e, const struct announc
 		free(e->check_conf.send);
 		free(e->check_conf.expect);
 		free(e->check_conf.path);
+	free(e->check_conf.password_file);
+	free(e->check_conf.user);
 		check_conf_dup(&e->check_conf, &c->check);
 		announce_health_params(&e->health_params, &e->check_conf);
 		check_stop(e->chk);

@@ -3,6 +3,7 @@
  * reason a configuration is refcounted.
  */
 #include "backend_set.h"
+#include "locality.h"
 
 #include <stdlib.h>
 
@@ -51,6 +52,16 @@ struct backend_set *backend_set_publish(struct service *svc, struct config_ref *
 	struct backend_set *s = backend_set_new(svc, cfg, conf, svc->members, svc->n_members,
 						ready);
 	s->version = service_published(svc, ready);
+	const char *zone = conf->locality.prefer == LOCALITY_ZONE && cfg->cfg ? cfg->cfg->zone : NULL;
+	if (zone) {
+		s->local = xcalloc(s->n ? s->n : 1, sizeof(*s->local));
+		for (size_t i = 0; i < s->n; i++) {
+			const struct backend *be = s->v[i];
+			s->local[i] = locality_in_zone(be->payload, be->payload_len,
+						       conf->locality.zone_key, zone);
+			s->n_local += s->local[i];
+		}
+	}
 	return s;
 }
 
@@ -68,5 +79,6 @@ void backend_set_put(struct backend_set *s)
 		backend_put(s->v[i]);
 	config_ref_put(s->cfg);
 	service_put(s->svc);
+	free(s->local);
 	free(s);
 }

@@ -17,6 +17,9 @@
 #include "config.h"
 #include "log.h"
 #include "tls.h"
+#include "mysql_probe.h"
+#include "redis_role.h"
+#include "secret.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -45,13 +48,19 @@ enum check_phase {
 
 struct check {
 	struct event_base *base;	/* ref: the caller's (control thread) */
-	enum check_kind type;		/* tcp, send_expect or http; never CHECK_NONE */
+	enum check_kind type;		/* tcp, send_expect, http, redis_role, mysql_primary; never NONE */
 	uint64_t interval_ms;		/* nominal gap between attempts */
 	uint64_t timeout_ms;		/* budget of one attempt, connect included */
 	char *request;			/* owned; bytes to send (send_expect: conf->send, http: GET) or NULL */
 	size_t request_len;		/* bytes in request */
 	char *expect;			/* owned; send_expect: expected reply prefix, or NULL */
 	size_t expect_len;		/* bytes in expect */
+	enum redis_role_want role;	/* redis_role: the role that passes */
+	bool has_auth;			/* redis_role: request starts with AUTH (holds the password) */
+	struct redis_role_judge *judge;	/* owned while EXCHANGING (redis_role), else NULL */
+	char *user;			/* owned; mysql_primary: the user */
+	char *password;			/* owned (secret_free); mysql_primary: its password, or NULL */
+	struct mysql_probe *probe;	/* owned while EXCHANGING (mysql_primary), else NULL */
 	struct net_addr addr;		/* copy: where to connect */
 	char *label;			/* owned; log prefix, e.g. "svc=web be=10.0.0.5:9001" */
 	check_result_fn on_result;	/* called once per attempt */
@@ -189,12 +198,20 @@ static void check_close_attempt(struct check *c)
 		close(c->fd);
 		c->fd = -1;
 	}
+	redis_role_judge_free(c->judge);
+	c->judge = NULL;
+	mysql_probe_free(c->probe);
+	c->probe = NULL;
 }
 
 /* Free what check_start() allocated; the timer is already gone. */
 static void check_free(struct check *c)
 {
+	if (c->request)
+		explicit_bzero(c->request, c->request_len);	/* may hold a password */
 	free(c->request);
+	free(c->user);
+	secret_free(c->password);
 	free(c->expect);
 	free(c->label);
 	tls_ctx_put(c->tls);
@@ -245,12 +262,43 @@ static void check_fail_errno(struct check *c, const char *what, int err)
 	check_finish(c, false, c->reason);
 }
 
+/*
+ * redis_role and mysql_primary: every byte read goes to the pure judge
+ * (redis_role.c, mysql_probe.c), and whatever it asks to send is sent.
+ */
+static void check_read_dialogue(struct check *c, struct bufferevent *bev, struct evbuffer *in,
+				size_t len)
+{
+	char buf[4096];
+	while (len) {
+		size_t n = evbuffer_remove(in, buf, sizeof(buf));
+		enum check_verdict v = c->type == CHECK_MYSQL_PRIMARY ?
+			mysql_probe_feed(c->probe, buf, n, c->reason, sizeof(c->reason)) :
+			redis_role_judge_feed(c->judge, buf, n, c->reason, sizeof(c->reason));
+		if (v != CHECK_VERDICT_MORE) {
+			check_finish(c, v == CHECK_VERDICT_PASS, c->reason);
+			return;
+		}
+		size_t out_len = 0;
+		const void *out = c->probe ? mysql_probe_output(c->probe, &out_len) : NULL;
+		if (out) {
+			bufferevent_write(bev, out, out_len);
+			mysql_probe_output_sent(c->probe);
+		}
+		len -= n;
+	}
+}
+
 static void check_on_read(struct bufferevent *bev, void *arg)
 {
 	struct check *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	size_t len = evbuffer_get_length(in);
 
+	if (c->type == CHECK_REDIS_ROLE || c->type == CHECK_MYSQL_PRIMARY) {
+		check_read_dialogue(c, bev, in, len);
+		return;
+	}
 	if (c->type == CHECK_HTTP) {
 		size_t n = len < CHECK_STATUS_LINE_MAX ? len : CHECK_STATUS_LINE_MAX;
 		const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
@@ -372,7 +420,8 @@ static void check_on_connected(struct check *c)
 		event_free_finalize(0, c->connect_ev, check_event_finalized);
 		c->connect_ev = NULL;
 	}
-	if (!c->tls && (c->type == CHECK_TCP || (c->request_len == 0 && c->expect_len == 0))) {
+	if (!c->tls && (c->type == CHECK_TCP ||
+			 (c->type != CHECK_MYSQL_PRIMARY && c->request_len == 0 && c->expect_len == 0))) {
 		check_finish(c, true, "ok");
 		return;
 	}
@@ -385,6 +434,15 @@ static void check_on_connected(struct check *c)
 		return;
 	}
 	c->fd = -1;
+	if (c->type == CHECK_MYSQL_PRIMARY)
+		c->probe = mysql_probe_new(c->user, c->password);	/* the server speaks first */
+	if (c->type == CHECK_REDIS_ROLE) {
+		c->judge = redis_role_judge_new(c->role, c->has_auth);
+		if (!c->judge) {
+			check_finish(c, false, "out of memory");
+			return;
+		}
+	}
 	bufferevent_setcb(c->bev, check_on_read, check_on_write, check_on_event, c);
 	short enable = 0;
 	if (c->request_len) {
@@ -392,7 +450,8 @@ static void check_on_connected(struct check *c)
 		enable |= EV_WRITE;
 	}
 	/* send_expect without expect passes on the write alone: no reading */
-	if (c->type == CHECK_HTTP || c->expect_len || c->tls)
+	if (c->type == CHECK_HTTP || c->type == CHECK_REDIS_ROLE || c->type == CHECK_MYSQL_PRIMARY ||
+	    c->expect_len || c->tls)
 		enable |= EV_READ;
 	bufferevent_enable(c->bev, enable);
 }
@@ -522,7 +581,8 @@ struct check *check_start(struct event_base *base, const struct check_conf *conf
 	label = label ? label : "check";
 
 	if (conf->type != CHECK_TCP && conf->type != CHECK_SEND_EXPECT &&
-	    conf->type != CHECK_HTTP) {
+	    conf->type != CHECK_HTTP && conf->type != CHECK_REDIS_ROLE &&
+	    conf->type != CHECK_MYSQL_PRIMARY) {
 		log_error("%s: check: no check type", label);
 		return NULL;
 	}
@@ -533,6 +593,17 @@ struct check *check_start(struct event_base *base, const struct check_conf *conf
 	if (conf->type == CHECK_HTTP && !check_path_ok(path)) {
 		log_error("%s: check: bad http path", label);
 		return NULL;
+	}
+
+	char *password = NULL;
+	if ((conf->type == CHECK_REDIS_ROLE || conf->type == CHECK_MYSQL_PRIMARY) &&
+	    conf->password_file) {
+		char err[256];
+		password = secret_read(conf->password_file, err, sizeof(err));
+		if (!password) {
+			log_error("%s: check: password_file %s", label, err);
+			return NULL;
+		}
 	}
 
 	struct check *c = xcalloc(1, sizeof(*c));
@@ -547,6 +618,21 @@ struct check *check_start(struct event_base *base, const struct check_conf *conf
 		c->request_len = c->request ? conf->send_len : 0;
 		c->expect = check_memdup(conf->expect, conf->expect_len);
 		c->expect_len = c->expect ? conf->expect_len : 0;
+	} else if (conf->type == CHECK_REDIS_ROLE) {
+		c->role = conf->role;
+		c->has_auth = password != NULL;
+		c->request = redis_role_request(password, &c->request_len);
+		secret_free(password);
+		password = NULL;
+		if (!c->request) {
+			log_error("%s: check: out of memory", label);
+			free(c);
+			return NULL;
+		}
+	}
+	if (conf->type == CHECK_MYSQL_PRIMARY) {
+		c->user = xstrdup(conf->user ? conf->user : "");
+		c->password = password;		/* each attempt logs in anew */
 	}
 	c->addr = *addr;
 	c->label = xstrdup(label);

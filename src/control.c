@@ -25,6 +25,7 @@
 #include "overlay.h"
 #include "renderer.h"
 #include "resolver.h"
+#include "sentinel.h"
 #include "sync.h"
 #include "upgrade.h"
 #include "zk.h"
@@ -250,6 +251,44 @@ static const struct discovery_hooks discovery_hooks = {
 	.on_hold = on_discovery_hold,
 };
 
+/* Sentinel's primary: a view of one instance, applied as discovery's are. */
+static void on_sentinel_view(void *arg, const char *name, const struct instance *v, size_t n)
+{
+	struct control *c = arg;
+	long i = service_index(c, name);
+	if (i < 0)
+		return;
+	c->services[i]->view = SERVICE_VIEW_CONNECTED;
+	on_discovery_view(c, name, v, n);
+}
+
+/*
+ * The close_grace after a failover is over: the workers close what is
+ * still open to the demoted primary (a removed member, draining).
+ */
+static void on_sentinel_demoted(void *arg, const char *name, const char *id)
+{
+	struct control *c = arg;
+	long i = service_index(c, name);
+	if (i < 0)
+		return;
+	struct service *svc = c->services[i];
+	for (size_t k = 0; k < svc->n_draining; k++) {
+		struct backend *be = svc->draining[k];
+		if (strcmp(be->id, id) != 0)
+			continue;
+		log_info("svc=%s be=%s demoted: closing its %u open connections", name, be->name,
+			 atomic_load(&be->active));
+		for (unsigned w = 0; w < c->n_workers; w++)
+			worker_post_close_backend(c->workers[w], be);
+	}
+}
+
+static const struct sentinel_hooks sentinel_hooks = {
+	.on_view = on_sentinel_view,
+	.on_demoted = on_sentinel_demoted,
+};
+
 struct service *control_service(const struct control *c, const char *name)
 {
 	long i = service_index(c, name);
@@ -367,6 +406,13 @@ static void listen_free(struct control *c, struct listen_entry *e)
 static bool apply_members(struct control *c, struct service *svc, const struct service_conf *sc,
 			  bool starting, uint64_t now)
 {
+	if (sc->discovery.type == DISCOVERY_SENTINEL) {
+		discovery_unwatch(c->disc, sc->name);
+		if (sentinel_watch(c->sentinel, sc) != 0)
+			log_error("svc=%s sentinel discovery cannot start", sc->name);
+		return svc->ready;
+	}
+	sentinel_unwatch(c->sentinel, sc->name);
 	if (sc->discovery.type != DISCOVERY_STATIC) {
 		/* as published before discovery_watch(), which may deliver a cached view */
 		bool ready = svc->ready;
@@ -478,6 +524,7 @@ static void services_replace(struct control *c, struct service **services, size_
 		if (!stays) {
 			log_info("svc=%s removed", old->name);
 			discovery_unwatch(c->disc, old->name);
+			sentinel_unwatch(c->sentinel, old->name);
 			checker_forget(c->checker, old);
 			service_retire(old);
 		}
@@ -951,6 +998,8 @@ struct control *control_new(struct config *cfg, const char *config_path,
 	}
 	if (ok)
 		c->disc = discovery_new(c->base, c->zk, cfg, &discovery_hooks, c);
+	if (ok)
+		c->sentinel = sentinel_new(c->base, &sentinel_hooks, c);
 	if (ok && c->zk) {
 		c->announce = announce_new(c->base, c->zk);
 		const char *svc, *id;
@@ -1026,6 +1075,7 @@ void control_free(struct control *c)
 	admin_free(c->admin);
 	if (c->disc)
 		discovery_free(c->disc);
+	sentinel_free(c->sentinel);
 	overlay_free(c->overlay);
 	announce_free(c->announce);
 	sync_free(c->sync);

@@ -15,7 +15,9 @@
 #include "overlay.h"
 #include "render.h"
 #include "renderer.h"
+#include "locality.h"
 #include "resolver.h"
+#include "sentinel.h"
 #include "stats.h"
 #include "sync.h"
 #include "zk.h"
@@ -42,6 +44,8 @@ struct scrape_service {
 	bool panic;				/* read under the health lock */
 	bool has_discovery;			/* ds is valid: the service is discovered */
 	struct discovery_stats ds;
+	bool has_sentinel;			/* sn is valid: discovery.type sentinel */
+	struct sentinel_stats sn;
 	struct stats_instance *instances;	/* owned (stats_instances_free), n_instances */
 	size_t n_instances;
 };
@@ -177,6 +181,7 @@ static void scrape_gather(struct scrape *s, struct control *c)
 		ss->panic = svc->panic;
 		pthread_mutex_unlock(&svc->health_lock);
 		ss->has_discovery = c->disc && discovery_stats(c->disc, svc->name, &ss->ds);
+		ss->has_sentinel = c->sentinel && sentinel_stats(c->sentinel, svc->name, &ss->sn);
 		ss->instances = stats_instances_of(svc, &ss->n_instances);
 		s->n_backends += ss->n_instances;
 	}
@@ -268,6 +273,29 @@ static bool get_service(const struct scrape *s, const struct metric *m, size_t i
 	return true;
 }
 
+/*
+ * locality: members of service i in this host's zone (m->off 0) or those of
+ * them routable now (m->off 1); no series when zones are ignored. Control
+ * thread: members and payloads are read without a lock.
+ */
+static bool get_local_zone(const struct scrape *s, const struct metric *m, size_t i, size_t k,
+			   uint64_t *out)
+{
+	const struct service *svc = s->c->services[i];
+	const struct service_conf *sc = &s->c->cfg->cfg->services[i];
+	const char *zone = s->c->cfg->cfg->zone;
+	if (sc->locality.prefer != LOCALITY_ZONE || !zone)
+		return false;
+	uint64_t now = now_ms(), n = 0;
+	for (size_t j = 0; j < svc->n_members; j++) {
+		const struct backend *be = svc->members[j];
+		if (locality_in_zone(be->payload, be->payload_len, sc->locality.zone_key, zone))
+			n += m->off == 0 || backend_routable(be, now);
+	}
+	*out = n;
+	return true;
+}
+
 static bool get_panic(const struct scrape *s, const struct metric *m, size_t i, size_t k, uint64_t *out)
 {
 	*out = s->services[i].panic;
@@ -281,6 +309,16 @@ static bool get_discovery(const struct scrape *s, const struct metric *m, size_t
 	if (!ss->has_discovery)
 		return false;
 	*out = *(const uint64_t *)((const char *)&ss->ds + m->off);
+	return true;
+}
+
+/* A counter of struct sentinel_stats; only sentinel services have one. */
+static bool get_sentinel(const struct scrape *s, const struct metric *m, size_t i, size_t k, uint64_t *out)
+{
+	const struct scrape_service *ss = &s->services[i];
+	if (!ss->has_sentinel)
+		return false;
+	*out = *(const uint64_t *)((const char *)&ss->sn + m->off);
 	return true;
 }
 
@@ -508,6 +546,12 @@ static const struct metric metrics[] = {
 	{ "zklb_zookeeper_expirations_total", "counter", SCOPE_ZOOKEEPER, NULL, NULL, NULL, get_zk,
 	  AT(zk_stats, expirations_total),
 	  "Sessions expired." },
+	{ "zklb_sentinel_switches_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_sentinel,
+	  AT(sentinel_stats, switches_total),
+	  "Primaries replaced in a sentinel service's view (failovers followed)." },
+	{ "zklb_sentinel_failures_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_sentinel,
+	  AT(sentinel_stats, failures_total),
+	  "Failed Sentinel queries, ROLE confirmations and lost subscriptions." },
 	{ "zklb_discovery_bad_instances_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_discovery,
 	  AT(discovery_stats, bad_instances_total),
 	  "Malformed instance nodes skipped." },
@@ -628,6 +672,16 @@ static const struct metric metrics[] = {
 	{ "zklb_service_check_failures_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
 	  AT(service, check_failures),
 	  "Active health check failures." },
+	{ "zklb_service_at_capacity_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
+	  AT(service, at_capacity),
+	  "Connects refused because every instance left had max_connections_per_instance open." },
+	{ "zklb_service_out_of_zone_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
+	  AT(service, out_of_zone),
+	  "Connects sent out of this host's zone (locality: prefer zone)." },
+	{ "zklb_service_local_zone_instances", "gauge", SCOPE_SERVICE, NULL, NULL, NULL, get_local_zone, 0,
+	  "Instances in this host's zone (locality: prefer zone)." },
+	{ "zklb_service_local_zone_routable", "gauge", SCOPE_SERVICE, NULL, NULL, NULL, get_local_zone, 1,
+	  "Routable instances in this host's zone (locality: prefer zone)." },
 	{ "zklb_service_panics_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
 	  AT(service, panics),
 	  "Times panic mode was entered." },

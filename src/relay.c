@@ -40,7 +40,9 @@
 #include "backend_set.h"
 #include "balance.h"
 #include "framing.h"
+#include "locality.h"
 #include "log.h"
+#include "proxy_header.h"
 #include "pool.h"
 #include "service.h"
 #include "tls.h"
@@ -121,6 +123,7 @@ static const char *const close_reason_names[RELAY_CLOSE_REASONS] = {
 	[RELAY_CLOSE_NO_BACKEND] = "no_backend",
 	[RELAY_CLOSE_WAIT_TIMEOUT] = "wait_timeout",
 	[RELAY_CLOSE_LOCAL_ERROR] = "local_error",
+	[RELAY_CLOSE_BACKEND_DEMOTED] = "backend_demoted",
 	[RELAY_CLOSE_SHUTDOWN] = "shutdown",
 };
 
@@ -310,13 +313,35 @@ static bool was_tried(const struct relay *r, const struct backend *be)
 	return false;
 }
 
-/* Choose the next backend, never one already tried; NULL when none is left. */
-static struct backend *relay_choose(struct relay *r, uint64_t now)
+/*
+ * locality: keep only the candidates of one side — the local zone, or the
+ * others when `out` — unless that side has none left (all tried, say):
+ * then every eligible candidate stays.
+ */
+static void relay_pick_zone(const struct backend_set *s, struct balance_candidate *c, bool out)
+{
+	size_t left = 0;
+	for (size_t i = 0; i < s->n; i++)
+		left += c[i].eligible && s->local[i] != out;
+	if (left == 0)
+		return;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->local[i] == out)
+			c[i].eligible = false;
+}
+
+/*
+ * Choose the next backend, never one already tried nor one at its
+ * max_connections_per_instance (*full counts those); NULL when none is left.
+ */
+static struct backend *relay_choose(struct relay *r, uint64_t now, size_t *full)
 {
 	const struct backend_set *s = r->set;
+	uint32_t limit = s->conf->max_connections_per_instance;
 	struct balance_candidate stack[32];
 	struct balance_candidate *c = s->n <= ARRAY_SIZE(stack) ? stack : xmalloc(s->n * sizeof(*c));
 	size_t routable = 0, members = 0;
+	size_t local_routable = 0, local_members = 0;	/* locality: this host's zone */
 
 	for (size_t i = 0; i < s->n; i++) {
 		struct backend *be = s->v[i];
@@ -337,14 +362,33 @@ static struct backend *relay_choose(struct relay *r, uint64_t now)
 			atomic_load_explicit(&be->serving_since_ms, memory_order_relaxed), now,
 			s->conf->slow_start_ms);
 		c[i].eligible = ok && !was_tried(r, be);
+		if (s->local && s->local[i]) {
+			local_members += member;
+			local_routable += ok;
+		}
 	}
 	/* Panic (Envoy): too few healthy ones left, so balance over all of them. */
-	if (health_in_panic(routable, members, s->conf->health.panic_threshold)) {
+	bool panic = health_in_panic(routable, members, s->conf->health.panic_threshold);
+	if (panic) {
 		for (size_t i = 0; i < s->n; i++) {
 			struct backend *be = s->v[i];
 			c[i].eligible = atomic_load_explicit(&be->member, memory_order_relaxed) &&
 					backend_has_addr(be) && !backend_drained(be) && !was_tried(r, be);
 		}
+	}
+	/* an instance at its max_connections_per_instance takes nothing, panic or not */
+	for (size_t i = 0; limit && i < s->n; i++) {
+		if (c[i].eligible && !balance_has_room(c[i].active, limit)) {
+			c[i].eligible = false;
+			(*full)++;
+		}
+	}
+	if (s->local && !panic) {
+		uint32_t spill = locality_spill_permille(local_routable, local_members,
+							 routable - local_routable,
+							 s->conf->locality.min_healthy_percent);
+		relay_pick_zone(s, c, spill == 0 ? false :
+				rng_below(&r->rw->rng, 1000) < spill);
 	}
 	struct balance_cursor cur = { 0 };
 	if (s->conf->balance == BALANCE_ROUND_ROBIN)
@@ -352,6 +396,8 @@ static struct backend *relay_choose(struct relay *r, uint64_t now)
 	size_t k = balance_pick(s->conf->balance, c, s->n, &cur, &r->rw->rng);
 	if (c != stack)
 		free(c);
+	if (k != BALANCE_NONE && s->local && !s->local[k])
+		atomic_fetch_add_explicit(&s->svc->out_of_zone, 1, memory_order_relaxed);
 	return k == BALANCE_NONE ? NULL : s->v[k];
 }
 
@@ -468,10 +514,38 @@ static void relay_upstream_connected(struct relay *r)
 	relay_tls_step(r);
 }
 
+/*
+ * proxy_protocol v2: the header goes first on a fresh upstream connection
+ * (never a pooled one: the configuration excludes pooling). The socket has
+ * just connected, so its empty send buffer takes the <= 52 bytes at once; a
+ * short write is treated as a failed connect.
+ */
+static bool relay_send_proxy_header(struct relay *r)
+{
+	struct sockaddr_storage src, dst;
+	socklen_t slen = sizeof(src), dlen = sizeof(dst);
+	uint8_t hdr[PROXY_HEADER_V2_MAX];
+	bool known = getpeername(r->cfd, (struct sockaddr *)&src, &slen) == 0 &&
+		     getsockname(r->cfd, (struct sockaddr *)&dst, &dlen) == 0;
+	size_t n = proxy_header_v2(known ? &src : NULL, known ? &dst : NULL, hdr);
+	return send(r->ufd, hdr, n, MSG_NOSIGNAL) == (ssize_t)n;
+}
+
+/* A fresh upstream connection is up: the PROXY header first, when asked for. */
+static void relay_connected(struct relay *r)
+{
+	if (r->set->conf->proxy_protocol == PROXY_PROTOCOL_V2 && !relay_send_proxy_header(r)) {
+		relay_connect_failed(r, "cannot write the PROXY header");
+		return;
+	}
+	relay_upstream_connected(r);
+}
+
 static void relay_connect_next(struct relay *r)
 {
 	const struct service_conf *conf = r->set->conf;
 	uint64_t now = now_ms();
+	size_t races = 0;	/* slots lost to another worker since the last attempt */
 
 	for (;;) {
 		/* retries <= CONFIG_MAX_RETRIES (the schema): tried[] holds every attempt */
@@ -479,17 +553,28 @@ static void relay_connect_next(struct relay *r)
 			relay_close(r, RELAY_CLOSE_CONNECT_FAILED);
 			return;
 		}
-		struct backend *be = relay_choose(r, now);
+		size_t full = 0;
+		struct backend *be = relay_choose(r, now, &full);
 		if (!be) {
+			if (full)
+				atomic_fetch_add_explicit(&r->set->svc->at_capacity, 1, memory_order_relaxed);
 			relay_close(r, r->attempts ? RELAY_CLOSE_CONNECT_FAILED : RELAY_CLOSE_NO_BACKEND);
 			return;
 		}
+		if (!backend_take_slot(be, conf->max_connections_per_instance)) {
+			/* another worker took the last slot: choose again; it now looks full */
+			if (++races <= r->set->n)
+				continue;
+			atomic_fetch_add_explicit(&r->set->svc->at_capacity, 1, memory_order_relaxed);
+			relay_close(r, r->attempts ? RELAY_CLOSE_CONNECT_FAILED : RELAY_CLOSE_NO_BACKEND);
+			return;
+		}
+		races = 0;
 		if (r->attempts)
 			atomic_fetch_add_explicit(&r->set->svc->retries, 1, memory_order_relaxed);
 		r->tried[r->attempts] = be;
 		r->attempts++;
-		r->be = backend_get(be);
-		atomic_fetch_add_explicit(&be->active, 1, memory_order_relaxed);
+		r->be = backend_get(be);	/* its slot in be->active is taken above */
 		atomic_fetch_add_explicit(&be->conn_total, 1, memory_order_relaxed);
 
 		if (conf->pool.reuse != REUSE_NONE || conf->pool.prewarm) {
@@ -519,7 +604,7 @@ static void relay_connect_next(struct relay *r)
 		r->ufd = fd;
 		if (connect(fd, (struct sockaddr *)&be->addr.ss, be->addr.len) == 0) {
 			relay_set_state(r, RELAY_CONNECTING);	/* the handshake's timeout */
-			relay_upstream_connected(r);
+			relay_connected(r);
 			return;
 		}
 		if (errno == EINPROGRESS) {
@@ -1012,7 +1097,7 @@ static void on_upstream_write(evutil_socket_t fd, short what, void *arg)
 			relay_connect_failed(r, strerror(err));
 			return;
 		}
-		relay_upstream_connected(r);
+		relay_connected(r);
 		return;
 	}
 	if (!half_flush_pipe(&r->c2u, r->ufd) || !half_flush(r, &r->c2u, r->ufd)) {
@@ -1108,7 +1193,8 @@ static void relay_close(struct relay *r, enum relay_close_reason why)
 	}
 	atomic_fetch_add_explicit(&rw->closes[why], 1, memory_order_relaxed);
 	/* A client that left at a boundary still leaves a reusable upstream. */
-	if (r->fr && why != RELAY_CLOSE_BACKEND_ERROR && why != RELAY_CLOSE_SHUTDOWN)
+	if (r->fr && why != RELAY_CLOSE_BACKEND_ERROR && why != RELAY_CLOSE_SHUTDOWN &&
+	    why != RELAY_CLOSE_BACKEND_DEMOTED)
 		relay_try_pool(r);
 	framing_free(r->fr);
 	r->fr = NULL;
@@ -1143,6 +1229,16 @@ void relay_close_all(struct relay_worker *rw)
 {
 	while (rw->live)
 		relay_close(rw->live, RELAY_CLOSE_SHUTDOWN);
+}
+
+void relay_close_backend(struct relay_worker *rw, const struct backend *be)
+{
+	struct relay *next;
+	for (struct relay *r = rw->live; r; r = next) {
+		next = r->next;		/* relay_close() unlinks r only */
+		if (r->be == be && (r->state == RELAY_CONNECTING || r->state == RELAY_ESTABLISHED))
+			relay_close(r, RELAY_CLOSE_BACKEND_DEMOTED);
+	}
 }
 
 void relay_reap(struct relay_worker *rw)

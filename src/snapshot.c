@@ -108,6 +108,13 @@ int snapshot_render(const struct config *cfg, long entry, uint64_t timeout_ms, F
 			seen = strcmp(s.waiting[j], sc->name) == 0;
 		if (sc->discovery.type == DISCOVERY_STATIC || seen)
 			continue;
+		if (sc->discovery.type == DISCOVERY_SENTINEL) {
+			/* followed by the daemon only: this one-time look has no sentinel client */
+			fprintf(err, "zklb render: service %s: discovery type sentinel is not read by "
+				"the one-time look\n", sc->name);
+			rc = 1;
+			continue;
+		}
 		s.waiting[s.n_waiting++] = sc->name;
 		if (discovery_watch(disc, sc) != 0) {
 			fprintf(err, "zklb render: cannot watch %s\n", sc->discovery.path);

@@ -260,6 +260,10 @@ static void handle_msg(struct worker *w, struct worker_msg *m)
 	case WORKER_MSG_DRAIN:
 		worker_drain(w);
 		break;
+	case WORKER_MSG_CLOSE_BACKEND:
+		relay_close_backend(&w->relay, m->be);
+		backend_put(m->be);
+		break;
 	case WORKER_MSG_STOP:
 		worker_drain(w);
 		relay_close_all(&w->relay);
@@ -403,6 +407,15 @@ void worker_post_simple(struct worker *w, enum worker_msg_kind kind, const char 
 	m->kind = kind;
 	m->key = key ? xstrdup(key) : NULL;
 	m->fd = -1;
+	worker_post(w, m);
+}
+
+void worker_post_close_backend(struct worker *w, struct backend *be)
+{
+	struct worker_msg *m = xcalloc(1, sizeof(*m));
+	m->kind = WORKER_MSG_CLOSE_BACKEND;
+	m->fd = -1;
+	m->be = backend_get(be);
 	worker_post(w, m);
 }
 

@@ -73,7 +73,21 @@ static void config_cross_check(struct schema_ctx *v, const json_t *root, const j
 		struct schema_path dp = { &np, "discovery", 0, sobj };
 		struct schema_path tp = { &dp, "type", 0, dobj };
 		struct schema_path lp = { &np, "listen", 0, sobj };
-		if (!cfg->zookeeper.hosts && s->discovery.type != DISCOVERY_STATIC)
+		if (s->proxy_protocol != PROXY_PROTOCOL_NONE &&
+		    (s->pool.reuse != REUSE_NONE || s->pool.prewarm)) {
+			/* a pooled connection was opened for nobody, or for another client */
+			struct schema_path pp = { &np, "proxy_protocol", 0, sobj };
+			schema_error(v, &pp, false, "excludes pool.reuse and pool.prewarm: a pooled "
+				     "connection cannot carry a per-client PROXY header");
+		}
+		if (s->locality.prefer == LOCALITY_ZONE && !cfg->zone) {
+			const json_t *lobj = sobj ? json_object_get(sobj, "locality") : NULL;
+			struct schema_path lcp = { &np, "locality", 0, sobj };
+			struct schema_path pp = { &lcp, "prefer", 0, lobj };
+			schema_error(v, &pp, false, "prefer: zone needs zone: or zone_file: at the top level");
+		}
+		if (!cfg->zookeeper.hosts && s->discovery.type != DISCOVERY_STATIC &&
+		    s->discovery.type != DISCOVERY_SENTINEL)
 			schema_error(v, &tp, false, "type %s needs a zookeeper: section",
 			     discovery_kind_name(s->discovery.type));
 		for (size_t j = 0; j < i; j++) {
@@ -104,6 +118,10 @@ static void config_cross_check(struct schema_ctx *v, const json_t *root, const j
 			}
 		}
 	}
+	if (root && json_object_get(root, "zone") && json_object_get(root, "zone_file")) {
+		struct schema_path zp = { NULL, "zone_file", 0, root };
+		schema_error(v, &zp, true, "zone and zone_file exclude each other");
+	}
 	static const char *const zk_users[] = { "announce", "sync" };
 	for (size_t i = 0; root && !cfg->zookeeper.hosts && i < ARRAY_SIZE(zk_users); i++) {
 		const json_t *list = json_object_get(root, zk_users[i]);
@@ -121,6 +139,8 @@ static void check_free(struct check_conf *c)
 	free(c->send);
 	free(c->expect);
 	free(c->path);
+	free(c->password_file);
+	free(c->user);
 }
 
 static void service_free(struct service_conf *s)
@@ -130,8 +150,14 @@ static void service_free(struct service_conf *s)
 	free(s->discovery.path);
 	for (size_t i = 0; i < s->discovery.n_backends; i++)
 		free(s->discovery.backends[i].address);
+	for (size_t i = 0; i < s->discovery.n_sentinels; i++)
+		free(s->discovery.sentinels[i].address);
+	free(s->discovery.sentinels);
+	free(s->discovery.master_name);
+	free(s->discovery.password_file);
 	free(s->discovery.backends);
 	check_free(&s->health.check);
+	free(s->locality.zone_key);
 	free(s->tls.ca);
 	free(s->tls.cert);
 	free(s->tls.key);
@@ -162,6 +188,7 @@ void config_free(struct config *cfg)
 	free(cfg->zookeeper.auth);
 	free(cfg->zookeeper.config_path);
 	free(cfg->cache_dir);
+	free(cfg->zone);
 	free(cfg->admin_listen);
 	free(cfg->access_log);
 	free(cfg->admin_token_file);
@@ -230,6 +257,8 @@ static void check_copy(struct check_conf *dst, const struct check_conf *src)
 	dst->send = dup_bytes(src->send, src->send_len);
 	dst->expect = dup_bytes(src->expect, src->expect_len);
 	dst->path = dup_or_null(src->path);
+	dst->password_file = dup_or_null(src->password_file);
+	dst->user = dup_or_null(src->user);
 }
 
 static void service_copy(struct service_conf *dst, const struct service_conf *src)
@@ -239,6 +268,16 @@ static void service_copy(struct service_conf *dst, const struct service_conf *sr
 	dst->listen = dup_or_null(src->listen);
 	dst->discovery.path = dup_or_null(src->discovery.path);
 	dst->discovery.backends = NULL;
+	dst->discovery.sentinels = NULL;
+	if (src->discovery.n_sentinels) {
+		dst->discovery.sentinels = xcalloc(src->discovery.n_sentinels, sizeof(struct static_backend));
+		for (size_t i = 0; i < src->discovery.n_sentinels; i++) {
+			dst->discovery.sentinels[i] = src->discovery.sentinels[i];
+			dst->discovery.sentinels[i].address = dup_or_null(src->discovery.sentinels[i].address);
+		}
+	}
+	dst->discovery.master_name = dup_or_null(src->discovery.master_name);
+	dst->discovery.password_file = dup_or_null(src->discovery.password_file);
 	if (src->discovery.n_backends) {
 		dst->discovery.backends = xcalloc(src->discovery.n_backends, sizeof(struct static_backend));
 		for (size_t i = 0; i < src->discovery.n_backends; i++) {
@@ -247,6 +286,7 @@ static void service_copy(struct service_conf *dst, const struct service_conf *sr
 		}
 	}
 	check_copy(&dst->health.check, &src->health.check);
+	dst->locality.zone_key = dup_or_null(src->locality.zone_key);
 	dst->tls.ca = dup_or_null(src->tls.ca);
 	dst->tls.cert = dup_or_null(src->tls.cert);
 	dst->tls.key = dup_or_null(src->tls.key);
@@ -267,6 +307,7 @@ static struct config *config_copy_base(const struct config *src)
 	cfg->zookeeper.auth = dup_or_null(src->zookeeper.auth);
 	cfg->zookeeper.config_path = dup_or_null(src->zookeeper.config_path);
 	cfg->cache_dir = dup_or_null(src->cache_dir);
+	cfg->zone = dup_or_null(src->zone);
 	cfg->admin_listen = dup_or_null(src->admin_listen);
 	cfg->access_log = dup_or_null(src->access_log);
 	cfg->admin_token_file = dup_or_null(src->admin_token_file);

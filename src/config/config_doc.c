@@ -34,6 +34,10 @@ static const struct config_doc_row doc_rows[] = {
 	  "for a restart while ZooKeeper is down." },
 	{ "workers", "integer 1..256, or auto",
 	  "Data-plane threads; auto = the number of online CPUs." },
+	{ "zone", "1 to 63 printable bytes, no spaces",
+	  "This host's zone, for services with locality: {prefer: zone}." },
+	{ "zone_file", "absolute path",
+	  "A file whose first line is this host's zone (read at start and reload); excludes zone:." },
 	{ "drain_timeout", NULL,
 	  "How long open connections may finish after SIGTERM before zklb exits." },
 	{ "max_connections", NULL,
@@ -71,7 +75,7 @@ static const struct config_doc_row doc_rows[] = {
 	{ "services.NAME.discovery", NULL, "Where the service's instances come from." },
 	{ "services.NAME.discovery.type", NULL,
 	  "curator: Apache Curator x-discovery instances; serverset: Finagle/Aurora member_* "
-	  "nodes; static: the backends list." },
+	  "nodes; static: the backends list; sentinel: the primary Redis Sentinel names." },
 	{ "services.NAME.discovery.path", NULL,
 	  "The znode whose children are the instances (Curator: basePath/serviceName). "
 	  "Required for curator and serverset." },
@@ -101,6 +105,17 @@ static const struct config_doc_row doc_rows[] = {
 	{ "services.NAME.discovery.backends", "list of host:port [weight=N] strings",
 	  "The instances of a static service, weight 1..256 (default 1); host names are allowed. "
 	  "Required for static." },
+	{ "services.NAME.discovery.sentinels", "list of host:port strings",
+	  "sentinel only, and required there: the Sentinels, asked in this order (1 to 16)." },
+	{ "services.NAME.discovery.master_name", "non-empty string",
+	  "sentinel only, and required there: the master name the Sentinels monitor." },
+	{ "services.NAME.discovery.close_grace", NULL,
+	  "sentinel only: after a failover, connections still open to the demoted primary are "
+	  "closed after this long (writes to it fail); 0 closes them at once." },
+	{ "services.NAME.discovery.query_timeout", NULL,
+	  "sentinel only: one query to a Sentinel or a ROLE to the primary, connect included." },
+	{ "services.NAME.discovery.password_file", "absolute path",
+	  "sentinel only: the AUTH password for ROLE on the Redis servers; refused when others may read it." },
 	{ "services.NAME.balance", NULL,
 	  "least_conn (weighted), p2c (power of two choices), round_robin or random." },
 	{ "services.NAME.slow_start", NULL,
@@ -121,6 +136,12 @@ static const struct config_doc_row doc_rows[] = {
 	{ "services.NAME.denied_networks", "list of CIDR prefixes, addresses or reserved",
 	  "As the top-level denied_networks, for this service only (replaces the global list). "
 	  "The overlay may not set it." },
+	{ "services.NAME.proxy_protocol", NULL,
+	  "v2: write a PROXY protocol v2 header (the client's address and the one it connected to) "
+	  "first on each upstream connection. Excludes pool.reuse and pool.prewarm." },
+	{ "services.NAME.max_connections_per_instance", "0..1000000",
+	  "No instance gets more open connections than this from zklb (all workers); when every "
+	  "one is full, a new client is closed as no_backend and counted. 0 = no limit." },
 	{ "services.NAME.health", NULL, "Passive ejection, panic mode and the active check." },
 	{ "services.NAME.health.failures_to_eject", NULL,
 	  "Consecutive connect failures (or resets before the first byte) that eject an instance." },
@@ -134,7 +155,9 @@ static const struct config_doc_row doc_rows[] = {
 	  "An active health check; without it, health is passive only. With it, a new instance "
 	  "takes traffic after its first pass." },
 	{ "services.NAME.health.check.type", NULL,
-	  "tcp: connect; send_expect: send bytes, expect a reply prefix; http: GET path, expect 2xx or 3xx." },
+	  "tcp: connect; send_expect: send bytes, expect a reply prefix; http: GET path, expect 2xx or 3xx; "
+	  "redis_role: AUTH (with password_file) then ROLE, expect the wanted role; "
+	  "mysql_primary: log in as user, expect @@global.read_only = 0." },
 	{ "services.NAME.health.check.interval", NULL, "Between checks of one instance (with 10% jitter)." },
 	{ "services.NAME.health.check.timeout", NULL, "Per check." },
 	{ "services.NAME.health.check.rise", NULL, "Passes in a row that bring an instance up." },
@@ -143,6 +166,14 @@ static const struct config_doc_row doc_rows[] = {
 	{ "services.NAME.health.check.expect", "non-empty string",
 	  "send_expect only, and required there: the prefix the reply must start with." },
 	{ "services.NAME.health.check.path", NULL, "http only: the path requested." },
+	{ "services.NAME.health.check.role", NULL,
+	  "redis_role only: master passes on ROLE master, replica on ROLE slave." },
+	{ "services.NAME.health.check.password_file", "absolute path",
+	  "redis_role and mysql_primary only: the password, read from this file; refused when "
+	  "others may read it." },
+	{ "services.NAME.health.check.user", "1 to 80 bytes",
+	  "mysql_primary only, and required there: the user the check logs in as "
+	  "(mysql_native_password)." },
 	{ "services.NAME.pool", NULL, "The upstream connection pool." },
 	{ "services.NAME.pool.prewarm", NULL,
 	  "Idle upstream connections kept open per backend (at most max_idle)." },
@@ -151,6 +182,15 @@ static const struct config_doc_row doc_rows[] = {
 	{ "services.NAME.pool.max_idle", NULL, "Idle pooled connections per backend." },
 	{ "services.NAME.pool.idle_timeout", NULL,
 	  "A pooled connection unused this long is closed; keep it below the backend's own keep-alive timeout." },
+	{ "services.NAME.locality", NULL, "Zone-aware routing (needs zone: or zone_file:)." },
+	{ "services.NAME.locality.prefer", NULL,
+	  "none: zones are ignored; zone: new connections stay in the local zone while enough of "
+	  "it is routable." },
+	{ "services.NAME.locality.zone_key", "non-empty string",
+	  "The payload key (Curator payload field, ServerSet metadata) that holds an instance's zone." },
+	{ "services.NAME.locality.min_healthy_percent", "0..100",
+	  "Below this share of routable local instances, the share the zone lacks spills to the "
+	  "other zones (Envoy's locality weighting); panic mode still applies to the whole set." },
 	{ "services.NAME.tls", NULL,
 	  "Upstream TLS: zklb is the TLS client, applications keep talking plain TCP to it. "
 	  "Discovered instances are reached on their sslPort (one without is not routed); static "

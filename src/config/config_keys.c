@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "instance.h"
+#include "secret.h"
 #include "util.h"
 
 /* ---- the schema ------------------------------------------------------------------ */
@@ -50,11 +51,14 @@ static const struct schema_enum balance_names[] = {
 };
 static const struct schema_enum discovery_names[] = {
 	{ "static", DISCOVERY_STATIC }, { "curator", DISCOVERY_CURATOR },
-	{ "serverset", DISCOVERY_SERVERSET }, { NULL, 0 },
+	{ "serverset", DISCOVERY_SERVERSET }, { "sentinel", DISCOVERY_SENTINEL }, { NULL, 0 },
 };
 static const struct schema_enum check_names[] = {
 	{ "tcp", CHECK_TCP }, { "send_expect", CHECK_SEND_EXPECT }, { "http", CHECK_HTTP },
-	{ NULL, 0 },
+	{ "redis_role", CHECK_REDIS_ROLE }, { "mysql_primary", CHECK_MYSQL_PRIMARY }, { NULL, 0 },
+};
+static const struct schema_enum redis_role_names[] = {
+	{ "master", REDIS_ROLE_MASTER }, { "replica", REDIS_ROLE_REPLICA }, { NULL, 0 },
 };
 static const struct schema_enum reuse_names[] = {
 	{ "none", REUSE_NONE }, { "http1", REUSE_HTTP1 }, { "redis", REUSE_REDIS },
@@ -83,6 +87,7 @@ static void fn_sync(struct schema_ctx *v, const struct schema_path *p, const jso
 static void fn_render(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_abs_path(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_backends(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_sentinels(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_bytes(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_http_path(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_payload(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
@@ -99,6 +104,10 @@ static void fn_overlay_networks(struct schema_ctx *v, const struct schema_path *
 static void fn_abs_dir(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_hostnames(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_tls_version(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_secret_file(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_mysql_user(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_zone(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_zone_file(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 
 static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_check(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
@@ -152,6 +161,11 @@ static const struct schema_key discovery_keys[] = {
 	{ "allow_hostnames", S_FN,      "auto",          S_RELOAD,        AT(discovery_conf, hostnames),         NULL,              fn_hostnames },
 	{ "max_lookups",     S_U32,     "4",             S_RELOAD,        AT(discovery_conf, max_lookups),       &r_lookups,        NULL },
 	{ "lookup_timeout",  S_DUR,     "5s",            S_RELOAD,        AT(discovery_conf, lookup_timeout_ms), &r_positive,       NULL },
+	{ "sentinels",       S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_sentinels },
+	{ "master_name",     S_STR,     NULL,            S_RELOAD,        AT(discovery_conf, master_name),       NULL,              fn_nonempty },
+	{ "close_grace",     S_DUR,     "2s",            S_RELOAD,        AT(discovery_conf, close_grace_ms),    NULL,              NULL },
+	{ "query_timeout",   S_DUR,     "500ms",         S_RELOAD,        AT(discovery_conf, query_timeout_ms),  &r_positive,       NULL },
+	{ "password_file",   S_STR,     NULL,            S_RELOAD,        AT(discovery_conf, password_file),     NULL,              fn_secret_file },
 };
 static const struct schema_section discovery_section = SECTION(discovery_keys, finish_discovery);
 
@@ -164,6 +178,9 @@ static const struct schema_key check_keys[] = {
 	{ "send",            S_FN,      NULL,            S_RELOAD,        AT(check_conf, send),                  NULL,              fn_bytes },
 	{ "expect",          S_FN,      NULL,            S_RELOAD,        AT(check_conf, expect),                NULL,              fn_bytes },
 	{ "path",            S_STR,     "/",             S_RELOAD,        AT(check_conf, path),                  NULL,              fn_http_path },
+	{ "role",            S_ENUM,    "master",        S_RELOAD,        AT(check_conf, role),                  redis_role_names,  NULL },
+	{ "password_file",   S_STR,     NULL,            S_RELOAD,        AT(check_conf, password_file),         NULL,              fn_secret_file },
+	{ "user",            S_STR,     NULL,            S_RELOAD,        AT(check_conf, user),                  NULL,              fn_mysql_user },
 };
 static const struct schema_section check_section = SECTION(check_keys, finish_check);
 
@@ -176,6 +193,19 @@ static const struct schema_key health_keys[] = {
 	{ "check",           S_SECTION, NULL,            S_RELOAD,        AT(health_conf, check),                &check_section,    NULL },
 };
 static const struct schema_section health_section = SECTION(health_keys, finish_health);
+
+static const struct schema_enum proxy_protocol_names[] = {
+	{ "none", PROXY_PROTOCOL_NONE }, { "v2", PROXY_PROTOCOL_V2 }, { NULL, 0 },
+};
+static const struct schema_enum locality_names[] = {
+	{ "none", LOCALITY_NONE }, { "zone", LOCALITY_ZONE }, { NULL, 0 },
+};
+static const struct schema_key locality_keys[] = {
+	{ "prefer",          S_ENUM,    "none",          S_RELOAD,        AT(locality_conf, prefer),             locality_names,    NULL },
+	{ "zone_key",        S_STR,     "zone",          S_RELOAD,        AT(locality_conf, zone_key),           NULL,              fn_nonempty },
+	{ "min_healthy_percent", S_U32, "70",            S_RELOAD,        AT(locality_conf, min_healthy_percent), &r_pct,           NULL },
+};
+static const struct schema_section locality_section = SECTION(locality_keys, NULL);
 
 static const struct schema_key pool_keys[] = {
 	{ "prewarm",         S_U32,     "0",             S_RELOAD,        AT(pool_conf, prewarm),                &r_count,          NULL },
@@ -207,12 +237,15 @@ static const struct schema_key service_keys[] = {
 	{ "idle_timeout",    S_DUR,     "5m",            S_RELOAD,        AT(service_conf, idle_timeout_ms),     NULL,              NULL },
 	{ "max_buffer",      S_SIZE,    "64k",           S_RELOAD,        AT(service_conf, max_buffer),          &r_buffer,         NULL },
 	{ "retries",         S_U32,     "2",             S_RELOAD,        AT(service_conf, retries),             &r_retries,        NULL },
+	{ "proxy_protocol",  S_ENUM,    "none",          S_RELOAD,        AT(service_conf, proxy_protocol),      proxy_protocol_names, NULL },
+	{ "max_connections_per_instance", S_U32, "0",    S_RELOAD,        AT(service_conf, max_connections_per_instance), &r_count, NULL },
 	{ "health",          S_SECTION, NULL,            S_RELOAD,        AT(service_conf, health),              &health_section,   NULL },
 	{ "pool",            S_SECTION, NULL,            S_RELOAD,        AT(service_conf, pool),                &pool_section,     NULL },
 	{ "tls",             S_SECTION, NULL,            S_RELOAD,        AT(service_conf, tls),                 &tls_section,      NULL },
 	{ "max_connections", S_U32,     "0",             S_RELOAD,        AT(service_conf, max_connections),     &r_count,          NULL },
 	{ "allowed_networks", S_FN,     NULL,            S_RELOAD,        AT(service_conf, allowed_networks),    NULL,              fn_networks },
 	{ "denied_networks", S_FN,      NULL,            S_RELOAD,        AT(service_conf, denied_networks),     NULL,              fn_networks },
+	{ "locality",        S_SECTION, NULL,            S_RELOAD,        AT(service_conf, locality),            &locality_section, NULL },
 };
 static const struct schema_section service_section = SECTION(service_keys, NULL);
 
@@ -287,6 +320,8 @@ static const struct schema_key top_keys[] = {
 	{ "cache_dir",       S_STR,     NULL,            0,               AT(config, cache_dir),                 NULL,              fn_nonempty },
 	{ "workers",         S_FN,      "auto",          0,               AT(config, workers),                   &as_u32,           fn_workers },
 	{ "drain_timeout",   S_DUR,     "30s",           S_RELOAD,        AT(config, drain_timeout_ms),          NULL,              NULL },
+	{ "zone",            S_STR,     NULL,            S_RELOAD,        AT(config, zone),                      NULL,              fn_zone },
+	{ "zone_file",       S_FN,      NULL,            S_RELOAD,        AT(config, zone),                      NULL,              fn_zone_file },
 	{ "admin",           S_SECTION, NULL,            0,               0,                                     &admin_section,    NULL },
 	{ "log",             S_SECTION, NULL,            S_RELOAD,        0,                                     &log_section,      NULL },
 	{ "services",        S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_services },
@@ -360,6 +395,78 @@ static void fn_token_file(struct schema_ctx *v, const struct schema_path *p, con
 			     "chmod 600 it", path, (unsigned)(st.st_mode & 07777));
 	else if (st.st_size == 0)
 		schema_error(v, p, false, "%s is empty", path);
+}
+
+/* A zone name: 1..63 printable bytes, no spaces (it is compared with payload values). */
+static bool zone_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > 63)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+			return false;
+	return true;
+}
+
+static void fn_zone(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	if (!zone_ok(json_string_value(val), json_string_length(val)))
+		schema_error(v, p, false, "must be 1 to 63 printable bytes without spaces");
+}
+
+/* zone_file: the zone is the file's first line, read now (absolute path). */
+static void fn_zone_file(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	char **dst = field;
+	char buf[128];
+	if (!schema_want(v, p, val, json_is_string(val), "an absolute path"))
+		return;
+	const char *path = json_string_value(val);
+	if (path[0] != '/') {
+		schema_error(v, p, false, "must be an absolute path");
+		return;
+	}
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		schema_error(v, p, false, "%s: %s", path, strerror(errno));
+		return;
+	}
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	n = strcspn(buf, "\r\n");
+	if (!zone_ok(buf, n)) {
+		schema_error(v, p, false, "%s: its first line must be a zone name (1 to 63 printable "
+			     "bytes without spaces)", path);
+		return;
+	}
+	free(*dst);
+	*dst = xmalloc(n + 1);
+	memcpy(*dst, buf, n);
+	(*dst)[n] = '\0';
+}
+
+/* A MySQL user name: 1..80 bytes (MariaDB's limit), no NUL (YAML cannot give one). */
+static void fn_mysql_user(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	size_t n = json_string_length(val);
+	if (n == 0 || n > 80)
+		schema_error(v, p, false, "must be 1 to 80 bytes");
+}
+
+/* A password file: absolute, and readable now by its owner only (secret.h). */
+static void fn_secret_file(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	char err[256];
+	const char *path = json_string_value(val);
+	if (path[0] != '/') {
+		schema_error(v, p, false, "must be an absolute path");
+		return;
+	}
+	char *s = secret_read(path, err, sizeof(err));
+	if (!s)
+		schema_error(v, p, false, "%s", err);
+	secret_free(s);
 }
 
 static void fn_abs_path(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
@@ -648,6 +755,41 @@ static void fn_abs_dir(struct schema_ctx *v, const struct schema_path *p, const 
 		schema_error(v, p, false, "must be an absolute directory path");
 }
 
+/* sentinel: a list of "host:port" (IP literals or names), at most 16, no duplicates. */
+static void fn_sentinels(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	struct discovery_conf *d = field;
+	if (!schema_want(v, p, val, json_is_array(val), "a list of \"host:port\""))
+		return;
+	size_t n = json_array_size(val);
+	if (n == 0 || n > 16) {
+		schema_error(v, p, false, "must list 1 to 16 sentinels");
+		return;
+	}
+	d->sentinels = xcalloc(n, sizeof(*d->sentinels));
+	for (size_t i = 0; i < n; i++) {
+		const json_t *item = json_array_get(val, i);
+		struct schema_path ip = { p, NULL, i, val };
+		if (!schema_want(v, &ip, item, json_is_string(item), "\"host:port\""))
+			continue;
+		struct static_backend *b = &d->sentinels[d->n_sentinels];
+		bool ok = addr_check(v, &ip, item, json_string_value(item), false, b->host, &b->port);
+		for (size_t j = 0; ok && j < d->n_sentinels; j++) {
+			if (d->sentinels[j].port == b->port && strcasecmp(d->sentinels[j].host, b->host) == 0) {
+				schema_error(v, &ip, false, "duplicate sentinel %s", d->sentinels[j].address);
+				ok = false;
+			}
+		}
+		if (ok) {
+			b->address = xstrdup(json_string_value(item));
+			b->weight = 1;
+			d->n_sentinels++;
+		} else {
+			memset(b, 0, sizeof(*b));
+		}
+	}
+}
+
 static void fn_backends(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
 {
 	struct discovery_conf *d = field;
@@ -721,6 +863,14 @@ static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, 
 			     (d->hostnames == DISCOVERY_HOSTNAMES_AUTO && d->type != DISCOVERY_CURATOR);
 	if (!obj || !schema_has(obj, "type"))
 		return;
+	static const char *const sentinel_only[] = {
+		"sentinels", "master_name", "close_grace", "query_timeout", "password_file",
+	};
+	for (size_t i = 0; d->type != DISCOVERY_SENTINEL && i < ARRAY_SIZE(sentinel_only); i++) {
+		struct schema_path kp = { p, sentinel_only[i], 0, obj };
+		if (schema_has(obj, sentinel_only[i]))
+			schema_error(v, &kp, true, "only used with type sentinel");
+	}
 	if (d->type == DISCOVERY_STATIC) {
 		if (schema_has(obj, "path")) {
 			struct schema_path kp = { p, "path", 0, obj };
@@ -729,6 +879,19 @@ static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, 
 		if (!schema_has(obj, "backends")) {
 			struct schema_path kp = { p, "backends", 0, obj };
 			schema_error(v, &kp, true, "required key is missing (type static)");
+		}
+	} else if (d->type == DISCOVERY_SENTINEL) {
+		static const char *const refused[] = { "path", "backends" };
+		static const char *const required[] = { "sentinels", "master_name" };
+		for (size_t i = 0; i < ARRAY_SIZE(refused); i++) {
+			struct schema_path kp = { p, refused[i], 0, obj };
+			if (schema_has(obj, refused[i]))
+				schema_error(v, &kp, true, "not used with type sentinel");
+		}
+		for (size_t i = 0; i < ARRAY_SIZE(required); i++) {
+			struct schema_path kp = { p, required[i], 0, obj };
+			if (!schema_has(obj, required[i]))
+				schema_error(v, &kp, true, "required key is missing (type sentinel)");
 		}
 	} else {
 		if (schema_has(obj, "backends")) {
@@ -750,12 +913,22 @@ static void finish_check(struct schema_ctx *v, const struct schema_path *p, cons
 		return;
 	static const struct { const char *key; enum check_kind kind; } only[] = {
 		{ "send", CHECK_SEND_EXPECT }, { "expect", CHECK_SEND_EXPECT }, { "path", CHECK_HTTP },
+		{ "role", CHECK_REDIS_ROLE }, { "user", CHECK_MYSQL_PRIMARY },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(only); i++) {
 		if (schema_has(obj, only[i].key) && c->type != only[i].kind) {
 			struct schema_path kp = { p, only[i].key, 0, obj };
 			schema_error(v, &kp, true, "only used with type %s", check_kind_name(only[i].kind));
 		}
+	}
+	if (schema_has(obj, "password_file") && c->type != CHECK_REDIS_ROLE &&
+	    c->type != CHECK_MYSQL_PRIMARY) {
+		struct schema_path kp = { p, "password_file", 0, obj };
+		schema_error(v, &kp, true, "only used with type redis_role or mysql_primary");
+	}
+	if (c->type == CHECK_MYSQL_PRIMARY && !schema_has(obj, "user")) {
+		struct schema_path kp = { p, "user", 0, obj };
+		schema_error(v, &kp, true, "required key is missing (type mysql_primary)");
 	}
 	if (c->type == CHECK_SEND_EXPECT && !schema_has(obj, "expect")) {
 		struct schema_path kp = { p, "expect", 0, obj };

@@ -143,6 +143,17 @@ static void test_cmp_load(void **state)
 	assert_string_equal(balance_ops_get(BALANCE_P2C)->name, "p2c");
 }
 
+/* max_connections_per_instance: 0 is no limit; the limit itself is full. */
+static void test_has_room(void **state)
+{
+	assert_true(balance_has_room(0, 0));
+	assert_true(balance_has_room(UINT32_MAX, 0));
+	assert_true(balance_has_room(2, 3));
+	assert_false(balance_has_room(3, 3));
+	assert_false(balance_has_room(4, 3));
+	assert_false(balance_has_room(0, 0) && !balance_has_room(0, 1));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -155,6 +166,7 @@ int main(void)
 		cmocka_unit_test(test_round_robin),
 		cmocka_unit_test(test_random_weighted),
 		cmocka_unit_test(test_cmp_load),
+		cmocka_unit_test(test_has_room),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -343,6 +345,124 @@ static void test_sections_without_body(void **state)
 	config_free(cfg);
 }
 
+/* redis_role: role and password_file belong to it; the file must be private. */
+static void test_redis_role_check(void **state)
+{
+	char dir[] = "/tmp/zklb-cfg-XXXXXX";
+	char yaml[512], pw[64];
+	assert_non_null(mkdtemp(dir));
+	snprintf(pw, sizeof(pw), "%s/pw", dir);
+	FILE *f = fopen(pw, "w");
+	assert_non_null(f);
+	fputs("hunter2\n", f);
+	fclose(f);
+	chmod(pw, 0600);
+
+	snprintf(yaml, sizeof(yaml), STATIC_SVC "    health:\n      check: {type: redis_role, "
+		 "role: replica, password_file: \"%s\"}\n", pw);
+	struct config *cfg = load_ok(yaml);
+	assert_int_equal(cfg->services[0].health.check.type, CHECK_REDIS_ROLE);
+	assert_int_equal(cfg->services[0].health.check.role, REDIS_ROLE_REPLICA);
+	assert_string_equal(cfg->services[0].health.check.password_file, pw);
+	config_free(cfg);
+	cfg = load_ok(STATIC_SVC "    health:\n      check: {type: redis_role}\n");
+	assert_int_equal(cfg->services[0].health.check.role, REDIS_ROLE_MASTER);
+	assert_null(cfg->services[0].health.check.password_file);
+	config_free(cfg);
+
+	expect_error(STATIC_SVC "    health:\n      check: {type: tcp, role: master}\n",
+		     "t.yaml:6:26: services.web.health.check.role: only used with type redis_role");
+	expect_error(STATIC_SVC "    health:\n      check: {type: redis_role, password_file: pw}\n",
+		     "t.yaml:6:48: services.web.health.check.password_file: must be an absolute path");
+	chmod(pw, 0604);
+	char want[256];
+	snprintf(want, sizeof(want), "t.yaml:6:48: services.web.health.check.password_file: %s: "
+		 "readable or writable by others (mode 0604); chmod o-rw", pw);
+	snprintf(yaml, sizeof(yaml), STATIC_SVC "    health:\n      check: {type: redis_role, "
+		 "password_file: \"%s\"}\n", pw);
+	expect_error(yaml, want);
+	unlink(pw);
+	rmdir(dir);
+}
+
+/* sentinel discovery: its keys, required ones, and no zookeeper: needed. */
+static void test_sentinel_discovery(void **state)
+{
+	struct config *cfg = load_ok("services:\n  r:\n    listen: \"127.0.0.1:6380\"\n"
+				     "    discovery: {type: sentinel, sentinels: [\"127.0.0.1:26379\", "
+				     "\"[::1]:26380\"], master_name: mymaster, close_grace: 1s}\n");
+	const struct discovery_conf *d = &cfg->services[0].discovery;
+	assert_int_equal(d->type, DISCOVERY_SENTINEL);
+	assert_int_equal(d->n_sentinels, 2);
+	assert_string_equal(d->sentinels[1].host, "::1");
+	assert_int_equal(d->sentinels[1].port, 26380);
+	assert_string_equal(d->master_name, "mymaster");
+	assert_int_equal(d->close_grace_ms, 1000);
+	assert_int_equal(d->query_timeout_ms, 500);
+	config_free(cfg);
+
+	expect_error("services:\n  r:\n    listen: \"127.0.0.1:6380\"\n"
+		     "    discovery: {type: sentinel, master_name: m}\n",
+		     "t.yaml:4:5: services.r.discovery.sentinels: required key is missing (type sentinel)");
+	expect_error("services:\n  r:\n    listen: \"127.0.0.1:6380\"\n"
+		     "    discovery: {type: sentinel, sentinels: [\"127.0.0.1:1\", \"127.0.0.1:1\"], "
+		     "master_name: m}\n",
+		     "t.yaml:4:60: services.r.discovery.sentinels[1]: duplicate sentinel 127.0.0.1:1");
+	expect_error(STATIC_SVC "    health: {}\n  x:\n    listen: \"127.0.0.1:1\"\n"
+		     "    discovery: {type: static, backends: [\"127.0.0.1:2\"], master_name: m}\n",
+		     "t.yaml:8:58: services.x.discovery.master_name: only used with type sentinel");
+}
+
+/* zone / zone_file and a service's locality: section. */
+static void test_zone_and_locality(void **state)
+{
+	char dir[] = "/tmp/zklb-zone-XXXXXX", path[64], yaml[512];
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/zone", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("eu-1b\nignored\n", f);
+	fclose(f);
+
+	snprintf(yaml, sizeof(yaml), "zone_file: %s\n" STATIC_SVC "    locality: {prefer: zone}\n", path);
+	struct config *cfg = load_ok(yaml);
+	assert_string_equal(cfg->zone, "eu-1b");
+	assert_int_equal(cfg->services[0].locality.prefer, LOCALITY_ZONE);
+	assert_string_equal(cfg->services[0].locality.zone_key, "zone");
+	assert_int_equal(cfg->services[0].locality.min_healthy_percent, 70);
+	config_free(cfg);
+	cfg = load_ok("zone: a\n" STATIC_SVC "    locality: {prefer: zone, zone_key: az, min_healthy_percent: 50}\n");
+	assert_string_equal(cfg->zone, "a");
+	assert_string_equal(cfg->services[0].locality.zone_key, "az");
+	config_free(cfg);
+
+	expect_error(STATIC_SVC "    locality: {prefer: zone}\n",
+		     "t.yaml:5:24: services.web.locality.prefer: prefer: zone needs zone: or zone_file: at "
+		     "the top level");
+	snprintf(yaml, sizeof(yaml), "zone: a\nzone_file: %s\n" STATIC_SVC, path);
+	expect_error(yaml, "t.yaml:2:1: zone_file: zone and zone_file exclude each other");
+	expect_error("zone: \"a b\"\n" STATIC_SVC,
+		     "t.yaml:1:7: zone: must be 1 to 63 printable bytes without spaces");
+	expect_error("zone: a\n" STATIC_SVC "    locality: {min_healthy_percent: 101}\n",
+		     "t.yaml:6:37: services.web.locality.min_healthy_percent: 101 is out of range 0..100");
+	unlink(path);
+	rmdir(dir);
+}
+
+/* proxy_protocol v2 and pooling exclude each other. */
+static void test_proxy_protocol_excludes_pooling(void **state)
+{
+	struct config *cfg = load_ok(STATIC_SVC "    proxy_protocol: v2\n");
+	assert_int_equal(cfg->services[0].proxy_protocol, PROXY_PROTOCOL_V2);
+	config_free(cfg);
+	expect_error(STATIC_SVC "    proxy_protocol: v2\n    pool: {reuse: http1}\n",
+		     "t.yaml:5:21: services.web.proxy_protocol: excludes pool.reuse and pool.prewarm: "
+		     "a pooled connection cannot carry a per-client PROXY header");
+	expect_error(STATIC_SVC "    proxy_protocol: v2\n    pool: {prewarm: 2}\n",
+		     "t.yaml:5:21: services.web.proxy_protocol: excludes pool.reuse and pool.prewarm: "
+		     "a pooled connection cannot carry a per-client PROXY header");
+}
+
 /* tls: defaults, and every key checked where it is written. */
 static void test_tls(void **state)
 {
@@ -628,9 +748,9 @@ static void test_enum_errors(void **state)
 		     "t.yaml:5:14: services.web.balance: 'fastest' is not one of least_conn, p2c, "
 		     "round_robin, random");
 	expect_error("services:\n  web:\n    listen: \"127.0.0.1:1\"\n    discovery: {type: dns}\n",
-		     "t.yaml:4:23: services.web.discovery.type: 'dns' is not one of static, curator, serverset");
+		     "t.yaml:4:23: services.web.discovery.type: 'dns' is not one of static, curator, serverset, sentinel");
 	expect_error(STATIC_SVC "    health: {check: {type: icmp}}\n",
-		     "t.yaml:5:28: services.web.health.check.type: 'icmp' is not one of tcp, send_expect, http");
+		     "t.yaml:5:28: services.web.health.check.type: 'icmp' is not one of tcp, send_expect, http, redis_role, mysql_primary");
 	expect_error(STATIC_SVC "    pool: {reuse: http2}\n",
 		     "t.yaml:5:19: services.web.pool.reuse: 'http2' is not one of none, http1, redis, memcached");
 	expect_error("zookeeper: {hosts: \"z:1\"}\nsync: [{path: /a, file: /b, on_delete: purge}]\n",
@@ -1195,6 +1315,10 @@ int main(void)
 		cmocka_unit_test(test_range_errors),
 		cmocka_unit_test(test_address_errors),
 		cmocka_unit_test(test_enum_errors),
+		cmocka_unit_test(test_redis_role_check),
+		cmocka_unit_test(test_sentinel_discovery),
+		cmocka_unit_test(test_zone_and_locality),
+		cmocka_unit_test(test_proxy_protocol_excludes_pooling),
 		cmocka_unit_test(test_required_errors),
 		cmocka_unit_test(test_cross_errors),
 		cmocka_unit_test(test_misc_errors),

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <cmocka.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "backend.h"
@@ -522,6 +523,36 @@ static void test_view_names(void **state)
 	service_put(svc);
 }
 
+/* backend_take_slot: four threads racing for 1000 slots take exactly 1000. */
+static void *take_slots(void *arg)
+{
+	size_t *taken = xcalloc(1, sizeof(*taken));
+	for (int i = 0; i < 2000; i++)
+		*taken += backend_take_slot(arg, 1000);
+	return taken;
+}
+
+static void test_take_slot_never_overshoots(void **state)
+{
+	struct backend *be = backend_new("cap", 4, "a", "127.0.0.1", 7000, 0, 1, 0);
+	pthread_t t[4];
+	size_t total = 0;
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, take_slots, be), 0);
+	for (int i = 0; i < 4; i++) {
+		void *taken;
+		pthread_join(t[i], &taken);
+		total += *(size_t *)taken;
+		free(taken);
+	}
+	assert_int_equal(total, 1000);
+	assert_int_equal(atomic_load(&be->active), 1000);
+	assert_false(backend_take_slot(be, 1000));
+	assert_true(backend_take_slot(be, 0));		/* no limit */
+	assert_int_equal(atomic_load(&be->active), 1001);
+	backend_put(be);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -540,6 +571,7 @@ int main(void)
 		cmocka_unit_test(test_check_results),
 		cmocka_unit_test(test_has_member),
 		cmocka_unit_test(test_view_names),
+		cmocka_unit_test(test_take_slot_never_overshoots),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
