@@ -424,7 +424,11 @@ def test_byte_exact_download_from_nginx_tls_with_sni(servers, pki, zklb, size):
     status, headers, body = http_get(lb.listen(SVC), "/big/7", timeout=60)
     assert status == 200
     assert sha256(body) == n.big_sha
-    # On the wire: the body and TLS's overhead; in plaintext: the response.
+    # On the wire: the body and TLS's overhead; in plaintext: the response. The
+    # counters are added as the relay moves bytes and closes: wait for the close.
+    wait_until(lambda: (lb.metrics().value("zklb_backend_bytes_in_total", service=SVC,
+                                           backend=n.address) or 0) >= size,
+               10, what="the relay's byte counters")
     m = lb.metrics()
     wire_in = m.value("zklb_backend_tls_bytes_total", service=SVC, backend=n.address,
                       direction="in")
