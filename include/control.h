@@ -68,6 +68,7 @@ struct control {
 	uint64_t started_wall_ms;		/* epoch */
 	uint64_t reloads;			/* successful reloads */
 	uint64_t reload_failures;		/* rejected reloads */
+	int exit_status;			/* control_run's: 1 after a fatal error found while running */
 };
 
 /*

@@ -104,6 +104,17 @@ static void config_cross_check(struct schema_ctx *v, const json_t *root, const j
 			}
 		}
 	}
+	/* A creator ACL names the session's identity: without one ZooKeeper refuses it. */
+	const json_t *alist = root ? json_object_get(root, "announce") : NULL;
+	struct schema_path ap = { NULL, "announce", 0, root };
+	for (size_t i = 0; !cfg->zookeeper.auth && i < cfg->n_announce; i++) {
+		const json_t *aobj = json_array_get(alist, i);
+		struct schema_path ip = { &ap, NULL, i, alist };
+		struct schema_path kp = { &ip, "acl", 0, aobj };
+		if (cfg->announce[i].acl == ANNOUNCE_ACL_CREATOR)
+			schema_error(v, &kp, false, "creator needs zookeeper.auth or auth_file: "
+				     "the ACL names the session's identity");
+	}
 	static const char *const zk_users[] = { "announce", "sync" };
 	for (size_t i = 0; root && !cfg->zookeeper.hosts && i < ARRAY_SIZE(zk_users); i++) {
 		const json_t *list = json_object_get(root, zk_users[i]);
@@ -149,6 +160,7 @@ void config_free(struct config *cfg)
 	free(cfg->source);
 	free(cfg->zookeeper.hosts);
 	free(cfg->zookeeper.auth);
+	free(cfg->zookeeper.auth_file);
 	free(cfg->zookeeper.config_path);
 	free(cfg->cache_dir);
 	free(cfg->admin_listen);
@@ -248,6 +260,7 @@ static struct config *config_copy_base(const struct config *src)
 	cfg->source = dup_or_null(src->source);
 	cfg->zookeeper.hosts = dup_or_null(src->zookeeper.hosts);
 	cfg->zookeeper.auth = dup_or_null(src->zookeeper.auth);
+	cfg->zookeeper.auth_file = dup_or_null(src->zookeeper.auth_file);
 	cfg->zookeeper.config_path = dup_or_null(src->zookeeper.config_path);
 	cfg->cache_dir = dup_or_null(src->cache_dir);
 	cfg->admin_listen = dup_or_null(src->admin_listen);

@@ -24,7 +24,15 @@ static const struct config_doc_row doc_rows[] = {
 	{ "zookeeper.hosts", NULL,
 	  "Connect string host:port[,host:port...][/chroot]." },
 	{ "zookeeper.session_timeout", NULL, "Requested session timeout." },
-	{ "zookeeper.auth", NULL, "scheme:credentials, e.g. digest:user:secret." },
+	{ "zookeeper.auth", NULL,
+	  "scheme:credentials, e.g. digest:user:secret, added to every session. An ensemble that "
+	  "refuses it (or requires authentication when it is not set) stops zklb at start with exit "
+	  "status 1; later, each refusal is an error line and counts in "
+	  "zklb_zookeeper_auth_failures_total." },
+	{ "zookeeper.auth_file", NULL,
+	  "A file holding what auth would say (one line; trailing white space dropped), so this "
+	  "file can stay world-readable. Refused if group or other may access it (chmod 600). "
+	  "Excludes auth." },
 	{ "zookeeper.config_path", NULL,
 	  "A znode whose JSON (the schema of services:, either {\"web\": {...}} or "
 	  "{\"services\": {...}}) is laid over the file's services: each service it names "
@@ -138,6 +146,12 @@ static const struct config_doc_row doc_rows[] = {
 	{ "announce", "list of mappings",
 	  "Services on this host to register in ZooKeeper as Curator instances, behind a local check." },
 	{ "announce[].service", NULL, "The Curator service name." },
+	{ "announce[].acl", "auto, open or creator",
+	  "ACLs of what this entry creates. open: world may do anything (Curator's default). "
+	  "creator: the node is creator-all plus world-read; parents it creates are world "
+	  "create+read plus creator-all, so other identities can register beside it but neither "
+	  "delete nor rewrite it. auto: creator when zookeeper.auth is set, else open. Existing "
+	  "nodes keep their ACLs." },
 	{ "announce[].base_path", NULL, "The node is base_path/service/<id>." },
 	{ "announce[].address", NULL,
 	  "The address announced; auto = the first IPv4 address of an UP non-loopback interface "

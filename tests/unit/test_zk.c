@@ -198,7 +198,7 @@ static void test_requests_without_handle(void **state)
 	zk_req_init(&t, &q);
 	/* no handle: ZINVALIDSTATE, but never from inside the call */
 	zk_req_get(&t, NULL, "/a", true, record_done, &a);
-	zk_req_create(&t, NULL, "/b/c", "x", 1, ZOO_EPHEMERAL, true, record_done, &b);
+	zk_req_create(&t, NULL, "/b/c", "x", 1, ZOO_EPHEMERAL, ZK_ACL_OPEN, true, record_done, &b);
 	zk_req_exists(&t, NULL, "/c", false, record_done, &c);
 	assert_int_equal(a.calls + b.calls + c.calls, 0);
 	/* a cancelled request completes silently */
