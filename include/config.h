@@ -152,6 +152,7 @@ struct zookeeper_conf {
 	uint64_t session_timeout_ms;	/* asked of the ensemble */
 	char *auth;			/* owned; "digest:user:secret" (from auth or auth_file) or NULL */
 	char *auth_file;		/* owned; the file auth was read from, or NULL */
+	struct tls_conf tls;		/* TLS to the ensemble (zktunnel.h); enabled = in use */
 	char *config_path;		/* owned; or NULL */
 };
 

@@ -93,14 +93,19 @@ struct zk_stats {
 	uint64_t expirations_total;	/* sessions lost for good (expired, auth failed) */
 	uint64_t auth_failures_total;	/* credentials refused or required (on_auth_failed) */
 	uint64_t handle_failures_total;	/* zookeeper_init failures (bad connect string...) */
+	uint64_t tls_handshakes_total;	/* zookeeper.tls: handshakes completed with a member */
+	uint64_t tls_handshake_failures_total;	/* zookeeper.tls: refused (verify, protocol, stall) */
+	uint64_t tls_connect_failures_total;	/* zookeeper.tls: member not resolved or reached */
 	int64_t session_id;		/* current or last session id; 0 = none yet */
 	uint32_t negotiated_timeout_ms;	/* session timeout the server granted; 0 = none yet */
 };
 
 /*
  * Start connecting to conf->hosts (conf is copied). Returns NULL (and logs)
- * only when conf->hosts is NULL or the eventfd cannot be created; a bad
- * connect string or an unreachable ensemble is retried with backoff.
+ * only when conf->hosts is NULL, the eventfd cannot be created, or
+ * conf->tls is enabled and its tunnel (zktunnel.h) cannot start; a bad
+ * connect string or an unreachable ensemble is retried with backoff. With
+ * conf->tls, libzookeeper connects to the tunnel's loopback endpoints.
  * Also routes libzookeeper's own logging into log.h at warn (process-wide).
  * Thread: control thread; base must outlive the zk.
  */

@@ -134,6 +134,17 @@ static void check_free(struct check_conf *c)
 	free(c->path);
 }
 
+static void tls_conf_free(struct tls_conf *t)
+{
+	free(t->ca);
+	free(t->cert);
+	free(t->key);
+	free(t->server_name);
+	free(t->min_version);
+	free(t->ciphers);
+	tls_ctx_put(t->ctx);
+}
+
 static void service_free(struct service_conf *s)
 {
 	free(s->name);
@@ -143,13 +154,7 @@ static void service_free(struct service_conf *s)
 		free(s->discovery.backends[i].address);
 	free(s->discovery.backends);
 	check_free(&s->health.check);
-	free(s->tls.ca);
-	free(s->tls.cert);
-	free(s->tls.key);
-	free(s->tls.server_name);
-	free(s->tls.min_version);
-	free(s->tls.ciphers);
-	tls_ctx_put(s->tls.ctx);
+	tls_conf_free(&s->tls);
 	free(s->origin);
 }
 
@@ -161,6 +166,7 @@ void config_free(struct config *cfg)
 	free(cfg->zookeeper.hosts);
 	free(cfg->zookeeper.auth);
 	free(cfg->zookeeper.auth_file);
+	tls_conf_free(&cfg->zookeeper.tls);
 	free(cfg->zookeeper.config_path);
 	free(cfg->cache_dir);
 	free(cfg->admin_listen);
@@ -210,6 +216,18 @@ static char *dup_or_null(const char *s)
 	return s ? xstrdup(s) : NULL;
 }
 
+/* dst already holds src's scalars (a struct copy); make its strings and context its own. */
+static void tls_conf_copy(struct tls_conf *dst, const struct tls_conf *src)
+{
+	dst->ca = dup_or_null(src->ca);
+	dst->cert = dup_or_null(src->cert);
+	dst->key = dup_or_null(src->key);
+	dst->server_name = dup_or_null(src->server_name);
+	dst->min_version = dup_or_null(src->min_version);
+	dst->ciphers = dup_or_null(src->ciphers);
+	dst->ctx = tls_ctx_get(src->ctx);
+}
+
 static char *dup_bytes(const char *s, size_t len)
 {
 	if (!s)
@@ -242,13 +260,7 @@ static void service_copy(struct service_conf *dst, const struct service_conf *sr
 		}
 	}
 	check_copy(&dst->health.check, &src->health.check);
-	dst->tls.ca = dup_or_null(src->tls.ca);
-	dst->tls.cert = dup_or_null(src->tls.cert);
-	dst->tls.key = dup_or_null(src->tls.key);
-	dst->tls.server_name = dup_or_null(src->tls.server_name);
-	dst->tls.min_version = dup_or_null(src->tls.min_version);
-	dst->tls.ciphers = dup_or_null(src->tls.ciphers);
-	dst->tls.ctx = tls_ctx_get(src->tls.ctx);
+	tls_conf_copy(&dst->tls, &src->tls);
 	dst->origin = dup_or_null(src->origin);
 }
 
@@ -261,6 +273,7 @@ static struct config *config_copy_base(const struct config *src)
 	cfg->zookeeper.hosts = dup_or_null(src->zookeeper.hosts);
 	cfg->zookeeper.auth = dup_or_null(src->zookeeper.auth);
 	cfg->zookeeper.auth_file = dup_or_null(src->zookeeper.auth_file);
+	tls_conf_copy(&cfg->zookeeper.tls, &src->zookeeper.tls);
 	cfg->zookeeper.config_path = dup_or_null(src->zookeeper.config_path);
 	cfg->cache_dir = dup_or_null(src->cache_dir);
 	cfg->admin_listen = dup_or_null(src->admin_listen);

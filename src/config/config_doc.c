@@ -33,6 +33,20 @@ static const struct config_doc_row doc_rows[] = {
 	  "A file holding what auth would say (one line; trailing white space dropped), so this "
 	  "file can stay world-readable. Refused if group or other may access it (chmod 600). "
 	  "Excludes auth." },
+	{ "zookeeper.tls", NULL,
+	  "TLS to the ensemble (a secureClientPort): libzookeeper is given one loopback "
+	  "endpoint per member, in the ensemble's order, and zklb carries each connection to its "
+	  "member over TLS. The keys are those of services.NAME.tls; the name verified and sent as "
+	  "SNI is server_name, else the member's host. A change needs a restart." },
+	{ "zookeeper.tls.enabled", NULL, "false keeps the section but talks plain TCP." },
+	{ "zookeeper.tls.ca", NULL, "CA certificates (PEM) the members' chains must end in; default: the system store." },
+	{ "zookeeper.tls.cert", NULL, "Client certificate (PEM), for a server with ssl.clientAuth, with key." },
+	{ "zookeeper.tls.key", NULL, "The client certificate's private key (PEM); readable by group or other is a warning." },
+	{ "zookeeper.tls.verify", NULL, "Check each member's chain and name." },
+	{ "zookeeper.tls.server_name", NULL, "The name every member's certificate must carry; default: the member's host." },
+	{ "zookeeper.tls.min_version", NULL, "\"1.2\" or \"1.3\": the oldest version offered." },
+	{ "zookeeper.tls.ciphers", NULL, "OpenSSL cipher list for TLS 1.2." },
+	{ "zookeeper.tls.session_reuse", NULL, "Resume sessions per member." },
 	{ "zookeeper.config_path", NULL,
 	  "A znode whose JSON (the schema of services:, either {\"web\": {...}} or "
 	  "{\"services\": {...}}) is laid over the file's services: each service it names "

@@ -115,12 +115,15 @@ static void finish_zookeeper(struct schema_ctx *v, const struct schema_path *p, 
 #define SECTION(keys, finish) { keys, ARRAY_SIZE(keys), finish }
 #define AT(st, field) offsetof(struct st, field)
 
+static const struct schema_section zk_tls_section;	/* below, with the services' tls keys */
+
 /* name                 type       default          flags            field                                  arg                validator */
 static const struct schema_key zookeeper_keys[] = {
 	{ "hosts",           S_STR,     NULL,            S_REQ,           AT(zookeeper_conf, hosts),             NULL,              fn_zk_hosts },
 	{ "session_timeout", S_DUR,     "10s",           0,               AT(zookeeper_conf, session_timeout_ms), &r_positive,      NULL },
 	{ "auth",            S_STR,     NULL,            0,               AT(zookeeper_conf, auth),              NULL,              fn_zk_auth },
 	{ "auth_file",       S_STR,     NULL,            0,               AT(zookeeper_conf, auth_file),         NULL,              fn_abs_path },
+	{ "tls",             S_SECTION, NULL,            0,               AT(zookeeper_conf, tls),               &zk_tls_section,   NULL },
 	{ "config_path",     S_ZPATH,   NULL,            0,               AT(zookeeper_conf, config_path),       NULL,              NULL },
 };
 static const struct schema_section zookeeper_section = SECTION(zookeeper_keys, finish_zookeeper);
@@ -192,6 +195,8 @@ static const struct schema_key tls_keys[] = {
 	{ "session_reuse",   S_BOOL,    "true",          S_RELOAD,        AT(tls_conf, session_reuse),           NULL,              NULL },
 };
 static const struct schema_section tls_section = SECTION(tls_keys, finish_tls);
+/* The same keys for zookeeper.tls; a section of its own so each is documented where it is. */
+static const struct schema_section zk_tls_section = SECTION(tls_keys, finish_tls);
 
 static const struct schema_key service_keys[] = {
 	{ "listen",          S_FN,      NULL,            S_REQ|S_RELOAD,  AT(service_conf, listen),              NULL,              fn_listen },

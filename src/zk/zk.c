@@ -25,6 +25,7 @@
 #include "util.h"
 #include "zk_queue.h"
 #include "zk_request.h"
+#include "zktunnel.h"
 
 #define ZK_BACKOFF_BASE_MS 200
 #define ZK_BACKOFF_CAP_MS 30000
@@ -49,7 +50,8 @@ struct zk_observer_entry;
 
 struct zk {
 	struct event_base *base;	/* ref */
-	char *hosts;			/* owned; connect string incl. chroot */
+	char *hosts;			/* owned; connect string incl. chroot (the tunnel's with tls) */
+	struct zktunnel *tunnel;	/* owned; TLS to the ensemble (zookeeper.tls), or NULL */
 	char *chroot;			/* owned; "" when none */
 	char *auth_scheme;		/* owned; NULL = no auth */
 	char *auth_cert;		/* owned */
@@ -634,7 +636,20 @@ struct zk *zk_new(struct event_base *base, const struct zookeeper_conf *conf)
 	}
 	zk_req_init(&zk->reqs, &zk->queue);
 	zk->base = base;
-	zk->hosts = xstrdup(conf->hosts);
+	if (conf->tls.enabled) {
+		char err[512];
+		zk->tunnel = zktunnel_start(conf->hosts, conf->tls.ctx, &zk->hosts, err, sizeof(err));
+		if (!zk->tunnel) {
+			log_error("zookeeper: tls: %s", err);
+			zk_queue_fini(&zk->queue);
+			free(zk);
+			return NULL;
+		}
+		log_info("zookeeper: TLS to %s through the loopback endpoints %s", conf->hosts,
+			 zk->hosts);
+	} else {
+		zk->hosts = xstrdup(conf->hosts);
+	}
 	zk->chroot = xstrdup(zk_chroot_of(conf->hosts));
 	/* The schema owns the default (zookeeper.session_timeout) and refuses 0. */
 	zk->session_timeout_ms = (uint32_t)conf->session_timeout_ms;
@@ -668,6 +683,7 @@ void zk_free(struct zk *zk)
 		return;
 	zk_set_state(zk, ZK_CLOSED, "shutdown");
 	close_handle(zk);
+	zktunnel_stop(zk->tunnel);	/* after the handle: its close goes through the tunnel */
 	/* Everything queued (including ZCLOSING replies) is dropped unseen. */
 	while ((ev = zk_queue_take(&zk->queue)) != NULL) {
 		while (ev) {
@@ -725,6 +741,13 @@ enum zk_state zk_state(const struct zk *zk)
 void zk_stats(const struct zk *zk, struct zk_stats *out)
 {
 	*out = zk->stats;
+	if (zk->tunnel) {
+		struct zktunnel_stats ts;
+		zktunnel_stats(zk->tunnel, &ts);
+		out->tls_handshakes_total = ts.handshakes_total;
+		out->tls_handshake_failures_total = ts.handshake_failures_total;
+		out->tls_connect_failures_total = ts.connect_failures_total;
+	}
 	out->state = zk->state;
 	out->state_since_ms = zk->state_since_ms;
 }

@@ -218,3 +218,77 @@ def test_auth_file_refused_when_readable_by_others(tmp_path, zklb, secured_zooke
     os.chmod(secret, 0o600)
     r = harness.run_zklb(["check", "-c", str(z.config_path)])
     assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------------------
+# TLS to the ensemble: a secureClientPort (Netty) with certificates made here;
+# zklb reaches it through its loopback tunnel (zookeeper.tls).
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_zookeeper(tmp_path_factory):
+    """(ZooKeeper serving TLS on secure_port and requiring a client certificate, Pki)."""
+    from test_tls import Pki  # the certificates test_tls.py makes with openssl
+
+    pki = Pki(tmp_path_factory.mktemp("zk-pki"))
+    d = tmp_path_factory.mktemp("tls-zookeeper")
+    cert, key = pki.server
+    keystore = d / "keystore.pem"
+    keystore.write_text(cert.read_text() + key.read_text())
+    keystore.chmod(0o600)
+    zk = harness.ZooKeeper(d / "zk", tls=(keystore, pki.ca, "need"))
+    try:
+        zk.start()
+        yield zk, pki
+    finally:
+        zk.cleanup()
+
+
+def tls_section(zk, pki, ca=None):
+    cert, key = pki.client
+    return zk_section(zk, hosts=zk.secure_hosts,
+                      tls={"ca": str(ca or pki.ca), "cert": str(cert), "key": str(key)})
+
+
+def test_tls_discovery_announce_and_sync(tls_zookeeper, kazoo_client, backend, zklb, tmp_path):
+    """Only the TLS port is given: discovery, announce and sync all work through
+    the tunnel, and its handshakes are counted."""
+    zk, pki = tls_zookeeper
+    base = "/tls/services"
+    b1 = backend("b1", mode="tag")
+    k = kazoo_client(zk.hosts)
+    k.create("/tls/conf", b"through tls\n", makepath=True)
+    out = tmp_path / "conf.out"
+    z = zklb(services={"web": {"listen": free_addr(), "connect_timeout": "1s",
+                               "discovery": {"type": "curator", "path": base + "/web"}}},
+             zookeeper=tls_section(zk, pki),
+             announce=[announce_entry("web", base, b1.port)],
+             sync=[{"path": "/tls/conf", "file": str(out)}])
+    z.wait_for_log(r"zookeeper: TLS to 127\.0\.0\.1:%d through the loopback endpoints "
+                   r"127\.0\.0\.1:\d+" % zk.secure_port)
+    node_id = one_child(k, base + "/web")
+    assert json.loads(k.get(f"{base}/web/{node_id}")[0])["port"] == b1.port
+    harness.wait_until(lambda: len(z.instances("web")) == 1, 10, what="web discovered")
+    harness.wait_until(lambda: out.exists() and out.read_bytes() == b"through tls\n", 10,
+                       what="the node synced")
+    m = z.metrics()
+    assert m.value("zklb_zookeeper_tls_handshakes_total") >= 1
+    assert m.value("zklb_zookeeper_tls_handshake_failures_total") == 0
+    assert m.value("zklb_zookeeper_connected") == 1
+
+
+def test_tls_wrong_ca_is_refused_and_counted(tls_zookeeper, zklb):
+    """A member whose chain does not end in zookeeper.tls.ca is never talked to:
+    the handshake is refused, logged with the reason and counted; no session."""
+    zk, pki = tls_zookeeper
+    z = zklb(services={}, zookeeper=tls_section(zk, pki, ca=pki.other_ca))
+    harness.wait_until(
+        lambda: (z.metrics().value("zklb_zookeeper_tls_handshake_failures_total") or 0) >= 1,
+        15, what="a refused handshake counted")
+    z.wait_for_log(r"zookeeper tls: 127\.0\.0\.1:%d: TLS handshake refused: .*verif"
+                   % zk.secure_port)
+    m = z.metrics()
+    assert m.value("zklb_zookeeper_tls_handshakes_total") == 0
+    assert m.value("zklb_zookeeper_sessions_total") == 0
+    assert m.value("zklb_zookeeper_connected") == 0

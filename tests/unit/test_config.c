@@ -424,6 +424,24 @@ static void test_zookeeper_auth_file(void **state)
 	rmdir(dir);
 }
 
+/* zookeeper.tls takes the keys of a service's tls:, checked the same way, where they are. */
+static void test_zookeeper_tls(void **state)
+{
+	struct config *cfg = load_ok("zookeeper: {hosts: \"z:2281\"}\n");
+	assert_false(cfg->zookeeper.tls.enabled);
+	config_free(cfg);
+	cfg = load_ok("zookeeper:\n  hosts: \"z:2281\"\n  tls: {server_name: zk.test}\n");
+	assert_true(cfg->zookeeper.tls.enabled);
+	assert_true(cfg->zookeeper.tls.verify);
+	assert_non_null(cfg->zookeeper.tls.ctx);
+	assert_string_equal(cfg->zookeeper.tls.server_name, "zk.test");
+	config_free(cfg);
+	expect_error("zookeeper:\n  hosts: \"z:2281\"\n  tls: {cert: /nonexistent/c.pem}\n",
+		     "t.yaml:3:9: zookeeper.tls.cert: cert and key go together");
+	expect_error("zookeeper:\n  hosts: \"z:2281\"\n  tls: {min_version: \"1.0\"}\n",
+		     "t.yaml:3:22: zookeeper.tls.min_version: '1.0' is not a TLS version: \"1.2\" or \"1.3\"");
+}
+
 /* announce[].acl: auto by default; creator needs credentials. */
 static void test_announce_acl(void **state)
 {
@@ -1199,6 +1217,7 @@ int main(void)
 		cmocka_unit_test(test_announce_payload_class),
 		cmocka_unit_test(test_zookeeper_auth_file),
 		cmocka_unit_test(test_announce_acl),
+		cmocka_unit_test(test_zookeeper_tls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
