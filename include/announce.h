@@ -52,9 +52,12 @@
 
 #include <jansson.h>
 
-#include "config.h"
+#include "config.h"		/* enum announce_acl */
 #include "zk_result.h"
 #include "health.h"
+
+struct announce_conf;
+struct check_conf;
 
 struct event_base;
 struct ifaddrs;

@@ -24,8 +24,11 @@
 #include <stdint.h>
 
 #include "backend.h"
-#include "config.h"
 #include "service.h"
+
+struct config;
+struct config_ref;
+struct service_conf;
 
 /*
  * A refcounted config: snapshots point into it (struct service_conf), so it

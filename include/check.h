@@ -40,8 +40,9 @@
 
 #include <event2/event.h>
 
-#include "config.h"
 #include "util.h"
+
+struct check_conf;
 
 struct check;
 struct tls_ctx;

@@ -18,8 +18,9 @@
 
 #include <event2/event.h>
 
-#include "config.h"
 #include "service.h"
+
+struct service_conf;
 
 struct checker;
 

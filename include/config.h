@@ -123,6 +123,9 @@ struct discovery_conf {
 	bool keep_last_known;		/* an empty set never empties the pool */
 	double collapse_guard;		/* 0..1: share of instances that may go at once; 1 disables */
 	uint64_t collapse_hold_ms;	/* how long a collapse must hold before it applies */
+	uint64_t coalesce_ms;		/* after a children event, wait up to this before listing; 0 = at once */
+	uint64_t resync_jitter_ms;	/* after a new session, first read within a random delay up to this */
+	bool watch_data;		/* a data watch per instance; false = children watch only */
 	struct static_backend *backends;	/* owned; static only */
 	size_t n_backends;		/* entries in backends */
 	enum discovery_hostnames hostnames;	/* allow_hostnames as written */
@@ -277,6 +280,10 @@ struct config *config_overlay_json(const struct config *base, const char *json, 
 				   const char *origin, struct config_errors *errs);
 
 void config_free(struct config *cfg);
+
+/* A deep copy of one render: entry (render.c keeps its own), and its release. */
+void config_render_copy(struct render_conf *dst, const struct render_conf *src);
+void config_render_free(struct render_conf *r);
 
 /*
  * SIGHUP: can `cur` replace `old` in a running process? Returns true when

@@ -17,9 +17,11 @@
 
 #include "backend.h"
 #include "backend_set.h"
-#include "config.h"
 #include "service.h"
 #include "worker.h"
+
+struct config;
+struct config_ref;
 
 struct admin;
 struct checker;

@@ -48,8 +48,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
 #include "instance.h"
+
+struct config;
+struct service_conf;
 
 struct event_base;
 struct zk;
@@ -104,6 +106,11 @@ struct discovery_stats {
 	uint64_t errors_total;		/* ZooKeeper read errors other than connection loss */
 	bool holding;			/* a collapse is held right now */
 	uint64_t last_update_ms;	/* wall ms of the last delivered view; 0 = never */
+	uint64_t read_wait_ms;		/* a known change has waited this long for its coalesced or
+					   jittered read (the added staleness); 0 = none
+					   (zklb_discovery_read_wait_ms) */
+	uint64_t lists_total;		/* children requests sent (zklb_discovery_lists_total) */
+	uint64_t gets_total;		/* get requests sent (zklb_discovery_gets_total) */
 };
 
 /*

@@ -41,7 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+struct health_conf;
 
 enum health_state {
 	HEALTH_HEALTHY = 0,

@@ -33,7 +33,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+struct config;
+struct config_errors;
 
 struct event_base;
 struct zk;

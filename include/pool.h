@@ -32,8 +32,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config.h"
 #include "framing.h"
+
+struct pool_conf;
 
 struct backend;
 struct backend_set;

@@ -26,8 +26,9 @@
 #include <stdint.h>
 
 #include "backend.h"
-#include "config.h"
 #include "health.h"
+
+struct service_conf;
 
 /*
  * Where the service's members come from right now, as /services and the

@@ -53,7 +53,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+struct sync_conf;
 
 struct event_base;
 struct zk;

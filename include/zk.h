@@ -27,7 +27,9 @@
  * libzookeeper reconnects to the same session by itself (DISCONNECTED ->
  * CONNECTED keeps every watch). Only a session the server declares expired,
  * failed authentication or a handle that cannot be created makes a new
- * session; those are retried with exponential backoff and jitter.
+ * session; the first at a random moment within a second (a fleet whose
+ * sessions expired together does not come back together), then with
+ * exponential backoff and jitter.
  *
  * Paths are relative to the chroot of the connect string
  * ("host:2181,host2:2181/chroot"); a chroot that does not exist is reported
@@ -42,8 +44,9 @@
 
 #include <zookeeper/zookeeper.h>
 
-#include "config.h"
 #include "zk_result.h"
+
+struct zookeeper_conf;
 
 struct event_base;
 struct zk;

@@ -18,7 +18,7 @@ struct zk_result {
 	size_t data_len;		/* get: bytes in data */
 	char *const *children;		/* children: child names (not paths), server order */
 	size_t n_children;		/* children: entries in children */
-	const struct Stat *stat;	/* get/exists/create with rc ZOK: the node's stat; else NULL */
+	const struct Stat *stat;	/* get/exists/create/children with rc ZOK: the node's stat; else NULL */
 	const char *created;		/* create with rc ZOK: the path made (sequential suffix included) */
 };
 

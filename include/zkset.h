@@ -5,9 +5,10 @@
  * nodewatch.h is its one-node sibling.
  *
  * A sync lists the children (watch), then reads the data of every new or
- * stale child (watch). When nothing is outstanding and every child has been
+ * stale child (watch, unless watch_data is off), a bounded number at a time. When nothing is outstanding and every child has been
  * read, the set is settled: it says so through on_settled, and the owner
- * reads zkset_members(). Child events list again (coalesced to one
+ * reads zkset_members(). Child events list again, once per coalesce
+ * window (zkset_pace; with a window of 0 at once, coalesced to one
  * outstanding list); a data event reads that child again; a path that does
  * not exist is watched with exists until it appears. Completions find their
  * child again by name, so a child removed meanwhile is ignored. The owner
@@ -15,8 +16,16 @@
  * in the list) and what a child's data means (`on_read`).
  *
  * The set observes the session itself: a new session reads everything
- * again, a resumed one what failed meanwhile, an expired one leaves the set
- * IDLE until the next.
+ * again (after a random delay within resync_jitter when there is a
+ * last-known set to serve meanwhile), a resumed one what failed meanwhile,
+ * an expired one leaves the set IDLE until the next.
+ *
+ * Without data watches (watch_data false) a child's data is read when its
+ * name appears in a list, and again only when the parent's cversion shows
+ * that children were deleted and re-created between two lists (a new
+ * session then costs one list, not one read per child). Missed: an
+ * in-place setData of a child that stays (Curator's updateService does
+ * exactly that).
  *
  * Errors: connection trouble waits for the session (or, when the session is
  * up, a retry timer); anything else is logged and retried with backoff
@@ -57,6 +66,9 @@ struct zkset_member {
 	bool wanted;			/* the owner's `wanted` took it: read and watched; else listed only */
 	bool loaded;			/* read at least once (or unreadable: on_read said so) */
 	bool stale;			/* must be read again (new session, failed read) */
+	bool queued;			/* waits in the set's read queue */
+	bool reading;			/* its get is outstanding */
+	bool gone;			/* deleted: a tombstone until the next list or settle */
 	int32_t version;		/* znode data version of the last read; -1 unknown */
 	void *priv;			/* the owner's, per child; released by the `forget` hook */
 };
@@ -94,6 +106,30 @@ void zkset_free(struct zkset *set);
  * session is up, else on the next new or resumed one.
  */
 void zkset_start(struct zkset *set, const char *path, const char *why);
+
+/* How a set spreads its reads over time (ZooKeeper-fleet manners). */
+struct zkset_pacing {
+	uint64_t coalesce_ms;		/* a children event lists after this (up to 25% less); 0 = at once */
+	uint64_t resync_jitter_ms;	/* a new session reads again after a random delay below this */
+	bool watch_data;		/* a data watch per child; false = the children watch only */
+	bool serving;			/* the owner serves a last-known set (cache): delay the first read too */
+};
+
+/* Set the pacing (copied). Default: everything 0, watch_data true. */
+void zkset_pace(struct zkset *set, const struct zkset_pacing *p);
+
+/*
+ * Pure: the delay of a coalesced list (coalesce true: window_ms, up to a
+ * quarter less) or of a resync (uniform in [0, window_ms)), from `random`.
+ * 0 when window_ms is 0.
+ */
+uint64_t zkset_delay_ms(uint64_t window_ms, bool coalesce, uint64_t random);
+
+/* How long a known change has waited for its (coalesced or jittered) read; 0 = none. */
+uint64_t zkset_waiting_ms(const struct zkset *set, uint64_t now);
+
+/* Children and get requests sent since zkset_new. */
+void zkset_counts(const struct zkset *set, uint64_t *lists, uint64_t *gets);
 
 /* Forget the path, its children and every outstanding request: back to IDLE. */
 void zkset_reset(struct zkset *set, const char *why);

@@ -90,6 +90,7 @@ static json_t *service_json(struct control *c, size_t idx)
 		json_object_set_new(o, "unroutable_instances", json_integer((json_int_t)ds.unroutable_total));
 		json_object_set_new(o, "duplicate_instances", json_integer((json_int_t)ds.duplicates_total));
 		json_object_set_new(o, "skipped", skipped_json(c, svc->name));
+		json_object_set_new(o, "read_wait_ms", json_integer((json_int_t)ds.read_wait_ms));
 	}
 	pthread_mutex_lock(&svc->health_lock);
 	json_object_set_new(o, "panic", json_boolean(svc->panic));

@@ -10,6 +10,7 @@
  * inside their own completion.
  */
 #include "announce.h"
+#include "config.h"
 
 #include <errno.h>
 #include <event2/event.h>

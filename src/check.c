@@ -14,6 +14,7 @@
  * a tcp check passes when it completes, and its failure is the result.
  */
 #include "check.h"
+#include "config.h"
 #include "log.h"
 #include "tls.h"
 

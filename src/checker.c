@@ -10,6 +10,7 @@
 #include "check.h"
 #include "log.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -23,7 +24,8 @@ struct checker_entry {
 struct checker {
 	struct event_base *base;		/* ref: the control thread's */
 	struct checker_entry **v;		/* owned; running checks, any order */
-	size_t n;
+	size_t n;				/* entries used */
+	size_t cap;				/* entries allocated (doubling) */
 };
 
 static void on_check_result(struct check *chk, bool passed, const char *reason,
@@ -66,12 +68,10 @@ static bool not_member(const struct checker_entry *e)
 	return !atomic_load(&e->be->member);
 }
 
-static bool checked(const struct checker *ck, const struct backend *be)
+static int cmp_ptr(const void *a, const void *b)
 {
-	for (size_t i = 0; i < ck->n; i++)
-		if (ck->v[i]->be == be)
-			return true;
-	return false;
+	uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+	return x < y ? -1 : x > y;
 }
 
 static void checker_start(struct checker *ck, struct service *svc, struct backend *be,
@@ -89,7 +89,10 @@ static void checker_start(struct checker *ck, struct service *svc, struct backen
 		check_use_tls(e->chk, tls, be->host);	/* the service's TLS settings */
 	e->svc = service_get(svc);
 	e->be = backend_get(be);
-	ck->v = xrealloc(ck->v, (ck->n + 1) * sizeof(*ck->v));
+	if (ck->n == ck->cap) {
+		ck->cap = ck->cap ? 2 * ck->cap : 16;
+		ck->v = xrealloc(ck->v, ck->cap * sizeof(*ck->v));
+	}
 	ck->v[ck->n++] = e;
 }
 
@@ -109,12 +112,20 @@ void checker_sync(struct checker *ck, struct service *svc, const struct service_
 	if (cc->type == CHECK_NONE)
 		return;
 	checker_stop_where(ck, svc, not_member);
+	/* The backends checked already, sorted: n log n for a service of 100k members. */
+	size_t n_checked = ck->n;
+	const struct backend **done = xcalloc(n_checked ? n_checked : 1, sizeof(*done));
+	for (size_t i = 0; i < n_checked; i++)
+		done[i] = ck->v[i]->be;
+	qsort(done, n_checked, sizeof(*done), cmp_ptr);
 	/* members are replaced only on this thread: no lock needed to read them */
 	for (size_t m = 0; m < svc->n_members; m++) {
 		struct backend *be = svc->members[m];
-		if (backend_has_addr(be) && !checked(ck, be))
+		if (backend_has_addr(be) &&
+		    !(n_checked && bsearch(&be, done, n_checked, sizeof(*done), cmp_ptr)))
 			checker_start(ck, svc, be, cc, conf->tls.enabled ? conf->tls.ctx : NULL);
 	}
+	free(done);
 }
 
 void checker_forget(struct checker *ck, struct service *svc)

@@ -14,6 +14,7 @@
  * observer moves the public state of every service on session events.
  */
 #include "discovery.h"
+#include "config.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -604,6 +605,19 @@ static char *source_of(const struct discovery *d, const struct service_conf *svc
 	return xstrdup(buf);
 }
 
+/* The read scheduling: coalesced lists, the spread-out resync, data watches or not. */
+static void pace(struct watched_service *s, const struct discovery_conf *c)
+{
+	struct zkset_pacing p = {
+		.coalesce_ms = c->coalesce_ms,
+		.resync_jitter_ms = c->resync_jitter_ms,
+		.watch_data = c->watch_data,
+		.serving = s->have_applied,
+	};
+
+	zkset_pace(s->set, &p);
+}
+
 /* "/a/b/" -> "/a/b"; NULL for a path that is not absolute. */
 static char *path_normalize(const char *p)
 {
@@ -737,6 +751,7 @@ int discovery_watch(struct discovery *d, const struct service_conf *svc)
 	} else {
 		if (fresh)
 			load_cache(s);
+		pace(s, c);
 		if (!d->zk)
 			log_error("svc=%s: %s discovery needs a zookeeper: section; serving the "
 				  "cache only", s->name, discovery_kind_name(c->type));
@@ -821,6 +836,8 @@ bool discovery_stats(const struct discovery *d, const char *service, struct disc
 	*out = s->stats;
 	out->bad_instances_total += s->bad_children_total;
 	out->errors_total = zkset_errors(s->set);
+	out->read_wait_ms = zkset_waiting_ms(s->set, now_ms());
+	zkset_counts(s->set, &out->lists_total, &out->gets_total);
 	out->state = s->state;
 	out->instances = s->n_applied;
 	return true;

@@ -5,6 +5,7 @@
  * state change and refuses illegal ones.
  */
 #include "health.h"
+#include "config.h"
 
 /* 2^63 ms is far beyond any cap; keeps the shift defined. */
 #define HEALTH_LEVEL_HARD_MAX 63u

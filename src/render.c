@@ -357,11 +357,6 @@ static char *file_read_all(const char *path, size_t *len)
 	return buf;
 }
 
-static char *dup_or_null(const char *s)
-{
-	return s ? xstrdup(s) : NULL;
-}
-
 static bool same_str(const char *a, const char *b)
 {
 	return (!a && !b) || (a && b && strcmp(a, b) == 0);
@@ -394,14 +389,7 @@ struct render *render_new(struct event_base *base, const struct render_conf *rc,
 	r->base = base;
 	r->tpl = t;
 	r->uses_payload = template_uses_payload(t);
-	r->conf = *rc;
-	r->conf.service = dup_or_null(rc->service);
-	r->conf.file = dup_or_null(rc->file);
-	r->conf.format = dup_or_null(rc->format);
-	r->conf.template_path = dup_or_null(rc->template_path);
-	r->conf.template_text = dup_or_null(rc->template_text);
-	r->conf.check_command = dup_or_null(rc->check_command);
-	r->conf.on_change = dup_or_null(rc->on_change);
+	config_render_copy(&r->conf, rc);
 	snprintf(r->label, sizeof(r->label), "render file=%s", rc->file);
 	r->current = file_read_all(rc->file, &r->current_len);
 	r->st.last_check_exit = -1;
@@ -421,13 +409,7 @@ void render_free(struct render *r)
 	template_free(r->tpl);
 	free(r->current);
 	free(r->candidate);
-	free(r->conf.service);
-	free(r->conf.file);
-	free(r->conf.format);
-	free(r->conf.template_path);
-	free(r->conf.template_text);
-	free(r->conf.check_command);
-	free(r->conf.on_change);
+	config_render_free(&r->conf);
 	free(r);
 }
 

@@ -4,6 +4,7 @@
 #include "service.h"
 #include "log.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,18 +100,65 @@ void service_configure(struct service *svc, const struct service_conf *conf)
 	pthread_mutex_unlock(&svc->health_lock);
 }
 
-static struct backend *find_member(struct backend **v, size_t n, const struct member_spec *m)
+#define MEMBER_LOG_LINES 20	/* per-backend lines per change, then a count */
+
+static int cmp_backend_id(const void *a, const void *b)
 {
-	for (size_t i = 0; i < n; i++) {
-		struct backend *be = v[i];
-		/* a dropped member (service_hold) is out of the pool for good */
-		if (!atomic_load(&be->member))
-			continue;
-		if (strcmp(be->id, m->id) == 0 && be->port == m->port &&
-		    strcmp(be->host, m->host) == 0 && be->ssl_port == m->ssl_port &&
-		    be->weight == (m->weight ? m->weight : 1))
-			return be;
+	return strcmp((*(struct backend *const *)a)->id, (*(struct backend *const *)b)->id);
+}
+
+static int cmp_key_backend_id(const void *key, const void *elem)
+{
+	return strcmp(key, (*(struct backend *const *)elem)->id);
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+	return x < y ? -1 : x > y;
+}
+
+static bool backends_sorted(struct backend *const *v, size_t n)
+{
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(v[i - 1]->id, v[i]->id) >= 0)
+			return false;
+	return true;
+}
+
+static bool specs_sorted(const struct member_spec *v, size_t n)
+{
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(v[i - 1].id, v[i].id) >= 0)
+			return false;
+	return true;
+}
+
+/*
+ * The member m names in by_id (the current members sorted by id), when its
+ * endpoint and weight are unchanged. Ids are unique within a view. With
+ * *cursor (non-NULL when the specs come sorted by id, as discovery's views
+ * do) a walk forward replaces the binary search: one view costs n compares.
+ */
+static struct backend *find_member(struct backend **by_id, size_t n, const struct member_spec *m,
+				   size_t *cursor)
+{
+	struct backend *be = NULL;
+
+	if (cursor) {
+		int c = 1;
+		while (*cursor < n && (c = strcmp(by_id[*cursor]->id, m->id)) < 0)
+			(*cursor)++;
+		if (*cursor < n && c == 0)
+			be = by_id[*cursor];
+	} else if (n) {
+		struct backend **p = bsearch(m->id, by_id, n, sizeof(*by_id), cmp_key_backend_id);
+		be = p ? *p : NULL;
 	}
+	/* a dropped member (service_hold) is out of the pool for good */
+	if (be && atomic_load(&be->member) && be->port == m->port && strcmp(be->host, m->host) == 0 &&
+	    be->ssl_port == m->ssl_port && be->weight == (m->weight ? m->weight : 1))
+		return be;
 	return NULL;
 }
 
@@ -131,10 +179,23 @@ static void prune_draining(struct service *svc)
 bool service_set_members(struct service *svc, const struct member_spec *v, size_t n,
 			 uint64_t now)
 {
-	struct backend **nv = xcalloc(n, sizeof(*nv));
+	struct backend **nv = xcalloc(n ? n : 1, sizeof(*nv));
+	struct backend **by_id = xcalloc(svc->n_members ? svc->n_members : 1, sizeof(*by_id));
 	size_t kept = 0, added = 0, removed = 0;
+
+	/*
+	 * Sorted indexes, so that a view of 100k instances costs n log n, not
+	 * n^2; a discovered view comes sorted by id (and so do the members it
+	 * made last time), and then it costs n.
+	 */
+	size_t cursor = 0;
+	bool walk = specs_sorted(v, n);
+	if (svc->n_members)
+		memcpy(by_id, svc->members, svc->n_members * sizeof(*by_id));
+	if (!backends_sorted(by_id, svc->n_members))
+		qsort(by_id, svc->n_members, sizeof(*by_id), cmp_backend_id);
 	for (size_t i = 0; i < n; i++) {
-		struct backend *be = find_member(svc->members, svc->n_members, &v[i]);
+		struct backend *be = find_member(by_id, svc->n_members, &v[i], walk ? &cursor : NULL);
 		if (be) {
 			nv[i] = backend_get(be);
 			kept++;
@@ -149,8 +210,9 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 			if (backend_has_addr(nv[i]))
 				atomic_store(&nv[i]->eligible_after_ms,
 					     health_eligible_after(&nv[i]->health, &svc->hp));
-			added++;
-			log_info("svc=%s be=%s id=%s added", svc->name, nv[i]->name, nv[i]->id);
+			if (added++ < MEMBER_LOG_LINES)
+				log_info("svc=%s be=%s id=%s added", svc->name, nv[i]->name,
+					 nv[i]->id);
 		}
 		backend_set_payload(nv[i], v[i].payload, v[i].payload_len);
 	}
@@ -162,19 +224,26 @@ bool service_set_members(struct service *svc, const struct member_spec *v, size_
 	svc->n_members = n;
 	pthread_mutex_unlock(&svc->health_lock);
 
+	/* by_id now serves as the kept members sorted by address. */
+	by_id = xrealloc(by_id, (n ? n : 1) * sizeof(*by_id));
+	if (n)
+		memcpy(by_id, nv, n * sizeof(*by_id));
+	qsort(by_id, n, sizeof(*by_id), cmp_ptr);
+	/* At most n_old leave: one allocation for all of them. */
+	svc->draining = xrealloc(svc->draining,
+				 (svc->n_draining + n_old + 1) * sizeof(*svc->draining));
 	for (size_t i = 0; i < n_old; i++) {
-		bool stays = false;
-		for (size_t j = 0; j < n && !stays; j++)
-			stays = nv[j] == old[i];
-		if (stays)
+		if (n && bsearch(&old[i], by_id, n, sizeof(*by_id), cmp_ptr))
 			continue;
-		removed++;
+		if (removed++ < MEMBER_LOG_LINES)
+			log_info("svc=%s be=%s id=%s removed (%u open connections finish)",
+				 svc->name, old[i]->name, old[i]->id, atomic_load(&old[i]->active));
 		atomic_store(&old[i]->member, false);
-		log_info("svc=%s be=%s id=%s removed (%u open connections finish)", svc->name,
-			 old[i]->name, old[i]->id, atomic_load(&old[i]->active));
-		svc->draining = xrealloc(svc->draining, (svc->n_draining + 1) * sizeof(*svc->draining));
 		svc->draining[svc->n_draining++] = backend_get(old[i]);
 	}
+	free(by_id);
+	if (added > MEMBER_LOG_LINES || removed > MEMBER_LOG_LINES)
+		log_info("svc=%s %zu backends added, %zu removed", svc->name, added, removed);
 	release_members(old, n_old);
 	prune_draining(svc);
 	if (added || removed)

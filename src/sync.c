@@ -10,6 +10,7 @@
  * command once, after the three files are in place.
  */
 #include "sync.h"
+#include "config.h"
 
 #include <errno.h>
 #include <event2/event.h>

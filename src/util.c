@@ -231,9 +231,43 @@ static int lookup(const char *node, uint16_t port, int flags, struct net_addr *o
 	return rc;
 }
 
+/*
+ * The common spellings ("10.0.0.5", "::1") without getaddrinfo(), which even
+ * for a literal reads gai.conf and asks the kernel over netlink: 100,000
+ * instances cost the control thread a second that way. getaddrinfo() still
+ * takes every other spelling (inet_aton forms, scope ids), with its verdict.
+ */
+static bool numeric_fast(const char *host, uint16_t port, struct net_addr *out)
+{
+	struct sockaddr_in *in = (struct sockaddr_in *)&out->ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out->ss;
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (!host)
+		return false;
+	if (inet_pton(AF_INET, host, &a4) == 1) {
+		memset(&out->ss, 0, sizeof(out->ss));
+		in->sin_family = AF_INET;
+		in->sin_port = htons(port);
+		in->sin_addr = a4;
+		out->len = sizeof(*in);
+		return true;
+	}
+	if (inet_pton(AF_INET6, host, &a6) == 1) {
+		memset(&out->ss, 0, sizeof(out->ss));
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(port);
+		in6->sin6_addr = a6;
+		out->len = sizeof(*in6);
+		return true;
+	}
+	return false;
+}
+
 bool net_addr_numeric(const char *host, uint16_t port, struct net_addr *out)
 {
-	return lookup(host, port, AI_NUMERICHOST, out) == 0;
+	return numeric_fast(host, port, out) || lookup(host, port, AI_NUMERICHOST, out) == 0;
 }
 
 bool net_addr_resolve(const char *host, uint16_t port, struct net_addr *out, char *err,

@@ -158,6 +158,17 @@ static void service_free(struct service_conf *s)
 	free(s->origin);
 }
 
+void config_render_free(struct render_conf *r)
+{
+	free(r->service);
+	free(r->file);
+	free(r->format);
+	free(r->template_path);
+	free(r->template_text);
+	free(r->check_command);
+	free(r->on_change);
+}
+
 void config_free(struct config *cfg)
 {
 	if (!cfg)
@@ -197,16 +208,8 @@ void config_free(struct config *cfg)
 	}
 	free(cfg->sync);
 	free(cfg->overlay.listen_dir);
-	for (size_t i = 0; i < cfg->n_render; i++) {
-		struct render_conf *r = &cfg->render[i];
-		free(r->service);
-		free(r->file);
-		free(r->format);
-		free(r->template_path);
-		free(r->template_text);
-		free(r->check_command);
-		free(r->on_change);
-	}
+	for (size_t i = 0; i < cfg->n_render; i++)
+		config_render_free(&cfg->render[i]);
 	free(cfg->render);
 	free(cfg);
 }
@@ -214,6 +217,18 @@ void config_free(struct config *cfg)
 static char *dup_or_null(const char *s)
 {
 	return s ? xstrdup(s) : NULL;
+}
+
+void config_render_copy(struct render_conf *dst, const struct render_conf *src)
+{
+	*dst = *src;
+	dst->service = dup_or_null(src->service);
+	dst->file = dup_or_null(src->file);
+	dst->format = dup_or_null(src->format);
+	dst->template_path = dup_or_null(src->template_path);
+	dst->template_text = dup_or_null(src->template_text);
+	dst->check_command = dup_or_null(src->check_command);
+	dst->on_change = dup_or_null(src->on_change);
 }
 
 /* dst already holds src's scalars (a struct copy); make its strings and context its own. */
@@ -308,18 +323,8 @@ static struct config *config_copy_base(const struct config *src)
 		d->group = dup_or_null(s->group);
 	}
 	cfg->render = src->n_render ? xcalloc(src->n_render, sizeof(*cfg->render)) : NULL;
-	for (size_t i = 0; i < src->n_render; i++) {
-		struct render_conf *d = &cfg->render[i];
-		const struct render_conf *s = &src->render[i];
-		*d = *s;
-		d->service = dup_or_null(s->service);
-		d->file = dup_or_null(s->file);
-		d->format = dup_or_null(s->format);
-		d->template_path = dup_or_null(s->template_path);
-		d->template_text = dup_or_null(s->template_text);
-		d->check_command = dup_or_null(s->check_command);
-		d->on_change = dup_or_null(s->on_change);
-	}
+	for (size_t i = 0; i < src->n_render; i++)
+		config_render_copy(&cfg->render[i], &src->render[i]);
 	return cfg;
 }
 

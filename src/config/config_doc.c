@@ -91,6 +91,15 @@ static const struct config_doc_row doc_rows[] = {
 	  "1..64 host name lookups of this service in flight at once; the others wait their turn." },
 	{ "services.NAME.discovery.lookup_timeout", NULL,
 	  "A lookup not answered by then fails (counted timed_out) and is retried like any failure." },
+	{ "services.NAME.discovery.coalesce", NULL,
+	  "After a children change, list again this long later (with jitter), so a storm of changes "
+	  "costs one list per window; 0 = at once." },
+	{ "services.NAME.discovery.resync_jitter", NULL,
+	  "After a new session, re-read within a random delay up to this while the last-known set "
+	  "serves, so a fleet does not re-read at the same moment." },
+	{ "services.NAME.discovery.watch_data", NULL,
+	  "Watch every instance's data (true), or only the children (false: one watch per service; "
+	  "an in-place setData of an instance that stays, as Curator's updateService does, is missed)." },
 	{ "services.NAME.discovery.backends", "list of host:port [weight=N] strings",
 	  "The instances of a static service, weight 1..256 (default 1); host names are allowed. "
 	  "Required for static." },

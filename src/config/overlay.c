@@ -2,6 +2,7 @@
  * overlay — see overlay.h.
  */
 #include "overlay.h"
+#include "config.h"
 
 #include <errno.h>
 #include <jansson.h>

@@ -12,6 +12,7 @@
  * zk_drain() takes the events and applies them.
  */
 #include "zk.h"
+#include "config.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -29,6 +30,20 @@
 
 #define ZK_BACKOFF_BASE_MS 200
 #define ZK_BACKOFF_CAP_MS 30000
+/*
+ * The first new session after an expiry: at a random moment in this window.
+ * A fleet learns of its expiries together (the ensemble came back), and a
+ * session is a write through the leader: ten thousand at once is a storm.
+ */
+#define ZK_NEW_SESSION_SPREAD_MS 1000
+/*
+ * libzookeeper re-resolves the connect string's names each time it polls its
+ * socket, by default: on a busy session that is most of its I/O thread's
+ * time (getaddrinfo reads gai.conf and asks the kernel over netlink), and
+ * across a fleet a steady stream of DNS queries. Once a minute finds a moved
+ * server soon enough; on connection loss it resolves again anyway.
+ */
+#define ZK_RESOLVE_DELAY_MS 60000
 /*
  * A connection lost this soon after it was made, this many times in a row,
  * means the server refuses the session each time it sees it (an ensemble
@@ -409,8 +424,9 @@ static void lose_session(struct zk *zk, const char *why)
 	zk_set_state(zk, ZK_EXPIRED, why);
 	notify_session(zk, ZK_SESSION_EXPIRED);
 	compact_observers(zk);
-	delay = zk_backoff_ms(zk->attempt, ZK_BACKOFF_BASE_MS, ZK_BACKOFF_CAP_MS,
-			      rng_next(&zk->rng));
+	delay = zk->attempt ? zk_backoff_ms(zk->attempt, ZK_BACKOFF_BASE_MS, ZK_BACKOFF_CAP_MS,
+					    rng_next(&zk->rng))
+			    : rng_next(&zk->rng) % ZK_NEW_SESSION_SPREAD_MS;
 	zk->attempt++;
 	tv = timeval_from_ms(delay);
 	if (delay)
@@ -462,6 +478,9 @@ static void zk_connect(struct zk *zk)
 	}
 	zk->hctx = h;
 	zk->had_session = false;
+	rc = zoo_set_servers_resolution_delay(zk->zh, ZK_RESOLVE_DELAY_MS);
+	if (rc != ZOK)
+		log_warn("zookeeper: cannot set the resolution delay: %s", zk_rc_name(rc));
 	if (zk->auth_scheme) {
 		/* A refusal comes back as ZOO_AUTH_FAILED_STATE on the watcher. */
 		rc = zoo_add_auth(zk->zh, zk->auth_scheme, zk->auth_cert,

@@ -85,7 +85,9 @@ static void data_done(int rc, const char *value, int value_len, const struct Sta
 	zk_queue_post(q, ev);
 }
 
-static void strings_done(int rc, const struct String_vector *sv, const void *data)
+/* getChildren2: the names and the parent's stat (its cversion counts creates and deletes). */
+static void strings_done(int rc, const struct String_vector *sv, const struct Stat *stat,
+			 const void *data)
 {
 	struct zk_queue *q;
 	struct zk_event *ev = reply_event(data, rc, &q);
@@ -96,6 +98,8 @@ static void strings_done(int rc, const struct String_vector *sv, const void *dat
 			ev->children[i] = xstrdup(sv->data[i]);
 		ev->n_children = (size_t)sv->count;
 	}
+	if (rc == ZOK)
+		reply_stat(ev, stat);
 	zk_queue_post(q, ev);
 }
 
@@ -221,7 +225,7 @@ static int req_send(struct zk_reqs *t, zhandle_t *zh, struct zk_req *req, bool w
 		rc = zoo_aget(zh, req->path, watch, data_done, w);
 		break;
 	case ZK_OP_CHILDREN:
-		rc = zoo_aget_children(zh, req->path, watch, strings_done, w);
+		rc = zoo_aget_children2(zh, req->path, watch, strings_done, w);
 		break;
 	case ZK_OP_CREATE:
 		rc = zoo_acreate2(zh, req->path, req->data,

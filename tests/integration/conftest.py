@@ -206,6 +206,19 @@ def ensemble(tmp_path):
         e.cleanup()
 
 
+@pytest.fixture
+def observed_ensemble(tmp_path):
+    """A running ensemble of 3 voters and 1 observer (.observer_hosts: the observer's
+    connect string)."""
+    _need_java()
+    e = Ensemble(tmp_path / "ensemble", size=3, observers=1)
+    try:
+        e.start()
+        yield e
+    finally:
+        e.cleanup()
+
+
 def _kazoo(hosts, auth_data=None):
     from kazoo.client import KazooClient
 

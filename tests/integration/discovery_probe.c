@@ -8,7 +8,7 @@
  *   {"ev":"session","t":..,"event":"new","zk_state":"connected",
  *    "session_id":"0x...","passwd":"<hex>"}
  *   {"ev":"stats","t":..,"state":..,"instances":..,"updates":..,"bad":..,
- *    "held":..,"unroutable":..,"duplicates":..,"kept":..,"errors":..,"holding":..,"skipped":..,
+ *    "held":..,"unroutable":..,"duplicates":..,"lists":..,"gets":..,"read_wait_ms":..,"kept":..,"errors":..,"holding":..,"skipped":..,
  *    "zk":{"state":..,"sessions":..,"expirations":..,"disconnects":..}}
  *
  * Reads commands on stdin: "stats" prints a stats line; EOF or SIGTERM exits.
@@ -17,7 +17,8 @@
  *   discovery_probe --zk HOSTS --service NAME --type curator|serverset
  *                   --path /services/web [--cache-dir DIR] [--session-timeout MS]
  *                   [--auth scheme:cred] [--keep-last-known 0|1]
- *                   [--collapse-guard F] [--collapse-hold MS] [--tls] [--no-zk]
+ *                   [--collapse-guard F] [--collapse-hold MS] [--coalesce MS]
+ *                   [--resync-jitter MS] [--no-watch-data] [--tls] [--no-zk]
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -30,6 +31,7 @@
 #include <unistd.h>
 
 #include "discovery.h"
+#include "config.h"
 #include "log.h"
 #include "util.h"
 #include "zk.h"
@@ -121,6 +123,9 @@ static void print_stats(struct probe *p)
 		json_object_set_new(o, "held", json_integer((json_int_t)st.held_total));
 		json_object_set_new(o, "unroutable", json_integer((json_int_t)st.unroutable_total));
 		json_object_set_new(o, "duplicates", json_integer((json_int_t)st.duplicates_total));
+		json_object_set_new(o, "lists", json_integer((json_int_t)st.lists_total));
+		json_object_set_new(o, "gets", json_integer((json_int_t)st.gets_total));
+		json_object_set_new(o, "read_wait_ms", json_integer((json_int_t)st.read_wait_ms));
 		json_object_set_new(o, "kept", json_integer((json_int_t)st.kept_total));
 		json_object_set_new(o, "errors", json_integer((json_int_t)st.errors_total));
 		json_object_set_new(o, "holding", json_boolean(st.holding));
@@ -181,7 +186,8 @@ static void usage(void)
 	fprintf(stderr, "usage: discovery_probe --zk HOSTS --service NAME --type "
 			"curator|serverset --path PATH [--cache-dir DIR] [--session-timeout MS] "
 			"[--auth scheme:cred] [--keep-last-known 0|1] [--collapse-guard F] "
-			"[--collapse-hold MS] [--tls] [--no-zk]\n");
+			"[--collapse-hold MS] [--coalesce MS] [--resync-jitter MS] [--no-watch-data] "
+			"[--tls] [--no-zk]\n");
 	exit(2);
 }
 
@@ -198,6 +204,9 @@ int main(int argc, char **argv)
 		{ "keep-last-known", required_argument, NULL, 'k' },
 		{ "collapse-guard", required_argument, NULL, 'g' },
 		{ "collapse-hold", required_argument, NULL, 'h' },
+		{ "coalesce", required_argument, NULL, 'C' },
+		{ "resync-jitter", required_argument, NULL, 'J' },
+		{ "no-watch-data", no_argument, NULL, 'W' },
 		{ "tls", no_argument, NULL, 'S' },
 		{ "no-zk", no_argument, NULL, 'n' },
 		{ NULL, 0, NULL, 0 },
@@ -219,6 +228,10 @@ int main(int argc, char **argv)
 	svc.discovery.keep_last_known = true;
 	svc.discovery.collapse_guard = 0.5;
 	svc.discovery.collapse_hold_ms = 30000;
+	/* What zklb did before issue 21 unless asked: these tests time single updates. */
+	svc.discovery.coalesce_ms = 0;
+	svc.discovery.resync_jitter_ms = 0;
+	svc.discovery.watch_data = true;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'z': cfg.zookeeper.hosts = optarg; break;
@@ -238,6 +251,9 @@ int main(int argc, char **argv)
 		case 'k': svc.discovery.keep_last_known = atoi(optarg) != 0; break;
 		case 'g': svc.discovery.collapse_guard = strtod(optarg, NULL); break;
 		case 'h': svc.discovery.collapse_hold_ms = strtoull(optarg, NULL, 10); break;
+		case 'C': svc.discovery.coalesce_ms = strtoull(optarg, NULL, 10); break;
+		case 'J': svc.discovery.resync_jitter_ms = strtoull(optarg, NULL, 10); break;
+		case 'W': svc.discovery.watch_data = false; break;
 		case 'S': svc.tls.enabled = true; break;
 		case 'n': no_zk = true; break;
 		default: usage();

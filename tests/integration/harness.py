@@ -1363,6 +1363,20 @@ ZK_NETTY = [f"/usr/share/java/netty-{m}.jar" for m in
              "transport-native-epoll", "transport-native-unix-common")]
 
 
+def load_bench_script(name):
+    """A bench/ script without a .py suffix (bench/zk-load...) as a module, so that a
+    test runs the benchmark's own code in a small configuration."""
+    import importlib.machinery
+    import importlib.util
+
+    mod_name = name.replace("-", "_")
+    loader = importlib.machinery.SourceFileLoader(mod_name, str(ROOT / "bench" / name))
+    spec = importlib.util.spec_from_loader(mod_name, loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
 def four_letter(hostport, cmd, timeout=1.0):
     """Send a ZooKeeper four-letter command; return the answer text ('' on error)."""
     try:
@@ -1415,8 +1429,12 @@ class ZooKeeper:
         if peers:
             cfg["standaloneEnabled"] = "false"
             cfg["reconfigEnabled"] = "false"
-            for sid, (p1, p2) in peers.items():
-                cfg[f"server.{sid}"] = f"{LOOPBACK}:{p1}:{p2}"
+            # peers: {sid: (port, election port[, "observer"])}
+            for sid, ports in peers.items():
+                role = f":{ports[2]}" if len(ports) > 2 else ""
+                cfg[f"server.{sid}"] = f"{LOOPBACK}:{ports[0]}:{ports[1]}{role}"
+            if len(peers[myid]) > 2:
+                cfg["peerType"] = "observer"
             (self.data / "myid").write_text(f"{myid}\n")
         if tls:
             keystore, truststore, client_auth = tls
@@ -1470,7 +1488,7 @@ class ZooKeeper:
         m = re.search(r"^Mode: (\w+)", self.srvr(), re.M)
         return m.group(1) if m else None
 
-    def wait_ready(self, timeout=30.0, modes=("standalone", "leader", "follower")):
+    def wait_ready(self, timeout=30.0, modes=("standalone", "leader", "follower", "observer")):
         deadline = time.monotonic() + timeout
         while True:
             if not self.running():
@@ -1511,17 +1529,29 @@ class ZooKeeper:
 
 
 class Ensemble:
-    """Three (or `size`) ZooKeeper servers on loopback forming one quorum."""
+    """Three (or `size`) ZooKeeper servers on loopback forming one quorum, and
+    `observers` more that follow it without voting (peerType=observer): they
+    serve reads themselves and forward writes to the leader."""
 
-    def __init__(self, workdir, size=3):
+    def __init__(self, workdir, size=3, observers=0):
         self.dir = Path(workdir)
         peers = {i: (free_port(), free_port()) for i in range(1, size + 1)}
+        for i in range(size + 1, size + observers + 1):
+            peers[i] = (free_port(), free_port(), "observer")
         self.nodes = [ZooKeeper(self.dir / f"zk{i}", myid=i, peers=peers)
-                      for i in range(1, size + 1)]
+                      for i in range(1, size + observers + 1)]
+        self.voters = self.nodes[:size]
+        self.observers = self.nodes[size:]
 
     @property
     def hosts(self):
-        return ",".join(n.hosts for n in self.nodes)
+        """The voters' connect string."""
+        return ",".join(n.hosts for n in self.voters)
+
+    @property
+    def observer_hosts(self):
+        """The observers' connect string (what a zklb near them would list)."""
+        return ",".join(n.hosts for n in self.observers)
 
     def start(self, timeout=60.0):
         for n in self.nodes:
@@ -1532,9 +1562,11 @@ class Ensemble:
     def wait_ready(self, timeout=60.0):
         """Every running node serves as leader or follower, with exactly one leader."""
         def ok():
-            modes = [n.mode() for n in self.nodes if n.running()]
-            return (modes and all(m in ("leader", "follower") for m in modes)
-                    and modes.count("leader") == 1)
+            voters = [n.mode() for n in self.voters if n.running()]
+            watchers = [n.mode() for n in self.observers if n.running()]
+            return (voters and all(m in ("leader", "follower") for m in voters)
+                    and voters.count("leader") == 1
+                    and all(m == "observer" for m in watchers))
         wait_until(ok, timeout, interval=0.2, what="ZooKeeper ensemble quorum")
 
     def leader(self):

@@ -151,6 +151,26 @@ def ids_of(ev):
     return sorted(i["id"] for i in ev["instances"])
 
 
+def expire(p, hosts, new, meanwhile=None):
+    """Expire the probe's session (`new`: its "session" event): take it over with
+    its id and password, then close it. The probe is paused meanwhile, or its
+    client would take the session straight back; meanwhile() runs before it
+    resumes (changes made while it has no session)."""
+    from kazoo.client import KazooClient
+
+    os.kill(p.proc.pid, signal.SIGSTOP)
+    try:
+        thief = KazooClient(hosts=hosts, client_id=(int(new["session_id"], 16),
+                                                    bytes.fromhex(new["passwd"])))
+        thief.start(timeout=10)
+        thief.stop()
+        thief.close()
+        if meanwhile:
+            meanwhile()
+    finally:
+        os.kill(p.proc.pid, signal.SIGCONT)
+
+
 @pytest.fixture
 def probe(tmp_path):
     """probe(hosts, path, **kw) → a started Probe, stopped (by PID) at teardown."""
@@ -345,8 +365,6 @@ def test_collapse_is_held_then_applied_or_withdrawn(shared_zookeeper, zk_path, k
 
 
 def test_session_expiry_resyncs(shared_zookeeper, zk_path, kazoo_client, probe):
-    from kazoo.client import KazooClient
-
     k = kazoo_client(shared_zookeeper.hosts)
     path = zk_path + "/services/web"
     for i in ("a", "b"):
@@ -359,20 +377,10 @@ def test_session_expiry_resyncs(shared_zookeeper, zk_path, kazoo_client, probe):
     p.view(["a", "b"])
     p.state("connected")
 
-    # Expire the probe's session: take it over with its id and password, then close it.
-    # The probe is paused meanwhile, or its client would take the session straight back.
-    os.kill(p.proc.pid, signal.SIGSTOP)
-    try:
-        thief = KazooClient(hosts=shared_zookeeper.hosts,
-                            client_id=(int(new["session_id"], 16),
-                                       bytes.fromhex(new["passwd"])))
-        thief.start(timeout=10)
-        thief.stop()
-        thief.close()
-        k.create(f"{path}/c", curator("c", 9003))      # made while the probe has no session
+    def meanwhile():                                   # made while the probe has no session
+        k.create(f"{path}/c", curator("c", 9003))
         k.delete(f"{path}/a")
-    finally:
-        os.kill(p.proc.pid, signal.SIGCONT)
+    expire(p, shared_zookeeper.hosts, new, meanwhile)
     p.session("lost")
     p.state("disconnected")
     p.session("expired")
@@ -530,3 +538,136 @@ def test_missing_chroot(shared_zookeeper, zk_path, kazoo_client, probe):
     harness.wait_until(lambda: f"chroot {chroot} does not exist" in p.log(), what="warning")
     k.create(f"{chroot}/services/web/a", curator("a", 9001), makepath=True, ephemeral=True)
     p.view(["a"])
+
+
+# --------------------------------------------------------------------------- fleet manners
+
+
+def watched_paths(zk, prefix):
+    """Paths under prefix the server holds a data watch on (wchp lists data watches
+    only: path, then sessions)."""
+    out = harness.four_letter(zk.hosts, "wchp", timeout=2.0)
+    return {line for line in out.splitlines() if line.startswith(prefix)}
+
+
+def test_coalesce_lists_once_per_window(shared_zookeeper, zk_path, kazoo_client, probe):
+    """20 changes, each one waited for, cost a list each without coalescing; the same
+    20 made within one coalesce window cost one list. The wait is shown meanwhile."""
+    k = kazoo_client(shared_zookeeper.hosts)
+    lists = {}
+    for coalesce in (0, 3000):
+        path = f"{zk_path}/services/web{coalesce}"
+        k.create(f"{path}/a", curator("a", 9001), makepath=True)
+        p = probe(shared_zookeeper.hosts, path, session_timeout=10000,
+                  args=["--coalesce", str(coalesce)], name=f"c{coalesce}")
+        p.view(["a"])
+        p.state("connected")
+        before = p.stats()["lists"]
+        names = [f"n{i:02d}" for i in range(20)]
+        for i, n in enumerate(names):
+            k.create(f"{path}/{n}", curator(n, 9100))
+            if not coalesce:
+                p.view(["a"] + names[:i + 1])          # one event, one list, one view
+            elif i == 0:
+                # The change is known and waits for its window: /services shows it.
+                harness.wait_until(lambda: p.stats()["read_wait_ms"] > 0, 2.0,
+                                   what="read_wait_ms while coalescing")
+        if coalesce:
+            p.view(["a"] + names, timeout=15)
+        time.sleep(0.2 + 2 * coalesce / 1000.0)        # anything still due has landed
+        st = p.stats()
+        lists[coalesce] = st["lists"] - before
+        assert st["read_wait_ms"] == 0 and st["gets"] == 21, st
+    # The 20 creates take well under the window's 2.25 s minimum: one list, two
+    # if a slow machine lets the window close before the last create.
+    assert lists[0] >= 20, lists
+    assert lists[3000] <= 2, lists
+
+
+def test_watch_data_off_keeps_one_watch(shared_zookeeper, zk_path, kazoo_client, probe):
+    """watch_data off: only the children watch; a node deleted and re-created with
+    new data within one window is read again (the parent's cversion tells); an
+    in-place setData of a child that stays is missed, as documented."""
+    k = kazoo_client(shared_zookeeper.hosts)
+    path = zk_path + "/services/web"
+    for i, port in (("a", 9001), ("b", 9002), ("c", 9003)):
+        k.create(f"{path}/{i}", curator(i, port), makepath=True)
+    p = probe(shared_zookeeper.hosts, path, session_timeout=10000,
+              args=["--no-watch-data", "--coalesce", "1000"])
+    p.view(["a", "b", "c"])
+    p.state("connected")
+    assert watched_paths(shared_zookeeper, path) == set()   # no data watch at all
+    assert p.stats()["gets"] == 3
+
+    # Delete and re-create "a" with a new port inside one coalesce window.
+    t = k.transaction()
+    t.delete(f"{path}/a")
+    t.create(f"{path}/a", curator("a", 9501))
+    assert all(r is True or isinstance(r, str) for r in t.commit())
+    p.wait(lambda e: e["ev"] == "view" and
+           any(i["id"] == "a" and i["port"] == 9501 for i in e["instances"]),
+           timeout=10, what="re-created a read again")
+    assert "reading every child again" in p.log()
+
+    # In place: the documented miss (Curator's updateService).
+    k.set(f"{path}/b", curator("b", 9602))
+    p.none(lambda e: e["ev"] == "view", 2.5, "view after an in-place setData")
+    assert watched_paths(shared_zookeeper, path) == set()
+    st = p.stats()
+    assert st["gets"] == 6                                  # 3, then a, b, c again
+
+    # A new session costs one list: nothing is read again but what changed.
+    new = next(e for e in p.events if e["ev"] == "session" and e["event"] == "new")
+    expire(p, shared_zookeeper.hosts, new,
+           lambda: k.create(f"{path}/d", curator("d", 9004)))
+    p.session("expired")
+    p.session("new")
+    p.view(["a", "b", "c", "d"])
+    p.state("connected")
+    after = p.stats()
+    assert after["gets"] - st["gets"] == 1, (st, after)     # d only
+    assert after["lists"] - st["lists"] == 1, (st, after)
+
+
+def test_watch_data_on_watches_every_child(shared_zookeeper, zk_path, kazoo_client, probe):
+    """The default: one data watch per instance, so an in-place setData is seen."""
+    k = kazoo_client(shared_zookeeper.hosts)
+    path = zk_path + "/services/web"
+    for i, port in (("a", 9001), ("b", 9002)):
+        k.create(f"{path}/{i}", curator(i, port), makepath=True)
+    p = probe(shared_zookeeper.hosts, path, session_timeout=10000)
+    p.view(["a", "b"])
+    assert watched_paths(shared_zookeeper, path) == {f"{path}/a", f"{path}/b"}
+    k.set(f"{path}/b", curator("b", 9602))
+    p.wait(lambda e: e["ev"] == "view" and
+           any(i["id"] == "b" and i["port"] == 9602 for i in e["instances"]),
+           timeout=10, what="in-place change seen")
+
+
+def test_resync_after_expiry_is_jittered(shared_zookeeper, zk_path, kazoo_client, probe):
+    """After a new session the re-read waits a random delay within resync_jitter,
+    serving the last-known set meanwhile; then it is exact again."""
+    k = kazoo_client(shared_zookeeper.hosts)
+    path = zk_path + "/services/web"
+    for i in ("a", "b"):
+        k.create(f"{path}/{i}", curator(i, 9001), makepath=True)
+    p = probe(shared_zookeeper.hosts, path, session_timeout=10000,
+              args=["--resync-jitter", "3000"])
+    new = p.session("new")
+    p.view(["a", "b"])                  # nothing to serve yet: read at once
+    p.state("connected")
+    assert "resync_jitter" not in p.log()
+
+    expire(p, shared_zookeeper.hosts, new,
+           lambda: k.create(f"{path}/c", curator("c", 9003)))
+    p.session("expired")
+    p.session("new")
+    gets = p.stats()["gets"]
+    harness.wait_until(lambda: "(resync_jitter)" in p.log(), 5, what="jittered resync")
+    delay = int(p.log().split("reading again in ")[1].split("ms")[0])
+    assert 0 <= delay < 3000
+    st = p.stats()
+    if st["gets"] == gets:              # still waiting: the last-known set is served
+        assert st["state"] == "disconnected" and st["instances"] == 2, st
+    p.view(["a", "b", "c"], timeout=10)
+    p.state("connected")

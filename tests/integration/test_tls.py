@@ -687,8 +687,10 @@ def test_curator_ssl_port_routed_with_tls_port_without(shared_zookeeper, zk_path
                what="tls view")
     inst = list(lb.instances("web").values())[0]
     assert inst["port"] == n.port and inst["ssl_port"] == n.port
-    assert harness.services_of(lb.admin_json("/services"))["web"]["skipped_instances"] == 1
-    lb.wait_for_log(r"node=plain-only skipped: .*no sslPort, and the service uses tls")
+    web = harness.services_of(lb.admin_json("/services"))["web"]
+    assert web["skipped_instances"] == 1 and web["unroutable_instances"] == 1, web
+    assert [(x["node"], x["kind"]) for x in web["skipped"]] == [("plain-only", "unroutable")], web
+    lb.wait_for_log(r"node=plain-only not routable: no sslPort, and the service uses tls")
     assert http_get(lb.listen("web"), "/r/3")[2] == b"r3\n"
     # Without tls: both, on their plain port.
     def plain_view():

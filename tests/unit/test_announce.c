@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "announce.h"
+#include "config.h"
 #include "health.h"
 #include "instance.h"
 

@@ -27,6 +27,7 @@
 #include <event2/listener.h>
 
 #include "check.h"
+#include "config.h"
 #include "util.h"
 
 #define MAX_RESULTS 8

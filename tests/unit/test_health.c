@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "health.h"
+#include "config.h"
 
 #define BASE 1000u
 #define MAXE 8000u

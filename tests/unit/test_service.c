@@ -7,6 +7,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <cmocka.h>
 #include <string.h>
 
@@ -64,6 +66,115 @@ static void test_members_keep_identity(void **state)
 
 	service_retire(svc);
 	service_put(svc);
+}
+
+/* Every connection ends: the next tick forgets the draining ones; then free. */
+static void close_all_and_free(struct service *svc)
+{
+	for (size_t i = 0; i < svc->n_draining; i++)
+		atomic_store(&svc->draining[i]->active, 0);
+	for (size_t i = 0; i < svc->n_members; i++)
+		atomic_store(&svc->members[i]->active, 0);
+	service_tick(svc, 2500);
+	assert_int_equal(svc->n_draining, 0);
+	service_retire(svc);
+	service_put(svc);
+}
+
+/*
+ * A view of 50,000 members, then one that keeps every other one and adds as
+ * many: identity kept for exactly the survivors, the rest drain. (The
+ * membership is matched through sorted indexes; the quadratic scan it
+ * replaced took minutes here under ASan.)
+ */
+#define BIG 50000
+static void test_large_view_keeps_identity(void **state)
+{
+	struct service *svc = service_new("big", 1);
+	struct member_spec *a = calloc(BIG, sizeof(*a)), *b = calloc(BIG, sizeof(*b));
+	char (*ids)[16] = calloc(2 * BIG, sizeof(*ids));
+	struct backend **first = calloc(BIG, sizeof(*first));
+
+	(void)state;
+	for (size_t i = 0; i < 2 * BIG; i++)
+		snprintf(ids[i], sizeof(ids[i]), "id%06zu", i);
+	for (size_t i = 0; i < BIG; i++)
+		a[i] = (struct member_spec){ ids[i], "127.0.0.1", (uint16_t)(1 + i % 60000), 0, 1, NULL, 0 };
+	assert_true(service_set_members(svc, a, BIG, 1000));
+	for (size_t i = 0; i < BIG; i++)
+		first[i] = svc->members[i];
+	/* An open connection on every member, so the removed ones stay draining. */
+	for (size_t i = 0; i < BIG; i++)
+		atomic_store(&svc->members[i]->active, 1);
+	/* b: the even members of a (reversed order), then BIG/2 new ones. */
+	for (size_t i = 0; i < BIG / 2; i++)
+		b[i] = a[BIG - 2 - 2 * i];
+	for (size_t i = BIG / 2; i < BIG; i++)
+		b[i] = (struct member_spec){ ids[BIG + i], "127.0.0.1", 7, 0, 1, NULL, 0 };
+	assert_true(service_set_members(svc, b, BIG, 2000));
+	assert_int_equal(svc->n_members, BIG);
+	for (size_t i = 0; i < BIG / 2; i++)
+		assert_ptr_equal(svc->members[i], first[BIG - 2 - 2 * i]);
+	for (size_t i = BIG / 2; i < BIG; i++)
+		assert_string_equal(svc->members[i]->id, ids[BIG + i]);
+	assert_int_equal(svc->n_draining, BIG / 2);
+	for (size_t i = 0; i < svc->n_draining; i++)
+		assert_false(atomic_load(&svc->draining[i]->member));
+	close_all_and_free(svc);
+	free(first);
+	free(ids);
+	free(b);
+	free(a);
+}
+
+/* A view sorted by id (as discovery delivers them) takes the walk, not the search. */
+static void test_sorted_view_keeps_identity(void **state)
+{
+	enum { N = 3000 };
+	struct service *svc = service_new("sorted", 1);
+	struct member_spec *a = calloc(N, sizeof(*a)), *c = calloc(N, sizeof(*c));
+	char (*ids)[16] = calloc(2 * N, sizeof(*ids));
+	struct backend **first = calloc(N, sizeof(*first));
+	size_t n = 0;
+
+	(void)state;
+	for (size_t i = 0; i < 2 * N; i++)
+		snprintf(ids[i], sizeof(ids[i]), "id%06zu", i);
+	for (size_t i = 0; i < N; i++)
+		a[i] = (struct member_spec){ ids[i], "127.0.0.1", (uint16_t)(1 + i), 0, 1, NULL, 0 };
+	assert_true(service_set_members(svc, a, N, 1000));
+	for (size_t i = 0; i < N; i++) {
+		first[i] = svc->members[i];
+		atomic_store(&first[i]->active, 1);
+	}
+	/* Two of every three stay (one with a new port: a new backend), then new ids. */
+	for (size_t i = 0; i < N; i++) {
+		if (i % 3 == 0)
+			continue;
+		c[n] = a[i];
+		if (i == 1)
+			c[n].port = 7;
+		n++;
+	}
+	for (size_t i = N; n < N; i++)
+		c[n++] = (struct member_spec){ ids[i], "127.0.0.1", 7, 0, 1, NULL, 0 };
+	assert_true(service_set_members(svc, c, N, 2000));
+	for (size_t i = 0, k = 0; i < N; i++) {
+		if (i % 3 == 0)
+			continue;
+		if (i == 1)
+			assert_ptr_not_equal(svc->members[k], first[i]);
+		else
+			assert_ptr_equal(svc->members[k], first[i]);
+		k++;
+	}
+	/* The dropped third, and the one whose port changed, drain. */
+	assert_int_equal(svc->n_draining, N / 3 + 1);
+	close_all_and_free(svc);
+	free(first);
+	free(ids);
+	free(c);
+	free(a);
 }
 
 static void test_snapshot_refcounts(void **state)
@@ -415,6 +526,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_members_keep_identity),
+		cmocka_unit_test(test_large_view_keeps_identity),
+		cmocka_unit_test(test_sorted_view_keeps_identity),
 		cmocka_unit_test(test_snapshot_refcounts),
 		cmocka_unit_test(test_unresolvable_member_never_routable),
 		cmocka_unit_test(test_passive_failures_eject),

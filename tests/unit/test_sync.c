@@ -20,6 +20,7 @@
 #include <event2/event.h>
 
 #include "sync.h"
+#include "config.h"
 #include "util.h"
 
 static void test_child_names(void **state)

@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,6 +247,35 @@ static void test_write_atomic(void **state)
 	rmdir(dir);
 }
 
+/* The fast path for literals says exactly what getaddrinfo(AI_NUMERICHOST) says. */
+static void test_numeric_matches_getaddrinfo(void **state)
+{
+	static const char *const hosts[] = {
+		"10.0.0.5", "127.0.0.1", "0.0.0.0", "255.255.255.255", "::1", "::",
+		"2001:db8::7", "::ffff:127.0.0.1", "fe80::1%lo", "2130706433", "0x7f.1",
+		"127.1", "localhost", "10.0.0.256", "1.2.3.4.5", "", "[::1]", "::1 ",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
+		struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+					  .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST };
+		struct addrinfo *res = NULL;
+		struct net_addr a;
+		bool want = getaddrinfo(hosts[i], "8080", &hints, &res) == 0 && res;
+		bool got = net_addr_numeric(hosts[i], 8080, &a);
+
+		if (got != want)
+			fail_msg("%s: net_addr_numeric %d, getaddrinfo %d", hosts[i], got, want);
+		if (want) {
+			assert_int_equal(a.len, res->ai_addrlen);
+			assert_memory_equal(&a.ss, res->ai_addr, res->ai_addrlen);
+		}
+		if (res)
+			freeaddrinfo(res);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -254,6 +284,7 @@ int main(void)
 		cmocka_unit_test(test_size_parse),
 		cmocka_unit_test(test_split_host_port),
 		cmocka_unit_test(test_addr_parse),
+		cmocka_unit_test(test_numeric_matches_getaddrinfo),
 		cmocka_unit_test(test_write_atomic),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

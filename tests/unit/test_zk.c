@@ -71,6 +71,28 @@ static void test_backoff(void **state)
 	}
 }
 
+/* The coalesce window: never longer than asked, at most a quarter shorter; resync: below it. */
+static void test_read_delays(void **state)
+{
+	bool seen_low = false, seen_high = false;
+
+	(void)state;
+	assert_int_equal(zkset_delay_ms(0, true, 12345), 0);
+	assert_int_equal(zkset_delay_ms(0, false, 12345), 0);
+	assert_int_equal(zkset_delay_ms(200, true, 0), 200);
+	for (uint64_t r = 0; r < 20000; r += 3) {
+		uint64_t c = zkset_delay_ms(200, true, r * 2654435761u);
+		uint64_t j = zkset_delay_ms(5000, false, r * 2654435761u);
+		assert_true(c >= 150 && c <= 200);
+		assert_true(j < 5000);
+		seen_low |= j < 500;
+		seen_high |= j >= 4500;
+	}
+	/* Spread over the whole window, not bunched at one end. */
+	assert_true(seen_low && seen_high);
+	assert_int_equal(zkset_delay_ms(1, false, UINT64_MAX), 0);
+}
+
 static void test_chroot(void **state)
 {
 	(void)state;
@@ -317,6 +339,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_transitions),
 		cmocka_unit_test(test_backoff),
+		cmocka_unit_test(test_read_delays),
 		cmocka_unit_test(test_chroot),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_retry_policy),
