@@ -52,6 +52,8 @@
 
 #include <jansson.h>
 
+#include "config.h"		/* enum announce_acl */
+#include "zk_result.h"
 #include "health.h"
 
 struct announce_conf;
@@ -84,6 +86,7 @@ struct announce_stats {
 	uint64_t deregistrations_total;	/* deletes that succeeded (zklb_announce_deregistrations_total) */
 	uint64_t failures_total;	/* creates/deletes that failed (zklb_announce_failures_total) */
 	uint64_t check_failures_total;	/* failed check attempts (zklb_announce_check_failures_total) */
+	uint64_t restored_total;	/* rewrites by another client undone (zklb_announce_restored_total) */
 	int64_t registered_at_ms;	/* wall ms of the current/last registration; 0 = never */
 };
 
@@ -138,6 +141,12 @@ void announce_uuid_format(const uint8_t raw[16], char out[ANNOUNCE_UUID_LEN + 1]
  * health_routable().
  */
 void announce_health_params(struct health_params *p, const struct check_conf *c);
+
+/*
+ * The ACLs an entry gives what it creates: open and creator as configured;
+ * auto is creator when the session has credentials, else open.
+ */
+enum zk_acl announce_acl_for(enum announce_acl conf, bool have_auth);
 
 /* Whether the node lifecycle allows from -> to. */
 bool announce_node_allowed(enum announce_node from, enum announce_node to);

@@ -199,8 +199,17 @@ struct service_conf {
 struct zookeeper_conf {
 	char *hosts;			/* owned; NULL when no zookeeper: section */
 	uint64_t session_timeout_ms;	/* asked of the ensemble */
-	char *auth;			/* owned; "digest:user:secret" or NULL */
+	char *auth;			/* owned; "digest:user:secret" (from auth or auth_file) or NULL */
+	char *auth_file;		/* owned; the file auth was read from, or NULL */
+	struct tls_conf tls;		/* TLS to the ensemble (zktunnel.h); enabled = in use */
 	char *config_path;		/* owned; or NULL */
+};
+
+/* Who may change what announce creates (zk.h: ZK_ACL_*). */
+enum announce_acl {
+	ANNOUNCE_ACL_AUTO = 0,		/* creator when zookeeper.auth is set, else open */
+	ANNOUNCE_ACL_OPEN,		/* world: all (Curator's default) */
+	ANNOUNCE_ACL_CREATOR,		/* node: creator all + world read; parents: see design.md */
 };
 
 struct announce_conf {
@@ -212,6 +221,7 @@ struct announce_conf {
 	json_t *payload;		/* ref; NULL when absent */
 	char *payload_class;		/* owned; the payload's Jackson "@class"; NULL = a Map */
 	struct check_conf check;	/* of the local service, guards the node */
+	enum announce_acl acl;		/* ACLs of the node and of the parents it creates */
 };
 
 struct sync_conf {

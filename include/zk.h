@@ -18,6 +18,12 @@
  *                                  |
  *                                  +--after backoff: new handle--> CONNECTING
  *
+ * Authentication: the credentials go with every handle. A refusal
+ * (ZAUTHFAILED, or an ensemble enforcing authentication that closes the
+ * session) is reported to observers (on_auth_failed), counted, logged as an
+ * error every time, and the session is remade after backoff; before any
+ * request was answered it is a configuration error the caller makes fatal.
+ *
  * libzookeeper reconnects to the same session by itself (DISCONNECTED ->
  * CONNECTED keeps every watch). Only a session the server declares expired,
  * failed authentication or a handle that cannot be created makes a new
@@ -72,6 +78,14 @@ enum zk_watch_event {
 struct zk_observer {
 	void (*on_session)(void *arg, enum zk_session_event ev);	/* may be NULL */
 	void (*on_watch)(void *arg, enum zk_watch_event ev, const char *path);	/* may be NULL */
+	/*
+	 * The ensemble refused the session's credentials (ZAUTHFAILED), or
+	 * requires authentication this session does not give
+	 * (ZSESSIONCLOSEDREQUIRESASLAUTH). at_start: no request of this process
+	 * had been answered yet, so the configuration is wrong rather than the
+	 * ensemble changed. why: a sentence, never the secret. May be NULL.
+	 */
+	void (*on_auth_failed)(void *arg, bool at_start, const char *why);
 };
 
 struct zk_stats {
@@ -80,16 +94,21 @@ struct zk_stats {
 	uint64_t sessions_total;	/* sessions established */
 	uint64_t disconnects_total;	/* CONNECTED -> DISCONNECTED */
 	uint64_t expirations_total;	/* sessions lost for good (expired, auth failed) */
-	uint64_t auth_failures_total;	/* of which authentication failures */
+	uint64_t auth_failures_total;	/* credentials refused or required (on_auth_failed) */
 	uint64_t handle_failures_total;	/* zookeeper_init failures (bad connect string...) */
+	uint64_t tls_handshakes_total;	/* zookeeper.tls: handshakes completed with a member */
+	uint64_t tls_handshake_failures_total;	/* zookeeper.tls: refused (verify, protocol, stall) */
+	uint64_t tls_connect_failures_total;	/* zookeeper.tls: member not resolved or reached */
 	int64_t session_id;		/* current or last session id; 0 = none yet */
 	uint32_t negotiated_timeout_ms;	/* session timeout the server granted; 0 = none yet */
 };
 
 /*
  * Start connecting to conf->hosts (conf is copied). Returns NULL (and logs)
- * only when conf->hosts is NULL or the eventfd cannot be created; a bad
- * connect string or an unreachable ensemble is retried with backoff.
+ * only when conf->hosts is NULL, the eventfd cannot be created, or
+ * conf->tls is enabled and its tunnel (zktunnel.h) cannot start; a bad
+ * connect string or an unreachable ensemble is retried with backoff. With
+ * conf->tls, libzookeeper connects to the tunnel's loopback endpoints.
  * Also routes libzookeeper's own logging into log.h at warn (process-wide).
  * Thread: control thread; base must outlive the zk.
  */
@@ -144,7 +163,7 @@ void zk_exists(struct zk *zk, const char *path, bool watch, zk_done_fn *done, vo
 /*
  * Asynchronous writes, with the same completion rules as the reads (`done`
  * may be NULL when the caller does not care; arg is still the cancellation
- * key). ACLs are open (ZOO_OPEN_ACL_UNSAFE), as Curator's default.
+ * key). zk_create's ACLs are open (ZOO_OPEN_ACL_UNSAFE), Curator's default.
  *
  * zk_create: a node at path holding data[0..len) (copied; data NULL = no
  * data), flags ZOO_PERSISTENT, ZOO_EPHEMERAL, ZOO_PERSISTENT_SEQUENTIAL...
@@ -160,6 +179,25 @@ void zk_exists(struct zk *zk, const char *path, bool watch, zk_done_fn *done, vo
  */
 void zk_create(struct zk *zk, const char *path, const void *data, size_t len, int flags,
 	       bool make_parents, zk_done_fn *done, void *arg);
+
+/*
+ * zk_create with the ACLs of `acl` (zk_result.h) on the node and on every
+ * ancestor make_parents creates; zk_create is ZK_ACL_OPEN. ZK_ACL_CREATOR
+ * needs zookeeper.auth (the server refuses it with ZINVALIDACL otherwise).
+ * Nodes that exist keep their ACLs.
+ */
+void zk_create_acl(struct zk *zk, const char *path, const void *data, size_t len, int flags,
+		   enum zk_acl acl, bool make_parents, zk_done_fn *done, void *arg);
+
+/*
+ * zk_set: replace path's data with data[0..len) (copied) if its version is
+ * `version` (-1: any). The result's stat is the node's new stat.
+ */
+void zk_set(struct zk *zk, const char *path, const void *data, size_t len, int version,
+	    zk_done_fn *done, void *arg);
+
+/* Whether the session adds credentials (zookeeper.auth or auth_file). */
+bool zk_has_auth(const struct zk *zk);
 void zk_delete(struct zk *zk, const char *path, int version, zk_done_fn *done, void *arg);
 
 /* Drop every pending completion registered with arg (call before freeing arg). */

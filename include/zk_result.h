@@ -22,6 +22,15 @@ struct zk_result {
 	const char *created;		/* create with rc ZOK: the path made (sequential suffix included) */
 };
 
+/*
+ * The ACLs a create gives its node and the ancestors it makes (zk_create_acl).
+ * Here rather than in zk.h so the request table below the session sees it.
+ */
+enum zk_acl {
+	ZK_ACL_OPEN = 0,		/* world: all, on the node and its parents (Curator's default) */
+	ZK_ACL_CREATOR,			/* node: auth all + world read; parents: auth all + world create, read */
+};
+
 /* Completion callback: control thread, exactly once per uncancelled request. */
 typedef void zk_done_fn(void *arg, const struct zk_result *r);
 

@@ -41,6 +41,7 @@ enum announce_op {
 	ANNOUNCE_OP_PROBE,		/* create said "exists": whose node is it? */
 	ANNOUNCE_OP_CLEAR,		/* delete a node our session does not own, then create */
 	ANNOUNCE_OP_DELETE,		/* deregister */
+	ANNOUNCE_OP_RESTORE,		/* write our data back over another client's rewrite */
 };
 
 struct announce_entry {
@@ -67,6 +68,10 @@ struct announce_entry {
 	bool retired;			/* dropped by a reload: deregister, then free */
 	bool stale_op;			/* op was sent on a session that has since been replaced */
 	uint32_t conflicts;		/* foreign nodes replaced since the last registration */
+	enum zk_acl acl;		/* ACLs of the node and the parents it creates */
+	char *written;			/* owned; the node's bytes as we last wrote them, or NULL */
+	size_t written_len;		/* bytes in written */
+	uint64_t restored_total;	/* rewrites by another client undone */
 	struct zkretry retry;		/* owned; after a failure, reconcile again */
 	int64_t registered_at_ms;	/* wall ms written into the current/last node */
 	uint64_t registrations_total;	/* creates that succeeded */
@@ -177,6 +182,16 @@ bool announce_pick_address(const struct ifaddrs *list, char *out, size_t len)
 	return false;
 }
 
+enum zk_acl announce_acl_for(enum announce_acl conf, bool have_auth)
+{
+	switch (conf) {
+	case ANNOUNCE_ACL_OPEN: return ZK_ACL_OPEN;
+	case ANNOUNCE_ACL_CREATOR: return ZK_ACL_CREATOR;
+	case ANNOUNCE_ACL_AUTO: break;
+	}
+	return have_auth ? ZK_ACL_CREATOR : ZK_ACL_OPEN;
+}
+
 const char *announce_node_name(enum announce_node s)
 {
 	switch (s) {
@@ -262,6 +277,7 @@ static void announce_entry_free(struct announce_entry *e)
 	free(e->check_conf.password_file);
 	free(e->check_conf.user);
 	free(e->path);
+	free(e->written);
 	free(e);
 }
 
@@ -317,9 +333,11 @@ static void announce_send_create(struct announce_entry *e)
 	json_decref(doc);
 	e->op = ANNOUNCE_OP_CREATE;
 	e->rewrite = false;
-	zk_create(e->a->zk, e->path, text, text ? strlen(text) : 0, ZOO_EPHEMERAL, true,
-		  announce_created, e);
-	free(text);
+	free(e->written);
+	e->written = text;
+	e->written_len = text ? strlen(text) : 0;
+	zk_create_acl(e->a->zk, e->path, text, e->written_len, ZOO_EPHEMERAL, e->acl, true,
+		      announce_created, e);
 }
 
 static void announce_after(struct announce_entry *e)
@@ -397,7 +415,35 @@ static void announce_probed(void *arg, const struct zk_result *r)
 	announce_after(e);
 }
 
-/* Our registered node, as its nodewatch reads it: is it still ours? */
+static void announce_restored(void *arg, const struct zk_result *r)
+{
+	struct announce_entry *e = arg;
+
+	if (announce_stale(e))
+		return;
+	e->op = ANNOUNCE_OP_NONE;
+	if (r->rc == ZOK) {
+		log_info("%s: restored the registration at %s", e->label, e->path);
+	} else if (r->rc == ZNONODE) {
+		announce_set_node(e, ANNOUNCE_ABSENT, "deleted while being restored");
+	} else {
+		/* The watch has delivered this version already: register anew instead. */
+		e->rewrite = true;
+		if (zk_rc_is_connection(r->rc))
+			e->failures_total++;
+		else
+			announce_failed(e, "restoring the rewritten node", r->rc);
+	}
+	announce_after(e);
+}
+
+/*
+ * Our registered node, as its nodewatch reads it: is it still ours, and
+ * still what we wrote? Another client may rewrite it (same path and owner,
+ * a new data version): the identity it names or an open ACL lets it. Our
+ * bytes go back, with a line and a count; the watch then delivers them,
+ * which match.
+ */
 static void announce_node_data(void *arg, const char *data, size_t len)
 {
 	struct announce_entry *e = arg;
@@ -412,6 +458,12 @@ static void announce_node_data(void *arg, const char *data, size_t len)
 			 e->label, e->path);
 		announce_set_node(e, ANNOUNCE_ABSENT, "replaced by another client");
 		announce_after(e);
+	} else if (e->written && !(len == e->written_len && memcmp(data, e->written, len) == 0)) {
+		e->restored_total++;
+		log_warn("%s: %s was rewritten by another client (%zu bytes); restoring our "
+			 "registration", e->label, e->path, len);
+		e->op = ANNOUNCE_OP_RESTORE;
+		zk_set(e->a->zk, e->path, e->written, e->written_len, -1, announce_restored, e);
 	}
 }
 
@@ -616,6 +668,7 @@ static struct announce_entry *announce_entry_new(struct announce *a, const struc
 	e->ssl_port = c->ssl_port;
 	e->payload = c->payload ? json_deep_copy(c->payload) : NULL;
 	e->payload_class = c->payload_class ? xstrdup(c->payload_class) : NULL;
+	e->acl = announce_acl_for(c->acl, zk_has_auth(a->zk));
 	check_conf_dup(&e->check_conf, &c->check);
 	announce_health_params(&e->health_params, &e->check_conf);
 	health_init_checking(&e->health, now_ms());
@@ -665,6 +718,8 @@ static void announce_entry_update(struct announce_entry *e, const struct announc
 	bool class_changed = (e->payload_class == NULL) != (c->payload_class == NULL) ||
 			     (c->payload_class && strcmp(e->payload_class, c->payload_class) != 0);
 
+	/* Applies to the next node made; the current one keeps its ACLs. */
+	e->acl = announce_acl_for(c->acl, zk_has_auth(e->a->zk));
 	announce_resolve(aconf, address, sizeof(address));
 	if (strcmp(address, e->address) != 0 || e->ssl_port != c->ssl_port ||
 	    !((e->payload == NULL && c->payload == NULL) ||
@@ -881,6 +936,7 @@ void announce_stats(const struct announce *a, size_t i, struct announce_stats *o
 	out->registrations_total = e->registrations_total;
 	out->deregistrations_total = e->deregistrations_total;
 	out->failures_total = e->failures_total;
+	out->restored_total = e->restored_total;
 	out->check_failures_total = e->health.check_failures_total;
 	out->registered_at_ms = e->registered_at_ms;
 }

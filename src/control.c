@@ -928,6 +928,27 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
+/*
+ * The ensemble refused our credentials (or wants some). Before it ever
+ * answered us this is the configuration's fault: stop with exit status 1
+ * rather than retry forever. Later, zk has logged and counted it and keeps
+ * trying with backoff: the ensemble may be being reconfigured.
+ */
+static void on_zk_auth_failed(void *arg, bool at_start, const char *why)
+{
+	struct control *c = arg;
+
+	if (!at_start)
+		return;
+	log_error("fatal configuration error: zookeeper.auth: %s; exiting", why);
+	c->exit_status = 1;
+	control_stop(c);
+}
+
+static const struct zk_observer control_zk_observer = {
+	.on_auth_failed = on_zk_auth_failed,
+};
+
 struct control *control_new(struct config *cfg, const char *config_path,
 			    struct upgrade_inherit *inherit)
 {
@@ -994,6 +1015,8 @@ struct control *control_new(struct config *cfg, const char *config_path,
 		if (!c->zk) {
 			log_error("cannot create the ZooKeeper client for %s", cfg->zookeeper.hosts);
 			ok = false;
+		} else {
+			zk_observe(c->zk, &control_zk_observer, c);
 		}
 	}
 	if (ok)
@@ -1056,7 +1079,7 @@ int control_run(struct control *c)
 	log_info("zklb %s running: %zu services, %u workers", ZKLB_VERSION, c->n_services,
 		 c->n_workers);
 	event_base_dispatch(c->base);
-	return 0;
+	return c->exit_status;
 }
 
 void control_free(struct control *c)

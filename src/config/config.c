@@ -122,6 +122,17 @@ static void config_cross_check(struct schema_ctx *v, const json_t *root, const j
 		struct schema_path zp = { NULL, "zone_file", 0, root };
 		schema_error(v, &zp, true, "zone and zone_file exclude each other");
 	}
+	/* A creator ACL names the session's identity: without one ZooKeeper refuses it. */
+	const json_t *alist = root ? json_object_get(root, "announce") : NULL;
+	struct schema_path ap = { NULL, "announce", 0, root };
+	for (size_t i = 0; !cfg->zookeeper.auth && i < cfg->n_announce; i++) {
+		const json_t *aobj = json_array_get(alist, i);
+		struct schema_path ip = { &ap, NULL, i, alist };
+		struct schema_path kp = { &ip, "acl", 0, aobj };
+		if (cfg->announce[i].acl == ANNOUNCE_ACL_CREATOR)
+			schema_error(v, &kp, false, "creator needs zookeeper.auth or auth_file: "
+				     "the ACL names the session's identity");
+	}
 	static const char *const zk_users[] = { "announce", "sync" };
 	for (size_t i = 0; root && !cfg->zookeeper.hosts && i < ARRAY_SIZE(zk_users); i++) {
 		const json_t *list = json_object_get(root, zk_users[i]);
@@ -143,6 +154,17 @@ static void check_free(struct check_conf *c)
 	free(c->user);
 }
 
+static void tls_conf_free(struct tls_conf *t)
+{
+	free(t->ca);
+	free(t->cert);
+	free(t->key);
+	free(t->server_name);
+	free(t->min_version);
+	free(t->ciphers);
+	tls_ctx_put(t->ctx);
+}
+
 static void service_free(struct service_conf *s)
 {
 	free(s->name);
@@ -158,13 +180,7 @@ static void service_free(struct service_conf *s)
 	free(s->discovery.backends);
 	check_free(&s->health.check);
 	free(s->locality.zone_key);
-	free(s->tls.ca);
-	free(s->tls.cert);
-	free(s->tls.key);
-	free(s->tls.server_name);
-	free(s->tls.min_version);
-	free(s->tls.ciphers);
-	tls_ctx_put(s->tls.ctx);
+	tls_conf_free(&s->tls);
 	free(s->origin);
 }
 
@@ -186,6 +202,8 @@ void config_free(struct config *cfg)
 	free(cfg->source);
 	free(cfg->zookeeper.hosts);
 	free(cfg->zookeeper.auth);
+	free(cfg->zookeeper.auth_file);
+	tls_conf_free(&cfg->zookeeper.tls);
 	free(cfg->zookeeper.config_path);
 	free(cfg->cache_dir);
 	free(cfg->zone);
@@ -242,6 +260,18 @@ void config_render_copy(struct render_conf *dst, const struct render_conf *src)
 	dst->on_change = dup_or_null(src->on_change);
 }
 
+/* dst already holds src's scalars (a struct copy); make its strings and context its own. */
+static void tls_conf_copy(struct tls_conf *dst, const struct tls_conf *src)
+{
+	dst->ca = dup_or_null(src->ca);
+	dst->cert = dup_or_null(src->cert);
+	dst->key = dup_or_null(src->key);
+	dst->server_name = dup_or_null(src->server_name);
+	dst->min_version = dup_or_null(src->min_version);
+	dst->ciphers = dup_or_null(src->ciphers);
+	dst->ctx = tls_ctx_get(src->ctx);
+}
+
 static char *dup_bytes(const char *s, size_t len)
 {
 	if (!s)
@@ -287,13 +317,7 @@ static void service_copy(struct service_conf *dst, const struct service_conf *sr
 	}
 	check_copy(&dst->health.check, &src->health.check);
 	dst->locality.zone_key = dup_or_null(src->locality.zone_key);
-	dst->tls.ca = dup_or_null(src->tls.ca);
-	dst->tls.cert = dup_or_null(src->tls.cert);
-	dst->tls.key = dup_or_null(src->tls.key);
-	dst->tls.server_name = dup_or_null(src->tls.server_name);
-	dst->tls.min_version = dup_or_null(src->tls.min_version);
-	dst->tls.ciphers = dup_or_null(src->tls.ciphers);
-	dst->tls.ctx = tls_ctx_get(src->tls.ctx);
+	tls_conf_copy(&dst->tls, &src->tls);
 	dst->origin = dup_or_null(src->origin);
 }
 
@@ -305,6 +329,8 @@ static struct config *config_copy_base(const struct config *src)
 	cfg->source = dup_or_null(src->source);
 	cfg->zookeeper.hosts = dup_or_null(src->zookeeper.hosts);
 	cfg->zookeeper.auth = dup_or_null(src->zookeeper.auth);
+	cfg->zookeeper.auth_file = dup_or_null(src->zookeeper.auth_file);
+	tls_conf_copy(&cfg->zookeeper.tls, &src->zookeeper.tls);
 	cfg->zookeeper.config_path = dup_or_null(src->zookeeper.config_path);
 	cfg->cache_dir = dup_or_null(src->cache_dir);
 	cfg->zone = dup_or_null(src->zone);

@@ -24,7 +24,29 @@ static const struct config_doc_row doc_rows[] = {
 	{ "zookeeper.hosts", NULL,
 	  "Connect string host:port[,host:port...][/chroot]." },
 	{ "zookeeper.session_timeout", NULL, "Requested session timeout." },
-	{ "zookeeper.auth", NULL, "scheme:credentials, e.g. digest:user:secret." },
+	{ "zookeeper.auth", NULL,
+	  "scheme:credentials, e.g. digest:user:secret, added to every session. An ensemble that "
+	  "refuses it (or requires authentication when it is not set) stops zklb at start with exit "
+	  "status 1; later, each refusal is an error line and counts in "
+	  "zklb_zookeeper_auth_failures_total." },
+	{ "zookeeper.auth_file", NULL,
+	  "A file holding what auth would say (one line; trailing white space dropped), so this "
+	  "file can stay world-readable. Refused if group or other may access it (chmod 600). "
+	  "Excludes auth." },
+	{ "zookeeper.tls", NULL,
+	  "TLS to the ensemble (a secureClientPort): libzookeeper is given one loopback "
+	  "endpoint per member, in the ensemble's order, and zklb carries each connection to its "
+	  "member over TLS. The keys are those of services.NAME.tls; the name verified and sent as "
+	  "SNI is server_name, else the member's host. A change needs a restart." },
+	{ "zookeeper.tls.enabled", NULL, "false keeps the section but talks plain TCP." },
+	{ "zookeeper.tls.ca", NULL, "CA certificates (PEM) the members' chains must end in; default: the system store." },
+	{ "zookeeper.tls.cert", NULL, "Client certificate (PEM), for a server with ssl.clientAuth, with key." },
+	{ "zookeeper.tls.key", NULL, "The client certificate's private key (PEM); readable by group or other is a warning." },
+	{ "zookeeper.tls.verify", NULL, "Check each member's chain and name." },
+	{ "zookeeper.tls.server_name", NULL, "The name every member's certificate must carry; default: the member's host." },
+	{ "zookeeper.tls.min_version", NULL, "\"1.2\" or \"1.3\": the oldest version offered." },
+	{ "zookeeper.tls.ciphers", NULL, "OpenSSL cipher list for TLS 1.2." },
+	{ "zookeeper.tls.session_reuse", NULL, "Resume sessions per member." },
 	{ "zookeeper.config_path", NULL,
 	  "A znode whose JSON (the schema of services:, either {\"web\": {...}} or "
 	  "{\"services\": {...}}) is laid over the file's services: each service it names "
@@ -215,6 +237,12 @@ static const struct config_doc_row doc_rows[] = {
 	{ "announce", "list of mappings",
 	  "Services on this host to register in ZooKeeper as Curator instances, behind a local check." },
 	{ "announce[].service", NULL, "The Curator service name." },
+	{ "announce[].acl", "auto, open or creator",
+	  "ACLs of what this entry creates. open: world may do anything (Curator's default). "
+	  "creator: the node is creator-all plus world-read; parents it creates are world "
+	  "create+read plus creator-all, so other identities can register beside it but neither "
+	  "delete nor rewrite it. auto: creator when zookeeper.auth is set, else open. Existing "
+	  "nodes keep their ACLs." },
 	{ "announce[].base_path", NULL, "The node is base_path/service/<id>." },
 	{ "announce[].address", NULL,
 	  "The address announced; auto = the first IPv4 address of an UP non-loopback interface "

@@ -12,7 +12,9 @@
 #include "schema.h"
 #include "tls.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -70,6 +72,10 @@ static const struct schema_enum on_delete_names[] = {
 static const struct schema_enum render_set_names[] = {
 	{ "routable", RENDER_ROUTABLE }, { "all", RENDER_ALL }, { NULL, 0 },
 };
+static const struct schema_enum acl_names[] = {
+	{ "auto", ANNOUNCE_ACL_AUTO }, { "open", ANNOUNCE_ACL_OPEN },
+	{ "creator", ANNOUNCE_ACL_CREATOR }, { NULL, 0 },
+};
 static const struct schema_enum level_names[] = {
 	{ "error", LOG_ERROR }, { "warn", LOG_WARN }, { "info", LOG_INFO },
 	{ "debug", LOG_DEBUG }, { NULL, 0 },
@@ -117,18 +123,23 @@ static void finish_tls(struct schema_ctx *v, const struct schema_path *p, const 
 static void finish_sync(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_render(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_announce(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
+static void finish_zookeeper(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 
 #define SECTION(keys, finish) { keys, ARRAY_SIZE(keys), finish }
 #define AT(st, field) offsetof(struct st, field)
+
+static const struct schema_section zk_tls_section;	/* below, with the services' tls keys */
 
 /* name                 type       default          flags            field                                  arg                validator */
 static const struct schema_key zookeeper_keys[] = {
 	{ "hosts",           S_STR,     NULL,            S_REQ,           AT(zookeeper_conf, hosts),             NULL,              fn_zk_hosts },
 	{ "session_timeout", S_DUR,     "10s",           0,               AT(zookeeper_conf, session_timeout_ms), &r_positive,      NULL },
 	{ "auth",            S_STR,     NULL,            S_SECRET,        AT(zookeeper_conf, auth),              NULL,              fn_zk_auth },
+	{ "auth_file",       S_STR,     NULL,            0,               AT(zookeeper_conf, auth_file),         NULL,              fn_abs_path },
+	{ "tls",             S_SECTION, NULL,            0,               AT(zookeeper_conf, tls),               &zk_tls_section,   NULL },
 	{ "config_path",     S_ZPATH,   NULL,            0,               AT(zookeeper_conf, config_path),       NULL,              NULL },
 };
-static const struct schema_section zookeeper_section = SECTION(zookeeper_keys, NULL);
+static const struct schema_section zookeeper_section = SECTION(zookeeper_keys, finish_zookeeper);
 
 /* admin: and log: have no struct of their own; their keys land in struct config. */
 static const struct schema_key admin_keys[] = {
@@ -227,6 +238,8 @@ static const struct schema_key tls_keys[] = {
 	{ "session_reuse",   S_BOOL,    "true",          S_RELOAD,        AT(tls_conf, session_reuse),           NULL,              NULL },
 };
 static const struct schema_section tls_section = SECTION(tls_keys, finish_tls);
+/* The same keys for zookeeper.tls; a section of its own so each is documented where it is. */
+static const struct schema_section zk_tls_section = SECTION(tls_keys, finish_tls);
 
 static const struct schema_key service_keys[] = {
 	{ "listen",          S_FN,      NULL,            S_REQ|S_RELOAD,  AT(service_conf, listen),              NULL,              fn_listen },
@@ -258,6 +271,7 @@ static const struct schema_key announce_keys[] = {
 	{ "payload",         S_FN,      NULL,            S_RELOAD,        AT(announce_conf, payload),            NULL,              fn_payload },
 	{ "payload_class",   S_STR,     NULL,            S_RELOAD,        AT(announce_conf, payload_class),      NULL,              fn_java_class },
 	{ "check",           S_SECTION, NULL,            S_RELOAD,        AT(announce_conf, check),              &check_section,    NULL },
+	{ "acl",             S_ENUM,    "auto",          S_RELOAD,        AT(announce_conf, acl),                acl_names,         NULL },
 };
 static const struct schema_section announce_section = SECTION(announce_keys, finish_announce);
 
@@ -518,6 +532,55 @@ static void fn_zk_auth(struct schema_ctx *v, const struct schema_path *p, const 
 	const char *colon = strchr(s, ':');
 	if (!colon || colon == s || colon[1] == '\0')
 		schema_error(v, p, false, "must be scheme:credentials, e.g. digest:user:secret");
+}
+
+#define ZK_AUTH_FILE_MAX 4096		/* bytes; a digest line is far shorter */
+
+/*
+ * auth_file holds what auth would say, so the YAML can stay world-readable:
+ * the file must be a regular file nobody but its owner can read (the rule of
+ * TLS keys), and it replaces auth, which it excludes. Trailing white space
+ * (the newline an editor adds) is not part of the secret. The secret never
+ * appears in a message.
+ */
+static void finish_zookeeper(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
+{
+	struct zookeeper_conf *z = base;
+	struct schema_path fp = { p, "auth_file", 0, obj };
+	if (!z->auth_file)
+		return;
+	if (z->auth) {
+		schema_error(v, &fp, true, "auth and auth_file exclude each other; keep one");
+		return;
+	}
+	int fd = open(z->auth_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		schema_error(v, &fp, false, "cannot read %s: %s", z->auth_file,
+			     fd < 0 ? strerror(errno) : "not a regular file");
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	if (tls_key_mode_open(st.st_mode)) {
+		schema_error(v, &fp, false, "%s is readable by group or other (mode %04o); chmod 600 it",
+			     z->auth_file, (unsigned)(st.st_mode & 07777));
+		close(fd);
+		return;
+	}
+	char buf[ZK_AUTH_FILE_MAX + 1];
+	size_t n = fd_read_full(fd, buf, sizeof(buf));
+	close(fd);
+	while (n > 0 && isspace((unsigned char)buf[n - 1]))
+		n--;
+	buf[n] = '\0';
+	const char *colon = strchr(buf, ':');
+	if (n > ZK_AUTH_FILE_MAX - 1 || strlen(buf) != n || !colon || colon == buf || !colon[1])
+		schema_error(v, &fp, false, "%s must hold one line scheme:credentials, e.g. "
+			     "digest:user:secret", z->auth_file);
+	else
+		z->auth = xstrdup(buf);
+	explicit_bzero(buf, sizeof(buf));
 }
 
 /*

@@ -29,6 +29,7 @@
 #include "util.h"
 #include "zk_queue.h"
 #include "zk_request.h"
+#include "zktunnel.h"
 
 #define ZK_BACKOFF_BASE_MS 200
 #define ZK_BACKOFF_CAP_MS 30000
@@ -46,6 +47,16 @@
  * server soon enough; on connection loss it resolves again anyway.
  */
 #define ZK_RESOLVE_DELAY_MS 60000
+/*
+ * A connection lost this soon after it was made, this many times in a row,
+ * means the server refuses the session each time it sees it (an ensemble
+ * that enforces authentication refuses the watches libzookeeper re-arms on
+ * reconnecting, and that answer never reaches us). libzookeeper would
+ * reconnect every few ms forever; a new session, after backoff, asks again
+ * and is told why.
+ */
+#define ZK_SHORT_CONNECTION_MS 500
+#define ZK_SHORT_CONNECTIONS_MAX 10
 
 /* The context libzookeeper hands back to zk_watcher; one per handle. */
 struct zk_handle {
@@ -57,7 +68,8 @@ struct zk_observer_entry;
 
 struct zk {
 	struct event_base *base;	/* ref */
-	char *hosts;			/* owned; connect string incl. chroot */
+	char *hosts;			/* owned; connect string incl. chroot (the tunnel's with tls) */
+	struct zktunnel *tunnel;	/* owned; TLS to the ensemble (zookeeper.tls), or NULL */
 	char *chroot;			/* owned; "" when none */
 	char *auth_scheme;		/* owned; NULL = no auth */
 	char *auth_cert;		/* owned */
@@ -69,8 +81,11 @@ struct zk {
 	struct zk_handle *hctx;		/* owned; context of zh */
 	uint64_t gen;			/* generation of zh; events from older handles are dropped */
 	bool had_session;		/* zh has established its session once */
+	bool answered;			/* the ensemble answered a request: credentials accepted once */
 	uint32_t attempt;		/* consecutive failed sessions, drives backoff */
 	uint64_t session_up_ms;		/* monotonic ms the current session was established */
+	uint64_t connected_ms;		/* monotonic ms of the last CONNECTED */
+	uint32_t short_connections;	/* consecutive connections lost within ZK_SHORT_CONNECTION_MS */
 	struct event *retry_ev;		/* owned; EXPIRED -> new handle */
 	struct event *lost_ev;		/* owned; DISCONNECTED for a whole session timeout */
 	struct rng rng;			/* backoff jitter */
@@ -132,6 +147,7 @@ const char *zk_rc_name(int rc)
 	case ZINVALIDSTATE: return "ZINVALIDSTATE";
 	case ZCLOSING: return "ZCLOSING";
 	case ZAUTHFAILED: return "ZAUTHFAILED";
+	case ZSESSIONCLOSEDREQUIRESASLAUTH: return "ZSESSIONCLOSEDREQUIRESASLAUTH";
 	case ZBADARGUMENTS: return "ZBADARGUMENTS";
 	case ZMARSHALLINGERROR: return "ZMARSHALLINGERROR";
 	}
@@ -303,6 +319,17 @@ static void notify_watch(struct zk *zk, enum zk_watch_event ev, const char *path
 	zk->dispatching--;
 }
 
+static void notify_auth_failed(struct zk *zk, bool at_start, const char *why)
+{
+	zk->dispatching++;
+	for (size_t i = 0; i < zk->n_observers; i++) {
+		struct zk_observer_entry *e = &zk->observers[i];
+		if (!e->removed && e->o->on_auth_failed)
+			e->o->on_auth_failed(e->arg, at_start, why);
+	}
+	zk->dispatching--;
+}
+
 static void compact_observers(struct zk *zk)
 {
 	size_t j = 0;
@@ -463,6 +490,7 @@ static void zk_connect(struct zk *zk)
 	if (rc != ZOK)
 		log_warn("zookeeper: cannot set the resolution delay: %s", zk_rc_name(rc));
 	if (zk->auth_scheme) {
+		/* A refusal comes back as ZOO_AUTH_FAILED_STATE on the watcher. */
 		rc = zoo_add_auth(zk->zh, zk->auth_scheme, zk->auth_cert,
 				  (int)strlen(zk->auth_cert), NULL, NULL);
 		if (rc != ZOK)
@@ -482,6 +510,26 @@ static void chroot_checked(void *arg, const struct zk_result *r)
 		log_warn("zookeeper: no permission to read chroot %s", zk->chroot);
 }
 
+/*
+ * Credentials refused or missing. Loud every time (an error line, a counter)
+ * and never silent: the session is remade after backoff, and observers learn
+ * whether this is the first contact (a wrong configuration) or later (the
+ * ensemble changed). The secret is never logged; the scheme is.
+ */
+static void auth_failed(struct zk *zk, const char *why)
+{
+	bool at_start = !zk->answered;
+
+	if (zk->state == ZK_EXPIRED || zk->state == ZK_CLOSED)
+		return;		/* the same refusal, already handled for this handle */
+	zk->stats.auth_failures_total++;
+	log_error("zookeeper: authentication failed (scheme %s): %s%s",
+		  zk->auth_scheme ? zk->auth_scheme : "none", why,
+		  at_start ? "" : "; a new session follows after backoff");
+	lose_session(zk, "authentication failed");
+	notify_auth_failed(zk, at_start, why);
+}
+
 static void on_session_event(struct zk *zk, int state)
 {
 	if (state == ZOO_CONNECTED_STATE || state == ZOO_READONLY_STATE) {
@@ -497,20 +545,31 @@ static void on_session_event(struct zk *zk, int state)
 		zk->stats.negotiated_timeout_ms = (uint32_t)zoo_recv_timeout(zk->zh);
 		if (!zk_set_state(zk, ZK_CONNECTED, fresh ? "session established" : "same session"))
 			return;
+		zk->connected_ms = now_ms();
 		if (fresh && zk->chroot[0])
 			zk_exists(zk, "/", false, chroot_checked, zk);
 		notify_session(zk, fresh ? ZK_SESSION_NEW : ZK_SESSION_RESUMED);
 	} else if (state == ZOO_EXPIRED_SESSION_STATE) {
 		lose_session(zk, "session expired by the server");
 	} else if (state == ZOO_AUTH_FAILED_STATE) {
-		zk->stats.auth_failures_total++;
-		log_error("zookeeper: authentication (%s) failed; retrying with backoff",
-			  zk->auth_scheme ? zk->auth_scheme : "none");
-		lose_session(zk, "authentication failed");
+		auth_failed(zk, "the ensemble refused the credentials of zookeeper.auth");
 	} else if (state == ZOO_CONNECTING_STATE || state == ZOO_ASSOCIATING_STATE ||
 		   state == ZOO_NOTCONNECTED_STATE) {
 		if (zk->state != ZK_CONNECTED)
 			return;
+		if (now_ms() - zk->connected_ms < ZK_SHORT_CONNECTION_MS)
+			zk->short_connections++;
+		else
+			zk->short_connections = 0;
+		if (zk->short_connections >= ZK_SHORT_CONNECTIONS_MAX) {
+			zk->short_connections = 0;
+			log_error("zookeeper: the ensemble closed %u connections in a row right after "
+				  "accepting them; starting a new session",
+				  (unsigned)ZK_SHORT_CONNECTIONS_MAX);
+			lose_session(zk, "every connection refused");
+			compact_observers(zk);
+			return;
+		}
 		zk_set_state(zk, ZK_DISCONNECTED, "connection lost");
 		notify_session(zk, ZK_SESSION_LOST);
 	}
@@ -555,6 +614,14 @@ static void zk_drain(struct zk *zk)
 				break;
 			}
 			case ZK_EV_REPLY:
+				if (ev->rc == ZSESSIONCLOSEDREQUIRESASLAUTH)
+					auth_failed(zk, zk->auth_scheme
+						? "the ensemble enforces authentication and closed "
+						  "the session: it does not accept zookeeper.auth's scheme"
+						: "the ensemble enforces authentication and "
+						  "zookeeper.auth is not set");
+				else if (ev->rc != ZAUTHFAILED && !zk_rc_is_connection(ev->rc))
+					zk->answered = true;
 				if (zk->state != ZK_CLOSED)
 					zk_req_reply(&zk->reqs, zk->zh, ev);
 				else
@@ -602,7 +669,20 @@ struct zk *zk_new_resuming(struct event_base *base, const struct zookeeper_conf 
 	}
 	zk_req_init(&zk->reqs, &zk->queue);
 	zk->base = base;
-	zk->hosts = xstrdup(conf->hosts);
+	if (conf->tls.enabled) {
+		char err[512];
+		zk->tunnel = zktunnel_start(conf->hosts, conf->tls.ctx, &zk->hosts, err, sizeof(err));
+		if (!zk->tunnel) {
+			log_error("zookeeper: tls: %s", err);
+			zk_queue_fini(&zk->queue);
+			free(zk);
+			return NULL;
+		}
+		log_info("zookeeper: TLS to %s through the loopback endpoints %s", conf->hosts,
+			 zk->hosts);
+	} else {
+		zk->hosts = xstrdup(conf->hosts);
+	}
 	zk->chroot = xstrdup(zk_chroot_of(conf->hosts));
 	/* The schema owns the default (zookeeper.session_timeout) and refuses 0. */
 	zk->session_timeout_ms = (uint32_t)conf->session_timeout_ms;
@@ -712,6 +792,7 @@ void zk_free(struct zk *zk)
 		return;
 	zk_set_state(zk, ZK_CLOSED, "shutdown");
 	close_handle(zk);
+	zktunnel_stop(zk->tunnel);	/* after the handle: its close goes through the tunnel */
 	/* Everything queued (including ZCLOSING replies) is dropped unseen. */
 	while ((ev = zk_queue_take(&zk->queue)) != NULL) {
 		while (ev) {
@@ -731,6 +812,8 @@ void zk_free(struct zk *zk)
 	free(zk->hosts);
 	free(zk->chroot);
 	free(zk->auth_scheme);
+	if (zk->auth_cert)
+		explicit_bzero(zk->auth_cert, strlen(zk->auth_cert));
 	free(zk->auth_cert);
 	free(zk);
 }
@@ -767,6 +850,13 @@ enum zk_state zk_state(const struct zk *zk)
 void zk_stats(const struct zk *zk, struct zk_stats *out)
 {
 	*out = zk->stats;
+	if (zk->tunnel) {
+		struct zktunnel_stats ts;
+		zktunnel_stats(zk->tunnel, &ts);
+		out->tls_handshakes_total = ts.handshakes_total;
+		out->tls_handshake_failures_total = ts.handshake_failures_total;
+		out->tls_connect_failures_total = ts.connect_failures_total;
+	}
 	out->state = zk->state;
 	out->state_since_ms = zk->state_since_ms;
 }
@@ -811,8 +901,26 @@ void zk_exists(struct zk *zk, const char *path, bool watch, zk_done_fn *done, vo
 void zk_create(struct zk *zk, const char *path, const void *data, size_t len, int flags,
 	       bool make_parents, zk_done_fn *done, void *arg)
 {
-	zk_req_create(&zk->reqs, zk_live_handle(zk), path, data, len, flags, make_parents, done,
-		      arg);
+	zk_req_create(&zk->reqs, zk_live_handle(zk), path, data, len, flags, ZK_ACL_OPEN,
+		      make_parents, done, arg);
+}
+
+void zk_create_acl(struct zk *zk, const char *path, const void *data, size_t len, int flags,
+		   enum zk_acl acl, bool make_parents, zk_done_fn *done, void *arg)
+{
+	zk_req_create(&zk->reqs, zk_live_handle(zk), path, data, len, flags, acl, make_parents,
+		      done, arg);
+}
+
+void zk_set(struct zk *zk, const char *path, const void *data, size_t len, int version,
+	    zk_done_fn *done, void *arg)
+{
+	zk_req_set(&zk->reqs, zk_live_handle(zk), path, data, len, version, done, arg);
+}
+
+bool zk_has_auth(const struct zk *zk)
+{
+	return zk->auth_scheme != NULL;
 }
 
 void zk_delete(struct zk *zk, const char *path, int version, zk_done_fn *done, void *arg)

@@ -15,6 +15,7 @@ enum zk_op {
 	ZK_OP_EXISTS,
 	ZK_OP_CREATE,
 	ZK_OP_DELETE,
+	ZK_OP_SET,
 };
 
 /* One outstanding request. Touched only by the control thread. */
@@ -24,11 +25,12 @@ struct zk_req {
 	zk_done_fn *done;		/* user completion */
 	void *arg;			/* user argument; also the cancellation key */
 	bool cancelled;			/* zk_cancel() dropped it; free on completion */
-	char *data;			/* create: owned copy of the node's bytes, or NULL */
-	size_t data_len;		/* create: bytes in data */
+	char *data;			/* create/set: owned copy of the node's bytes, or NULL */
+	size_t data_len;		/* create/set: bytes in data */
 	int flags;			/* create: ZOO_EPHEMERAL... */
-	int version;			/* delete: expected version, -1 = any */
+	int version;			/* delete/set: expected version, -1 = any */
 	bool make_parents;		/* create: on ZNONODE, create the ancestors and retry */
+	enum zk_acl acl;		/* create: ACLs of the node and of the ancestors made */
 	bool parents_tried;		/* create: the retry with ancestors was sent */
 	struct zk_req *prev;		/* table list */
 	struct zk_req *next;		/* table list */
@@ -188,10 +190,32 @@ static void complete_later(struct zk_reqs *t, struct zk_req *req, int rc)
 	zk_queue_post(t->queue, ev);
 }
 
+/*
+ * The ACL vector of zk_result.h's enum zk_acl, in v (entries in buf, which
+ * must live until libzookeeper has serialised the request, i.e. the call).
+ * "auth" means every identity the creating session has added (zk.c's
+ * zookeeper.auth). libzookeeper's permission bits are extern variables, so
+ * this is built per call rather than as a static table.
+ */
+static struct ACL_vector *acl_vector(enum zk_acl acl, bool parent, struct ACL buf[2],
+				     struct ACL_vector *v)
+{
+	if (acl == ZK_ACL_OPEN)
+		return &ZOO_OPEN_ACL_UNSAFE;
+	buf[0] = (struct ACL){ ZOO_PERM_ALL, ZOO_AUTH_IDS };
+	buf[1] = (struct ACL){ parent ? ZOO_PERM_READ | ZOO_PERM_CREATE : ZOO_PERM_READ,
+			       ZOO_ANYONE_ID_UNSAFE };
+	v->count = 2;
+	v->data = buf;
+	return v;
+}
+
 /* Hand req to libzookeeper; ZOK when its completion will run. */
 static int req_send(struct zk_reqs *t, zhandle_t *zh, struct zk_req *req, bool watch)
 {
 	struct zk_req_wire *w = xmalloc(sizeof(*w));
+	struct ACL acl_buf[2];
+	struct ACL_vector acls;
 	int rc;
 
 	w->queue = t->queue;
@@ -205,11 +229,15 @@ static int req_send(struct zk_reqs *t, zhandle_t *zh, struct zk_req *req, bool w
 		break;
 	case ZK_OP_CREATE:
 		rc = zoo_acreate2(zh, req->path, req->data,
-				  req->data ? (int)req->data_len : -1, &ZOO_OPEN_ACL_UNSAFE,
+				  req->data ? (int)req->data_len : -1, acl_vector(req->acl, false, acl_buf, &acls),
 				  req->flags, create_done, w);
 		break;
 	case ZK_OP_DELETE:
 		rc = zoo_adelete(zh, req->path, req->version, void_done, w);
+		break;
+	case ZK_OP_SET:
+		rc = zoo_aset(zh, req->path, req->data, req->data ? (int)req->data_len : -1,
+			      req->version, stat_done, w);
 		break;
 	case ZK_OP_EXISTS:
 	default:
@@ -230,6 +258,8 @@ static int req_send(struct zk_reqs *t, zhandle_t *zh, struct zk_req *req, bool w
 static bool retry_with_parents(struct zk_reqs *t, zhandle_t *zh, struct zk_req *req)
 {
 	const char *p = req->path;
+	struct ACL acl_buf[2];
+	struct ACL_vector acls;
 	int rc;
 
 	if (req->op != ZK_OP_CREATE || !req->make_parents || req->parents_tried ||
@@ -240,8 +270,8 @@ static bool retry_with_parents(struct zk_reqs *t, zhandle_t *zh, struct zk_req *
 		char *anc = strndup(p, (size_t)(s - p));
 		if (!anc)
 			break;
-		zoo_acreate2(zh, anc, NULL, -1, &ZOO_OPEN_ACL_UNSAFE, ZOO_CONTAINER,
-			     parent_done, NULL);
+		zoo_acreate2(zh, anc, NULL, -1, acl_vector(req->acl, true, acl_buf, &acls),
+			     ZOO_CONTAINER, parent_done, NULL);
 		free(anc);
 	}
 	rc = req_send(t, zh, req, false);
@@ -320,18 +350,26 @@ void zk_req_exists(struct zk_reqs *t, zhandle_t *zh, const char *path, bool watc
 	req_submit(t, zh, req_new(t, ZK_OP_EXISTS, path, done, arg), watch);
 }
 
-void zk_req_create(struct zk_reqs *t, zhandle_t *zh, const char *path, const void *data,
-		   size_t len, int flags, bool make_parents, zk_done_fn *done, void *arg)
+/* req keeps a copy of data[0..len) (NULL: no data). */
+static void req_set_data(struct zk_req *req, const void *data, size_t len)
 {
-	struct zk_req *req = req_new(t, ZK_OP_CREATE, path, done, arg);
-
 	if (data) {
 		/* libzookeeper takes an int length; larger nodes are refused by any server */
 		req->data_len = len > INT32_MAX ? INT32_MAX : len;
 		req->data = xmalloc(req->data_len ? req->data_len : 1);
 		memcpy(req->data, data, req->data_len);
 	}
+}
+
+void zk_req_create(struct zk_reqs *t, zhandle_t *zh, const char *path, const void *data,
+		   size_t len, int flags, enum zk_acl acl, bool make_parents, zk_done_fn *done,
+		   void *arg)
+{
+	struct zk_req *req = req_new(t, ZK_OP_CREATE, path, done, arg);
+
+	req_set_data(req, data, len);
 	req->flags = flags;
+	req->acl = acl;
 	req->make_parents = make_parents;
 	req_submit(t, zh, req, false);
 }
@@ -341,6 +379,16 @@ void zk_req_delete(struct zk_reqs *t, zhandle_t *zh, const char *path, int versi
 {
 	struct zk_req *req = req_new(t, ZK_OP_DELETE, path, done, arg);
 
+	req->version = version;
+	req_submit(t, zh, req, false);
+}
+
+void zk_req_set(struct zk_reqs *t, zhandle_t *zh, const char *path, const void *data,
+		size_t len, int version, zk_done_fn *done, void *arg)
+{
+	struct zk_req *req = req_new(t, ZK_OP_SET, path, done, arg);
+
+	req_set_data(req, data, len);
 	req->version = version;
 	req_submit(t, zh, req, false);
 }

@@ -42,9 +42,12 @@ void zk_req_children(struct zk_reqs *t, zhandle_t *zh, const char *path, bool wa
 void zk_req_exists(struct zk_reqs *t, zhandle_t *zh, const char *path, bool watch,
 		   zk_done_fn *done, void *arg);
 void zk_req_create(struct zk_reqs *t, zhandle_t *zh, const char *path, const void *data,
-		   size_t len, int flags, bool make_parents, zk_done_fn *done, void *arg);
+		   size_t len, int flags, enum zk_acl acl, bool make_parents, zk_done_fn *done,
+		   void *arg);
 void zk_req_delete(struct zk_reqs *t, zhandle_t *zh, const char *path, int version,
 		   zk_done_fn *done, void *arg);
+void zk_req_set(struct zk_reqs *t, zhandle_t *zh, const char *path, const void *data,
+		size_t len, int version, zk_done_fn *done, void *arg);
 
 /* Mark every request registered with arg: it completes silently. */
 void zk_req_cancel(struct zk_reqs *t, void *arg);

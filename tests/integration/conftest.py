@@ -219,11 +219,11 @@ def observed_ensemble(tmp_path):
         e.cleanup()
 
 
-def _kazoo(hosts):
+def _kazoo(hosts, auth_data=None):
     from kazoo.client import KazooClient
 
-    c = KazooClient(hosts=hosts, timeout=10.0, connection_retry={"max_tries": -1,
-                                                                 "max_delay": 1.0})
+    c = KazooClient(hosts=hosts, timeout=10.0, auth_data=auth_data,
+                    connection_retry={"max_tries": -1, "max_delay": 1.0})
     c.start(timeout=15)
     return c
 
@@ -241,11 +241,12 @@ def zk_client(zookeeper):
 
 @pytest.fixture
 def kazoo_client():
-    """kazoo_client(hosts) → a started kazoo client, stopped at teardown."""
+    """kazoo_client(hosts, auth_data=None) → a started kazoo client, stopped at
+    teardown; auth_data as kazoo's, e.g. [("digest", "user:secret")]."""
     made = []
 
-    def make(hosts):
-        c = _kazoo(hosts)
+    def make(hosts, auth_data=None):
+        c = _kazoo(hosts, auth_data)
         made.append(c)
         return c
 

@@ -1381,6 +1381,10 @@ def run_zklb(args, timeout=10.0, binary=None, env=None):
 ZK_CLASSPATH = ["/etc/zookeeper/conf", "/usr/share/java/zookeeper.jar",
                 # Optional: a log4j binding so the server writes DIR/zookeeper.log.
                 "/usr/share/java/slf4j-log4j12.jar", "/usr/share/java/log4j-1.2.jar"]
+# What NettyServerCnxnFactory (secureClientPort) needs beyond zookeeper.jar (Debian's libnetty-java).
+ZK_NETTY = [f"/usr/share/java/netty-{m}.jar" for m in
+            ("buffer", "codec", "common", "handler", "resolver", "transport",
+             "transport-native-epoll", "transport-native-unix-common")]
 
 
 def load_bench_script(name):
@@ -1417,9 +1421,13 @@ def four_letter(hostport, cmd, timeout=1.0):
 class ZooKeeper:
     """One ZooKeeper server (standalone, or a member of an Ensemble)."""
 
-    def __init__(self, workdir, port=None, myid=None, peers=None, extra=None, jvm_props=None):
+    def __init__(self, workdir, port=None, myid=None, peers=None, extra=None, jvm_props=None,
+                 tls=None):
         """extra: more zoo.cfg lines; jvm_props: server settings that are JVM
-        system properties only (jute.maxbuffer, znode.container.checkIntervalMs)."""
+        system properties only (jute.maxbuffer, znode.container.checkIntervalMs);
+        tls: (keystore, truststore, client_auth) — PEM files (the keystore holds the
+        certificate and its key) and "none"/"need": also serve TLS on
+        self.secure_port (Netty; `secure_hosts`)."""
         self.dir = Path(workdir)
         self.jvm_props = dict(jvm_props or {})
         self.data = self.dir / "data"
@@ -1427,6 +1435,7 @@ class ZooKeeper:
         self.port = port or free_port()
         self.myid = myid
         self.proc = None
+        self.secure_port = free_port() if tls else None
         cfg = {
             "tickTime": 500,
             "initLimit": 20,
@@ -1451,6 +1460,16 @@ class ZooKeeper:
             if len(peers[myid]) > 2:
                 cfg["peerType"] = "observer"
             (self.data / "myid").write_text(f"{myid}\n")
+        if tls:
+            keystore, truststore, client_auth = tls
+            cfg.update({
+                "secureClientPort": self.secure_port,
+                "secureClientPortAddress": LOOPBACK,
+                "serverCnxnFactory": "org.apache.zookeeper.server.NettyServerCnxnFactory",
+                "ssl.keyStore.location": keystore, "ssl.keyStore.type": "PEM",
+                "ssl.trustStore.location": truststore, "ssl.trustStore.type": "PEM",
+                "ssl.clientAuth": client_auth,
+            })
         cfg.update(extra or {})
         self.cfg_path = self.dir / "zoo.cfg"
         self.cfg_path.write_text("".join(f"{k}={v}\n" for k, v in cfg.items()))
@@ -1459,8 +1478,13 @@ class ZooKeeper:
     def hosts(self):
         return f"{LOOPBACK}:{self.port}"
 
+    @property
+    def secure_hosts(self):
+        return f"{LOOPBACK}:{self.secure_port}"
+
     def start(self, wait=True, timeout=30.0):
-        cp = ":".join(p for p in ZK_CLASSPATH if os.path.exists(p))
+        cp = ":".join(p for p in ZK_CLASSPATH + (ZK_NETTY if self.secure_port else [])
+                      if os.path.exists(p))
         cmd = ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                "-Djava.net.preferIPv4Stack=true",
                f"-Dzookeeper.log.dir={self.dir}",

@@ -96,6 +96,16 @@ static void test_health_rise_fall(void **state)
 	assert_int_equal(step(&z, false, 0, 0), HEALTH_T_CHECK_DOWN);
 }
 
+/* auto follows the credentials; open and creator are what they say. */
+static void test_acl_for(void **state)
+{
+	assert_int_equal(announce_acl_for(ANNOUNCE_ACL_AUTO, true), ZK_ACL_CREATOR);
+	assert_int_equal(announce_acl_for(ANNOUNCE_ACL_AUTO, false), ZK_ACL_OPEN);
+	assert_int_equal(announce_acl_for(ANNOUNCE_ACL_OPEN, true), ZK_ACL_OPEN);
+	assert_int_equal(announce_acl_for(ANNOUNCE_ACL_CREATOR, true), ZK_ACL_CREATOR);
+	assert_int_equal(announce_acl_for(ANNOUNCE_ACL_CREATOR, false), ZK_ACL_CREATOR);
+}
+
 static void test_node_transitions(void **state)
 {
 	assert_true(announce_node_allowed(ANNOUNCE_ABSENT, ANNOUNCE_CREATING));
@@ -248,6 +258,7 @@ int main(void)
 		cmocka_unit_test(test_uuid_format),
 		cmocka_unit_test(test_health_rise_fall),
 		cmocka_unit_test(test_node_transitions),
+		cmocka_unit_test(test_acl_for),
 		cmocka_unit_test(test_curator_json),
 		cmocka_unit_test(test_pick_address),
 	};

@@ -528,6 +528,103 @@ static void test_tls(void **state)
 	rmdir(dir);
 }
 
+/* A file of the given mode holding text; path is filled (under dir). */
+static void write_secret(const char *dir, const char *name, const char *text, mode_t mode,
+			 char *path, size_t len)
+{
+	snprintf(path, len, "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+/*
+ * zookeeper.auth_file: the secret comes from a file only its owner may read;
+ * it excludes auth; what it holds is checked like auth; the secret never
+ * shows in a message.
+ */
+static void test_zookeeper_auth_file(void **state)
+{
+	char dir[] = "/tmp/zklb-test-auth-XXXXXX";
+	char ok[128], open_[128], bad[128], yaml[512], want[512];
+	assert_non_null(mkdtemp(dir));
+	write_secret(dir, "ok", "digest:zklb:s3cret\n", 0600, ok, sizeof(ok));
+	write_secret(dir, "open", "digest:zklb:s3cret\n", 0644, open_, sizeof(open_));
+	write_secret(dir, "bad", "s3cret\n", 0600, bad, sizeof(bad));
+
+	snprintf(yaml, sizeof(yaml), "zookeeper:\n  hosts: \"z:1\"\n  auth_file: %s\n", ok);
+	struct config *cfg = load_ok(yaml);
+	assert_string_equal(cfg->zookeeper.auth, "digest:zklb:s3cret");
+	assert_string_equal(cfg->zookeeper.auth_file, ok);
+	config_free(cfg);
+
+	snprintf(yaml, sizeof(yaml), "zookeeper:\n  hosts: \"z:1\"\n  auth_file: %s\n", open_);
+	snprintf(want, sizeof(want), "t.yaml:3:14: zookeeper.auth_file: %s is readable by group or "
+		 "other (mode 0644); chmod 600 it", open_);
+	expect_error(yaml, want);
+
+	snprintf(yaml, sizeof(yaml), "zookeeper:\n  hosts: \"z:1\"\n  auth_file: %s\n", bad);
+	snprintf(want, sizeof(want), "t.yaml:3:14: zookeeper.auth_file: %s must hold one line "
+		 "scheme:credentials, e.g. digest:user:secret", bad);
+	expect_error(yaml, want);
+
+	snprintf(yaml, sizeof(yaml), "zookeeper:\n  hosts: \"z:1\"\n  auth_file: %s/none\n", dir);
+	snprintf(want, sizeof(want), "t.yaml:3:14: zookeeper.auth_file: cannot read %s/none: "
+		 "No such file or directory", dir);
+	expect_error(yaml, want);
+
+	snprintf(yaml, sizeof(yaml), "zookeeper:\n  hosts: \"z:1\"\n  auth: \"digest:a:b\"\n"
+		 "  auth_file: %s\n", ok);
+	expect_error(yaml, "t.yaml:4:3: zookeeper.auth_file: auth and auth_file exclude each other; "
+		     "keep one");
+	unlink(ok);
+	unlink(open_);
+	unlink(bad);
+	rmdir(dir);
+}
+
+/* zookeeper.tls takes the keys of a service's tls:, checked the same way, where they are. */
+static void test_zookeeper_tls(void **state)
+{
+	struct config *cfg = load_ok("zookeeper: {hosts: \"z:2281\"}\n");
+	assert_false(cfg->zookeeper.tls.enabled);
+	config_free(cfg);
+	cfg = load_ok("zookeeper:\n  hosts: \"z:2281\"\n  tls: {server_name: zk.test}\n");
+	assert_true(cfg->zookeeper.tls.enabled);
+	assert_true(cfg->zookeeper.tls.verify);
+	assert_non_null(cfg->zookeeper.tls.ctx);
+	assert_string_equal(cfg->zookeeper.tls.server_name, "zk.test");
+	config_free(cfg);
+	expect_error("zookeeper:\n  hosts: \"z:2281\"\n  tls: {cert: /nonexistent/c.pem}\n",
+		     "t.yaml:3:9: zookeeper.tls.cert: cert and key go together");
+	expect_error("zookeeper:\n  hosts: \"z:2281\"\n  tls: {min_version: \"1.0\"}\n",
+		     "t.yaml:3:22: zookeeper.tls.min_version: '1.0' is not a TLS version: \"1.2\" or \"1.3\"");
+}
+
+/* announce[].acl: auto by default; creator needs credentials. */
+static void test_announce_acl(void **state)
+{
+	struct config *cfg = load_ok("zookeeper: {hosts: \"z:1\"}\n"
+				     "announce:\n  - {service: web, port: 1}\n"
+				     "  - {service: api, port: 2, acl: open}\n");
+	assert_int_equal(cfg->announce[0].acl, ANNOUNCE_ACL_AUTO);
+	assert_int_equal(cfg->announce[1].acl, ANNOUNCE_ACL_OPEN);
+	config_free(cfg);
+	cfg = load_ok("zookeeper: {hosts: \"z:1\", auth: \"digest:a:b\"}\n"
+		      "announce:\n  - {service: web, port: 1, acl: creator}\n");
+	assert_int_equal(cfg->announce[0].acl, ANNOUNCE_ACL_CREATOR);
+	config_free(cfg);
+	expect_error("zookeeper: {hosts: \"z:1\"}\n"
+		     "announce:\n  - {service: web, port: 1, acl: creator}\n",
+		     "t.yaml:3:34: announce[0].acl: creator needs zookeeper.auth or auth_file: "
+		     "the ACL names the session's identity");
+	expect_error("zookeeper: {hosts: \"z:1\"}\n"
+		     "announce:\n  - {service: web, port: 1, acl: world}\n",
+		     "t.yaml:3:34: announce[0].acl: 'world' is not one of auto, open, creator");
+}
+
 static void test_admin_and_workers(void **state)
 {
 	struct config *cfg = load_ok("admin: {listen: off}\nworkers: 4\n");
@@ -1335,6 +1432,9 @@ int main(void)
 		cmocka_unit_test(test_errors_list),
 		cmocka_unit_test(test_announce_payload_class),
 		cmocka_unit_test(test_dump),
+		cmocka_unit_test(test_zookeeper_auth_file),
+		cmocka_unit_test(test_announce_acl),
+		cmocka_unit_test(test_zookeeper_tls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

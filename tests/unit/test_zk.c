@@ -20,6 +20,7 @@
 #include "zk.h"
 #include "zkretry.h"
 #include "zkset.h"
+#include "zktunnel.h"
 /* The request table and its queue are internal to src/zk/. */
 #include "../../src/zk/zk_request.h"
 
@@ -220,7 +221,7 @@ static void test_requests_without_handle(void **state)
 	zk_req_init(&t, &q);
 	/* no handle: ZINVALIDSTATE, but never from inside the call */
 	zk_req_get(&t, NULL, "/a", true, record_done, &a);
-	zk_req_create(&t, NULL, "/b/c", "x", 1, ZOO_EPHEMERAL, true, record_done, &b);
+	zk_req_create(&t, NULL, "/b/c", "x", 1, ZOO_EPHEMERAL, ZK_ACL_OPEN, true, record_done, &b);
 	zk_req_exists(&t, NULL, "/c", false, record_done, &c);
 	assert_int_equal(a.calls + b.calls + c.calls, 0);
 	/* a cancelled request completes silently */
@@ -307,6 +308,32 @@ static void test_zkset_without_zookeeper(void **state)
 	assert_int_equal(calls, 0);
 }
 
+/* The members the tunnel listens for: in order, chroot ignored, bad entries refused. */
+static void test_tunnel_hosts(void **state)
+{
+	struct zktunnel_member m[3];
+
+	assert_int_equal(zktunnel_parse_hosts("zk1:2281,10.0.0.2:2282,[::1]:2283/chroot/x", m, 3), 3);
+	assert_string_equal(m[0].host, "zk1");
+	assert_int_equal(m[0].port, 2281);
+	assert_string_equal(m[1].host, "10.0.0.2");
+	assert_int_equal(m[1].port, 2282);
+	assert_string_equal(m[2].host, "::1");
+	assert_int_equal(m[2].port, 2283);
+	assert_int_equal(zktunnel_parse_hosts("zk1:2281", m, 3), 1);
+	assert_int_equal(zktunnel_parse_hosts("a:1,b:2,c:3,d:4", m, 3), -1);
+	assert_int_equal(zktunnel_parse_hosts("zk1", m, 3), -1);
+	assert_int_equal(zktunnel_parse_hosts("zk1:", m, 3), -1);
+	assert_int_equal(zktunnel_parse_hosts(":2181", m, 3), -1);
+	assert_int_equal(zktunnel_parse_hosts("zk1:0", m, 3), -1);
+	assert_int_equal(zktunnel_parse_hosts("zk1:65536", m, 3), -1);
+	assert_int_equal(zktunnel_parse_hosts("zk1:99999999999", m, 3), -1);
+	assert_int_equal(zktunnel_parse_hosts("zk1:2181,", m, 3), 1);
+	assert_int_equal(zktunnel_parse_hosts("zk1:21x1", m, 3), -1);
+	assert_int_equal(zktunnel_parse_hosts("", m, 3), -1);
+	assert_int_equal(zktunnel_parse_hosts("/chroot", m, 3), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -319,6 +346,7 @@ int main(void)
 		cmocka_unit_test(test_retry_fires),
 		cmocka_unit_test(test_requests_without_handle),
 		cmocka_unit_test(test_zkset_without_zookeeper),
+		cmocka_unit_test(test_tunnel_hosts),
 	};
 	return cmocka_run_group_tests_name("zk", tests, NULL, NULL);
 }
