@@ -190,6 +190,14 @@ void config_free(struct config *cfg)
 		free(r->on_change);
 	}
 	free(cfg->render);
+	free(cfg->trunk.listen);
+	free(cfg->trunk.tls.ca);
+	free(cfg->trunk.tls.cert);
+	free(cfg->trunk.tls.key);
+	free(cfg->trunk.tls.server_name);
+	free(cfg->trunk.tls.min_version);
+	free(cfg->trunk.tls.ciphers);
+	tls_ctx_put(cfg->trunk.tls.ctx);
 	free(cfg);
 }
 
@@ -294,6 +302,14 @@ static struct config *config_copy_base(const struct config *src)
 		d->check_command = dup_or_null(s->check_command);
 		d->on_change = dup_or_null(s->on_change);
 	}
+	cfg->trunk.listen = dup_or_null(src->trunk.listen);
+	cfg->trunk.tls.ca = dup_or_null(src->trunk.tls.ca);
+	cfg->trunk.tls.cert = dup_or_null(src->trunk.tls.cert);
+	cfg->trunk.tls.key = dup_or_null(src->trunk.tls.key);
+	cfg->trunk.tls.server_name = dup_or_null(src->trunk.tls.server_name);
+	cfg->trunk.tls.min_version = dup_or_null(src->trunk.tls.min_version);
+	cfg->trunk.tls.ciphers = dup_or_null(src->trunk.tls.ciphers);
+	cfg->trunk.tls.ctx = tls_ctx_get(src->trunk.tls.ctx);
 	return cfg;
 }
 
