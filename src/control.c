@@ -27,6 +27,7 @@
 #include "sync.h"
 #include "zk.h"
 #include "log.h"
+#include "trunk_listener.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -456,6 +457,8 @@ static bool control_apply(struct control *c, struct config *cfg)
 	if (c->sync)
 		sync_apply(c->sync, cfg->sync, cfg->n_sync);
 	renderer_apply(c->renderer, cfg->render, cfg->n_render);
+	if (c->trunk)
+		trunk_listener_set_allow(c->trunk, cfg->announce, cfg->n_announce);
 	return true;
 }
 
@@ -753,6 +756,16 @@ struct control *control_new(struct config *cfg, const char *config_path)
 		return NULL;
 	}
 
+	if (c->cfg->cfg->trunk.listen) {
+		char err[256];
+		c->trunk = trunk_listener_new(&c->cfg->cfg->trunk, err, sizeof(err));
+		if (!c->trunk) {
+			log_error("%s", err);
+			control_free(c);
+			return NULL;
+		}
+		trunk_listener_set_allow(c->trunk, c->cfg->cfg->announce, c->cfg->cfg->n_announce);
+	}
 	if (c->cfg->cfg->admin_listen) {
 		c->admin = admin_new(c, c->cfg->cfg->admin_listen);
 		if (!c->admin) {
@@ -793,6 +806,7 @@ void control_free(struct control *c)
 	free(c->workers);
 	resolver_free(c->resolver);
 	admin_free(c->admin);
+	trunk_listener_free(c->trunk);
 	if (c->disc)
 		discovery_free(c->disc);
 	overlay_free(c->overlay);
