@@ -1,0 +1,173 @@
+"""The trunk listener (trunk:), the accepting side of the zklb-to-zklb trunk.
+
+One zklb plays the host 127.0.0.3: it announces a `zklb-bench serve` echo
+backend on 127.0.0.3 and accepts trunk connections (HTTP/2 over mutual TLS)
+on 127.0.0.3. trunk_probe plays the calling host: it opens CONNECT
+streams to the announced address and checks every byte that comes back.
+
+Covered: byte-exact transfers from 1 B to 64 MiB over concurrent streams, the
+caller's half-close (END_STREAM -> backend SHUT_WR -> echo's EOF -> the
+stream's END_STREAM), an address not announced refused (403, never relayed),
+a backend that refuses (502, for the caller's retry), a client without a
+certificate refused, a stream whose caller stops reading beside fast ones,
+resets, and the trunk killed mid-transfer (the backends' connections close,
+a new trunk works). Every wait is bounded; processes are stopped by PID.
+"""
+
+import json
+import subprocess
+
+import pytest
+
+import harness
+from harness import free_port, zk_section
+from test_bench import Server
+from test_tls import Pki
+
+pytestmark = pytest.mark.zookeeper
+
+HOST = "127.0.0.3"          # the remote host: zklb, its trunk and its backend
+
+
+def probe_binary():
+    return harness.build_dir() / "tests" / "integration" / "trunk_probe"
+
+
+class Echo(Server):
+    """test_bench's `zklb-bench serve` (status, stop), echoing on HOST."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen(
+            [harness.bench_binary(), "serve", "--listen", f"{HOST}:0", "--status-port", "0",
+             "--mode", "echo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        hello = json.loads(self.proc.stdout.readline())
+        self.addr = hello["listen"]
+        host, port = hello["status"].rsplit(":", 1)
+        self.status_addr = (host, int(port))
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return Pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def echo():
+    e = Echo()
+    yield e
+    e.stop()
+
+
+@pytest.fixture
+def remote(shared_zookeeper, zklb, pki, echo, zk_path):
+    """zklb as host 127.0.0.3: announces the echo backend and a closed port; a trunk listener."""
+    closed = free_port(HOST)
+    trunk = f"{HOST}:{free_port(HOST)}"
+    cert, key = pki.server
+    host, port = echo.addr.rsplit(":", 1)
+    check = {"type": "tcp", "interval": "100ms", "timeout": "200ms", "rise": 1, "fall": 2}
+    z = zklb(services={}, zookeeper=zk_section(shared_zookeeper),
+             announce=[{"service": "echo", "base_path": zk_path, "address": host,
+                        "port": int(port), "check": check},
+                       {"service": "down", "base_path": zk_path, "address": HOST,
+                        "port": closed, "check": check}],
+             trunk={"listen": trunk, "tls": {"ca": str(pki.ca), "cert": str(cert),
+                                             "key": str(key)},
+                    "stream_window": "1m", "connection_window": "16m"})
+    z.wait_for_log(r"trunk: listening on", timeout=10)
+    z.trunk = trunk
+    z.echo_addr = echo.addr
+    z.closed_addr = f"{HOST}:{closed}"
+    return z
+
+
+def probe(z, pki, authority, *args, cert=True, timeout=120, check=True):
+    ccert, ckey = pki.client
+    argv = [probe_binary(), "--trunk", z.trunk, "--ca", str(pki.ca),
+            "--authority", authority, "--timeout", str(timeout), *map(str, args)]
+    if cert:
+        argv += ["--cert", str(ccert), "--key", str(ckey)]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 30)
+    if check:
+        assert r.returncode == 0, r.stderr + r.stdout
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_streams_byte_exact_from_1_byte_to_64_mib(remote, pki, echo):
+    for n, size in ((1, 1), (64, 1), (64, 100_000), (16, 1 << 20), (1, 64 << 20)):
+        r = probe(remote, pki, remote.echo_addr, "--streams", n, "--bytes", size)
+        assert r["ok"] == n and r["mismatch"] == 0, (n, size, r)
+        assert r["bytes_back"] == n * size
+        print(f"\ntrunk: {n} x {size} B through one trunk in {r['ms']} ms")
+    # Every backend connection was closed by the echo after our half-close: none lingers.
+    harness.wait_until(lambda: echo.status()["open"] == 0, 10, what="backend connections closed")
+
+
+def test_empty_stream_half_closes_both_ways(remote, pki):
+    # No data, END_STREAM at once: the backend sees EOF, closes, the stream ends cleanly.
+    r = probe(remote, pki, remote.echo_addr, "--streams", 8, "--bytes", 0)
+    assert r["ok"] == 8 and r["status"]["200"] == 8, r
+
+
+def test_address_not_announced_is_refused(remote, pki):
+    other = f"{HOST}:{free_port(HOST)}"
+    r = probe(remote, pki, other, "--streams", 4, "--bytes", 10)
+    assert r["status"]["403"] == 4 and r["ok"] == 0, r
+    # A name, or the right port on another host, is not an announced address either.
+    r = probe(remote, pki, "localhost:" + remote.echo_addr.rsplit(":", 1)[1], "--bytes", 10)
+    assert r["ok"] == 0 and r["status"]["other"] == 1, r
+    r = probe(remote, pki, "127.0.0.1:" + remote.echo_addr.rsplit(":", 1)[1], "--bytes", 10)
+    assert r["status"]["403"] == 1, r
+    remote.wait_for_log(r"refused: not_announced")
+
+
+def test_backend_refusing_answers_502(remote, pki):
+    r = probe(remote, pki, remote.closed_addr, "--streams", 3, "--bytes", 10)
+    assert r["status"]["502"] == 3 and r["ok"] == 0, r
+    # The trunk itself is unaffected.
+    r = probe(remote, pki, remote.echo_addr, "--streams", 3, "--bytes", 10)
+    assert r["ok"] == 3, r
+
+
+def test_client_without_certificate_is_refused(remote, pki):
+    r = probe(remote, pki, remote.echo_addr, "--bytes", 10, cert=False, timeout=10)
+    assert r.get("ok", 0) == 0, r
+    remote.wait_for_log(r"TLS handshake failed", timeout=5)
+
+
+def test_slow_stream_does_not_stall_the_others(remote, pki):
+    # Stream 1 never reads its echo: its windows fill, the backend's sends stop.
+    # The 15 others, 8 MiB each through the same trunk, must all finish.
+    r = probe(remote, pki, remote.echo_addr, "--stall-first", "--streams", 16,
+              "--bytes", 8 << 20, timeout=120)
+    assert r["ok"] == 15 and r["mismatch"] == 0 and r["fast_done_ms"] > 0, r
+    print(f"\ntrunk: 15 x 8 MiB beside a stalled stream in {r['fast_done_ms']} ms")
+
+
+def test_reset_by_the_caller_resets_the_backend(remote, pki, echo):
+    r = probe(remote, pki, remote.echo_addr, "--streams", 8, "--bytes", 4 << 20,
+              "--reset-after", 100_000)
+    assert r["reset"] == 8, r
+    harness.wait_until(lambda: echo.status()["open"] == 0, 10, what="backend connections closed")
+    r = probe(remote, pki, remote.echo_addr, "--streams", 4, "--bytes", 1000)
+    assert r["ok"] == 4, r
+
+
+def test_trunk_killed_mid_transfer(remote, pki, echo):
+    ccert, ckey = pki.client
+    p = subprocess.Popen([probe_binary(), "--trunk", remote.trunk, "--ca", str(pki.ca),
+                          "--cert", str(ccert), "--key", str(ckey), "--authority",
+                          remote.echo_addr, "--streams", "8", "--bytes", str(64 << 20)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        harness.wait_until(lambda: echo.status()["open"] == 8, 20, what="8 backend connections")
+        p.kill()
+    finally:
+        p.wait(10)
+        p.stdout.close()
+        p.stderr.close()
+    remote.wait_for_log(r"trunk peer=.*closed: .*\(8 streams\)", timeout=10)
+    harness.wait_until(lambda: echo.status()["open"] == 0, 10, what="backend connections closed")
+    r = probe(remote, pki, remote.echo_addr, "--streams", 4, "--bytes", 1000)
+    assert r["ok"] == 4, r
+    assert remote.running()
