@@ -101,6 +101,14 @@ def test_streams_byte_exact_from_1_byte_to_64_mib(remote, pki, echo):
         print(f"\ntrunk: {n} x {size} B through one trunk in {r['ms']} ms")
     # Every backend connection was closed by the echo after our half-close: none lingers.
     harness.wait_until(lambda: echo.status()["open"] == 0, 10, what="backend connections closed")
+    total = 64 + 64 * 100_000 + 16 * (1 << 20) + (64 << 20) + 1
+    m = harness.wait_until(
+        lambda: (x := remote.metrics()).value("zklb_trunk_streams_active") == 0 and x, 10,
+        what="streams closed")
+    assert m.value("zklb_trunk_bytes_total", direction="in") == total
+    assert m.value("zklb_trunk_bytes_total", direction="out") == total
+    assert m.value("zklb_trunk_streams_total") == 1 + 64 + 64 + 16 + 1
+    assert m.value("zklb_trunk_connections_accepted_total") == 5
 
 
 def test_empty_stream_half_closes_both_ways(remote, pki):
@@ -119,11 +127,16 @@ def test_address_not_announced_is_refused(remote, pki):
     r = probe(remote, pki, "127.0.0.1:" + remote.echo_addr.rsplit(":", 1)[1], "--bytes", 10)
     assert r["status"]["403"] == 1, r
     remote.wait_for_log(r"refused: not_announced")
+    m = remote.metrics()
+    assert m.value("zklb_trunk_streams_refused_total", reason="not_announced") == 5
+    assert m.value("zklb_trunk_streams_refused_total", reason="bad_request") == 1
+    assert m.value("zklb_trunk_connect_failures_total") == 0
 
 
 def test_backend_refusing_answers_502(remote, pki):
     r = probe(remote, pki, remote.closed_addr, "--streams", 3, "--bytes", 10)
     assert r["status"]["502"] == 3 and r["ok"] == 0, r
+    assert remote.metrics().value("zklb_trunk_connect_failures_total") == 3
     # The trunk itself is unaffected.
     r = probe(remote, pki, remote.echo_addr, "--streams", 3, "--bytes", 10)
     assert r["ok"] == 3, r
@@ -133,21 +146,27 @@ def test_client_without_certificate_is_refused(remote, pki):
     r = probe(remote, pki, remote.echo_addr, "--bytes", 10, cert=False, timeout=10)
     assert r.get("ok", 0) == 0, r
     remote.wait_for_log(r"TLS handshake failed", timeout=5)
+    assert remote.metrics().value("zklb_trunk_handshake_failures_total") == 1
 
 
 def test_slow_stream_does_not_stall_the_others(remote, pki):
     # Stream 1 never reads its echo: its windows fill, the backend's sends stop.
     # The 15 others, 8 MiB each through the same trunk, must all finish.
+    base = probe(remote, pki, remote.echo_addr, "--streams", 15, "--bytes", 8 << 20)
+    assert base["ok"] == 15, base
     r = probe(remote, pki, remote.echo_addr, "--stall-first", "--streams", 16,
               "--bytes", 8 << 20, timeout=120)
     assert r["ok"] == 15 and r["mismatch"] == 0 and r["fast_done_ms"] > 0, r
-    print(f"\ntrunk: 15 x 8 MiB beside a stalled stream in {r['fast_done_ms']} ms")
+    print(f"\ntrunk: 15 x 8 MiB in {base['ms']} ms alone, "
+          f"{r['fast_done_ms']} ms beside a stalled stream")
+    assert remote.metrics().value("zklb_trunk_window_stalls_total") >= 1
 
 
 def test_reset_by_the_caller_resets_the_backend(remote, pki, echo):
     r = probe(remote, pki, remote.echo_addr, "--streams", 8, "--bytes", 4 << 20,
               "--reset-after", 100_000)
     assert r["reset"] == 8, r
+    assert remote.metrics().value("zklb_trunk_resets_total", direction="in") == 8
     harness.wait_until(lambda: echo.status()["open"] == 0, 10, what="backend connections closed")
     r = probe(remote, pki, remote.echo_addr, "--streams", 4, "--bytes", 1000)
     assert r["ok"] == 4, r

@@ -196,6 +196,36 @@ static int probe_run(struct probe *p, int fd, uint64_t deadline_ms)
 	return 0;
 }
 
+/*
+ * Leave politely: GOAWAY and close_notify, then read until the trunk closes
+ * (at most 2 s), so that the frames sent last (resets) are read before our
+ * socket closes — a close with unread bytes would be a TCP RST.
+ */
+static void probe_goaway(struct probe *p, int fd)
+{
+	uint8_t buf[16384];
+	const uint8_t *out;
+	ssize_t n;
+	nghttp2_session_terminate_session(p->h2, NGHTTP2_NO_ERROR);
+	while ((n = nghttp2_session_mem_send(p->h2, &out)) > 0) {
+		size_t w = 0;
+		for (ssize_t off = 0; off < n; off += (ssize_t)w)
+			if (SSL_write_ex(p->ssl, out + off, (size_t)(n - off), &w) != 1)
+				return;
+	}
+	SSL_shutdown(p->ssl);
+	uint64_t deadline = mono_ms() + 2000;
+	while (mono_ms() < deadline) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		size_t got = 0;
+		if (SSL_read_ex(p->ssl, buf, sizeof(buf), &got) != 1 &&
+		    SSL_get_error(p->ssl, 0) != SSL_ERROR_WANT_READ)
+			return;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const char *trunk = NULL, *ca = NULL, *cert = NULL, *key = NULL, *authority = NULL;
@@ -285,6 +315,8 @@ int main(int argc, char **argv)
 		}
 	}
 	int rc = probe_run(&p, fd, p.t0_ms + timeout_s * 1000ull);
+	if (rc == 0)
+		probe_goaway(&p, fd);
 	unsigned ok = 0, mismatch = 0, reset = 0, st200 = 0, st403 = 0, st502 = 0, other = 0;
 	uint64_t back = 0;
 	for (unsigned i = 0; i < n; i++) {
