@@ -28,6 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "util.h"
 
 struct announce_conf;
@@ -95,6 +97,18 @@ void trunk_allow_free(struct trunk_allow *a);
 enum trunk_verdict trunk_request_check(const struct trunk_allow *a, const char *method,
 				       const char *protocol, const char *authority,
 				       size_t authority_len, struct net_addr *out);
+
+/* The Curator payload key that advertises a host's trunk port (an integer). */
+#define TRUNK_PAYLOAD_KEY "zklb.trunk"
+
+/*
+ * Pure: the payload an announce entry publishes when this host runs a trunk
+ * listener on `port`: payload (NULL = none) with TRUNK_PAYLOAD_KEY set, as a
+ * new reference. NULL when it must stay as it is: a payload that is not a
+ * mapping, or a typed one (payload_class set: Jackson would refuse the
+ * unknown property, and a Curator consumer must never break).
+ */
+json_t *trunk_payload_advertise(const json_t *payload, const char *payload_class, uint16_t port);
 
 /*
  * Pure: should a stream read more from its backend, with `buffered` bytes

@@ -152,3 +152,14 @@ bool trunk_stream_wants_read(size_t buffered, size_t cap, bool reading)
 		return buffered < cap;
 	return buffered <= cap / 2;
 }
+
+json_t *trunk_payload_advertise(const json_t *payload, const char *payload_class, uint16_t port)
+{
+	if (payload_class || (payload && !json_is_object(payload)) || port == 0)
+		return NULL;
+	json_t *o = payload ? json_deep_copy(payload) : json_object();
+	if (!o)
+		return NULL;
+	json_object_set_new(o, TRUNK_PAYLOAD_KEY, json_integer(port));
+	return o;
+}

@@ -19,6 +19,7 @@
 #include "overlay_policy.h"
 #include "schema.h"
 #include "tls.h"
+#include "trunk.h"
 #include "util.h"
 #include "yamltree.h"
 
@@ -313,6 +314,27 @@ static struct config *config_copy_base(const struct config *src)
 	return cfg;
 }
 
+/*
+ * With a trunk listener, each announce entry advertises its port in the
+ * Curator payload — only where no Curator consumer can break on it
+ * (trunk_payload_advertise): a typed or non-mapping payload stays as written.
+ */
+static void config_trunk_advertise(struct config *cfg)
+{
+	char host[256];
+	uint16_t port = 0;
+	if (!cfg->trunk.listen || !net_split_host_port(cfg->trunk.listen, host, sizeof(host), &port))
+		return;
+	for (size_t i = 0; i < cfg->n_announce; i++) {
+		struct announce_conf *a = &cfg->announce[i];
+		json_t *p = trunk_payload_advertise(a->payload, a->payload_class, port);
+		if (!p)
+			continue;
+		json_decref(a->payload);
+		a->payload = p;
+	}
+}
+
 /* Validate a whole document (the top mapping) into a new config, or NULL. */
 static struct config *config_from_tree(struct schema_ctx *v, const json_t *root)
 {
@@ -329,6 +351,7 @@ static struct config *config_from_tree(struct schema_ctx *v, const json_t *root)
 		config_free(cfg);
 		return NULL;
 	}
+	config_trunk_advertise(cfg);
 	return cfg;
 }
 

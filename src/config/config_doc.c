@@ -223,7 +223,9 @@ static const struct config_doc_row doc_rows[] = {
 	{ "trunk", NULL,
 	  "The trunk listener: other zklb hosts relay client connections to this host's announced "
 	  "services as streams of one HTTP/2 connection over mutual TLS. A stream may reach only "
-	  "an address:port of this host's announce: entries (never an open relay)." },
+	  "an address:port of this host's announce: entries (never an open relay). Announce "
+	  "entries with no payload or an untyped mapping payload advertise the trunk's port as "
+	  "payload key zklb.trunk." },
 	{ "trunk.listen", "host:port",
 	  "Where the trunk listener accepts (TCP only)." },
 	{ "trunk.tls", NULL,

@@ -139,6 +139,30 @@ static void test_read_watermark(void **state)
 	assert_true(trunk_stream_wants_read(0, 65536, false));
 }
 
+/* The payload key is added where no Curator consumer can break on it, nowhere else. */
+static void test_payload_advertise(void **state)
+{
+	(void)state;
+	json_t *p = trunk_payload_advertise(NULL, NULL, 4143);
+	assert_non_null(p);
+	assert_int_equal(json_integer_value(json_object_get(p, TRUNK_PAYLOAD_KEY)), 4143);
+	assert_int_equal(json_object_size(p), 1);
+	json_decref(p);
+	json_t *m = json_pack("{s:s}", "zone", "eu-1");
+	p = trunk_payload_advertise(m, NULL, 4143);
+	assert_non_null(p);
+	assert_string_equal(json_string_value(json_object_get(p, "zone")), "eu-1");
+	assert_int_equal(json_integer_value(json_object_get(p, TRUNK_PAYLOAD_KEY)), 4143);
+	assert_null(json_object_get(m, TRUNK_PAYLOAD_KEY));	/* the config's own stays */
+	json_decref(p);
+	assert_null(trunk_payload_advertise(m, "com.example.Meta", 4143));
+	json_decref(m);
+	json_t *str = json_string("plain");
+	assert_null(trunk_payload_advertise(str, NULL, 4143));
+	json_decref(str);
+	assert_null(trunk_payload_advertise(NULL, NULL, 0));
+}
+
 static struct config *load(const char *yaml, struct config_errors *errs)
 {
 	*errs = (struct config_errors){ 0 };
@@ -176,6 +200,7 @@ int main(void)
 		cmocka_unit_test(test_stream_lifecycle),
 		cmocka_unit_test(test_conn_lifecycle),
 		cmocka_unit_test(test_read_watermark),
+		cmocka_unit_test(test_payload_advertise),
 		cmocka_unit_test(test_config_section),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
