@@ -190,3 +190,26 @@ def test_trunk_killed_mid_transfer(remote, pki, echo):
     r = probe(remote, pki, remote.echo_addr, "--streams", 4, "--bytes", 1000)
     assert r["ok"] == 4, r
     assert remote.running()
+
+
+def test_announce_advertises_the_trunk_port(remote, kazoo_client, shared_zookeeper, zk_path):
+    """The Curator payload carries "zklb.trunk": the trunk's port, in the Map form
+    every Curator consumer of a Map payload reads (unknown keys are just keys)."""
+    k = kazoo_client(shared_zookeeper.hosts)
+    path = zk_path + "/echo"
+    kids = harness.wait_until(lambda: k.get_children(path) if k.exists(path) else None, 10,
+                              what="the echo entry registered")
+    doc = json.loads(k.get(f"{path}/{kids[0]}")[0])
+    assert doc["payload"] == {"@class": "java.util.LinkedHashMap",
+                              "zklb.trunk": int(remote.trunk.rsplit(":", 1)[1])}
+
+
+def test_ten_thousand_streams_over_one_connection(remote, pki):
+    """10,000 short streams (64 B each way) ride one host-to-host TCP connection;
+    only the remote's local backend connections grow with them."""
+    r = probe(remote, pki, remote.echo_addr, "--streams", 10_000, "--bytes", 64, timeout=120)
+    assert r["ok"] == 10_000, r
+    m = remote.metrics()
+    assert m.value("zklb_trunk_connections_accepted_total") == 1
+    assert m.value("zklb_trunk_streams_total") == 10_000
+    print(f"\ntrunk: 10,000 streams of 64 B over 1 TCP connection in {r['ms']} ms")
