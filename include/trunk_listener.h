@@ -24,8 +24,12 @@
  * while it is full: a slow caller never stalls the other streams); per
  * trunk by the connection window and max_streams.
  *
- * Thread: new/set_allow/stats/free on the control thread; the rest on the
- * trunk thread.
+ * A trunk connection whose peer answers no PING within 30 s is closed (its
+ * streams reset their backends), so a host that vanished without a FIN
+ * frees what it held.
+ *
+ * Thread: new/set_allow/drain/stats/free on the control thread; the rest on
+ * the trunk thread.
  */
 #ifndef ZKLB_TRUNK_LISTENER_H
 #define ZKLB_TRUNK_LISTENER_H
@@ -66,6 +70,13 @@ struct trunk_listener *trunk_listener_new(const struct trunk_conf *conf, char *e
 /* Streams from now on may reach only what these n announce entries publish. */
 void trunk_listener_set_allow(struct trunk_listener *tl, const struct announce_conf *ann,
 			      size_t n);
+
+/*
+ * SIGTERM: stop accepting and send GOAWAY on every trunk, so callers open
+ * their next streams elsewhere; open streams finish (the drain counts them,
+ * stats.streams_open) until trunk_listener_free().
+ */
+void trunk_listener_drain(struct trunk_listener *tl);
 
 /* Its counters (read with relaxed atomics). */
 const struct trunk_stats *trunk_listener_stats(const struct trunk_listener *tl);

@@ -67,6 +67,7 @@ struct trunk_conn {
 	uint32_t n_streams;			/* entries in streams */
 	uint64_t consume_conn;			/* bytes of unknown streams to acknowledge */
 	uint64_t last_active_ms;		/* last frame in or out */
+	bool ping_outstanding;			/* a PING sent, its ACK not seen yet */
 	char peer[64];				/* "ip:port" of the calling host */
 };
 
@@ -111,6 +112,8 @@ struct trunk_listener {
 	struct event *wake_ev;			/* owned */
 	struct event *reap_ev;			/* owned; frees the dead lists */
 	_Atomic bool stopping;
+	_Atomic bool draining;			/* GOAWAY every trunk; accept no more */
+	bool drained;				/* the trunk thread did it */
 	struct tls_ctx *tls;			/* ref */
 	char *listen;				/* owned */
 	uint32_t stream_window;			/* bytes */
@@ -558,6 +561,8 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t 
 static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *arg)
 {
 	struct trunk_conn *tc = arg;
+	if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK))
+		tc->ping_outstanding = false;
 	struct trunk_stream *st = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
 	if (!st || st->state == TRUNK_STREAM_CLOSED)
 		return 0;
@@ -571,7 +576,6 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *arg)
 		else if (st->state != TRUNK_STREAM_CONNECTING)
 			stream_arm(st);
 	}
-	(void)tc;
 	return 0;
 }
 
@@ -798,7 +802,14 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
 		conn_close(tc, "idle");
 		return;
 	}
+	/* A peer that left without a FIN (power, partition) answers no PING. */
+	if (tc->ping_outstanding) {
+		log_info("trunk peer=%s: no answer to a PING in %d ms", tc->peer, TRUNK_PING_MS);
+		conn_close(tc, "peer not answering");
+		return;
+	}
 	nghttp2_submit_ping(tc->h2, NGHTTP2_FLAG_NONE, NULL);
+	tc->ping_outstanding = true;
 	conn_pump(tc);
 	struct timeval tv = timeval_from_ms(TRUNK_PING_MS);
 	evtimer_add(tc->timer, &tv);
@@ -906,6 +917,28 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 	}
 }
 
+/* Drain: no new trunk, no new stream; the open streams finish. */
+static void listener_drain(struct trunk_listener *tl)
+{
+	tl->drained = true;
+	event_del(tl->accept_ev);
+	for (struct trunk_conn *tc = tl->live, *next; tc; tc = next) {
+		next = tc->next;		/* conn_pump may close tc */
+		if (tc->state != TRUNK_CONN_OPEN) {
+			if (tc->state == TRUNK_CONN_HANDSHAKE)
+				conn_close(tc, "draining");
+			continue;
+		}
+		nghttp2_submit_goaway(tc->h2, NGHTTP2_FLAG_NONE,
+				      nghttp2_session_get_last_proc_stream_id(tc->h2),
+				      NGHTTP2_NO_ERROR, NULL, 0);
+		conn_set_state(tc, TRUNK_CONN_GOAWAY);
+		conn_pump(tc);
+	}
+	log_info("trunk %s: draining: GOAWAY sent, %u streams may finish", tl->listen,
+		 atomic_load(&tl->stats.streams_open));
+}
+
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
 	struct trunk_listener *tl = arg;
@@ -915,6 +948,16 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 		log_warn("trunk: wake read: %s", strerror(errno));
 	if (atomic_load(&tl->stopping))
 		event_base_loopbreak(tl->base);
+	else if (atomic_load(&tl->draining) && !tl->drained)
+		listener_drain(tl);
+}
+
+void trunk_listener_drain(struct trunk_listener *tl)
+{
+	uint64_t one = 1;
+	atomic_store(&tl->draining, true);
+	if (write(tl->wake_fd, &one, sizeof(one)) < 0)
+		log_warn("trunk: wake write: %s", strerror(errno));
 }
 
 static void *trunk_thread(void *arg)
