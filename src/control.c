@@ -599,6 +599,8 @@ static uint32_t live_relays(const struct control *c)
 	uint32_t n = 0;
 	for (unsigned i = 0; i < c->n_workers; i++)
 		n += atomic_load(&c->workers[i]->relay.n_relays);
+	if (c->trunk)		/* streams relayed for other hosts drain too */
+		n += atomic_load(&trunk_listener_stats(c->trunk)->streams_open);
 	return n;
 }
 
@@ -618,6 +620,8 @@ static void control_drain_proxy(struct control *c)
 		worker_post_simple(c->workers[i], WORKER_MSG_DRAIN, NULL);
 	for (struct listen_entry *e = c->listens; e; e = e->next)
 		listen_unlink(e);
+	if (c->trunk)
+		trunk_listener_drain(c->trunk);
 	log_info("draining: no new connections; %u open may finish within %llums",
 		 live_relays(c), (unsigned long long)c->cfg->cfg->drain_timeout_ms);
 }
