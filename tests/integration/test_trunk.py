@@ -213,3 +213,24 @@ def test_ten_thousand_streams_over_one_connection(remote, pki):
     assert m.value("zklb_trunk_connections_accepted_total") == 1
     assert m.value("zklb_trunk_streams_total") == 10_000
     print(f"\ntrunk: 10,000 streams of 64 B over 1 TCP connection in {r['ms']} ms")
+
+
+def test_drain_lets_open_streams_finish(remote, pki, echo):
+    """SIGTERM: the trunk sends GOAWAY and accepts nothing new, while the streams
+    already open finish byte-exact; then zklb exits."""
+    ccert, ckey = pki.client
+    p = subprocess.Popen([probe_binary(), "--trunk", remote.trunk, "--ca", str(pki.ca),
+                          "--cert", str(ccert), "--key", str(ckey), "--authority",
+                          remote.echo_addr, "--streams", "4", "--bytes", str(64 << 20)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        harness.wait_until(lambda: echo.status()["open"] == 4, 20, what="4 backend connections")
+        assert remote.stop(timeout=30) == 0
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["ok"] == 4 and r["mismatch"] == 0, (r, err)
+    assert "draining: GOAWAY sent" in remote.log()

@@ -21,6 +21,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -232,6 +233,7 @@ int main(int argc, char **argv)
 	unsigned n = 1;
 	unsigned timeout_s = 60;
 	struct probe p = { 0 };
+	signal(SIGPIPE, SIG_IGN);	/* a trunk closed under us is an error return, not a death */
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : "";
