@@ -744,7 +744,8 @@ static void conn_start_h2(struct trunk_conn *tc)
 		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 4096 },
 	};
 	nghttp2_submit_settings(tc->h2, NGHTTP2_FLAG_NONE, s, ARRAY_SIZE(s));
-	nghttp2_session_set_local_window_size(tc->h2, NGHTTP2_FLAG_NONE, 0, (int32_t)tl->connection_window);
+	nghttp2_session_set_local_window_size(tc->h2, NGHTTP2_FLAG_NONE, 0,
+					      (int32_t)tl->connection_window);
 }
 
 static void on_conn_event(evutil_socket_t fd, short what, void *arg)
