@@ -124,6 +124,18 @@ static void check_free(struct check_conf *c)
 	free(c->path);
 }
 
+/* A tls: section's strings and context (the services' and the trunk's). */
+static void tls_conf_free(struct tls_conf *t)
+{
+	free(t->ca);
+	free(t->cert);
+	free(t->key);
+	free(t->server_name);
+	free(t->min_version);
+	free(t->ciphers);
+	tls_ctx_put(t->ctx);
+}
+
 static void service_free(struct service_conf *s)
 {
 	free(s->name);
@@ -133,13 +145,7 @@ static void service_free(struct service_conf *s)
 		free(s->discovery.backends[i].address);
 	free(s->discovery.backends);
 	check_free(&s->health.check);
-	free(s->tls.ca);
-	free(s->tls.cert);
-	free(s->tls.key);
-	free(s->tls.server_name);
-	free(s->tls.min_version);
-	free(s->tls.ciphers);
-	tls_ctx_put(s->tls.ctx);
+	tls_conf_free(&s->tls);
 	free(s->origin);
 }
 
@@ -151,6 +157,8 @@ void config_free(struct config *cfg)
 	free(cfg->zookeeper.hosts);
 	free(cfg->zookeeper.auth);
 	free(cfg->zookeeper.config_path);
+	free(cfg->trunk.listen);
+	tls_conf_free(&cfg->trunk.tls);
 	free(cfg->cache_dir);
 	free(cfg->admin_listen);
 	for (size_t i = 0; i < cfg->n_services; i++)
@@ -191,14 +199,6 @@ void config_free(struct config *cfg)
 		free(r->on_change);
 	}
 	free(cfg->render);
-	free(cfg->trunk.listen);
-	free(cfg->trunk.tls.ca);
-	free(cfg->trunk.tls.cert);
-	free(cfg->trunk.tls.key);
-	free(cfg->trunk.tls.server_name);
-	free(cfg->trunk.tls.min_version);
-	free(cfg->trunk.tls.ciphers);
-	tls_ctx_put(cfg->trunk.tls.ctx);
 	free(cfg);
 }
 
@@ -224,6 +224,18 @@ static void check_copy(struct check_conf *dst, const struct check_conf *src)
 	dst->path = dup_or_null(src->path);
 }
 
+/* dst holds src's fields already (a struct copy): give it its own strings and reference. */
+static void tls_conf_copy(struct tls_conf *dst, const struct tls_conf *src)
+{
+	dst->ca = dup_or_null(src->ca);
+	dst->cert = dup_or_null(src->cert);
+	dst->key = dup_or_null(src->key);
+	dst->server_name = dup_or_null(src->server_name);
+	dst->min_version = dup_or_null(src->min_version);
+	dst->ciphers = dup_or_null(src->ciphers);
+	dst->ctx = tls_ctx_get(src->ctx);
+}
+
 static void service_copy(struct service_conf *dst, const struct service_conf *src)
 {
 	*dst = *src;
@@ -239,13 +251,7 @@ static void service_copy(struct service_conf *dst, const struct service_conf *sr
 		}
 	}
 	check_copy(&dst->health.check, &src->health.check);
-	dst->tls.ca = dup_or_null(src->tls.ca);
-	dst->tls.cert = dup_or_null(src->tls.cert);
-	dst->tls.key = dup_or_null(src->tls.key);
-	dst->tls.server_name = dup_or_null(src->tls.server_name);
-	dst->tls.min_version = dup_or_null(src->tls.min_version);
-	dst->tls.ciphers = dup_or_null(src->tls.ciphers);
-	dst->tls.ctx = tls_ctx_get(src->tls.ctx);
+	tls_conf_copy(&dst->tls, &src->tls);
 	dst->origin = dup_or_null(src->origin);
 }
 
@@ -258,6 +264,8 @@ static struct config *config_copy_base(const struct config *src)
 	cfg->zookeeper.hosts = dup_or_null(src->zookeeper.hosts);
 	cfg->zookeeper.auth = dup_or_null(src->zookeeper.auth);
 	cfg->zookeeper.config_path = dup_or_null(src->zookeeper.config_path);
+	cfg->trunk.listen = dup_or_null(src->trunk.listen);
+	tls_conf_copy(&cfg->trunk.tls, &src->trunk.tls);
 	cfg->cache_dir = dup_or_null(src->cache_dir);
 	cfg->admin_listen = dup_or_null(src->admin_listen);
 	cfg->overlay.listen_dir = dup_or_null(src->overlay.listen_dir);
@@ -303,14 +311,6 @@ static struct config *config_copy_base(const struct config *src)
 		d->check_command = dup_or_null(s->check_command);
 		d->on_change = dup_or_null(s->on_change);
 	}
-	cfg->trunk.listen = dup_or_null(src->trunk.listen);
-	cfg->trunk.tls.ca = dup_or_null(src->trunk.tls.ca);
-	cfg->trunk.tls.cert = dup_or_null(src->trunk.tls.cert);
-	cfg->trunk.tls.key = dup_or_null(src->trunk.tls.key);
-	cfg->trunk.tls.server_name = dup_or_null(src->trunk.tls.server_name);
-	cfg->trunk.tls.min_version = dup_or_null(src->trunk.tls.min_version);
-	cfg->trunk.tls.ciphers = dup_or_null(src->trunk.tls.ciphers);
-	cfg->trunk.tls.ctx = tls_ctx_get(src->trunk.tls.ctx);
 	return cfg;
 }
 
