@@ -82,7 +82,8 @@ struct trunk_stream {
 	char *down;				/* owned; backend bytes for the caller, TRUNK_DOWN_MAX */
 	size_t down_len;
 	size_t down_off;
-	bool reading;				/* the backend's read side is armed */
+	bool reading;				/* the backend's read side is wanted */
+	short armed;				/* EV_READ/EV_WRITE st->ev is added with */
 	bool deferred;				/* nghttp2 waits for data (resume it) */
 	bool remote_eof;			/* END_STREAM received */
 	bool shut_wr;				/* backend SHUT_WR done */

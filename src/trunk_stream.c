@@ -47,6 +47,9 @@ static void stream_arm(struct trunk_stream *st)
 		what |= EV_READ;
 	if (st->state == TRUNK_STREAM_CONNECTING || st->up_len > 0)
 		what |= EV_WRITE;
+	if (what == st->armed)
+		return;		/* one epoll_ctl per change of interest, not per DATA frame */
+	st->armed = what;
 	event_del(st->ev);
 	event_assign(st->ev, st->tc->tl->base, st->fd, what | EV_PERSIST, on_backend_event, st);
 	if (what)
@@ -400,8 +403,8 @@ static bool header_copy(char *dst, size_t cap, const uint8_t *v, size_t len, siz
 }
 
 int trunk_stream_on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t *name,
-		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-		     void *arg)
+			   size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+			   void *arg)
 {
 	(void)flags;
 	(void)arg;
@@ -444,8 +447,8 @@ int trunk_stream_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void
 	return 0;
 }
 
-int trunk_stream_on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id, const uint8_t *data,
-			 size_t len, void *arg)
+int trunk_stream_on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
+			       const uint8_t *data, size_t len, void *arg)
 {
 	struct trunk_conn *tc = arg;
 	struct trunk_stream *st = nghttp2_session_get_stream_user_data(h2, id);
@@ -490,6 +493,5 @@ int trunk_stream_on_close(nghttp2_session *h2, int32_t id, uint32_t code, void *
 	} else {
 		trunk_stream_retire(st);
 	}
-	(void)tc;
 	return 0;
 }
