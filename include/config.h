@@ -259,6 +259,17 @@ struct overlay_policy_conf {
 	uint64_t max_buffer;		/* bytes of max_buffer, at most */
 };
 
+/* The trunk listener: other zklb hosts' streams to this host's announced services. */
+struct trunk_conf {
+	char *listen;			/* owned; "host:port"; NULL: no trunk listener */
+	struct tls_conf tls;		/* its ctx is a server context (tls_ctx_new_server) */
+	uint64_t stream_window;		/* bytes a stream may have in flight towards us */
+	uint64_t connection_window;	/* bytes all streams of one trunk may have in flight */
+	uint32_t max_streams;		/* concurrent streams per trunk connection */
+	uint64_t connect_timeout_ms;	/* to the local backend */
+	uint64_t idle_timeout_ms;	/* a trunk with no stream and no frame closes; 0 = never */
+};
+
 /* Which instances a render entry writes. */
 enum render_set {
 	RENDER_ROUTABLE = 0,		/* what the proxy would route to: not ejected, checks passing */
@@ -313,6 +324,7 @@ struct config {
 	struct overlay_policy_conf overlay;	/* the file's `overlay:` section */
 	struct render_conf *render;	/* owned, n_render entries */
 	size_t n_render;
+	struct trunk_conf trunk;	/* listen NULL when there is no trunk: section */
 };
 
 /*

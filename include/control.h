@@ -33,6 +33,7 @@ struct announce;
 struct discovery;
 struct overlay;
 struct sync;
+struct trunk_listener;
 struct zk;
 
 /* One configured listen address, as the control thread remembers it. */
@@ -64,6 +65,7 @@ struct control {
 	struct announce *announce;		/* owned; NULL without a zookeeper: section */
 	struct sync *sync;			/* owned; NULL without a zookeeper: section */
 	struct overlay *overlay;		/* owned; NULL without zookeeper.config_path */
+	struct trunk_listener *trunk;		/* owned; NULL without a trunk: section */
 	struct config *file_cfg;		/* owned; with an overlay: the file's own config */
 	struct event *withdraw_timer;		/* owned; bounds SIGTERM's wait for deregistration */
 	bool withdrawing;			/* SIGTERM: deregistering; the drain starts after */

@@ -84,6 +84,15 @@ bool tls_key_mode_open(mode_t mode);
  */
 struct tls_ctx *tls_ctx_new(const struct tls_conf *conf, const char **bad_key, char *err,
 			    size_t err_len);
+/*
+ * The accepting side of the same section (the zklb-to-zklb trunk): cert and
+ * key are its own certificate; with verify, a client must present a
+ * certificate that ca verifies (mTLS; no name is checked: the CA is the
+ * trust). The handshake selects ALPN protocol `alpn` ("h2") or fails.
+ * Sessions resume from OpenSSL's server cache. NULL with err as tls_ctx_new.
+ */
+struct tls_ctx *tls_ctx_new_server(const struct tls_conf *conf, const char *alpn,
+				   const char **bad_key, char *err, size_t err_len);
 struct tls_ctx *tls_ctx_get(struct tls_ctx *ctx);
 void tls_ctx_put(struct tls_ctx *ctx);
 
@@ -96,6 +105,13 @@ void tls_ctx_put(struct tls_ctx *ctx);
  * tls_peer_name(conf server_name, host). NULL when OpenSSL is out of memory.
  */
 struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, const char *host, const char *peer_key);
+
+/*
+ * A server connection (a context from tls_ctx_new_server) on accepted socket
+ * fd (still the caller's); peer_key names the peer in reasons. NULL when
+ * OpenSSL is out of memory.
+ */
+struct tls_conn *tls_conn_new_server(struct tls_ctx *ctx, int fd, const char *peer_key);
 
 /* Frees the TLS state only: no close_notify, and the socket stays open. NULL is a no-op. */
 void tls_conn_free(struct tls_conn *t);

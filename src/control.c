@@ -30,6 +30,7 @@
 #include "upgrade.h"
 #include "zk.h"
 #include "log.h"
+#include "trunk_listener.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -570,6 +571,8 @@ static bool control_apply(struct control *c, struct config *cfg)
 	if (c->sync)
 		sync_apply(c->sync, cfg->sync, cfg->n_sync);
 	renderer_apply(c->renderer, cfg->render, cfg->n_render);
+	if (c->trunk)
+		trunk_listener_set_allow(c->trunk, cfg->announce, cfg->n_announce);
 	return true;
 }
 
@@ -710,6 +713,8 @@ static uint32_t live_relays(const struct control *c)
 	uint32_t n = 0;
 	for (unsigned i = 0; i < c->n_workers; i++)
 		n += atomic_load(&c->workers[i]->relay.n_relays);
+	if (c->trunk)		/* streams relayed for other hosts drain too */
+		n += atomic_load(&trunk_listener_stats(c->trunk)->streams_open);
 	return n;
 }
 
@@ -731,6 +736,8 @@ static void control_drain_proxy(struct control *c)
 		listen_unlink(c, e);
 		listen_close_dups(e, c->n_workers);
 	}
+	if (c->trunk)
+		trunk_listener_drain(c->trunk);
 	log_info("draining: no new connections; %u open may finish within %llums",
 		 live_relays(c), (unsigned long long)c->cfg->cfg->drain_timeout_ms);
 }
@@ -1045,6 +1052,16 @@ struct control *control_new(struct config *cfg, const char *config_path,
 		return NULL;
 	}
 
+	if (c->cfg->cfg->trunk.listen) {
+		char err[256];
+		c->trunk = trunk_listener_new(&c->cfg->cfg->trunk, err, sizeof(err));
+		if (!c->trunk) {
+			log_error("%s", err);
+			control_free(c);
+			return NULL;
+		}
+		trunk_listener_set_allow(c->trunk, c->cfg->cfg->announce, c->cfg->cfg->n_announce);
+	}
 	if (c->cfg->cfg->admin_listen) {
 		char key[PATH_MAX];
 		int fd = -1;
@@ -1096,6 +1113,7 @@ void control_free(struct control *c)
 	accesslog_free(c->alog);	/* after the workers: it writes what they queued */
 	resolver_free(c->resolver);
 	admin_free(c->admin);
+	trunk_listener_free(c->trunk);
 	if (c->disc)
 		discovery_free(c->disc);
 	sentinel_free(c->sentinel);

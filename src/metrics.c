@@ -20,6 +20,7 @@
 #include "sentinel.h"
 #include "stats.h"
 #include "sync.h"
+#include "trunk_listener.h"
 #include "zk.h"
 
 #include <event2/buffer.h>
@@ -101,7 +102,37 @@ struct scrape {
 	struct scrape_backend *backends;	/* owned, n_backends: instances, service by service */
 	size_t n_backends;
 	uint64_t now_ms;			/* monotonic, when gathered */
+	uint64_t trunk_accepted;		/* the trunk listener's counters (trunk_stats) */
+	uint64_t trunk_conns;
+	uint64_t trunk_handshake_failures;
+	uint64_t trunk_streams;
+	uint64_t trunk_streams_open;
+	uint64_t trunk_refused[3];		/* not_announced, bad_request, limit */
+	uint64_t trunk_connect_failures;
+	uint64_t trunk_resets[2];		/* in, out */
+	uint64_t trunk_bytes[2];		/* in (callers to backends), out */
+	uint64_t trunk_window_stalls;
 };
+
+/* The trunk listener's atomics, copied once per scrape. */
+static void scrape_trunk(struct scrape *s, const struct trunk_listener *tl)
+{
+	const struct trunk_stats *t = trunk_listener_stats(tl);
+	s->trunk_accepted = atomic_load_explicit(&t->conns_accepted, memory_order_relaxed);
+	s->trunk_conns = atomic_load_explicit(&t->conns_open, memory_order_relaxed);
+	s->trunk_handshake_failures = atomic_load_explicit(&t->handshake_failures, memory_order_relaxed);
+	s->trunk_streams = atomic_load_explicit(&t->streams, memory_order_relaxed);
+	s->trunk_streams_open = atomic_load_explicit(&t->streams_open, memory_order_relaxed);
+	s->trunk_refused[0] = atomic_load_explicit(&t->refused_not_announced, memory_order_relaxed);
+	s->trunk_refused[1] = atomic_load_explicit(&t->refused_bad_request, memory_order_relaxed);
+	s->trunk_refused[2] = atomic_load_explicit(&t->refused_limit, memory_order_relaxed);
+	s->trunk_connect_failures = atomic_load_explicit(&t->connect_failures, memory_order_relaxed);
+	s->trunk_resets[0] = atomic_load_explicit(&t->resets_in, memory_order_relaxed);
+	s->trunk_resets[1] = atomic_load_explicit(&t->resets_out, memory_order_relaxed);
+	s->trunk_bytes[0] = atomic_load_explicit(&t->bytes_in, memory_order_relaxed);
+	s->trunk_bytes[1] = atomic_load_explicit(&t->bytes_out, memory_order_relaxed);
+	s->trunk_window_stalls = atomic_load_explicit(&t->window_stalls, memory_order_relaxed);
+}
 
 static void scrape_gather(struct scrape *s, struct control *c)
 {
@@ -140,6 +171,8 @@ static void scrape_gather(struct scrape *s, struct control *c)
 	s->access_lines = as.lines;
 	s->access_dropped = as.dropped;
 	s->access_write_errors = as.write_errors;
+	if (c->trunk)
+		scrape_trunk(s, c->trunk);
 	if (c->zk) {
 		zk_stats(c->zk, &s->zk);
 		s->zk_connected = s->zk.state == ZK_CONNECTED;
@@ -214,6 +247,7 @@ enum metric_scope {
 	SCOPE_ANNOUNCE,		/* {service, path}: one per announce entry; none: no family */
 	SCOPE_SYNC,		/* {path}: one per sync entry; none: no family */
 	SCOPE_RENDER,		/* {service, file}: one per render entry; none: no family */
+	SCOPE_TRUNK,		/* one series, only with a trunk: section */
 };
 
 struct metric;
@@ -450,6 +484,12 @@ static const char *tls_result(size_t k)
 static const char *tls_direction(size_t k)
 {
 	static const char *const names[] = { "in", "out" };
+	return k < ARRAY_SIZE(names) ? names[k] : NULL;
+}
+
+static const char *trunk_refusal(size_t k)
+{
+	static const char *const names[] = { "not_announced", "bad_request", "limit" };
 	return k < ARRAY_SIZE(names) ? names[k] : NULL;
 }
 
@@ -740,6 +780,37 @@ static const struct metric metrics[] = {
 	{ "zklb_backend_tls_bytes_total", "counter", SCOPE_BACKEND, "direction", tls_direction, NULL,
 	  get_backend_tls_bytes, 0,
 	  "Bytes on the wire of upstream TLS connections (records, handshakes), in = from the backend." },
+
+	{ "zklb_trunk_connections_accepted_total", "counter", SCOPE_TRUNK, NULL, NULL, NULL, get_u64,
+	  AT(scrape, trunk_accepted),
+	  "TCP connections accepted by the trunk listener." },
+	{ "zklb_trunk_connections", "gauge", SCOPE_TRUNK, NULL, NULL, NULL, get_u64,
+	  AT(scrape, trunk_conns),
+	  "Trunk connections open (past the TLS handshake), from all calling hosts." },
+	{ "zklb_trunk_handshake_failures_total", "counter", SCOPE_TRUNK, NULL, NULL, NULL, get_u64,
+	  AT(scrape, trunk_handshake_failures),
+	  "Trunk connections whose TLS handshake failed or timed out (a missing or untrusted client certificate)." },
+	{ "zklb_trunk_streams_total", "counter", SCOPE_TRUNK, NULL, NULL, NULL, get_u64,
+	  AT(scrape, trunk_streams),
+	  "Streams (CONNECT requests) received." },
+	{ "zklb_trunk_streams_active", "gauge", SCOPE_TRUNK, NULL, NULL, NULL, get_u64,
+	  AT(scrape, trunk_streams_open),
+	  "Streams open now." },
+	{ "zklb_trunk_streams_refused_total", "counter", SCOPE_TRUNK, "reason", trunk_refusal, NULL,
+	  get_u64, AT(scrape, trunk_refused),
+	  "Streams refused: an address this host does not announce (403), not a CONNECT to host:port (400), over max_streams." },
+	{ "zklb_trunk_connect_failures_total", "counter", SCOPE_TRUNK, NULL, NULL, NULL, get_u64,
+	  AT(scrape, trunk_connect_failures),
+	  "Streams whose local backend refused or timed out (answered 502/504)." },
+	{ "zklb_trunk_resets_total", "counter", SCOPE_TRUNK, "direction", tls_direction, NULL, get_u64,
+	  AT(scrape, trunk_resets),
+	  "RST_STREAM received from callers (in) and sent for backend resets or errors (out)." },
+	{ "zklb_trunk_bytes_total", "counter", SCOPE_TRUNK, "direction", tls_direction, NULL, get_u64,
+	  AT(scrape, trunk_bytes),
+	  "Stream bytes relayed: in = from calling hosts to backends." },
+	{ "zklb_trunk_window_stalls_total", "counter", SCOPE_TRUNK, NULL, NULL, NULL, get_u64,
+	  AT(scrape, trunk_window_stalls),
+	  "Times a stream stopped reading its backend because its caller's window was shut (a slow reader)." },
 };
 
 /* What each scope's series are labelled with, and when its families are written. */
@@ -755,6 +826,7 @@ static const struct {
 	[SCOPE_ANNOUNCE] = { { "service", "path" }, "with announce entries" },
 	[SCOPE_SYNC] = { { "path" }, "with sync entries" },
 	[SCOPE_RENDER] = { { "service", "file" }, "with render entries" },
+	[SCOPE_TRUNK] = { { NULL }, "with a trunk: section" },
 };
 
 static size_t scope_count(const struct scrape *s, enum metric_scope scope)
@@ -768,6 +840,7 @@ static size_t scope_count(const struct scrape *s, enum metric_scope scope)
 	case SCOPE_ANNOUNCE: return s->n_announce;
 	case SCOPE_SYNC: return s->n_sync;
 	case SCOPE_RENDER: return s->n_render;
+	case SCOPE_TRUNK: return s->c->trunk ? 1 : 0;
 	}
 	return 0;
 }
@@ -798,6 +871,7 @@ static void scope_values(const struct scrape *s, enum metric_scope scope, size_t
 	case SCOPE_PROCESS:
 	case SCOPE_ZOOKEEPER:
 	case SCOPE_OVERLAY:
+	case SCOPE_TRUNK:
 		break;
 	}
 }

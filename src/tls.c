@@ -58,6 +58,7 @@ struct tls_ctx {
 	size_t cache_n;
 	size_t cache_cap;
 	size_t cache_next;		/* the entry that gives way when the cache is full */
+	unsigned char alpn[256];	/* server contexts: the protocol selected (length-prefixed) */
 };
 
 struct tls_conn {
@@ -227,13 +228,52 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 
 /* --- Contexts -------------------------------------------------------------- */
 
+/*
+ * ALPN on the accepting side: the one protocol the server offers (its
+ * context's `alpn`, wire format) must be among the client's, else the
+ * handshake fails — a trunk speaks nothing but h2.
+ */
+static int on_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+			  const unsigned char *in, unsigned int inlen, void *arg)
+{
+	const unsigned char *want = arg;
+	unsigned char *sel = NULL;
+	(void)ssl;
+	if (SSL_select_next_proto(&sel, outlen, want, (unsigned)want[0] + 1, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static struct tls_ctx *ctx_new(const struct tls_conf *conf, const char *alpn,
+			       const char **bad_key, char *err, size_t err_len);
+
 struct tls_ctx *tls_ctx_new(const struct tls_conf *conf, const char **bad_key, char *err,
 			    size_t err_len)
+{
+	return ctx_new(conf, NULL, bad_key, err, err_len);
+}
+
+struct tls_ctx *tls_ctx_new_server(const struct tls_conf *conf, const char *alpn,
+				   const char **bad_key, char *err, size_t err_len)
+{
+	if (!conf->cert || !conf->key || !alpn || !*alpn || strlen(alpn) > 255) {
+		*bad_key = conf->cert ? "key" : "cert";
+		snprintf(err, err_len, "the accepting side needs a certificate and its key");
+		return NULL;
+	}
+	return ctx_new(conf, alpn, bad_key, err, err_len);
+}
+
+/* alpn: NULL for a client context, else the protocol a server context selects. */
+static struct tls_ctx *ctx_new(const struct tls_conf *conf, const char *alpn,
+			       const char **bad_key, char *err, size_t err_len)
 {
 	*bad_key = NULL;
 	pthread_once(&conn_index_once, conn_index_init);
 	ERR_clear_error();
-	SSL_CTX *sc = SSL_CTX_new(TLS_client_method());
+	SSL_CTX *sc = SSL_CTX_new(alpn ? TLS_server_method() : TLS_client_method());
 	if (!sc) {
 		ssl_reason(err, err_len, "cannot create a TLS context");
 		*bad_key = "";
@@ -291,15 +331,28 @@ struct tls_ctx *tls_ctx_new(const struct tls_conf *conf, const char **bad_key, c
 		}
 	}
 	*bad_key = NULL;
-	SSL_CTX_set_verify(sc, conf->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+	/* A server that verifies insists on a client certificate: that is mTLS. */
+	SSL_CTX_set_verify(sc, !conf->verify ? SSL_VERIFY_NONE
+			   : alpn ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+			   : SSL_VERIFY_PEER, NULL);
 	/* Renegotiation is a relay's nightmare; an unexpected EOF is the peer's FIN. */
 	SSL_CTX_set_options(sc, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_mode(sc, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 			     SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
-	SSL_CTX_sess_set_new_cb(sc, on_new_session);
-
 	struct tls_ctx *c = xcalloc(1, sizeof(*c));
+	if (alpn) {
+		/* Wire format: a length byte, then the name. */
+		size_t n = strlen(alpn);
+		c->alpn[0] = (unsigned char)n;
+		memcpy(c->alpn + 1, alpn, n);
+		SSL_CTX_set_alpn_select_cb(sc, on_alpn_select, c->alpn);
+		SSL_CTX_set_session_id_context(sc, c->alpn, (unsigned)n + 1);
+	} else {
+		SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_CLIENT |
+						   SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(sc, on_new_session);
+	}
+
 	atomic_init(&c->refs, 1);
 	c->ssl_ctx = sc;
 	c->server_name = conf->server_name ? xstrdup(conf->server_name) : NULL;
@@ -361,12 +414,10 @@ SSL *tls_ssl_new(struct tls_ctx *ctx, const char *host)
 	return ssl;
 }
 
-struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, const char *host, const char *peer_key)
+/* A connection around ssl (owned from here; freed on failure) on fd. NULL: out of memory. */
+static struct tls_conn *conn_wrap(struct tls_ctx *ctx, SSL *ssl, int fd, const char *peer_key)
 {
-	SSL *ssl = tls_ssl_new(ctx, host);
-	if (!ssl)
-		return NULL;
-	if (!SSL_set_fd(ssl, fd)) {
+	if (!ssl || !SSL_set_fd(ssl, fd)) {
 		SSL_free(ssl);
 		ERR_clear_error();
 		return NULL;
@@ -376,14 +427,31 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, const char *host, con
 	t->ssl = ssl;
 	t->peer = xstrdup(peer_key);
 	SSL_set_ex_data(ssl, conn_index, t);
-	SSL_set_connect_state(ssl);
+	return t;
+}
+
+struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, const char *host, const char *peer_key)
+{
+	struct tls_conn *t = conn_wrap(ctx, tls_ssl_new(ctx, host), fd, peer_key);
+	if (!t)
+		return NULL;
+	SSL_set_connect_state(t->ssl);
 	if (ctx->session_reuse) {
 		SSL_SESSION *s = cache_take(ctx, peer_key);
 		if (s) {
-			SSL_set_session(ssl, s);	/* takes its own reference */
+			SSL_set_session(t->ssl, s);	/* takes its own reference */
 			SSL_SESSION_free(s);
 		}
 	}
+	return t;
+}
+
+struct tls_conn *tls_conn_new_server(struct tls_ctx *ctx, int fd, const char *peer_key)
+{
+	ERR_clear_error();
+	struct tls_conn *t = conn_wrap(ctx, SSL_new(ctx->ssl_ctx), fd, peer_key);
+	if (t)
+		SSL_set_accept_state(t->ssl);
 	return t;
 }
 

@@ -19,6 +19,7 @@
 #include "overlay_policy.h"
 #include "schema.h"
 #include "tls.h"
+#include "trunk.h"
 #include "util.h"
 #include "yamltree.h"
 
@@ -154,6 +155,7 @@ static void check_free(struct check_conf *c)
 	free(c->user);
 }
 
+/* A tls: section's strings and context (the services', the trunk's, ZooKeeper's). */
 static void tls_conf_free(struct tls_conf *t)
 {
 	free(t->ca);
@@ -205,6 +207,8 @@ void config_free(struct config *cfg)
 	free(cfg->zookeeper.auth_file);
 	tls_conf_free(&cfg->zookeeper.tls);
 	free(cfg->zookeeper.config_path);
+	free(cfg->trunk.listen);
+	tls_conf_free(&cfg->trunk.tls);
 	free(cfg->cache_dir);
 	free(cfg->zone);
 	free(cfg->admin_listen);
@@ -260,18 +264,6 @@ void config_render_copy(struct render_conf *dst, const struct render_conf *src)
 	dst->on_change = dup_or_null(src->on_change);
 }
 
-/* dst already holds src's scalars (a struct copy); make its strings and context its own. */
-static void tls_conf_copy(struct tls_conf *dst, const struct tls_conf *src)
-{
-	dst->ca = dup_or_null(src->ca);
-	dst->cert = dup_or_null(src->cert);
-	dst->key = dup_or_null(src->key);
-	dst->server_name = dup_or_null(src->server_name);
-	dst->min_version = dup_or_null(src->min_version);
-	dst->ciphers = dup_or_null(src->ciphers);
-	dst->ctx = tls_ctx_get(src->ctx);
-}
-
 static char *dup_bytes(const char *s, size_t len)
 {
 	if (!s)
@@ -289,6 +281,18 @@ static void check_copy(struct check_conf *dst, const struct check_conf *src)
 	dst->path = dup_or_null(src->path);
 	dst->password_file = dup_or_null(src->password_file);
 	dst->user = dup_or_null(src->user);
+}
+
+/* dst holds src's fields already (a struct copy): give it its own strings and reference. */
+static void tls_conf_copy(struct tls_conf *dst, const struct tls_conf *src)
+{
+	dst->ca = dup_or_null(src->ca);
+	dst->cert = dup_or_null(src->cert);
+	dst->key = dup_or_null(src->key);
+	dst->server_name = dup_or_null(src->server_name);
+	dst->min_version = dup_or_null(src->min_version);
+	dst->ciphers = dup_or_null(src->ciphers);
+	dst->ctx = tls_ctx_get(src->ctx);
 }
 
 static void service_copy(struct service_conf *dst, const struct service_conf *src)
@@ -332,6 +336,8 @@ static struct config *config_copy_base(const struct config *src)
 	cfg->zookeeper.auth_file = dup_or_null(src->zookeeper.auth_file);
 	tls_conf_copy(&cfg->zookeeper.tls, &src->zookeeper.tls);
 	cfg->zookeeper.config_path = dup_or_null(src->zookeeper.config_path);
+	cfg->trunk.listen = dup_or_null(src->trunk.listen);
+	tls_conf_copy(&cfg->trunk.tls, &src->trunk.tls);
 	cfg->cache_dir = dup_or_null(src->cache_dir);
 	cfg->zone = dup_or_null(src->zone);
 	cfg->admin_listen = dup_or_null(src->admin_listen);
@@ -373,6 +379,27 @@ static struct config *config_copy_base(const struct config *src)
 	return cfg;
 }
 
+/*
+ * With a trunk listener, each announce entry advertises its port in the
+ * Curator payload — only where no Curator consumer can break on it
+ * (trunk_payload_advertise): a typed or non-mapping payload stays as written.
+ */
+static void config_trunk_advertise(struct config *cfg)
+{
+	char host[256];
+	uint16_t port = 0;
+	if (!cfg->trunk.listen || !net_split_host_port(cfg->trunk.listen, host, sizeof(host), &port))
+		return;
+	for (size_t i = 0; i < cfg->n_announce; i++) {
+		struct announce_conf *a = &cfg->announce[i];
+		json_t *p = trunk_payload_advertise(a->payload, a->payload_class, port);
+		if (!p)
+			continue;
+		json_decref(a->payload);
+		a->payload = p;
+	}
+}
+
 /* Validate a whole document (the top mapping) into a new config, or NULL. */
 static struct config *config_from_tree(struct schema_ctx *v, const json_t *root)
 {
@@ -389,6 +416,7 @@ static struct config *config_from_tree(struct schema_ctx *v, const json_t *root)
 		config_free(cfg);
 		return NULL;
 	}
+	config_trunk_advertise(cfg);
 	return cfg;
 }
 

@@ -325,6 +325,33 @@ static const struct config_doc_row doc_rows[] = {
 	{ "render[].on_change_timeout", NULL,
 	  "Bounds check_command and on_change: SIGTERM to the group, SIGKILL 1 s later." },
 	{ "render[].mode", "octal string, quoted", "The file's mode." },
+	{ "trunk", NULL,
+	  "The trunk listener: other zklb hosts relay client connections to this host's announced "
+	  "services as streams of one HTTP/2 connection over mutual TLS. A stream may reach only "
+	  "an address:port of this host's announce: entries (never an open relay). Announce "
+	  "entries with no payload or an untyped mapping payload advertise the trunk's port as "
+	  "payload key zklb.trunk." },
+	{ "trunk.listen", "host:port",
+	  "Where the trunk listener accepts (TCP only)." },
+	{ "trunk.tls", NULL,
+	  "Mutual TLS of the trunk, as the accepting side: the ALPN protocol is h2." },
+	{ "trunk.tls.ca", NULL, "CA file (PEM) that verifies the calling hosts' certificates." },
+	{ "trunk.tls.cert", NULL, "This host's trunk certificate (PEM chain)." },
+	{ "trunk.tls.key", NULL, "The private key of cert (PEM); keep it mode 0600." },
+	{ "trunk.tls.verify", NULL,
+	  "Require and verify a client certificate (mutual TLS). Turn off only in a test." },
+	{ "trunk.tls.min_version", NULL, "\"1.2\" or \"1.3\": the oldest version accepted." },
+	{ "trunk.stream_window", NULL,
+	  "HTTP/2 flow-control window of one stream towards this host: the bytes of a stream "
+	  "in flight or buffered here, at most. Size it to the bandwidth-delay product of one "
+	  "stream (1 MiB covers 1 Gbit/s at 8 ms)." },
+	{ "trunk.connection_window", NULL,
+	  "The window of a whole trunk connection (all its streams); at least stream_window." },
+	{ "trunk.max_streams", NULL,
+	  "Concurrent streams per trunk connection (SETTINGS_MAX_CONCURRENT_STREAMS)." },
+	{ "trunk.connect_timeout", NULL, "Connect timeout of a stream to its local backend." },
+	{ "trunk.idle_timeout", NULL,
+	  "A trunk connection with no open stream closes after this; 0 = never." },
 };
 
 struct walk {

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,6 +125,9 @@ static void finish_sync(struct schema_ctx *v, const struct schema_path *p, const
 static void finish_render(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_announce(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_zookeeper(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
+static void finish_trunk_tls(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
+static void finish_trunk(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
+static void fn_trunk_listen(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 
 #define SECTION(keys, finish) { keys, ARRAY_SIZE(keys), finish }
 #define AT(st, field) offsetof(struct st, field)
@@ -328,6 +332,30 @@ static const struct schema_key render_keys[] = {
 };
 static const struct schema_section render_section = SECTION(render_keys, finish_render);
 
+/* The trunk's tls: is the same keys read as the accepting side (no server_name, no client cache). */
+static const struct schema_key trunk_tls_keys[] = {
+	{ "ca",              S_STR,     NULL,            S_REQ,           AT(tls_conf, ca),                      NULL,              fn_nonempty },
+	{ "cert",            S_STR,     NULL,            S_REQ,           AT(tls_conf, cert),                    NULL,              fn_nonempty },
+	{ "key",             S_STR,     NULL,            S_REQ,           AT(tls_conf, key),                     NULL,              fn_nonempty },
+	{ "verify",          S_BOOL,    "true",          0,               AT(tls_conf, verify),                  NULL,              NULL },
+	{ "min_version",     S_STR,     "1.3",           0,               AT(tls_conf, min_version),             NULL,              fn_tls_version },
+};
+static const struct schema_section trunk_tls_section = SECTION(trunk_tls_keys, finish_trunk_tls);
+
+static const struct schema_range r_window = { 65535, (1u << 31) - 1 };
+static const struct schema_range r_streams = { 1, 65536 };
+
+static const struct schema_key trunk_keys[] = {
+	{ "listen",          S_FN,      NULL,            S_REQ,           AT(trunk_conf, listen),                &as_str,           fn_trunk_listen },
+	{ "tls",             S_SECTION, NULL,            S_REQ,           AT(trunk_conf, tls),                   &trunk_tls_section, NULL },
+	{ "stream_window",   S_SIZE,    "1m",            0,               AT(trunk_conf, stream_window),         &r_window,         NULL },
+	{ "connection_window", S_SIZE,  "16m",           0,               AT(trunk_conf, connection_window),     &r_window,         NULL },
+	{ "max_streams",     S_U32,     "1024",          0,               AT(trunk_conf, max_streams),           &r_streams,        NULL },
+	{ "connect_timeout", S_DUR,     "1s",            0,               AT(trunk_conf, connect_timeout_ms),    &r_positive,       NULL },
+	{ "idle_timeout",    S_DUR,     "10m",           0,               AT(trunk_conf, idle_timeout_ms),       NULL,              NULL },
+};
+static const struct schema_section trunk_section = SECTION(trunk_keys, finish_trunk);
+
 /* The top level. S_FN and S_SECTION keys at offset 0 receive the whole struct config. */
 static const struct schema_key top_keys[] = {
 	{ "zookeeper",       S_SECTION, NULL,            0,               AT(config, zookeeper),                 &zookeeper_section, NULL },
@@ -346,6 +374,7 @@ static const struct schema_key top_keys[] = {
 	{ "denied_networks", S_FN,      "[reserved]",    S_RELOAD,        AT(config, denied_networks),           NULL,              fn_networks },
 	{ "overlay",         S_SECTION, NULL,            S_RELOAD,        AT(config, overlay),                   &overlay_section,  NULL },
 	{ "render",          S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_render },
+	{ "trunk",           S_SECTION, NULL,            0,               AT(config, trunk),                     &trunk_section,    NULL },
 };
 static const struct schema_section top_section = SECTION(top_keys, NULL);
 
@@ -1075,6 +1104,55 @@ static void finish_tls(struct schema_ctx *v, const struct schema_path *p, const 
 	if (!t->ctx) {
 		struct schema_path kp = { p, bad, 0, obj };
 		schema_error(v, bad && *bad && schema_has(obj, bad) ? &kp : p, false, "%s", err);
+	}
+}
+
+/* trunk.listen: a TCP host:port (a trunk is between hosts: no unix: path). */
+static void fn_trunk_listen(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	char host[256];
+	uint16_t port;
+	char buf[80];
+	if (!schema_want(v, p, val, json_is_string(val), "an address (host:port)"))
+		return;
+	const char *s = json_string_value(val);
+	if (!net_split_host_port(s, host, sizeof(host), &port) || port == 0) {
+		schema_error(v, p, false, "%s is not host:port", schema_show(val, buf, sizeof(buf)));
+		return;
+	}
+	char **dst = field;
+	free(*dst);
+	*dst = xstrdup(s);
+}
+
+/* The trunk's certificate and CA load as a server context, so `zklb check` proves them. */
+static void finish_trunk_tls(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
+{
+	struct tls_conf *t = base;
+	t->enabled = true;
+	if (!t->cert || !t->key || !t->ca)
+		return;		/* S_REQ said so */
+	bool ok = tls_file_ok(v, p, obj, "ca", t->ca);
+	ok = tls_file_ok(v, p, obj, "cert", t->cert) && ok;
+	ok = tls_file_ok(v, p, obj, "key", t->key) && ok;
+	if (!ok)
+		return;
+	char err[400];
+	const char *bad = NULL;
+	t->ctx = tls_ctx_new_server(t, "h2", &bad, err, sizeof(err));
+	if (!t->ctx) {
+		struct schema_path kp = { p, bad, 0, obj };
+		schema_error(v, bad && *bad && schema_has(obj, bad) ? &kp : p, false, "%s", err);
+	}
+}
+
+static void finish_trunk(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base)
+{
+	struct trunk_conf *t = base;
+	if (obj && t->connection_window < t->stream_window) {
+		struct schema_path kp = { p, "connection_window", 0, obj };
+		schema_error(v, &kp, false, "%" PRIu64 " is below stream_window (%" PRIu64 ")",
+			     t->connection_window, t->stream_window);
 	}
 }
 

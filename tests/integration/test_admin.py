@@ -246,10 +246,18 @@ def families(text):
 
 
 @pytest.mark.zookeeper
+def trunk_section(tmp_path):
+    """A trunk: section with test certificates (test_tls's Pki)."""
+    from test_tls import Pki
+    pki = Pki(tmp_path / "pki")
+    cert, key = pki.server
+    return {"listen": free_addr(), "tls": {"ca": str(pki.ca), "cert": str(cert), "key": str(key)}}
+
+
 def test_metrics_families_are_the_table(shared_zookeeper, zk_path, kazoo_client, backend,
                                         zklb, tmp_path):
     """With every optional part configured (ZooKeeper discovery, overlay,
-    announce, sync, render), /metrics writes exactly the table's families, in its
+    announce, sync, render, trunk), /metrics writes exactly the table's families, in its
     order, with its HELP, TYPE and labels."""
     k = kazoo_client(shared_zookeeper.hosts)
     b1 = backend("b1", "tag")
@@ -274,7 +282,8 @@ def test_metrics_families_are_the_table(shared_zookeeper, zk_path, kazoo_client,
               sync=[{"path": zk_path + "/config/app", "file": str(tmp_path / "app")}],
               render=[{"service": "static", "file": str(tmp_path / "static.lines"),
                        "format": "lines", "wait": {"min": "50ms", "max": "1s"}}],
-              overlay={"denied_networks": ["reserved"]})    # its backend is on loopback
+              overlay={"denied_networks": ["reserved"]},    # its backend is on loopback
+              trunk=trunk_section(tmp_path))
 
     def settled():
         m = lb.metrics()

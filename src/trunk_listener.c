@@ -1,0 +1,224 @@
+/*
+ * trunk_listener — see trunk_listener.h; its connections are in trunk_conn.c,
+ * their streams in trunk_stream.c (trunk_conn.h).
+ *
+ * Objects are never freed inside their own callbacks: closed streams and
+ * connections go to dead lists, reaped by an event made active for the
+ * next loop turn.
+ */
+#include "trunk_conn.h"
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "tls.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+void trunk_listener_reap_soon(struct trunk_listener *tl)
+{
+	event_active(tl->reap_ev, EV_TIMEOUT, 0);
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+	struct trunk_listener *tl = arg;
+	(void)fd;
+	(void)what;
+	while (tl->dead) {
+		struct trunk_conn *tc = tl->dead;
+		tl->dead = tc->next;
+		trunk_conn_free(tc);
+	}
+	while (tl->dead_streams) {
+		struct trunk_stream *st = tl->dead_streams;
+		tl->dead_streams = st->next;
+		trunk_stream_free(st);
+	}
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	struct trunk_listener *tl = arg;
+	(void)what;
+	for (int i = 0; i < 64; i++) {
+		struct net_addr peer = { .len = sizeof(peer.ss) };
+		int fd = accept4(lfd, (struct sockaddr *)&peer.ss, &peer.len,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				log_warn("trunk %s: accept: %s", tl->listen, strerror(errno));
+			return;
+		}
+		STAT_ADD(tl, conns_accepted, 1);
+		trunk_conn_accept(tl, fd, &peer);
+	}
+}
+
+/* Drain: no new trunk, no new stream; the open streams finish. */
+static void listener_drain(struct trunk_listener *tl)
+{
+	tl->drained = true;
+	event_del(tl->accept_ev);
+	for (struct trunk_conn *tc = tl->live, *next; tc; tc = next) {
+		next = tc->next;		/* the GOAWAY may close tc */
+		trunk_conn_goaway(tc);
+	}
+	log_info("trunk %s: draining: GOAWAY sent, %u streams may finish", tl->listen,
+		 atomic_load(&tl->stats.streams_open));
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	struct trunk_listener *tl = arg;
+	uint64_t v;
+	(void)what;
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_warn("trunk: wake read: %s", strerror(errno));
+	if (atomic_load(&tl->stopping))
+		event_base_loopbreak(tl->base);
+	else if (atomic_load(&tl->draining) && !tl->drained)
+		listener_drain(tl);
+}
+
+void trunk_listener_drain(struct trunk_listener *tl)
+{
+	uint64_t one = 1;
+	atomic_store(&tl->draining, true);
+	if (write(tl->wake_fd, &one, sizeof(one)) < 0)
+		log_warn("trunk: wake write: %s", strerror(errno));
+}
+
+static void *trunk_thread(void *arg)
+{
+	struct trunk_listener *tl = arg;
+	event_base_dispatch(tl->base);
+	while (tl->live)
+		trunk_conn_close(tl->live, "shutdown");
+	on_reap(-1, 0, tl);
+	return NULL;
+}
+
+/* The host's own numeric addresses, for `address: auto` entries. */
+static size_t local_addresses(char (*out)[64], size_t max)
+{
+	struct ifaddrs *ifa = NULL;
+	size_t n = 0;
+	if (getifaddrs(&ifa) != 0)
+		return 0;
+	for (struct ifaddrs *i = ifa; i && n < max; i = i->ifa_next) {
+		if (!i->ifa_addr)
+			continue;
+		if (i->ifa_addr->sa_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, out[n++], 64);
+		else if (i->ifa_addr->sa_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, out[n++], 64);
+	}
+	freeifaddrs(ifa);
+	return n;
+}
+
+void trunk_listener_set_allow(struct trunk_listener *tl, const struct announce_conf *ann,
+			      size_t n)
+{
+	char addrs[64][64];
+	const char *local[64];
+	size_t n_local = local_addresses(addrs, ARRAY_SIZE(addrs));
+	for (size_t i = 0; i < n_local; i++)
+		local[i] = addrs[i];
+	struct trunk_allow a, old;
+	trunk_allow_build(&a, ann, n, local, n_local);
+	pthread_mutex_lock(&tl->allow_lock);
+	old = tl->allow;
+	tl->allow = a;
+	pthread_mutex_unlock(&tl->allow_lock);
+	trunk_allow_free(&old);
+	log_info("trunk %s: %zu addresses reachable", tl->listen, a.n);
+}
+
+const struct trunk_stats *trunk_listener_stats(const struct trunk_listener *tl)
+{
+	return &tl->stats;
+}
+
+struct trunk_listener *trunk_listener_new(const struct trunk_conf *conf, char *err, size_t errlen)
+{
+	struct trunk_listener *tl = xcalloc(1, sizeof(*tl));
+	tl->listen_fd = -1;
+	tl->wake_fd = -1;
+	tl->listen = xstrdup(conf->listen);
+	tl->tls = tls_ctx_get(conf->tls.ctx);
+	tl->stream_window = (uint32_t)conf->stream_window;
+	tl->connection_window = (uint32_t)conf->connection_window;
+	tl->max_streams = conf->max_streams;
+	tl->connect_timeout_ms = conf->connect_timeout_ms;
+	tl->idle_timeout_ms = conf->idle_timeout_ms;
+	pthread_mutex_init(&tl->allow_lock, NULL);
+	if (!tl->tls) {
+		snprintf(err, errlen, "trunk: no TLS context");
+		goto fail;
+	}
+	if (!listener_open(conf->listen, 1, &tl->listen_fd, err, errlen))
+		goto fail;
+	tl->base = event_base_new();
+	tl->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (!tl->base || tl->wake_fd < 0) {
+		snprintf(err, errlen, "trunk: cannot create its event loop");
+		goto fail;
+	}
+	tl->accept_ev = event_new(tl->base, tl->listen_fd, EV_READ | EV_PERSIST, on_accept, tl);
+	tl->wake_ev = event_new(tl->base, tl->wake_fd, EV_READ | EV_PERSIST, on_wake, tl);
+	tl->reap_ev = event_new(tl->base, -1, 0, on_reap, tl);
+	event_add(tl->accept_ev, NULL);
+	event_add(tl->wake_ev, NULL);
+	if (pthread_create(&tl->thread, NULL, trunk_thread, tl) != 0) {
+		snprintf(err, errlen, "trunk: cannot start its thread");
+		goto fail;
+	}
+	tl->started = true;
+	log_info("trunk: listening on %s (stream window %u, connection window %u)", tl->listen,
+		 tl->stream_window, tl->connection_window);
+	return tl;
+fail:
+	trunk_listener_free(tl);
+	return NULL;
+}
+
+void trunk_listener_free(struct trunk_listener *tl)
+{
+	if (!tl)
+		return;
+	if (tl->started) {
+		uint64_t one = 1;
+		atomic_store(&tl->stopping, true);
+		if (write(tl->wake_fd, &one, sizeof(one)) < 0)
+			log_warn("trunk: wake write: %s", strerror(errno));
+		pthread_join(tl->thread, NULL);
+	}
+	if (tl->accept_ev)
+		event_free(tl->accept_ev);
+	if (tl->wake_ev)
+		event_free(tl->wake_ev);
+	if (tl->reap_ev)
+		event_free(tl->reap_ev);
+	if (tl->base)
+		event_base_free(tl->base);
+	if (tl->listen_fd >= 0)
+		close(tl->listen_fd);
+	if (tl->wake_fd >= 0)
+		close(tl->wake_fd);
+	tls_ctx_put(tl->tls);
+	trunk_allow_free(&tl->allow);
+	pthread_mutex_destroy(&tl->allow_lock);
+	free(tl->listen);
+	free(tl);
+}

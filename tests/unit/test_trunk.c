@@ -1,0 +1,207 @@
+/*
+ * Unit tests for trunk: the allow list (no open relay), the judgement of a
+ * stream's request, both lifecycles, the backend read watermark, and the
+ * trunk: section of the configuration. The sockets are tested against real
+ * processes in tests/integration/test_trunk.py.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "config.h"
+#include "trunk.h"
+
+static enum trunk_verdict check(const struct trunk_allow *a, const char *method,
+				const char *protocol, const char *authority, struct net_addr *out)
+{
+	return trunk_request_check(a, method, protocol, authority,
+				   authority ? strlen(authority) : 0, out);
+}
+
+static void test_allow_list(void **state)
+{
+	struct announce_conf ann[] = {
+		{ .address = "10.0.0.5", .port = 9001 },
+		{ .address = "auto", .port = 5432 },
+		{ .address = "db.example", .port = 3306 },	/* not numeric: never reachable */
+		{ .address = "10.0.0.5", .port = 9001 },	/* twice: once in the list */
+	};
+	const char *local[] = { "127.0.0.1", "10.0.0.5", "::1" };
+	struct trunk_allow a;
+	struct net_addr out;
+	(void)state;
+	trunk_allow_build(&a, ann, 4, local, 3);
+	assert_int_equal(a.n, 4);
+	assert_int_equal(check(&a, "CONNECT", NULL, "10.0.0.5:9001", &out), TRUNK_ALLOW);
+	assert_int_equal(ntohs(((struct sockaddr_in *)&out.ss)->sin_port), 9001);
+	assert_int_equal(check(&a, "CONNECT", NULL, "127.0.0.1:5432", &out), TRUNK_ALLOW);
+	assert_int_equal(check(&a, "CONNECT", NULL, "[::1]:5432", &out), TRUNK_ALLOW);
+	assert_int_equal(check(&a, "CONNECT", NULL, "10.0.0.5:5432", &out), TRUNK_ALLOW);
+	/* Announced port on another address, another port, a name: refused. */
+	assert_int_equal(check(&a, "CONNECT", NULL, "127.0.0.1:9001", &out), TRUNK_NOT_ANNOUNCED);
+	assert_int_equal(check(&a, "CONNECT", NULL, "10.0.0.6:9001", &out), TRUNK_NOT_ANNOUNCED);
+	assert_int_equal(check(&a, "CONNECT", NULL, "10.0.0.5:22", &out), TRUNK_NOT_ANNOUNCED);
+	assert_int_equal(check(&a, "CONNECT", NULL, "db.example:3306", &out), TRUNK_BAD_REQUEST);
+	assert_int_equal(check(&a, "CONNECT", NULL, "localhost:5432", &out), TRUNK_BAD_REQUEST);
+	trunk_allow_free(&a);
+	assert_int_equal(a.n, 0);
+	/* No announce entry: nothing is reachable. */
+	trunk_allow_build(&a, NULL, 0, local, 3);
+	assert_int_equal(check(&a, "CONNECT", NULL, "127.0.0.1:5432", &out), TRUNK_NOT_ANNOUNCED);
+	trunk_allow_free(&a);
+}
+
+static void test_request_shapes(void **state)
+{
+	struct announce_conf ann[] = { { .address = "127.0.0.3", .port = 80 } };
+	struct trunk_allow a;
+	struct net_addr out;
+	(void)state;
+	trunk_allow_build(&a, ann, 1, NULL, 0);
+	assert_int_equal(check(&a, "GET", NULL, "127.0.0.3:80", &out), TRUNK_BAD_REQUEST);
+	assert_int_equal(check(&a, NULL, NULL, "127.0.0.3:80", &out), TRUNK_BAD_REQUEST);
+	assert_int_equal(check(&a, "connect", NULL, "127.0.0.3:80", &out), TRUNK_BAD_REQUEST);
+	assert_int_equal(check(&a, "CONNECT", NULL, NULL, &out), TRUNK_BAD_REQUEST);
+	/* Extended CONNECT (RFC 8441): our protocol only. */
+	assert_int_equal(check(&a, "CONNECT", "zklb-tcp", "127.0.0.3:80", &out), TRUNK_ALLOW);
+	assert_int_equal(check(&a, "CONNECT", "websocket", "127.0.0.3:80", &out), TRUNK_BAD_REQUEST);
+	/* Hostile authorities: no port, port 0, junk, too long, an embedded NUL. */
+	const char *bad[] = { "127.0.0.3", "127.0.0.3:", "127.0.0.3:0", "127.0.0.3:99999",
+			      ":80", "127.0.0.3:80x", "[127.0.0.3]:80:1", "", "1.2.3.4.5:80" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(check(&a, "CONNECT", NULL, bad[i], &out), TRUNK_BAD_REQUEST);
+	char big[300];
+	memset(big, '1', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(check(&a, "CONNECT", NULL, big, &out), TRUNK_BAD_REQUEST);
+	assert_int_equal(trunk_request_check(&a, "CONNECT", NULL, "127.0.0.3:80\0x", 14, &out),
+			 TRUNK_BAD_REQUEST);
+	/* authority_len, not the NUL, ends the value. */
+	assert_int_equal(trunk_request_check(&a, "CONNECT", NULL, "127.0.0.3:8000", 12, &out),
+			 TRUNK_ALLOW);
+	trunk_allow_free(&a);
+}
+
+static void test_stream_lifecycle(void **state)
+{
+	(void)state;
+	assert_true(trunk_stream_transition_allowed(TRUNK_STREAM_CONNECTING, TRUNK_STREAM_OPEN));
+	assert_true(trunk_stream_transition_allowed(TRUNK_STREAM_CONNECTING, TRUNK_STREAM_CLOSED));
+	assert_false(trunk_stream_transition_allowed(TRUNK_STREAM_CONNECTING,
+						     TRUNK_STREAM_HALF_CLOSED_LOCAL));
+	assert_true(trunk_stream_transition_allowed(TRUNK_STREAM_OPEN,
+						    TRUNK_STREAM_HALF_CLOSED_REMOTE));
+	assert_true(trunk_stream_transition_allowed(TRUNK_STREAM_OPEN,
+						    TRUNK_STREAM_HALF_CLOSED_LOCAL));
+	assert_false(trunk_stream_transition_allowed(TRUNK_STREAM_HALF_CLOSED_LOCAL,
+						     TRUNK_STREAM_HALF_CLOSED_REMOTE));
+	assert_false(trunk_stream_transition_allowed(TRUNK_STREAM_HALF_CLOSED_REMOTE,
+						     TRUNK_STREAM_OPEN));
+	assert_true(trunk_stream_transition_allowed(TRUNK_STREAM_HALF_CLOSED_REMOTE,
+						    TRUNK_STREAM_CLOSED));
+	for (int s = 0; s < TRUNK_STREAM_STATES; s++) {
+		assert_false(trunk_stream_transition_allowed(TRUNK_STREAM_CLOSED, s));
+		assert_false(trunk_stream_transition_allowed(s, s));
+		assert_string_not_equal(trunk_stream_state_name(s), "?");
+	}
+	assert_false(trunk_stream_transition_allowed(TRUNK_STREAM_STATES, TRUNK_STREAM_OPEN));
+	assert_string_equal(trunk_stream_state_name(TRUNK_STREAM_STATES), "?");
+}
+
+static void test_conn_lifecycle(void **state)
+{
+	(void)state;
+	assert_true(trunk_conn_transition_allowed(TRUNK_CONN_HANDSHAKE, TRUNK_CONN_OPEN));
+	assert_true(trunk_conn_transition_allowed(TRUNK_CONN_HANDSHAKE, TRUNK_CONN_CLOSED));
+	assert_false(trunk_conn_transition_allowed(TRUNK_CONN_HANDSHAKE, TRUNK_CONN_GOAWAY));
+	assert_true(trunk_conn_transition_allowed(TRUNK_CONN_OPEN, TRUNK_CONN_GOAWAY));
+	assert_true(trunk_conn_transition_allowed(TRUNK_CONN_GOAWAY, TRUNK_CONN_CLOSED));
+	assert_false(trunk_conn_transition_allowed(TRUNK_CONN_GOAWAY, TRUNK_CONN_OPEN));
+	assert_false(trunk_conn_transition_allowed(TRUNK_CONN_CLOSED, TRUNK_CONN_OPEN));
+	assert_false(trunk_conn_transition_allowed(TRUNK_CONN_CLOSED, TRUNK_CONN_CLOSED));
+}
+
+/* Reading the backend stops at the cap and resumes at half (hysteresis). */
+static void test_read_watermark(void **state)
+{
+	(void)state;
+	assert_true(trunk_stream_wants_read(0, 65536, true));
+	assert_true(trunk_stream_wants_read(65535, 65536, true));
+	assert_false(trunk_stream_wants_read(65536, 65536, true));
+	assert_false(trunk_stream_wants_read(40000, 65536, false));
+	assert_true(trunk_stream_wants_read(32768, 65536, false));
+	assert_true(trunk_stream_wants_read(0, 65536, false));
+}
+
+/* The payload key is added where no Curator consumer can break on it, nowhere else. */
+static void test_payload_advertise(void **state)
+{
+	(void)state;
+	json_t *p = trunk_payload_advertise(NULL, NULL, 4143);
+	assert_non_null(p);
+	assert_int_equal(json_integer_value(json_object_get(p, TRUNK_PAYLOAD_KEY)), 4143);
+	assert_int_equal(json_object_size(p), 1);
+	json_decref(p);
+	json_t *m = json_pack("{s:s}", "zone", "eu-1");
+	p = trunk_payload_advertise(m, NULL, 4143);
+	assert_non_null(p);
+	assert_string_equal(json_string_value(json_object_get(p, "zone")), "eu-1");
+	assert_int_equal(json_integer_value(json_object_get(p, TRUNK_PAYLOAD_KEY)), 4143);
+	assert_null(json_object_get(m, TRUNK_PAYLOAD_KEY));	/* the config's own stays */
+	json_decref(p);
+	assert_null(trunk_payload_advertise(m, "com.example.Meta", 4143));
+	json_decref(m);
+	json_t *str = json_string("plain");
+	assert_null(trunk_payload_advertise(str, NULL, 4143));
+	json_decref(str);
+	assert_null(trunk_payload_advertise(NULL, NULL, 0));
+}
+
+static struct config *load(const char *yaml, struct config_errors *errs)
+{
+	*errs = (struct config_errors){ 0 };
+	return config_load_string(yaml, strlen(yaml), "t.yaml", errs);
+}
+
+static void test_config_section(void **state)
+{
+	struct config_errors errs;
+	(void)state;
+	struct config *c = load("services: {}\n", &errs);
+	assert_non_null(c);
+	assert_null(c->trunk.listen);
+	config_free(c);
+	config_errors_free(&errs);
+	/* The keys are required, and the certificate files must load. */
+	c = load("trunk: {listen: \"127.0.0.1:4143\"}\n", &errs);
+	assert_null(c);
+	config_errors_free(&errs);
+	c = load("trunk: {listen: \"unix:/tmp/x\", tls: {ca: /nonexistent, cert: /nonexistent, "
+		 "key: /nonexistent}}\n", &errs);
+	assert_null(c);
+	config_errors_free(&errs);
+	c = load("trunk: {listen: \"127.0.0.1:4143\", stream_window: 1m, connection_window: 64k, "
+		 "tls: {ca: /nonexistent, cert: /nonexistent, key: /nonexistent}}\n", &errs);
+	assert_null(c);
+	config_errors_free(&errs);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_allow_list),
+		cmocka_unit_test(test_request_shapes),
+		cmocka_unit_test(test_stream_lifecycle),
+		cmocka_unit_test(test_conn_lifecycle),
+		cmocka_unit_test(test_read_watermark),
+		cmocka_unit_test(test_payload_advertise),
+		cmocka_unit_test(test_config_section),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
