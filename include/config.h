@@ -321,6 +321,7 @@ struct config {
 	uint64_t admin_request_timeout_ms;	/* for the whole request head */
 	uint64_t admin_metrics_cache_ms;	/* /metrics is rebuilt at most this often */
 	uint32_t max_connections;	/* client connections, all services; 0 = no cap */
+	uint64_t max_buffer_memory;	/* bytes relays may hold in buffers, all together; 0 = no cap */
 	struct overlay_policy_conf overlay;	/* the file's `overlay:` section */
 	struct render_conf *render;	/* owned, n_render entries */
 	size_t n_render;

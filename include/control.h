@@ -89,6 +89,7 @@ struct control {
 	uint64_t reload_failures;		/* rejected reloads */
 	struct service_cap cap;			/* max_connections, all services; workers read it */
 	struct admin_stats admin_stats;		/* the admin API's counters (admin.c writes them) */
+	struct relay_budget relay_budget;	/* max_buffer_memory; every worker's relays use it */
 	int exit_status;			/* control_run's: 1 after a fatal error found while running */
 };
 

@@ -65,6 +65,19 @@ struct relay_queue {
 };
 
 /* One worker's relay state (embedded in struct worker). */
+/*
+ * What every worker's relays hold in buffers, against max_buffer_memory: a
+ * relay that must keep bytes its peer did not take, and cannot (the budget is
+ * spent, or malloc says no), is closed as local_error and counted, rather
+ * than the process growing until the kernel kills it. Owned by the control;
+ * workers update it with relaxed atomics.
+ */
+struct relay_budget {
+	_Atomic uint64_t used;			/* bytes in relays' buffers now */
+	_Atomic uint64_t limit;			/* max_buffer_memory; 0 = none */
+	_Atomic uint64_t refusals;		/* relays closed: no buffer could be had */
+};
+
 struct relay_worker {
 	struct event_base *base;		/* ref: the worker's */
 	struct event *reap;			/* ref: the worker's; made active to free `dead` */
@@ -78,6 +91,7 @@ struct relay_worker {
 	_Atomic uint32_t n_relays;		/* open relays, read by the control thread */
 	_Atomic uint64_t closes[RELAY_CLOSE_REASONS];	/* relays closed, by reason; read by admin */
 	struct accesslog_ring *alog;		/* ref: this worker's access log queue; NULL when off */
+	struct relay_budget *budget;		/* ref: the control's; NULL = none */
 };
 
 const char *relay_close_reason_name(enum relay_close_reason r);

@@ -12,6 +12,8 @@
 #ifndef ZKLB_SPARE_H
 #define ZKLB_SPARE_H
 
+#define SPARE_PIPE_SIZE (256 * 1024)	/* bytes a splice pipe holds (F_SETPIPE_SZ) */
+
 #include <stdbool.h>
 #include <stddef.h>
 

@@ -552,6 +552,7 @@ static bool control_apply(struct control *c, struct config *cfg)
 	bool starting = old_cfg == NULL;
 	c->cfg = config_ref_new(cfg);
 	log_setup(cfg->log_level, cfg->log_format);
+	atomic_store(&c->relay_budget.limit, cfg->max_buffer_memory);
 	atomic_store(&c->cap.max, cfg->max_connections);
 
 	struct service **services = xcalloc(cfg->n_services, sizeof(*services));
@@ -992,6 +993,8 @@ struct control *control_new(struct config *cfg, const char *config_path,
 		c->workers[i] = worker_new(i, c->n_workers);
 		if (c->workers[i] && c->alog)
 			c->workers[i]->relay.alog = accesslog_ring(c->alog, i);
+		if (c->workers[i])
+			c->workers[i]->relay.budget = &c->relay_budget;
 		ok = c->workers[i] && worker_start(c->workers[i]) == 0;
 		if (!ok) {
 			log_error("cannot start worker %u", i);

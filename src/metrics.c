@@ -76,6 +76,8 @@ struct scrape {
 	uint64_t relays;			/* open client connections, all workers */
 	uint64_t accept_errors;
 	uint64_t fd_refused;			/* clients closed: their fd was in the reserve */
+	uint64_t buffer_bytes;			/* relays' buffers now (max_buffer_memory) */
+	uint64_t buffer_refusals;		/* relays closed: no buffer could be had */
 	uint64_t closes[RELAY_CLOSE_REASONS];
 	uint64_t discards[POOL_DISCARD_COUNT];
 	uint64_t not_reusable[FRAMING_VERDICT_COUNT];
@@ -152,6 +154,8 @@ static void scrape_gather(struct scrape *s, struct control *c)
 	s->lookups[3] = rs.refused;
 	s->lookups_pending = rs.pending;
 	s->lookup_threads = rs.threads;
+	s->buffer_bytes = atomic_load(&c->relay_budget.used);
+	s->buffer_refusals = atomic_load(&c->relay_budget.refusals);
 	for (unsigned i = 0; i < c->n_workers; i++) {
 		struct worker *w = c->workers[i];
 		s->relays += atomic_load(&w->relay.n_relays);
@@ -544,6 +548,12 @@ static const struct metric metrics[] = {
 	{ "zklb_accept_fd_reserve_refusals_total", "counter", SCOPE_PROCESS, NULL, NULL, NULL, get_u64,
 	  AT(scrape, fd_refused),
 	  "Clients closed at once because their descriptor was among those kept for the control plane." },
+	{ "zklb_relay_buffer_bytes", "gauge", SCOPE_PROCESS, NULL, NULL, NULL, get_u64,
+	  AT(scrape, buffer_bytes),
+	  "Bytes relays hold for slow readers, all workers (max_buffer_memory caps it)." },
+	{ "zklb_relay_buffer_refusals_total", "counter", SCOPE_PROCESS, NULL, NULL, NULL, get_u64,
+	  AT(scrape, buffer_refusals),
+	  "Client connections closed because no buffer could be had (max_buffer_memory, or memory)." },
 	{ "zklb_connections_closed_total", "counter", SCOPE_PROCESS, "reason", close_reason, NULL, get_u64,
 	  AT(scrape, closes),
 	  "Client connections closed, by reason." },

@@ -227,7 +227,16 @@ static void set_nodelay(int fd)
 void relay_accept(struct relay_worker *rw, struct backend_set *set, struct relay_queue *q,
 		  int cfd)
 {
-	struct relay *r = xcalloc(1, sizeof(*r));
+	struct relay *r = calloc(1, sizeof(*r));
+	if (!r) {
+		/* Out of memory: this client goes, zklb stays. */
+		close(cfd);
+		service_conn_release(set->svc);
+		atomic_fetch_add_explicit(&rw->closes[RELAY_CLOSE_LOCAL_ERROR], 1, memory_order_relaxed);
+		if (rw->budget)
+			atomic_fetch_add_explicit(&rw->budget->refusals, 1, memory_order_relaxed);
+		return;
+	}
 	r->rw = rw;
 	r->state = RELAY_NEW;
 	r->cfd = cfd;
@@ -627,11 +636,47 @@ static void relay_connect_next(struct relay *r)
 	}
 }
 
+/* Charge `bytes` held for a slow reader to max_buffer_memory; false when it is spent. */
+static bool budget_take(struct relay *r, uint64_t bytes)
+{
+	struct relay_budget *b = r->rw->budget;
+	if (!b)
+		return true;
+	uint64_t limit = atomic_load_explicit(&b->limit, memory_order_relaxed);
+	uint64_t used = atomic_fetch_add_explicit(&b->used, bytes, memory_order_relaxed);
+	if (limit && used + bytes > limit) {
+		atomic_fetch_sub_explicit(&b->used, bytes, memory_order_relaxed);
+		return false;
+	}
+	return true;
+}
+
+static void budget_give(struct relay *r, uint64_t bytes)
+{
+	if (r->rw->budget)
+		atomic_fetch_sub_explicit(&r->rw->budget->used, bytes, memory_order_relaxed);
+}
+
+/*
+ * A buffer for bytes the other side did not take, within the budget; NULL
+ * when the budget is spent or memory is short (the relay is then closed).
+ */
+static void *half_buf_get(struct relay *r)
+{
+	if (!budget_take(r, r->cap))
+		return NULL;
+	void *buf = spare_buf_get(&r->rw->spares, r->cap);
+	if (!buf)
+		budget_give(r, r->cap);
+	return buf;
+}
+
 static void half_release(struct relay *r, struct relay_half *h)
 {
 	if (h->buf) {
 		spare_buf_put(&r->rw->spares, h->buf, r->cap);
 		h->buf = NULL;
+		budget_give(r, r->cap);
 	}
 	h->start = h->end = 0;
 }
@@ -644,6 +689,7 @@ static void half_unsplice(struct relay *r, struct relay_half *h)
 	spare_pipe_put(&r->rw->spares, h->pipe, h->piped == 0);
 	h->pipe[0] = h->pipe[1] = -1;
 	h->piped = 0;
+	budget_give(r, SPARE_PIPE_SIZE);
 }
 
 /* Move what sits in the pipe to fd. false on a fatal write error. */
@@ -929,9 +975,15 @@ static ssize_t half_pump(struct relay *r, struct relay_half *h, int from_fd, int
 	struct relay_worker *rw = r->rw;
 	ssize_t n;
 	*write_failed = false;
-	if (h->pipe[0] < 0 && !h->buf && !r->fr && !h->no_splice && h->full_reads >= SPLICE_AFTER &&
-	    !spare_pipe_get(&rw->spares, h->pipe))
-		h->no_splice = true;	/* out of pipes: copy */
+	if (h->pipe[0] < 0 && !h->buf && !r->fr && !h->no_splice && h->full_reads >= SPLICE_AFTER) {
+		/* A pipe holds a slow reader's bytes too: it counts against the budget. */
+		if (!budget_take(r, SPARE_PIPE_SIZE)) {
+			h->no_splice = true;	/* copy, within max_buffer */
+		} else if (!spare_pipe_get(&rw->spares, h->pipe)) {
+			budget_give(r, SPARE_PIPE_SIZE);
+			h->no_splice = true;	/* out of pipes: copy */
+		}
+	}
 	if (h->pipe[0] >= 0) {
 		n = half_pump_splice(h, from_fd, to_fd, write_failed);
 		if (n < 0 && errno == EINVAL) {
@@ -977,7 +1029,13 @@ static ssize_t half_pump(struct relay *r, struct relay_half *h, int from_fd, int
 		sent += k;
 	}
 	if (sent < n && !*write_failed) {
-		h->buf = spare_buf_get(&rw->spares, r->cap);
+		h->buf = half_buf_get(r);
+		if (!h->buf) {
+			if (rw->budget)
+				atomic_fetch_add_explicit(&rw->budget->refusals, 1, memory_order_relaxed);
+			errno = ENOMEM;
+			return -1;	/* bytes read and not kept: the relay must close */
+		}
 		memcpy(h->buf, rw->scratch + sent, (size_t)(n - sent));
 		h->start = 0;
 		h->end = (uint32_t)(n - sent);
@@ -1012,6 +1070,9 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
 	} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
 		if (r->c2u.end == r->cap)
 			event_del(&r->cr);
+		return;
+	} else if (errno == ENOMEM) {
+		relay_close(r, RELAY_CLOSE_LOCAL_ERROR);
 		return;
 	} else {
 		relay_close(r, RELAY_CLOSE_CLIENT_ERROR);
@@ -1050,6 +1111,9 @@ static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
 	} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
 		if (r->u2c.end == r->cap)
 			event_del(&r->ur);
+		return;
+	} else if (errno == ENOMEM) {
+		relay_close(r, RELAY_CLOSE_LOCAL_ERROR);
 		return;
 	} else {
 		/* A pooled connection may die of old age: not the backend's failure. */

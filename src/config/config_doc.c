@@ -65,6 +65,11 @@ static const struct config_doc_row doc_rows[] = {
 	{ "max_connections", NULL,
 	  "Client connections of all services together, at most; 0 = no cap. At the cap zklb "
 	  "stops accepting and clients wait in the listen backlog." },
+	{ "max_buffer_memory", NULL,
+	  "Bytes all relays together may hold for slow readers (each at most its service's "
+	  "max_buffer); a relay that needs a buffer beyond it, or that malloc refuses, is closed as "
+	  "local_error and counted, so a flood of slow readers cannot grow zklb without bound. "
+	  "0 = no cap." },
 	{ "allowed_networks", "list of CIDR prefixes or addresses",
 	  "Destinations instances may have, checked on the resolved address of every instance; "
 	  "empty = any that is not denied." },

@@ -370,6 +370,7 @@ static const struct schema_key top_keys[] = {
 	{ "announce",        S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_announce },
 	{ "sync",            S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_sync },
 	{ "max_connections", S_U32,     "0",             S_RELOAD,        AT(config, max_connections),           &r_count,          NULL },
+	{ "max_buffer_memory", S_SIZE,  "1g",            S_RELOAD,        AT(config, max_buffer_memory),         NULL,              NULL },
 	{ "allowed_networks", S_FN,     "[]",            S_RELOAD,        AT(config, allowed_networks),          NULL,              fn_networks },
 	{ "denied_networks", S_FN,      "[reserved]",    S_RELOAD,        AT(config, denied_networks),           NULL,              fn_networks },
 	{ "overlay",         S_SECTION, NULL,            S_RELOAD,        AT(config, overlay),                   &overlay_section,  NULL },

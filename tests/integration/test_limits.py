@@ -163,3 +163,47 @@ def test_control_plane_survives_descriptor_exhaustion(backend, zklb, shared_zook
         close_all(clients)
     wait_until(lambda: harness.ask_tag(addr, timeout=1.0) == "b1", 10,
                what="clients served again once descriptors are free")
+
+
+def test_buffer_memory_budget_closes_what_it_cannot_hold(backend, zklb):
+    """max_buffer_memory: slow readers beyond the budget are closed as local_error
+    and counted; the buffers held never exceed it; zklb keeps serving; and once
+    the slow readers are gone the gauge is back to 0."""
+    b = backend("b1", "echo")
+    lb = zklb(services={"web": static_service([b], max_buffer="16k")},
+              max_buffer_memory="64k", workers=1)
+    addr = lb.listen("web")
+    chunk = b"x" * 65536
+    slow = []
+    try:
+        for _ in range(12):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(harness.split_addr(addr))
+            s.setblocking(False)
+            # Echoed bytes pile up because this client never reads: send until
+            # nothing has moved for 0.3 s (buffers full) or zklb closed it.
+            deadline, quiet = time.monotonic() + 5, time.monotonic() + 0.3
+            while time.monotonic() < min(deadline, quiet):
+                try:
+                    s.send(chunk)
+                    quiet = time.monotonic() + 0.3
+                except BlockingIOError:
+                    time.sleep(0.01)
+                except OSError:
+                    break	# closed by zklb: over the budget
+            slow.append(s)
+
+        def refused():
+            return lb.metrics().value("zklb_relay_buffer_refusals_total") or 0
+        wait_until(lambda: refused() >= 1, 10, what="a relay closed over the budget")
+        m = lb.metrics()
+        assert m.value("zklb_relay_buffer_bytes") <= 65536
+        assert m.value("zklb_connections_closed_total", reason="local_error") >= 1
+        s = connect(addr)
+        assert harness.echo_roundtrip(s, b"still serving\n") == b"still serving\n"
+        s.close()
+    finally:
+        close_all(slow)
+    wait_until(lambda: lb.metrics().value("zklb_relay_buffer_bytes") == 0, 10,
+               what="every buffer given back")
