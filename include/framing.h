@@ -55,7 +55,7 @@ struct framing;
 /*
  * A tracker for one upstream connection speaking `kind`; NULL for REUSE_NONE
  * (every function below accepts NULL and then reports "not reusable").
- * Never fails otherwise (allocation aborts on out-of-memory). Owned by the
+ * NULL too when memory is short (the connection is then never pooled). Owned by the
  * caller; release with framing_free().
  */
 struct framing *framing_new(enum reuse_kind kind);

@@ -54,6 +54,7 @@ enum pool_discard {
 	POOL_DISCARD_NOT_REUSABLE,	/* the framing tracker said no (see framing counters) */
 	POOL_DISCARD_SHUTDOWN,		/* worker stopping */
 	POOL_DISCARD_CONNECT_FAILED,	/* a prewarm connect failed */
+	POOL_DISCARD_NO_MEMORY,		/* no memory to keep it */
 	POOL_DISCARD_COUNT
 };
 

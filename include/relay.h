@@ -78,6 +78,8 @@ struct relay_budget {
 	_Atomic uint64_t refusals;		/* relays closed: no buffer could be had */
 };
 
+struct balance_candidate;
+
 struct relay_worker {
 	struct event_base *base;		/* ref: the worker's */
 	struct event *reap;			/* ref: the worker's; made active to free `dead` */
@@ -92,6 +94,8 @@ struct relay_worker {
 	_Atomic uint64_t closes[RELAY_CLOSE_REASONS];	/* relays closed, by reason; read by admin */
 	struct accesslog_ring *alog;		/* ref: this worker's access log queue; NULL when off */
 	struct relay_budget *budget;		/* ref: the control's; NULL = none */
+	struct balance_candidate *cands;	/* owned; balancing scratch, grown to the largest set */
+	size_t cands_cap;			/* entries in cands */
 };
 
 const char *relay_close_reason_name(enum relay_close_reason r);

@@ -56,6 +56,7 @@ static const char *const discard_names[POOL_DISCARD_COUNT] = {
 	[POOL_DISCARD_NOT_REUSABLE] = "not_reusable",
 	[POOL_DISCARD_SHUTDOWN] = "shutdown",
 	[POOL_DISCARD_CONNECT_FAILED] = "connect_failed",
+	[POOL_DISCARD_NO_MEMORY] = "no_memory",
 };
 
 const char *pool_discard_name(enum pool_discard d)
@@ -232,7 +233,9 @@ static void pooled_make_idle(struct pooled *p, uint64_t idle_timeout_ms)
 static struct pooled *pooled_new(struct pool_worker *pw, struct backend *be, int fd,
 				 struct framing *fr)
 {
-	struct pooled *p = xcalloc(1, sizeof(*p));
+	struct pooled *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;	/* the caller closes fd: no pooled connection, zklb goes on */
 	p->pw = pw;
 	p->be = backend_get(be);
 	p->fd = fd;
@@ -282,9 +285,12 @@ bool pool_put(struct pool_worker *pw, struct backend *be, int fd, struct tls_con
 		why = POOL_DISCARD_FULL;
 	else {
 		struct pooled *p = pooled_new(pw, be, fd, fr);
-		p->tls = tls;
-		pooled_make_idle(p, pc->idle_timeout_ms);
-		return true;
+		if (p) {
+			p->tls = tls;
+			pooled_make_idle(p, pc->idle_timeout_ms);
+			return true;
+		}
+		why = POOL_DISCARD_NO_MEMORY;
 	}
 	pw->discards[why]++;
 	if (tls)
@@ -390,6 +396,13 @@ static void prewarm_one(struct pool_worker *pw, struct backend *be, const struct
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	atomic_fetch_add_explicit(&be->upstream_opened, 1, memory_order_relaxed);
 	struct pooled *p = pooled_new(pw, be, fd, NULL);
+	if (!p) {
+		close(fd);
+		pw->discards[POOL_DISCARD_NO_MEMORY]++;
+		s->backoff_ms = pool_backoff_next(s->backoff_ms);
+		s->next_attempt_ms = now_ms() + s->backoff_ms;
+		return;
+	}
 	p->state = POOLED_CONNECTING;
 	p->prewarmed = true;
 	p->idle_timeout_ms = sc->pool.idle_timeout_ms;

@@ -347,8 +347,16 @@ static struct backend *relay_choose(struct relay *r, uint64_t now, size_t *full)
 {
 	const struct backend_set *s = r->set;
 	uint32_t limit = s->conf->max_connections_per_instance;
-	struct balance_candidate stack[32];
-	struct balance_candidate *c = s->n <= ARRAY_SIZE(stack) ? stack : xmalloc(s->n * sizeof(*c));
+	struct relay_worker *rw = r->rw;
+	if (s->n > rw->cands_cap) {
+		/* Once per size of set a worker meets, not per connection. */
+		struct balance_candidate *grown = realloc(rw->cands, s->n * sizeof(*grown));
+		if (!grown)
+			return NULL;	/* out of memory: this client gets no backend */
+		rw->cands = grown;
+		rw->cands_cap = s->n;
+	}
+	struct balance_candidate *c = rw->cands;
 	size_t routable = 0, members = 0;
 	size_t local_routable = 0, local_members = 0;	/* locality: this host's zone */
 
@@ -403,8 +411,6 @@ static struct backend *relay_choose(struct relay *r, uint64_t now, size_t *full)
 	if (s->conf->balance == BALANCE_ROUND_ROBIN)
 		cur.next = atomic_fetch_add_explicit(&s->svc->rr_next, 1, memory_order_relaxed);
 	size_t k = balance_pick(s->conf->balance, c, s->n, &cur, &r->rw->rng);
-	if (c != stack)
-		free(c);
 	if (k != BALANCE_NONE && s->local && !s->local[k])
 		atomic_fetch_add_explicit(&s->svc->out_of_zone, 1, memory_order_relaxed);
 	return k == BALANCE_NONE ? NULL : s->v[k];
@@ -1334,4 +1340,7 @@ void relay_worker_free(struct relay_worker *rw)
 	spare_free(&rw->spares);
 	free(rw->scratch);
 	rw->scratch = NULL;
+	free(rw->cands);
+	rw->cands = NULL;
+	rw->cands_cap = 0;
 }

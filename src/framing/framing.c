@@ -46,7 +46,10 @@ struct framing *framing_new(enum reuse_kind kind)
 	if ((size_t)kind >= ARRAY_SIZE(framing_kinds) || !framing_kinds[kind])
 		return NULL;
 	const struct framing_ops *ops = framing_kinds[kind];
-	struct framing *f = xmalloc(sizeof(*f) + ops->state_size);
+	/* NULL when memory is short: the connection is then relayed, never pooled. */
+	struct framing *f = malloc(sizeof(*f) + ops->state_size);
+	if (!f)
+		return NULL;
 	f->ops = ops;
 	framing_reset(f);
 	return f;
