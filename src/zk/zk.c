@@ -102,6 +102,7 @@ struct zk {
 	struct zk_stats stats;		/* counters; state fields filled on read */
 	clientid_t resume;		/* hot upgrade: a live session for the first handle; id 0: none */
 	bool released;			/* hot upgrade: the session is another process's now */
+	uint64_t resumed_until_ms;	/* hot upgrade: the old process may still hold a connection */
 };
 
 struct zk_observer_entry {
@@ -471,6 +472,13 @@ static void zk_connect(struct zk *zk)
 	h = xmalloc(sizeof(*h));
 	h->zk = zk;
 	h->gen = zk->gen;
+	/*
+	 * A resumed session's old process may still hold a connection for a
+	 * moment; the server closes one of the two while both exist, which must
+	 * not look like an ensemble that refuses us (ZK_SHORT_CONNECTIONS_MAX).
+	 */
+	if (zk->resume.client_id)
+		zk->resumed_until_ms = now_ms() + zk->session_timeout_ms;
 	zk->zh = zookeeper_init2(zk->hosts, zk_watcher, (int)zk->session_timeout_ms,
 				 zk->resume.client_id ? &zk->resume : NULL, h, 0, zk_log_line);
 	/* Once: if that session is gone, the server says so and a new one follows. */
@@ -557,7 +565,8 @@ static void on_session_event(struct zk *zk, int state)
 		   state == ZOO_NOTCONNECTED_STATE) {
 		if (zk->state != ZK_CONNECTED)
 			return;
-		if (now_ms() - zk->connected_ms < ZK_SHORT_CONNECTION_MS)
+		if (now_ms() - zk->connected_ms < ZK_SHORT_CONNECTION_MS &&
+		    now_ms() >= zk->resumed_until_ms)
 			zk->short_connections++;
 		else
 			zk->short_connections = 0;
