@@ -888,3 +888,23 @@ def test_scale_200_services_50_instances(shared_zookeeper, zk_path, kazoo_client
         assert lb_a.running() and lb_b.running()
     finally:
         shutil.rmtree(sockdir, ignore_errors=True)
+
+
+def test_zookeeper_value_cannot_forge_a_log_line(shared_zookeeper, zk_path, kazoo_client,
+                                                 backend, zklb):
+    """A value from ZooKeeper that zklb quotes in a log line (an unknown
+    serviceType) carries a newline and a fake log line: it stays inside one
+    line, its control bytes escaped (issue 12)."""
+    k = kazoo_client(shared_zookeeper.hosts)
+    path = zk_path + "/services/web"
+    b1 = backend("b1", "tag")
+    register(k, path, b1)
+    forged = "2026-01-01 error FORGED"	# within the 40 bytes the reason quotes
+    k.create(f"{path}/evil", curator("evil", b1.port, serviceType="X\n" + forged))
+    lb = zklb(services={SVC: zk_service(path)}, zookeeper=zk_section(shared_zookeeper.hosts))
+    wait_ids(lb, ["b1"])
+    lb.wait_for_log(r"node=evil skipped: unknown serviceType")
+    lines = [l for l in lb.log().splitlines() if "FORGED" in l]
+    assert lines and all("node=evil skipped: unknown serviceType" in l for l in lines), lines
+    assert all("X\\x0a2026-01-01 error FORGED" in l for l in lines), lines
+    assert not any(l.startswith(forged) for l in lb.log().splitlines())
