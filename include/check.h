@@ -38,8 +38,9 @@
  * A local problem (socket() failing with EMFILE, say) says nothing about the
  * backend: it is logged at warn and the attempt is skipped, not reported.
  *
- * TLS is not implemented yet; the hook is check_transport_open() in check.c
- * (the one place a connected socket becomes a bufferevent).
+ * With the service's tls: (check_use_tls), a tcp check is the TLS handshake
+ * and the others run inside TLS: check_transport_open() in check.c is the one
+ * place a connected socket becomes a (TLS or plain) bufferevent.
  *
  * Thread: everything runs on the base's thread; no locks.
  */

@@ -1,12 +1,13 @@
 /*
  * trunk_conn — the accepting side's connections and streams, shared by the
- * three files of the trunk listener (private to src/: no other module sees
- * these structs):
+ * two files of the trunk listener (private to src/: no other module sees
+ * these structs). One way: the listener drives the connections.
  *   trunk_listener.c  the thread, the listening socket, the allow list, drain
- *   trunk_conn.c      one trunk connection: TLS, the nghttp2 session, frames
- *                     in and out, PINGs, idle and handshake deadlines
- *   trunk_stream.c    one stream: its request, its backend socket, both
- *                     directions with their windows, half-close and resets
+ *   trunk_conn.c      one trunk connection (TLS, the nghttp2 session, frames
+ *                     in and out, PINGs, idle and handshake deadlines) and its
+ *                     streams (request, backend socket, both directions with
+ *                     their windows, half-close and resets): a connection and
+ *                     its streams call each other, so they share a file
  *
  * Thread: the trunk thread, except the atomics of struct trunk_stats and
  * allow (under allow_lock).
@@ -122,10 +123,11 @@ struct trunk_listener {
 #define STAT_ADD(tl, f, n) atomic_fetch_add_explicit(&(tl)->stats.f, (n), memory_order_relaxed)
 #define STAT_SUB(tl, f, n) atomic_fetch_sub_explicit(&(tl)->stats.f, (n), memory_order_relaxed)
 
-/* --- trunk_listener.c ------------------------------------------------------ */
-
-/* Free the closed connections and streams after this loop turn. */
-void trunk_listener_reap_soon(struct trunk_listener *tl);
+/* Free the closed connections and streams after this loop turn (the listener's reap event). */
+static inline void trunk_reap_soon(struct trunk_listener *tl)
+{
+	event_active(tl->reap_ev, EV_TIMEOUT, 0);
+}
 
 /* --- trunk_conn.c ---------------------------------------------------------- */
 
@@ -142,7 +144,7 @@ void trunk_conn_close(struct trunk_conn *tc, const char *reason);
 /* Free a closed connection; its open streams reset their backends. */
 void trunk_conn_free(struct trunk_conn *tc);
 
-/* --- trunk_stream.c -------------------------------------------------------- */
+/* --- trunk_conn.c: streams ------------------------------------------------- */
 
 /* The nghttp2 callbacks of a connection's streams (user data: the trunk_conn). */
 int trunk_stream_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *f, void *arg);

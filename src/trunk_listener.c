@@ -24,11 +24,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-void trunk_listener_reap_soon(struct trunk_listener *tl)
-{
-	event_active(tl->reap_ev, EV_TIMEOUT, 0);
-}
-
 static void on_reap(evutil_socket_t fd, short what, void *arg)
 {
 	struct trunk_listener *tl = arg;
