@@ -47,6 +47,8 @@ enum relay_close_reason {
 	RELAY_CLOSE_LOCAL_ERROR,	/* out of fds or memory on our side */
 	RELAY_CLOSE_SHUTDOWN,		/* drain deadline or acceptor gone at exit */
 	RELAY_CLOSE_BACKEND_DEMOTED,	/* the backend stopped being the primary (sentinel) */
+	RELAY_CLOSE_INSTANCE_LIMIT,	/* every instance at its max_connections_per_instance */
+	RELAY_CLOSE_BUFFER_BUDGET,	/* max_buffer_memory spent: no buffer for a slow reader */
 	RELAY_CLOSE_REASONS
 };
 

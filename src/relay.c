@@ -102,6 +102,7 @@ struct relay {
 	bool first_byte;			/* the backend sent something */
 	bool fin_deferred;			/* client FIN held back: upstream may be pooled */
 	bool reused;				/* the upstream came from the idle pool */
+	bool over_budget;			/* a buffer was refused: max_buffer_memory spent */
 	struct framing *fr;			/* owned; pool.reuse tracker, NULL when off */
 	struct tls_conn *tls;			/* owned; upstream TLS, NULL for plain TCP */
 	uint64_t last_active_ms;
@@ -125,6 +126,8 @@ static const char *const close_reason_names[RELAY_CLOSE_REASONS] = {
 	[RELAY_CLOSE_LOCAL_ERROR] = "local_error",
 	[RELAY_CLOSE_BACKEND_DEMOTED] = "backend_demoted",
 	[RELAY_CLOSE_SHUTDOWN] = "shutdown",
+	[RELAY_CLOSE_INSTANCE_LIMIT] = "instance_limit",
+	[RELAY_CLOSE_BUFFER_BUDGET] = "buffer_budget",
 };
 
 const char *relay_close_reason_name(enum relay_close_reason r)
@@ -556,6 +559,18 @@ static void relay_connected(struct relay *r)
 	relay_upstream_connected(r);
 }
 
+/*
+ * Why a client closes when no backend is left to try: a connect failed
+ * before, or nothing was tried because every instance was full
+ * (max_connections_per_instance: `full` of them), or nothing is routable.
+ */
+static enum relay_close_reason relay_nothing_left(const struct relay *r, size_t full)
+{
+	if (r->attempts)
+		return RELAY_CLOSE_CONNECT_FAILED;
+	return full ? RELAY_CLOSE_INSTANCE_LIMIT : RELAY_CLOSE_NO_BACKEND;
+}
+
 static void relay_connect_next(struct relay *r)
 {
 	const struct service_conf *conf = r->set->conf;
@@ -573,7 +588,7 @@ static void relay_connect_next(struct relay *r)
 		if (!be) {
 			if (full)
 				atomic_fetch_add_explicit(&r->set->svc->at_capacity, 1, memory_order_relaxed);
-			relay_close(r, r->attempts ? RELAY_CLOSE_CONNECT_FAILED : RELAY_CLOSE_NO_BACKEND);
+			relay_close(r, relay_nothing_left(r, full));
 			return;
 		}
 		if (!backend_take_slot(be, conf->max_connections_per_instance)) {
@@ -581,7 +596,7 @@ static void relay_connect_next(struct relay *r)
 			if (++races <= r->set->n)
 				continue;
 			atomic_fetch_add_explicit(&r->set->svc->at_capacity, 1, memory_order_relaxed);
-			relay_close(r, r->attempts ? RELAY_CLOSE_CONNECT_FAILED : RELAY_CLOSE_NO_BACKEND);
+			relay_close(r, relay_nothing_left(r, 1));
 			return;
 		}
 		races = 0;
@@ -669,8 +684,10 @@ static void budget_give(struct relay *r, uint64_t bytes)
  */
 static void *half_buf_get(struct relay *r)
 {
-	if (!budget_take(r, r->cap))
+	if (!budget_take(r, r->cap)) {
+		r->over_budget = true;
 		return NULL;
+	}
 	void *buf = spare_buf_get(&r->rw->spares, r->cap);
 	if (!buf)
 		budget_give(r, r->cap);
@@ -1078,7 +1095,7 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
 			event_del(&r->cr);
 		return;
 	} else if (errno == ENOMEM) {
-		relay_close(r, RELAY_CLOSE_LOCAL_ERROR);
+		relay_close(r, r->over_budget ? RELAY_CLOSE_BUFFER_BUDGET : RELAY_CLOSE_LOCAL_ERROR);
 		return;
 	} else {
 		relay_close(r, RELAY_CLOSE_CLIENT_ERROR);
@@ -1119,7 +1136,7 @@ static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
 			event_del(&r->ur);
 		return;
 	} else if (errno == ENOMEM) {
-		relay_close(r, RELAY_CLOSE_LOCAL_ERROR);
+		relay_close(r, r->over_budget ? RELAY_CLOSE_BUFFER_BUDGET : RELAY_CLOSE_LOCAL_ERROR);
 		return;
 	} else {
 		/* A pooled connection may die of old age: not the backend's failure. */
@@ -1254,7 +1271,8 @@ static void relay_close(struct relay *r, enum relay_close_reason why)
 	if (rw->alog)
 		relay_log_access(r, why);
 	if (why == RELAY_CLOSE_CONNECT_FAILED || why == RELAY_CLOSE_NO_BACKEND ||
-	    why == RELAY_CLOSE_WAIT_TIMEOUT || why == RELAY_CLOSE_LOCAL_ERROR) {
+	    why == RELAY_CLOSE_WAIT_TIMEOUT || why == RELAY_CLOSE_LOCAL_ERROR ||
+	    why == RELAY_CLOSE_INSTANCE_LIMIT) {
 		if (r->state != RELAY_ESTABLISHED) {
 			atomic_fetch_add_explicit(&r->set->svc->conn_failed, 1, memory_order_relaxed);
 			log_debug("svc=%s client closed without a backend: %s", r->set->svc->name,

@@ -1,6 +1,7 @@
 """log.access: one line per client connection at its end, with the reason it
 ended — client closed, backend closed, idle timeout, connect failed on every
-try, shutdown at the drain deadline — in text and JSON; SIGUSR1 reopens the
+try, every instance at its max_connections_per_instance, shutdown at the drain
+deadline — in text and JSON (buffer_budget: test_limits.py); SIGUSR1 reopens the
 file after logrotate's rename; a logger that cannot write (a FIFO nobody
 reads) never stalls the proxy, and the records it could not take are counted.
 """
@@ -104,6 +105,26 @@ def test_connect_failed_on_every_try(closed_port, zklb, workdir):
     assert rec["end"] == "connect_failed", line
     assert rec["attempts"] == 2 and rec["established"] is False
     assert rec["backend"] in (p.address for p in ports)
+
+
+def test_instance_limit(backend, zklb, workdir):
+    """Every instance full (max_connections_per_instance): instance_limit, not
+    no_backend, so an SRE can tell a full pool from an empty one."""
+    b = backend("b1", "hold")
+    lb, path = start(zklb, workdir, [b], max_connections_per_instance=1)
+    held = connect(lb.listen(SVC))
+    b.wait_active(1)
+    s = connect(lb.listen(SVC))
+    assert closed_within(s, 3) is not None, "a client got a second slot"
+    s.close()
+    (line,) = wait_lines(path, 1)
+    f = parse_text(line)
+    assert f["end"] == "instance_limit", line
+    assert f["attempts"] == "0" and f["established"] == "false"
+    m = lb.metrics()
+    assert m.value("zklb_connections_closed_total", reason="instance_limit") == 1
+    assert (m.value("zklb_connections_closed_total", reason="no_backend") or 0) == 0
+    held.close()
 
 
 def test_shutdown_at_drain_deadline(backend, zklb, workdir):

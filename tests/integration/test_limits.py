@@ -167,13 +167,15 @@ def test_control_plane_survives_descriptor_exhaustion(backend, zklb, shared_zook
                what="clients served again once descriptors are free")
 
 
-def test_buffer_memory_budget_closes_what_it_cannot_hold(backend, zklb):
-    """max_buffer_memory: slow readers beyond the budget are closed as local_error
-    and counted; the buffers held never exceed it; zklb keeps serving; and once
+def test_buffer_memory_budget_closes_what_it_cannot_hold(backend, zklb, workdir):
+    """max_buffer_memory: slow readers beyond the budget are closed as buffer_budget
+    (local_error before issue 14's end reasons) and counted; the buffers held never exceed it; zklb keeps serving; and once
     the slow readers are gone the gauge is back to 0."""
     b = backend("b1", "echo")
+    log = workdir / "access.log"
     lb = zklb(services={"web": static_service([b], max_buffer="16k")},
-              max_buffer_memory="64k", workers=1)
+              max_buffer_memory="64k", workers=1,
+              log={"level": "info", "format": "text", "access": str(log)})
     addr = lb.listen("web")
     chunk = b"x" * 65536
     slow = []
@@ -201,7 +203,10 @@ def test_buffer_memory_budget_closes_what_it_cannot_hold(backend, zklb):
         wait_until(lambda: refused() >= 1, 10, what="a relay closed over the budget")
         m = lb.metrics()
         assert m.value("zklb_relay_buffer_bytes") <= 65536
-        assert m.value("zklb_connections_closed_total", reason="local_error") >= 1
+        assert m.value("zklb_connections_closed_total", reason="buffer_budget") >= 1
+        assert (m.value("zklb_connections_closed_total", reason="local_error") or 0) == 0
+        wait_until(lambda: log.exists() and "end=buffer_budget" in log.read_text(), 5,
+                   what="an access log line ending buffer_budget")
         s = connect(addr)
         assert harness.echo_roundtrip(s, b"still serving\n") == b"still serving\n"
         s.close()

@@ -13,8 +13,8 @@
     what the zone lacks below min_healthy_percent when its instances are
     stopped, and comes back when they return.
   * max_connections_per_instance: with every algorithm, no instance ever
-    holds more than the limit; the next client is closed as no_backend and
-    counted; a freed slot is used again.
+    holds more than the limit; the next client is closed as instance_limit
+    (no_backend before issue 14's end reasons) and counted; a freed slot is used again.
   * proxy_protocol v2: a backend that parses the header byte by byte sees
     the client's address and the one it connected to (TCP over IPv4, over
     IPv6 on ::1), and LOCAL/UNSPEC for a unix-socket client; `zklb check`
@@ -613,7 +613,7 @@ def test_max_connections_per_instance(backend, zklb, balance):
         assert b1.active == 3 and b2.active == 3 and b1.accepts + b2.accepts == 6
         m = lb.metrics()
         assert m.value("zklb_service_at_capacity_total", service=SVC) == 5
-        assert m.value("zklb_connections_closed_total", reason="no_backend") == 5
+        assert m.value("zklb_connections_closed_total", reason="instance_limit") == 5
         # A slot frees: the next client takes it, on the instance that has room.
         held[0][1].close()
         freed = held[0][0]
