@@ -174,6 +174,19 @@ struct networks_conf {
 	struct net_list list;		/* the prefixes, `reserved` expanded */
 };
 
+/*
+ * queue_timeout as written: how long a client beyond max_connections waits
+ * for a slot (HAProxy's `timeout queue`, which follows `timeout connect`
+ * when unset; so does zklb's default).
+ */
+#define CONFIG_MAX_QUEUE_TIMEOUT_MS (3600u * 1000)
+
+struct queue_timeout_conf {
+	bool set;			/* written (or defaulted) here; else the top-level one applies */
+	bool connect;			/* "connect_timeout": the service's connect_timeout */
+	uint64_t ms;			/* otherwise; 0 = no queue (the listen backlog) */
+};
+
 struct service_conf {
 	char *name;			/* owned; the key under services: */
 	char *listen;			/* owned; "host:port" or "unix:/path"; NULL for listen: off */
@@ -184,6 +197,9 @@ struct service_conf {
 	uint64_t idle_timeout_ms;	/* 0 = none */
 	uint64_t max_buffer;		/* bytes per direction */
 	uint32_t max_connections;	/* open client connections of this service; 0 = no cap */
+	struct queue_timeout_conf queue_timeout;	/* as written; unset: the top-level one */
+	uint64_t queue_timeout_ms;	/* in force (config_resolve_queue): 0 = no queue */
+	uint32_t queue_max;		/* clients queued beyond a cap, at most; 0 = no queue */
 	uint32_t retries;		/* at most CONFIG_MAX_RETRIES */
 	enum proxy_protocol proxy_protocol;	/* towards the backends */
 	uint32_t max_connections_per_instance;	/* open or connecting, per instance; 0 = no limit */
@@ -321,6 +337,7 @@ struct config {
 	uint64_t admin_request_timeout_ms;	/* for the whole request head */
 	uint64_t admin_metrics_cache_ms;	/* /metrics is rebuilt at most this often */
 	uint32_t max_connections;	/* client connections, all services; 0 = no cap */
+	struct queue_timeout_conf queue_timeout;	/* services' default queue_timeout */
 	uint64_t max_buffer_memory;	/* bytes relays may hold in buffers, all together; 0 = no cap */
 	struct overlay_policy_conf overlay;	/* the file's `overlay:` section */
 	struct render_conf *render;	/* owned, n_render entries */

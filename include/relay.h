@@ -49,6 +49,7 @@ enum relay_close_reason {
 	RELAY_CLOSE_BACKEND_DEMOTED,	/* the backend stopped being the primary (sentinel) */
 	RELAY_CLOSE_INSTANCE_LIMIT,	/* every instance at its max_connections_per_instance */
 	RELAY_CLOSE_BUFFER_BUDGET,	/* max_buffer_memory spent: no buffer for a slow reader */
+	RELAY_CLOSE_QUEUE_TIMEOUT,	/* queued beyond max_connections for queue_timeout */
 	RELAY_CLOSE_REASONS
 };
 
@@ -120,10 +121,20 @@ void relay_worker_free(struct relay_worker *rw);
  * Take over an accepted client socket (cfd, owned from now on) that routes
  * with `set` (the relay takes its own reference). Without a view yet
  * (!set->ready) it waits on `q` until relay_wake_waiting() or its connect
- * timeout.
+ * timeout. accepted_ms (monotonic) is when the client was accepted (earlier
+ * than now when it was queued), for the access log's durations; 0 = now.
  */
 void relay_accept(struct relay_worker *rw, struct backend_set *set, struct relay_queue *q,
-		  int cfd);
+		  int cfd, uint64_t accepted_ms);
+
+/*
+ * Close a client that never became a relay (a queued one), for `why`: the
+ * access log has its line (accepted at accepted_ms, monotonic) and
+ * zklb_connections_closed_total{reason} counts it. cfd is closed; no
+ * max_connections slot is involved.
+ */
+void relay_refuse(struct relay_worker *rw, const struct backend_set *set, int cfd,
+		  enum relay_close_reason why, uint64_t accepted_ms);
 
 /* A first view arrived: start every relay waiting on q, routing with `set`. */
 void relay_wake_waiting(struct relay_queue *q, struct backend_set *set);

@@ -27,6 +27,7 @@
 
 #include "backend.h"
 #include "health.h"
+#include "queue.h"
 
 struct service_conf;
 
@@ -100,6 +101,20 @@ struct service {
 	_Atomic uint32_t max_conns;		/* services.NAME.max_connections; 0 = no cap */
 	struct service_cap *cap;		/* ref: the control's global cap; NULL = none */
 
+	/*
+	 * Clients accepted beyond a max_connections, waiting for a slot: one
+	 * line per service, shared by every worker (HAProxy queues per backend,
+	 * process-wide), so a slot freed in any worker serves the client that
+	 * has waited longest, whichever worker accepted it.
+	 */
+	pthread_mutex_t queue_lock;		/* guards queue; never held across a syscall */
+	struct queue queue;			/* owned; the fds are owned too until popped */
+	_Atomic uint64_t queued;		/* queue.len, for readers without the lock */
+	_Atomic uint64_t queued_total;		/* clients that entered the queue */
+	_Atomic uint64_t queue_timeouts;	/* closed after queue_timeout without a slot */
+	_Atomic uint64_t queue_full;		/* times accepting paused: queue_max clients queued */
+	_Atomic uint64_t queue_logged_ms;	/* last queue log line (rate limit) */
+
 	/* Destination policy (control thread): copies of the lists in force. */
 	struct net_list allowed;		/* allowed_networks; empty = any */
 	struct net_list denied;			/* denied_networks */
@@ -169,6 +184,20 @@ bool service_has_member(const struct service *svc, const struct backend *be);
  */
 bool service_conn_reserve(struct service *svc);
 void service_conn_release(struct service *svc);
+
+/*
+ * The queue (see struct service). Any thread; each takes queue_lock briefly.
+ * push: queue client fd (ownership passes to the queue) at now if fewer than
+ * max wait; false (fd still the caller's) when full. pop: the client that
+ * waited longest, or -1; *since_ms says when it was queued. pop_expired: the
+ * same, only if it waited timeout_ms or more. next_ms: ms until the head
+ * expires (QUEUE_NEVER when empty).
+ */
+bool service_queue_push(struct service *svc, uint32_t max, int fd, uint64_t now);
+int service_queue_pop(struct service *svc, uint64_t *since_ms);
+int service_queue_pop_expired(struct service *svc, uint64_t now, uint64_t timeout_ms,
+			      uint64_t *since_ms);
+uint64_t service_queue_next_ms(struct service *svc, uint64_t now, uint64_t timeout_ms);
 
 /*
  * The destination policy: allowed/denied (copied) and zklb's own listening

@@ -70,6 +70,7 @@ struct worker {
 	struct pool_worker pool;		/* idle upstream connections */
 	struct event *reaper;			/* owned; frees closed relays and pooled conns */
 	struct event *pool_tick;		/* owned; drives the pool: sweep, prewarm refill */
+	struct event *queue_tick;		/* owned; serves and expires queued clients while any wait */
 
 	_Atomic bool draining;
 	_Atomic uint64_t accept_errors;		/* accept failures (EMFILE etc.) */

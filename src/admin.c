@@ -210,6 +210,9 @@ static json_t *service_json(struct control *c, size_t idx)
 	json_object_set_new(o, "connections_failed", json_integer((json_int_t)atomic_load(&svc->conn_failed)));
 	json_object_set_new(o, "retries", json_integer((json_int_t)atomic_load(&svc->retries)));
 	json_object_set_new(o, "refused_instances", json_integer((json_int_t)atomic_load(&svc->refused)));
+	json_object_set_new(o, "connections_open", json_integer((json_int_t)atomic_load(&svc->conn_open)));
+	json_object_set_new(o, "queued", json_integer((json_int_t)atomic_load(&svc->queued)));
+	json_object_set_new(o, "queue_timeouts", json_integer((json_int_t)atomic_load(&svc->queue_timeouts)));
 
 	size_t n;
 	struct stats_instance *v = stats_instances_of(svc, &n);

@@ -128,6 +128,7 @@ static const char *const close_reason_names[RELAY_CLOSE_REASONS] = {
 	[RELAY_CLOSE_SHUTDOWN] = "shutdown",
 	[RELAY_CLOSE_INSTANCE_LIMIT] = "instance_limit",
 	[RELAY_CLOSE_BUFFER_BUDGET] = "buffer_budget",
+	[RELAY_CLOSE_QUEUE_TIMEOUT] = "queue_timeout",
 };
 
 const char *relay_close_reason_name(enum relay_close_reason r)
@@ -220,6 +221,14 @@ static bool relay_set_state(struct relay *r, enum relay_state s)
 	return true;
 }
 
+/* The client's address, for the access log; len 0 when unknown. */
+static void relay_peer(int cfd, struct net_addr *peer)
+{
+	peer->len = sizeof(peer->ss);
+	if (getpeername(cfd, (struct sockaddr *)&peer->ss, &peer->len) < 0)
+		peer->len = 0;
+}
+
 static void set_nodelay(int fd)
 {
 	int one = 1;
@@ -228,7 +237,7 @@ static void set_nodelay(int fd)
 }
 
 void relay_accept(struct relay_worker *rw, struct backend_set *set, struct relay_queue *q,
-		  int cfd)
+		  int cfd, uint64_t accepted_ms)
 {
 	struct relay *r = calloc(1, sizeof(*r));
 	if (!r) {
@@ -247,12 +256,9 @@ void relay_accept(struct relay_worker *rw, struct backend_set *set, struct relay
 	r->set = backend_set_get(set);
 	r->cap = (uint32_t)r->set->conf->max_buffer;
 	r->last_active_ms = now_ms();
-	r->accepted_ms = r->last_active_ms;
-	if (rw->alog) {
-		r->peer.len = sizeof(r->peer.ss);
-		if (getpeername(cfd, (struct sockaddr *)&r->peer.ss, &r->peer.len) < 0)
-			r->peer.len = 0;
-	}
+	r->accepted_ms = accepted_ms ? accepted_ms : r->last_active_ms;
+	if (rw->alog)
+		relay_peer(cfd, &r->peer);
 	r->c2u.pipe[0] = r->c2u.pipe[1] = -1;
 	r->u2c.pipe[0] = r->u2c.pipe[1] = -1;
 	set_nodelay(cfd);
@@ -1232,13 +1238,24 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* The fields of an access log record every client has, served or not. */
+static void relay_record_client(struct accesslog_record *rec, const char *service,
+			       const struct net_addr *peer, uint64_t accepted_ms)
+{
+	rec->end_wall_ms = wall_ms();
+	rec->total_ms = now_ms() - accepted_ms;
+	snprintf(rec->service, sizeof(rec->service), "%s", service);
+	if (peer->len && peer->ss.ss_family != AF_UNIX)
+		net_addr_format(peer, rec->client, sizeof(rec->client));
+	else
+		snprintf(rec->client, sizeof(rec->client), "unix");
+}
+
 /* Queue the access log's record of r, which closes for `why` (log.access). */
 static void relay_log_access(const struct relay *r, enum relay_close_reason why)
 {
 	struct accesslog_record rec = { 0 };
-	uint64_t now = now_ms();
-	rec.end_wall_ms = wall_ms();
-	rec.total_ms = now - r->accepted_ms;
+	relay_record_client(&rec, r->set->svc->name, &r->peer, r->accepted_ms);
 	rec.connect_ms = r->established_ms ? r->established_ms - r->accepted_ms : 0;
 	rec.established = r->established_ms != 0;
 	rec.bytes_in = r->bytes_in;
@@ -1249,11 +1266,6 @@ static void relay_log_access(const struct relay *r, enum relay_close_reason why)
 		rec.end = r->backend_fin_first ? "backend_closed" : "client_closed";
 	else
 		rec.end = relay_close_reason_name(why);
-	snprintf(rec.service, sizeof(rec.service), "%s", r->set->svc->name);
-	if (r->peer.len && r->peer.ss.ss_family != AF_UNIX)
-		net_addr_format(&r->peer, rec.client, sizeof(rec.client));
-	else
-		snprintf(rec.client, sizeof(rec.client), "unix");
 	/* The target, or the last one tried: r->set holds every member of tried[]. */
 	const struct backend *be = r->be ? r->be : r->attempts ? r->tried[r->attempts - 1] : NULL;
 	if (be) {
@@ -1311,6 +1323,21 @@ static void relay_close(struct relay *r, enum relay_close_reason why)
 	r->next = rw->dead;
 	rw->dead = r;
 	event_active(rw->reap, EV_TIMEOUT, 0);
+}
+
+void relay_refuse(struct relay_worker *rw, const struct backend_set *set, int cfd,
+		  enum relay_close_reason why, uint64_t accepted_ms)
+{
+	if (rw->alog) {
+		struct accesslog_record rec = { 0 };
+		struct net_addr peer;
+		relay_peer(cfd, &peer);
+		relay_record_client(&rec, set->svc->name, &peer, accepted_ms);
+		rec.end = why == RELAY_CLOSE_DONE ? "client_closed" : relay_close_reason_name(why);
+		accesslog_push(rw->alog, &rec);
+	}
+	atomic_fetch_add_explicit(&rw->closes[why], 1, memory_order_relaxed);
+	close(cfd);
 }
 
 void relay_close_all(struct relay_worker *rw)

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct service *service_new(const char *name, unsigned n_workers)
 {
@@ -17,6 +18,8 @@ struct service *service_new(const char *name, unsigned n_workers)
 	svc->name = xstrdup(name);
 	svc->n_workers = n_workers ? n_workers : 1;
 	pthread_mutex_init(&svc->health_lock, NULL);
+	pthread_mutex_init(&svc->queue_lock, NULL);
+	queue_init(&svc->queue);
 	svc->view = SERVICE_VIEW_PENDING;
 	return svc;
 }
@@ -61,6 +64,12 @@ void service_put(struct service *svc)
 	if (!svc || atomic_fetch_sub_explicit(&svc->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	pthread_mutex_destroy(&svc->health_lock);
+	/* No worker routes with the service any more: whoever still waits goes. */
+	struct queue_entry e;
+	while (queue_pop(&svc->queue, &e))
+		close(e.fd);
+	queue_free(&svc->queue);
+	pthread_mutex_destroy(&svc->queue_lock);
 	free(svc->self);
 	free(svc->name);
 	free(svc);
@@ -653,4 +662,50 @@ void service_conn_release(struct service *svc)
 	atomic_fetch_sub_explicit(&svc->conn_open, 1, memory_order_relaxed);
 	if (svc->cap)
 		atomic_fetch_sub_explicit(&svc->cap->open, 1, memory_order_relaxed);
+}
+
+bool service_queue_push(struct service *svc, uint32_t max, int fd, uint64_t now)
+{
+	pthread_mutex_lock(&svc->queue_lock);
+	bool ok = queue_push(&svc->queue, max, fd, now);
+	atomic_store_explicit(&svc->queued, svc->queue.len, memory_order_relaxed);
+	pthread_mutex_unlock(&svc->queue_lock);
+	if (ok)
+		atomic_fetch_add_explicit(&svc->queued_total, 1, memory_order_relaxed);
+	return ok;
+}
+
+/* pop, or pop_expired when `expired`; with queue_lock. */
+static int service_queue_take(struct service *svc, bool expired, uint64_t now,
+			      uint64_t timeout_ms, uint64_t *since_ms)
+{
+	struct queue_entry e;
+	pthread_mutex_lock(&svc->queue_lock);
+	bool ok = expired ? queue_pop_expired(&svc->queue, now, timeout_ms, &e)
+			  : queue_pop(&svc->queue, &e);
+	atomic_store_explicit(&svc->queued, svc->queue.len, memory_order_relaxed);
+	pthread_mutex_unlock(&svc->queue_lock);
+	if (!ok)
+		return -1;
+	*since_ms = e.since_ms;
+	return e.fd;
+}
+
+int service_queue_pop(struct service *svc, uint64_t *since_ms)
+{
+	return service_queue_take(svc, false, 0, 0, since_ms);
+}
+
+int service_queue_pop_expired(struct service *svc, uint64_t now, uint64_t timeout_ms,
+			      uint64_t *since_ms)
+{
+	return service_queue_take(svc, true, now, timeout_ms, since_ms);
+}
+
+uint64_t service_queue_next_ms(struct service *svc, uint64_t now, uint64_t timeout_ms)
+{
+	pthread_mutex_lock(&svc->queue_lock);
+	uint64_t ms = queue_next_expiry_ms(&svc->queue, now, timeout_ms);
+	pthread_mutex_unlock(&svc->queue_lock);
+	return ms;
 }

@@ -400,6 +400,20 @@ static void config_trunk_advertise(struct config *cfg)
 	}
 }
 
+/*
+ * Each service's queue_timeout in force: its own, else the top-level one;
+ * "connect_timeout" is the service's connect_timeout.
+ */
+static void config_resolve_queue(struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_services; i++) {
+		struct service_conf *s = &cfg->services[i];
+		const struct queue_timeout_conf *qt = s->queue_timeout.set ? &s->queue_timeout
+									   : &cfg->queue_timeout;
+		s->queue_timeout_ms = qt->connect ? s->connect_timeout_ms : qt->ms;
+	}
+}
+
 /* Validate a whole document (the top mapping) into a new config, or NULL. */
 static struct config *config_from_tree(struct schema_ctx *v, const json_t *root)
 {
@@ -411,6 +425,7 @@ static struct config *config_from_tree(struct schema_ctx *v, const json_t *root)
 		schema_error(v, NULL, false, "the top level must be a mapping, not %s", schema_kind(root));
 	else
 		schema_apply(v, NULL, root, config_keys_top(), cfg);
+	config_resolve_queue(cfg);
 	config_cross_check(v, root, root ? json_object_get(root, "services") : NULL, cfg);
 	if (v->n_errors > 0) {
 		config_free(cfg);
@@ -550,6 +565,7 @@ struct config *config_overlay_json(const struct config *base, const char *json, 
 			cfg->n_services++;
 		cfg->services[i] = svc;
 	}
+	config_resolve_queue(cfg);
 	config_cross_check(&v, NULL, services, cfg);
 	json_decref(doc);
 	schema_done(&v);

@@ -63,8 +63,11 @@ static const struct config_doc_row doc_rows[] = {
 	{ "drain_timeout", NULL,
 	  "How long open connections may finish after SIGTERM before zklb exits." },
 	{ "max_connections", NULL,
-	  "Client connections of all services together, at most; 0 = no cap. At the cap zklb "
-	  "stops accepting and clients wait in the listen backlog." },
+	  "Client connections of all services together, at most; 0 = no cap. At the cap clients "
+	  "queue for a slot in their service's queue (queue_timeout)." },
+	{ "queue_timeout", "duration or connect_timeout",
+	  "Every service's queue_timeout unless it sets its own. connect_timeout (the default, as "
+	  "HAProxy's timeout queue follows timeout connect): each service's connect_timeout." },
 	{ "max_buffer_memory", NULL,
 	  "Bytes all relays together may hold for slow readers (each at most its service's "
 	  "max_buffer); a relay that needs a buffer beyond it, or that malloc refuses, is closed as "
@@ -156,7 +159,16 @@ static const struct config_doc_row doc_rows[] = {
 	{ "services.NAME.retries", NULL,
 	  "Connect-phase retries, each on an instance this client has not tried." },
 	{ "services.NAME.max_connections", NULL,
-	  "This service's open client connections, at most; 0 = no cap." },
+	  "This service's open client connections, at most; 0 = no cap. Clients beyond it (or beyond "
+	  "the global max_connections) queue for a slot, see queue_timeout." },
+	{ "services.NAME.queue_timeout", "duration or connect_timeout",
+	  "How long a client beyond max_connections (the service's or the global one) waits in "
+	  "zklb's queue for a slot, first come first served across workers; then it is closed and "
+	  "counted (zklb_service_queue_timeouts_total). 0 = no queue: clients wait in the listen "
+	  "backlog, unbounded in time. Unset: the top-level queue_timeout." },
+	{ "services.NAME.queue_max", "0..1000000",
+	  "Clients queued at most (each holds a descriptor); beyond, accepting pauses and clients "
+	  "wait in the listen backlog. 0 = no queue." },
 	{ "services.NAME.allowed_networks", "list of CIDR prefixes or addresses",
 	  "As the top-level allowed_networks, for this service only (replaces the global list). "
 	  "The overlay may not set it." },

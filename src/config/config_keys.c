@@ -115,6 +115,7 @@ static void fn_secret_file(struct schema_ctx *v, const struct schema_path *p, co
 static void fn_mysql_user(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_zone(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 static void fn_zone_file(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
+static void fn_queue_timeout(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field);
 
 static void finish_discovery(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
 static void finish_check(struct schema_ctx *v, const struct schema_path *p, const json_t *obj, void *base);
@@ -260,6 +261,8 @@ static const struct schema_key service_keys[] = {
 	{ "pool",            S_SECTION, NULL,            S_RELOAD,        AT(service_conf, pool),                &pool_section,     NULL },
 	{ "tls",             S_SECTION, NULL,            S_RELOAD,        AT(service_conf, tls),                 &tls_section,      NULL },
 	{ "max_connections", S_U32,     "0",             S_RELOAD,        AT(service_conf, max_connections),     &r_count,          NULL },
+	{ "queue_timeout",   S_FN,      NULL,            S_RELOAD,        AT(service_conf, queue_timeout),       NULL,              fn_queue_timeout },
+	{ "queue_max",       S_U32,     "1024",          S_RELOAD,        AT(service_conf, queue_max),           &r_count,          NULL },
 	{ "allowed_networks", S_FN,     NULL,            S_RELOAD,        AT(service_conf, allowed_networks),    NULL,              fn_networks },
 	{ "denied_networks", S_FN,      NULL,            S_RELOAD,        AT(service_conf, denied_networks),     NULL,              fn_networks },
 	{ "locality",        S_SECTION, NULL,            S_RELOAD,        AT(service_conf, locality),            &locality_section, NULL },
@@ -370,6 +373,7 @@ static const struct schema_key top_keys[] = {
 	{ "announce",        S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_announce },
 	{ "sync",            S_FN,      NULL,            S_RELOAD,        0,                                     NULL,              fn_sync },
 	{ "max_connections", S_U32,     "0",             S_RELOAD,        AT(config, max_connections),           &r_count,          NULL },
+	{ "queue_timeout",   S_FN,      "connect_timeout", S_RELOAD,      AT(config, queue_timeout),             NULL,              fn_queue_timeout },
 	{ "max_buffer_memory", S_SIZE,  "1g",            S_RELOAD,        AT(config, max_buffer_memory),         NULL,              NULL },
 	{ "allowed_networks", S_FN,     "[]",            S_RELOAD,        AT(config, allowed_networks),          NULL,              fn_networks },
 	{ "denied_networks", S_FN,      "[reserved]",    S_RELOAD,        AT(config, denied_networks),           NULL,              fn_networks },
@@ -456,6 +460,38 @@ static void fn_zone(struct schema_ctx *v, const struct schema_path *p, const jso
 {
 	if (!zone_ok(json_string_value(val), json_string_length(val)))
 		schema_error(v, p, false, "must be 1 to 63 printable bytes without spaces");
+}
+
+/*
+ * queue_timeout: a duration up to an hour (0 = no queue), or connect_timeout,
+ * the service's own (the default, as HAProxy's timeout queue follows timeout
+ * connect when unset).
+ */
+static void fn_queue_timeout(struct schema_ctx *v, const struct schema_path *p, const json_t *val, void *field)
+{
+	struct queue_timeout_conf *qt = field;
+	uint64_t ms = 0;
+	memset(qt, 0, sizeof(*qt));
+	qt->set = true;
+	if (json_is_integer(val) && json_integer_value(val) == 0)
+		return;
+	if (!schema_want(v, p, val, json_is_string(val), "a duration (e.g. 5s) or connect_timeout"))
+		return;
+	const char *s = json_string_value(val);
+	if (strcmp(s, "connect_timeout") == 0) {
+		qt->connect = true;
+		return;
+	}
+	if (strlen(s) != json_string_length(val) || !duration_parse(s, &ms)) {
+		schema_error(v, p, false, "'%s' is neither a duration (e.g. 250ms, 5s, 2m) nor "
+			     "connect_timeout", s);
+		return;
+	}
+	if (ms > CONFIG_MAX_QUEUE_TIMEOUT_MS) {
+		schema_error(v, p, false, "%s is more than an hour", s);
+		return;
+	}
+	qt->ms = ms;
 }
 
 /* zone_file: the zone is the file's first line, read now (absolute path). */

@@ -1,7 +1,8 @@
 """log.access: one line per client connection at its end, with the reason it
 ended — client closed, backend closed, idle timeout, connect failed on every
 try, every instance at its max_connections_per_instance, shutdown at the drain
-deadline — in text and JSON (buffer_budget: test_limits.py); SIGUSR1 reopens the
+deadline — in text and JSON (buffer_budget: test_limits.py; queue_timeout:
+test_queue.py); SIGUSR1 reopens the
 file after logrotate's rename; a logger that cannot write (a FIFO nobody
 reads) never stalls the proxy, and the records it could not take are counted.
 """

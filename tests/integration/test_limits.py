@@ -1,10 +1,13 @@
 """Connection limits (issue 12): max_connections per service and for the whole
 process, and the descriptors kept for the control plane.
 
-  - 2x as many clients as a service's max_connections: the backend never holds
+  - 2x as many clients as a service's max_connections with the queue off
+    (queue_timeout: 0s, the behaviour before the queue): the backend never holds
     more than the cap, the rest wait in the listen backlog (connected, not yet
-    served) and are served as others close; the pause is counted;
-  - the global max_connections spans services;
+    served) and are served as others close; the pause is counted (the queue,
+    on by default since, is tested in test_queue.py);
+  - the global max_connections spans services (clients beyond it queue, with
+    the top-level queue_timeout);
   - with RLIMIT_NOFILE set low and clients holding every descriptor they can
     get, the control plane still works: the admin API answers, an active check
     keeps passing, and an instance registered in ZooKeeper meanwhile appears.
@@ -41,7 +44,7 @@ def ask(sock, timeout):
 def test_service_cap_holds_with_twice_the_clients(backend, zklb):
     cap = 5
     b = backend("b1", "tag")
-    lb = zklb(services={SVC: static_service([b], max_connections=cap)})
+    lb = zklb(services={SVC: static_service([b], max_connections=cap, queue_timeout="0s")})
     addr = lb.listen(SVC)
     clients = [connect(addr) for _ in range(2 * cap)]
     try:
@@ -77,12 +80,13 @@ def test_service_cap_holds_with_twice_the_clients(backend, zklb):
         close_all(clients)
     wait_until(lambda: lb.metrics().value("zklb_service_connections_open", service=SVC) == 0, 5,
                what="open connections back to 0")
-    lb.wait_for_log(r"at max_connections \(\d+ open for svc=web\)")
+    lb.wait_for_log(r"at max_connections \(\d+ open for svc=web\): clients wait in the listen backlog")
 
 
 def test_global_cap_spans_services(backend, zklb):
     a, b = backend("a", "tag"), backend("b", "tag")
-    lb = zklb(services={"sa": static_service([a]), "sb": static_service([b])}, max_connections=3)
+    lb = zklb(services={"sa": static_service([a]), "sb": static_service([b])}, max_connections=3,
+              queue_timeout="30s")
     held = harness.hold(lb.listen("sa"), 2)
     try:
         # One at a time: with a listener per worker (SO_REUSEPORT) two clients
@@ -93,6 +97,7 @@ def test_global_cap_spans_services(backend, zklb):
         assert ask(second, 0.5) is None, "a 4th connection was served with max_connections 3"
         close_all(held[:1])
         assert ask_rest(second) == "b"
+        assert lb.metrics().value("zklb_service_queued_total", service="sb") == 1
         first.close()
         second.close()
     finally:

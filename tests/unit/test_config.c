@@ -1163,6 +1163,51 @@ static void test_overlay_errors(void **state)
 			     "zookeeper:/zklb/config: services.api.max_buffer: must be at least 1024 bytes");
 }
 
+/* queue_timeout: connect_timeout by default, the top-level one inherited, overlays too; errors. */
+static void test_queue_timeout(void **state)
+{
+	struct config *cfg = load_ok(STATIC_SVC "    connect_timeout: 3s\n");
+	assert_int_equal(cfg->services[0].queue_timeout_ms, 3000);	/* HAProxy: timeout connect */
+	assert_int_equal(cfg->services[0].queue_max, 1024);
+	config_free(cfg);
+
+	cfg = load_ok("zookeeper: {hosts: \"z:2181\", config_path: /zklb/config}\n"
+		      "queue_timeout: 20s\n" STATIC_SVC "    queue_max: 5\n"
+		      "  api:\n    listen: \"127.0.0.1:8081\"\n"
+		      "    discovery: {type: static, backends: [\"127.0.0.1:9002\"]}\n"
+		      "    queue_timeout: connect_timeout\n"
+		      "    connect_timeout: 250ms\n");
+	assert_int_equal(cfg->services[0].queue_timeout_ms, 20000);	/* inherited */
+	assert_int_equal(cfg->services[0].queue_max, 5);
+	assert_int_equal(cfg->services[1].queue_timeout_ms, 250);	/* its own */
+	/* A service from the overlay inherits the file's top-level value. */
+	const char *ov = "{\"extra\": {\"listen\": \"127.0.0.1:8082\", "
+			 "\"discovery\": {\"type\": \"curator\", \"path\": \"/services/extra\"}}, "
+			 "\"off\": {\"listen\": \"127.0.0.1:8083\", \"queue_timeout\": 0, "
+			 "\"discovery\": {\"type\": \"curator\", \"path\": \"/services/off\"}}}";
+	struct config_errors errs = { 0 };
+	struct config *o = config_overlay_json(cfg, ov, strlen(ov), "zk", &errs);
+	assert_non_null(o);
+	const struct service_conf *extra = config_service(o, "extra"), *off = config_service(o, "off");
+	assert_non_null(extra);
+	assert_non_null(off);
+	assert_int_equal(extra->queue_timeout_ms, 20000);
+	assert_int_equal(off->queue_timeout_ms, 0);
+	assert_int_equal(config_service(o, "web")->queue_timeout_ms, 20000);
+	config_free(o);
+	config_free(cfg);
+
+	assert_rejected(load("queue_timeout: soon\n", &errs), &errs,
+			"t.yaml:1:16: queue_timeout: 'soon' is neither a duration (e.g. 250ms, 5s, 2m) "
+			"nor connect_timeout");
+	assert_rejected(load("queue_timeout: 2h\n", &errs), &errs,
+			"t.yaml:1:16: queue_timeout: 2h is more than an hour");
+	assert_rejected(load(STATIC_SVC "    queue_timeout: [1s]\n", &errs), &errs,
+			"t.yaml:5:20: services.web.queue_timeout: expected a duration (e.g. 5s) or "
+			"connect_timeout, got a list");
+	config_errors_free(&errs);
+}
+
 /* allowed_networks / denied_networks: defaults, inheritance, errors, warnings; the overlay may not set them. */
 static void test_networks(void **state)
 {
@@ -1428,6 +1473,7 @@ int main(void)
 		cmocka_unit_test(test_overlay_errors),
 		cmocka_unit_test(test_reloadable),
 		cmocka_unit_test(test_networks),
+		cmocka_unit_test(test_queue_timeout),
 		cmocka_unit_test(test_kind_names),
 		cmocka_unit_test(test_errors_list),
 		cmocka_unit_test(test_announce_payload_class),

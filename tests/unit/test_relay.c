@@ -155,7 +155,7 @@ static int fx_client(struct fx *fx)
 {
 	int sv[2];
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-	relay_accept(&fx->rw, fx->set, &fx->q, sv[1]);
+	relay_accept(&fx->rw, fx->set, &fx->q, sv[1], 0);
 	return sv[0];
 }
 

@@ -1,0 +1,200 @@
+"""The queue beyond max_connections (issue 14: HAProxy's maxconn + timeout queue),
+through the binary, with real sockets on loopback:
+
+  - 2x more clients than a service's max_connections, two workers: nobody is
+    refused, the extra ones are queued (/services, metrics), and as served
+    clients close, the queued ones are served one by one in the order they
+    arrived, whichever worker accepted them;
+  - with clients that never close, the queued ones are closed after
+    queue_timeout (never before it; the upper margin is generous), counted,
+    logged, and each has an access log line ending `queue_timeout`;
+  - a drain closes queued clients at once (end reason shutdown), so they can
+    reconnect to whoever listens next;
+  - beyond queue_max queued clients, accepting pauses (the listen backlog) and
+    that is counted; the backlog's clients are queued in turn as room frees.
+
+Every wait is bounded; each test opens at most a dozen connections.
+
+    tests/run tests/integration/test_queue.py
+"""
+
+import signal
+import socket
+import time
+
+import harness
+from harness import close_all, connect, static_service, wait_until
+
+SVC = "web"
+
+
+def queued(lb):
+    return lb.metrics().value("zklb_service_queued", service=SVC)
+
+
+def answered(sock, timeout):
+    """The tag line of a connection whose byte was sent, or None if none came in time."""
+    sock.settimeout(timeout)
+    try:
+        return harness.recv_line(sock).decode().strip() or None
+    except (socket.timeout, TimeoutError):
+        return None
+
+
+def nothing_yet(sock):
+    """True when sock has nothing to read and is still open (not served, not closed)."""
+    sock.setblocking(False)
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        sock.setblocking(True)
+
+
+def closed_by_peer(sock, timeout):
+    """Wait up to timeout for zklb to close sock without a byte; True if it did."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except (socket.timeout, TimeoutError):
+        return False
+
+
+def test_twice_the_cap_served_in_arrival_order(backend, zklb):
+    cap = 4
+    b = backend("b1", "tag")
+    lb = zklb(services={SVC: static_service([b], max_connections=cap, queue_timeout="30s")},
+              workers=2)
+    addr = lb.listen(SVC)
+    served, waiting = [], []
+    try:
+        for _ in range(cap):
+            s = connect(addr)
+            s.sendall(b"?")
+            assert answered(s, 5) == "b1"
+            served.append(s)
+        # One at a time, each seen queued before the next connects: the arrival order.
+        for i in range(cap):
+            s = connect(addr)
+            s.sendall(b"?")
+            waiting.append(s)
+            wait_until(lambda: queued(lb) == i + 1, 5, what=f"{i + 1} clients queued")
+        assert all(nothing_yet(s) for s in waiting), "a client beyond max_connections was served"
+        assert b.active == cap
+        svc = lb.services()[SVC]
+        assert svc["queued"] == cap and svc["connections_open"] == cap, svc
+        m = lb.metrics()
+        assert m.value("zklb_service_queued_total", service=SVC) == cap
+        assert m.value("zklb_service_connections_open", service=SVC) == cap
+        lb.wait_for_log(r"at max_connections \(\d+ open for svc=web\): clients queue for a slot")
+        # Each close frees one slot: exactly the longest-waiting client gets it.
+        for i, s in enumerate(waiting):
+            served.pop(0).close()
+            assert answered(s, 5) == "b1", f"queued client {i} not served after a close"
+            assert all(nothing_yet(t) for t in waiting[i + 1:]), \
+                f"a client queued after {i} was served before it"
+            assert b.active <= cap
+        m = lb.metrics()
+        assert m.value("zklb_service_queued", service=SVC) == 0
+        assert (m.value("zklb_service_queue_timeouts_total", service=SVC) or 0) == 0
+        assert (m.value("zklb_connections_closed_total", reason="queue_timeout") or 0) == 0
+    finally:
+        close_all(served + waiting)
+    wait_until(lambda: lb.metrics().value("zklb_service_connections_open", service=SVC) == 0, 5,
+               what="open connections back to 0")
+
+
+def test_queued_clients_closed_after_queue_timeout(backend, zklb, workdir):
+    cap, late, timeout = 2, 3, 1.0
+    b = backend("b1", "hold")
+    log = str(workdir / "access.log")
+    lb = zklb(services={SVC: static_service([b], max_connections=cap, queue_timeout="1s")},
+              log={"level": "info", "format": "text", "access": log})
+    addr = lb.listen(SVC)
+    held = [connect(addr) for _ in range(cap)]
+    try:
+        b.wait_active(cap)
+        started = time.monotonic()
+        queued_ones = [connect(addr) for _ in range(late)]
+        wait_until(lambda: queued(lb) == late, 5, what=f"{late} clients queued")
+        for s in queued_ones:
+            # Generous upper margin; the lower bound is the contract: not before queue_timeout.
+            assert closed_by_peer(s, timeout + 10), "a queued client was never closed"
+            waited = time.monotonic() - started
+            assert waited >= timeout - 0.05, f"closed after {waited:.3f}s, before queue_timeout"
+        m = lb.metrics()
+        assert m.value("zklb_service_queue_timeouts_total", service=SVC) == late
+        assert m.value("zklb_connections_closed_total", reason="queue_timeout") == late
+        assert m.value("zklb_service_queued", service=SVC) == 0
+        assert lb.services()[SVC]["queue_timeouts"] == late
+        lb.wait_for_log(r"svc=web closed \d+ client\(s\) queued for queue_timeout 1s")
+        # The held connections were not touched.
+        assert b.active == cap and all(nothing_yet(s) for s in held)
+        lines = []
+        wait_until(lambda: len(lines_ending(log, "queue_timeout", lines)) == late, 5,
+                   what="an access log line per queue timeout")
+    finally:
+        close_all(held)
+
+
+def lines_ending(path, reason, out):
+    try:
+        with open(path) as f:
+            out[:] = [line for line in f if line.rstrip().endswith(f"end={reason}")]
+    except FileNotFoundError:
+        out[:] = []
+    return out
+
+
+def test_full_queue_falls_back_to_the_backlog(backend, zklb):
+    b = backend("b1", "tag")
+    lb = zklb(services={SVC: static_service([b], max_connections=1, queue_max=2,
+                                            queue_timeout="30s")}, workers=1)
+    addr = lb.listen(SVC)
+    first = connect(addr)
+    first.sendall(b"?")
+    clients = [first]
+    try:
+        assert answered(first, 5) == "b1"
+        for i in range(2):
+            s = connect(addr)
+            s.sendall(b"?")
+            clients.append(s)
+            wait_until(lambda: queued(lb) == i + 1, 5, what=f"{i + 1} queued")
+        extra = connect(addr)    # completes in the kernel's backlog
+        extra.sendall(b"?")
+        clients.append(extra)
+        wait_until(lambda: lb.metrics().value("zklb_service_queue_full_total", service=SVC) >= 1,
+                   5, what="the full queue counted")
+        assert queued(lb) == 2 and nothing_yet(extra)
+        # Room frees one slot at a time: the queued ones first, then the backlog's.
+        for s in clients[1:]:
+            clients[0].close()
+            clients.pop(0)
+            assert answered(s, 5) == "b1"
+    finally:
+        close_all(clients)
+
+
+def test_drain_closes_queued_clients(backend, zklb, workdir):
+    b = backend("b1", "hold")
+    log = workdir / "access.log"
+    lb = zklb(services={SVC: static_service([b], max_connections=1, queue_timeout="30s")},
+              drain_timeout="2s", log={"level": "info", "format": "text", "access": str(log)})
+    addr = lb.listen(SVC)
+    held = connect(addr)
+    b.wait_active(1)
+    waiting = connect(addr)
+    try:
+        wait_until(lambda: queued(lb) == 1, 5, what="a client queued")
+        lb.send_signal(signal.SIGTERM)
+        assert closed_by_peer(waiting, 1.5), "a queued client outlived the drain's start"
+        assert lb.wait(10) == 0
+        ends = [line.rsplit("end=", 1)[1].strip() for line in log.read_text().splitlines()]
+        assert sorted(ends) == ["shutdown", "shutdown"], ends
+    finally:
+        close_all([held, waiting])
