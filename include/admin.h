@@ -8,6 +8,8 @@
  *   GET /config    the configuration in force, secrets masked
  *   POST /services/NAME/instances/ID/{drain,undrain,weight?value=N},
  *   POST /services/NAME/reread
+ *   POST /upgrade  a hot upgrade, as SIGUSR2 (202: starting; zklb upgrade polls
+ *                  GET /services' pid and upgrade.failures for the outcome)
  *                  the runtime API: only on the unix admin socket or with the
  *                  bearer token; every change is logged with who made it
  * Bound to 127.0.0.1 by default; it reads control state and atomics only.
@@ -19,6 +21,9 @@
  */
 #ifndef ZKLB_ADMIN_H
 #define ZKLB_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
 
 struct control;
 struct admin;
@@ -38,5 +43,16 @@ int admin_listen_fd(const struct admin *a);
 
 /* Hot upgrade: stop serving and free a, leaving the socket file to the new process. */
 void admin_hand_over(struct admin *a);
+
+/* The longest bearer token read from admin.token_file. */
+#define ADMIN_TOKEN_MAX 512
+
+/*
+ * Read admin.token_file: its first line, surrounding blanks removed, into
+ * token (ADMIN_TOKEN_MAX + 1 bytes, NUL-terminated), its length in *len.
+ * false with err: unreadable, empty, too long, or not printable ASCII.
+ * Any thread (the admin API at start, `zklb upgrade`).
+ */
+bool admin_token_load(const char *path, char *token, size_t *len, char *err, size_t errlen);
 
 #endif

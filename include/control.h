@@ -80,6 +80,8 @@ struct control {
 	struct upgrade *upgrade;		/* owned; a hot upgrade in flight, or NULL */
 	bool upgrade_failed;			/* `upgrade` is over and failed: freed at the tick */
 	bool upgraded;				/* a new process serves; this one drains and exits */
+	uint64_t upgrade_failures;		/* hot upgrades that failed (this process serves on) */
+	char upgrade_last_failure[512];		/* why the last one failed; "" before any */
 	struct upgrade_inherit *inherit;	/* ref, during control_new only: a hot upgrade's offer */
 	bool draining;
 	uint64_t drain_deadline_ms;
@@ -106,6 +108,15 @@ struct control *control_new(struct config *cfg, const char *config_path,
 int control_run(struct control *c);
 
 void control_free(struct control *c);
+
+/*
+ * Start a hot upgrade (what SIGUSR2 does), asked for by `who` (for the log).
+ * Returns 0 when the new process is starting (its outcome comes later:
+ * c->upgraded, or c->upgrade_failures grows); -EBUSY when draining or an
+ * upgrade is under way already; another -errno when it could not start
+ * (counted as a failure). why[len] says why in either case. Control thread.
+ */
+int control_upgrade(struct control *c, const char *who, char *why, size_t len);
 
 /* The service named `name` in the running configuration, or NULL. */
 struct service *control_service(const struct control *c, const char *name);

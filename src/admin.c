@@ -48,9 +48,6 @@
 /* A response takes at most this long to leave once written (a client that never reads). */
 #define ADMIN_WRITE_TIMEOUT_S 10
 
-/* The longest bearer token read from admin.token_file. */
-#define ADMIN_TOKEN_MAX 512
-
 struct admin {
 	struct control *c;			/* not owned */
 	struct evconnlistener *listener;	/* owned */
@@ -63,7 +60,7 @@ struct admin {
 	uint64_t metrics_cache_ms;		/* admin.metrics_cache; 0 = none */
 	struct evbuffer *metrics;		/* owned; the last /metrics body */
 	uint64_t metrics_at_ms;			/* when it was built; 0 = never */
-	char token[ADMIN_TOKEN_MAX];		/* the bearer token... */
+	char token[ADMIN_TOKEN_MAX + 1];	/* the bearer token (NUL-terminated)... */
 	size_t token_len;			/* ...0 = none required */
 	char *unix_path;			/* owned; the socket file we bound, NULL on TCP */
 	dev_t unix_dev;				/* with unix_ino: that file, so admin_free */
@@ -262,6 +259,11 @@ static void on_services(struct admin *a, struct admin_reply *r)
 	json_object_set_new(root, "uptime_s", json_integer((json_int_t)((now_ms() - c->started_ms) / 1000)));
 	json_object_set_new(root, "workers", json_integer(c->n_workers));
 	json_object_set_new(root, "draining", json_boolean(c->draining));
+	json_object_set_new(root, "pid", json_integer((json_int_t)getpid()));
+	json_object_set_new(root, "upgrade", json_pack("{s:s, s:I, s:s}", "state",
+			    c->upgrade && !c->upgraded ? "running" : c->upgraded ? "done" : "idle",
+			    "failures", (json_int_t)c->upgrade_failures,
+			    "last_failure", c->upgrade_last_failure));
 	if (c->zk) {
 		struct zk_stats zs;
 		zk_stats(c->zk, &zs);
@@ -491,6 +493,25 @@ static void service_reread(struct admin *a, struct admin_reply *r, struct servic
 		   JSON_COMPACT);
 }
 
+/* POST /upgrade: a hot upgrade, as SIGUSR2 (zklb upgrade uses it). */
+static void upgrade_change(struct admin *a, struct admin_reply *r, const char *who)
+{
+	char why[512];
+	int rc = control_upgrade(a->c, who, why, sizeof(why));
+	if (rc == -EBUSY) {
+		reply_error(r, 409, "Conflict", why);
+		return;
+	}
+	if (rc != 0) {
+		reply_error(r, 500, "Internal Server Error", why);
+		return;
+	}
+	reply_json(r, 202, "Accepted", json_pack("{s:s, s:I, s:s, s:I}", "change", "upgrade",
+					      "pid", (json_int_t)getpid(), "state", why,
+					      "failures", (json_int_t)a->c->upgrade_failures),
+		   JSON_COMPACT);
+}
+
 /* A POST: the runtime API. */
 static void admin_change(struct admin_conn *k, const struct adminreq *req, struct admin_reply *r)
 {
@@ -511,6 +532,8 @@ static void admin_change(struct admin_conn *k, const struct adminreq *req, struc
 			svc = a->c->services[i];
 	if (n < 0)
 		reply_error(r, 400, "Bad Request", "malformed path");
+	else if (n == 1 && strcmp(seg[0], "upgrade") == 0)
+		upgrade_change(a, r, who);
 	else if (!svc)
 		reply_error(r, 404, "Not Found", "no such service or operation");
 	else if (n == 3 && strcmp(seg[2], "reread") == 0)
@@ -756,43 +779,50 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 	evtimer_add(a->retry, &tv);
 }
 
-/*
- * Read the bearer token: the file's first line, surrounding blanks removed.
- * The file's mode was checked when the configuration loaded.
- */
-static bool admin_read_token(struct admin *a, const char *path)
+bool admin_token_load(const char *path, char *token, size_t *len, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
-		log_error("admin.token_file %s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s", strerror(errno));
 		return false;
 	}
 	char buf[ADMIN_TOKEN_MAX + 2];
 	ssize_t n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n < 0) {
-		log_error("admin.token_file %s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s", strerror(errno));
 		return false;
 	}
 	buf[n] = '\0';
 	buf[strcspn(buf, "\r\n")] = '\0';
 	char *t = buf + strspn(buf, " \t");
-	size_t len = strlen(t);
-	while (len && (t[len - 1] == ' ' || t[len - 1] == '\t'))
-		len--;
-	for (size_t i = 0; i < len; i++) {
+	size_t l = strlen(t);
+	while (l && (t[l - 1] == ' ' || t[l - 1] == '\t'))
+		l--;
+	for (size_t i = 0; i < l; i++) {
 		if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f) {
-			log_error("admin.token_file %s: the token must be printable ASCII without blanks", path);
+			snprintf(err, errlen, "the token must be printable ASCII without blanks");
 			return false;
 		}
 	}
-	if (len == 0 || len > ADMIN_TOKEN_MAX) {
-		log_error("admin.token_file %s: the token must be 1..%d bytes on the first line", path,
-			  ADMIN_TOKEN_MAX);
+	if (l == 0 || l > ADMIN_TOKEN_MAX) {
+		snprintf(err, errlen, "the token must be 1..%d bytes on the first line", ADMIN_TOKEN_MAX);
 		return false;
 	}
-	memcpy(a->token, t, len);
-	a->token_len = len;
+	memcpy(token, t, l);
+	token[l] = '\0';
+	*len = l;
+	return true;
+}
+
+/* The bearer token (mode checked when the configuration loaded); false after logging why. */
+static bool admin_read_token(struct admin *a, const char *path)
+{
+	char err[128];
+	if (!admin_token_load(path, a->token, &a->token_len, err, sizeof(err))) {
+		log_error("admin.token_file %s: %s", path, err);
+		return false;
+	}
 	return true;
 }
 

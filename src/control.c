@@ -820,10 +820,18 @@ static void on_upgrade_ready(void *arg)
 	control_drain_proxy(c);
 }
 
+/* An upgrade failed: logged, counted, and its reason kept for the admin API. */
+static void control_upgrade_failure(struct control *c, const char *why)
+{
+	log_error("upgrade failed: %s; serving on as before", why);
+	c->upgrade_failures++;
+	snprintf(c->upgrade_last_failure, sizeof(c->upgrade_last_failure), "%s", why);
+}
+
 static void on_upgrade_failed(void *arg, bool released, const char *why)
 {
 	struct control *c = arg;
-	log_error("upgrade failed: %s; serving on as before", why);
+	control_upgrade_failure(c, why);
 	if (released && c->zk)
 		zk_reclaim(c->zk);
 	c->upgrade_failed = true;	/* freed at the tick: we are in its callback */
@@ -845,12 +853,13 @@ static void control_upgrade_reap(struct control *c)
 	}
 }
 
-static void control_upgrade(struct control *c)
+int control_upgrade(struct control *c, const char *who, char *why, size_t len)
 {
 	control_upgrade_reap(c);
 	if (c->draining || c->upgrade) {
-		log_warn("SIGUSR2 ignored: %s", c->draining ? "draining" : "an upgrade is under way");
-		return;
+		snprintf(why, len, "%s", c->draining ? "draining" : "an upgrade is under way");
+		log_warn("upgrade asked for by %s ignored: %s", who, why);
+		return -EBUSY;
 	}
 	size_t n = 0, cap = 1;
 	for (struct listen_entry *e = c->listens; e; e = e->next)
@@ -859,9 +868,10 @@ static void control_upgrade(struct control *c)
 	for (struct listen_entry *e = c->listens; e; e = e->next) {
 		for (unsigned w = 0; e->fds && w < c->n_workers; w++) {
 			if (e->fds[w] < 0) {
-				log_error("upgrade refused: a socket of %s was not kept", e->key);
+				snprintf(why, len, "a socket of %s was not kept", e->key);
+				control_upgrade_failure(c, why);
 				free(v);
-				return;
+				return -EBADF;
 			}
 		}
 		if (e->fds)
@@ -887,13 +897,18 @@ static void control_upgrade(struct control *c)
 		offer.has_session = zk_client_id(c->zk, &offer.session_id, offer.session_passwd);
 	char *argv[] = { c->binary, "-c", c->config_path, NULL };
 	char err[512];
-	log_info("upgrade: starting %s -c %s", c->binary, c->config_path);
+	log_info("upgrade (asked for by %s): starting %s -c %s", who, c->binary, c->config_path);
 	c->upgrade = upgrade_start(c->base, c->binary, argv, &offer, UPGRADE_READY_MS,
 				   &upgrade_hooks, c, err, sizeof(err));
 	free(v);
 	free(ann);
-	if (!c->upgrade)
-		log_error("upgrade failed: %s; serving on as before", err);
+	if (!c->upgrade) {
+		snprintf(why, len, "%s", err);
+		control_upgrade_failure(c, err);
+		return -ECHILD;
+	}
+	snprintf(why, len, "starting %s", c->binary);
+	return 0;
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -920,8 +935,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct control *c = arg;
 	if (sig == SIGUSR2) {
+		char why[512];
 		log_info("received SIGUSR2: hot upgrade");
-		control_upgrade(c);
+		control_upgrade(c, "SIGUSR2", why, sizeof(why));
 	} else if (sig == SIGUSR1) {
 		log_info("received SIGUSR1: reopening the access log");
 		accesslog_reopen(c->alog);

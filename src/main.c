@@ -5,6 +5,8 @@
  *   zklb check -c FILE      validate FILE
  *   zklb render -c FILE [--entry N]
  *                           print what render: entries would write now
+ *   zklb upgrade -c FILE [--timeout DURATION]
+ *                           hot-upgrade the running zklb and wait for the outcome
  *   zklb --version | --help
  *
  * Exit codes: 0 normal, 1 configuration (or start-up) error, 2 usage.
@@ -14,6 +16,7 @@
 #include "log.h"
 #include "sdnotify.h"
 #include "upgrade.h"
+#include "upgrade_cmd.h"
 #include "snapshot.h"
 
 #include <event2/event.h>
@@ -33,11 +36,16 @@ static void usage(FILE *f)
 		"                               from 0) would write now, from one look at\n"
 		"                               ZooKeeper, and exit (1: no answer, fewer than\n"
 		"                               min_instances)\n"
+		"       zklb upgrade -c FILE [--timeout DURATION]\n"
+		"                               hot-upgrade the zklb that FILE's admin API\n"
+		"                               reaches (as SIGUSR2) and wait for the outcome:\n"
+		"                               0 a new process serves, 1 it failed (the old\n"
+		"                               one serves on) or no outcome (default 40s)\n"
 		"       zklb --version | --help\n"
 		"\n"
 		"Signals: SIGHUP reloads FILE (an invalid file keeps the running configuration);\n"
 		"SIGTERM/SIGINT drain (stop accepting, let connections finish up to\n"
-		"drain_timeout) and exit 0.\n"
+		"drain_timeout) and exit 0. SIGUSR2 starts a hot upgrade.\n"
 		"Exit codes: 0 normal, 1 configuration error, 2 usage.\n");
 }
 
@@ -66,11 +74,13 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "entry", required_argument, NULL, 'e' },
+		{ "timeout", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = NULL;
-	bool check = false, render = false;
+	bool check = false, render = false, upgrade = false;
 	long entry = -1;
+	uint64_t timeout_ms = UPGRADE_CMD_TIMEOUT_MS;
 	int argi = 1;
 
 	if (argc > 1 && strcmp(argv[1], "check") == 0) {
@@ -78,6 +88,9 @@ int main(int argc, char **argv)
 		argi = 2;
 	} else if (argc > 1 && strcmp(argv[1], "render") == 0) {
 		render = true;
+		argi = 2;
+	} else if (argc > 1 && strcmp(argv[1], "upgrade") == 0) {
+		upgrade = true;
 		argi = 2;
 	}
 	optind = argi;
@@ -102,6 +115,12 @@ int main(int argc, char **argv)
 			}
 			break;
 		}
+		case 't':
+			if (!upgrade || !duration_parse(optarg, &timeout_ms) || timeout_ms == 0) {
+				usage(stderr);
+				return 2;
+			}
+			break;
 		default:
 			usage(stderr);
 			return 2;
@@ -125,6 +144,11 @@ int main(int argc, char **argv)
 		       cfg->n_services, cfg->n_announce, cfg->n_sync, cfg->n_render);
 		config_free(cfg);
 		return 0;
+	}
+	if (upgrade) {
+		int rc = upgrade_cmd_run(cfg, timeout_ms, stdout, stderr);
+		config_free(cfg);
+		return rc;
 	}
 	if (render) {
 		log_setup(LOG_WARN, cfg->log_format);

@@ -70,6 +70,7 @@ struct scrape {
 	uint64_t draining;			/* 0 or 1 */
 	uint64_t reloads;
 	uint64_t reload_failures;
+	uint64_t upgrade_failures;
 	uint64_t lookups[4];			/* host name lookups: ok, failed, timed_out, refused */
 	uint64_t lookups_pending;
 	uint64_t lookup_threads;		/* lookups in flight */
@@ -146,6 +147,7 @@ static void scrape_gather(struct scrape *s, struct control *c)
 	s->draining = c->draining;
 	s->reloads = c->reloads;
 	s->reload_failures = c->reload_failures;
+	s->upgrade_failures = c->upgrade_failures;
 	struct resolver_stats rs;
 	resolver_stats(c->resolver, &rs);
 	s->lookups[0] = rs.resolved;
@@ -530,6 +532,9 @@ static const struct metric metrics[] = {
 	  "1 while draining for exit." },
 	{ "zklb_reloads_total", "counter", SCOPE_PROCESS, NULL, NULL, NULL, get_u64, AT(scrape, reloads),
 	  "Configuration reloads applied." },
+	{ "zklb_upgrade_failures_total", "counter", SCOPE_PROCESS, NULL, NULL, NULL, get_u64,
+	  AT(scrape, upgrade_failures),
+	  "Hot upgrades that failed (the new binary did not start serving); this process served on." },
 	{ "zklb_reload_failures_total", "counter", SCOPE_PROCESS, NULL, NULL, NULL, get_u64,
 	  AT(scrape, reload_failures),
 	  "Reloads rejected (old configuration kept)." },

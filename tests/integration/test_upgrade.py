@@ -5,6 +5,12 @@ that keep streaming — no connection is refused or reset, the session id is
 the same before and after, and the announced node is the same node (ctime,
 ephemeralOwner). A new binary that fails its start leaves the old one
 serving as if nothing happened.
+
+`zklb upgrade -c FILE` does the same through the admin API FILE names (TCP
+with the bearer token, or the unix socket) and waits: exit 0 with the new pid
+once it serves, exit 1 with the reason when the new binary fails (the old one
+serving on), and exit 1 at once when the API refuses the change (no token) or
+FILE has no admin API.
 """
 
 import os
@@ -332,3 +338,86 @@ def test_stop_signal_during_an_upgrade_abandons_it(backend, workdir):
             os.kill(stuck, 0)
     finally:
         lb.cleanup()
+
+
+UPGRADE_OK = re.compile(r"zklb upgrade: pid (\d+) serves; pid (\d+) drains and exits \(\d+ ms\)")
+
+
+def test_upgrade_command_waits_for_the_new_process(backend, zklb, workdir):
+    b1 = backend("b1", "echo")
+    token = "up-" + os.urandom(8).hex()
+    tf = workdir / "admin.token"
+    tf.write_text(token + "\n")
+    os.chmod(tf, 0o600)
+    cfg = harness.zklb_config({SVC: harness.static_service([b1])}, workdir=workdir)
+    cfg["admin"]["token_file"] = str(tf)
+    lb = zklb(cfg)
+    old = lb.pid
+    s = harness.connect(lb.listen(SVC))
+    assert harness.echo_roundtrip(s, b"before\n") == b"before\n"
+    mark = lb.log_mark()
+    r = harness.run_zklb(["upgrade", "-c", str(lb.config_path)], timeout=60)
+    m = UPGRADE_OK.fullmatch(r.stdout.strip())
+    assert r.returncode == 0 and m, (r.returncode, r.stdout, r.stderr)
+    new, was = int(m.group(1)), int(m.group(2))
+    try:
+        assert was == old and new != old
+        assert new_pid(lb, mark) == new
+        lb.wait_for_log(r"upgrade \(asked for by \S+ \(token\)\): starting", 5, since=mark)
+        # The old process drains: the open connection still works, then it exits.
+        assert harness.echo_roundtrip(s, b"open one\n") == b"open one\n"
+        s.close()
+        assert lb.wait(10) == 0
+        s = harness.connect(lb.listen(SVC))
+        assert harness.echo_roundtrip(s, b"after\n") == b"after\n"
+        s.close()
+    finally:
+        stop_pid(new)
+
+
+def test_upgrade_command_reports_a_failed_start(backend, workdir):
+    binary = copy_binary(workdir)
+    lb = start_copy(workdir, backend, binary)     # admin on a unix socket
+    try:
+        fake = workdir / "fake"
+        fake.write_text("#!/bin/sh\necho 'new zklb: cannot start' >&2\nexit 1\n")
+        fake.chmod(0o755)
+        os.replace(fake, binary)
+        r = harness.run_zklb(["upgrade", "-c", str(lb.config_path)], timeout=60)
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert re.fullmatch(rf"zklb upgrade: failed: .+; pid {lb.pid} serves on as before",
+                            r.stderr.strip()), r.stderr
+        assert lb.running()
+        doc = lb.admin_json("/services")
+        assert doc["pid"] == lb.pid and doc["upgrade"]["failures"] == 1
+        assert doc["upgrade"]["last_failure"] in r.stderr
+        assert lb.metrics().value("zklb_upgrade_failures_total") == 1
+        s = harness.connect(lb.listen(SVC))
+        assert harness.echo_roundtrip(s, b"still\n") == b"still\n"
+        s.close()
+        assert lb.stop() == 0
+    finally:
+        lb.cleanup()
+
+
+def test_upgrade_command_refused_without_a_way_to_ask(backend, zklb, workdir):
+    b1 = backend("b1", "echo")
+    lb = zklb(services={SVC: harness.static_service([b1])})   # TCP admin, no token
+    r = harness.run_zklb(["upgrade", "-c", str(lb.config_path)], timeout=30)
+    assert r.returncode == 1
+    assert re.fullmatch(rf"zklb upgrade: pid {lb.pid} did not start the upgrade: 403 state "
+                        r"changes are served on the unix admin socket or with the admin token",
+                        r.stderr.strip()), r.stderr
+    assert lb.running() and lb.admin_json("/services")["upgrade"]["failures"] == 0
+    # A file without an admin API: nothing to ask.
+    off = workdir / "off.yaml"
+    text = lb.config_path.read_text()
+    cfg = harness.zklb_config({SVC: harness.static_service([b1])}, workdir=workdir)
+    cfg["admin"] = {"listen": "off"}
+    off.write_text(harness.to_yaml(cfg))
+    r = harness.run_zklb(["upgrade", "-c", str(off)], timeout=30)
+    assert r.returncode == 1 and "admin.listen is off" in r.stderr, r.stderr
+    # Usage: --timeout belongs to upgrade, and must be a duration.
+    assert harness.run_zklb(["upgrade", "-c", str(off), "--timeout", "soon"]).returncode == 2
+    assert harness.run_zklb(["check", "-c", str(off), "--timeout", "5s"]).returncode == 2
+    assert text == lb.config_path.read_text()
