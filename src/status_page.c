@@ -322,6 +322,11 @@ static json_t *service_table(struct status_page *p, size_t idx, uint64_t now, ui
 	uint64_t failed = atomic_load(&svc->conn_failed);
 	factf(facts, "failed", failed > 0, "%" PRIu64, failed);
 	factf(facts, "retries", false, "%" PRIu64, atomic_load(&svc->retries));
+	/* The queue beyond max_connections: shown where a cap is set or anyone queued. */
+	uint64_t queued = atomic_load(&svc->queued), timeouts = atomic_load(&svc->queue_timeouts);
+	if (sc->max_connections || queued || timeouts)
+		factf(facts, "queued", queued || timeouts, "%" PRIu64 " now, %" PRIu64 " timed out",
+		      queued, timeouts);
 	return t;
 }
 

@@ -2,12 +2,14 @@
 through the binary, with real sockets on loopback:
 
   - 2x more clients than a service's max_connections, two workers: nobody is
-    refused, the extra ones are queued (/services, metrics), and as served
+    refused, the extra ones are queued (/services, metrics, the status page), and as served
     clients close, the queued ones are served one by one in the order they
     arrived, whichever worker accepted them;
   - with clients that never close, the queued ones are closed after
     queue_timeout (never before it; the upper margin is generous), counted,
     logged, and each has an access log line ending `queue_timeout`;
+  - a queued client that gives up is skipped when its turn comes: the slot
+    goes to the next one, and its access log line says client_closed;
   - a drain closes queued clients at once (end reason shutdown), so they can
     reconnect to whoever listens next;
   - beyond queue_max queued clients, accepting pauses (the listen backlog) and
@@ -87,6 +89,9 @@ def test_twice_the_cap_served_in_arrival_order(backend, zklb):
         assert b.active == cap
         svc = lb.services()[SVC]
         assert svc["queued"] == cap and svc["connections_open"] == cap, svc
+        page = {t["title"]: t for t in lb.admin_json("/status")["tables"]}[f"service {SVC}"]
+        assert [cap_fact for cap_fact in page["facts"] if cap_fact[0] == "queued"] == \
+            [["queued", f"{cap} now, 0 timed out", "warn"]], page["facts"]
         m = lb.metrics()
         assert m.value("zklb_service_queued_total", service=SVC) == cap
         assert m.value("zklb_service_connections_open", service=SVC) == cap
@@ -198,3 +203,30 @@ def test_drain_closes_queued_clients(backend, zklb, workdir):
         assert sorted(ends) == ["shutdown", "shutdown"], ends
     finally:
         close_all([held, waiting])
+
+
+def test_a_client_that_gave_up_passes_its_turn(backend, zklb, workdir):
+    b = backend("b1", "tag")
+    log = workdir / "access.log"
+    lb = zklb(services={SVC: static_service([b], max_connections=1, queue_timeout="30s")},
+              log={"level": "info", "format": "text", "access": str(log)})
+    addr = lb.listen(SVC)
+    first = connect(addr)
+    first.sendall(b"?")
+    assert answered(first, 5) == "b1"
+    gone, next_one = connect(addr), None
+    try:
+        wait_until(lambda: queued(lb) == 1, 5, what="a client queued")
+        next_one = connect(addr)
+        next_one.sendall(b"?")
+        wait_until(lambda: queued(lb) == 2, 5, what="two clients queued")
+        gone.close()                  # gives up while queued
+        first.close()                 # its turn comes
+        assert answered(next_one, 5) == "b1"
+        assert b.accepts == 2, "the backend saw a connection for the client that left"
+        wait_until(lambda: "end=client_closed" in log.read_text(), 5, what="its access log line")
+        line = next(l for l in log.read_text().splitlines() if "end=client_closed" in l
+                    and "attempts=0" in l)
+        assert "established=false" in line
+    finally:
+        close_all([first, gone] + ([next_one] if next_one else []))
