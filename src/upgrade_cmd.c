@@ -302,6 +302,16 @@ int upgrade_cmd_run(const struct config *cfg, uint64_t timeout_ms, FILE *out, FI
 		return 1;
 	}
 	if (!target_upgrade(&t, why, sizeof(why))) {
+		/* A start that failed at once (the new binary died before it took the
+		 * offer) is counted like a later failure: report it the same way. */
+		char scratch[600];
+		if (target_view(&t, &now, scratch, sizeof(scratch)) &&
+		    upgrade_cmd_verdict(&before, &now) == UPGRADE_CMD_FAILED) {
+			printable(now.last_failure);
+			fprintf(err, "zklb upgrade: failed: %s; pid %ld serves on as before\n",
+				now.last_failure, now.pid);
+			return 1;
+		}
 		printable(why);
 		fprintf(err, "zklb upgrade: pid %ld did not start the upgrade: %s\n", before.pid, why);
 		return 1;
