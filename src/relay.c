@@ -252,7 +252,7 @@ void relay_accept(struct relay_worker *rw, struct backend_set *set, struct relay
 	}
 	r->c2u.pipe[0] = r->c2u.pipe[1] = -1;
 	r->u2c.pipe[0] = r->u2c.pipe[1] = -1;
-	set_nodelay(cfd);
+	/* TCP_NODELAY: inherited from the listener (worker.c), no syscall here. */
 
 	event_assign(&r->cr, rw->base, cfd, EV_READ | EV_PERSIST, on_client_read, r);
 	event_assign(&r->cw, rw->base, cfd, EV_WRITE | EV_PERSIST, on_client_write, r);
