@@ -504,7 +504,7 @@ def test_compare_runs_real_clients_end_to_end(bench, tmp_path):
     for (w, x), r in got.items():
         assert r["errors"] == 0, (w, x, r)
         assert r["requests"] > 0, (w, x, r)
-        assert r["mach_us"] > 0, (w, x, r)
+        assert r["mach_us"] > 0 and r["ours_us"] > 0, (w, x, r)
         assert r["p50_us"] > 0 and r["p99_us"] >= r["p50_us"], (w, x, r)
         if x != "direct":
             assert r["cpu_per_100k"] > 0 and r["sleeps"] >= 0, (w, x, r)
