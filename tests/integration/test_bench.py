@@ -518,3 +518,27 @@ def test_compare_runs_real_clients_end_to_end(bench, tmp_path):
         assert got[("redis", x)]["requests"] == 2000
     md = next(tmp_path.glob("*.md")).read_text()
     assert "Scaling with workers" in md and "whole-machine CPU" in md
+
+
+def test_counts_measures_a_relay(bench):
+    """bench/counts in a tiny mode through zklb: per request a relay makes at least a
+    recv and a send per message each way (4 syscalls), per connection at least an
+    accept, a socket, a connect and two closes; the client makes the same per-request
+    syscalls with or without a proxy in between (its side is measured too)."""
+    if not shutil.which("strace") or subprocess.run(
+            ["perf", "stat", "-e", "raw_syscalls:sys_enter", "true"],
+            capture_output=True).returncode != 0:
+        pytest.skip("perf (with tracepoints) or strace not usable here")
+    build = Path(bench).parents[1]
+    p = subprocess.run([str(ROOT / "bench" / "counts"), "--build", str(build), "--proxies", "zklb",
+                        "--rounds", "1", "--requests", "2000", "--conns", "200"],
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr[-2000:]
+
+    def cell(label):
+        row = next(ln for ln in p.stdout.splitlines() if ln.startswith(f"| {label} |"))
+        return float(row.split("|")[2].strip().split("–")[0].split(" ")[0])
+
+    assert 4 <= cell("proxy: syscalls") < 20
+    assert 6 <= cell("redis-benchmark: syscalls") < 20
+    assert 5 <= cell("syscalls") < 60  # per connection
