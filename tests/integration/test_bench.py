@@ -481,8 +481,8 @@ def test_http_open_loop(bench, nginx):
 
 
 def test_compare_runs_real_clients_end_to_end(bench, tmp_path):
-    """bench/compare in a short mode, end to end: zklb with 1 and 2 workers, HAProxy and
-    direct, through zklb-bench, redis-benchmark and wrk. Counts, not timing: every
+    """bench/compare in a short mode, end to end: zklb with 1 and 2 workers and a variant
+    of it, HAProxy and direct, through zklb-bench, redis-benchmark and wrk. Counts, not timing: every
     proxy has a result in every workload, without errors, with the whole-machine CPU
     figure, and redis-benchmark's one-request connections all reached a backend."""
     for exe in ("haproxy", "redis-server", "redis-benchmark", "wrk", "nginx"):
@@ -490,9 +490,11 @@ def test_compare_runs_real_clients_end_to_end(bench, tmp_path):
             f"{exe} missing: run tests/deps"
     build = Path(bench).parents[1]
     workloads = ["rr", "latency", "redis", "redis-conn", "wrk-close"]
-    proxies = ["zklb-w1", "zklb-w2", "haproxy", "direct"]
+    proxies = ["zklb-w1", "zklb-w2", "zklb-idle", "haproxy", "direct"]
     p = subprocess.run([str(ROOT / "bench" / "compare"), "--build", str(build),
                         "--proxies", "zklb,haproxy,direct", "--workers", "1,2",
+                        # a variant: one more zklb with a key added to every service
+                        "--zklb-variant", "idle=idle_timeout: 5m",
                         "--workloads", ",".join(workloads), "--runs", "1", "--duration", "1",
                         "--pause", "0.1", "--redis-rate", "2000", "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=240)
