@@ -57,6 +57,8 @@ bool net_addr_numeric(const char *host, uint16_t port, struct net_addr *out);
 bool net_split_host_port(const char *s, char *host, size_t hostlen, uint16_t *port);
 /* "127.0.0.1:9001", "[::1]:9001" or "unix:/path". */
 void net_addr_format(const struct net_addr *a, char *buf, size_t len);
+/* 127.0.0.0/8, ::1 or ::ffff:127.x.x.x. */
+bool sockaddr_is_loopback(const struct sockaddr *sa);
 
 /* Allocation that logs and aborts on out-of-memory rather than returning NULL. */
 void *xmalloc(size_t n);

@@ -826,18 +826,6 @@ static bool admin_read_token(struct admin *a, const char *path)
 	return true;
 }
 
-static bool is_loopback(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr) >> 24) == 127;
-	if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-		return IN6_IS_ADDR_LOOPBACK(a6) ||
-		       (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
-	}
-	return false;
-}
-
 /*
  * Listen on admin.listen: "host:port", or "unix:/path" with mode 0660 (the
  * admin API is for the host's operators and their group, not for every local
@@ -902,7 +890,7 @@ static bool admin_bind(struct admin *a, const char *listen, int inherited)
 		log_error("admin: cannot listen on %s: %s", listen, strerror(errno));
 		return false;
 	}
-	if (!is_loopback((struct sockaddr *)&addr.ss) && a->token_len == 0)
+	if (!sockaddr_is_loopback((struct sockaddr *)&addr.ss) && a->token_len == 0)
 		log_warn("admin API on %s is reachable beyond loopback and has no token: whoever "
 			 "reaches it reads every service, instance and the ZooKeeper session "
 			 "(set admin.token_file, or bind 127.0.0.1)", listen);

@@ -284,6 +284,18 @@ bool net_addr_resolve(const char *host, uint16_t port, struct net_addr *out, cha
 	return true;
 }
 
+bool sockaddr_is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+		return IN6_IS_ADDR_LOOPBACK(a6) ||
+		       (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+	}
+	return false;
+}
+
 void net_addr_format(const struct net_addr *a, char *buf, size_t len)
 {
 	char host[INET6_ADDRSTRLEN];

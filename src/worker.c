@@ -41,6 +41,8 @@
 #include "service.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -98,6 +100,14 @@ static void acceptor_add(struct worker *w, char *key, int fd, struct backend_set
 	a->key = key;
 	a->fd = fd;
 	a->set = set;
+	/*
+	 * Accepted sockets inherit TCP_NODELAY from their listener (Linux): set
+	 * once here, not once per client. Here rather than in listener.c, so a
+	 * socket handed over by an older process gets it too; unix sockets
+	 * refuse it harmlessly.
+	 */
+	int one = 1;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	a->ev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_accept, a);
 	a->resume = evtimer_new(w->base, on_resume, a);
 	event_add(a->ev, NULL);

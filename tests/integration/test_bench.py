@@ -475,3 +475,72 @@ def test_http_open_loop(bench, nginx):
     assert_clean(r)
     assert r["requests"] == 100 == len(statuses)
     assert r["bytes_received"] == resp_bytes
+
+
+# --- bench/compare ----------------------------------------------------------------
+
+
+def test_compare_runs_real_clients_end_to_end(bench, tmp_path):
+    """bench/compare in a short mode, end to end: zklb with 1 and 2 workers and a variant
+    of it, HAProxy and direct, through zklb-bench, redis-benchmark and wrk. Counts, not timing: every
+    proxy has a result in every workload, without errors, with the whole-machine CPU
+    figure, and redis-benchmark's one-request connections all reached a backend."""
+    for exe in ("haproxy", "redis-server", "redis-benchmark", "wrk", "nginx"):
+        assert shutil.which(exe) or os.path.exists(f"/usr/sbin/{exe}"), \
+            f"{exe} missing: run tests/deps"
+    build = Path(bench).parents[1]
+    workloads = ["rr", "latency", "redis", "redis-conn", "wrk-close"]
+    proxies = ["zklb-w1", "zklb-w2", "zklb-idle", "haproxy", "direct"]
+    p = subprocess.run([str(ROOT / "bench" / "compare"), "--build", str(build),
+                        "--proxies", "zklb,haproxy,direct", "--workers", "1,2",
+                        # a variant: one more zklb with a key added to every service
+                        "--zklb-variant", "idle=idle_timeout: 5m",
+                        "--workloads", ",".join(workloads), "--runs", "1", "--duration", "1",
+                        "--pause", "0.1", "--redis-rate", "2000", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-2000:]
+    [js] = list(tmp_path.glob("*.json"))
+    res = json.loads(js.read_text())["results"]
+    got = {(r["workload"], r["proxy"]): r for r in res}
+    assert set(got) == {(w, x) for w in workloads for x in proxies}, p.stderr[-2000:]
+    for (w, x), r in got.items():
+        assert r["errors"] == 0, (w, x, r)
+        assert r["requests"] > 0, (w, x, r)
+        assert r["mach_us"] > 0, (w, x, r)
+        if w != "latency":
+            assert r["ours_us"] > 0, (w, x, r)
+        assert r["p50_us"] > 0 and r["p99_us"] >= r["p50_us"], (w, x, r)
+        if x != "direct":
+            assert r["cpu_per_100k"] > 0 and r["sleeps"] >= 0, (w, x, r)
+            if w == "latency":  # the same run's direct p50 subtracted
+                assert r["p50_added_us"] == r["p50_us"] - got[(w, "direct")]["p50_us"], r
+    for x in proxies:
+        # redis-benchmark -k 0: every request on a connection of its own, each relayed
+        assert got[("redis-conn", x)]["upstream_accepts"] >= got[("redis-conn", x)]["requests"]
+        assert got[("redis", x)]["requests"] == 2000
+    md = next(tmp_path.glob("*.md")).read_text()
+    assert "Scaling with workers" in md and "whole-machine CPU" in md
+
+
+def test_counts_measures_a_relay(bench):
+    """bench/counts in a tiny mode through zklb: per request a relay makes at least a
+    recv and a send per message each way (4 syscalls), per connection at least an
+    accept, a socket, a connect and two closes; the client makes the same per-request
+    syscalls with or without a proxy in between (its side is measured too)."""
+    if not shutil.which("strace") or subprocess.run(
+            ["perf", "stat", "-e", "raw_syscalls:sys_enter", "true"],
+            capture_output=True).returncode != 0:
+        pytest.skip("perf (with tracepoints) or strace not usable here")
+    build = Path(bench).parents[1]
+    p = subprocess.run([str(ROOT / "bench" / "counts"), "--build", str(build), "--proxies", "zklb",
+                        "--rounds", "1", "--requests", "2000", "--conns", "200"],
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr[-2000:]
+
+    def cell(label):
+        row = next(ln for ln in p.stdout.splitlines() if ln.startswith(f"| {label} |"))
+        return float(row.split("|")[2].strip().split("–")[0].split(" ")[0])
+
+    assert 4 <= cell("proxy: syscalls") < 20
+    assert 6 <= cell("redis-benchmark: syscalls") < 20
+    assert 5 <= cell("syscalls") < 60  # per connection

@@ -195,6 +195,27 @@ static void test_addr_parse(void **state)
 	assert_non_null(strstr(err, "is not host:port"));
 }
 
+static void test_sockaddr_is_loopback(void **state)
+{
+	static const struct {
+		const char *host;
+		bool loopback;
+	} cases[] = {
+		{ "127.0.0.1", true }, { "127.255.0.9", true }, { "::1", true },
+		{ "::ffff:127.0.0.2", true }, { "128.0.0.1", false }, { "10.0.0.1", false },
+		{ "126.255.255.255", false }, { "::2", false }, { "::ffff:10.0.0.1", false },
+		{ "0.0.0.0", false }, { "::", false },
+	};
+	struct net_addr a;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_true(net_addr_numeric(cases[i].host, 80, &a));
+		assert_int_equal(sockaddr_is_loopback((struct sockaddr *)&a.ss), cases[i].loopback);
+	}
+	char err[128];
+	assert_true(net_addr_parse("unix:/run/zklb/x.sock", &a, err, sizeof(err)));
+	assert_false(sockaddr_is_loopback((struct sockaddr *)&a.ss));
+}
+
 static int count_entries(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -284,6 +305,7 @@ int main(void)
 		cmocka_unit_test(test_size_parse),
 		cmocka_unit_test(test_split_host_port),
 		cmocka_unit_test(test_addr_parse),
+		cmocka_unit_test(test_sockaddr_is_loopback),
 		cmocka_unit_test(test_numeric_matches_getaddrinfo),
 		cmocka_unit_test(test_write_atomic),
 	};
