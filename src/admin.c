@@ -190,6 +190,9 @@ static json_t *service_json(struct control *c, size_t idx)
 	if (sc->discovery.path)
 		json_object_set_new(o, "path", json_string(sc->discovery.path));
 	json_object_set_new(o, "balance", json_string(balance_kind_name(sc->balance)));
+	static const char *const via_names[] = { [VIA_DIRECT] = "direct", [VIA_TRUNK] = "trunk",
+						 [VIA_AUTO] = "auto" };
+	json_object_set_new(o, "via", json_string(via_names[sc->via]));
 	json_object_set_new(o, "origin", json_string(sc->origin ? sc->origin : "file"));
 	json_object_set_new(o, "version", json_integer((json_int_t)svc->version));
 	struct discovery_stats ds;
@@ -229,6 +232,11 @@ static json_t *service_json(struct control *c, size_t idx)
 		json_object_set_new(e, "state", json_string(v[i].state));
 		if (backend_refused(be))
 			json_object_set_new(e, "refused", json_string(be->refused));
+		uint16_t tport = atomic_load_explicit(&be->trunk_port, memory_order_relaxed);
+		json_object_set_new(e, "trunk", tport ? json_integer(tport) : json_null());
+		if (sc->via == VIA_TRUNK && !tport)
+			json_object_set_new(e, "unroutable", json_string(
+				"via: trunk, and the instance advertises no zklb.trunk in its payload"));
 		json_object_set_new(e, "active", json_integer(atomic_load(&be->active)));
 		json_object_set_new(e, "total", json_integer((json_int_t)atomic_load(&be->conn_total)));
 		json_object_set_new(e, "failures", json_integer((json_int_t)atomic_load(&be->connect_failures)));

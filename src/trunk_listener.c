@@ -1,6 +1,6 @@
 /*
- * trunk_listener — see trunk_listener.h; its connections are in trunk_conn.c,
- * their streams in trunk_stream.c (trunk_conn.h).
+ * trunk_listener — see trunk_listener.h; its connections and their streams
+ * are in trunk_conn.c (trunk_conn.h), shared with the calling side.
  *
  * Objects are never freed inside their own callbacks: closed streams and
  * connections go to dead lists, reaped by an event made active for the
@@ -29,16 +29,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 	struct trunk_listener *tl = arg;
 	(void)fd;
 	(void)what;
-	while (tl->dead) {
-		struct trunk_conn *tc = tl->dead;
-		tl->dead = tc->next;
-		trunk_conn_free(tc);
-	}
-	while (tl->dead_streams) {
-		struct trunk_stream *st = tl->dead_streams;
-		tl->dead_streams = st->next;
-		trunk_stream_free(st);
-	}
+	trunk_loop_reap(&tl->loop);
 }
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
@@ -54,8 +45,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 				log_warn("trunk %s: accept: %s", tl->listen, strerror(errno));
 			return;
 		}
-		STAT_ADD(tl, conns_accepted, 1);
-		trunk_conn_accept(tl, fd, &peer);
+		STAT_ADD(&tl->stats, conns_accepted, 1);
+		trunk_conn_accept(&tl->loop, fd, &peer);
 	}
 }
 
@@ -64,7 +55,7 @@ static void listener_drain(struct trunk_listener *tl)
 {
 	tl->drained = true;
 	event_del(tl->accept_ev);
-	for (struct trunk_conn *tc = tl->live, *next; tc; tc = next) {
+	for (struct trunk_conn *tc = tl->loop.live, *next; tc; tc = next) {
 		next = tc->next;		/* the GOAWAY may close tc */
 		trunk_conn_goaway(tc);
 	}
@@ -97,8 +88,8 @@ static void *trunk_thread(void *arg)
 {
 	struct trunk_listener *tl = arg;
 	event_base_dispatch(tl->base);
-	while (tl->live)
-		trunk_conn_close(tl->live, "shutdown");
+	while (tl->loop.live)
+		trunk_conn_close(tl->loop.live, "shutdown");
 	on_reap(-1, 0, tl);
 	return NULL;
 }
@@ -152,11 +143,16 @@ struct trunk_listener *trunk_listener_new(const struct trunk_conf *conf, char *e
 	tl->wake_fd = -1;
 	tl->listen = xstrdup(conf->listen);
 	tl->tls = tls_ctx_get(conf->tls.ctx);
-	tl->stream_window = (uint32_t)conf->stream_window;
-	tl->connection_window = (uint32_t)conf->connection_window;
-	tl->max_streams = conf->max_streams;
-	tl->connect_timeout_ms = conf->connect_timeout_ms;
-	tl->idle_timeout_ms = conf->idle_timeout_ms;
+	tl->loop = (struct trunk_loop){
+		.tls = tl->tls,
+		.listener = tl,
+		.stream_window = (uint32_t)conf->stream_window,
+		.connection_window = (uint32_t)conf->connection_window,
+		.max_streams = conf->max_streams,
+		.connect_timeout_ms = conf->connect_timeout_ms,
+		.idle_timeout_ms = conf->idle_timeout_ms,
+		.handshake_ms = TRUNK_HANDSHAKE_MS,
+	};
 	pthread_mutex_init(&tl->allow_lock, NULL);
 	if (!tl->tls) {
 		snprintf(err, errlen, "trunk: no TLS context");
@@ -173,6 +169,8 @@ struct trunk_listener *trunk_listener_new(const struct trunk_conf *conf, char *e
 	tl->accept_ev = event_new(tl->base, tl->listen_fd, EV_READ | EV_PERSIST, on_accept, tl);
 	tl->wake_ev = event_new(tl->base, tl->wake_fd, EV_READ | EV_PERSIST, on_wake, tl);
 	tl->reap_ev = event_new(tl->base, -1, 0, on_reap, tl);
+	tl->loop.base = tl->base;
+	tl->loop.reap_ev = tl->reap_ev;
 	event_add(tl->accept_ev, NULL);
 	event_add(tl->wake_ev, NULL);
 	if (pthread_create(&tl->thread, NULL, trunk_thread, tl) != 0) {
@@ -181,7 +179,7 @@ struct trunk_listener *trunk_listener_new(const struct trunk_conf *conf, char *e
 	}
 	tl->started = true;
 	log_info("trunk: listening on %s (stream window %u, connection window %u)", tl->listen,
-		 tl->stream_window, tl->connection_window);
+		 tl->loop.stream_window, tl->loop.connection_window);
 	return tl;
 fail:
 	trunk_listener_free(tl);
