@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -43,14 +42,7 @@ struct trunk_request {
 };
 
 struct trunk_client {
-	struct trunk_loop loop;
-	struct event_base *base;		/* owned */
-	pthread_t thread;
-	bool started;
-	int wake_fd;				/* owned; eventfd */
-	struct event *wake_ev;			/* owned */
-	struct event *reap_ev;			/* owned */
-	_Atomic bool stopping;
+	struct trunk_loop loop;			/* its thread, settings, connections */
 	struct tls_ctx *tls;			/* owned: a client context offering h2 */
 	uint32_t conns_per_peer;
 	pthread_mutex_t lock;			/* guards queue */
@@ -58,14 +50,6 @@ struct trunk_client {
 	pthread_mutex_t peers_lock;		/* guards the peers list's links */
 	struct trunk_peer *peers;		/* owned */
 };
-
-static void on_reap(evutil_socket_t fd, short what, void *arg)
-{
-	struct trunk_client *c = arg;
-	(void)fd;
-	(void)what;
-	trunk_loop_reap(&c->loop);
-}
 
 static struct trunk_peer *peer_find(struct trunk_client *c, const struct net_addr *a,
 				    const char *host)
@@ -125,17 +109,10 @@ static void request_place(struct trunk_client *c, struct trunk_request *rq)
 	trunk_stream_open(tc, rq->fd, &rq->target);
 }
 
-static void on_wake(evutil_socket_t fd, short what, void *arg)
+/* Place what the workers queued, oldest first. */
+static void on_wake(struct trunk_loop *loop)
 {
-	struct trunk_client *c = arg;
-	uint64_t v;
-	(void)what;
-	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		log_warn("trunk client: wake read: %s", strerror(errno));
-	if (atomic_load(&c->stopping)) {
-		event_base_loopbreak(c->base);
-		return;
-	}
+	struct trunk_client *c = loop->client;
 	pthread_mutex_lock(&c->lock);
 	struct trunk_request *list = c->queue;
 	c->queue = NULL;
@@ -178,10 +155,9 @@ int trunk_client_open(struct trunk_client *c, const struct net_addr *trunk, cons
 	rq->next = c->queue;
 	c->queue = rq;
 	pthread_mutex_unlock(&c->lock);
-	uint64_t one = 1;
-	/* One wake per batch; a failed write leaves the relay's connect timeout to say so. */
-	if (first && write(c->wake_fd, &one, sizeof(one)) < 0)
-		log_warn("trunk client: wake write: %s", strerror(errno));
+	/* One wake per batch; a failed one leaves the relay's connect timeout to say so. */
+	if (first)
+		trunk_loop_wake(&c->loop);
 	return sv[0];
 }
 
@@ -195,42 +171,17 @@ void trunk_client_each_peer(struct trunk_client *c,
 	pthread_mutex_unlock(&c->peers_lock);
 }
 
-static void *client_thread(void *arg)
-{
-	struct trunk_client *c = arg;
-	event_base_dispatch(c->base);
-	while (c->loop.live)
-		trunk_conn_close(c->loop.live, "shutdown");
-	trunk_loop_reap(&c->loop);
-	return NULL;
-}
-
 struct trunk_client *trunk_client_new(const struct trunk_conf *conf, char *err, size_t errlen)
 {
 	struct trunk_client *c = xcalloc(1, sizeof(*c));
-	c->wake_fd = -1;
 	c->conns_per_peer = conf->connections_per_peer ? conf->connections_per_peer : 1;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->peers_lock, NULL);
 	const char *bad = NULL;
 	char terr[400];
 	c->tls = tls_ctx_new_client(&conf->tls, "h2", &bad, terr, sizeof(terr));
-	if (!c->tls) {
-		snprintf(err, errlen, "trunk: calling side TLS: %s", terr);
-		goto fail;
-	}
-	c->base = event_base_new();
-	c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (!c->base || c->wake_fd < 0) {
-		snprintf(err, errlen, "trunk: cannot create the calling side's event loop");
-		goto fail;
-	}
-	c->wake_ev = event_new(c->base, c->wake_fd, EV_READ | EV_PERSIST, on_wake, c);
-	c->reap_ev = event_new(c->base, -1, 0, on_reap, c);
-	event_add(c->wake_ev, NULL);
 	c->loop = (struct trunk_loop){
-		.base = c->base,
-		.reap_ev = c->reap_ev,
+		.wake_fd = -1,
 		.tls = c->tls,
 		.client = c,
 		.stream_window = (uint32_t)conf->stream_window,
@@ -240,11 +191,13 @@ struct trunk_client *trunk_client_new(const struct trunk_conf *conf, char *err, 
 		.idle_timeout_ms = conf->idle_timeout_ms,
 		.handshake_ms = conf->connect_timeout_ms,
 	};
-	if (pthread_create(&c->thread, NULL, client_thread, c) != 0) {
-		snprintf(err, errlen, "trunk: cannot start the calling side's thread");
+	if (!c->tls) {
+		snprintf(err, errlen, "trunk: calling side TLS: %s", terr);
 		goto fail;
 	}
-	c->started = true;
+	if (!trunk_loop_open(&c->loop, on_wake, err, errlen) ||
+	    !trunk_loop_start(&c->loop, err, errlen))
+		goto fail;
 	log_info("trunk: calling side ready (%u connections per peer)", c->conns_per_peer);
 	return c;
 fail:
@@ -256,13 +209,7 @@ void trunk_client_free(struct trunk_client *c)
 {
 	if (!c)
 		return;
-	if (c->started) {
-		uint64_t one = 1;
-		atomic_store(&c->stopping, true);
-		if (write(c->wake_fd, &one, sizeof(one)) < 0)
-			log_warn("trunk client: wake write: %s", strerror(errno));
-		pthread_join(c->thread, NULL);
-	}
+	trunk_loop_close(&c->loop);
 	while (c->queue) {
 		struct trunk_request *rq = c->queue;
 		c->queue = rq->next;
@@ -274,14 +221,6 @@ void trunk_client_free(struct trunk_client *c)
 		c->peers = p->next;
 		free(p);
 	}
-	if (c->wake_ev)
-		event_free(c->wake_ev);
-	if (c->reap_ev)
-		event_free(c->reap_ev);
-	if (c->base)
-		event_base_free(c->base);
-	if (c->wake_fd >= 0)
-		close(c->wake_fd);
 	tls_ctx_put(c->tls);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->peers_lock);

@@ -50,10 +50,20 @@ struct tls_ctx;
 struct trunk_stream;
 struct trunk_client;
 
-/* What one trunk thread shares with its connections, in either role. */
+/*
+ * One trunk thread, in either role: its event base, its wake-up, and what it
+ * shares with its connections. The role's on_wake runs on the thread for
+ * each trunk_loop_wake() (not once stopping).
+ */
 struct trunk_loop {
-	struct event_base *base;		/* ref: the thread's */
-	struct event *reap_ev;			/* ref: frees the dead lists */
+	struct event_base *base;		/* owned */
+	pthread_t thread;
+	bool started;
+	_Atomic bool stopping;
+	int wake_fd;				/* owned; eventfd */
+	struct event *wake_ev;			/* owned */
+	struct event *reap_ev;			/* owned; frees the dead lists */
+	void (*on_wake)(struct trunk_loop *loop);	/* the role's work on a wake-up */
 	struct tls_ctx *tls;			/* ref: server context, or client context offering h2 */
 	struct trunk_listener *listener;	/* ref: the accepting role; NULL when calling */
 	struct trunk_client *client;		/* ref: the calling role; NULL when accepting */
@@ -128,16 +138,9 @@ struct trunk_stream {
 };
 
 struct trunk_listener {
-	struct trunk_loop loop;			/* its base, reaper, settings, connections */
-	struct event_base *base;		/* owned */
-	pthread_t thread;
-	bool started;
+	struct trunk_loop loop;			/* its thread, settings, connections */
 	int listen_fd;				/* owned */
-	int wake_fd;				/* owned; eventfd: stop */
 	struct event *accept_ev;		/* owned */
-	struct event *wake_ev;			/* owned */
-	struct event *reap_ev;			/* owned; frees the dead lists */
-	_Atomic bool stopping;
 	_Atomic bool draining;			/* GOAWAY every trunk; accept no more */
 	bool drained;				/* the trunk thread did it */
 	struct tls_ctx *tls;			/* ref */
@@ -160,6 +163,17 @@ static inline void trunk_reap_soon(struct trunk_loop *loop)
 
 /* Free what closed during the last loop turn (the reap event's work). */
 void trunk_loop_reap(struct trunk_loop *loop);
+/* Make the base, the wake-up and the reaper (the settings are the caller's). false: err says. */
+bool trunk_loop_open(struct trunk_loop *loop, void (*on_wake)(struct trunk_loop *loop),
+		     char *err, size_t errlen);
+/* Run the thread: the loop, then every connection closed ("shutdown"). false: err says. */
+bool trunk_loop_start(struct trunk_loop *loop, char *err, size_t errlen);
+/* Have on_wake run on the thread soon. Any thread. */
+void trunk_loop_wake(struct trunk_loop *loop);
+/* Stop and join the thread, if started (its connections are closed then). */
+void trunk_loop_stop(struct trunk_loop *loop);
+/* trunk_loop_stop, then free what trunk_loop_open made. */
+void trunk_loop_close(struct trunk_loop *loop);
 
 /* --- trunk_conn.c ---------------------------------------------------------- */
 

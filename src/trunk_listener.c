@@ -20,17 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-static void on_reap(evutil_socket_t fd, short what, void *arg)
-{
-	struct trunk_listener *tl = arg;
-	(void)fd;
-	(void)what;
-	trunk_loop_reap(&tl->loop);
-}
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
@@ -63,35 +54,18 @@ static void listener_drain(struct trunk_listener *tl)
 		 atomic_load(&tl->stats.streams_open));
 }
 
-static void on_wake(evutil_socket_t fd, short what, void *arg)
+/* A wake-up that is not a stop: the control thread asked for the drain. */
+static void on_wake(struct trunk_loop *loop)
 {
-	struct trunk_listener *tl = arg;
-	uint64_t v;
-	(void)what;
-	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		log_warn("trunk: wake read: %s", strerror(errno));
-	if (atomic_load(&tl->stopping))
-		event_base_loopbreak(tl->base);
-	else if (atomic_load(&tl->draining) && !tl->drained)
+	struct trunk_listener *tl = loop->listener;
+	if (atomic_load(&tl->draining) && !tl->drained)
 		listener_drain(tl);
 }
 
 void trunk_listener_drain(struct trunk_listener *tl)
 {
-	uint64_t one = 1;
 	atomic_store(&tl->draining, true);
-	if (write(tl->wake_fd, &one, sizeof(one)) < 0)
-		log_warn("trunk: wake write: %s", strerror(errno));
-}
-
-static void *trunk_thread(void *arg)
-{
-	struct trunk_listener *tl = arg;
-	event_base_dispatch(tl->base);
-	while (tl->loop.live)
-		trunk_conn_close(tl->loop.live, "shutdown");
-	on_reap(-1, 0, tl);
-	return NULL;
+	trunk_loop_wake(&tl->loop);
 }
 
 /* The host's own numeric addresses, for `address: auto` entries. */
@@ -140,10 +114,10 @@ struct trunk_listener *trunk_listener_new(const struct trunk_conf *conf, char *e
 {
 	struct trunk_listener *tl = xcalloc(1, sizeof(*tl));
 	tl->listen_fd = -1;
-	tl->wake_fd = -1;
 	tl->listen = xstrdup(conf->listen);
 	tl->tls = tls_ctx_get(conf->tls.ctx);
 	tl->loop = (struct trunk_loop){
+		.wake_fd = -1,
 		.tls = tl->tls,
 		.listener = tl,
 		.stream_window = (uint32_t)conf->stream_window,
@@ -160,24 +134,12 @@ struct trunk_listener *trunk_listener_new(const struct trunk_conf *conf, char *e
 	}
 	if (!listener_open(conf->listen, 1, &tl->listen_fd, err, errlen))
 		goto fail;
-	tl->base = event_base_new();
-	tl->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (!tl->base || tl->wake_fd < 0) {
-		snprintf(err, errlen, "trunk: cannot create its event loop");
+	if (!trunk_loop_open(&tl->loop, on_wake, err, errlen))
 		goto fail;
-	}
-	tl->accept_ev = event_new(tl->base, tl->listen_fd, EV_READ | EV_PERSIST, on_accept, tl);
-	tl->wake_ev = event_new(tl->base, tl->wake_fd, EV_READ | EV_PERSIST, on_wake, tl);
-	tl->reap_ev = event_new(tl->base, -1, 0, on_reap, tl);
-	tl->loop.base = tl->base;
-	tl->loop.reap_ev = tl->reap_ev;
+	tl->accept_ev = event_new(tl->loop.base, tl->listen_fd, EV_READ | EV_PERSIST, on_accept, tl);
 	event_add(tl->accept_ev, NULL);
-	event_add(tl->wake_ev, NULL);
-	if (pthread_create(&tl->thread, NULL, trunk_thread, tl) != 0) {
-		snprintf(err, errlen, "trunk: cannot start its thread");
+	if (!trunk_loop_start(&tl->loop, err, errlen))
 		goto fail;
-	}
-	tl->started = true;
 	log_info("trunk: listening on %s (stream window %u, connection window %u)", tl->listen,
 		 tl->loop.stream_window, tl->loop.connection_window);
 	return tl;
@@ -190,25 +152,13 @@ void trunk_listener_free(struct trunk_listener *tl)
 {
 	if (!tl)
 		return;
-	if (tl->started) {
-		uint64_t one = 1;
-		atomic_store(&tl->stopping, true);
-		if (write(tl->wake_fd, &one, sizeof(one)) < 0)
-			log_warn("trunk: wake write: %s", strerror(errno));
-		pthread_join(tl->thread, NULL);
-	}
+	/* The accept event lives on the loop's base: stop the thread, free it, then the base. */
+	trunk_loop_stop(&tl->loop);
 	if (tl->accept_ev)
 		event_free(tl->accept_ev);
-	if (tl->wake_ev)
-		event_free(tl->wake_ev);
-	if (tl->reap_ev)
-		event_free(tl->reap_ev);
-	if (tl->base)
-		event_base_free(tl->base);
+	trunk_loop_close(&tl->loop);
 	if (tl->listen_fd >= 0)
 		close(tl->listen_fd);
-	if (tl->wake_fd >= 0)
-		close(tl->wake_fd);
 	tls_ctx_put(tl->tls);
 	trunk_allow_free(&tl->allow);
 	pthread_mutex_destroy(&tl->allow_lock);
