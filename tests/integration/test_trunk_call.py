@@ -183,6 +183,12 @@ def test_short_connections_share_one_trunk(remote, caller):
     c = caller.metrics()
     assert c.value("zklb_trunk_peer_streams_total", peer=remote.trunk) == n_threads * per_thread
     assert c.value("zklb_trunk_peer_connections", peer=remote.trunk) == 1
+    peers = caller.admin_json("/services")["trunk_peers"]
+    assert [(p["peer"], p["connections"], p["streams"], p["stream_failures"]) for p in peers] \
+        == [(remote.trunk, 1, n_threads * per_thread, 0)], peers
+    svc = caller.services()["echo"]
+    assert svc["via"] == "trunk"
+    assert harness.instances_of(svc)[0]["trunk"] == int(remote.trunk.rsplit(":", 1)[1])
     print(f"\ntrunk call: {n_threads * per_thread} client connections in {ms} ms, "
           f"{len(sockets)} host-to-host sockets on the trunk port")
 
