@@ -6,6 +6,7 @@
  *                     list, drain
  *   trunk_client.c    the calling thread: the queue of streams the relays
  *                     ask for, the peers, which connection takes a stream
+ *   trunk_loop.c      the thread both roles run on: base, wake-up, reaper
  *   trunk_conn.c      one trunk connection (TLS, the nghttp2 session, frames
  *                     in and out, PINGs, idle and handshake deadlines) and its
  *                     streams (request or response, the local socket, both
@@ -160,6 +161,8 @@ static inline void trunk_reap_soon(struct trunk_loop *loop)
 {
 	event_active(loop->reap_ev, EV_TIMEOUT, 0);
 }
+
+/* --- trunk_loop.c ---------------------------------------------------------- */
 
 /* Free what closed during the last loop turn (the reap event's work). */
 void trunk_loop_reap(struct trunk_loop *loop);
