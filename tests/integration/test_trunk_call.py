@@ -379,3 +379,27 @@ def test_peer_certificate_not_naming_the_host_fails(zklb, shared_zookeeper, pki,
     assert echo.status()["open"] == 0
     m = z.metrics()
     assert m.value("zklb_trunk_peer_handshake_failures_total") >= 1
+
+
+def test_address_not_announced_is_refused(zklb, shared_zookeeper, kazoo_client, pki, echo,
+                                          zk_path, remote):
+    """An instance registered by hand at an address the remote host does not announce,
+    claiming the remote's trunk: the remote refuses the stream (403, never relayed),
+    and the caller counts a failed connect of that instance and closes the client."""
+    k = kazoo_client(shared_zookeeper.hosts)
+    stray = free_port(REMOTE)
+    doc = {"name": "stray", "id": "s1", "address": REMOTE, "port": stray, "sslPort": None,
+           "payload": {"zklb.trunk": int(remote.trunk.rsplit(":", 1)[1])},
+           "registrationTimeUTC": 0, "serviceType": "DYNAMIC", "uriSpec": None}
+    k.create(f"{zk_path}/stray/s1", json.dumps(doc).encode(), makepath=True)
+    z = start_caller(zklb, shared_zookeeper, pki, zk_path, services=("stray",))
+    s = harness.connect(listen_of(z, "stray"), timeout=5)
+    assert harness.closed_within(s, 10) is not None
+    s.close()
+    z.wait_for_log(r"trunk peer=.*: not_announced", timeout=10)
+    assert remote.metrics().value("zklb_trunk_streams_refused_total",
+                                  reason="not_announced") == 1
+    m = z.metrics()
+    assert m.value("zklb_backend_connect_failures_total", service="stray",
+                   backend=f"{REMOTE}:{stray}") == 1
+    assert m.value("zklb_trunk_peer_stream_failures_total", peer=remote.trunk) == 1
