@@ -186,6 +186,8 @@ def test_short_connections_share_one_trunk(remote, caller):
     peers = caller.admin_json("/services")["trunk_peers"]
     assert [(p["peer"], p["connections"], p["streams"], p["stream_failures"]) for p in peers] \
         == [(remote.trunk, 1, n_threads * per_thread, 0)], peers
+    page = caller.admin_get("/")[2].decode()
+    assert "trunk peers" in page and remote.trunk in page
     svc = caller.services()["echo"]
     assert svc["via"] == "trunk"
     assert harness.instances_of(svc)[0]["trunk"] == int(remote.trunk.rsplit(":", 1)[1])
