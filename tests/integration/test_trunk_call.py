@@ -19,6 +19,7 @@ connect). Every wait and every loop is bounded; processes are stopped by PID.
 """
 
 import json
+import signal
 import socket
 import subprocess
 import threading
@@ -405,3 +406,62 @@ def test_address_not_announced_is_refused(zklb, shared_zookeeper, kazoo_client, 
     assert m.value("zklb_backend_connect_failures_total", service="stray",
                    backend=f"{REMOTE}:{stray}") == 1
     assert m.value("zklb_trunk_peer_stream_failures_total", peer=remote.trunk) == 1
+
+
+def test_via_auto_and_two_connections_per_peer(zklb, shared_zookeeper, pki, zk_path, remote):
+    """via: auto takes the advertised trunk; with connections_per_peer: 2, concurrent
+    streams spread over two host-to-host connections and never more."""
+    z = start_caller(zklb, shared_zookeeper, pki, zk_path, via="auto", connections_per_peer=2)
+    addr = listen_of(z, "echo")
+    held = [harness.connect(addr, timeout=10) for _ in range(8)]
+    try:
+        for i, s in enumerate(held):
+            assert harness.echo_roundtrip(s, b"%d\n" % i) == b"%d\n" % i
+    finally:
+        for s in held:
+            s.close()
+    for i in range(20):
+        assert roundtrip(addr, b"x%d" % i, timeout=10) == b"x%d" % i
+    m = z.metrics()
+    assert m.value("zklb_trunk_peer_connections_opened_total", peer=remote.trunk) == 2
+    assert m.value("zklb_trunk_peer_streams_total", peer=remote.trunk) == 28
+    assert remote.metrics().value("zklb_trunk_connections_accepted_total") == 2
+
+
+def test_remote_drain_lets_streams_finish(zklb, shared_zookeeper, pki, echo, zk_path):
+    """SIGTERM on the remote: its trunk sends GOAWAY; the caller's streams in flight
+    finish byte-exact, and the caller stops opening streams on that connection."""
+    r = start_remote(zklb, shared_zookeeper, pki, echo, zk_path, name="draining")
+    z = start_caller(zklb, shared_zookeeper, pki, zk_path)
+    addr = listen_of(z, "echo")
+    datas = [harness.random_bytes(8 << 20, seed=k) for k in range(2)]
+    got = [None, None]
+    socks = [harness.connect(addr, timeout=30) for _ in range(2)]
+
+    def one(k):
+        s = socks[k]
+        try:
+            # Half first, then the rest once the drain began (the stream spans it).
+            s.sendall(datas[k][:1 << 20])
+            started.wait(20)
+            s.sendall(datas[k][1 << 20:])
+            s.shutdown(socket.SHUT_WR)
+            got[k] = harness.recv_all(s, timeout=60)
+        except OSError as e:
+            got[k] = e
+        finally:
+            s.close()
+
+    started = threading.Event()
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    harness.wait_until(lambda: echo.status()["open"] == 2, 20, what="2 backend connections")
+    r.proc.send_signal(signal.SIGTERM)
+    z.wait_for_log(r"GOAWAY received", timeout=10)
+    started.set()
+    for t in threads:
+        t.join(90)
+    assert all(isinstance(g, bytes) for g in got), got
+    assert got == datas
+    assert r.proc.wait(60) == 0
