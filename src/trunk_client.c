@@ -45,6 +45,7 @@ struct trunk_client {
 	struct trunk_loop loop;			/* its thread, settings, connections */
 	struct tls_ctx *tls;			/* owned: a client context offering h2 */
 	uint32_t conns_per_peer;
+	struct net_addr source;			/* trunk.listen's address, port 0; len 0: any */
 	pthread_mutex_t lock;			/* guards queue */
 	struct trunk_request *queue;		/* owned, newest first */
 	pthread_mutex_t peers_lock;		/* guards the peers list's links */
@@ -100,7 +101,8 @@ static void request_place(struct trunk_client *c, struct trunk_request *rq)
 	struct trunk_conn *tc = k >= 0 ? conns[k] : NULL;
 	if (!tc) {
 		char err[128];
-		tc = trunk_conn_dial(&c->loop, &p->addr, p->host, &p->stats, p, err, sizeof(err));
+		tc = trunk_conn_dial(&c->loop, &p->addr, c->source.len ? &c->source : NULL, p->host,
+				     &p->stats, p, err, sizeof(err));
 		if (!tc) {
 			request_fail(p, rq->fd, err);
 			return;
@@ -171,10 +173,28 @@ void trunk_client_each_peer(struct trunk_client *c,
 	pthread_mutex_unlock(&c->peers_lock);
 }
 
+/*
+ * The calling side connects from the address the trunk listens on, when that
+ * is one address of this host (not a wildcard): a host's trunks then run
+ * between the same two addresses both ways, as firewalls and ss see them.
+ */
+static struct net_addr trunk_client_source(const char *listen)
+{
+	struct net_addr a = { 0 };
+	char host[256];
+	uint16_t port;
+	if (!listen || !net_split_host_port(listen, host, sizeof(host), &port) ||
+	    strcmp(host, "*") == 0 || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 ||
+	    !net_addr_numeric(host, 0, &a))
+		a.len = 0;
+	return a;
+}
+
 struct trunk_client *trunk_client_new(const struct trunk_conf *conf, char *err, size_t errlen)
 {
 	struct trunk_client *c = xcalloc(1, sizeof(*c));
 	c->conns_per_peer = conf->connections_per_peer ? conf->connections_per_peer : 1;
+	c->source = trunk_client_source(conf->listen);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->peers_lock, NULL);
 	const char *bad = NULL;

@@ -308,17 +308,44 @@ void trunk_conn_close(struct trunk_conn *tc, const char *reason)
 	trunk_reap_soon(loop);
 }
 
-/* Free a closed connection: its streams lose their trunk and reset their backends. */
-void trunk_conn_free(struct trunk_conn *tc)
+/*
+ * Both END_STREAMs are through (nghttp2 forgot the stream) and the local
+ * socket has yet to take the peer's last bytes or our FIN: it needs its
+ * socket, not the connection.
+ */
+static bool stream_flushing(const struct trunk_stream *st)
 {
-	/* The session goes without calling trunk_stream_on_close: fail what is open here. */
-	while (tc->streams) {
-		struct trunk_stream *st = tc->streams;
+	return st->h2_closed && st->state != TRUNK_STREAM_CLOSED && st->fd >= 0;
+}
+
+/* Fail the streams of closed tc (all, or all but the flushing ones). */
+static void conn_fail_streams(struct trunk_conn *tc, bool keep_flushing, const char *reason)
+{
+	for (struct trunk_stream *st = tc->streams, *next; st; st = next) {
+		next = st->next;	/* retiring st unlinks it only */
+		if (keep_flushing && stream_flushing(st))
+			continue;
 		st->h2_closed = true;
 		if (st->state == TRUNK_STREAM_CLOSED)
 			trunk_stream_retire(st);
 		else
-			trunk_stream_close(st, "trunk closed", true);
+			trunk_stream_close(st, reason, true);
+	}
+}
+
+/* Free a closed connection: its streams lose their trunk and reset their backends. */
+void trunk_conn_free(struct trunk_conn *tc)
+{
+	/* The session goes without calling trunk_stream_on_close: fail what is open here. */
+	conn_fail_streams(tc, true, "trunk closed");
+	if (tc->streams) {
+		/* The peer's last bytes are all here: let them reach the local sockets. */
+		log_info("trunk peer=%s: %u streams still writing their last bytes locally",
+			 tc->peer, tc->n_streams);
+		tc->lingering = true;
+		tc->next = tc->loop->lingering;
+		tc->loop->lingering = tc;
+		return;
 	}
 	nghttp2_session_del(tc->h2);
 	tls_conn_free(tc->tls);
@@ -374,12 +401,19 @@ void trunk_conn_accept(struct trunk_loop *loop, int fd, const struct net_addr *p
 }
 
 struct trunk_conn *trunk_conn_dial(struct trunk_loop *loop, const struct net_addr *to,
-				   const char *host, struct trunk_stats *stats,
-				   const void *peer_key, char *err, size_t errlen)
+				   const struct net_addr *from, const char *host,
+				   struct trunk_stats *stats, const void *peer_key, char *err,
+				   size_t errlen)
 {
 	int fd = socket(to->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return NULL;
+	}
+	if (from && from->ss.ss_family == to->ss.ss_family &&
+	    bind(fd, (const struct sockaddr *)&from->ss, from->len) < 0) {
+		snprintf(err, errlen, "bind: %s", strerror(errno));
+		close(fd);
 		return NULL;
 	}
 	if (connect(fd, (const struct sockaddr *)&to->ss, to->len) < 0 && errno != EINPROGRESS) {
@@ -723,6 +757,27 @@ static void stream_request(struct trunk_stream *st)
 }
 
 /* Closed, and nghttp2 forgot it: off the connection, freed after the loop turn. */
+/* A lingering connection whose last stream retired goes to be freed. */
+static void conn_unlinger(struct trunk_conn *tc)
+{
+	struct trunk_loop *loop = tc->loop;
+	for (struct trunk_conn **pp = &loop->lingering; *pp; pp = &(*pp)->next) {
+		if (*pp == tc) {
+			*pp = tc->next;
+			break;
+		}
+	}
+	tc->lingering = false;
+	tc->next = loop->dead;
+	loop->dead = tc;
+}
+
+void trunk_conn_free_lingering(struct trunk_loop *loop)
+{
+	while (loop->lingering)
+		conn_fail_streams(loop->lingering, false, "shutdown");	/* the last one unlingers it */
+}
+
 void trunk_stream_retire(struct trunk_stream *st)
 {
 	struct trunk_conn *tc = st->tc;
@@ -733,6 +788,8 @@ void trunk_stream_retire(struct trunk_stream *st)
 	if (st->next)
 		st->next->prev = st->prev;
 	tc->n_streams--;
+	if (tc->lingering && tc->n_streams == 0)
+		conn_unlinger(tc);
 	STAT_SUB(tc->stats, streams_open, 1);
 	st->prev = NULL;
 	st->next = tc->loop->dead_streams;

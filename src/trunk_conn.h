@@ -76,6 +76,7 @@ struct trunk_loop {
 	uint64_t handshake_ms;			/* TCP connect and TLS handshake deadline */
 	struct trunk_conn *live;		/* owned list */
 	struct trunk_conn *dead;		/* closed, freed by reap_ev */
+	struct trunk_conn *lingering;		/* closed; streams still write the peer's last bytes */
 	struct trunk_stream *dead_streams;	/* closed, freed by reap_ev */
 };
 
@@ -100,6 +101,7 @@ struct trunk_conn {
 	uint64_t last_active_ms;		/* last frame in or out */
 	bool ping_outstanding;			/* a PING sent, its ACK not seen yet */
 	bool finishing;				/* session over: FIN sent, waiting for the peer's */
+	bool lingering;				/* closed, in loop->lingering until its streams retire */
 	char peer[64];				/* "ip:port" of the other host */
 };
 
@@ -183,14 +185,17 @@ void trunk_loop_close(struct trunk_loop *loop);
 /* Take over accepted socket fd from peer: the TLS handshake starts. */
 void trunk_conn_accept(struct trunk_loop *loop, int fd, const struct net_addr *peer);
 /*
- * Calling: a connection to `to` (a trunk port), counted in stats and known
- * by peer_key; its TLS verifies `host`. NULL when no socket could be made
- * (errno-like reason in err). The TCP connect and the handshake go on in
- * the loop; streams may be added at once (trunk_stream_open).
+ * Calling: a connection to `to` (a trunk port) from `from` (an address of
+ * this host, port 0; NULL or another family: the kernel's choice), counted
+ * in stats and known by peer_key; its TLS verifies `host`. NULL when no
+ * socket could be made (the reason in err). The TCP connect and the
+ * handshake go on in the loop; streams may be added at once
+ * (trunk_stream_open).
  */
 struct trunk_conn *trunk_conn_dial(struct trunk_loop *loop, const struct net_addr *to,
-				   const char *host, struct trunk_stats *stats,
-				   const void *peer_key, char *err, size_t errlen);
+				   const struct net_addr *from, const char *host,
+				   struct trunk_stats *stats, const void *peer_key, char *err,
+				   size_t errlen);
 /* Calling: can tc take one more stream (not closing, not told to go away)? */
 bool trunk_conn_usable(const struct trunk_conn *tc);
 /* The one place a connection's state changes; refuses illegal moves. */
@@ -201,8 +206,15 @@ void trunk_conn_pump(struct trunk_conn *tc);
 void trunk_conn_goaway(struct trunk_conn *tc);
 /* Close now (reason to the log); freed after the loop turn. */
 void trunk_conn_close(struct trunk_conn *tc, const char *reason);
-/* Free a closed connection; its open streams reset their backends. */
+/*
+ * Free a closed connection; its open streams reset their backends, except
+ * those the session is done with that still write the peer's last bytes to
+ * their local socket: the connection lingers (loop->lingering) until they
+ * retire, then it is freed.
+ */
 void trunk_conn_free(struct trunk_conn *tc);
+/* Thread exit: reset what still lingers, so that everything is freed. */
+void trunk_conn_free_lingering(struct trunk_loop *loop);
 
 /* --- trunk_conn.c: streams ------------------------------------------------- */
 

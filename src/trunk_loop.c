@@ -57,6 +57,8 @@ static void *loop_thread(void *arg)
 	while (loop->live)
 		trunk_conn_close(loop->live, "shutdown");
 	trunk_loop_reap(loop);
+	trunk_conn_free_lingering(loop);
+	trunk_loop_reap(loop);
 	return NULL;
 }
 

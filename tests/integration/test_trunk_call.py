@@ -141,6 +141,17 @@ def trunk_sockets(remote):
     return [line for line in out if not line.startswith("LISTEN")]
 
 
+def host_to_host_sockets(*ports):
+    """TCP sockets (both ends, any state) between CALLER and REMOTE to or from one
+    of ports on REMOTE (earlier tests' connections may linger in TIME-WAIT)."""
+    out = []
+    for port in ports:
+        out += subprocess.run(["ss", "-Htan", f"( src {CALLER} and dst {REMOTE}:{port} ) or "
+                               f"( src {REMOTE}:{port} and dst {CALLER} )"],
+                              capture_output=True, text=True, timeout=10).stdout.splitlines()
+    return [line for line in out if not line.startswith("LISTEN")]
+
+
 def roundtrip(addr, data, timeout=60.0):
     return harness.stream(addr, data, timeout=timeout)
 
@@ -149,7 +160,7 @@ def listen_of(z, svc):
     return z.config["services"][svc]["listen"]
 
 
-def test_short_connections_share_one_trunk(remote, caller):
+def test_short_connections_share_one_trunk(remote, caller, echo):
     """2,000 short client connections (in 8 threads) ride at most a handful of
     host-to-host TCP connections; the remote's streams count them all."""
     addr = listen_of(caller, "echo")
@@ -178,6 +189,11 @@ def test_short_connections_share_one_trunk(remote, caller):
     assert not bad, bad[:5]
     sockets = trunk_sockets(remote)
     assert len(sockets) <= 4, sockets           # one connection: its two ends
+    # Between the two hosts' addresses, to the trunk or to the backend itself: that
+    # one connection only.
+    between = host_to_host_sockets(remote.trunk.rsplit(":", 1)[1], echo.addr.rsplit(":", 1)[1])
+    assert len(between) == 2, between
+    remote.wait_for_log(rf"trunk peer={CALLER}:\d+: open")
     m = remote.metrics()
     assert m.value("zklb_trunk_connections_accepted_total") == 1
     assert m.value("zklb_trunk_streams_total") == n_threads * per_thread
@@ -193,7 +209,7 @@ def test_short_connections_share_one_trunk(remote, caller):
     assert svc["via"] == "trunk"
     assert harness.instances_of(svc)[0]["trunk"] == int(remote.trunk.rsplit(":", 1)[1])
     print(f"\ntrunk call: {n_threads * per_thread} client connections in {ms} ms, "
-          f"{len(sockets)} host-to-host sockets on the trunk port")
+          f"{len(between)} sockets between {CALLER} and {REMOTE}")
 
 
 def test_byte_exact_from_1_byte_to_16_mib(remote, caller):
