@@ -194,6 +194,7 @@ static void trunk_peer_json(const char *peer, const struct trunk_stats *st, void
 	PUT("bytes_in", bytes_in);
 	PUT("bytes_out", bytes_out);
 	PUT("window_stalls", window_stalls);
+	PUT("protocol_errors", protocol_errors);
 #undef PUT
 	json_array_append_new(arg, e);
 }

@@ -115,6 +115,7 @@ struct scrape {
 	uint64_t trunk_resets[2];		/* in, out */
 	uint64_t trunk_bytes[2];		/* in (callers to backends), out */
 	uint64_t trunk_window_stalls;
+	uint64_t trunk_protocol_errors;
 	struct scrape_peer *peers;		/* owned, n_peers: the trunk's calling side, per peer */
 	size_t n_peers;
 	size_t peers_cap;
@@ -132,6 +133,7 @@ struct scrape_peer {
 	uint64_t resets[2];			/* in, out */
 	uint64_t bytes[2];			/* in = from the peer, out = to it */
 	uint64_t window_stalls;
+	uint64_t protocol_errors;
 };
 
 #define LOAD(f) atomic_load_explicit(&st->f, memory_order_relaxed)
@@ -155,6 +157,7 @@ static void scrape_peer_add(const char *name, const struct trunk_stats *st, void
 	p->bytes[0] = LOAD(bytes_in);
 	p->bytes[1] = LOAD(bytes_out);
 	p->window_stalls = LOAD(window_stalls);
+	p->protocol_errors = LOAD(protocol_errors);
 }
 #undef LOAD
 
@@ -176,6 +179,7 @@ static void scrape_trunk(struct scrape *s, const struct trunk_listener *tl)
 	s->trunk_bytes[0] = atomic_load_explicit(&t->bytes_in, memory_order_relaxed);
 	s->trunk_bytes[1] = atomic_load_explicit(&t->bytes_out, memory_order_relaxed);
 	s->trunk_window_stalls = atomic_load_explicit(&t->window_stalls, memory_order_relaxed);
+	s->trunk_protocol_errors = atomic_load_explicit(&t->protocol_errors, memory_order_relaxed);
 }
 
 static void scrape_gather(struct scrape *s, struct control *c)
@@ -874,6 +878,9 @@ static const struct metric metrics[] = {
 	{ "zklb_trunk_window_stalls_total", "counter", SCOPE_TRUNK, NULL, NULL, NULL, get_u64,
 	  AT(scrape, trunk_window_stalls),
 	  "Times a stream stopped reading its backend because its caller's window was shut (a slow reader)." },
+	{ "zklb_trunk_protocol_errors_total", "counter", SCOPE_TRUNK, NULL, NULL, NULL, get_u64,
+	  AT(scrape, trunk_protocol_errors),
+	  "Trunk connections ended by a GOAWAY with an error: the calling host broke HTTP/2 (framing, HPACK, flow control)." },
 
 	{ "zklb_trunk_peer_connections_opened_total", "counter", SCOPE_TRUNK_PEER, NULL, NULL, NULL,
 	  get_peer, AT(scrape_peer, opened),
@@ -902,6 +909,9 @@ static const struct metric metrics[] = {
 	{ "zklb_trunk_peer_window_stalls_total", "counter", SCOPE_TRUNK_PEER, NULL, NULL, NULL, get_peer,
 	  AT(scrape_peer, window_stalls),
 	  "Calling side: times a stream stopped reading its client because the peer's window was shut (a slow remote reader)." },
+	{ "zklb_trunk_peer_protocol_errors_total", "counter", SCOPE_TRUNK_PEER, NULL, NULL, NULL,
+	  get_peer, AT(scrape_peer, protocol_errors),
+	  "Calling side: trunk connections ended by a GOAWAY with an error: the peer broke HTTP/2 (framing, HPACK, flow control)." },
 };
 
 /* What each scope's series are labelled with, and when its families are written. */

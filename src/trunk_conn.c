@@ -131,6 +131,29 @@ static void conn_read(struct trunk_conn *tc)
 		event_active(tc->rev, EV_READ, 0);
 }
 
+/* nghttp2 found the peer at fault (it answers with GOAWAY or RST_STREAM itself): say why. */
+static int on_h2_error(nghttp2_session *h2, int code, const char *msg, size_t len, void *arg)
+{
+	struct trunk_conn *tc = arg;
+	(void)h2;
+	log_warn("trunk peer=%s: bad HTTP/2: %.*s (%s)", tc->peer, (int)MIN(len, 200), msg,
+		 nghttp2_strerror(code));
+	return 0;
+}
+
+/* A GOAWAY we send with an error code ends the session for the peer's fault: say which. */
+static int on_h2_frame_send(nghttp2_session *h2, const nghttp2_frame *f, void *arg)
+{
+	struct trunk_conn *tc = arg;
+	(void)h2;
+	if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR) {
+		STAT_ADD(tc->stats, protocol_errors, 1);
+		log_warn("trunk peer=%s: bad HTTP/2 from the peer: GOAWAY %s (%u streams)",
+			 tc->peer, nghttp2_http2_strerror(f->goaway.error_code), tc->n_streams);
+	}
+	return 0;
+}
+
 static void conn_start_h2(struct trunk_conn *tc)
 {
 	struct trunk_loop *loop = tc->loop;
@@ -142,6 +165,8 @@ static void conn_start_h2(struct trunk_conn *tc)
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, trunk_stream_on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, trunk_stream_on_data_chunk);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, trunk_stream_on_close);
+	nghttp2_session_callbacks_set_error_callback2(cb, on_h2_error);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_h2_frame_send);
 	nghttp2_option_new(&opt);
 	nghttp2_option_set_no_auto_window_update(opt, 1);
 	nghttp2_option_set_max_send_header_block_length(opt, 16384);

@@ -481,3 +481,131 @@ def test_remote_drain_lets_streams_finish(zklb, shared_zookeeper, pki, echo, zk_
     assert all(isinstance(g, bytes) for g in got), got
     assert got == datas
     assert r.proc.wait(60) == 0
+
+
+# --------------------------------------------------------------------------- a hostile peer
+
+
+def frame(ftype, flags, stream, payload=b""):
+    """One HTTP/2 frame (RFC 9113 §4.1)."""
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + \
+        stream.to_bytes(4, "big") + payload
+
+
+SETTINGS, HEADERS, DATA = 4, 1, 0
+END_STREAM, END_HEADERS = 0x1, 0x4
+STATUS_200 = b"\x88"        # HPACK: static table entry 8, ":status: 200"
+
+
+def read_until_closed(s, timeout):
+    """Bytes read until the peer closes (FIN or reset)."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            chunk = s.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            return got
+        if not chunk:
+            return got
+        got += chunk
+    raise TimeoutError(f"still open after {timeout}s ({len(got)} bytes)")
+
+
+class HostilePeer:
+    """A TLS server with ALPN h2 on REMOTE (the remote host's certificate, client
+    certificates required) that answers each connection's first stream with
+    `reply(stream_id)` bytes, whatever the caller sent."""
+
+    def __init__(self, pki, reply):
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(pki.remote["cert"], pki.remote["key"])
+        ctx.load_verify_locations(pki.remote["ca"])
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.set_alpn_protocols(["h2"])
+        self.ctx = ctx
+        self.reply = reply
+        self.lsock = socket.create_server((REMOTE, 0))
+        self.lsock.settimeout(0.2)
+        self.port = self.lsock.getsockname()[1]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                raw, _ = self.lsock.accept()
+            except OSError:
+                continue
+            try:
+                with self.ctx.wrap_socket(raw, server_side=True) as s:
+                    s.settimeout(5)
+                    got = b""
+                    # The preface (24 bytes), the caller's SETTINGS, then its HEADERS.
+                    while len(got) < 24 + 9 and not self.stop.is_set():
+                        got += s.recv(65536)
+                    time.sleep(0.1)
+                    s.sendall(self.reply(1))
+                    deadline = time.monotonic() + 5
+                    while time.monotonic() < deadline and s.recv(65536):
+                        pass
+            except OSError:
+                pass
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(10)
+        self.lsock.close()
+
+
+@pytest.mark.parametrize("case", ["garbage", "bad_hpack", "answer", "window_overrun"])
+def test_hostile_peer(zklb, shared_zookeeper, kazoo_client, pki, zk_path, case):
+    """What a peer sends is hostile too: garbage instead of HTTP/2, a header block
+    HPACK cannot decode, and DATA beyond the window the caller advertised close the
+    peer's connection (the client gets no bytes and is closed; zklb runs on), while
+    a well-formed answer from a foreign HTTP/2 server is relayed as is."""
+    settings = frame(SETTINGS, 0, 0)
+    replies = {
+        "garbage": lambda sid: b"\x17" * 64,
+        "bad_hpack": lambda sid: settings + frame(HEADERS, END_HEADERS, sid, b"\xff" * 16),
+        "answer": lambda sid: settings + frame(HEADERS, END_HEADERS, sid, STATUS_200) +
+        frame(DATA, END_STREAM, sid, b"hello from a foreign peer"),
+        # 64 KiB windows (below): 80 frames of 16 KiB overrun both.
+        "window_overrun": lambda sid: settings + frame(HEADERS, END_HEADERS, sid, STATUS_200) +
+        b"".join(frame(DATA, 0, sid, b"z" * 16384) for _ in range(80)),
+    }
+    peer = HostilePeer(pki, replies[case])
+    try:
+        k = kazoo_client(shared_zookeeper.hosts)
+        doc = {"name": "odd", "id": "o1", "address": REMOTE, "port": free_port(REMOTE),
+               "sslPort": None, "payload": {"zklb.trunk": peer.port},
+               "registrationTimeUTC": 0, "serviceType": "DYNAMIC", "uriSpec": None}
+        k.create(f"{zk_path}/odd/o1", json.dumps(doc).encode(), makepath=True)
+        z = start_caller(zklb, shared_zookeeper, pki, zk_path, services=("odd",),
+                         stream_window="64k", connection_window="64k")
+        s = harness.connect(listen_of(z, "odd"), timeout=10)
+        s.sendall(b"x")
+        got = read_until_closed(s, 15)
+        s.close()
+        if case == "answer":
+            assert got == b"hello from a foreign peer"
+        elif case == "window_overrun":
+            # The answer came, then the peer broke the flow control it agreed to:
+            # at most the window reached the client, and the trunk was cut.
+            assert len(got) <= 64 * 1024, len(got)
+            z.wait_for_log(r"trunk peer=.*GOAWAY FLOW_CONTROL_ERROR", timeout=10)
+        else:
+            assert got == b"", got      # nothing of a broken exchange reaches the client
+            z.wait_for_log(r"trunk peer=.*bad HTTP/2", timeout=10)
+            assert z.metrics().value("zklb_backend_connect_failures_total",
+                                     service="odd") >= 1
+        if case != "answer":
+            assert z.metrics().value("zklb_trunk_peer_protocol_errors_total") >= 1
+        assert z.running()
+        s = harness.connect(listen_of(z, "odd"), timeout=5)     # still serving
+        s.close()
+    finally:
+        peer.close()
