@@ -252,7 +252,7 @@ def test_half_close_both_ways(remote, caller, echo):
 
 
 def test_slow_reader_does_not_stall_the_others(remote, caller):
-    """One client sends 8 MiB and never reads: its stream's windows fill. Eight others,
+    """One client sends (up to 32 MiB) and never reads: its stream's windows fill. Eight others,
     2 MiB each through the same trunk, must all finish byte-exact."""
     addr = listen_of(caller, "echo")
     slow = harness.connect(addr, timeout=30)
@@ -261,7 +261,7 @@ def test_slow_reader_does_not_stall_the_others(remote, caller):
     def stuff():
         data = b"x" * 65536
         try:
-            for _ in range(128):
+            for _ in range(512):     # up to 32 MiB: more than every buffer on the way
                 if stop.is_set():
                     return
                 slow.sendall(data)
@@ -293,8 +293,10 @@ def test_slow_reader_does_not_stall_the_others(remote, caller):
         print(f"\ntrunk call: 8 x 2 MiB in {ms} ms beside a stalled stream")
     finally:
         stop.set()
-        slow.close()
+        slow.shutdown(socket.SHUT_RDWR)     # wakes the blocked sendall (close would not)
         t.join(30)
+        slow.close()
+    assert not t.is_alive()
 
 
 def test_remote_backend_refusing_is_a_failed_connect(zklb, shared_zookeeper, pki, echo, zk_path):
