@@ -611,3 +611,39 @@ def test_hostile_peer(zklb, shared_zookeeper, kazoo_client, pki, zk_path, case):
         s.close()
     finally:
         peer.close()
+
+
+class ResetOnData(harness.Protocol):
+    """Accept (checks pass), then answer the first bytes with a TCP RST."""
+
+    def on_data(self, data):
+        self.conn.reset()
+
+
+def test_remote_backend_reset_resets_the_client(zklb, shared_zookeeper, pki, zk_path):
+    """The remote host's backend accepts and resets (TCP RST): the remote resets the
+    stream, and on the calling side the relay reads ECONNRESET, not an EOF: the client
+    connection is closed at once as a backend error, and the reset, before any byte,
+    counts against the instance, as a TCP reset from a direct backend would."""
+    b = harness.Backend(host=REMOTE, mode=ResetOnData).start()
+    try:
+        r = zklb(services={}, zookeeper=zk_section(shared_zookeeper), name="resetting",
+                 announce=[{"service": "rst", "base_path": zk_path, "address": REMOTE,
+                            "port": b.port, "check": CHECK}],
+                 trunk={"listen": f"{REMOTE}:{free_port(REMOTE)}", "tls": pki.remote})
+        r.wait_for_log(r"trunk: listening on", timeout=10)
+        z = start_caller(zklb, shared_zookeeper, pki, zk_path, services=("rst",))
+        s = harness.connect(listen_of(z, "rst"), timeout=10)
+        s.sendall(b"hello")
+        assert read_until_closed(s, 10) == b""
+        s.close()
+        harness.wait_until(lambda: z.metrics().value("zklb_connections_closed_total",
+                                                      reason="backend_error") == 1, 10,
+                           what="the relay closed as a backend error")
+        m = z.metrics()
+        assert m.value("zklb_backend_connect_failures_total", service="rst") == 1
+        assert m.value("zklb_trunk_peer_resets_total", direction="in") >= 1
+        assert r.metrics().value("zklb_trunk_resets_total", direction="out") >= 1
+        z.wait_for_log(r"reset before the first byte")
+    finally:
+        b.stop()
