@@ -27,8 +27,8 @@
  * trunk.idle_timeout. Windows are trunk.stream_window and
  * trunk.connection_window, as on the accepting side.
  *
- * A stream the peer resets, or whose trunk dies, reaches the relay as
- * ECONNRESET (trunk_conn.c: stream_reset_relay), as a TCP reset would.
+ * Known limit: a stream reset by the remote reaches the relay as the end
+ * of the upstream (a unix socket has no RST), so the client gets a FIN.
  *
  * Thread: new/free on the control thread; open from any worker (a mutex
  * on the queue, per connection opened, never per byte); each_peer from

@@ -15,7 +15,6 @@
 #include "tls.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +36,6 @@ struct trunk_peer {
 struct trunk_request {
 	struct trunk_request *next;
 	int fd;					/* owned: the thread's end of the pair */
-	int reset_fd;				/* owned: a dup of the relay's end (stream_reset_relay) */
 	struct net_addr trunk;
 	struct net_addr target;
 	char host[256];
@@ -74,12 +72,11 @@ static struct trunk_peer *peer_find(struct trunk_client *c, const struct net_add
 }
 
 /* The stream never got a connection: tell the relay (a failed connect) and let go. */
-static void request_fail(struct trunk_peer *p, struct trunk_request *rq, const char *why)
+static void request_fail(struct trunk_peer *p, int fd, const char *why)
 {
 	uint8_t b = TRUNK_OPEN_TRUNK_FAILED;
-	(void)!send(rq->fd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-	close(rq->fd);
-	close(rq->reset_fd);
+	(void)!send(fd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
 	STAT_ADD(&p->stats, connect_failures, 1);
 	log_info("trunk peer=%s: no connection: %s", p->name, why);
 }
@@ -107,11 +104,11 @@ static void request_place(struct trunk_client *c, struct trunk_request *rq)
 		tc = trunk_conn_dial(&c->loop, &p->addr, c->source.len ? &c->source : NULL, p->host,
 				     &p->stats, p, err, sizeof(err));
 		if (!tc) {
-			request_fail(p, rq, err);
+			request_fail(p, rq->fd, err);
 			return;
 		}
 	}
-	trunk_stream_open(tc, rq->fd, rq->reset_fd, &rq->target);
+	trunk_stream_open(tc, rq->fd, &rq->target);
 }
 
 /* Place what the workers queued, oldest first. */
@@ -144,19 +141,14 @@ int trunk_client_open(struct trunk_client *c, const struct net_addr *trunk, cons
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
 		return -1;
-	int reset_fd = fcntl(sv[0], F_DUPFD_CLOEXEC, 0);
-	struct trunk_request *rq = reset_fd >= 0 ? calloc(1, sizeof(*rq)) : NULL;
+	struct trunk_request *rq = calloc(1, sizeof(*rq));
 	if (!rq) {
-		int err = reset_fd >= 0 ? ENOMEM : errno;
 		close(sv[0]);
 		close(sv[1]);
-		if (reset_fd >= 0)
-			close(reset_fd);
-		errno = err;
+		errno = ENOMEM;
 		return -1;
 	}
 	rq->fd = sv[1];
-	rq->reset_fd = reset_fd;
 	rq->trunk = *trunk;
 	rq->target = *target;
 	snprintf(rq->host, sizeof(rq->host), "%s", host);
@@ -242,7 +234,6 @@ void trunk_client_free(struct trunk_client *c)
 		struct trunk_request *rq = c->queue;
 		c->queue = rq->next;
 		close(rq->fd);
-		close(rq->reset_fd);
 		free(rq);
 	}
 	while (c->peers) {

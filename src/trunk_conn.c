@@ -823,25 +823,8 @@ void trunk_stream_retire(struct trunk_stream *st)
 }
 
 /*
- * Calling side: make the relay read ECONNRESET, not EOF, once st->fd closes.
- * A unix socket has no RST, but Linux resets the peer of a stream socket
- * closed with unread bytes in its receive queue: one byte written through
- * reset_fd (a dup of the relay's end, taken when the pair was made: the
- * relay's own descriptor may be closed and reused by now) is such a byte.
- * The relay then fails as for a TCP reset: a reset before the first byte
- * counts against the instance, and the client connection closes at once.
- */
-static void stream_reset_relay(struct trunk_stream *st)
-{
-	static const char poke = 'R';
-	if (st->reset_fd >= 0)
-		(void)!send(st->reset_fd, &poke, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-}
-
-/*
- * Release the backend side. reset_backend: a TCP RST (SO_LINGER 0; calling:
- * stream_reset_relay), for a stream the peer reset or that failed;
- * otherwise a plain close.
+ * Release the backend side. reset_backend: a TCP RST (SO_LINGER 0), for a
+ * stream the caller reset or that failed; otherwise a plain close.
  */
 void trunk_stream_close(struct trunk_stream *st, const char *reason, bool reset_backend)
 {
@@ -866,14 +849,9 @@ void trunk_stream_close(struct trunk_stream *st, const char *reason, bool reset_
 		if (reset_backend) {
 			struct linger lg = { 1, 0 };
 			setsockopt(st->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-			stream_reset_relay(st);
 		}
 		close(st->fd);
 		st->fd = -1;
-	}
-	if (st->reset_fd >= 0) {
-		close(st->reset_fd);
-		st->reset_fd = -1;
 	}
 	/* Bytes the caller sent that nobody will write still count against the windows. */
 	if (st->up_len && tc->h2 && !st->h2_closed)
@@ -888,8 +866,6 @@ void trunk_stream_close(struct trunk_stream *st, const char *reason, bool reset_
 
 void trunk_stream_free(struct trunk_stream *st)
 {
-	if (st->reset_fd >= 0)
-		close(st->reset_fd);
 	if (st->ev)
 		event_free(st->ev);
 	if (st->timer)
@@ -906,7 +882,6 @@ static struct trunk_stream *stream_new(struct trunk_conn *tc, int32_t id, int fd
 	st->tc = tc;
 	st->id = id;
 	st->fd = fd;
-	st->reset_fd = -1;
 	st->state = TRUNK_STREAM_CONNECTING;
 	st->next = tc->streams;
 	if (tc->streams)
@@ -1108,10 +1083,9 @@ static void conn_submit_waiting(struct trunk_conn *tc)
 	trunk_conn_pump(tc);
 }
 
-void trunk_stream_open(struct trunk_conn *tc, int fd, int reset_fd, const struct net_addr *target)
+void trunk_stream_open(struct trunk_conn *tc, int fd, const struct net_addr *target)
 {
 	struct trunk_stream *st = stream_new(tc, 0, fd);
-	st->reset_fd = reset_fd;
 	st->addr = *target;
 	net_addr_format(target, st->authority, sizeof(st->authority));
 	st->authority_len = strlen(st->authority);

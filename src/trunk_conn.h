@@ -113,8 +113,6 @@ struct trunk_stream {
 	enum trunk_stream_state state;
 	int fd;					/* owned; the backend socket (calling: the relay's
 						 * socketpair end), -1 before connect */
-	int reset_fd;				/* owned; calling: a dup of the relay's end, -1 when
-						 * accepting (see stream_reset_relay) */
 	enum trunk_open_result result;		/* calling: what the relay is told on CONNECTING -> */
 	int status;				/* calling: :status of the answer, 0 before */
 	struct event *ev;			/* owned; backend readable/writable */
@@ -235,11 +233,10 @@ void trunk_stream_close(struct trunk_stream *st, const char *reason, bool reset_
 void trunk_stream_retire(struct trunk_stream *st);
 void trunk_stream_free(struct trunk_stream *st);
 /*
- * Calling: a stream on tc for the relay socket fd (owned from now on; and
- * reset_fd, a dup of the relay's end, owned too), a CONNECT to `target`.
- * Submitted once tc is open; its result is written to fd as one byte
- * (trunk_open_result) before any stream byte.
+ * Calling: a stream on tc for the relay socket fd (owned from now on), a
+ * CONNECT to `target`. Submitted once tc is open; its result is written to
+ * fd as one byte (trunk_open_result) before any stream byte.
  */
-void trunk_stream_open(struct trunk_conn *tc, int fd, int reset_fd, const struct net_addr *target);
+void trunk_stream_open(struct trunk_conn *tc, int fd, const struct net_addr *target);
 
 #endif
