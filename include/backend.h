@@ -60,6 +60,7 @@ struct backend {
 	uint32_t weight;			/* 1..256 */
 	char *payload;				/* owned, or NULL; control thread only: */
 	uint16_t payload_len;			/*   instance.h's payload pairs, for render */
+	_Atomic uint16_t trunk_port;		/* the payload's zklb.trunk (its host's trunk); 0 = none */
 	char *svc_name;				/* owned; the service's name, for log lines */
 
 	/* Health, published for workers: routable when now >= this (ms). */
@@ -122,7 +123,11 @@ static inline bool backend_refused(const struct backend *be)
 {
 	return be->refused[0] != '\0';
 }
-/* The instance's payload pairs (instance.h), as discovery last read them. Control thread. */
+/*
+ * The instance's payload pairs (instance.h), as discovery last read them,
+ * and the trunk port they advertise (trunk.h: TRUNK_PAYLOAD_KEY, 1..65535;
+ * anything else is none). Control thread.
+ */
 void backend_set_payload(struct backend *be, const char *payload, uint16_t len);
 
 /* Does be have an address yet? Pairs with backend_set_addr(). */

@@ -120,6 +120,13 @@ struct pool_conf {
 	uint64_t idle_timeout_ms;	/* an idle pooled connection closes after this */
 };
 
+/* How a service reaches its instances (the zklb-to-zklb trunk, trunk_client.h). */
+enum service_via {
+	VIA_DIRECT = 0,			/* a TCP connection of its own per client connection */
+	VIA_TRUNK,			/* a stream of the instance host's trunk; no trunk: not routable */
+	VIA_AUTO,			/* the trunk when the instance advertises one, else direct */
+};
+
 enum proxy_protocol {
 	PROXY_PROTOCOL_NONE = 0,
 	PROXY_PROTOCOL_V2,		/* a PROXY v2 header first on each upstream connection */
@@ -202,6 +209,7 @@ struct service_conf {
 	uint32_t queue_max;		/* clients queued beyond a cap, at most; 0 = no queue */
 	uint32_t retries;		/* at most CONFIG_MAX_RETRIES */
 	enum proxy_protocol proxy_protocol;	/* towards the backends */
+	enum service_via via;		/* direct, or through the instances' hosts' trunks */
 	uint32_t max_connections_per_instance;	/* open or connecting, per instance; 0 = no limit */
 	struct health_conf health;
 	struct pool_conf pool;
@@ -284,6 +292,7 @@ struct trunk_conf {
 	uint32_t max_streams;		/* concurrent streams per trunk connection */
 	uint64_t connect_timeout_ms;	/* to the local backend */
 	uint64_t idle_timeout_ms;	/* a trunk with no stream and no frame closes; 0 = never */
+	uint32_t connections_per_peer;	/* calling side: trunk connections per peer host */
 };
 
 /* Which instances a render entry writes. */

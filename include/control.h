@@ -66,6 +66,7 @@ struct control {
 	struct sync *sync;			/* owned; NULL without a zookeeper: section */
 	struct overlay *overlay;		/* owned; NULL without zookeeper.config_path */
 	struct trunk_listener *trunk;		/* owned; NULL without a trunk: section */
+	struct trunk_client *trunk_client;	/* owned; the calling side, NULL without a trunk: section */
 	struct config *file_cfg;		/* owned; with an overlay: the file's own config */
 	struct event *withdraw_timer;		/* owned; bounds SIGTERM's wait for deregistration */
 	bool withdrawing;			/* SIGTERM: deregistering; the drain starts after */

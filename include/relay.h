@@ -35,6 +35,7 @@ struct event;
 struct event_base;
 struct pool_worker;
 struct relay;
+struct trunk_client;
 
 enum relay_close_reason {
 	RELAY_CLOSE_DONE = 0,		/* both directions finished */
@@ -97,6 +98,7 @@ struct relay_worker {
 	_Atomic uint64_t closes[RELAY_CLOSE_REASONS];	/* relays closed, by reason; read by admin */
 	struct accesslog_ring *alog;		/* ref: this worker's access log queue; NULL when off */
 	struct relay_budget *budget;		/* ref: the control's; NULL = none */
+	struct trunk_client *trunk;		/* ref: the control's calling side; NULL without trunk: */
 	struct balance_candidate *cands;	/* owned; balancing scratch, grown to the largest set */
 	size_t cands_cap;			/* entries in cands */
 };

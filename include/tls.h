@@ -93,6 +93,13 @@ struct tls_ctx *tls_ctx_new(const struct tls_conf *conf, const char **bad_key, c
  */
 struct tls_ctx *tls_ctx_new_server(const struct tls_conf *conf, const char *alpn,
 				   const char **bad_key, char *err, size_t err_len);
+/*
+ * The calling side of the same section (the trunk's client role): a client
+ * context as tls_ctx_new, offering ALPN protocol `alpn` ("h2") and
+ * presenting conf's certificate. NULL with err as tls_ctx_new.
+ */
+struct tls_ctx *tls_ctx_new_client(const struct tls_conf *conf, const char *alpn,
+				   const char **bad_key, char *err, size_t err_len);
 struct tls_ctx *tls_ctx_get(struct tls_ctx *ctx);
 void tls_ctx_put(struct tls_ctx *ctx);
 

@@ -59,6 +59,22 @@ enum trunk_verdict {
 	TRUNK_VERDICTS
 };
 
+/*
+ * Calling side: how the opening of a stream ended, the one byte the trunk
+ * thread writes on the relay's socket before any stream byte. Anything but
+ * TRUNK_OPEN_OK is a failed connect of that instance (retried elsewhere,
+ * counted against it); the socket is then closed.
+ */
+enum trunk_open_result {
+	TRUNK_OPEN_OK = 0,		/* 2xx: the remote connected to the instance */
+	TRUNK_OPEN_REFUSED,		/* 502/503/504: the instance refused or did not answer */
+	TRUNK_OPEN_NOT_ANNOUNCED,	/* 403: the remote does not announce that address */
+	TRUNK_OPEN_BAD_ANSWER,		/* any other status */
+	TRUNK_OPEN_RESET,		/* RST_STREAM (REFUSED_STREAM after a GOAWAY, a limit) */
+	TRUNK_OPEN_TRUNK_FAILED,	/* the trunk connection could not open, or closed */
+	TRUNK_OPEN_RESULTS
+};
+
 /* One allowed backend address: numeric, as it must appear in :authority. */
 struct trunk_endpoint {
 	struct net_addr addr;		/* the address and port connected to */
@@ -73,6 +89,20 @@ struct trunk_allow {
 const char *trunk_stream_state_name(enum trunk_stream_state s);
 const char *trunk_conn_state_name(enum trunk_conn_state s);
 const char *trunk_verdict_name(enum trunk_verdict v);
+const char *trunk_open_result_name(enum trunk_open_result r);
+
+/* Pure: what the :status of a CONNECT's answer means for the calling side. */
+enum trunk_open_result trunk_open_result_from_status(int status);
+
+/*
+ * Pure: which of a peer's n connections takes a new stream, given the
+ * streams each carries (streams[i]; usable[i] false for one closing or
+ * told to go away) and at most max_conns connections per peer: the usable
+ * one with the fewest streams, or -1 to open a new connection (none is
+ * usable, or every usable one already carries a stream and the peer may
+ * have more connections: spreading streams bounds head-of-line blocking).
+ */
+int trunk_pick_conn(const uint32_t *streams, const bool *usable, size_t n, uint32_t max_conns);
 
 /* Pure: is from -> to a move of the stream lifecycle? */
 bool trunk_stream_transition_allowed(enum trunk_stream_state from, enum trunk_stream_state to);

@@ -58,6 +58,7 @@ struct trunk_stats {
 	_Atomic uint64_t bytes_in;		/* stream bytes from callers to backends */
 	_Atomic uint64_t bytes_out;		/* stream bytes from backends to callers */
 	_Atomic uint64_t window_stalls;		/* a stream stopped reading its backend: caller slow */
+	_Atomic uint64_t protocol_errors;	/* connections ended by a GOAWAY for the peer's fault */
 };
 
 /*

@@ -27,6 +27,8 @@
 #include "renderer.h"
 #include "stats.h"
 #include "status_page.h"
+#include "trunk_client.h"
+#include "trunk_listener.h"
 #include "zk.h"
 
 #include <errno.h>
@@ -174,6 +176,26 @@ static json_t *locality_json(const struct service *svc, const struct service_con
 			 "min_healthy_percent", (int)sc->locality.min_healthy_percent);
 }
 
+/* One peer host of the trunk's calling side, appended to the array arg. */
+static void trunk_peer_json(const char *peer, const struct trunk_stats *st, void *arg)
+{
+	json_t *e = json_object();
+	json_object_set_new(e, "peer", json_string(peer));
+#define PUT(key, f) json_object_set_new(e, key, json_integer((json_int_t)atomic_load(&st->f)))
+	PUT("connections", conns_open);
+	PUT("connections_opened", conns_accepted);
+	PUT("handshake_failures", handshake_failures);
+	PUT("streams_active", streams_open);
+	PUT("streams", streams);
+	PUT("stream_failures", connect_failures);
+	PUT("bytes_in", bytes_in);
+	PUT("bytes_out", bytes_out);
+	PUT("window_stalls", window_stalls);
+	PUT("protocol_errors", protocol_errors);
+#undef PUT
+	json_array_append_new(arg, e);
+}
+
 static json_t *service_json(struct control *c, size_t idx)
 {
 	struct service *svc = c->services[idx];
@@ -187,6 +209,9 @@ static json_t *service_json(struct control *c, size_t idx)
 	if (sc->discovery.path)
 		json_object_set_new(o, "path", json_string(sc->discovery.path));
 	json_object_set_new(o, "balance", json_string(balance_kind_name(sc->balance)));
+	static const char *const via_names[] = { [VIA_DIRECT] = "direct", [VIA_TRUNK] = "trunk",
+						 [VIA_AUTO] = "auto" };
+	json_object_set_new(o, "via", json_string(via_names[sc->via]));
 	json_object_set_new(o, "origin", json_string(sc->origin ? sc->origin : "file"));
 	json_object_set_new(o, "version", json_integer((json_int_t)svc->version));
 	struct discovery_stats ds;
@@ -229,6 +254,11 @@ static json_t *service_json(struct control *c, size_t idx)
 		json_object_set_new(e, "state", json_string(v[i].state));
 		if (backend_refused(be))
 			json_object_set_new(e, "refused", json_string(be->refused));
+		uint16_t tport = atomic_load_explicit(&be->trunk_port, memory_order_relaxed);
+		json_object_set_new(e, "trunk", tport ? json_integer(tport) : json_null());
+		if (sc->via == VIA_TRUNK && !tport)
+			json_object_set_new(e, "unroutable", json_string(
+				"via: trunk, and the instance advertises no zklb.trunk in its payload"));
 		json_object_set_new(e, "active", json_integer(atomic_load(&be->active)));
 		json_object_set_new(e, "total", json_integer((json_int_t)atomic_load(&be->conn_total)));
 		json_object_set_new(e, "failures", json_integer((json_int_t)atomic_load(&be->connect_failures)));
@@ -298,6 +328,11 @@ static void on_services(struct admin *a, struct admin_reply *r)
 	}
 	if (renderer_count(c->renderer))
 		json_object_set_new(root, "render", renderer_status_json(c->renderer));
+	if (c->trunk_client) {
+		json_t *arr = json_array();
+		trunk_client_each_peer(c->trunk_client, trunk_peer_json, arr);
+		json_object_set_new(root, "trunk_peers", arr);
+	}
 	reply_json(r, 200, "OK", root, JSON_INDENT(2));
 }
 

@@ -3,6 +3,7 @@
  */
 #include "backend.h"
 #include "log.h"
+#include "trunk.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,10 +45,39 @@ struct backend *backend_new(const char *svc_name, unsigned n_workers, const char
 	return be;
 }
 
+/* The zklb.trunk port among "key\0value\0" pairs; 0 when absent or not a port. */
+static uint16_t payload_trunk_port(const char *p, size_t len)
+{
+	size_t off = 0;
+	while (off < len) {
+		const char *key = p + off;
+		const char *kend = memchr(key, '\0', len - off);
+		if (!kend || (size_t)(kend - p) + 1 >= len)
+			return 0;
+		const char *val = kend + 1;
+		const char *vend = memchr(val, '\0', len - (size_t)(val - p));
+		if (!vend)
+			return 0;
+		off = (size_t)(vend - p) + 1;
+		if (strcmp(key, TRUNK_PAYLOAD_KEY) != 0)
+			continue;
+		unsigned long port = 0;
+		for (const char *c = val; c < vend; c++) {
+			if (*c < '0' || *c > '9' || port > 65535)
+				return 0;
+			port = port * 10 + (unsigned long)(*c - '0');
+		}
+		return val < vend && port <= 65535 ? (uint16_t)port : 0;
+	}
+	return 0;
+}
+
 void backend_set_payload(struct backend *be, const char *payload, uint16_t len)
 {
 	if (len == be->payload_len && (len == 0 || memcmp(be->payload, payload, len) == 0))
 		return;
+	atomic_store_explicit(&be->trunk_port, payload_trunk_port(payload, len),
+			      memory_order_relaxed);
 	free(be->payload);
 	be->payload = NULL;
 	if (len) {

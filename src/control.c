@@ -30,6 +30,7 @@
 #include "upgrade.h"
 #include "zk.h"
 #include "log.h"
+#include "trunk_client.h"
 #include "trunk_listener.h"
 
 #include <errno.h>
@@ -1004,13 +1005,24 @@ struct control *control_new(struct config *cfg, const char *config_path,
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
+	if (ok && cfg->trunk.listen) {
+		/* Before the workers: their relays may open trunk streams at once. */
+		char err[512];
+		c->trunk_client = trunk_client_new(&cfg->trunk, err, sizeof(err));
+		if (!c->trunk_client) {
+			log_error("%s", err);
+			ok = false;
+		}
+	}
 	c->workers = xcalloc(c->n_workers, sizeof(*c->workers));
 	for (unsigned i = 0; i < c->n_workers && ok; i++) {
 		c->workers[i] = worker_new(i, c->n_workers);
 		if (c->workers[i] && c->alog)
 			c->workers[i]->relay.alog = accesslog_ring(c->alog, i);
-		if (c->workers[i])
+		if (c->workers[i]) {
 			c->workers[i]->relay.budget = &c->relay_budget;
+			c->workers[i]->relay.trunk = c->trunk_client;
+		}
 		ok = c->workers[i] && worker_start(c->workers[i]) == 0;
 		if (!ok) {
 			log_error("cannot start worker %u", i);
@@ -1133,6 +1145,7 @@ void control_free(struct control *c)
 	resolver_free(c->resolver);
 	admin_free(c->admin);
 	trunk_listener_free(c->trunk);
+	trunk_client_free(c->trunk_client);	/* after the workers: their relays held its streams */
 	if (c->disc)
 		discovery_free(c->disc);
 	sentinel_free(c->sentinel);

@@ -20,6 +20,7 @@
 #include "sentinel.h"
 #include "stats.h"
 #include "sync.h"
+#include "trunk_client.h"
 #include "trunk_listener.h"
 #include "zk.h"
 
@@ -115,7 +116,51 @@ struct scrape {
 	uint64_t trunk_resets[2];		/* in, out */
 	uint64_t trunk_bytes[2];		/* in (callers to backends), out */
 	uint64_t trunk_window_stalls;
+	uint64_t trunk_protocol_errors;
+	struct scrape_peer *peers;		/* owned, n_peers: the trunk's calling side, per peer */
+	size_t n_peers;
+	size_t peers_cap;
 };
+
+/* One peer host of the trunk's calling side, copied once per scrape. */
+struct scrape_peer {
+	char name[64];				/* "ip:port" of its trunk */
+	uint64_t opened;			/* trunk connections opened (dialled) */
+	uint64_t conns;				/* open now, past the handshake */
+	uint64_t handshake_failures;
+	uint64_t streams;
+	uint64_t streams_open;
+	uint64_t failures;			/* streams that did not open (refused, reset, trunk down) */
+	uint64_t resets[2];			/* in, out */
+	uint64_t bytes[2];			/* in = from the peer, out = to it */
+	uint64_t window_stalls;
+	uint64_t protocol_errors;
+};
+
+#define LOAD(f) atomic_load_explicit(&st->f, memory_order_relaxed)
+static void scrape_peer_add(const char *name, const struct trunk_stats *st, void *arg)
+{
+	struct scrape *s = arg;
+	if (s->n_peers == s->peers_cap) {
+		s->peers_cap = s->peers_cap ? s->peers_cap * 2 : 8;
+		s->peers = xrealloc(s->peers, s->peers_cap * sizeof(*s->peers));
+	}
+	struct scrape_peer *p = &s->peers[s->n_peers++];
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->opened = LOAD(conns_accepted);
+	p->conns = LOAD(conns_open);
+	p->handshake_failures = LOAD(handshake_failures);
+	p->streams = LOAD(streams);
+	p->streams_open = LOAD(streams_open);
+	p->failures = LOAD(connect_failures);
+	p->resets[0] = LOAD(resets_in);
+	p->resets[1] = LOAD(resets_out);
+	p->bytes[0] = LOAD(bytes_in);
+	p->bytes[1] = LOAD(bytes_out);
+	p->window_stalls = LOAD(window_stalls);
+	p->protocol_errors = LOAD(protocol_errors);
+}
+#undef LOAD
 
 /* The trunk listener's atomics, copied once per scrape. */
 static void scrape_trunk(struct scrape *s, const struct trunk_listener *tl)
@@ -135,6 +180,7 @@ static void scrape_trunk(struct scrape *s, const struct trunk_listener *tl)
 	s->trunk_bytes[0] = atomic_load_explicit(&t->bytes_in, memory_order_relaxed);
 	s->trunk_bytes[1] = atomic_load_explicit(&t->bytes_out, memory_order_relaxed);
 	s->trunk_window_stalls = atomic_load_explicit(&t->window_stalls, memory_order_relaxed);
+	s->trunk_protocol_errors = atomic_load_explicit(&t->protocol_errors, memory_order_relaxed);
 }
 
 static void scrape_gather(struct scrape *s, struct control *c)
@@ -179,6 +225,8 @@ static void scrape_gather(struct scrape *s, struct control *c)
 	s->access_write_errors = as.write_errors;
 	if (c->trunk)
 		scrape_trunk(s, c->trunk);
+	if (c->trunk_client)
+		trunk_client_each_peer(c->trunk_client, scrape_peer_add, s);
 	if (c->zk) {
 		zk_stats(c->zk, &s->zk);
 		s->zk_connected = s->zk.state == ZK_CONNECTED;
@@ -241,6 +289,7 @@ static void scrape_free(struct scrape *s)
 	free(s->sync);
 	free(s->render);
 	free(s->render_conf);
+	free(s->peers);
 }
 
 /* Which objects a family has one series for; they name the first labels. */
@@ -254,6 +303,7 @@ enum metric_scope {
 	SCOPE_SYNC,		/* {path}: one per sync entry; none: no family */
 	SCOPE_RENDER,		/* {service, file}: one per render entry; none: no family */
 	SCOPE_TRUNK,		/* one series, only with a trunk: section */
+	SCOPE_TRUNK_PEER,	/* {peer}: one per peer host the calling side met; none: no family */
 };
 
 struct metric;
@@ -289,6 +339,13 @@ static bool get_u64(const struct scrape *s, const struct metric *m, size_t i, si
 static bool get_one(const struct scrape *s, const struct metric *m, size_t i, size_t k, uint64_t *out)
 {
 	*out = 1;
+	return true;
+}
+
+/* A figure of struct scrape_peer (element k of an array of them). */
+static bool get_peer(const struct scrape *s, const struct metric *m, size_t i, size_t k, uint64_t *out)
+{
+	*out = ((const uint64_t *)((const char *)&s->peers[i] + m->off))[k];
 	return true;
 }
 
@@ -838,6 +895,40 @@ static const struct metric metrics[] = {
 	{ "zklb_trunk_window_stalls_total", "counter", SCOPE_TRUNK, NULL, NULL, NULL, get_u64,
 	  AT(scrape, trunk_window_stalls),
 	  "Times a stream stopped reading its backend because its caller's window was shut (a slow reader)." },
+	{ "zklb_trunk_protocol_errors_total", "counter", SCOPE_TRUNK, NULL, NULL, NULL, get_u64,
+	  AT(scrape, trunk_protocol_errors),
+	  "Trunk connections ended by a GOAWAY with an error: the calling host broke HTTP/2 (framing, HPACK, flow control)." },
+
+	{ "zklb_trunk_peer_connections_opened_total", "counter", SCOPE_TRUNK_PEER, NULL, NULL, NULL,
+	  get_peer, AT(scrape_peer, opened),
+	  "Calling side: trunk connections opened to the peer host (on demand, and to replace failed ones)." },
+	{ "zklb_trunk_peer_connections", "gauge", SCOPE_TRUNK_PEER, NULL, NULL, NULL, get_peer,
+	  AT(scrape_peer, conns),
+	  "Calling side: trunk connections to the peer open now (past the TLS handshake)." },
+	{ "zklb_trunk_peer_handshake_failures_total", "counter", SCOPE_TRUNK_PEER, NULL, NULL, NULL,
+	  get_peer, AT(scrape_peer, handshake_failures),
+	  "Calling side: trunk connections whose TCP connect or TLS handshake failed (refused, untrusted or misnamed certificate, timeout)." },
+	{ "zklb_trunk_peer_streams_total", "counter", SCOPE_TRUNK_PEER, NULL, NULL, NULL, get_peer,
+	  AT(scrape_peer, streams),
+	  "Calling side: streams (client connections) sent to the peer." },
+	{ "zklb_trunk_peer_streams_active", "gauge", SCOPE_TRUNK_PEER, NULL, NULL, NULL, get_peer,
+	  AT(scrape_peer, streams_open),
+	  "Calling side: streams to the peer open now." },
+	{ "zklb_trunk_peer_stream_failures_total", "counter", SCOPE_TRUNK_PEER, NULL, NULL, NULL,
+	  get_peer, AT(scrape_peer, failures),
+	  "Calling side: streams that did not open (refused by the peer, reset, no trunk); each is a failed connect of its instance." },
+	{ "zklb_trunk_peer_resets_total", "counter", SCOPE_TRUNK_PEER, "direction", tls_direction, NULL,
+	  get_peer, AT(scrape_peer, resets),
+	  "Calling side: RST_STREAM received from the peer (in) and sent to it (out)." },
+	{ "zklb_trunk_peer_bytes_total", "counter", SCOPE_TRUNK_PEER, "direction", tls_direction, NULL,
+	  get_peer, AT(scrape_peer, bytes),
+	  "Calling side: stream bytes, in = from the peer to local clients." },
+	{ "zklb_trunk_peer_window_stalls_total", "counter", SCOPE_TRUNK_PEER, NULL, NULL, NULL, get_peer,
+	  AT(scrape_peer, window_stalls),
+	  "Calling side: times a stream stopped reading its client because the peer's window was shut (a slow remote reader)." },
+	{ "zklb_trunk_peer_protocol_errors_total", "counter", SCOPE_TRUNK_PEER, NULL, NULL, NULL,
+	  get_peer, AT(scrape_peer, protocol_errors),
+	  "Calling side: trunk connections ended by a GOAWAY with an error: the peer broke HTTP/2 (framing, HPACK, flow control)." },
 };
 
 /* What each scope's series are labelled with, and when its families are written. */
@@ -854,6 +945,7 @@ static const struct {
 	[SCOPE_SYNC] = { { "path" }, "with sync entries" },
 	[SCOPE_RENDER] = { { "service", "file" }, "with render entries" },
 	[SCOPE_TRUNK] = { { NULL }, "with a trunk: section" },
+	[SCOPE_TRUNK_PEER] = { { "peer" }, "once the calling side met a peer" },
 };
 
 static size_t scope_count(const struct scrape *s, enum metric_scope scope)
@@ -868,6 +960,7 @@ static size_t scope_count(const struct scrape *s, enum metric_scope scope)
 	case SCOPE_SYNC: return s->n_sync;
 	case SCOPE_RENDER: return s->n_render;
 	case SCOPE_TRUNK: return s->c->trunk ? 1 : 0;
+	case SCOPE_TRUNK_PEER: return s->n_peers;
 	}
 	return 0;
 }
@@ -894,6 +987,9 @@ static void scope_values(const struct scrape *s, enum metric_scope scope, size_t
 	case SCOPE_RENDER:
 		out[0] = s->render_conf[i]->service;
 		out[1] = s->render_conf[i]->file;
+		break;
+	case SCOPE_TRUNK_PEER:
+		out[0] = s->peers[i].name;
 		break;
 	case SCOPE_PROCESS:
 	case SCOPE_ZOOKEEPER:

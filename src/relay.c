@@ -30,6 +30,13 @@
  * upstream is (re)enabled with such bytes waiting, the read event is made
  * active by hand (relay_tls_kick).
  *
+ * Trunk (via: trunk|auto, trunk_client.h): the upstream socket is the
+ * relay's end of a socketpair whose other end the trunk thread relays as
+ * an HTTP/2 stream. The relay stays CONNECTING until the one byte the
+ * trunk thread writes first says whether the remote host connected to the
+ * instance (on_trunk_answer), so a refusal is a failed connect like any
+ * other; after it the socket is copied as a TCP one.
+ *
  * Timeouts: one timer per relay, owned by the current state: the connect
  * timeout while WAITING or CONNECTING, the idle timeout once ESTABLISHED
  * (re-armed lazily from `last_active_ms`, so traffic costs no timer update).
@@ -46,6 +53,8 @@
 #include "pool.h"
 #include "service.h"
 #include "tls.h"
+#include "trunk.h"
+#include "trunk_client.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -349,6 +358,23 @@ static void relay_pick_zone(const struct backend_set *s, struct balance_candidat
 }
 
 /*
+ * The trunk port be is reached through, or 0 for a TCP connection of its
+ * own: via trunk needs one advertised (else be is not reachable at all),
+ * via auto takes it when there is one.
+ */
+static uint16_t relay_trunk_port(const struct relay *r, const struct backend *be)
+{
+	if (r->set->conf->via == VIA_DIRECT || !r->rw->trunk)
+		return 0;
+	return atomic_load_explicit(&be->trunk_port, memory_order_relaxed);
+}
+
+static bool relay_can_reach(const struct relay *r, const struct backend *be)
+{
+	return r->set->conf->via != VIA_TRUNK || relay_trunk_port(r, be) != 0;
+}
+
+/*
  * Choose the next backend, never one already tried nor one at its
  * max_connections_per_instance (*full counts those); NULL when none is left.
  */
@@ -372,7 +398,7 @@ static struct backend *relay_choose(struct relay *r, uint64_t now, size_t *full)
 	for (size_t i = 0; i < s->n; i++) {
 		struct backend *be = s->v[i];
 		bool member = atomic_load_explicit(&be->member, memory_order_relaxed) && backend_has_addr(be) &&
-			      !backend_drained(be);
+			      !backend_drained(be) && relay_can_reach(r, be);
 		bool ok = member && backend_routable(be, now);
 		members += member;
 		routable += ok;
@@ -399,7 +425,8 @@ static struct backend *relay_choose(struct relay *r, uint64_t now, size_t *full)
 		for (size_t i = 0; i < s->n; i++) {
 			struct backend *be = s->v[i];
 			c[i].eligible = atomic_load_explicit(&be->member, memory_order_relaxed) &&
-					backend_has_addr(be) && !backend_drained(be) && !was_tried(r, be);
+					backend_has_addr(be) && !backend_drained(be) && !was_tried(r, be) &&
+					relay_can_reach(r, be);
 		}
 	}
 	/* an instance at its max_connections_per_instance takes nothing, panic or not */
@@ -595,6 +622,51 @@ static bool connected_at_once(int fd, const struct net_addr *a)
 	       ti.tcpi_state == TCP_ESTABLISHED;
 }
 
+/* The trunk thread's one byte: the remote host connected to the instance, or why not. */
+static void on_trunk_answer(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+	uint8_t b;
+	(void)what;
+	ssize_t n = recv(fd, &b, 1, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+		event_add(&r->ur, NULL);
+		return;
+	}
+	if (n == 1 && b == TRUNK_OPEN_OK) {
+		event_del(&r->ur);
+		relay_connected(r);
+		return;
+	}
+	char why[64];
+	snprintf(why, sizeof(why), "trunk: %s",
+		 n == 1 ? trunk_open_result_name((enum trunk_open_result)b) : "closed");
+	relay_connect_failed(r, why);
+}
+
+/* Open the upstream as a stream of the trunk of be's host (its port tport); CONNECTING. */
+static void relay_connect_trunk(struct relay *r, uint16_t tport)
+{
+	struct backend *be = r->be;
+	struct net_addr trunk = be->addr;
+	if (trunk.ss.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&trunk.ss)->sin6_port = htons(tport);
+	else
+		((struct sockaddr_in *)&trunk.ss)->sin_port = htons(tport);
+	int fd = trunk_client_open(r->rw->trunk, &trunk, be->host, &be->addr);
+	if (fd < 0) {
+		log_warn("svc=%s be=%s cannot open a trunk stream: %s", r->set->svc->name, be->name,
+			 strerror(errno));
+		upstream_release(r);
+		relay_close(r, RELAY_CLOSE_LOCAL_ERROR);
+		return;
+	}
+	r->ufd = fd;
+	event_assign(&r->ur, r->rw->base, fd, EV_READ, on_trunk_answer, r);
+	event_add(&r->ur, NULL);
+	relay_set_state(r, RELAY_CONNECTING);
+}
+
 static void relay_connect_next(struct relay *r)
 {
 	const struct service_conf *conf = r->set->conf;
@@ -646,6 +718,11 @@ static void relay_connect_next(struct relay *r)
 		}
 
 		atomic_fetch_add_explicit(&be->upstream_opened, 1, memory_order_relaxed);
+		uint16_t tport = relay_trunk_port(r, be);
+		if (tport) {
+			relay_connect_trunk(r, tport);
+			return;
+		}
 		int fd = socket(be->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0) {
 			log_warn("svc=%s cannot create upstream socket: %s", r->set->svc->name,

@@ -14,6 +14,8 @@
 #include "renderer.h"
 #include "stats.h"
 #include "sync.h"
+#include "trunk_client.h"
+#include "trunk_listener.h"
 #include "zk.h"
 
 #include <event2/buffer.h>
@@ -354,6 +356,30 @@ static json_t *announce_table(struct announce *a)
 	return t;
 }
 
+static const char *const trunk_peer_columns[] = {
+	"peer", "connections (opened)", "handshake failures", "streams open", "streams",
+	"stream failures", "bytes in / out", "window stalls",
+};
+
+#define PEER_LOAD(f) atomic_load_explicit(&st->f, memory_order_relaxed)
+/* One row per peer host of the trunk's calling side (arg: the table). */
+static void trunk_peer_row(const char *peer, const struct trunk_stats *st, void *arg)
+{
+	uint64_t failures = PEER_LOAD(connect_failures), hs = PEER_LOAD(handshake_failures);
+	uint32_t conns = PEER_LOAD(conns_open);
+	json_t *cells = row_new(arg, conns ? "healthy" : hs ? "down" : "checking");
+	cell(cells, peer);
+	cellf(cells, "%" PRIu32 " (%" PRIu64 ")", conns, (uint64_t)PEER_LOAD(conns_accepted));
+	cellf(cells, "%" PRIu64, hs);
+	cellf(cells, "%" PRIu32, (uint32_t)PEER_LOAD(streams_open));
+	cellf(cells, "%" PRIu64, (uint64_t)PEER_LOAD(streams));
+	cellf(cells, "%" PRIu64, failures);
+	cellf(cells, "%" PRIu64 " / %" PRIu64, (uint64_t)PEER_LOAD(bytes_in),
+	      (uint64_t)PEER_LOAD(bytes_out));
+	cellf(cells, "%" PRIu64, (uint64_t)PEER_LOAD(window_stalls));
+}
+#undef PEER_LOAD
+
 static const char *const sync_columns[] = {
 	"znode", "file", "state", "writes", "errors", "refused", "command failures", "last change",
 };
@@ -460,6 +486,11 @@ json_t *status_page_doc(struct status_page *p)
 		json_array_append_new(tables, announce_table(c->announce));
 	if (c->sync && sync_count(c->sync))
 		json_array_append_new(tables, sync_table(c->sync, wall));
+	if (c->trunk_client) {
+		json_t *t = table_new("trunk peers", trunk_peer_columns, ARRAY_SIZE(trunk_peer_columns));
+		trunk_client_each_peer(c->trunk_client, trunk_peer_row, t);
+		json_array_append_new(tables, t);
+	}
 	if (renderer_count(c->renderer)) {
 		json_t *entries = renderer_status_json(c->renderer);
 		json_array_append_new(tables, renderer_table(entries));

@@ -266,6 +266,31 @@ struct tls_ctx *tls_ctx_new_server(const struct tls_conf *conf, const char *alpn
 	return ctx_new(conf, alpn, bad_key, err, err_len);
 }
 
+struct tls_ctx *tls_ctx_new_client(const struct tls_conf *conf, const char *alpn,
+				   const char **bad_key, char *err, size_t err_len)
+{
+	unsigned char wire[256];
+	size_t n = alpn ? strlen(alpn) : 0;
+	if (n == 0 || n > 255) {
+		*bad_key = "";
+		snprintf(err, err_len, "no ALPN protocol to offer");
+		return NULL;
+	}
+	struct tls_ctx *c = ctx_new(conf, NULL, bad_key, err, err_len);
+	if (!c)
+		return NULL;
+	wire[0] = (unsigned char)n;
+	memcpy(wire + 1, alpn, n);
+	/* OpenSSL's one API that returns 0 on success. */
+	if (SSL_CTX_set_alpn_protos(c->ssl_ctx, wire, (unsigned)n + 1) != 0) {
+		*bad_key = "";
+		ssl_reason(err, err_len, "cannot offer ALPN");
+		tls_ctx_put(c);
+		return NULL;
+	}
+	return c;
+}
+
 /* alpn: NULL for a client context, else the protocol a server context selects. */
 static struct tls_ctx *ctx_new(const struct tls_conf *conf, const char *alpn,
 			       const char **bad_key, char *err, size_t err_len)

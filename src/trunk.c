@@ -30,6 +30,48 @@ static const char *const verdict_names[TRUNK_VERDICTS] = {
 	[TRUNK_NOT_ANNOUNCED] = "not_announced",
 };
 
+static const char *const open_result_names[TRUNK_OPEN_RESULTS] = {
+	[TRUNK_OPEN_OK] = "ok",
+	[TRUNK_OPEN_REFUSED] = "refused",
+	[TRUNK_OPEN_NOT_ANNOUNCED] = "not_announced",
+	[TRUNK_OPEN_BAD_ANSWER] = "bad_answer",
+	[TRUNK_OPEN_RESET] = "reset",
+	[TRUNK_OPEN_TRUNK_FAILED] = "trunk_failed",
+};
+
+const char *trunk_open_result_name(enum trunk_open_result r)
+{
+	return r < TRUNK_OPEN_RESULTS ? open_result_names[r] : "?";
+}
+
+enum trunk_open_result trunk_open_result_from_status(int status)
+{
+	if (status >= 200 && status < 300)
+		return TRUNK_OPEN_OK;
+	if (status == 502 || status == 503 || status == 504)
+		return TRUNK_OPEN_REFUSED;
+	if (status == 403)
+		return TRUNK_OPEN_NOT_ANNOUNCED;
+	return TRUNK_OPEN_BAD_ANSWER;
+}
+
+int trunk_pick_conn(const uint32_t *streams, const bool *usable, size_t n, uint32_t max_conns)
+{
+	int best = -1;
+	size_t live = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!usable[i])
+			continue;
+		live++;
+		if (best < 0 || streams[i] < streams[best])
+			best = (int)i;
+	}
+	/* A connection going away does not count: its replacement opens at once. */
+	if (best < 0 || (streams[best] > 0 && live < max_conns))
+		return -1;
+	return best;
+}
+
 const char *trunk_stream_state_name(enum trunk_stream_state s)
 {
 	return s < TRUNK_STREAM_STATES ? stream_state_names[s] : "?";

@@ -28,6 +28,7 @@
 static void on_conn_event(evutil_socket_t fd, short what, void *arg);
 static void on_conn_timer(evutil_socket_t fd, short what, void *arg);
 static void conn_finish(struct trunk_conn *tc);
+static void conn_submit_waiting(struct trunk_conn *tc);
 
 bool trunk_conn_set_state(struct trunk_conn *tc, enum trunk_conn_state to)
 {
@@ -55,14 +56,17 @@ void trunk_conn_pump(struct trunk_conn *tc)
 {
 	if (tc->state == TRUNK_CONN_CLOSED || !tc->h2)
 		return;
+	for (struct trunk_stream *st = tc->streams; st; st = st->next) {
+		/* A stream nghttp2 forgot (still flushing) gives its bytes back to the connection. */
+		if (st->to_consume && !st->h2_closed)
+			nghttp2_session_consume(tc->h2, st->id, st->to_consume);
+		else
+			tc->consume_conn += st->to_consume;
+		st->to_consume = 0;
+	}
 	if (tc->consume_conn) {
 		nghttp2_session_consume_connection(tc->h2, tc->consume_conn);
 		tc->consume_conn = 0;
-	}
-	for (struct trunk_stream *st = tc->streams; st; st = st->next) {
-		if (st->to_consume && !st->h2_closed)
-			nghttp2_session_consume(tc->h2, st->id, st->to_consume);
-		st->to_consume = 0;
 	}
 	for (;;) {
 		while (tc->out_off < tc->out_len) {
@@ -127,9 +131,32 @@ static void conn_read(struct trunk_conn *tc)
 		event_active(tc->rev, EV_READ, 0);
 }
 
+/* nghttp2 found the peer at fault (it answers with GOAWAY or RST_STREAM itself): say why. */
+static int on_h2_error(nghttp2_session *h2, int code, const char *msg, size_t len, void *arg)
+{
+	struct trunk_conn *tc = arg;
+	(void)h2;
+	log_warn("trunk peer=%s: bad HTTP/2: %.*s (%s)", tc->peer, (int)MIN(len, 200), msg,
+		 nghttp2_strerror(code));
+	return 0;
+}
+
+/* A GOAWAY we send with an error code ends the session for the peer's fault: say which. */
+static int on_h2_frame_send(nghttp2_session *h2, const nghttp2_frame *f, void *arg)
+{
+	struct trunk_conn *tc = arg;
+	(void)h2;
+	if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR) {
+		STAT_ADD(tc->stats, protocol_errors, 1);
+		log_warn("trunk peer=%s: bad HTTP/2 from the peer: GOAWAY %s (%u streams)",
+			 tc->peer, nghttp2_http2_strerror(f->goaway.error_code), tc->n_streams);
+	}
+	return 0;
+}
+
 static void conn_start_h2(struct trunk_conn *tc)
 {
-	struct trunk_listener *tl = tc->tl;
+	struct trunk_loop *loop = tc->loop;
 	nghttp2_session_callbacks *cb;
 	nghttp2_option *opt;
 	nghttp2_session_callbacks_new(&cb);
@@ -138,25 +165,39 @@ static void conn_start_h2(struct trunk_conn *tc)
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, trunk_stream_on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, trunk_stream_on_data_chunk);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, trunk_stream_on_close);
+	nghttp2_session_callbacks_set_error_callback2(cb, on_h2_error);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_h2_frame_send);
 	nghttp2_option_new(&opt);
 	nghttp2_option_set_no_auto_window_update(opt, 1);
 	nghttp2_option_set_max_send_header_block_length(opt, 16384);
-	int rc = nghttp2_session_server_new2(&tc->h2, cb, tc, opt);
+	int rc = loop->client ? nghttp2_session_client_new2(&tc->h2, cb, tc, opt)
+			      : nghttp2_session_server_new2(&tc->h2, cb, tc, opt);
 	nghttp2_option_del(opt);
 	nghttp2_session_callbacks_del(cb);
 	if (rc != 0) {
+		tc->h2 = NULL;
 		trunk_conn_close(tc, "out of memory");
 		return;
 	}
-	nghttp2_settings_entry s[] = {
-		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, tl->max_streams },
-		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, tl->stream_window },
-		{ NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1 },
+	/* The windows we advertise are the BDP-sized ones of the trunk: section, in both roles. */
+	nghttp2_settings_entry accepting[] = {
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, loop->stream_window },
 		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 4096 },
+		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, loop->max_streams },
+		{ NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1 },
 	};
-	nghttp2_submit_settings(tc->h2, NGHTTP2_FLAG_NONE, s, ARRAY_SIZE(s));
+	/* The calling side accepts no stream, pushed ones included. */
+	nghttp2_settings_entry calling[] = {
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, loop->stream_window },
+		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 4096 },
+		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
+	};
+	if (loop->client)
+		nghttp2_submit_settings(tc->h2, NGHTTP2_FLAG_NONE, calling, ARRAY_SIZE(calling));
+	else
+		nghttp2_submit_settings(tc->h2, NGHTTP2_FLAG_NONE, accepting, ARRAY_SIZE(accepting));
 	nghttp2_session_set_local_window_size(tc->h2, NGHTTP2_FLAG_NONE, 0,
-					      (int32_t)tl->connection_window);
+					      (int32_t)loop->connection_window);
 }
 
 /*
@@ -213,16 +254,18 @@ static void on_conn_event(evutil_socket_t fd, short what, void *arg)
 		if (io != TLS_IO_DONE) {
 			log_info("trunk peer=%s: TLS handshake failed: %s", tc->peer,
 				 tls_conn_reason(tc->tls));
-			STAT_ADD(tc->tl, handshake_failures, 1);
+			STAT_ADD(tc->stats, handshake_failures, 1);
 			trunk_conn_close(tc, "handshake failed");
 			return;
 		}
 		conn_arm_write(tc, false);
 		trunk_conn_set_state(tc, TRUNK_CONN_OPEN);
-		STAT_ADD(tc->tl, conns_open, 1);
+		STAT_ADD(tc->stats, conns_open, 1);
 		log_info("trunk peer=%s: open (%s)", tc->peer,
 			 tls_result_name(tls_conn_outcome(tc->tls)));
 		conn_start_h2(tc);
+		if (tc->loop->client && tc->h2)
+			conn_submit_waiting(tc);
 		struct timeval tv = timeval_from_ms(TRUNK_PING_MS);
 		evtimer_add(tc->timer, &tv);
 	}
@@ -241,13 +284,13 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (tc->state == TRUNK_CONN_HANDSHAKE) {
-		STAT_ADD(tc->tl, handshake_failures, 1);
+		STAT_ADD(tc->stats, handshake_failures, 1);
 		log_info("trunk peer=%s: TLS handshake timed out", tc->peer);
 		trunk_conn_close(tc, "handshake timeout");
 		return;
 	}
 	uint64_t idle = now_ms() - tc->last_active_ms;
-	if (tc->n_streams == 0 && tc->tl->idle_timeout_ms && idle >= tc->tl->idle_timeout_ms) {
+	if (tc->n_streams == 0 && tc->loop->idle_timeout_ms && idle >= tc->loop->idle_timeout_ms) {
 		log_info("trunk peer=%s: idle for %llu ms: GOAWAY", tc->peer,
 			 (unsigned long long)idle);
 		trunk_conn_goaway(tc);		/* no stream: the session is over at once */
@@ -268,39 +311,66 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
 
 void trunk_conn_close(struct trunk_conn *tc, const char *reason)
 {
-	struct trunk_listener *tl = tc->tl;
+	struct trunk_loop *loop = tc->loop;
 	if (tc->state == TRUNK_CONN_CLOSED)
 		return;
 	bool was_open = tc->state != TRUNK_CONN_HANDSHAKE;
 	log_info("trunk peer=%s: closed: %s (%u streams)", tc->peer, reason, tc->n_streams);
 	trunk_conn_set_state(tc, TRUNK_CONN_CLOSED);
 	if (was_open)
-		STAT_SUB(tl, conns_open, 1);
+		STAT_SUB(tc->stats, conns_open, 1);
 	event_del(tc->rev);
 	event_del(tc->wev);
 	evtimer_del(tc->timer);
-	for (struct trunk_conn **pp = &tl->live; *pp; pp = &(*pp)->next) {
+	for (struct trunk_conn **pp = &loop->live; *pp; pp = &(*pp)->next) {
 		if (*pp == tc) {
 			*pp = tc->next;
 			break;
 		}
 	}
-	tc->next = tl->dead;
-	tl->dead = tc;
-	trunk_reap_soon(tl);
+	tc->next = loop->dead;
+	loop->dead = tc;
+	trunk_reap_soon(loop);
+}
+
+/*
+ * Both END_STREAMs are through (nghttp2 forgot the stream) and the local
+ * socket has yet to take the peer's last bytes or our FIN: it needs its
+ * socket, not the connection.
+ */
+static bool stream_flushing(const struct trunk_stream *st)
+{
+	return st->h2_closed && st->state != TRUNK_STREAM_CLOSED && st->fd >= 0;
+}
+
+/* Fail the streams of closed tc (all, or all but the flushing ones). */
+static void conn_fail_streams(struct trunk_conn *tc, bool keep_flushing, const char *reason)
+{
+	for (struct trunk_stream *st = tc->streams, *next; st; st = next) {
+		next = st->next;	/* retiring st unlinks it only */
+		if (keep_flushing && stream_flushing(st))
+			continue;
+		st->h2_closed = true;
+		if (st->state == TRUNK_STREAM_CLOSED)
+			trunk_stream_retire(st);
+		else
+			trunk_stream_close(st, reason, true);
+	}
 }
 
 /* Free a closed connection: its streams lose their trunk and reset their backends. */
 void trunk_conn_free(struct trunk_conn *tc)
 {
 	/* The session goes without calling trunk_stream_on_close: fail what is open here. */
-	while (tc->streams) {
-		struct trunk_stream *st = tc->streams;
-		st->h2_closed = true;
-		if (st->state == TRUNK_STREAM_CLOSED)
-			trunk_stream_retire(st);
-		else
-			trunk_stream_close(st, "trunk closed", true);
+	conn_fail_streams(tc, true, "trunk closed");
+	if (tc->streams) {
+		/* The peer's last bytes are all here: let them reach the local sockets. */
+		log_info("trunk peer=%s: %u streams still writing their last bytes locally",
+			 tc->peer, tc->n_streams);
+		tc->lingering = true;
+		tc->next = tc->loop->lingering;
+		tc->loop->lingering = tc;
+		return;
 	}
 	nghttp2_session_del(tc->h2);
 	tls_conn_free(tc->tls);
@@ -313,29 +383,80 @@ void trunk_conn_free(struct trunk_conn *tc)
 	free(tc);
 }
 
-void trunk_conn_accept(struct trunk_listener *tl, int fd, const struct net_addr *peer)
+/* A connection on fd (TLS not made yet), in loop->live. */
+static struct trunk_conn *conn_new(struct trunk_loop *loop, int fd, const struct net_addr *peer,
+				   struct trunk_stats *stats)
 {
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	struct trunk_conn *tc = xcalloc(1, sizeof(*tc));
-	tc->tl = tl;
+	tc->loop = loop;
+	tc->stats = stats;
 	tc->fd = fd;
 	tc->state = TRUNK_CONN_HANDSHAKE;
 	net_addr_format(peer, tc->peer, sizeof(tc->peer));
-	tc->tls = tls_conn_new_server(tl->tls, fd, tc->peer);
-	tc->rev = event_new(tl->base, fd, EV_READ | EV_PERSIST, on_conn_event, tc);
-	tc->wev = event_new(tl->base, fd, EV_WRITE, on_conn_event, tc);
-	tc->timer = evtimer_new(tl->base, on_conn_timer, tc);
+	tc->rev = event_new(loop->base, fd, EV_READ | EV_PERSIST, on_conn_event, tc);
+	tc->wev = event_new(loop->base, fd, EV_WRITE, on_conn_event, tc);
+	tc->timer = evtimer_new(loop->base, on_conn_timer, tc);
 	tc->last_active_ms = now_ms();
-	tc->next = tl->live;
-	tl->live = tc;
+	tc->next = loop->live;
+	loop->live = tc;
+	return tc;
+}
+
+/* The handshake starts: read (and, calling, write: the TCP connect is in flight too). */
+static void conn_start(struct trunk_conn *tc)
+{
 	if (!tc->tls) {
 		trunk_conn_close(tc, "out of memory for TLS");
 		return;
 	}
 	event_add(tc->rev, NULL);
-	struct timeval tv = timeval_from_ms(TRUNK_HANDSHAKE_MS);
+	if (tc->loop->client)
+		conn_arm_write(tc, true);
+	struct timeval tv = timeval_from_ms(tc->loop->handshake_ms);
 	evtimer_add(tc->timer, &tv);
+}
+
+void trunk_conn_accept(struct trunk_loop *loop, int fd, const struct net_addr *peer)
+{
+	struct trunk_conn *tc = conn_new(loop, fd, peer, &loop->listener->stats);
+	tc->tls = tls_conn_new_server(loop->tls, fd, tc->peer);
+	conn_start(tc);
+}
+
+struct trunk_conn *trunk_conn_dial(struct trunk_loop *loop, const struct net_addr *to,
+				   const struct net_addr *from, const char *host,
+				   struct trunk_stats *stats, const void *peer_key, char *err,
+				   size_t errlen)
+{
+	int fd = socket(to->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return NULL;
+	}
+	if (from && from->ss.ss_family == to->ss.ss_family &&
+	    bind(fd, (const struct sockaddr *)&from->ss, from->len) < 0) {
+		snprintf(err, errlen, "bind: %s", strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	if (connect(fd, (const struct sockaddr *)&to->ss, to->len) < 0 && errno != EINPROGRESS) {
+		snprintf(err, errlen, "connect: %s", strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	STAT_ADD(stats, conns_accepted, 1);
+	struct trunk_conn *tc = conn_new(loop, fd, to, stats);
+	tc->peer_key = peer_key;
+	tc->tls = tls_conn_new(loop->tls, fd, host, tc->peer);
+	conn_start(tc);
+	return tc->state == TRUNK_CONN_CLOSED ? NULL : tc;
+}
+
+bool trunk_conn_usable(const struct trunk_conn *tc)
+{
+	return (tc->state == TRUNK_CONN_HANDSHAKE || tc->state == TRUNK_CONN_OPEN) && !tc->finishing;
 }
 
 void trunk_conn_goaway(struct trunk_conn *tc)
@@ -367,6 +488,8 @@ void trunk_conn_goaway(struct trunk_conn *tc)
 
 
 static void on_backend_event(evutil_socket_t fd, short what, void *arg);
+static void stream_relay_gave_up(struct trunk_stream *st);
+static void stream_answered(struct trunk_stream *st);
 
 static bool stream_set_state(struct trunk_stream *st, enum trunk_stream_state to)
 {
@@ -384,15 +507,17 @@ static void stream_arm(struct trunk_stream *st)
 	if (st->fd < 0 || st->state == TRUNK_STREAM_CLOSED)
 		return;
 	short what = 0;
-	if (st->reading && !st->backend_eof)
+	bool calling = st->tc->loop->client;
+	/* Calling and CONNECTING: readable means the relay gave up (its connect timeout). */
+	if ((st->reading && !st->backend_eof) || (calling && st->state == TRUNK_STREAM_CONNECTING))
 		what |= EV_READ;
-	if (st->state == TRUNK_STREAM_CONNECTING || st->up_len > 0)
+	if ((!calling && st->state == TRUNK_STREAM_CONNECTING) || st->up_len > 0)
 		what |= EV_WRITE;
 	if (what == st->armed)
 		return;		/* one epoll_ctl per change of interest, not per DATA frame */
 	st->armed = what;
 	event_del(st->ev);
-	event_assign(st->ev, st->tc->tl->base, st->fd, what | EV_PERSIST, on_backend_event, st);
+	event_assign(st->ev, st->tc->loop->base, st->fd, what | EV_PERSIST, on_backend_event, st);
 	if (what)
 		event_add(st->ev, NULL);
 }
@@ -414,7 +539,7 @@ static bool stream_flush_up(struct trunk_stream *st)
 		memmove(st->up, st->up + n, st->up_len - (size_t)n);
 		st->up_len -= (size_t)n;
 		st->to_consume += (uint64_t)n;
-		STAT_ADD(st->tc->tl, bytes_in, (uint64_t)n);
+		STAT_ADD(st->tc->stats, bytes_in, (uint64_t)n);
 	}
 	if (st->up_len == 0 && st->remote_eof && !st->shut_wr) {
 		shutdown(st->fd, SHUT_WR);
@@ -428,7 +553,6 @@ static bool stream_flush_up(struct trunk_stream *st)
 /* Read the backend into down, up to its cap. */
 static bool stream_fill_down(struct trunk_stream *st)
 {
-	struct trunk_listener *tl = st->tc->tl;
 	if (st->down_off == st->down_len)
 		st->down_off = st->down_len = 0;
 	while (st->reading && st->down_len < TRUNK_DOWN_MAX) {
@@ -456,7 +580,7 @@ static bool stream_fill_down(struct trunk_stream *st)
 	}
 	if (st->reading && st->down_len >= TRUNK_DOWN_MAX) {
 		st->reading = false;		/* the caller is slower than the backend */
-		STAT_ADD(tl, window_stalls, 1);
+		STAT_ADD(st->tc->stats, window_stalls, 1);
 	}
 	return true;
 }
@@ -467,7 +591,7 @@ static void stream_fail(struct trunk_stream *st, const char *reason)
 	struct trunk_conn *tc = st->tc;
 	if (!st->h2_closed && tc->h2) {
 		nghttp2_submit_rst_stream(tc->h2, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CONNECT_ERROR);
-		STAT_ADD(tc->tl, resets_out, 1);
+		STAT_ADD(tc->stats, resets_out, 1);
 	}
 	trunk_stream_close(st, reason, true);
 }
@@ -493,7 +617,7 @@ static ssize_t on_data_read(nghttp2_session *h2, int32_t id, uint8_t *buf, size_
 	size_t n = MIN(have, length);
 	memcpy(buf, st->down + st->down_off, n);
 	st->down_off += n;
-	STAT_ADD(st->tc->tl, bytes_out, n);
+	STAT_ADD(st->tc->stats, bytes_out, n);
 	if (st->down_off == st->down_len && st->backend_eof)
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 	if (!st->reading && !st->backend_eof &&
@@ -542,6 +666,11 @@ static void on_backend_event(evutil_socket_t fd, short what, void *arg)
 	struct trunk_conn *tc = st->tc;
 	if (st->state == TRUNK_STREAM_CLOSED)
 		return;
+	if (st->state == TRUNK_STREAM_CONNECTING && tc->loop->client) {
+		stream_relay_gave_up(st);
+		trunk_conn_pump(tc);
+		return;
+	}
 	if (st->state == TRUNK_STREAM_CONNECTING) {
 		int soerr = 0;
 		socklen_t sl = sizeof(soerr);
@@ -552,7 +681,7 @@ static void on_backend_event(evutil_socket_t fd, short what, void *arg)
 			net_addr_format(&st->addr, a, sizeof(a));
 			log_info("trunk peer=%s stream=%d: backend %s: %s", tc->peer, st->id, a,
 				 strerror(soerr));
-			STAT_ADD(tc->tl, connect_failures, 1);
+			STAT_ADD(tc->stats, connect_failures, 1);
 			stream_refuse(st, "502");
 			trunk_stream_close(st, "backend refused", false);
 		} else {
@@ -563,6 +692,15 @@ static void on_backend_event(evutil_socket_t fd, short what, void *arg)
 	}
 	if ((what & EV_WRITE) && !stream_flush_up(st)) {
 		stream_fail(st, "backend write failed");
+		trunk_conn_pump(tc);
+		return;
+	}
+	if (st->h2_closed) {
+		/* The session is done with it: only the peer's last bytes and the FIN were left. */
+		if (st->up_len == 0 && st->shut_wr)
+			trunk_stream_close(st, "done", false);
+		else
+			stream_arm(st);
 		trunk_conn_pump(tc);
 		return;
 	}
@@ -587,7 +725,7 @@ static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
 	if (st->state != TRUNK_STREAM_CONNECTING)
 		return;
 	log_info("trunk peer=%s stream=%d: backend connect timed out", st->tc->peer, st->id);
-	STAT_ADD(st->tc->tl, connect_failures, 1);
+	STAT_ADD(st->tc->stats, connect_failures, 1);
 	stream_refuse(st, "504");
 	trunk_stream_close(st, "backend connect timeout", false);
 	trunk_conn_pump(st->tc);
@@ -597,7 +735,8 @@ static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
 static void stream_request(struct trunk_stream *st)
 {
 	struct trunk_conn *tc = st->tc;
-	struct trunk_listener *tl = tc->tl;
+	struct trunk_listener *tl = tc->loop->listener;
+	struct trunk_stats *stats = tc->stats;
 	enum trunk_verdict v = TRUNK_BAD_REQUEST;
 	if (!st->header_too_long) {
 		pthread_mutex_lock(&tl->allow_lock);
@@ -608,8 +747,8 @@ static void stream_request(struct trunk_stream *st)
 	if (v != TRUNK_ALLOW) {
 		log_info("trunk peer=%s stream=%d: %.*s refused: %s", tc->peer, st->id,
 			 (int)MIN(st->authority_len, 80), st->authority, trunk_verdict_name(v));
-		STAT_ADD(tl, refused_not_announced, v == TRUNK_NOT_ANNOUNCED);
-		STAT_ADD(tl, refused_bad_request, v == TRUNK_BAD_REQUEST);
+		STAT_ADD(stats, refused_not_announced, v == TRUNK_NOT_ANNOUNCED);
+		STAT_ADD(stats, refused_bad_request, v == TRUNK_BAD_REQUEST);
 		stream_refuse(st, v == TRUNK_NOT_ANNOUNCED ? "403" : "400");
 		trunk_stream_close(st, trunk_verdict_name(v), false);
 		return;
@@ -617,32 +756,53 @@ static void stream_request(struct trunk_stream *st)
 	st->fd = socket(st->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (st->fd < 0) {
 		log_warn("trunk peer=%s stream=%d: socket: %s", tc->peer, st->id, strerror(errno));
-		STAT_ADD(tl, connect_failures, 1);
+		STAT_ADD(stats, connect_failures, 1);
 		stream_refuse(st, "503");
 		trunk_stream_close(st, "out of sockets", false);
 		return;
 	}
 	int one = 1;
 	setsockopt(st->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	st->ev = event_new(tl->base, st->fd, EV_WRITE | EV_PERSIST, on_backend_event, st);
-	st->timer = evtimer_new(tl->base, on_connect_timeout, st);
+	st->ev = event_new(tc->loop->base, st->fd, EV_WRITE | EV_PERSIST, on_backend_event, st);
+	st->timer = evtimer_new(tc->loop->base, on_connect_timeout, st);
 	if (connect(st->fd, (const struct sockaddr *)&st->addr.ss, st->addr.len) < 0 &&
 	    errno != EINPROGRESS) {
 		char a[80];
 		net_addr_format(&st->addr, a, sizeof(a));
 		log_info("trunk peer=%s stream=%d: backend %s: %s", tc->peer, st->id, a,
 			 strerror(errno));
-		STAT_ADD(tl, connect_failures, 1);
+		STAT_ADD(stats, connect_failures, 1);
 		stream_refuse(st, "502");
 		trunk_stream_close(st, "backend refused", false);
 		return;
 	}
-	struct timeval tv = timeval_from_ms(tl->connect_timeout_ms);
+	struct timeval tv = timeval_from_ms(tc->loop->connect_timeout_ms);
 	evtimer_add(st->timer, &tv);
 	stream_arm(st);
 }
 
 /* Closed, and nghttp2 forgot it: off the connection, freed after the loop turn. */
+/* A lingering connection whose last stream retired goes to be freed. */
+static void conn_unlinger(struct trunk_conn *tc)
+{
+	struct trunk_loop *loop = tc->loop;
+	for (struct trunk_conn **pp = &loop->lingering; *pp; pp = &(*pp)->next) {
+		if (*pp == tc) {
+			*pp = tc->next;
+			break;
+		}
+	}
+	tc->lingering = false;
+	tc->next = loop->dead;
+	loop->dead = tc;
+}
+
+void trunk_conn_free_lingering(struct trunk_loop *loop)
+{
+	while (loop->lingering)
+		conn_fail_streams(loop->lingering, false, "shutdown");	/* the last one unlingers it */
+}
+
 void trunk_stream_retire(struct trunk_stream *st)
 {
 	struct trunk_conn *tc = st->tc;
@@ -653,11 +813,13 @@ void trunk_stream_retire(struct trunk_stream *st)
 	if (st->next)
 		st->next->prev = st->prev;
 	tc->n_streams--;
-	STAT_SUB(tc->tl, streams_open, 1);
+	if (tc->lingering && tc->n_streams == 0)
+		conn_unlinger(tc);
+	STAT_SUB(tc->stats, streams_open, 1);
 	st->prev = NULL;
-	st->next = tc->tl->dead_streams;
-	tc->tl->dead_streams = st;
-	trunk_reap_soon(tc->tl);
+	st->next = tc->loop->dead_streams;
+	tc->loop->dead_streams = st;
+	trunk_reap_soon(tc->loop);
 }
 
 /*
@@ -670,6 +832,14 @@ void trunk_stream_close(struct trunk_stream *st, const char *reason, bool reset_
 	if (st->state == TRUNK_STREAM_CLOSED)
 		return;
 	log_debug("trunk peer=%s stream=%d: closed: %s", tc->peer, st->id, reason);
+	if (tc->loop->client && st->state == TRUNK_STREAM_CONNECTING && st->fd >= 0) {
+		/* The relay waits for the answer: this one fails its connect (retried elsewhere). */
+		uint8_t b = st->result == TRUNK_OPEN_OK ? TRUNK_OPEN_TRUNK_FAILED : st->result;
+		(void)!send(st->fd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		STAT_ADD(tc->stats, connect_failures, 1);
+		log_info("trunk peer=%s stream=%d: %s: %s", tc->peer, st->id, st->authority,
+			 trunk_open_result_name(b));
+	}
 	stream_set_state(st, TRUNK_STREAM_CLOSED);
 	if (st->ev)
 		event_del(st->ev);
@@ -705,29 +875,36 @@ void trunk_stream_free(struct trunk_stream *st)
 	free(st);
 }
 
-int trunk_stream_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *f, void *arg)
+/* A CONNECTING stream (id 0: calling, not submitted yet) on tc's list, counted. */
+static struct trunk_stream *stream_new(struct trunk_conn *tc, int32_t id, int fd)
 {
-	struct trunk_conn *tc = arg;
-	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
-		return 0;
-	if (tc->n_streams >= tc->tl->max_streams || tc->state != TRUNK_CONN_OPEN) {
-		STAT_ADD(tc->tl, refused_limit, 1);
-		nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, f->hd.stream_id,
-					  NGHTTP2_REFUSED_STREAM);
-		return 0;
-	}
 	struct trunk_stream *st = xcalloc(1, sizeof(*st));
 	st->tc = tc;
-	st->id = f->hd.stream_id;
-	st->fd = -1;
+	st->id = id;
+	st->fd = fd;
 	st->state = TRUNK_STREAM_CONNECTING;
 	st->next = tc->streams;
 	if (tc->streams)
 		tc->streams->prev = st;
 	tc->streams = st;
 	tc->n_streams++;
-	STAT_ADD(tc->tl, streams, 1);
-	STAT_ADD(tc->tl, streams_open, 1);
+	STAT_ADD(tc->stats, streams, 1);
+	STAT_ADD(tc->stats, streams_open, 1);
+	return st;
+}
+
+int trunk_stream_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *f, void *arg)
+{
+	struct trunk_conn *tc = arg;
+	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	if (tc->n_streams >= tc->loop->max_streams || tc->state != TRUNK_CONN_OPEN) {
+		STAT_ADD(tc->stats, refused_limit, 1);
+		nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, f->hd.stream_id,
+					  NGHTTP2_REFUSED_STREAM);
+		return 0;
+	}
+	struct trunk_stream *st = stream_new(tc, f->hd.stream_id, -1);
 	nghttp2_session_set_stream_user_data(h2, st->id, st);
 	return 0;
 }
@@ -747,12 +924,23 @@ int trunk_stream_on_header(nghttp2_session *h2, const nghttp2_frame *f, const ui
 			   size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
 			   void *arg)
 {
+	struct trunk_conn *tc = arg;
 	(void)flags;
-	(void)arg;
-	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+	if (f->hd.type != NGHTTP2_HEADERS)
 		return 0;
 	struct trunk_stream *st = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
 	if (!st)
+		return 0;
+	if (tc->loop->client) {
+		/* Only the answer's :status matters; a bad one is no 2xx, so a failed connect. */
+		if (f->headers.cat == NGHTTP2_HCAT_RESPONSE && namelen == 7 &&
+		    memcmp(name, ":status", 7) == 0 && valuelen == 3 && value[0] >= '1' &&
+		    value[0] <= '5' && value[1] >= '0' && value[1] <= '9' && value[2] >= '0' &&
+		    value[2] <= '9')
+			st->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
+		return 0;
+	}
+	if (f->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
 	bool ok = true;
 	if (namelen == 7 && memcmp(name, ":method", 7) == 0)
@@ -772,11 +960,20 @@ int trunk_stream_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void
 	struct trunk_conn *tc = arg;
 	if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK))
 		tc->ping_outstanding = false;
+	if (f->hd.type == NGHTTP2_GOAWAY && tc->state == TRUNK_CONN_OPEN) {
+		/* The other side drains: new streams go to another connection. */
+		log_info("trunk peer=%s: GOAWAY received (%u streams)", tc->peer, tc->n_streams);
+		trunk_conn_set_state(tc, TRUNK_CONN_GOAWAY);
+	}
 	struct trunk_stream *st = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
 	if (!st || st->state == TRUNK_STREAM_CLOSED)
 		return 0;
-	if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST)
+	if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST &&
+	    !tc->loop->client)
 		stream_request(st);
+	if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_RESPONSE &&
+	    tc->loop->client && st->state == TRUNK_STREAM_CONNECTING)
+		stream_answered(st);
 	if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
 	    (f->hd.flags & NGHTTP2_FLAG_END_STREAM) && st->state != TRUNK_STREAM_CLOSED) {
 		st->remote_eof = true;
@@ -801,7 +998,7 @@ int trunk_stream_on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
 	/* The stream window bounds this; a peer that ignores it is reset by nghttp2. */
 	if (st->up_len + len > st->up_cap) {
 		size_t cap = MAX(st->up_cap * 2, st->up_len + len);
-		st->up_cap = MIN(MAX(cap, (size_t)16384), (size_t)tc->tl->stream_window);
+		st->up_cap = MIN(MAX(cap, (size_t)16384), (size_t)tc->loop->stream_window);
 		if (st->up_len + len > st->up_cap) {
 			stream_fail(st, "caller overran its window");
 			return 0;
@@ -827,12 +1024,113 @@ int trunk_stream_on_close(nghttp2_session *h2, int32_t id, uint32_t code, void *
 		return 0;
 	nghttp2_session_set_stream_user_data(h2, id, NULL);
 	st->h2_closed = true;
+	if (st->state == TRUNK_STREAM_CONNECTING && tc->loop->client)
+		st->result = TRUNK_OPEN_RESET;	/* no answer: REFUSED_STREAM (GOAWAY, a limit) */
+	if (code == NGHTTP2_NO_ERROR && st->state != TRUNK_STREAM_CLOSED && st->fd >= 0 &&
+	    st->remote_eof && (st->up_len > 0 || !st->shut_wr)) {
+		/*
+		 * Both END_STREAMs are through, but the local socket has not taken
+		 * all of the peer's bytes yet (a slow reader): finish writing them
+		 * and the FIN first (on_backend_event closes it then).
+		 */
+		stream_arm(st);
+		return 0;
+	}
 	if (st->state != TRUNK_STREAM_CLOSED) {
 		bool reset = code != NGHTTP2_NO_ERROR;
-		STAT_ADD(tc->tl, resets_in, reset);
+		STAT_ADD(tc->stats, resets_in, reset);
 		trunk_stream_close(st, reset ? "reset by the caller" : "done", reset);
 	} else {
 		trunk_stream_retire(st);
 	}
 	return 0;
+}
+
+/* ---- streams of the calling side ----------------------------------------------------
+ * A relay holds the other end of st->fd and waits for one byte: the
+ * stream's trunk_open_result. Nothing is read from it before a 2xx (the
+ * relay sends nothing before it either), except to notice that the relay
+ * gave up.
+ */
+
+/* Send the CONNECT (the connection is open). */
+static void stream_submit(struct trunk_stream *st)
+{
+	struct trunk_conn *tc = st->tc;
+	nghttp2_nv nv[] = {
+		{ (uint8_t *)":method", (uint8_t *)"CONNECT", 7, 7, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)":authority", (uint8_t *)st->authority, 10, st->authority_len,
+		  NGHTTP2_NV_FLAG_NONE },
+	};
+	nghttp2_data_provider dp = { .source.ptr = st, .read_callback = on_data_read };
+	int32_t id = nghttp2_submit_request(tc->h2, NULL, nv, ARRAY_SIZE(nv), &dp, st);
+	if (id < 0) {
+		st->result = TRUNK_OPEN_TRUNK_FAILED;
+		st->h2_closed = true;		/* nghttp2 never knew it */
+		trunk_stream_close(st, nghttp2_strerror(id), false);
+		return;
+	}
+	st->id = id;
+}
+
+static void conn_submit_waiting(struct trunk_conn *tc)
+{
+	for (struct trunk_stream *st = tc->streams, *next; st; st = next) {
+		next = st->next;	/* a failed submit retires st */
+		if (st->id == 0 && st->state == TRUNK_STREAM_CONNECTING)
+			stream_submit(st);
+	}
+	trunk_conn_pump(tc);
+}
+
+void trunk_stream_open(struct trunk_conn *tc, int fd, const struct net_addr *target)
+{
+	struct trunk_stream *st = stream_new(tc, 0, fd);
+	st->addr = *target;
+	net_addr_format(target, st->authority, sizeof(st->authority));
+	st->authority_len = strlen(st->authority);
+	st->ev = event_new(tc->loop->base, fd, EV_READ | EV_PERSIST, on_backend_event, st);
+	stream_arm(st);
+	if (tc->state == TRUNK_CONN_OPEN && tc->h2) {
+		stream_submit(st);
+		trunk_conn_pump(tc);
+	}
+}
+
+/* The relay closed its end before the answer (its connect timeout): cancel. */
+static void stream_relay_gave_up(struct trunk_stream *st)
+{
+	struct trunk_conn *tc = st->tc;
+	if (st->id > 0 && !st->h2_closed && tc->h2)
+		nghttp2_submit_rst_stream(tc->h2, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+	else
+		st->h2_closed = true;		/* not submitted: nghttp2 never knew it */
+	st->result = TRUNK_OPEN_TRUNK_FAILED;
+	trunk_stream_close(st, "the relay gave up", false);
+}
+
+/* The answer to the CONNECT: tell the relay, then relay both ways (2xx) or give up. */
+static void stream_answered(struct trunk_stream *st)
+{
+	struct trunk_conn *tc = st->tc;
+	enum trunk_open_result r = trunk_open_result_from_status(st->status);
+	if (r != TRUNK_OPEN_OK) {
+		/* Our side of the stream is still open: end it too. */
+		nghttp2_submit_rst_stream(tc->h2, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+		st->result = r;
+		trunk_stream_close(st, trunk_open_result_name(r), false);
+		return;
+	}
+	uint8_t ok = TRUNK_OPEN_OK;
+	/* A fresh socketpair's buffer takes the byte; anything else means the relay left. */
+	if (send(st->fd, &ok, 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1) {
+		st->result = TRUNK_OPEN_OK;
+		stream_fail(st, "the relay left");
+		return;
+	}
+	if (!stream_set_state(st, TRUNK_STREAM_OPEN))
+		return;
+	st->down = xmalloc(TRUNK_DOWN_MAX);
+	st->reading = true;
+	stream_arm(st);
 }

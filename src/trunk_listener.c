@@ -1,6 +1,6 @@
 /*
- * trunk_listener — see trunk_listener.h; its connections are in trunk_conn.c,
- * their streams in trunk_stream.c (trunk_conn.h).
+ * trunk_listener — see trunk_listener.h; its connections and their streams
+ * are in trunk_conn.c (trunk_conn.h), shared with the calling side.
  *
  * Objects are never freed inside their own callbacks: closed streams and
  * connections go to dead lists, reaped by an event made active for the
@@ -20,26 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-static void on_reap(evutil_socket_t fd, short what, void *arg)
-{
-	struct trunk_listener *tl = arg;
-	(void)fd;
-	(void)what;
-	while (tl->dead) {
-		struct trunk_conn *tc = tl->dead;
-		tl->dead = tc->next;
-		trunk_conn_free(tc);
-	}
-	while (tl->dead_streams) {
-		struct trunk_stream *st = tl->dead_streams;
-		tl->dead_streams = st->next;
-		trunk_stream_free(st);
-	}
-}
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
@@ -54,8 +36,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 				log_warn("trunk %s: accept: %s", tl->listen, strerror(errno));
 			return;
 		}
-		STAT_ADD(tl, conns_accepted, 1);
-		trunk_conn_accept(tl, fd, &peer);
+		STAT_ADD(&tl->stats, conns_accepted, 1);
+		trunk_conn_accept(&tl->loop, fd, &peer);
 	}
 }
 
@@ -64,7 +46,7 @@ static void listener_drain(struct trunk_listener *tl)
 {
 	tl->drained = true;
 	event_del(tl->accept_ev);
-	for (struct trunk_conn *tc = tl->live, *next; tc; tc = next) {
+	for (struct trunk_conn *tc = tl->loop.live, *next; tc; tc = next) {
 		next = tc->next;		/* the GOAWAY may close tc */
 		trunk_conn_goaway(tc);
 	}
@@ -72,35 +54,18 @@ static void listener_drain(struct trunk_listener *tl)
 		 atomic_load(&tl->stats.streams_open));
 }
 
-static void on_wake(evutil_socket_t fd, short what, void *arg)
+/* A wake-up that is not a stop: the control thread asked for the drain. */
+static void on_wake(struct trunk_loop *loop)
 {
-	struct trunk_listener *tl = arg;
-	uint64_t v;
-	(void)what;
-	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		log_warn("trunk: wake read: %s", strerror(errno));
-	if (atomic_load(&tl->stopping))
-		event_base_loopbreak(tl->base);
-	else if (atomic_load(&tl->draining) && !tl->drained)
+	struct trunk_listener *tl = loop->listener;
+	if (atomic_load(&tl->draining) && !tl->drained)
 		listener_drain(tl);
 }
 
 void trunk_listener_drain(struct trunk_listener *tl)
 {
-	uint64_t one = 1;
 	atomic_store(&tl->draining, true);
-	if (write(tl->wake_fd, &one, sizeof(one)) < 0)
-		log_warn("trunk: wake write: %s", strerror(errno));
-}
-
-static void *trunk_thread(void *arg)
-{
-	struct trunk_listener *tl = arg;
-	event_base_dispatch(tl->base);
-	while (tl->live)
-		trunk_conn_close(tl->live, "shutdown");
-	on_reap(-1, 0, tl);
-	return NULL;
+	trunk_loop_wake(&tl->loop);
 }
 
 /* The host's own numeric addresses, for `address: auto` entries. */
@@ -149,14 +114,19 @@ struct trunk_listener *trunk_listener_new(const struct trunk_conf *conf, char *e
 {
 	struct trunk_listener *tl = xcalloc(1, sizeof(*tl));
 	tl->listen_fd = -1;
-	tl->wake_fd = -1;
 	tl->listen = xstrdup(conf->listen);
 	tl->tls = tls_ctx_get(conf->tls.ctx);
-	tl->stream_window = (uint32_t)conf->stream_window;
-	tl->connection_window = (uint32_t)conf->connection_window;
-	tl->max_streams = conf->max_streams;
-	tl->connect_timeout_ms = conf->connect_timeout_ms;
-	tl->idle_timeout_ms = conf->idle_timeout_ms;
+	tl->loop = (struct trunk_loop){
+		.wake_fd = -1,
+		.tls = tl->tls,
+		.listener = tl,
+		.stream_window = (uint32_t)conf->stream_window,
+		.connection_window = (uint32_t)conf->connection_window,
+		.max_streams = conf->max_streams,
+		.connect_timeout_ms = conf->connect_timeout_ms,
+		.idle_timeout_ms = conf->idle_timeout_ms,
+		.handshake_ms = TRUNK_HANDSHAKE_MS,
+	};
 	pthread_mutex_init(&tl->allow_lock, NULL);
 	if (!tl->tls) {
 		snprintf(err, errlen, "trunk: no TLS context");
@@ -164,24 +134,14 @@ struct trunk_listener *trunk_listener_new(const struct trunk_conf *conf, char *e
 	}
 	if (!listener_open(conf->listen, 1, &tl->listen_fd, err, errlen))
 		goto fail;
-	tl->base = event_base_new();
-	tl->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (!tl->base || tl->wake_fd < 0) {
-		snprintf(err, errlen, "trunk: cannot create its event loop");
+	if (!trunk_loop_open(&tl->loop, on_wake, err, errlen))
 		goto fail;
-	}
-	tl->accept_ev = event_new(tl->base, tl->listen_fd, EV_READ | EV_PERSIST, on_accept, tl);
-	tl->wake_ev = event_new(tl->base, tl->wake_fd, EV_READ | EV_PERSIST, on_wake, tl);
-	tl->reap_ev = event_new(tl->base, -1, 0, on_reap, tl);
+	tl->accept_ev = event_new(tl->loop.base, tl->listen_fd, EV_READ | EV_PERSIST, on_accept, tl);
 	event_add(tl->accept_ev, NULL);
-	event_add(tl->wake_ev, NULL);
-	if (pthread_create(&tl->thread, NULL, trunk_thread, tl) != 0) {
-		snprintf(err, errlen, "trunk: cannot start its thread");
+	if (!trunk_loop_start(&tl->loop, err, errlen))
 		goto fail;
-	}
-	tl->started = true;
 	log_info("trunk: listening on %s (stream window %u, connection window %u)", tl->listen,
-		 tl->stream_window, tl->connection_window);
+		 tl->loop.stream_window, tl->loop.connection_window);
 	return tl;
 fail:
 	trunk_listener_free(tl);
@@ -192,25 +152,13 @@ void trunk_listener_free(struct trunk_listener *tl)
 {
 	if (!tl)
 		return;
-	if (tl->started) {
-		uint64_t one = 1;
-		atomic_store(&tl->stopping, true);
-		if (write(tl->wake_fd, &one, sizeof(one)) < 0)
-			log_warn("trunk: wake write: %s", strerror(errno));
-		pthread_join(tl->thread, NULL);
-	}
+	/* The accept event lives on the loop's base: stop the thread, free it, then the base. */
+	trunk_loop_stop(&tl->loop);
 	if (tl->accept_ev)
 		event_free(tl->accept_ev);
-	if (tl->wake_ev)
-		event_free(tl->wake_ev);
-	if (tl->reap_ev)
-		event_free(tl->reap_ev);
-	if (tl->base)
-		event_base_free(tl->base);
+	trunk_loop_close(&tl->loop);
 	if (tl->listen_fd >= 0)
 		close(tl->listen_fd);
-	if (tl->wake_fd >= 0)
-		close(tl->wake_fd);
 	tls_ctx_put(tl->tls);
 	trunk_allow_free(&tl->allow);
 	pthread_mutex_destroy(&tl->allow_lock);

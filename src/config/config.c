@@ -81,6 +81,15 @@ static void config_cross_check(struct schema_ctx *v, const json_t *root, const j
 			schema_error(v, &pp, false, "excludes pool.reuse and pool.prewarm: a pooled "
 				     "connection cannot carry a per-client PROXY header");
 		}
+		if (s->via != VIA_DIRECT) {
+			struct schema_path vp = { &np, "via", 0, sobj };
+			if (!cfg->trunk.listen)
+				schema_error(v, &vp, false, "via: trunk or auto needs a trunk: section "
+					     "(its TLS is the calling side's too)");
+			if (s->pool.reuse != REUSE_NONE || s->pool.prewarm)
+				schema_error(v, &vp, false, "excludes pool.reuse and pool.prewarm: a "
+					     "trunk stream is not pooled");
+		}
 		if (s->locality.prefer == LOCALITY_ZONE && !cfg->zone) {
 			const json_t *lobj = sobj ? json_object_get(sobj, "locality") : NULL;
 			struct schema_path lcp = { &np, "locality", 0, sobj };

@@ -178,6 +178,12 @@ static const struct config_doc_row doc_rows[] = {
 	{ "services.NAME.proxy_protocol", NULL,
 	  "v2: write a PROXY protocol v2 header (the client's address and the one it connected to) "
 	  "first on each upstream connection. Excludes pool.reuse and pool.prewarm." },
+	{ "services.NAME.via", NULL,
+	  "direct: one TCP connection per client connection. trunk: each client connection is "
+	  "a stream of an HTTP/2 trunk to the instance's host (its Curator payload must carry "
+	  "zklb.trunk, else the instance is not routable and /services says so). auto: the trunk "
+	  "when the instance advertises one, else direct. Needs a trunk: section; excludes "
+	  "pool.reuse and pool.prewarm." },
 	{ "services.NAME.max_connections_per_instance", "0..1000000",
 	  "No instance gets more open connections than this from zklb (all workers); when every "
 	  "one is full, a new client is closed as no_backend and counted. 0 = no limit." },
@@ -351,8 +357,10 @@ static const struct config_doc_row doc_rows[] = {
 	{ "trunk.listen", "host:port",
 	  "Where the trunk listener accepts (TCP only)." },
 	{ "trunk.tls", NULL,
-	  "Mutual TLS of the trunk, as the accepting side: the ALPN protocol is h2." },
-	{ "trunk.tls.ca", NULL, "CA file (PEM) that verifies the calling hosts' certificates." },
+	  "Mutual TLS of the trunk, in both roles (ALPN h2): the accepting side requires a "
+	  "client certificate; the calling side (services with via: trunk|auto) presents the same "
+	  "certificate and verifies the peer's chain and its IP address (an IP SAN)." },
+	{ "trunk.tls.ca", NULL, "CA file (PEM) that verifies the other hosts' certificates." },
 	{ "trunk.tls.cert", NULL, "This host's trunk certificate (PEM chain)." },
 	{ "trunk.tls.key", NULL, "The private key of cert (PEM); keep it mode 0600." },
 	{ "trunk.tls.verify", NULL,
@@ -366,9 +374,14 @@ static const struct config_doc_row doc_rows[] = {
 	  "The window of a whole trunk connection (all its streams); at least stream_window." },
 	{ "trunk.max_streams", NULL,
 	  "Concurrent streams per trunk connection (SETTINGS_MAX_CONCURRENT_STREAMS)." },
-	{ "trunk.connect_timeout", NULL, "Connect timeout of a stream to its local backend." },
+	{ "trunk.connect_timeout", NULL,
+	  "Connect timeout of a stream to its local backend; when calling, of a trunk "
+	  "connection's TCP connect and TLS handshake." },
 	{ "trunk.idle_timeout", NULL,
 	  "A trunk connection with no open stream closes after this; 0 = never." },
+	{ "trunk.connections_per_peer", NULL,
+	  "Calling side: trunk connections to one peer host (1-16), opened on demand; more than "
+	  "one spreads the streams and so bounds head-of-line blocking." },
 };
 
 struct walk {

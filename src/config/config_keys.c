@@ -213,6 +213,9 @@ static const struct schema_section health_section = SECTION(health_keys, finish_
 static const struct schema_enum proxy_protocol_names[] = {
 	{ "none", PROXY_PROTOCOL_NONE }, { "v2", PROXY_PROTOCOL_V2 }, { NULL, 0 },
 };
+static const struct schema_enum via_names[] = {
+	{ "direct", VIA_DIRECT }, { "trunk", VIA_TRUNK }, { "auto", VIA_AUTO }, { NULL, 0 },
+};
 static const struct schema_enum locality_names[] = {
 	{ "none", LOCALITY_NONE }, { "zone", LOCALITY_ZONE }, { NULL, 0 },
 };
@@ -256,6 +259,7 @@ static const struct schema_key service_keys[] = {
 	{ "max_buffer",      S_SIZE,    "64k",           S_RELOAD,        AT(service_conf, max_buffer),          &r_buffer,         NULL },
 	{ "retries",         S_U32,     "2",             S_RELOAD,        AT(service_conf, retries),             &r_retries,        NULL },
 	{ "proxy_protocol",  S_ENUM,    "none",          S_RELOAD,        AT(service_conf, proxy_protocol),      proxy_protocol_names, NULL },
+	{ "via",             S_ENUM,    "direct",        S_RELOAD,        AT(service_conf, via),                 via_names,         NULL },
 	{ "max_connections_per_instance", S_U32, "0",    S_RELOAD,        AT(service_conf, max_connections_per_instance), &r_count, NULL },
 	{ "health",          S_SECTION, NULL,            S_RELOAD,        AT(service_conf, health),              &health_section,   NULL },
 	{ "pool",            S_SECTION, NULL,            S_RELOAD,        AT(service_conf, pool),                &pool_section,     NULL },
@@ -347,6 +351,7 @@ static const struct schema_section trunk_tls_section = SECTION(trunk_tls_keys, f
 
 static const struct schema_range r_window = { 65535, (1u << 31) - 1 };
 static const struct schema_range r_streams = { 1, 65536 };
+static const struct schema_range r_peer_conns = { 1, 16 };
 
 static const struct schema_key trunk_keys[] = {
 	{ "listen",          S_FN,      NULL,            S_REQ,           AT(trunk_conf, listen),                &as_str,           fn_trunk_listen },
@@ -356,6 +361,7 @@ static const struct schema_key trunk_keys[] = {
 	{ "max_streams",     S_U32,     "1024",          0,               AT(trunk_conf, max_streams),           &r_streams,        NULL },
 	{ "connect_timeout", S_DUR,     "1s",            0,               AT(trunk_conf, connect_timeout_ms),    &r_positive,       NULL },
 	{ "idle_timeout",    S_DUR,     "10m",           0,               AT(trunk_conf, idle_timeout_ms),       NULL,              NULL },
+	{ "connections_per_peer", S_U32, "1",            0,               AT(trunk_conf, connections_per_peer),  &r_peer_conns,     NULL },
 };
 static const struct schema_section trunk_section = SECTION(trunk_keys, finish_trunk);
 

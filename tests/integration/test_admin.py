@@ -267,12 +267,22 @@ def test_metrics_families_are_the_table(shared_zookeeper, zk_path, kazoo_client,
         "name": "web", "id": "i1", "address": "127.0.0.1", "port": b1.port, "sslPort": None,
         "payload": None, "registrationTimeUTC": 1, "serviceType": "DYNAMIC",
         "uriSpec": None}).encode(), makepath=True)
+    # An instance advertising a trunk on a closed port: one client through it makes
+    # the calling side meet a peer (its families are written from then on).
+    trunked = zk_path + "/services/trunked"
+    k.create(trunked + "/t1", json.dumps({
+        "name": "trunked", "id": "t1", "address": "127.0.0.1", "port": b1.port,
+        "sslPort": None, "payload": {"zklb.trunk": harness.free_port()},
+        "registrationTimeUTC": 1, "serviceType": "DYNAMIC", "uriSpec": None}).encode(),
+        makepath=True)
     k.create(zk_path + "/config/app", b"x=1\n", makepath=True)
     overlay = {"api": {"listen": free_addr(), "discovery": {"type": "static",
                                                             "backends": [b2.address]}}}
     k.create(zk_path + "/zklb", json.dumps(overlay).encode(), makepath=True)
     lb = zklb(services={SVC: {"listen": free_addr(),
                               "discovery": {"type": "curator", "path": disc}},
+                        "trunked": {"listen": free_addr(), "via": "trunk",
+                                    "discovery": {"type": "curator", "path": trunked}},
                         "static": static_service([b2])},
               zookeeper={"hosts": shared_zookeeper.hosts, "session_timeout": "2s",
                          "config_path": zk_path + "/zklb"},
@@ -294,6 +304,10 @@ def test_metrics_families_are_the_table(shared_zookeeper, zk_path, kazoo_client,
                 and m.value("zklb_render_writes_total") == 1)
     wait_until(settled, 15, what="announce, sync, render, overlay and discovery to settle")
     assert ask_tag(lb.listen(SVC)) == "b1"
+    wait_until(lambda: lb.metrics().value("zklb_discovery_connected", service="trunked") == 1,
+               15, what="the trunked service discovered")
+    with harness.connect(lb.listen("trunked")) as s:
+        assert harness.closed_within(s, 10) is not None     # the trunk port refuses
 
     text = lb.admin_get("/metrics")[2].decode()
     written, order = families(text)
@@ -312,7 +326,7 @@ def test_metrics_families_are_the_table(shared_zookeeper, zk_path, kazoo_client,
         assert set(ls) == labels[name], (name, ls)
     # One series per object of the scope.
     assert {ls["service"] for n, ls, _ in m.parsed if n == "zklb_service_panic"} == \
-        {SVC, "static", "api"}
+        {SVC, "static", "api", "trunked"}
     assert m.value("zklb_discovery_bad_instances_total", service=SVC) == 0
     assert m.value("zklb_discovery_bad_instances_total", service="static") is None
 

@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#include "backend.h"
 #include "config.h"
 #include "trunk.h"
 
@@ -169,6 +170,121 @@ static struct config *load(const char *yaml, struct config_errors *errs)
 	return config_load_string(yaml, strlen(yaml), "t.yaml", errs);
 }
 
+/* The calling side: what an answer's :status means for the relay. */
+static void test_open_result(void **state)
+{
+	(void)state;
+	assert_int_equal(trunk_open_result_from_status(200), TRUNK_OPEN_OK);
+	assert_int_equal(trunk_open_result_from_status(299), TRUNK_OPEN_OK);
+	assert_int_equal(trunk_open_result_from_status(502), TRUNK_OPEN_REFUSED);
+	assert_int_equal(trunk_open_result_from_status(503), TRUNK_OPEN_REFUSED);
+	assert_int_equal(trunk_open_result_from_status(504), TRUNK_OPEN_REFUSED);
+	assert_int_equal(trunk_open_result_from_status(403), TRUNK_OPEN_NOT_ANNOUNCED);
+	assert_int_equal(trunk_open_result_from_status(400), TRUNK_OPEN_BAD_ANSWER);
+	assert_int_equal(trunk_open_result_from_status(0), TRUNK_OPEN_BAD_ANSWER);	/* none */
+	assert_int_equal(trunk_open_result_from_status(101), TRUNK_OPEN_BAD_ANSWER);
+	assert_int_equal(trunk_open_result_from_status(300), TRUNK_OPEN_BAD_ANSWER);
+	assert_string_equal(trunk_open_result_name(TRUNK_OPEN_OK), "ok");
+	assert_string_equal(trunk_open_result_name(TRUNK_OPEN_TRUNK_FAILED), "trunk_failed");
+	assert_string_equal(trunk_open_result_name(TRUNK_OPEN_RESULTS), "?");
+}
+
+/* The calling side: which of a peer's connections takes a new stream. */
+static void test_pick_conn(void **state)
+{
+	(void)state;
+	uint32_t streams[4] = { 0 };
+	bool usable[4] = { false };
+	/* None yet: open one. */
+	assert_int_equal(trunk_pick_conn(streams, usable, 0, 1), -1);
+	/* One, default limit 1: it takes everything, however loaded. */
+	streams[0] = 1000;
+	usable[0] = true;
+	assert_int_equal(trunk_pick_conn(streams, usable, 1, 1), 0);
+	/* It goes away (GOAWAY, closing): a new one, even at the limit. */
+	usable[0] = false;
+	assert_int_equal(trunk_pick_conn(streams, usable, 1, 1), -1);
+	/* Limit 2: a busy connection makes a second one open... */
+	usable[0] = true;
+	streams[0] = 1;
+	assert_int_equal(trunk_pick_conn(streams, usable, 1, 2), -1);
+	/* ...an idle one takes the stream... */
+	streams[0] = 0;
+	assert_int_equal(trunk_pick_conn(streams, usable, 1, 2), 0);
+	/* ...and with two, the less loaded one. */
+	streams[0] = 5;
+	streams[1] = 3;
+	usable[1] = true;
+	assert_int_equal(trunk_pick_conn(streams, usable, 2, 2), 1);
+	/* A closing one does not count against the limit, nor take streams. */
+	streams[2] = 0;
+	usable[2] = false;
+	assert_int_equal(trunk_pick_conn(streams, usable, 3, 2), 1);
+	usable[1] = false;
+	assert_int_equal(trunk_pick_conn(streams, usable, 3, 2), -1);
+}
+
+/* The trunk port an instance's payload pairs advertise (hostile bytes from ZooKeeper). */
+static uint16_t trunk_port_of(const char *pairs, size_t len)
+{
+	struct backend *be = backend_new("svc", 1, "id", "127.0.0.1", 80, 0, 1, 0);
+	backend_set_payload(be, pairs, (uint16_t)len);
+	uint16_t port = atomic_load(&be->trunk_port);
+	backend_put(be);
+	return port;
+}
+
+static void test_payload_trunk_port(void **state)
+{
+	(void)state;
+	static const char ok[] = "zone\0a\0zklb.trunk\0" "4143\0";
+	assert_int_equal(trunk_port_of(ok, sizeof(ok) - 1), 4143);
+	static const char none[] = "zone\0a\0";
+	assert_int_equal(trunk_port_of(none, sizeof(none) - 1), 0);
+	assert_int_equal(trunk_port_of(NULL, 0), 0);
+	static const char big[] = "zklb.trunk\0" "65536\0";
+	assert_int_equal(trunk_port_of(big, sizeof(big) - 1), 0);
+	static const char huge[] = "zklb.trunk\099999999999999999999\0";
+	assert_int_equal(trunk_port_of(huge, sizeof(huge) - 1), 0);
+	static const char text[] = "zklb.trunk\0x1\0";
+	assert_int_equal(trunk_port_of(text, sizeof(text) - 1), 0);
+	static const char empty[] = "zklb.trunk\0\0";
+	assert_int_equal(trunk_port_of(empty, sizeof(empty) - 1), 0);
+	static const char negative[] = "zklb.trunk\0-1\0";
+	assert_int_equal(trunk_port_of(negative, sizeof(negative) - 1), 0);
+	/* Cut short: no NUL after the value, or a key alone. */
+	static const char cut[] = "zklb.trunk\0" "4143";
+	assert_int_equal(trunk_port_of(cut, sizeof(cut) - 1), 0);
+	static const char key_only[] = "zklb.trunk\0";
+	assert_int_equal(trunk_port_of(key_only, sizeof(key_only) - 1), 0);
+}
+
+/* via: and connections_per_peer in the configuration. */
+static void test_via_config(void **state)
+{
+	struct config_errors errs;
+	(void)state;
+	/* via: trunk without a trunk: section is refused; an unknown via too. */
+	struct config *c = load("services: {a: {listen: \"127.0.0.1:1\", via: trunk, "
+				"discovery: {type: static, backends: [\"127.0.0.1:2\"]}}}\n", &errs);
+	assert_null(c);
+	config_errors_free(&errs);
+	c = load("services: {a: {listen: \"127.0.0.1:1\", via: sideways, "
+		 "discovery: {type: static, backends: [\"127.0.0.1:2\"]}}}\n", &errs);
+	assert_null(c);
+	config_errors_free(&errs);
+	c = load("services: {a: {listen: \"127.0.0.1:1\", via: direct, "
+		 "discovery: {type: static, backends: [\"127.0.0.1:2\"]}}}\n", &errs);
+	assert_non_null(c);
+	assert_int_equal(c->services[0].via, VIA_DIRECT);
+	config_free(c);
+	config_errors_free(&errs);
+	c = load("trunk: {listen: \"127.0.0.1:4143\", connections_per_peer: 17, "
+		 "tls: {ca: /nonexistent, cert: /nonexistent, key: /nonexistent}}\n", &errs);
+	assert_null(c);
+	config_errors_free(&errs);
+}
+
 static void test_config_section(void **state)
 {
 	struct config_errors errs;
@@ -202,6 +318,10 @@ int main(void)
 		cmocka_unit_test(test_read_watermark),
 		cmocka_unit_test(test_payload_advertise),
 		cmocka_unit_test(test_config_section),
+		cmocka_unit_test(test_open_result),
+		cmocka_unit_test(test_pick_conn),
+		cmocka_unit_test(test_via_config),
+		cmocka_unit_test(test_payload_trunk_port),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
