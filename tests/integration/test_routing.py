@@ -588,6 +588,34 @@ def test_zone_traffic_stays_local_spills_and_returns(backend, zklb, shared_zooke
     assert set(tags(addr, 40)) == {"a1", "a2"}
 
 
+@pytest.mark.zookeeper
+def test_zone_name_from_zookeeper_of_any_length_in_services(backend, zklb, shared_zookeeper,
+                                                            kazoo_client, zk_path):
+    """A zone is whatever a ZooKeeper writer put in the payload: 40 two-byte
+    characters (80 bytes) are shown whole in /services, not cut inside a
+    character (which made the JSON key invalid, and the zone's entry was
+    used after it was freed)."""
+    k = kazoo_client(shared_zookeeper.hosts)
+    long_zone = "\u00e9" * 40
+    b1, b2 = backend("b1", "tag"), backend("b2", "tag")
+    k.create(f"{zk_path}/b1", curator_node("b1", b1, long_zone), makepath=True, ephemeral=True)
+    k.create(f"{zk_path}/b2", curator_node("b2", b2, "a"), makepath=True, ephemeral=True)
+    lb = zklb(zone="a", zookeeper={"hosts": shared_zookeeper.hosts, "session_timeout": "4s"},
+              services={SVC: {
+                  "listen": free_addr(), "connect_timeout": "1s",
+                  "discovery": {"type": "curator", "path": zk_path},
+                  "locality": {"prefer": "zone"},
+                  "health": {"check": {"type": "tcp", "interval": "100ms", "rise": 1,
+                                       "fall": 1}}}})
+    wait_until(lambda: len(states(lb)) == 2 and set(states(lb).values()) == {"healthy"}, 10,
+               what=f"2 healthy instances (states: {states(lb)})")
+    for _ in range(3):
+        zones = lb.services()[SVC]["locality"]["zones"]
+        assert zones == {"a": {"instances": 1, "routable": 1},
+                         long_zone: {"instances": 1, "routable": 1}}, zones
+    assert lb.running()
+
+
 # ---------------------------------------------------------------------------
 # max_connections_per_instance
 # ---------------------------------------------------------------------------
