@@ -542,7 +542,7 @@ struct config *config_overlay_json(const struct config *base, const char *json, 
 		for (i = 0; i < cfg->n_services && strcmp(cfg->services[i].name, name) != 0; i++)
 			;
 		/* The file's policy for what it lets ZooKeeper ask for (overlay_policy.h). */
-		overlay_policy_check(&v, &sp, sobj, &svc, &base->overlay,
+		overlay_policy_check(&v, &sp, sobj, &svc, base,
 				     i < cfg->n_services && strcmp(cfg->services[i].origin, "file") == 0);
 		if (i < cfg->n_services)
 			service_free(&cfg->services[i]);

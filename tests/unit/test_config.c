@@ -1337,6 +1337,69 @@ static void test_overlay_policy(void **state)
 		     "t.yaml:1:23: overlay.listen_dir: must be an absolute directory path");
 }
 
+/*
+ * Files and hosts an overlay names beyond listen and static backends: a
+ * password_file is read and sent (AUTH) to an instance ZooKeeper chose, so an
+ * overlay may name only a password file the file's own configuration uses
+ * (else any root-only secret, the ZooKeeper digest say, goes to any host);
+ * sentinels are destinations like static backends.
+ */
+static void test_overlay_policy_files(void **state)
+{
+	char dir[] = "/tmp/zklb-test-ovl-XXXXXX", zkpw[96], redispw[96], yaml[1024], json[1024],
+	     want[512];
+	assert_non_null(mkdtemp(dir));
+	write_secret(dir, "zk.auth", "digest:zklb:s3cret\n", 0600, zkpw, sizeof(zkpw));
+	write_secret(dir, "redis.pw", "pw\n", 0600, redispw, sizeof(redispw));
+	snprintf(yaml, sizeof(yaml),
+		 "zookeeper: {hosts: \"z:2181\", config_path: /zklb/config, auth_file: %s}\n"
+		 "services:\n"
+		 "  web:\n"
+		 "    listen: \"127.0.0.1:8080\"\n"
+		 "    discovery: {type: static, backends: [\"127.0.0.1:9001\"]}\n"
+		 "    health: {check: {type: redis_role, password_file: %s}}\n", zkpw, redispw);
+	struct config *base = load_ok(yaml);
+	struct config_errors errs = { 0 };
+	struct config *cfg;
+
+	/* a check's password: only one the file uses */
+	snprintf(json, sizeof(json), SVC("127.0.0.1:1", CURATOR ", \"health\": {\"check\": "
+		 "{\"type\": \"redis_role\", \"password_file\": \"%s\"}}"), zkpw);
+	snprintf(want, sizeof(want), "zk: services.api.health.check.password_file: '%s' is no "
+		 "password file of the file's services: an overlay may not have zklb read it", zkpw);
+	assert_rejected(config_overlay_json(base, json, strlen(json), "zk", &errs), &errs, want);
+	snprintf(json, sizeof(json), SVC("127.0.0.1:1", CURATOR ", \"health\": {\"check\": "
+		 "{\"type\": \"redis_role\", \"password_file\": \"%s\"}}"), redispw);
+	cfg = config_overlay_json(base, json, strlen(json), "zk", &errs);
+	assert_non_null(cfg);
+	config_free(cfg);
+
+	/* a sentinel's password, and the sentinels' addresses */
+	snprintf(json, sizeof(json), SVC("127.0.0.1:1", "\"discovery\": {\"type\": \"sentinel\", "
+		 "\"sentinels\": [\"10.0.0.1:26379\"], \"master_name\": \"m\", \"password_file\": \"%s\"}"),
+		 zkpw);
+	snprintf(want, sizeof(want), "zk: services.api.discovery.password_file: '%s' is no "
+		 "password file of the file's services: an overlay may not have zklb read it", zkpw);
+	assert_rejected(config_overlay_json(base, json, strlen(json), "zk", &errs), &errs, want);
+	snprintf(json, sizeof(json), SVC("127.0.0.1:1", "\"discovery\": {\"type\": \"sentinel\", "
+		 "\"sentinels\": [\"10.0.0.1:26379\", \"169.254.169.254:26379\"], \"master_name\": \"m\", "
+		 "\"password_file\": \"%s\"}"), redispw);
+	assert_rejected(config_overlay_json(base, json, strlen(json), "zk", &errs), &errs,
+			"zk: services.api.discovery.sentinels[1]: '169.254.169.254:26379' is refused "
+			"for an overlay: inside overlay.denied_networks 169.254.0.0/16");
+	snprintf(json, sizeof(json), SVC("127.0.0.1:1", "\"discovery\": {\"type\": \"sentinel\", "
+		 "\"sentinels\": [\"10.0.0.1:26379\"], \"master_name\": \"m\", \"password_file\": \"%s\"}"),
+		 redispw);
+	cfg = config_overlay_json(base, json, strlen(json), "zk", &errs);
+	assert_non_null(cfg);
+	config_free(cfg);
+
+	config_free(base);
+	unlink(zkpw);
+	unlink(redispw);
+	rmdir(dir);
+}
+
 static void test_reloadable(void **state)
 {
 	struct config *a = load_ok("zookeeper: {hosts: \"z:1\"}\nworkers: 2\n" STATIC_SVC);
@@ -1435,6 +1498,7 @@ int main(void)
 		cmocka_unit_test(test_zookeeper_auth_file),
 		cmocka_unit_test(test_announce_acl),
 		cmocka_unit_test(test_zookeeper_tls),
+		cmocka_unit_test(test_overlay_policy_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
