@@ -411,6 +411,79 @@ def test_sentinel_failover_under_writes(redis, sentinels, zklb):
     assert int(redis_call(replica.addr, "DBSIZE")) > 0
 
 
+class EndlessSentinel(threading.Thread):
+    """A hostile "sentinel": every connection gets a bulk string header of 1 GB
+    and then bytes, up to `cap` bytes per connection (bounded). Records, per
+    command it read first, how many bytes went out before the peer closed
+    (None: all `cap` went out and the connection stayed open)."""
+
+    def __init__(self, cap):
+        super().__init__(daemon=True)
+        self.cap = cap
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.sent = {}
+        self.stop = False
+
+    def run(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        c.settimeout(5)
+        try:
+            first = c.recv(4096)
+            cmd = b"SUBSCRIBE" if b"SUBSCRIBE" in first else b"other"
+            c.sendall(b"$1000000000\r\n")
+            chunk, sent = b"x" * 65536, 0
+            try:
+                while sent < self.cap:
+                    c.sendall(chunk)
+                    sent += len(chunk)
+                self.sent.setdefault(cmd, None)
+                time.sleep(1)      # stays open: let the test see it was not closed
+            except OSError:
+                self.sent[cmd] = sent
+        finally:
+            c.close()
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+def test_sentinel_reply_that_never_ends_is_cut(zklb):
+    """A sentinel is a peer like any other: a reply that never ends must not
+    grow zklb's memory without bound. The subscription (which has no query
+    timeout) is closed once a reply is over 64 KiB, logged and counted."""
+    evil = EndlessSentinel(cap=64 << 20)
+    evil.start()
+    try:
+        lb = zklb(services={SVC: {
+            "listen": free_addr(),
+            "discovery": {"type": "sentinel", "sentinels": [evil.address],
+                          "master_name": MASTER, "query_timeout": "5s"}}})
+        wait_until(lambda: b"SUBSCRIBE" in evil.sent, 20, interval=0.05,
+                   what="the subscription's end")
+        sent = evil.sent[b"SUBSCRIBE"]
+        assert sent is not None, "64 MiB of one reply read and buffered, the link kept open"
+        assert sent < 32 << 20, f"{sent} bytes were taken before the link was closed"
+        lb.wait_for_log(rf"svc={SVC} sentinel {evil.address}: .*reply over 65536 bytes",
+                        timeout=5)
+        assert lb.running()
+    finally:
+        evil.close()
+
+
 # ---------------------------------------------------------------------------
 # mysql_primary
 # ---------------------------------------------------------------------------
