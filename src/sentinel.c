@@ -253,6 +253,14 @@ static void sentinel_deliver(struct sentinel_watch *w, const struct sentinel_add
 	w->owner->h->on_view(w->owner->arg, w->service, &inst, 1);
 }
 
+/* Does the service's destinations policy refuse a (a sentinel named it)? Then why says so. */
+static bool sentinel_refuses(const struct sentinel_watch *w, const struct sentinel_addr *a,
+			     char *why, size_t len)
+{
+	const struct sentinel_hooks *h = w->owner->h;
+	return h->refuses && h->refuses(w->owner->arg, w->service, a->host, a->port, why, len);
+}
+
 /* ---- hiredis callbacks --------------------------------------------------------- */
 
 static size_t sub_slot(const struct sentinel_watch *w, const redisAsyncContext *ac)
@@ -322,6 +330,13 @@ static void on_master_addr(redisAsyncContext *ac, void *reply, void *priv)
 		sentinel_failed(w, "get-master-addr-by-name", "bad reply");
 		return;
 	}
+	char why[96], what[160];
+	if (sentinel_refuses(w, &a, why, sizeof(why))) {
+		/* Never connected to, never sent the password: as a bad answer. */
+		snprintf(what, sizeof(what), "%s:%u refused: %s", a.host, a.port, why);
+		sentinel_failed(w, "get-master-addr-by-name", what);
+		return;
+	}
 	link_close(&w->query);
 	w->tries = 0;			/* this sentinel answered: it is asked first next time */
 	sentinel_verify(w, &a);
@@ -367,6 +382,13 @@ static void on_message(redisAsyncContext *ac, void *reply, void *priv)
 	if (!sentinel_parse_switch(r->element[2]->str, r->element[2]->len, w->master_name, a.host,
 				   sizeof(a.host), &a.port))
 		return;		/* another master name (one sentinel may monitor many) */
+	char why[96];
+	if (sentinel_refuses(w, &a, why, sizeof(why))) {
+		w->stats.failures_total++;
+		log_warn("svc=%s sentinel: +switch-master to %s:%u refused: %s; the primary stays",
+			 w->service, a.host, a.port, why);
+		return;
+	}
 	w->stats.last_switch_ms = wall_ms();
 	log_info("svc=%s sentinel: +switch-master %s -> %s:%u", w->service, w->master_name, a.host,
 		 a.port);

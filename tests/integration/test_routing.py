@@ -411,20 +411,16 @@ def test_sentinel_failover_under_writes(redis, sentinels, zklb):
     assert int(redis_call(replica.addr, "DBSIZE")) > 0
 
 
-class EndlessSentinel(threading.Thread):
-    """A hostile "sentinel": every connection gets a bulk string header of 1 GB
-    and then bytes, up to `cap` bytes per connection (bounded). Records, per
-    command it read first, how many bytes went out before the peer closed
-    (None: all `cap` went out and the connection stayed open)."""
+class FakeSentinel(threading.Thread):
+    """A listener on loopback whose every connection is served by serve(c) on
+    a thread of its own; close() stops it."""
 
-    def __init__(self, cap):
+    def __init__(self):
         super().__init__(daemon=True)
-        self.cap = cap
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.sent = {}
         self.stop = False
 
     def run(self):
@@ -437,6 +433,22 @@ class EndlessSentinel(threading.Thread):
             except OSError:
                 return
             threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+class EndlessSentinel(FakeSentinel):
+    """A hostile "sentinel": every connection gets a bulk string header of 1 GB
+    and then bytes, up to `cap` bytes per connection (bounded). Records, per
+    command it read first, how many bytes went out before the peer closed
+    (None: all `cap` went out and the connection stayed open)."""
+
+    def __init__(self, cap):
+        super().__init__()
+        self.cap = cap
+        self.sent = {}
 
     def serve(self, c):
         c.settimeout(5)
@@ -455,10 +467,6 @@ class EndlessSentinel(threading.Thread):
                 self.sent[cmd] = sent
         finally:
             c.close()
-
-    def close(self):
-        self.stop = True
-        self.sock.close()
 
 
 def test_sentinel_reply_that_never_ends_is_cut(zklb):
@@ -482,6 +490,79 @@ def test_sentinel_reply_that_never_ends_is_cut(zklb):
         assert lb.running()
     finally:
         evil.close()
+
+
+class NamingSentinel(FakeSentinel):
+    """A "sentinel" that names `primary` (host, port) as the master, and on its
+    subscription announces a +switch-master to it as well."""
+
+    def __init__(self, primary):
+        super().__init__()
+        self.primary = primary
+        self.asked = 0
+
+    def serve(self, c):
+        host, port = self.primary[0].encode(), str(self.primary[1]).encode()
+        c.settimeout(5)
+        try:
+            first = c.recv(4096)
+            if b"SUBSCRIBE" in first:
+                c.sendall(b"*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n")
+                time.sleep(0.3)
+                msg = b"%s 127.0.0.1 1 %s %s" % (MASTER.encode(), host, port)
+                c.sendall(b"*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n$%d\r\n%s\r\n"
+                          % (len(msg), msg))
+                time.sleep(3)
+            else:
+                self.asked += 1
+                c.sendall(b"*2\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(host), host, len(port), port))
+                time.sleep(1)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+
+def test_sentinel_cannot_name_a_denied_primary(zklb, tmp_path):
+    """The destinations policy holds before any connection, ROLE checks
+    included: a sentinel that names an address the service's denied_networks
+    refuses (here 127.0.0.3, standing for the metadata address or a host
+    port) never gets zklb to connect there, nor to send it the password."""
+    target = socket.socket()
+    target.bind(("127.0.0.3", 0))
+    target.listen(16)
+    target.settimeout(0.1)
+    evil = NamingSentinel(target.getsockname())
+    evil.start()
+    try:
+        lb = zklb(services={SVC: {
+            "listen": free_addr(), "denied_networks": ["reserved", "127.0.0.3/32"],
+            "discovery": {"type": "sentinel", "sentinels": [evil.address],
+                          "master_name": MASTER, "password_file": password_file(tmp_path)}}})
+        wait_until(lambda: evil.asked >= 3, 10, interval=0.05, what="three rounds of asking")
+        got = []
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                c, _ = target.accept()
+            except socket.timeout:
+                continue
+            c.settimeout(0.5)
+            try:
+                got.append(c.recv(4096))
+            except OSError:
+                got.append(b"")
+            c.close()
+        assert got == [], f"zklb connected to the denied address and sent {got[:1]!r}"
+        lb.wait_for_log(rf"svc={SVC} sentinel .*127\.0\.0\.3:\d+.*refused: denied_network "
+                        rf"127\.0\.0\.3/32", timeout=5)
+        lb.wait_for_log(rf"svc={SVC} sentinel: \+switch-master to 127\.0\.0\.3:\d+ refused: "
+                        rf"denied_network 127\.0\.0\.3/32", timeout=5)
+        assert lb.metrics().value("zklb_sentinel_failures_total", service=SVC) >= 2
+        assert lb.running()
+    finally:
+        evil.close()
+        target.close()
 
 
 # ---------------------------------------------------------------------------
