@@ -19,6 +19,8 @@
  *   - name a password_file (check or sentinel) only if a service or announce
  *     of the file names the same one: the file's bytes go, as AUTH, to
  *     instances ZooKeeper picks;
+ *   - present a TLS client key (tls.key) only if a service of the file
+ *     presents the same one;
  *   - ask for pool.prewarm, pool.max_idle and max_buffer within bounds;
  *   - add services, not replace the file's (replace_file_services).
  * A document that breaks any of it is rejected whole, like any invalid one;

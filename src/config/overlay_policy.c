@@ -135,6 +135,18 @@ static void check_secret(struct schema_ctx *v, const struct schema_path *kp, con
 			     "overlay may not have zklb read it", path);
 }
 
+/* Does a service of the file present the TLS key at path to its backends? */
+static bool file_uses_tls_key(const struct config *base, const char *path)
+{
+	for (size_t i = 0; i < base->n_services; i++) {
+		const struct service_conf *s = &base->services[i];
+		if ((!s->origin || strcmp(s->origin, "file") == 0) && s->tls.enabled && s->tls.key &&
+		    strcmp(s->tls.key, path) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* The path of a key inside sobj, as far as the JSON goes. */
 #define KEY(name, up, obj) { up, name, 0, obj }
 
@@ -169,6 +181,18 @@ void overlay_policy_check(struct schema_ctx *v, const struct schema_path *sp, co
 			       svc->discovery.n_sentinels, pol);
 	check_secret(v, &dpw, svc->discovery.password_file, base);
 	check_secret(v, &cpw, c->password_file, base);
+	/*
+	 * The client key is who zklb is to the backends ZooKeeper picks: only one
+	 * a service of the file presents (not ZooKeeper's, the trunk's, or any
+	 * other key on the host).
+	 */
+	if (svc->tls.enabled && svc->tls.key && !file_uses_tls_key(base, svc->tls.key)) {
+		const json_t *tobj = json_object_get(sobj, "tls");
+		struct schema_path tp = KEY("tls", sp, sobj);
+		struct schema_path kp = KEY("key", &tp, tobj);
+		schema_error(v, &kp, false, "'%s' is no TLS key of the file's services: an overlay "
+			     "may not have zklb present it", svc->tls.key);
+	}
 	if (c->type == CHECK_SEND_EXPECT && !pol->check_payloads) {
 		struct schema_path kp = KEY(json_object_get(cobj, "send") ? "send" : "expect", &cp,
 					    cobj);

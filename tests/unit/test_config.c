@@ -1337,6 +1337,20 @@ static void test_overlay_policy(void **state)
 		     "t.yaml:1:23: overlay.listen_dir: must be an absolute directory path");
 }
 
+/* A file with an overlay path, zookeeper keys zk_extra and a service web with web_line. */
+static struct config *policy_file(const char *zk_extra, const char *web_line)
+{
+	char yaml[1024];
+	snprintf(yaml, sizeof(yaml),
+		 "zookeeper: {hosts: \"z:2181\", config_path: /zklb/config%s}\n"
+		 "services:\n"
+		 "  web:\n"
+		 "    listen: \"127.0.0.1:8080\"\n"
+		 "    discovery: {type: static, backends: [\"127.0.0.1:9001\"]}\n"
+		 "    %s\n", zk_extra, web_line);
+	return load_ok(yaml);
+}
+
 /*
  * Files and hosts an overlay names beyond listen and static backends: a
  * password_file is read and sent (AUTH) to an instance ZooKeeper chose, so an
@@ -1346,19 +1360,14 @@ static void test_overlay_policy(void **state)
  */
 static void test_overlay_policy_files(void **state)
 {
-	char dir[] = "/tmp/zklb-test-ovl-XXXXXX", zkpw[96], redispw[96], yaml[1024], json[1024],
-	     want[512];
+	char dir[] = "/tmp/zklb-test-ovl-XXXXXX", zkpw[96], redispw[96], json[1024], want[512];
 	assert_non_null(mkdtemp(dir));
 	write_secret(dir, "zk.auth", "digest:zklb:s3cret\n", 0600, zkpw, sizeof(zkpw));
 	write_secret(dir, "redis.pw", "pw\n", 0600, redispw, sizeof(redispw));
-	snprintf(yaml, sizeof(yaml),
-		 "zookeeper: {hosts: \"z:2181\", config_path: /zklb/config, auth_file: %s}\n"
-		 "services:\n"
-		 "  web:\n"
-		 "    listen: \"127.0.0.1:8080\"\n"
-		 "    discovery: {type: static, backends: [\"127.0.0.1:9001\"]}\n"
-		 "    health: {check: {type: redis_role, password_file: %s}}\n", zkpw, redispw);
-	struct config *base = load_ok(yaml);
+	char zk[160], web[160];
+	snprintf(zk, sizeof(zk), ", auth_file: %s", zkpw);
+	snprintf(web, sizeof(web), "health: {check: {type: redis_role, password_file: %s}}", redispw);
+	struct config *base = policy_file(zk, web);
 	struct config_errors errs = { 0 };
 	struct config *cfg;
 
@@ -1398,6 +1407,56 @@ static void test_overlay_policy_files(void **state)
 	unlink(zkpw);
 	unlink(redispw);
 	rmdir(dir);
+}
+
+/* A self-signed EC certificate and its key at dir/name.pem and dir/name.key (openssl). */
+static void make_keypair(const char *dir, const char *name)
+{
+	char cmd[768];
+	snprintf(cmd, sizeof(cmd), "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+		 "-nodes -days 1 -subj /CN=%s -keyout %s/%s.key -out %s/%s.pem 2>/dev/null", name, dir,
+		 name, dir, name);
+	assert_int_equal(system(cmd), 0);
+}
+
+/*
+ * An overlay's tls.key is the identity zklb presents to backends ZooKeeper
+ * picks: only a key a service of the file already presents, never any key on
+ * the host (the ZooKeeper client's, the trunk's, another daemon's).
+ */
+static void test_overlay_policy_tls_key(void **state)
+{
+	char dir[] = "/tmp/zklb-test-ovk-XXXXXX", json[1024], want[512];
+	assert_non_null(mkdtemp(dir));
+	make_keypair(dir, "file");
+	make_keypair(dir, "other");
+	char web[256];
+	snprintf(web, sizeof(web), "tls: {verify: false, cert: %s/file.pem, key: %s/file.key}", dir,
+		 dir);
+	struct config *base = policy_file("", web);
+	struct config_errors errs = { 0 };
+	struct config *cfg;
+
+	snprintf(json, sizeof(json), SVC("127.0.0.1:1", CURATOR ", \"tls\": {\"verify\": false, "
+		 "\"cert\": \"%s/other.pem\", \"key\": \"%s/other.key\"}"), dir, dir);
+	snprintf(want, sizeof(want), "zk: services.api.tls.key: '%s/other.key' is no TLS key of the "
+		 "file's services: an overlay may not have zklb present it", dir);
+	assert_rejected(config_overlay_json(base, json, strlen(json), "zk", &errs), &errs, want);
+	snprintf(json, sizeof(json), SVC("127.0.0.1:1", CURATOR ", \"tls\": {\"verify\": false, "
+		 "\"cert\": \"%s/file.pem\", \"key\": \"%s/file.key\"}"), dir, dir);
+	cfg = config_overlay_json(base, json, strlen(json), "zk", &errs);
+	assert_non_null(cfg);
+	config_free(cfg);
+	/* TLS without a client certificate names no key */
+	snprintf(json, sizeof(json), SVC("127.0.0.1:1", CURATOR ", \"tls\": {\"verify\": false}"));
+	cfg = config_overlay_json(base, json, strlen(json), "zk", &errs);
+	assert_non_null(cfg);
+	config_free(cfg);
+
+	config_free(base);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
 }
 
 static void test_reloadable(void **state)
@@ -1499,6 +1558,7 @@ int main(void)
 		cmocka_unit_test(test_announce_acl),
 		cmocka_unit_test(test_zookeeper_tls),
 		cmocka_unit_test(test_overlay_policy_files),
+		cmocka_unit_test(test_overlay_policy_tls_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
