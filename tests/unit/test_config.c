@@ -9,11 +9,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -1459,6 +1460,40 @@ static void test_overlay_policy_tls_key(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/*
+ * A tls: file that is not a regular file is refused before anything opens
+ * it: opening a FIFO blocks until a writer comes (the control thread, for
+ * good), opening a device acts (a watchdog starts its countdown). Here a
+ * writer waits on a FIFO named as tls.ca: refused by name, and the writer is
+ * still waiting afterwards.
+ */
+static void test_tls_files_are_regular(void **state)
+{
+	char dir[] = "/tmp/zklb-test-tlsf-XXXXXX", fifo[96], yaml[512], want[256];
+	assert_non_null(mkdtemp(dir));
+	snprintf(fifo, sizeof(fifo), "%s/ca.pem", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(open(fifo, O_WRONLY) >= 0 ? 0 : 1);	/* blocks until a reader opens */
+
+	snprintf(yaml, sizeof(yaml), STATIC_SVC "    tls: {ca: %s}\n", fifo);
+	snprintf(want, sizeof(want), "t.yaml:5:15: services.web.tls.ca: %s is not a regular file", fifo);
+	expect_error(yaml, want);
+	int status;
+	pid_t done = waitpid(pid, &status, WNOHANG);
+
+	int fd = open(fifo, O_RDONLY | O_NONBLOCK);	/* let the writer through, reap it */
+	assert_true(fd >= 0);
+	if (done == 0)
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+	close(fd);
+	unlink(fifo);
+	rmdir(dir);
+	assert_int_equal(done, 0);
+}
+
 static void test_reloadable(void **state)
 {
 	struct config *a = load_ok("zookeeper: {hosts: \"z:1\"}\nworkers: 2\n" STATIC_SVC);
@@ -1559,6 +1594,7 @@ int main(void)
 		cmocka_unit_test(test_zookeeper_tls),
 		cmocka_unit_test(test_overlay_policy_files),
 		cmocka_unit_test(test_overlay_policy_tls_key),
+		cmocka_unit_test(test_tls_files_are_regular),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
