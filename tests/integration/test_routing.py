@@ -483,6 +483,7 @@ def test_sentinel_reply_that_never_ends_is_cut(zklb):
         wait_until(lambda: b"SUBSCRIBE" in evil.sent, 20, interval=0.05,
                    what="the subscription's end")
         sent = evil.sent[b"SUBSCRIBE"]
+        print(f"subscription closed after {sent} bytes sent")
         assert sent is not None, "64 MiB of one reply read and buffered, the link kept open"
         assert sent < 32 << 20, f"{sent} bytes were taken before the link was closed"
         lb.wait_for_log(rf"svc={SVC} sentinel {evil.address}: .*reply over 65536 bytes",
