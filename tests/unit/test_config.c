@@ -1150,6 +1150,21 @@ static void test_overlay_errors(void **state)
 			     " \"backends\": [\"h:1\"]}}}",
 			     "zookeeper:/zklb/config: services.api.listen: '127.0.0.1:8080' clashes with "
 			     "the listen address of service web");
+	/*
+	 * Any spelling of the same address clashes: the listener binds what it
+	 * resolves to, and two SO_REUSEPORT sockets of one address share its
+	 * connections (an overlay would take a share of the file's web clients).
+	 */
+	static const char *const same_as_web[] = { "2130706433:8080", "127.1:8080", "0x7f.0.0.1:8080",
+						   "[::ffff:127.0.0.1]:8080", "[::]:8080" };
+	for (size_t i = 0; i < ARRAY_SIZE(same_as_web); i++) {
+		char json[256], want[256];
+		snprintf(json, sizeof(json), "{\"api\": {\"listen\": \"%s\", \"discovery\": {\"type\": "
+			 "\"static\", \"backends\": [\"h:1\"]}}}", same_as_web[i]);
+		snprintf(want, sizeof(want), "zookeeper:/zklb/config: services.api.listen: '%s' clashes "
+			 "with the listen address of service web", same_as_web[i]);
+		expect_overlay_error(json, want);
+	}
 	expect_overlay_error("{\"services\": {}, \"workers\": 3}",
 			     "zookeeper:/zklb/config: workers: unknown key (an overlay only sets services)");
 	expect_overlay_error("{\"services\": []}",
