@@ -36,8 +36,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 /*
  * Append s to buf (holding len bytes, room for cap) as the inside of a JSON
- * string, control bytes as \u00NN; stops short of cap - 7. Returns the new
- * length. Thread-safe.
+ * string, control bytes as \u00NN, bytes outside UTF-8 characters as \ufffd;
+ * stops short of cap - 7. Returns the new length. Thread-safe.
  */
 size_t log_json_escape(char *buf, size_t len, size_t cap, const char *s);
 

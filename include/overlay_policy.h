@@ -15,6 +15,12 @@
  *     every spelling of an address is the same;
  *   - use tcp and http checks (send/expect payloads need check_payloads),
  *     no more often than min_check_interval;
+ *   - ask sentinels by IP address under the same networks as static backends;
+ *   - name a password_file (check or sentinel) only if a service or announce
+ *     of the file names the same one: the file's bytes go, as AUTH, to
+ *     instances ZooKeeper picks;
+ *   - present a TLS client key (tls.key) only if a service of the file
+ *     presents the same one;
  *   - ask for pool.prewarm, pool.max_idle and max_buffer within bounds;
  *   - add services, not replace the file's (replace_file_services).
  * A document that breaks any of it is rejected whole, like any invalid one;
@@ -35,11 +41,12 @@ struct schema_path;
 
 /*
  * Check svc, parsed from sobj (the overlay's JSON for it, at path sp),
- * against pol. replaces_file: svc would replace a service of the file.
+ * against base's overlay policy (and the password files base's own services
+ * use). replaces_file: svc would replace a service of the file.
  * Each breach is reported through schema_error (which rejects the document).
  */
 void overlay_policy_check(struct schema_ctx *v, const struct schema_path *sp, const json_t *sobj,
-			  const struct service_conf *svc, const struct overlay_policy_conf *pol,
+			  const struct service_conf *svc, const struct config *base,
 			  bool replaces_file);
 
 #endif

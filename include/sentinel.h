@@ -58,6 +58,14 @@ struct sentinel_hooks {
 	void (*on_view)(void *arg, const char *service, const struct instance *v, size_t n);
 	/* close_grace after a switch: connections to instance `id` should close. Required. */
 	void (*on_demoted)(void *arg, const char *service, const char *id);
+	/*
+	 * May zklb connect to host:port (an IP literal a sentinel named) for
+	 * `service`? true with why filled when its destinations policy refuses
+	 * it: that primary is neither asked ROLE (nor sent the password) nor
+	 * routed to. Optional (NULL: every address).
+	 */
+	bool (*refuses)(void *arg, const char *service, const char *host, uint16_t port, char *why,
+			size_t len);
 };
 
 struct sentinel_stats {

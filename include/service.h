@@ -223,6 +223,15 @@ void service_readmit(struct service *svc, uint64_t now);
 bool service_admit(struct service *svc, struct backend *be, const struct net_addr *addr);
 
 /*
+ * Would svc's destinations policy refuse addr (denied or not allowed
+ * networks, one of zklb's own listeners)? Then why says so ("denied_network
+ * 169.254.0.0/16"). No side effects; for connections that are not members'
+ * (a Sentinel's candidate primary). Control thread.
+ */
+bool service_refuses(const struct service *svc, const struct net_addr *addr, char *why,
+		     size_t len);
+
+/*
  * A member created from a host name got its address: publish its health for
  * workers; slow start counts from now. Control thread.
  */

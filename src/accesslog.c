@@ -122,8 +122,8 @@ void accesslog_stats(const struct accesslog *al, struct accesslog_stats *out)
 static size_t put_quoted(char *buf, size_t len, size_t cap, const char *key, const char *value)
 {
 	len += (size_t)snprintf(buf + len, cap - len, "%s\"", key);
-	if (len >= cap)
-		return cap - 1;
+	if (len + 2 > cap)
+		return cap - 1;		/* no room for the closing quote and the NUL */
 	len = log_json_escape(buf, len, cap - 2, value);
 	buf[len++] = '"';
 	buf[len] = '\0';

@@ -20,6 +20,7 @@
 #include "control.h"
 #include "announce.h"
 #include "discovery.h"
+#include "instance.h"
 #include "listener.h"
 #include "locality.h"
 #include "log.h"
@@ -157,12 +158,14 @@ static json_t *locality_json(const struct service *svc, const struct service_con
 		size_t zlen = 0;
 		const char *z = be->payload ? locality_zone_of(be->payload, be->payload_len,
 								sc->locality.zone_key, &zlen) : NULL;
-		char name[64];
+		/* Whole: a zone cut inside a UTF-8 character is no JSON key. */
+		char name[INSTANCE_PAYLOAD_MAX];
 		snprintf(name, sizeof(name), "%.*s", (int)zlen, z ? z : "");
 		json_t *e = json_object_get(zones, name);
 		if (!e) {
 			e = json_pack("{sisi}", "instances", 0, "routable", 0);
-			json_object_set_new(zones, name, e);
+			if (json_object_set_new(zones, name, e) != 0)
+				continue;	/* not UTF-8: jansson freed e */
 		}
 		json_object_set_new(e, "instances",
 				    json_integer(json_integer_value(json_object_get(e, "instances")) + 1));

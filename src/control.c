@@ -286,9 +286,26 @@ static void on_sentinel_demoted(void *arg, const char *name, const char *id)
 	}
 }
 
+/* A primary a sentinel names goes through the service's destinations policy first. */
+static bool on_sentinel_refuses(void *arg, const char *name, const char *host, uint16_t port,
+				char *why, size_t len)
+{
+	struct control *c = arg;
+	long i = service_index(c, name);
+	struct net_addr a;
+	if (i < 0)
+		return false;
+	if (!net_addr_numeric(host, port, &a)) {
+		snprintf(why, len, "not an IP address");
+		return true;
+	}
+	return service_refuses(c->services[i], &a, why, len);
+}
+
 static const struct sentinel_hooks sentinel_hooks = {
 	.on_view = on_sentinel_view,
 	.on_demoted = on_sentinel_demoted,
+	.refuses = on_sentinel_refuses,
 };
 
 struct service *control_service(const struct control *c, const char *name)

@@ -331,6 +331,7 @@ static size_t drop_duplicates(struct watched_service *s, const struct zkset_memb
 		c->duplicate = true;
 		snprintf(c->reason, sizeof(c->reason), "duplicate of id=%.40s; node %.40s is kept",
 			 c->inst.id, r[keep].node);
+		utf8_scrub(c->reason);	/* a cut inside a character: /services shows it as JSON */
 		dropped++;
 	}
 	for (size_t i = 0; i < n_members; i++) {

@@ -5,6 +5,7 @@
  * here, and a node they reject is skipped here with a reason.
  */
 #include "instance.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -49,6 +50,8 @@ static void set_reason(char *reason, size_t len, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(reason, len, fmt, ap);
 	va_end(ap);
+	/* A value quoted "%.40s" (or the whole, cut to fit) may end inside a character. */
+	utf8_scrub(reason);
 }
 
 /* Printable ASCII/UTF-8 without control characters: safe in logs and JSON. */

@@ -5,9 +5,11 @@
  *
  * Messages carry values from outside (ZooKeeper data, node names, peers'
  * bytes), so a message can never end a line or start another: in text lines,
- * bytes below 0x20 and 0x7f are written as \xNN; in JSON, as \u00NN.
+ * bytes below 0x20 and 0x7f are written as \xNN; in JSON, as \u00NN, and a
+ * byte that is not part of a UTF-8 character as \ufffd (the line stays JSON).
  */
 #include "log.h"
+#include "util.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -48,13 +50,20 @@ size_t log_json_escape(char *buf, size_t len, size_t cap, const char *s)
 {
 	for (; *s && len + 7 < cap; s++) {
 		unsigned char c = (unsigned char)*s;
+		size_t n = c >= 0x80 ? utf8_char_len(s) : 1;
 		if (c == '"' || c == '\\') {
 			buf[len++] = '\\';
 			buf[len++] = (char)c;
 		} else if (c < 0x20) {
 			len += (size_t)snprintf(buf + len, cap - len, "\\u%04x", c);
+		} else if (n == 0) {
+			/* Not part of a UTF-8 character: the line must stay JSON. */
+			memcpy(buf + len, "\\ufffd", 6);
+			len += 6;
 		} else {
-			buf[len++] = (char)c;
+			memcpy(buf + len, s, n);
+			len += n;
+			s += n - 1;
 		}
 	}
 	return len;

@@ -18,6 +18,20 @@ char *secret_read(const char *path, char *err, size_t err_len)
 	struct stat st;
 	ssize_t n = 0;
 
+	/*
+	 * Look before opening: opening a device or a FIFO acts (a watchdog device
+	 * starts its countdown, a FIFO's writer is let through), and the path may
+	 * come from a less trusted source than the file (an overlay, whose policy
+	 * is checked after its keys are). The fstat below catches a swap between.
+	 */
+	if (lstat(path, &st) < 0) {
+		snprintf(err, err_len, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, err_len, "%s: not a regular file", path);
+		return NULL;
+	}
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
 		snprintf(err, err_len, "%s: %s", path, strerror(errno));

@@ -30,6 +30,13 @@
 
 #define SENTINEL_MAX 16
 
+/*
+ * hiredis buffers a reply until it is whole, however long it announces
+ * itself ("$1000000000\r\n..."): a link whose unparsed bytes pass this is
+ * closed before it reads more (a real answer is a few dozen bytes).
+ */
+#define SENTINEL_REPLY_MAX REDIS_ROLE_REPLY_MAX
+
 enum sentinel_phase {
 	SENTINEL_PHASE_ASKING = 0,	/* get-master-addr-by-name in flight on sentinels[at] */
 	SENTINEL_PHASE_VERIFYING,	/* ROLE in flight on the candidate */
@@ -246,6 +253,14 @@ static void sentinel_deliver(struct sentinel_watch *w, const struct sentinel_add
 	w->owner->h->on_view(w->owner->arg, w->service, &inst, 1);
 }
 
+/* Does the service's destinations policy refuse a (a sentinel named it)? Then why says so. */
+static bool sentinel_refuses(const struct sentinel_watch *w, const struct sentinel_addr *a,
+			     char *why, size_t len)
+{
+	const struct sentinel_hooks *h = w->owner->h;
+	return h->refuses && h->refuses(w->owner->arg, w->service, a->host, a->port, why, len);
+}
+
 /* ---- hiredis callbacks --------------------------------------------------------- */
 
 static size_t sub_slot(const struct sentinel_watch *w, const redisAsyncContext *ac)
@@ -315,6 +330,13 @@ static void on_master_addr(redisAsyncContext *ac, void *reply, void *priv)
 		sentinel_failed(w, "get-master-addr-by-name", "bad reply");
 		return;
 	}
+	char why[96], what[160];
+	if (sentinel_refuses(w, &a, why, sizeof(why))) {
+		/* Never connected to, never sent the password: as a bad answer. */
+		snprintf(what, sizeof(what), "%s:%u refused: %s", a.host, a.port, why);
+		sentinel_failed(w, "get-master-addr-by-name", what);
+		return;
+	}
 	link_close(&w->query);
 	w->tries = 0;			/* this sentinel answered: it is asked first next time */
 	sentinel_verify(w, &a);
@@ -360,6 +382,13 @@ static void on_message(redisAsyncContext *ac, void *reply, void *priv)
 	if (!sentinel_parse_switch(r->element[2]->str, r->element[2]->len, w->master_name, a.host,
 				   sizeof(a.host), &a.port))
 		return;		/* another master name (one sentinel may monitor many) */
+	char why[96];
+	if (sentinel_refuses(w, &a, why, sizeof(why))) {
+		w->stats.failures_total++;
+		log_warn("svc=%s sentinel: +switch-master to %s:%u refused: %s; the primary stays",
+			 w->service, a.host, a.port, why);
+		return;
+	}
 	w->stats.last_switch_ms = wall_ms();
 	log_info("svc=%s sentinel: +switch-master %s -> %s:%u", w->service, w->master_name, a.host,
 		 a.port);
@@ -369,6 +398,54 @@ static void on_message(redisAsyncContext *ac, void *reply, void *priv)
 }
 
 /* ---- connections --------------------------------------------------------------- */
+
+/*
+ * The read event of hiredis's libevent adapter, with a bound: before hiredis
+ * reads more (16 KiB at most), a link holding over SENTINEL_REPLY_MAX unparsed
+ * bytes is closed, as a failed query or a lost subscription. Outside every
+ * hiredis callback, so closing frees the context (and this event) at once.
+ */
+static void link_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	redisLibeventEvents *e = arg;
+	redisAsyncContext *ac = e->context;
+	const redisReader *r = ac->c.reader;
+	struct sentinel_watch *w = ac->data;
+	if (!w || !r || r->len - r->pos <= SENTINEL_REPLY_MAX) {
+		redisAsyncHandleRead(ac);
+		return;
+	}
+	char why[64];
+	snprintf(why, sizeof(why), "reply over %d bytes: closed", SENTINEL_REPLY_MAX);
+	if (ac == w->query) {
+		sentinel_failed(w, "query", why);
+		return;
+	}
+	size_t i = sub_slot(w, ac);
+	if (i == SIZE_MAX) {
+		redisAsyncHandleRead(ac);
+		return;
+	}
+	w->stats.failures_total++;
+	log_warn("svc=%s sentinel %s:%u: subscription: %s", w->service, w->sentinels[i].host,
+		 w->sentinels[i].port, why);
+	link_close(&w->subs[i]);
+}
+
+/* Put link_on_read in place of the adapter's own read event. */
+static bool link_bound_reads(redisAsyncContext *ac, struct event_base *base)
+{
+	redisLibeventEvents *e = ac->ev.data;
+	if (!e || !e->rev)
+		return false;
+	bool pending = event_pending(e->rev, EV_READ, NULL);
+	event_del(e->rev);
+	if (event_assign(e->rev, base, ac->c.fd, EV_READ, link_on_read, e) != 0)
+		return false;
+	if (pending)
+		event_add(e->rev, NULL);
+	return true;
+}
 
 static redisAsyncContext *link_open(struct sentinel_watch *w, const struct sentinel_addr *a,
 				    char *err, size_t err_len)
@@ -384,7 +461,8 @@ static redisAsyncContext *link_open(struct sentinel_watch *w, const struct senti
 		return NULL;
 	}
 	if (!redis_role_bound_reader(ac->c.reader) ||
-	    redisLibeventAttach(ac, w->owner->base) != REDIS_OK) {
+	    redisLibeventAttach(ac, w->owner->base) != REDIS_OK ||
+	    !link_bound_reads(ac, w->owner->base)) {
 		snprintf(err, err_len, "cannot attach to the event loop");
 		redisAsyncFree(ac);
 		return NULL;

@@ -624,6 +624,12 @@ static bool policy_refuses(const struct service *svc, const struct net_addr *add
 	return true;
 }
 
+bool service_refuses(const struct service *svc, const struct net_addr *addr, char *why,
+		     size_t len)
+{
+	return policy_refuses(svc, addr, why, len);
+}
+
 bool service_admit(struct service *svc, struct backend *be, const struct net_addr *addr)
 {
 	char why[96], a[INET6_ADDRSTRLEN + 16];

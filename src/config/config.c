@@ -16,6 +16,7 @@
  */
 #include "config.h"
 #include "config_keys.h"
+#include "netpolicy.h"
 #include "overlay_policy.h"
 #include "schema.h"
 #include "tls.h"
@@ -46,14 +47,23 @@ static bool listen_clash(const char *a, const char *b)
 		return false;
 	if (pa != pb)
 		return false;
-	unsigned char ba[16], bb[16];
 	static const char *const wild[] = { "*", "0.0.0.0", "::" };
 	for (size_t i = 0; i < ARRAY_SIZE(wild); i++)
 		if (strcmp(ha, wild[i]) == 0 || strcmp(hb, wild[i]) == 0)
 			return true;
-	int fa = strchr(ha, ':') ? AF_INET6 : AF_INET, fb = strchr(hb, ':') ? AF_INET6 : AF_INET;
-	if (fa == fb && inet_pton(fa, ha, ba) == 1 && inet_pton(fb, hb, bb) == 1)
-		return memcmp(ba, bb, fa == AF_INET ? 4 : 16) == 0;
+	/*
+	 * What the listeners bind, whatever the spelling ("2130706433", "127.1",
+	 * "::ffff:127.0.0.1" are 127.0.0.1): two SO_REUSEPORT sockets of one
+	 * address would share its connections between two services.
+	 */
+	struct net_addr na, nb;
+	struct net_self sa, sb;
+	if (net_addr_numeric(ha, pa, &na) && net_addr_numeric(hb, pb, &nb) &&
+	    net_self_from(&sa, (const struct sockaddr *)&na.ss) &&
+	    net_self_from(&sb, (const struct sockaddr *)&nb.ss))
+		return sa.wildcard || sb.wildcard ||
+		       (sa.family == sb.family &&
+			memcmp(sa.addr, sb.addr, sa.family == 4 ? 4 : 16) == 0);
 	return strcasecmp(ha, hb) == 0;
 }
 
@@ -566,7 +576,7 @@ struct config *config_overlay_json(const struct config *base, const char *json, 
 		for (i = 0; i < cfg->n_services && strcmp(cfg->services[i].name, name) != 0; i++)
 			;
 		/* The file's policy for what it lets ZooKeeper ask for (overlay_policy.h). */
-		overlay_policy_check(&v, &sp, sobj, &svc, &base->overlay,
+		overlay_policy_check(&v, &sp, sobj, &svc, base,
 				     i < cfg->n_services && strcmp(cfg->services[i].origin, "file") == 0);
 		if (i < cfg->n_services)
 			service_free(&cfg->services[i]);

@@ -1110,6 +1110,12 @@ static bool tls_file_ok(struct schema_ctx *v, const struct schema_path *p, const
 		schema_error(v, &kp, false, "cannot read %s: %s", path, strerror(errno));
 		return false;
 	}
+	/* Before OpenSSL opens it: a FIFO would block the control thread, a device act. */
+	struct stat st;
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+		schema_error(v, &kp, false, "%s is not a regular file", path);
+		return false;
+	}
 	return true;
 }
 

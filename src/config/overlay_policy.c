@@ -61,16 +61,21 @@ static void check_listen(struct schema_ctx *v, const struct schema_path *lp,
 			     "listens on loopback unless the file allows more", svc->listen);
 }
 
+/*
+ * Where the overlay sends zklb: static backends, or the sentinels it asks
+ * (key names which), by IP address inside the file's networks.
+ */
 static void check_backends(struct schema_ctx *v, const struct schema_path *sp, const json_t *sobj,
-			   const struct service_conf *svc, const struct overlay_policy_conf *pol)
+			   const char *key, const struct static_backend *backends, size_t n,
+			   const struct overlay_policy_conf *pol)
 {
 	const json_t *dobj = json_object_get(sobj, "discovery");
-	const json_t *list = json_object_get(dobj, "backends");
+	const json_t *list = json_object_get(dobj, key);
 	struct schema_path dp = { sp, "discovery", 0, sobj };
-	struct schema_path bp = { &dp, "backends", 0, dobj };
+	struct schema_path bp = { &dp, key, 0, dobj };
 
-	for (size_t i = 0; i < svc->discovery.n_backends; i++) {
-		const struct static_backend *b = &svc->discovery.backends[i];
+	for (size_t i = 0; i < n; i++) {
+		const struct static_backend *b = &backends[i];
 		struct schema_path ip = { &bp, NULL, i, list };
 		const struct net_prefix *hit = NULL;
 		struct net_addr a;
@@ -79,9 +84,9 @@ static void check_backends(struct schema_ctx *v, const struct schema_path *sp, c
 		if (!b->address)
 			continue;
 		if (!net_addr_numeric(b->host, b->port, &a)) {
-			schema_error(v, &ip, false, "'%s': an overlay names static backends by IP "
+			schema_error(v, &ip, false, "'%s': an overlay names %s by IP "
 				     "address (a name's address cannot be checked before it resolves)",
-				     b->address);
+				     b->address, strcmp(key, "backends") == 0 ? "static backends" : key);
 			continue;
 		}
 		enum netpolicy_verdict vd = netpolicy_check(&pol->allowed_networks,
@@ -98,13 +103,59 @@ static void check_backends(struct schema_ctx *v, const struct schema_path *sp, c
 	}
 }
 
+/* Does the file's own configuration read the password file at path? */
+static bool file_uses_secret(const struct config *base, const char *path)
+{
+	for (size_t i = 0; i < base->n_services; i++) {
+		const struct service_conf *s = &base->services[i];
+		if (s->origin && strcmp(s->origin, "file") != 0)
+			continue;	/* an earlier overlay's: no warrant */
+		if ((s->health.check.password_file && strcmp(s->health.check.password_file, path) == 0) ||
+		    (s->discovery.password_file && strcmp(s->discovery.password_file, path) == 0))
+			return true;
+	}
+	for (size_t i = 0; i < base->n_announce; i++) {
+		const char *f = base->announce[i].check.password_file;
+		if (f && strcmp(f, path) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A password file is read and its bytes sent (AUTH) to instances ZooKeeper
+ * names: from an overlay, only one the file's services already use, never
+ * any root-only file (the ZooKeeper digest, the admin token) to any host.
+ */
+static void check_secret(struct schema_ctx *v, const struct schema_path *kp, const char *path,
+			 const struct config *base)
+{
+	if (path && !file_uses_secret(base, path))
+		schema_error(v, kp, false, "'%s' is no password file of the file's services: an "
+			     "overlay may not have zklb read it", path);
+}
+
+/* Does a service of the file present the TLS key at path to its backends? */
+static bool file_uses_tls_key(const struct config *base, const char *path)
+{
+	for (size_t i = 0; i < base->n_services; i++) {
+		const struct service_conf *s = &base->services[i];
+		if ((!s->origin || strcmp(s->origin, "file") == 0) && s->tls.enabled && s->tls.key &&
+		    strcmp(s->tls.key, path) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* The path of a key inside sobj, as far as the JSON goes. */
 #define KEY(name, up, obj) { up, name, 0, obj }
 
 void overlay_policy_check(struct schema_ctx *v, const struct schema_path *sp, const json_t *sobj,
-			  const struct service_conf *svc, const struct overlay_policy_conf *pol,
+			  const struct service_conf *svc, const struct config *base,
 			  bool replaces_file)
 {
+	const struct overlay_policy_conf *pol = &base->overlay;
+	const json_t *dobj = json_object_get(sobj, "discovery");
 	const json_t *hobj = json_object_get(sobj, "health");
 	const json_t *cobj = json_object_get(hobj, "check");
 	const json_t *pobj = json_object_get(sobj, "pool");
@@ -119,8 +170,29 @@ void overlay_policy_check(struct schema_ctx *v, const struct schema_path *sp, co
 			     "it only with overlay.replace_file_services: true");
 	if (svc->listen)
 		check_listen(v, &lp, svc, pol);
+	struct schema_path dp = KEY("discovery", sp, sobj);
+	struct schema_path dpw = KEY("password_file", &dp, dobj);
+	struct schema_path cpw = KEY("password_file", &cp, cobj);
 	if (svc->discovery.type == DISCOVERY_STATIC)
-		check_backends(v, sp, sobj, svc, pol);
+		check_backends(v, sp, sobj, "backends", svc->discovery.backends,
+			       svc->discovery.n_backends, pol);
+	if (svc->discovery.type == DISCOVERY_SENTINEL)
+		check_backends(v, sp, sobj, "sentinels", svc->discovery.sentinels,
+			       svc->discovery.n_sentinels, pol);
+	check_secret(v, &dpw, svc->discovery.password_file, base);
+	check_secret(v, &cpw, c->password_file, base);
+	/*
+	 * The client key is who zklb is to the backends ZooKeeper picks: only one
+	 * a service of the file presents (not ZooKeeper's, the trunk's, or any
+	 * other key on the host).
+	 */
+	if (svc->tls.enabled && svc->tls.key && !file_uses_tls_key(base, svc->tls.key)) {
+		const json_t *tobj = json_object_get(sobj, "tls");
+		struct schema_path tp = KEY("tls", sp, sobj);
+		struct schema_path kp = KEY("key", &tp, tobj);
+		schema_error(v, &kp, false, "'%s' is no TLS key of the file's services: an overlay "
+			     "may not have zklb present it", svc->tls.key);
+	}
 	if (c->type == CHECK_SEND_EXPECT && !pol->check_payloads) {
 		struct schema_path kp = KEY(json_object_get(cobj, "send") ? "send" : "expect", &cp,
 					    cobj);

@@ -411,6 +411,161 @@ def test_sentinel_failover_under_writes(redis, sentinels, zklb):
     assert int(redis_call(replica.addr, "DBSIZE")) > 0
 
 
+class FakeSentinel(threading.Thread):
+    """A listener on loopback whose every connection is served by serve(c) on
+    a thread of its own; close() stops it."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.stop = False
+
+    def run(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+class EndlessSentinel(FakeSentinel):
+    """A hostile "sentinel": every connection gets a bulk string header of 1 GB
+    and then bytes, up to `cap` bytes per connection (bounded). Records, per
+    command it read first, how many bytes went out before the peer closed
+    (None: all `cap` went out and the connection stayed open)."""
+
+    def __init__(self, cap):
+        super().__init__()
+        self.cap = cap
+        self.sent = {}
+
+    def serve(self, c):
+        c.settimeout(5)
+        try:
+            first = c.recv(4096)
+            cmd = b"SUBSCRIBE" if b"SUBSCRIBE" in first else b"other"
+            c.sendall(b"$1000000000\r\n")
+            chunk, sent = b"x" * 65536, 0
+            try:
+                while sent < self.cap:
+                    c.sendall(chunk)
+                    sent += len(chunk)
+                self.sent.setdefault(cmd, None)
+                time.sleep(1)      # stays open: let the test see it was not closed
+            except OSError:
+                self.sent[cmd] = sent
+        finally:
+            c.close()
+
+
+def test_sentinel_reply_that_never_ends_is_cut(zklb):
+    """A sentinel is a peer like any other: a reply that never ends must not
+    grow zklb's memory without bound. The subscription (which has no query
+    timeout) is closed once a reply is over 64 KiB, logged and counted."""
+    evil = EndlessSentinel(cap=64 << 20)
+    evil.start()
+    try:
+        lb = zklb(services={SVC: {
+            "listen": free_addr(),
+            "discovery": {"type": "sentinel", "sentinels": [evil.address],
+                          "master_name": MASTER, "query_timeout": "5s"}}})
+        wait_until(lambda: b"SUBSCRIBE" in evil.sent, 20, interval=0.05,
+                   what="the subscription's end")
+        sent = evil.sent[b"SUBSCRIBE"]
+        print(f"subscription closed after {sent} bytes sent")
+        assert sent is not None, "64 MiB of one reply read and buffered, the link kept open"
+        assert sent < 32 << 20, f"{sent} bytes were taken before the link was closed"
+        lb.wait_for_log(rf"svc={SVC} sentinel {evil.address}: .*reply over 65536 bytes",
+                        timeout=5)
+        assert lb.running()
+    finally:
+        evil.close()
+
+
+class NamingSentinel(FakeSentinel):
+    """A "sentinel" that names `primary` (host, port) as the master, and on its
+    subscription announces a +switch-master to it as well."""
+
+    def __init__(self, primary):
+        super().__init__()
+        self.primary = primary
+        self.asked = 0
+
+    def serve(self, c):
+        host, port = self.primary[0].encode(), str(self.primary[1]).encode()
+        c.settimeout(5)
+        try:
+            first = c.recv(4096)
+            if b"SUBSCRIBE" in first:
+                c.sendall(b"*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n")
+                time.sleep(0.3)
+                msg = b"%s 127.0.0.1 1 %s %s" % (MASTER.encode(), host, port)
+                c.sendall(b"*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n$%d\r\n%s\r\n"
+                          % (len(msg), msg))
+                time.sleep(3)
+            else:
+                self.asked += 1
+                c.sendall(b"*2\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(host), host, len(port), port))
+                time.sleep(1)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+
+def test_sentinel_cannot_name_a_denied_primary(zklb, tmp_path):
+    """The destinations policy holds before any connection, ROLE checks
+    included: a sentinel that names an address the service's denied_networks
+    refuses (here 127.0.0.3, standing for the metadata address or a host
+    port) never gets zklb to connect there, nor to send it the password."""
+    target = socket.socket()
+    target.bind(("127.0.0.3", 0))
+    target.listen(16)
+    target.settimeout(0.1)
+    evil = NamingSentinel(target.getsockname())
+    evil.start()
+    try:
+        lb = zklb(services={SVC: {
+            "listen": free_addr(), "denied_networks": ["reserved", "127.0.0.3/32"],
+            "discovery": {"type": "sentinel", "sentinels": [evil.address],
+                          "master_name": MASTER, "password_file": password_file(tmp_path)}}})
+        wait_until(lambda: evil.asked >= 3, 10, interval=0.05, what="three rounds of asking")
+        got = []
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                c, _ = target.accept()
+            except socket.timeout:
+                continue
+            c.settimeout(0.5)
+            try:
+                got.append(c.recv(4096))
+            except OSError:
+                got.append(b"")
+            c.close()
+        assert got == [], f"zklb connected to the denied address and sent {got[:1]!r}"
+        lb.wait_for_log(rf"svc={SVC} sentinel .*127\.0\.0\.3:\d+.*refused: denied_network "
+                        rf"127\.0\.0\.3/32", timeout=5)
+        lb.wait_for_log(rf"svc={SVC} sentinel: \+switch-master to 127\.0\.0\.3:\d+ refused: "
+                        rf"denied_network 127\.0\.0\.3/32", timeout=5)
+        assert lb.metrics().value("zklb_sentinel_failures_total", service=SVC) >= 2
+        assert lb.running()
+    finally:
+        evil.close()
+        target.close()
+
+
 # ---------------------------------------------------------------------------
 # mysql_primary
 # ---------------------------------------------------------------------------
@@ -586,6 +741,34 @@ def test_zone_traffic_stays_local_spills_and_returns(backend, zklb, shared_zooke
     wait_until(lambda: set(states(lb).values()) == {"healthy"}, 5,
                what=f"all healthy again (states: {states(lb)})")
     assert set(tags(addr, 40)) == {"a1", "a2"}
+
+
+@pytest.mark.zookeeper
+def test_zone_name_from_zookeeper_of_any_length_in_services(backend, zklb, shared_zookeeper,
+                                                            kazoo_client, zk_path):
+    """A zone is whatever a ZooKeeper writer put in the payload: 40 two-byte
+    characters (80 bytes) are shown whole in /services, not cut inside a
+    character (which made the JSON key invalid, and the zone's entry was
+    used after it was freed)."""
+    k = kazoo_client(shared_zookeeper.hosts)
+    long_zone = "\u00e9" * 40
+    b1, b2 = backend("b1", "tag"), backend("b2", "tag")
+    k.create(f"{zk_path}/b1", curator_node("b1", b1, long_zone), makepath=True, ephemeral=True)
+    k.create(f"{zk_path}/b2", curator_node("b2", b2, "a"), makepath=True, ephemeral=True)
+    lb = zklb(zone="a", zookeeper={"hosts": shared_zookeeper.hosts, "session_timeout": "4s"},
+              services={SVC: {
+                  "listen": free_addr(), "connect_timeout": "1s",
+                  "discovery": {"type": "curator", "path": zk_path},
+                  "locality": {"prefer": "zone"},
+                  "health": {"check": {"type": "tcp", "interval": "100ms", "rise": 1,
+                                       "fall": 1}}}})
+    wait_until(lambda: len(states(lb)) == 2 and set(states(lb).values()) == {"healthy"}, 10,
+               what=f"2 healthy instances (states: {states(lb)})")
+    for _ in range(3):
+        zones = lb.services()[SVC]["locality"]["zones"]
+        assert zones == {"a": {"instances": 1, "routable": 1},
+                         long_zone: {"instances": 1, "routable": 1}}, zones
+    assert lb.running()
 
 
 # ---------------------------------------------------------------------------

@@ -104,6 +104,34 @@ static void test_long_values_still_one_line(void **state)
 	assert_int_equal(accesslog_format(&r, LOG_FORMAT_TEXT, tiny, sizeof(tiny)), 0);
 }
 
+/*
+ * Any buffer of 64 bytes or more, with a field cut anywhere: the line stays
+ * within the buffer (a canary byte just past it is never written), ends in
+ * one newline, and the length returned is at most len - 1.
+ */
+static void test_every_cut_stays_in_the_buffer(void **state)
+{
+	struct accesslog_record r = sample();
+	char buf[512];
+	for (int f = LOG_FORMAT_TEXT; f <= LOG_FORMAT_JSON; f++) {
+		for (size_t cl = 0; cl < sizeof(r.client); cl++) {
+			memset(r.client, 'c', cl);
+			r.client[cl] = '\0';
+			for (size_t len = 64; len < 256; len++) {
+				memset(buf, 'Z', sizeof(buf));
+				size_t n = accesslog_format(&r, (enum log_format)f, buf, len);
+				if (buf[len] != 'Z')
+					fail_msg("format %d, client of %zu bytes, buffer of %zu: wrote "
+						 "past the end", f, cl, len);
+				assert_true(n <= len - 1);
+				assert_int_equal(n, strlen(buf));
+				assert_int_equal(count_char(buf, '\n'), 1);
+				assert_int_equal(buf[n - 1], '\n');
+			}
+		}
+	}
+}
+
 static void test_ring_full_drops_and_counts(void **state)
 {
 	char err[256];
@@ -144,6 +172,7 @@ int main(void)
 		cmocka_unit_test(test_text_is_one_line_with_escaped_id),
 		cmocka_unit_test(test_json_parses_back),
 		cmocka_unit_test(test_long_values_still_one_line),
+		cmocka_unit_test(test_every_cut_stays_in_the_buffer),
 		cmocka_unit_test(test_ring_full_drops_and_counts),
 		cmocka_unit_test(test_unopenable_target_says_why),
 	};

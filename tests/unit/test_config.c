@@ -9,11 +9,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -1149,6 +1150,21 @@ static void test_overlay_errors(void **state)
 			     " \"backends\": [\"h:1\"]}}}",
 			     "zookeeper:/zklb/config: services.api.listen: '127.0.0.1:8080' clashes with "
 			     "the listen address of service web");
+	/*
+	 * Any spelling of the same address clashes: the listener binds what it
+	 * resolves to, and two SO_REUSEPORT sockets of one address share its
+	 * connections (an overlay would take a share of the file's web clients).
+	 */
+	static const char *const same_as_web[] = { "2130706433:8080", "127.1:8080", "0x7f.0.0.1:8080",
+						   "[::ffff:127.0.0.1]:8080", "[::]:8080" };
+	for (size_t i = 0; i < ARRAY_SIZE(same_as_web); i++) {
+		char json[256], want[256];
+		snprintf(json, sizeof(json), "{\"api\": {\"listen\": \"%s\", \"discovery\": {\"type\": "
+			 "\"static\", \"backends\": [\"h:1\"]}}}", same_as_web[i]);
+		snprintf(want, sizeof(want), "zookeeper:/zklb/config: services.api.listen: '%s' clashes "
+			 "with the listen address of service web", same_as_web[i]);
+		expect_overlay_error(json, want);
+	}
 	expect_overlay_error("{\"services\": {}, \"workers\": 3}",
 			     "zookeeper:/zklb/config: workers: unknown key (an overlay only sets services)");
 	expect_overlay_error("{\"services\": []}",
@@ -1382,6 +1398,162 @@ static void test_overlay_policy(void **state)
 		     "t.yaml:1:23: overlay.listen_dir: must be an absolute directory path");
 }
 
+/* A file with an overlay path, zookeeper keys zk_extra and a service web with web_line. */
+static struct config *policy_file(const char *zk_extra, const char *web_line)
+{
+	char yaml[1024];
+	snprintf(yaml, sizeof(yaml),
+		 "zookeeper: {hosts: \"z:2181\", config_path: /zklb/config%s}\n"
+		 "services:\n"
+		 "  web:\n"
+		 "    listen: \"127.0.0.1:8080\"\n"
+		 "    discovery: {type: static, backends: [\"127.0.0.1:9001\"]}\n"
+		 "    %s\n", zk_extra, web_line);
+	return load_ok(yaml);
+}
+
+/*
+ * Files and hosts an overlay names beyond listen and static backends: a
+ * password_file is read and sent (AUTH) to an instance ZooKeeper chose, so an
+ * overlay may name only a password file the file's own configuration uses
+ * (else any root-only secret, the ZooKeeper digest say, goes to any host);
+ * sentinels are destinations like static backends.
+ */
+static void test_overlay_policy_files(void **state)
+{
+	char dir[] = "/tmp/zklb-test-ovl-XXXXXX", zkpw[96], redispw[96], json[1024], want[512];
+	assert_non_null(mkdtemp(dir));
+	write_secret(dir, "zk.auth", "digest:zklb:s3cret\n", 0600, zkpw, sizeof(zkpw));
+	write_secret(dir, "redis.pw", "pw\n", 0600, redispw, sizeof(redispw));
+	char zk[160], web[160];
+	snprintf(zk, sizeof(zk), ", auth_file: %s", zkpw);
+	snprintf(web, sizeof(web), "health: {check: {type: redis_role, password_file: %s}}", redispw);
+	struct config *base = policy_file(zk, web);
+	struct config_errors errs = { 0 };
+	struct config *cfg;
+
+	/* a check's password: only one the file uses */
+	snprintf(json, sizeof(json), SVC("127.0.0.1:1", CURATOR ", \"health\": {\"check\": "
+		 "{\"type\": \"redis_role\", \"password_file\": \"%s\"}}"), zkpw);
+	snprintf(want, sizeof(want), "zk: services.api.health.check.password_file: '%s' is no "
+		 "password file of the file's services: an overlay may not have zklb read it", zkpw);
+	assert_rejected(config_overlay_json(base, json, strlen(json), "zk", &errs), &errs, want);
+	snprintf(json, sizeof(json), SVC("127.0.0.1:1", CURATOR ", \"health\": {\"check\": "
+		 "{\"type\": \"redis_role\", \"password_file\": \"%s\"}}"), redispw);
+	cfg = config_overlay_json(base, json, strlen(json), "zk", &errs);
+	assert_non_null(cfg);
+	config_free(cfg);
+
+	/* a sentinel's password, and the sentinels' addresses */
+	snprintf(json, sizeof(json), SVC("127.0.0.1:1", "\"discovery\": {\"type\": \"sentinel\", "
+		 "\"sentinels\": [\"10.0.0.1:26379\"], \"master_name\": \"m\", \"password_file\": \"%s\"}"),
+		 zkpw);
+	snprintf(want, sizeof(want), "zk: services.api.discovery.password_file: '%s' is no "
+		 "password file of the file's services: an overlay may not have zklb read it", zkpw);
+	assert_rejected(config_overlay_json(base, json, strlen(json), "zk", &errs), &errs, want);
+	snprintf(json, sizeof(json), SVC("127.0.0.1:1", "\"discovery\": {\"type\": \"sentinel\", "
+		 "\"sentinels\": [\"10.0.0.1:26379\", \"169.254.169.254:26379\"], \"master_name\": \"m\", "
+		 "\"password_file\": \"%s\"}"), redispw);
+	assert_rejected(config_overlay_json(base, json, strlen(json), "zk", &errs), &errs,
+			"zk: services.api.discovery.sentinels[1]: '169.254.169.254:26379' is refused "
+			"for an overlay: inside overlay.denied_networks 169.254.0.0/16");
+	snprintf(json, sizeof(json), SVC("127.0.0.1:1", "\"discovery\": {\"type\": \"sentinel\", "
+		 "\"sentinels\": [\"10.0.0.1:26379\"], \"master_name\": \"m\", \"password_file\": \"%s\"}"),
+		 redispw);
+	cfg = config_overlay_json(base, json, strlen(json), "zk", &errs);
+	assert_non_null(cfg);
+	config_free(cfg);
+
+	config_free(base);
+	unlink(zkpw);
+	unlink(redispw);
+	rmdir(dir);
+}
+
+/* A self-signed EC certificate and its key at dir/name.pem and dir/name.key (openssl). */
+static void make_keypair(const char *dir, const char *name)
+{
+	char cmd[768];
+	snprintf(cmd, sizeof(cmd), "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+		 "-nodes -days 1 -subj /CN=%s -keyout %s/%s.key -out %s/%s.pem 2>/dev/null", name, dir,
+		 name, dir, name);
+	assert_int_equal(system(cmd), 0);
+}
+
+/*
+ * An overlay's tls.key is the identity zklb presents to backends ZooKeeper
+ * picks: only a key a service of the file already presents, never any key on
+ * the host (the ZooKeeper client's, the trunk's, another daemon's).
+ */
+static void test_overlay_policy_tls_key(void **state)
+{
+	char dir[] = "/tmp/zklb-test-ovk-XXXXXX", json[1024], want[512];
+	assert_non_null(mkdtemp(dir));
+	make_keypair(dir, "file");
+	make_keypair(dir, "other");
+	char web[256];
+	snprintf(web, sizeof(web), "tls: {verify: false, cert: %s/file.pem, key: %s/file.key}", dir,
+		 dir);
+	struct config *base = policy_file("", web);
+	struct config_errors errs = { 0 };
+	struct config *cfg;
+
+	snprintf(json, sizeof(json), SVC("127.0.0.1:1", CURATOR ", \"tls\": {\"verify\": false, "
+		 "\"cert\": \"%s/other.pem\", \"key\": \"%s/other.key\"}"), dir, dir);
+	snprintf(want, sizeof(want), "zk: services.api.tls.key: '%s/other.key' is no TLS key of the "
+		 "file's services: an overlay may not have zklb present it", dir);
+	assert_rejected(config_overlay_json(base, json, strlen(json), "zk", &errs), &errs, want);
+	snprintf(json, sizeof(json), SVC("127.0.0.1:1", CURATOR ", \"tls\": {\"verify\": false, "
+		 "\"cert\": \"%s/file.pem\", \"key\": \"%s/file.key\"}"), dir, dir);
+	cfg = config_overlay_json(base, json, strlen(json), "zk", &errs);
+	assert_non_null(cfg);
+	config_free(cfg);
+	/* TLS without a client certificate names no key */
+	snprintf(json, sizeof(json), SVC("127.0.0.1:1", CURATOR ", \"tls\": {\"verify\": false}"));
+	cfg = config_overlay_json(base, json, strlen(json), "zk", &errs);
+	assert_non_null(cfg);
+	config_free(cfg);
+
+	config_free(base);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/*
+ * A tls: file that is not a regular file is refused before anything opens
+ * it: opening a FIFO blocks until a writer comes (the control thread, for
+ * good), opening a device acts (a watchdog starts its countdown). Here a
+ * writer waits on a FIFO named as tls.ca: refused by name, and the writer is
+ * still waiting afterwards.
+ */
+static void test_tls_files_are_regular(void **state)
+{
+	char dir[] = "/tmp/zklb-test-tlsf-XXXXXX", fifo[96], yaml[512], want[256];
+	assert_non_null(mkdtemp(dir));
+	snprintf(fifo, sizeof(fifo), "%s/ca.pem", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(open(fifo, O_WRONLY) >= 0 ? 0 : 1);	/* blocks until a reader opens */
+
+	snprintf(yaml, sizeof(yaml), STATIC_SVC "    tls: {ca: %s}\n", fifo);
+	snprintf(want, sizeof(want), "t.yaml:5:15: services.web.tls.ca: %s is not a regular file", fifo);
+	expect_error(yaml, want);
+	int status;
+	pid_t done = waitpid(pid, &status, WNOHANG);
+
+	int fd = open(fifo, O_RDONLY | O_NONBLOCK);	/* let the writer through, reap it */
+	assert_true(fd >= 0);
+	if (done == 0)
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+	close(fd);
+	unlink(fifo);
+	rmdir(dir);
+	assert_int_equal(done, 0);
+}
+
 static void test_reloadable(void **state)
 {
 	struct config *a = load_ok("zookeeper: {hosts: \"z:1\"}\nworkers: 2\n" STATIC_SVC);
@@ -1481,6 +1653,9 @@ int main(void)
 		cmocka_unit_test(test_zookeeper_auth_file),
 		cmocka_unit_test(test_announce_acl),
 		cmocka_unit_test(test_zookeeper_tls),
+		cmocka_unit_test(test_overlay_policy_files),
+		cmocka_unit_test(test_overlay_policy_tls_key),
+		cmocka_unit_test(test_tls_files_are_regular),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

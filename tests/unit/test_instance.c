@@ -12,6 +12,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <jansson.h>
+
 #include "instance.h"
 
 static char reason[INSTANCE_REASON_MAX];
@@ -217,6 +219,19 @@ static void test_curator_service_type(void **state)
 	assert_bad(cur("a", "{\"address\":\"h\",\"port\":1,\"serviceType\":1}", &i),
 		   "serviceType");
 	assert_string_equal(instance_service_type_name(INSTANCE_PERMANENT), "PERMANENT");
+	/*
+	 * A value quoted in the reason is cut at 40 bytes, here inside a two-byte
+	 * character: the reason stays UTF-8 (else /services, which shows it as a
+	 * JSON string, left the node out of its skipped list).
+	 */
+	assert_bad(cur("a", "{\"address\":\"h\",\"port\":1,\"serviceType\":\"a\u00e9\u00e9"
+		       "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+		       "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\"}", &i),
+		   "unknown serviceType");
+	json_t *shown = json_string(reason);
+	if (!shown)
+		fail_msg("the reason is not UTF-8: %s", reason);
+	json_decref(shown);
 }
 
 static void test_curator_ports(void **state)

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <jansson.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -65,6 +66,25 @@ static void test_json_escapes_control_bytes(void **state)
 	assert_non_null(strstr(line, "\"level\":\"info\",\"msg\":\"svc=a\\u000ab\\\"c\"}\n"));
 }
 
+/*
+ * A JSON line is JSON whatever bytes the message carries: a byte that is not
+ * part of a UTF-8 character (a value from ZooKeeper cut inside one, a stray
+ * 0xff) is written as U+FFFD; whole characters pass as they are.
+ */
+static void test_json_line_is_utf8_whatever_the_bytes(void **state)
+{
+	const char *line = captured(LOG_FORMAT_JSON, "ok \xc3( \xff \xe2\x82 \xed\xa0\x80 "
+				    "\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 end\xc3");
+	assert_non_null(strstr(line, "\"msg\":\"svc=ok \\ufffd( \\ufffd \\ufffd\\ufffd "
+				     "\\ufffd\\ufffd\\ufffd \xc3\xa9 \xe2\x82\xac "
+				     "\xf0\x9f\x98\x80 end\\ufffd\"}\n"));
+	json_error_t err;
+	json_t *o = json_loads(line, 0, &err);
+	if (!o)
+		fail_msg("not JSON (%s): %s", err.text, line);
+	json_decref(o);
+}
+
 static void test_long_message_is_one_cut_line(void **state)
 {
 	char big[3000];
@@ -82,6 +102,7 @@ int main(void)
 		cmocka_unit_test(test_text_escapes_control_bytes),
 		cmocka_unit_test(test_text_plain_message_unchanged),
 		cmocka_unit_test(test_json_escapes_control_bytes),
+		cmocka_unit_test(test_json_line_is_utf8_whatever_the_bytes),
 		cmocka_unit_test(test_long_message_is_one_cut_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

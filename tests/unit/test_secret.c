@@ -10,10 +10,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "secret.h"
@@ -110,6 +115,59 @@ static void test_refuses_missing_and_directories(void **state)
 	assert_null(secret_read(dir, err, sizeof(err)));
 }
 
+/* Is process pid blocked in open()/openat() now (its /proc syscall line)? */
+static bool in_open(pid_t pid)
+{
+	char p[64], line[64] = "";
+	snprintf(p, sizeof(p), "/proc/%d/syscall", (int)pid);
+	FILE *f = fopen(p, "r");
+	if (!f)
+		return false;
+	if (!fgets(line, sizeof(line), f))
+		line[0] = '\0';
+	fclose(f);
+	long nr = strtol(line, NULL, 10);
+	return line[0] && (nr == SYS_openat || nr == SYS_open);
+}
+
+/*
+ * Anything but a regular file is refused without being opened: opening a
+ * device or a FIFO is an act of its own (a watchdog device starts its
+ * countdown, a FIFO's writer is let through). A writer blocked opening a
+ * FIFO stays blocked while secret_read refuses the FIFO.
+ */
+static void test_refuses_without_opening(void **state)
+{
+	char err[256];
+	unlink(path);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open(path, O_WRONLY);	/* blocks until someone opens the read side */
+		_exit(fd >= 0 ? 0 : 1);
+	}
+	struct timespec tick = { 0, 10 * 1000 * 1000 };
+	for (int i = 0; i < 300 && !in_open(pid); i++)
+		nanosleep(&tick, NULL);
+	assert_true(in_open(pid));
+
+	assert_null(secret_read(path, err, sizeof(err)));
+	assert_non_null(strstr(err, "not a regular file"));
+	nanosleep(&tick, NULL);
+	int status;
+	pid_t done = waitpid(pid, &status, WNOHANG);
+
+	/* Let the writer through ourselves, then reap it. */
+	int fd = open(path, O_RDONLY | O_NONBLOCK);
+	assert_true(fd >= 0);
+	if (done == 0)
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+	close(fd);
+	unlink(path);
+	assert_int_equal(done, 0);	/* 0: the writer was still blocked after secret_read */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -117,6 +175,7 @@ int main(void)
 		cmocka_unit_test(test_refuses_readable_by_others),
 		cmocka_unit_test(test_refuses_bad_content),
 		cmocka_unit_test(test_refuses_missing_and_directories),
+		cmocka_unit_test(test_refuses_without_opening),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -269,6 +269,29 @@ static void test_write_atomic(void **state)
 }
 
 /* The fast path for literals says exactly what getaddrinfo(AI_NUMERICHOST) says. */
+/* UTF-8 as RFC 3629 has it, at each boundary; the scrub keeps whole characters. */
+static void test_utf8(void **state)
+{
+	static const struct {
+		const char *s;
+		size_t n;
+	} v[] = {
+		{ "", 1 }, { "a", 1 }, { "\x7f", 1 },
+		{ "\x80", 0 }, { "\xbf", 0 }, { "\xc0\x80", 0 }, { "\xc1\xbf", 0 },
+		{ "\xc2\x80", 2 }, { "\xdf\xbf", 2 }, { "\xc3", 0 }, { "\xc3(", 0 },
+		{ "\xe0\x9f\xbf", 0 }, { "\xe0\xa0\x80", 3 }, { "\xed\x9f\xbf", 3 },
+		{ "\xed\xa0\x80", 0 }, { "\xef\xbf\xbf", 3 }, { "\xe2\x82", 0 },
+		{ "\xf0\x8f\xbf\xbf", 0 }, { "\xf0\x90\x80\x80", 4 }, { "\xf4\x8f\xbf\xbf", 4 },
+		{ "\xf4\x90\x80\x80", 0 }, { "\xf5\x80\x80\x80", 0 }, { "\xff", 0 },
+	};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		if (utf8_char_len(v[i].s) != v[i].n)
+			fail_msg("case %zu: %zu, not %zu", i, utf8_char_len(v[i].s), v[i].n);
+	char s[] = "a\xc3\xa9\xc3 \xe2\x82\xac\xff\xf0\x9f\x98";
+	utf8_scrub(s);
+	assert_string_equal(s, "a\xc3\xa9? \xe2\x82\xac????");
+}
+
 static void test_numeric_matches_getaddrinfo(void **state)
 {
 	static const char *const hosts[] = {
@@ -307,6 +330,7 @@ int main(void)
 		cmocka_unit_test(test_addr_parse),
 		cmocka_unit_test(test_sockaddr_is_loopback),
 		cmocka_unit_test(test_numeric_matches_getaddrinfo),
+		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_write_atomic),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
