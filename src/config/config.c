@@ -110,6 +110,10 @@ static void config_cross_check(struct schema_ctx *v, const json_t *root, const j
 		    s->discovery.type != DISCOVERY_SENTINEL)
 			schema_error(v, &tp, false, "type %s needs a zookeeper: section",
 			     discovery_kind_name(s->discovery.type));
+		/* The trunk listener has SO_REUSEPORT too: a service there would take its connections. */
+		if (s->listen && cfg->trunk.listen && listen_clash(s->listen, cfg->trunk.listen))
+			schema_error(v, &lp, false, "'%s' clashes with trunk.listen '%s'", s->listen,
+				     cfg->trunk.listen);
 		for (size_t j = 0; j < i; j++) {
 			if (s->listen && cfg->services[j].listen &&
 			    listen_clash(s->listen, cfg->services[j].listen)) {

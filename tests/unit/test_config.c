@@ -1521,6 +1521,38 @@ static void test_overlay_policy_tls_key(void **state)
 }
 
 /*
+ * The trunk listener binds with SO_REUSEPORT like the services: a service (of
+ * the file or of the overlay) on its address, in any spelling, would take a
+ * share of the trunk's connections.
+ */
+static void test_trunk_listen_clash(void **state)
+{
+	char dir[] = "/tmp/zklb-test-trk-XXXXXX", yaml[1024], json[512];
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	make_keypair(dir, "t");
+	snprintf(yaml, sizeof(yaml), "zookeeper: {hosts: \"z:2181\", config_path: /zklb/config}\n"
+		 "trunk: {listen: \"127.0.0.1:4143\", tls: {ca: %s/t.pem, cert: %s/t.pem, key: %s/t.key}}\n"
+		 STATIC_SVC, dir, dir, dir);
+	struct config *base = load_ok(yaml);
+	snprintf(yaml + strlen(yaml), sizeof(yaml) - strlen(yaml),
+		 "  api:\n    listen: \"0.0.0.0:4143\"\n"
+		 "    discovery: {type: static, backends: [\"127.0.0.1:9002\"]}\n");
+	expect_error(yaml, "t.yaml:8:13: services.api.listen: '0.0.0.0:4143' clashes with trunk.listen "
+		     "'127.0.0.1:4143'");
+	snprintf(json, sizeof(json), "{\"api\": {\"listen\": \"2130706433:4143\", \"discovery\": "
+		 "{\"type\": \"static\", \"backends\": [\"h:1\"]}}}");
+	struct config_errors errs = { 0 };
+	assert_rejected(config_overlay_json(base, json, strlen(json), "zk", &errs), &errs,
+			"zk: services.api.listen: '2130706433:4143' clashes with trunk.listen "
+			"'127.0.0.1:4143'");
+	config_free(base);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/*
  * A tls: file that is not a regular file is refused before anything opens
  * it: opening a FIFO blocks until a writer comes (the control thread, for
  * good), opening a device acts (a watchdog starts its countdown). Here a
@@ -1643,6 +1675,7 @@ int main(void)
 		cmocka_unit_test(test_yamltree_scalars),
 		cmocka_unit_test(test_overlay_good),
 		cmocka_unit_test(test_overlay_errors),
+		cmocka_unit_test(test_trunk_listen_clash),
 		cmocka_unit_test(test_reloadable),
 		cmocka_unit_test(test_networks),
 		cmocka_unit_test(test_queue_timeout),
