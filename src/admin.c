@@ -505,7 +505,7 @@ static void instance_change(struct admin_reply *r, const struct adminreq *req, s
 		return;
 	}
 	snprintf(be->admin_note, sizeof(be->admin_note), "%s", note);
-	reply_json(r, 200, "OK", json_pack("{s:s, s:s, s:s, s:b, s:i}", "service", svc->name,
+	reply_json(r, 200, "OK", json_pack("{s:s, s:s, s:s, s:b, s:I}", "service", svc->name,
 					     "id", be->id, "change", note, "drain",
 					     backend_drained(be), "weight",
 					     (json_int_t)backend_weight(be)), JSON_COMPACT);
