@@ -42,6 +42,7 @@
 
 #include "util.h"
 
+struct trunk_call;
 struct trunk_client;
 struct trunk_conf;
 struct trunk_stats;
@@ -58,10 +59,13 @@ struct trunk_client *trunk_client_new(const struct trunk_conf *conf, char *err, 
  * host at `trunk` (the same address, the advertised trunk port), whose
  * certificate must name `host`. Returns the relay's end of the stream
  * (non-blocking; the first byte read from it is a trunk_open_result), or
- * -1 with errno (out of descriptors or memory). Any thread.
+ * -1 with errno (out of descriptors or memory). *call receives the
+ * caller's reference to the stream's shared end state (trunk_call.h: how
+ * a reset crosses the socketpair); the caller drops it with
+ * trunk_call_put once it closed the socket. Any thread.
  */
 int trunk_client_open(struct trunk_client *c, const struct net_addr *trunk, const char *host,
-		      const struct net_addr *target);
+		      const struct net_addr *target, struct trunk_call **call);
 
 /*
  * Call fn for each peer host the client has met: its "ip:port" (the trunk)
