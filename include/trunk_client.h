@@ -27,8 +27,16 @@
  * trunk.idle_timeout. Windows are trunk.stream_window and
  * trunk.connection_window, as on the accepting side.
  *
- * Known limit: a stream reset by the remote reaches the relay as the end
- * of the upstream (a unix socket has no RST), so the client gets a FIN.
+ * Resets: a unix socket has no RST, so each stream comes with a
+ * trunk_call (trunk_call.h) the relay and the trunk thread share. A stream
+ * the peer resets (or whose trunk dies) is marked before the trunk thread
+ * closes its end, and the relay takes that EOF as ECONNRESET (the client
+ * gets a TCP RST; before the first byte it is a failure of the instance).
+ * A relay that closes on a reset or an error marks it before closing its
+ * end, and the trunk thread answers that EOF with RST_STREAM, not
+ * END_STREAM. Known limit: once the relay's end sent its FIN the trunk
+ * thread no longer reads it, so a later close of the relay is seen only
+ * when the stream next writes to it.
  *
  * Thread: new/free on the control thread; open from any worker (a mutex
  * on the queue, per connection opened, never per byte); each_peer from

@@ -1,7 +1,8 @@
 """The relay: one client connection and one upstream connection, with static
 discovery. Bytes arrive exactly, in both directions and at any size; the server
 may speak first; a half-close on either side reaches the other while the
-reverse direction keeps flowing; a connect that never completes and a connection
+reverse direction keeps flowing; a reset on either side reaches the other as a
+reset; a connect that never completes and a connection
 that stays idle are closed after connect_timeout and idle_timeout.
 
 Retries on another backend are in test_retries.py; the balancing algorithms in
@@ -10,6 +11,8 @@ test_balance.py.
 
 import random
 import socket
+import struct
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -121,3 +124,74 @@ def test_idle_timeout_closes_idle_relay(backend, zklb):
     assert closed is not None, "idle connection still open after 3s, idle_timeout 600ms"
     assert 0.4 <= closed <= 3.0
     b.wait_active(0)
+
+
+def _reset(sock):
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def _serve_one(lsock, script, outcomes):
+    """Accept one connection, wait for its first bytes, append script(conn)."""
+    c, _ = lsock.accept()
+    with c:
+        c.settimeout(10)
+        c.recv(65536)
+        outcomes.append(script(c))
+
+
+def _how_it_ends(sock, timeout=10):
+    """("eof" or "reset", bytes read before)."""
+    got = 0
+    sock.settimeout(timeout)
+    try:
+        while chunk := sock.recv(65536):
+            got += len(chunk)
+    except ConnectionResetError:
+        return "reset", got
+    return "eof", got
+
+
+def test_a_reset_crosses_the_relay_both_ways(zklb):
+    """A backend's TCP RST after 100 kB reaches the client as a RST (a FIN would pass
+    the truncated transfer for a complete one), and a client's RST reaches the
+    backend as a RST."""
+    ls = socket.create_server((harness.LOOPBACK, 0))
+    ls.settimeout(10)
+    lb = zklb(services={SVC: static_service([f"{harness.LOOPBACK}:{ls.getsockname()[1]}"])})
+    addr = lb.listen(SVC)
+    outcomes = []
+
+    def send_then_reset(c):
+        c.sendall(b"x" * 100_000)
+        time.sleep(0.3)          # the bytes reach the client first
+        _reset(c)
+        return "reset"
+
+    def watch(c):
+        try:
+            while c.recv(65536):
+                pass
+            return "eof"
+        except ConnectionResetError:
+            return "reset"
+
+    try:
+        for script in (send_then_reset, watch):
+            t = threading.Thread(target=_serve_one, args=(ls, script, outcomes))
+            t.start()
+            s = connect(addr)
+            s.sendall(b"go")
+            if script is send_then_reset:
+                assert _how_it_ends(s) == ("reset", 100_000)
+                s.close()
+            else:
+                wait_until(lambda: lb.metrics().value("zklb_backend_bytes_out_total",
+                                                      service=SVC) == 4,
+                           5, what="the bytes at the backend")
+                _reset(s)
+            t.join(10)
+            assert not t.is_alive()
+        assert outcomes == ["reset", "reset"]
+    finally:
+        ls.close()

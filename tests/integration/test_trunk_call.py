@@ -15,7 +15,9 @@ counts the failure against the refusing one); an instance without a trunk
 under `via: trunk` (not routable, /services says so) and under `via: auto`
 (direct); the trunk killed mid-transfer (streams fail, new ones succeed on a
 new trunk); a trunk whose certificate does not name the peer (a failed
-connect). Every wait and every loop is bounded; processes are stopped by PID.
+connect); resets both ways (a remote backend's reset mid-transfer reaches
+the client as a TCP RST, one before the first byte is a failure of that
+instance, a client's RST reaches the remote backend as a reset). Every wait and every loop is bounded; processes are stopped by PID.
 """
 
 import json
