@@ -11,7 +11,6 @@ test_balance.py.
 
 import random
 import socket
-import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -126,11 +125,6 @@ def test_idle_timeout_closes_idle_relay(backend, zklb):
     b.wait_active(0)
 
 
-def _reset(sock):
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
 def _serve_one(lsock, script, outcomes):
     """Accept one connection, wait for its first bytes, append script(conn)."""
     c, _ = lsock.accept()
@@ -138,18 +132,6 @@ def _serve_one(lsock, script, outcomes):
         c.settimeout(10)
         c.recv(65536)
         outcomes.append(script(c))
-
-
-def _how_it_ends(sock, timeout=10):
-    """("eof" or "reset", bytes read before)."""
-    got = 0
-    sock.settimeout(timeout)
-    try:
-        while chunk := sock.recv(65536):
-            got += len(chunk)
-    except ConnectionResetError:
-        return "reset", got
-    return "eof", got
 
 
 def test_a_reset_crosses_the_relay_both_ways(zklb):
@@ -163,18 +145,10 @@ def test_a_reset_crosses_the_relay_both_ways(zklb):
     outcomes = []
 
     def send_then_reset(c):
-        c.sendall(b"x" * 100_000)
-        time.sleep(0.3)          # the bytes reach the client first
-        _reset(c)
-        return "reset"
+        return harness.send_then_reset(c, 100_000)
 
     def watch(c):
-        try:
-            while c.recv(65536):
-                pass
-            return "eof"
-        except ConnectionResetError:
-            return "reset"
+        return harness.read_to_the_end(c, 10)[0]
 
     try:
         for script in (send_then_reset, watch):
@@ -183,13 +157,14 @@ def test_a_reset_crosses_the_relay_both_ways(zklb):
             s = connect(addr)
             s.sendall(b"go")
             if script is send_then_reset:
-                assert _how_it_ends(s) == ("reset", 100_000)
+                end, got = harness.read_to_the_end(s, 10)
+                assert (end, len(got)) == ("reset", 100_000)
                 s.close()
             else:
                 wait_until(lambda: lb.metrics().value("zklb_backend_bytes_out_total",
                                                       service=SVC) == 4,
                            5, what="the bytes at the backend")
-                _reset(s)
+                harness.reset(s)
             t.join(10)
             assert not t.is_alive()
         assert outcomes == ["reset", "reset"]

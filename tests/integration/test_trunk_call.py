@@ -23,7 +23,6 @@ instance, a client's RST reaches the remote backend as a reset). Every wait and 
 import json
 import signal
 import socket
-import struct
 import subprocess
 import threading
 import time
@@ -374,7 +373,7 @@ def test_trunk_killed_mid_transfer(zklb, shared_zookeeper, pki, echo, zk_path):
     harness.wait_until(lambda: echo.status()["open"] == 4, 20, what="4 backend connections")
     r.kill()
     for s in socks:
-        assert read_to_the_end(s, 20)[0] == "reset"
+        assert harness.read_to_the_end(s, 20)[0] == "reset"
         s.close()
     # A new remote on the same trunk port (the instances in ZooKeeper are unchanged).
     r2 = zklb(r.config, name="remote2")
@@ -506,23 +505,7 @@ STATUS_200 = b"\x88"        # HPACK: static table entry 8, ":status: 200"
 
 def read_until_closed(s, timeout):
     """Bytes read until the peer closes (FIN or reset)."""
-    return read_to_the_end(s, timeout)[1]
-
-
-def read_to_the_end(s, timeout):
-    """(how the peer closed: "eof" (a FIN) or "reset", the bytes read before)."""
-    got = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        s.settimeout(max(0.1, deadline - time.monotonic()))
-        try:
-            chunk = s.recv(65536)
-        except ConnectionResetError:
-            return "reset", got
-        if not chunk:
-            return "eof", got
-        got += chunk
-    raise TimeoutError(f"still open after {timeout}s ({len(got)} bytes)")
+    return harness.read_to_the_end(s, timeout)[1]
 
 
 class HostilePeer:
@@ -664,32 +647,9 @@ class Scripted:
         self.lsock.close()
 
 
-def rst(sock):
-    """Close sock with a TCP RST (SO_LINGER 0)."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
-def send_then_reset(sock):
-    sock.sendall(b"x" * 200_000)
-    time.sleep(0.3)          # the bytes reach the client first
-    rst(sock)
-    return "reset"
-
-
 def reset_at_once(sock):
-    rst(sock)
+    harness.reset(sock)
     return "reset"
-
-
-def watch_the_end(sock):
-    """How the caller's side ended: "eof" (a FIN) or "reset"."""
-    try:
-        while sock.recv(65536):
-            pass
-        return "eof"
-    except ConnectionResetError:
-        return "reset"
 
 
 def start_scripted_remote(zklb, zk, pki, zk_path, backends):
@@ -706,13 +666,13 @@ def test_remote_backend_reset_mid_transfer_resets_the_client(zklb, shared_zookee
                                                              zk_path):
     """The remote backend sends 200 kB, then resets: RST_STREAM on the trunk, and the
     calling client's connection ends with a TCP RST (ECONNRESET), not a clean FIN."""
-    b = Scripted(send_then_reset)
+    b = Scripted(lambda sock: harness.send_then_reset(sock, 200_000))
     try:
         r = start_scripted_remote(zklb, shared_zookeeper, pki, zk_path, {"rstmid": b})
         z = start_caller(zklb, shared_zookeeper, pki, zk_path, services=("rstmid",))
         s = harness.connect(listen_of(z, "rstmid"), timeout=10)
         s.sendall(b"go\n")
-        end, got = read_to_the_end(s, 15)
+        end, got = harness.read_to_the_end(s, 15)
         s.close()
         assert (end, len(got) > 0) == ("reset", True), (end, len(got))
         assert z.metrics().value("zklb_trunk_peer_resets_total", direction="in") == 1
@@ -749,7 +709,7 @@ def test_remote_reset_before_the_first_byte_is_a_failure_of_the_instance(
         for _ in range(10):
             s = harness.connect(addr, timeout=10)
             s.sendall(b"ping\n")
-            end, got = read_to_the_end(s, 15)
+            end, got = harness.read_to_the_end(s, 15)
             ends.append((end, len(got)))
             s.close()
         assert ("eof", 0) not in ends, ends          # never a clean end without a byte
@@ -773,7 +733,7 @@ def test_client_reset_reaches_the_remote_backend_as_a_reset(zklb, shared_zookeep
     """A client that closes with a TCP RST: the calling side sends RST_STREAM (not
     END_STREAM), and the remote backend's connection is reset (ECONNRESET), not
     ended with a FIN. A client's FIN still arrives as a FIN."""
-    b = Scripted(watch_the_end)
+    b = Scripted(lambda sock: harness.read_to_the_end(sock, 15)[0])
     try:
         r = start_scripted_remote(zklb, shared_zookeeper, pki, zk_path, {"watch": b})
         z = start_caller(zklb, shared_zookeeper, pki, zk_path, services=("watch",))
@@ -789,7 +749,7 @@ def test_client_reset_reaches_the_remote_backend_as_a_reset(zklb, shared_zookeep
                            and r.metrics().value("zklb_trunk_bytes_total",
                                                  direction="in") == 10,
                            10, what="the bytes at the backend")
-        rst(s)
+        harness.reset(s)
         harness.wait_until(lambda: len(b.outcomes) == 2, 10, what="the end at the backend")
         assert b.outcomes == ["eof", "reset"]
         assert z.metrics().value("zklb_trunk_peer_resets_total", direction="out") == 1
