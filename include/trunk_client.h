@@ -27,8 +27,16 @@
  * trunk.idle_timeout. Windows are trunk.stream_window and
  * trunk.connection_window, as on the accepting side.
  *
- * Known limit: a stream reset by the remote reaches the relay as the end
- * of the upstream (a unix socket has no RST), so the client gets a FIN.
+ * Resets: a unix socket has no RST, so each stream comes with a
+ * trunk_call (trunk_call.h) the relay and the trunk thread share. A stream
+ * the peer resets (or whose trunk dies) is marked before the trunk thread
+ * closes its end, and the relay takes that EOF as ECONNRESET (the client
+ * gets a TCP RST; before the first byte it is a failure of the instance).
+ * A relay that closes on a reset or an error marks it before closing its
+ * end, and the trunk thread answers that EOF with RST_STREAM, not
+ * END_STREAM. Known limit: once the relay's end sent its FIN the trunk
+ * thread no longer reads it, so a later close of the relay is seen only
+ * when the stream next writes to it.
  *
  * Thread: new/free on the control thread; open from any worker (a mutex
  * on the queue, per connection opened, never per byte); each_peer from
@@ -42,6 +50,7 @@
 
 #include "util.h"
 
+struct trunk_call;
 struct trunk_client;
 struct trunk_conf;
 struct trunk_stats;
@@ -58,10 +67,13 @@ struct trunk_client *trunk_client_new(const struct trunk_conf *conf, char *err, 
  * host at `trunk` (the same address, the advertised trunk port), whose
  * certificate must name `host`. Returns the relay's end of the stream
  * (non-blocking; the first byte read from it is a trunk_open_result), or
- * -1 with errno (out of descriptors or memory). Any thread.
+ * -1 with errno (out of descriptors or memory). *call receives the
+ * caller's reference to the stream's shared end state (trunk_call.h: how
+ * a reset crosses the socketpair); the caller drops it with
+ * trunk_call_put once it closed the socket. Any thread.
  */
 int trunk_client_open(struct trunk_client *c, const struct net_addr *trunk, const char *host,
-		      const struct net_addr *target);
+		      const struct net_addr *target, struct trunk_call **call);
 
 /*
  * Call fn for each peer host the client has met: its "ip:port" (the trunk)

@@ -35,7 +35,16 @@
  * an HTTP/2 stream. The relay stays CONNECTING until the one byte the
  * trunk thread writes first says whether the remote host connected to the
  * instance (on_trunk_answer), so a refusal is a failed connect like any
- * other; after it the socket is copied as a TCP one.
+ * other; after it the socket is copied as a TCP one. A socketpair has no
+ * RST, so resets cross it through the stream's trunk_call (trunk_call.h):
+ * an EOF on a stream the trunk thread marked reset (or lost) is taken as
+ * ECONNRESET, and a relay that closes with a reset marks it before closing
+ * its end, for the trunk thread to send RST_STREAM instead of END_STREAM.
+ *
+ * Resets: a reset (or a read or write error) on either side closes the
+ * other with a reset too (SO_LINGER 0), so neither end mistakes a broken
+ * connection for a complete one; a backend's reset before its first byte
+ * is a failure of that instance (passive ejection).
  *
  * Timeouts: one timer per relay, owned by the current state: the connect
  * timeout while WAITING or CONNECTING, the idle timeout once ESTABLISHED
@@ -54,6 +63,7 @@
 #include "service.h"
 #include "tls.h"
 #include "trunk.h"
+#include "trunk_call.h"
 #include "trunk_client.h"
 
 #include <errno.h>
@@ -114,6 +124,8 @@ struct relay {
 	bool over_budget;			/* a buffer was refused: max_buffer_memory spent */
 	struct framing *fr;			/* owned; pool.reuse tracker, NULL when off */
 	struct tls_conn *tls;			/* owned; upstream TLS, NULL for plain TCP */
+	struct trunk_call *call;		/* owned ref; a trunk stream's resets, else NULL */
+	bool reset;				/* close both sides with a reset (error close) */
 	uint64_t last_active_ms;
 	/* For the access log (log.access) only: */
 	uint64_t accepted_ms;			/* monotonic */
@@ -452,6 +464,20 @@ static struct backend *relay_choose(struct relay *r, uint64_t now, size_t *full)
 	return k == BALANCE_NONE ? NULL : s->v[k];
 }
 
+/*
+ * Close fd with a TCP RST (SO_LINGER 0). A trunk stream's socketpair has no
+ * RST: mark its call first, so that the trunk thread, once it sees the close,
+ * finds the mark and resets the stream (trunk_call.h on the ordering).
+ */
+static void close_with_reset(int fd, struct trunk_call *call)
+{
+	if (call)
+		trunk_call_mark_local_reset(call);
+	struct linger lg = { 1, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
 /* Drop the current upstream attempt (failed connect or reset). */
 static void upstream_release(struct relay *r)
 {
@@ -465,9 +491,14 @@ static void upstream_release(struct relay *r)
 			backend_count_tls_bytes(r->be, r->tls);	/* a close_notify, maybe */
 		tls_conn_free(r->tls);
 		r->tls = NULL;
-		close(r->ufd);
+		if (r->reset)
+			close_with_reset(r->ufd, r->call);
+		else
+			close(r->ufd);
 		r->ufd = -1;
 	}
+	trunk_call_put(r->call);
+	r->call = NULL;
 	if (r->be) {
 		atomic_fetch_sub_explicit(&r->be->active, 1, memory_order_relaxed);
 		backend_put(r->be);
@@ -653,7 +684,7 @@ static void relay_connect_trunk(struct relay *r, uint16_t tport)
 		((struct sockaddr_in6 *)&trunk.ss)->sin6_port = htons(tport);
 	else
 		((struct sockaddr_in *)&trunk.ss)->sin_port = htons(tport);
-	int fd = trunk_client_open(r->rw->trunk, &trunk, be->host, &be->addr);
+	int fd = trunk_client_open(r->rw->trunk, &trunk, be->host, &be->addr, &r->call);
 	if (fd < 0) {
 		log_warn("svc=%s be=%s cannot open a trunk stream: %s", r->set->svc->name, be->name,
 			 strerror(errno));
@@ -1206,11 +1237,25 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
 	relay_maybe_done(r);
 }
 
+/*
+ * A trunk stream's end arrives on the socketpair as EOF or EPIPE whatever
+ * happened remotely; the trunk thread marked it before closing its end
+ * when the peer reset the stream or the trunk died (trunk_call.h).
+ */
+static bool relay_trunk_reset(const struct relay *r)
+{
+	return r->call && trunk_call_remote(r->call) != TRUNK_CALL_CLEAN;
+}
+
 static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
 	bool wfail;
 	ssize_t n = half_pump(r, &r->u2c, r->ufd, r->cfd, &wfail);
+	if (n == 0 && relay_trunk_reset(r)) {
+		n = -1;
+		errno = ECONNRESET;	/* what the remote end did: not a FIN */
+	}
 	if (n > 0) {
 		r->last_active_ms = now_ms();
 		r->bytes_in += (uint64_t)n;
@@ -1268,6 +1313,8 @@ static void on_client_write(evutil_socket_t fd, short what, void *arg)
  */
 static void relay_upstream_write_failed(struct relay *r)
 {
+	if (relay_trunk_reset(r))
+		errno = ECONNRESET;	/* the socketpair says EPIPE */
 	if (!r->first_byte && !r->reused && (errno == ECONNRESET || errno == EPIPE))
 		service_report_failure(r->set->svc, r->be, "reset before the first byte");
 	relay_close(r, RELAY_CLOSE_BACKEND_ERROR);
@@ -1387,6 +1434,8 @@ static void relay_close(struct relay *r, enum relay_close_reason why)
 		}
 	}
 	atomic_fetch_add_explicit(&rw->closes[why], 1, memory_order_relaxed);
+	/* A broken side (a reset, an error) breaks the other: a FIN would say "complete". */
+	r->reset = why == RELAY_CLOSE_CLIENT_ERROR || why == RELAY_CLOSE_BACKEND_ERROR;
 	/* A client that left at a boundary still leaves a reusable upstream. */
 	if (r->fr && why != RELAY_CLOSE_BACKEND_ERROR && why != RELAY_CLOSE_SHUTDOWN &&
 	    why != RELAY_CLOSE_BACKEND_DEMOTED)
@@ -1397,7 +1446,10 @@ static void relay_close(struct relay *r, enum relay_close_reason why)
 	relay_set_state(r, RELAY_CLOSED);
 	event_del(&r->cr);
 	event_del(&r->cw);
-	close(r->cfd);
+	if (r->reset)
+		close_with_reset(r->cfd, NULL);
+	else
+		close(r->cfd);
 	r->cfd = -1;
 	upstream_release(r);
 	half_release(r, &r->c2u);

@@ -9,6 +9,7 @@
  * `peers_lock`.
  */
 #include "trunk_client.h"
+#include "trunk_call.h"
 #include "trunk_conn.h"
 #include "config.h"
 #include "log.h"
@@ -36,6 +37,7 @@ struct trunk_peer {
 struct trunk_request {
 	struct trunk_request *next;
 	int fd;					/* owned: the thread's end of the pair */
+	struct trunk_call *call;		/* owned: the thread's reference */
 	struct net_addr trunk;
 	struct net_addr target;
 	char host[256];
@@ -72,11 +74,12 @@ static struct trunk_peer *peer_find(struct trunk_client *c, const struct net_add
 }
 
 /* The stream never got a connection: tell the relay (a failed connect) and let go. */
-static void request_fail(struct trunk_peer *p, int fd, const char *why)
+static void request_fail(struct trunk_peer *p, struct trunk_request *rq, const char *why)
 {
 	uint8_t b = TRUNK_OPEN_TRUNK_FAILED;
-	(void)!send(fd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-	close(fd);
+	(void)!send(rq->fd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(rq->fd);
+	trunk_call_put(rq->call);
 	STAT_ADD(&p->stats, connect_failures, 1);
 	log_info("trunk peer=%s: no connection: %s", p->name, why);
 }
@@ -104,11 +107,11 @@ static void request_place(struct trunk_client *c, struct trunk_request *rq)
 		tc = trunk_conn_dial(&c->loop, &p->addr, c->source.len ? &c->source : NULL, p->host,
 				     &p->stats, p, err, sizeof(err));
 		if (!tc) {
-			request_fail(p, rq->fd, err);
+			request_fail(p, rq, err);
 			return;
 		}
 	}
-	trunk_stream_open(tc, rq->fd, &rq->target);
+	trunk_stream_open(tc, rq->fd, &rq->target, rq->call);
 }
 
 /* Place what the workers queued, oldest first. */
@@ -136,7 +139,7 @@ static void on_wake(struct trunk_loop *loop)
 }
 
 int trunk_client_open(struct trunk_client *c, const struct net_addr *trunk, const char *host,
-		      const struct net_addr *target)
+		      const struct net_addr *target, struct trunk_call **call)
 {
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
@@ -149,6 +152,8 @@ int trunk_client_open(struct trunk_client *c, const struct net_addr *trunk, cons
 		return -1;
 	}
 	rq->fd = sv[1];
+	rq->call = trunk_call_new();
+	*call = rq->call;
 	rq->trunk = *trunk;
 	rq->target = *target;
 	snprintf(rq->host, sizeof(rq->host), "%s", host);
@@ -234,6 +239,7 @@ void trunk_client_free(struct trunk_client *c)
 		struct trunk_request *rq = c->queue;
 		c->queue = rq->next;
 		close(rq->fd);
+		trunk_call_put(rq->call);
 		free(rq);
 	}
 	while (c->peers) {

@@ -11,6 +11,7 @@
  * backends took.
  */
 #include "trunk_conn.h"
+#include "trunk_call.h"
 #include "config.h"
 #include "log.h"
 #include "tls.h"
@@ -351,10 +352,13 @@ static void conn_fail_streams(struct trunk_conn *tc, bool keep_flushing, const c
 		if (keep_flushing && stream_flushing(st))
 			continue;
 		st->h2_closed = true;
-		if (st->state == TRUNK_STREAM_CLOSED)
+		if (st->state == TRUNK_STREAM_CLOSED) {
 			trunk_stream_retire(st);
-		else
-			trunk_stream_close(st, reason, true);
+			continue;
+		}
+		if (st->call)
+			trunk_call_mark_remote(st->call, TRUNK_CALL_LOST);
+		trunk_stream_close(st, reason, true);
 	}
 }
 
@@ -569,6 +573,11 @@ static bool stream_fill_down(struct trunk_stream *st)
 		if (n < 0) {
 			log_info("trunk peer=%s stream=%d: backend read: %s", st->tc->peer, st->id,
 				 strerror(errno));
+			return false;
+		}
+		if (n == 0 && st->call && trunk_call_local_reset(st->call)) {
+			/* The relay marked it before closing its end (trunk_call.h): RST_STREAM, not END_STREAM. */
+			log_info("trunk peer=%s stream=%d: the client reset", st->tc->peer, st->id);
 			return false;
 		}
 		if (n == 0) {
@@ -849,6 +858,12 @@ void trunk_stream_close(struct trunk_stream *st, const char *reason, bool reset_
 		if (reset_backend) {
 			struct linger lg = { 1, 0 };
 			setsockopt(st->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+			/*
+			 * A unix socket has no RST: the relay learns it from the mark,
+			 * which must be stored before the close it reads it after.
+			 */
+			if (st->call)
+				trunk_call_mark_remote(st->call, TRUNK_CALL_RESET);
 		}
 		close(st->fd);
 		st->fd = -1;
@@ -870,6 +885,7 @@ void trunk_stream_free(struct trunk_stream *st)
 		event_free(st->ev);
 	if (st->timer)
 		event_free(st->timer);
+	trunk_call_put(st->call);
 	free(st->up);
 	free(st->down);
 	free(st);
@@ -1083,9 +1099,11 @@ static void conn_submit_waiting(struct trunk_conn *tc)
 	trunk_conn_pump(tc);
 }
 
-void trunk_stream_open(struct trunk_conn *tc, int fd, const struct net_addr *target)
+void trunk_stream_open(struct trunk_conn *tc, int fd, const struct net_addr *target,
+		       struct trunk_call *call)
 {
 	struct trunk_stream *st = stream_new(tc, 0, fd);
+	st->call = call;
 	st->addr = *target;
 	net_addr_format(target, st->authority, sizeof(st->authority));
 	st->authority_len = strlen(st->authority);

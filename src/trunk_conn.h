@@ -39,6 +39,7 @@
 
 struct tls_conn;
 struct tls_ctx;
+struct trunk_call;
 
 #define TRUNK_DOWN_MAX (64 * 1024)	/* bytes from a backend waiting for its stream's window */
 #define TRUNK_READ_CHUNK (16 * 1024)	/* one TLS read */
@@ -114,6 +115,7 @@ struct trunk_stream {
 	int fd;					/* owned; the backend socket (calling: the relay's
 						 * socketpair end), -1 before connect */
 	enum trunk_open_result result;		/* calling: what the relay is told on CONNECTING -> */
+	struct trunk_call *call;		/* owned ref, calling only: resets across the pair */
 	int status;				/* calling: :status of the answer, 0 before */
 	struct event *ev;			/* owned; backend readable/writable */
 	struct event *timer;			/* owned; the connect deadline */
@@ -234,9 +236,12 @@ void trunk_stream_retire(struct trunk_stream *st);
 void trunk_stream_free(struct trunk_stream *st);
 /*
  * Calling: a stream on tc for the relay socket fd (owned from now on), a
- * CONNECT to `target`. Submitted once tc is open; its result is written to
- * fd as one byte (trunk_open_result) before any stream byte.
+ * CONNECT to `target`; call (a reference, owned from now on) is where the
+ * stream and the relay tell each other of a reset (trunk_call.h). Submitted
+ * once tc is open; its result is written to fd as one byte
+ * (trunk_open_result) before any stream byte.
  */
-void trunk_stream_open(struct trunk_conn *tc, int fd, const struct net_addr *target);
+void trunk_stream_open(struct trunk_conn *tc, int fd, const struct net_addr *target,
+		       struct trunk_call *call);
 
 #endif

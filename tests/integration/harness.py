@@ -32,6 +32,7 @@ import selectors
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -448,6 +449,39 @@ def hold(addr, n, timeout=5.0):
 def close_all(held):
     for x in held:
         (x[1] if isinstance(x, tuple) else x).close()
+
+
+def reset(sock):
+    """Close sock with a TCP RST (SO_LINGER 0)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def send_then_reset(sock, n):
+    """A backend's script: send n bytes, give them 0.3 s to arrive, then reset."""
+    sock.sendall(b"x" * n)
+    time.sleep(0.3)
+    reset(sock)
+    return "reset"
+
+
+def read_to_the_end(sock, timeout):
+    """Read until the peer closes: ("eof" (a FIN) or "reset", the bytes read before).
+    TimeoutError if it is still open after timeout."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return "reset", got
+        except (socket.timeout, TimeoutError):
+            continue
+        if not chunk:
+            return "eof", got
+        got += chunk
+    raise TimeoutError(f"still open after {timeout}s ({len(got)} bytes)")
 
 
 def closed_within(sock, timeout):

@@ -1,7 +1,8 @@
 """The relay: one client connection and one upstream connection, with static
 discovery. Bytes arrive exactly, in both directions and at any size; the server
 may speak first; a half-close on either side reaches the other while the
-reverse direction keeps flowing; a connect that never completes and a connection
+reverse direction keeps flowing; a reset on either side reaches the other as a
+reset; a connect that never completes and a connection
 that stays idle are closed after connect_timeout and idle_timeout.
 
 Retries on another backend are in test_retries.py; the balancing algorithms in
@@ -10,6 +11,7 @@ test_balance.py.
 
 import random
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -121,3 +123,50 @@ def test_idle_timeout_closes_idle_relay(backend, zklb):
     assert closed is not None, "idle connection still open after 3s, idle_timeout 600ms"
     assert 0.4 <= closed <= 3.0
     b.wait_active(0)
+
+
+def _serve_one(lsock, script, outcomes):
+    """Accept one connection, wait for its first bytes, append script(conn)."""
+    c, _ = lsock.accept()
+    with c:
+        c.settimeout(10)
+        c.recv(65536)
+        outcomes.append(script(c))
+
+
+def test_a_reset_crosses_the_relay_both_ways(zklb):
+    """A backend's TCP RST after 100 kB reaches the client as a RST (a FIN would pass
+    the truncated transfer for a complete one), and a client's RST reaches the
+    backend as a RST."""
+    ls = socket.create_server((harness.LOOPBACK, 0))
+    ls.settimeout(10)
+    lb = zklb(services={SVC: static_service([f"{harness.LOOPBACK}:{ls.getsockname()[1]}"])})
+    addr = lb.listen(SVC)
+    outcomes = []
+
+    def send_then_reset(c):
+        return harness.send_then_reset(c, 100_000)
+
+    def watch(c):
+        return harness.read_to_the_end(c, 10)[0]
+
+    try:
+        for script in (send_then_reset, watch):
+            t = threading.Thread(target=_serve_one, args=(ls, script, outcomes))
+            t.start()
+            s = connect(addr)
+            s.sendall(b"go")
+            if script is send_then_reset:
+                end, got = harness.read_to_the_end(s, 10)
+                assert (end, len(got)) == ("reset", 100_000)
+                s.close()
+            else:
+                wait_until(lambda: lb.metrics().value("zklb_backend_bytes_out_total",
+                                                      service=SVC) == 4,
+                           5, what="the bytes at the backend")
+                harness.reset(s)
+            t.join(10)
+            assert not t.is_alive()
+        assert outcomes == ["reset", "reset"]
+    finally:
+        ls.close()

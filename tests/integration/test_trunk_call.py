@@ -15,7 +15,9 @@ counts the failure against the refusing one); an instance without a trunk
 under `via: trunk` (not routable, /services says so) and under `via: auto`
 (direct); the trunk killed mid-transfer (streams fail, new ones succeed on a
 new trunk); a trunk whose certificate does not name the peer (a failed
-connect). Every wait and every loop is bounded; processes are stopped by PID.
+connect); resets both ways (a remote backend's reset mid-transfer reaches
+the client as a TCP RST, one before the first byte is a failure of that
+instance, a client's RST reaches the remote backend as a reset). Every wait and every loop is bounded; processes are stopped by PID.
 """
 
 import json
@@ -104,13 +106,15 @@ def start_remote(zklb, zk, pki, echo, zk_path, tls=None, name=None, mixed=False)
     return z
 
 
-def start_caller(zklb, zk, pki, zk_path, via="trunk", services=("echo",), **trunk):
+def start_caller(zklb, zk, pki, zk_path, via="trunk", services=("echo",), svc_settings=None,
+                 **trunk):
     svcs = {}
     for s in services:
         svcs[s] = {"listen": f"{CALLER}:{free_port(CALLER)}",
                    "discovery": {"type": "curator", "path": f"{zk_path}/{s}"},
                    "via": via, "connect_timeout": "3s", "retries": 2,
-                   "health": {"failures_to_eject": 1, "base_ejection": "30s"}}
+                   "health": {"failures_to_eject": 1, "base_ejection": "30s"},
+                   **(svc_settings or {})}
     t = {"listen": f"{CALLER}:{free_port(CALLER)}", "tls": pki.caller,
          "stream_window": "1m", "connection_window": "16m"}
     t.update(trunk)
@@ -356,8 +360,8 @@ def test_instance_without_trunk(zklb, shared_zookeeper, kazoo_client, pki, zk_pa
 
 def test_trunk_killed_mid_transfer(zklb, shared_zookeeper, pki, echo, zk_path):
     """The remote zklb dies (SIGKILL) while 4 streams carry data: the clients'
-    connections end (none hangs), and once it is back new connections work
-    on a new trunk."""
+    connections end with a TCP RST (none hangs, none passes for complete), and
+    once it is back new connections work on a new trunk."""
     r = start_remote(zklb, shared_zookeeper, pki, echo, zk_path, name="remote1")
     z = start_caller(zklb, shared_zookeeper, pki, zk_path)
     addr = listen_of(z, "echo")
@@ -369,7 +373,7 @@ def test_trunk_killed_mid_transfer(zklb, shared_zookeeper, pki, echo, zk_path):
     harness.wait_until(lambda: echo.status()["open"] == 4, 20, what="4 backend connections")
     r.kill()
     for s in socks:
-        assert harness.closed_within(s, 20) is not None
+        assert harness.read_to_the_end(s, 20)[0] == "reset"
         s.close()
     # A new remote on the same trunk port (the instances in ZooKeeper are unchanged).
     r2 = zklb(r.config, name="remote2")
@@ -501,18 +505,7 @@ STATUS_200 = b"\x88"        # HPACK: static table entry 8, ":status: 200"
 
 def read_until_closed(s, timeout):
     """Bytes read until the peer closes (FIN or reset)."""
-    got = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        s.settimeout(max(0.1, deadline - time.monotonic()))
-        try:
-            chunk = s.recv(65536)
-        except (ConnectionResetError, BrokenPipeError):
-            return got
-        if not chunk:
-            return got
-        got += chunk
-    raise TimeoutError(f"still open after {timeout}s ({len(got)} bytes)")
+    return harness.read_to_the_end(s, timeout)[1]
 
 
 class HostilePeer:
@@ -613,32 +606,153 @@ def test_hostile_peer(zklb, shared_zookeeper, kazoo_client, pki, zk_path, case):
         peer.close()
 
 
-class ResetOnData(harness.Protocol):
-    """Accept (checks pass), then answer the first bytes with a TCP RST."""
+class Scripted:
+    """A backend on REMOTE, one thread per connection: a connection that sends
+    something is handed to script(sock) and what it returns is appended to
+    `outcomes`; one that sends nothing (a health check) is just closed."""
 
-    def on_data(self, data):
-        self.conn.reset()
+    def __init__(self, script):
+        self.script = script
+        self.outcomes = []
+        self.lsock = socket.create_server((REMOTE, 0))
+        self.lsock.settimeout(0.2)
+        self.port = self.lsock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopping.is_set():
+            try:
+                c, _ = self.lsock.accept()
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        with c:
+            c.settimeout(15)
+            try:
+                if not c.recv(65536):
+                    return
+                self.outcomes.append(self.script(c))
+            except OSError as e:
+                self.outcomes.append(repr(e))
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(5)
+        self.lsock.close()
 
 
-def test_remote_backend_reset_ends_the_client(zklb, shared_zookeeper, pki, zk_path):
-    """The remote host's backend accepts and resets (TCP RST): the remote resets the
-    stream (RST_STREAM), and the client's connection ends at once with no byte (as a
-    FIN: see README's known limits), counted on both sides."""
-    b = harness.Backend(host=REMOTE, mode=ResetOnData).start()
+def reset_at_once(sock):
+    harness.reset(sock)
+    return "reset"
+
+
+def start_scripted_remote(zklb, zk, pki, zk_path, backends):
+    """zklb as host REMOTE announcing each Scripted in backends ({service: Scripted})."""
+    r = zklb(services={}, zookeeper=zk_section(zk), name="scripted",
+             announce=[{"service": svc, "base_path": zk_path, "address": REMOTE,
+                        "port": b.port, "check": CHECK} for svc, b in backends.items()],
+             trunk={"listen": f"{REMOTE}:{free_port(REMOTE)}", "tls": pki.remote})
+    r.wait_for_log(r"trunk: listening on", timeout=10)
+    return r
+
+
+def test_remote_backend_reset_mid_transfer_resets_the_client(zklb, shared_zookeeper, pki,
+                                                             zk_path):
+    """The remote backend sends 200 kB, then resets: RST_STREAM on the trunk, and the
+    calling client's connection ends with a TCP RST (ECONNRESET), not a clean FIN."""
+    b = Scripted(lambda sock: harness.send_then_reset(sock, 200_000))
     try:
-        r = zklb(services={}, zookeeper=zk_section(shared_zookeeper), name="resetting",
-                 announce=[{"service": "rst", "base_path": zk_path, "address": REMOTE,
-                            "port": b.port, "check": CHECK}],
-                 trunk={"listen": f"{REMOTE}:{free_port(REMOTE)}", "tls": pki.remote})
-        r.wait_for_log(r"trunk: listening on", timeout=10)
-        z = start_caller(zklb, shared_zookeeper, pki, zk_path, services=("rst",))
-        s = harness.connect(listen_of(z, "rst"), timeout=10)
-        s.sendall(b"hello")
-        assert read_until_closed(s, 10) == b""
+        r = start_scripted_remote(zklb, shared_zookeeper, pki, zk_path, {"rstmid": b})
+        z = start_caller(zklb, shared_zookeeper, pki, zk_path, services=("rstmid",))
+        s = harness.connect(listen_of(z, "rstmid"), timeout=10)
+        s.sendall(b"go\n")
+        end, got = harness.read_to_the_end(s, 15)
         s.close()
-        harness.wait_until(lambda: z.metrics().value("zklb_trunk_peer_streams_active") == 0,
-                           10, what="the stream closed on the calling side")
+        assert (end, len(got) > 0) == ("reset", True), (end, len(got))
         assert z.metrics().value("zklb_trunk_peer_resets_total", direction="in") == 1
         assert r.metrics().value("zklb_trunk_resets_total", direction="out") == 1
+        # The first byte came: a success, not a failure of the instance.
+        assert not z.metrics().value("zklb_backend_connect_failures_total", service="rstmid")
+    finally:
+        b.stop()
+
+
+def test_remote_reset_before_the_first_byte_is_a_failure_of_the_instance(
+        zklb, shared_zookeeper, pki, zk_path):
+    """`flaky` has a remote backend that resets on the client's first bytes and one
+    that echoes. As with a direct TCP backend: the client it reset sees a reset
+    (the relay does not replay what the client already sent), the instance is
+    counted (zklb_backend_connect_failures_total) and ejected (failures_to_eject
+    1), and the following clients are all served by the other instance."""
+    bad = Scripted(reset_at_once)
+    good = Scripted(lambda sock: sock.sendall(b"ping\n") or "served")
+    try:
+        start_scripted_remote(zklb, shared_zookeeper, pki, zk_path, {"flaky": bad})
+        # The good one under the same service, announced by a second remote process.
+        zklb(services={}, zookeeper=zk_section(shared_zookeeper), name="scripted2",
+             announce=[{"service": "flaky", "base_path": zk_path, "address": REMOTE,
+                        "port": good.port, "check": CHECK}],
+             trunk={"listen": f"{REMOTE}:{free_port(REMOTE)}", "tls": pki.remote}
+             ).wait_for_log(r"trunk: listening on", timeout=10)
+        z = start_caller(zklb, shared_zookeeper, pki, zk_path, services=("flaky",),
+                         svc_settings={"balance": "round_robin"})
+        harness.wait_until(lambda: len(harness.instances_of(
+            harness.services_of(z.services())["flaky"])) == 2, 15, what="two instances")
+        addr = listen_of(z, "flaky")
+        ends = []
+        for _ in range(10):
+            s = harness.connect(addr, timeout=10)
+            s.sendall(b"ping\n")
+            end, got = harness.read_to_the_end(s, 15)
+            ends.append((end, len(got)))
+            s.close()
+        assert ("eof", 0) not in ends, ends          # never a clean end without a byte
+        assert ends[-5:] == [("eof", 5)] * 5, ends
+        resets = ends.count(("reset", 0))
+        assert resets >= 1, ends
+        harness.wait_until(lambda: len(bad.outcomes) == resets, 5, what="one accept per reset")
+        m = z.metrics()
+        assert m.value("zklb_backend_connect_failures_total", service="flaky",
+                       backend=f"{REMOTE}:{bad.port}") == resets
+        assert not m.value("zklb_backend_connect_failures_total", service="flaky",
+                           backend=f"{REMOTE}:{good.port}")
+        z.wait_for_log(r"reset before the first byte", timeout=10)
+    finally:
+        bad.stop()
+        good.stop()
+
+
+def test_client_reset_reaches_the_remote_backend_as_a_reset(zklb, shared_zookeeper, pki,
+                                                            zk_path):
+    """A client that closes with a TCP RST: the calling side sends RST_STREAM (not
+    END_STREAM), and the remote backend's connection is reset (ECONNRESET), not
+    ended with a FIN. A client's FIN still arrives as a FIN."""
+    b = Scripted(lambda sock: harness.read_to_the_end(sock, 15)[0])
+    try:
+        r = start_scripted_remote(zklb, shared_zookeeper, pki, zk_path, {"watch": b})
+        z = start_caller(zklb, shared_zookeeper, pki, zk_path, services=("watch",))
+        addr = listen_of(z, "watch")
+        s = harness.connect(addr, timeout=10)
+        s.sendall(b"hello")
+        s.shutdown(socket.SHUT_WR)
+        harness.wait_until(lambda: len(b.outcomes) == 1, 10, what="the FIN at the backend")
+        s.close()
+        s = harness.connect(addr, timeout=10)
+        s.sendall(b"hello")
+        harness.wait_until(lambda: z.metrics().value("zklb_trunk_peer_streams_active") == 1
+                           and r.metrics().value("zklb_trunk_bytes_total",
+                                                 direction="in") == 10,
+                           10, what="the bytes at the backend")
+        harness.reset(s)
+        harness.wait_until(lambda: len(b.outcomes) == 2, 10, what="the end at the backend")
+        assert b.outcomes == ["eof", "reset"]
+        assert z.metrics().value("zklb_trunk_peer_resets_total", direction="out") == 1
+        assert r.metrics().value("zklb_trunk_resets_total", direction="in") == 1
     finally:
         b.stop()
