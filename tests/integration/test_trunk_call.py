@@ -17,7 +17,9 @@ under `via: trunk` (not routable, /services says so) and under `via: auto`
 new trunk); a trunk whose certificate does not name the peer (a failed
 connect); resets both ways (a remote backend's reset mid-transfer reaches
 the client as a TCP RST, one before the first byte is a failure of that
-instance, a client's RST reaches the remote backend as a reset). Every wait and every loop is bounded; processes are stopped by PID.
+instance, a client's RST reaches the remote backend as a reset); Debian's
+MariaDB behind the remote host, queried with its own client through the
+trunk. Every wait and every loop is bounded; processes are stopped by PID.
 """
 
 import json
@@ -756,3 +758,43 @@ def test_client_reset_reaches_the_remote_backend_as_a_reset(zklb, shared_zookeep
         assert r.metrics().value("zklb_trunk_resets_total", direction="in") == 1
     finally:
         b.stop()
+
+
+def test_a_real_mariadb_through_the_trunk(zklb, shared_zookeeper, pki, zk_path, tmp_path):
+    """An opaque protocol of the real world: Debian's MariaDB on the remote host,
+    its own `mariadb` client on the calling host through `via: trunk`. Every
+    client connection is a stream of the one trunk; none goes host to host to
+    the database's port."""
+    from test_routing import MYSQL_PASSWORD, MYSQL_USER, MariaDB
+    if not MariaDB.available():
+        pytest.fail(f"{MariaDB.binary} is not installed (Debian: mariadb-server)")
+    db = MariaDB(tmp_path / "db", name="db")
+    db.host, db.port = REMOTE, free_port(REMOTE)
+    db.start()
+    try:
+        # The remote zklb connects from a loopback address of its host's choosing.
+        db.sql(f"CREATE USER '{MYSQL_USER}'@'127.0.0.%' IDENTIFIED BY '{MYSQL_PASSWORD}'")
+        trunk = f"{REMOTE}:{free_port(REMOTE)}"
+        r = zklb(services={}, zookeeper=zk_section(shared_zookeeper), name="remote",
+                 announce=[{"service": "db", "base_path": zk_path, "address": REMOTE,
+                            "port": db.port, "check": CHECK}],
+                 trunk={"listen": trunk, "tls": pki.remote})
+        r.wait_for_log(r"trunk: listening on", timeout=10)
+        z = start_caller(zklb, shared_zookeeper, pki, zk_path, services=("db",))
+        host, port = listen_of(z, "db").rsplit(":", 1)
+        n = 10
+        for i in range(n):
+            out = subprocess.run(
+                [MariaDB.client, "--no-defaults", "-h", host, "-P", port, "--protocol=TCP",
+                 f"-u{MYSQL_USER}", f"-p{MYSQL_PASSWORD}", "-N", "-B", "-e",
+                 f"SELECT @@port, LENGTH(REPEAT('x', {100_000 * (i + 1)})), {i} + 1"],
+                capture_output=True, timeout=30)
+            assert out.returncode == 0, out.stderr.decode()
+            assert out.stdout.decode().split() == [str(db.port), str(100_000 * (i + 1)),
+                                                   str(i + 1)]
+        c = z.metrics()
+        assert c.value("zklb_trunk_peer_streams_total", peer=trunk) == n
+        assert c.value("zklb_trunk_peer_connections", peer=trunk) == 1
+        assert not host_to_host_sockets(db.port), "a client went host to host to the database"
+    finally:
+        db.stop(timeout=20)
