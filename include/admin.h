@@ -35,7 +35,15 @@ struct admin;
  * when that fails.
  * Thread: the control thread (c->base).
  */
-struct admin *admin_new(struct control *c, const char *listen, int inherited);
+/*
+ * POST /upgrade starts a hot upgrade through this hook (control_upgrade's
+ * contract: 0 started, -EBUSY, another -errno; why says why): the control
+ * thread owns the upgrade, the admin API only asks for it.
+ */
+typedef int admin_upgrade_fn(struct control *c, const char *who, char *why, size_t len);
+
+struct admin *admin_new(struct control *c, const char *listen, int inherited,
+			admin_upgrade_fn *upgrade);
 void admin_free(struct admin *a);
 
 /* The listening socket (borrowed), to hand to a new binary; -1 when none. */

@@ -72,15 +72,6 @@ char *xstrdup(const char *s);
  */
 bool name_is_portable(const char *s, size_t max);
 
-/*
- * Bytes of the well-formed UTF-8 character at s (1..4; RFC 3629: no
- * overlong forms, surrogates or code points past U+10FFFF), or 0 when s does
- * not start one. s is NUL-terminated; *s may be NUL (1).
- */
-size_t utf8_char_len(const char *s);
-/* Replace every byte of s that is not part of a UTF-8 character with '?'. */
-void utf8_scrub(char *s);
-
 /* Set O_NONBLOCK and FD_CLOEXEC; 0 or -errno. */
 int fd_set_nonblock(int fd);
 

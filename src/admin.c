@@ -53,6 +53,7 @@
 
 struct admin {
 	struct control *c;			/* not owned */
+	admin_upgrade_fn *upgrade;		/* POST /upgrade: the control thread's */
 	struct evconnlistener *listener;	/* owned */
 	struct event *retry;			/* owned; re-enables accept after an accept() error */
 	struct admin_conn *conns;		/* owned; open connections, newest first */
@@ -535,7 +536,7 @@ static void service_reread(struct admin *a, struct admin_reply *r, struct servic
 static void upgrade_change(struct admin *a, struct admin_reply *r, const char *who)
 {
 	char why[512];
-	int rc = control_upgrade(a->c, who, why, sizeof(why));
+	int rc = a->upgrade(a->c, who, why, sizeof(why));
 	if (rc == -EBUSY) {
 		reply_error(r, 409, "Conflict", why);
 		return;
@@ -935,11 +936,13 @@ static bool admin_bind(struct admin *a, const char *listen, int inherited)
 	return true;
 }
 
-struct admin *admin_new(struct control *c, const char *listen, int inherited)
+struct admin *admin_new(struct control *c, const char *listen, int inherited,
+			admin_upgrade_fn *upgrade)
 {
 	const struct config *cfg = c->cfg->cfg;
 	struct admin *a = xcalloc(1, sizeof(*a));
 	a->c = c;
+	a->upgrade = upgrade;
 	a->stats = &c->admin_stats;
 	a->max_conns = cfg->admin_max_connections;
 	a->head_timeout_ms = cfg->admin_request_timeout_ms;

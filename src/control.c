@@ -1116,7 +1116,7 @@ struct control *control_new(struct config *cfg, const char *config_path,
 		snprintf(key, sizeof(key), "admin:%s", c->cfg->cfg->admin_listen);
 		if (!upgrade_inherit_take(inherit, key, 1, &fd))
 			fd = -1;
-		c->admin = admin_new(c, c->cfg->cfg->admin_listen, fd);
+		c->admin = admin_new(c, c->cfg->cfg->admin_listen, fd, control_upgrade);
 		if (!c->admin) {
 			control_free(c);
 			return NULL;

@@ -25,6 +25,7 @@
 #include "cache.h"
 #include "log.h"
 #include "util.h"
+#include "utf8.h"
 #include "zk.h"
 #include "zkset.h"
 

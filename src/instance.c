@@ -6,6 +6,7 @@
  */
 #include "instance.h"
 #include "util.h"
+#include "utf8.h"
 
 #include <math.h>
 #include <stdarg.h>

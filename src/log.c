@@ -9,7 +9,7 @@
  * byte that is not part of a UTF-8 character as \ufffd (the line stays JSON).
  */
 #include "log.h"
-#include "util.h"
+#include "utf8.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>

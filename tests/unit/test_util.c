@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "util.h"
+#include "utf8.h"
 
 static uint64_t dur(const char *s)
 {
