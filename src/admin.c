@@ -177,6 +177,27 @@ static json_t *locality_json(const struct service *svc, const struct service_con
 			 "min_healthy_percent", (int)sc->locality.min_healthy_percent);
 }
 
+/*
+ * relay: as configured, which relay new connections get ("kernel" or
+ * "user"), and how many connections went to the kernel or fell back.
+ */
+static json_t *relay_json(const struct control *c, const struct service *svc,
+			  const struct service_conf *sc)
+{
+	static const char *const names[] = {
+		[RELAY_MODE_UNSET] = "user", [RELAY_MODE_USER] = "user",
+		[RELAY_MODE_KERNEL] = "kernel", [RELAY_MODE_AUTO] = "auto",
+	};
+	bool kernel = sc->relay == RELAY_MODE_KERNEL || sc->relay == RELAY_MODE_AUTO;
+	/* auto on a service the kernel cannot carry stays in user space */
+	bool in_kernel = kernel && config_relay_kernel_fits(sc) && c->krelay;
+	return json_pack("{sssssIsIsI}", "mode", names[sc->relay],
+			 "in_use", in_kernel ? "kernel" : "user",
+			 "kernel_connections", (json_int_t)atomic_load(&svc->kernel_relays),
+			 "kernel_fallbacks", (json_int_t)atomic_load(&svc->kernel_fallbacks),
+			 "kernel_spills", (json_int_t)atomic_load(&svc->kernel_spills));
+}
+
 static json_t *service_json(struct control *c, size_t idx)
 {
 	struct service *svc = c->services[idx];
@@ -190,6 +211,7 @@ static json_t *service_json(struct control *c, size_t idx)
 	if (sc->discovery.path)
 		json_object_set_new(o, "path", json_string(sc->discovery.path));
 	json_object_set_new(o, "balance", json_string(balance_kind_name(sc->balance)));
+	json_object_set_new(o, "relay", relay_json(c, svc, sc));
 	json_object_set_new(o, "origin", json_string(sc->origin ? sc->origin : "file"));
 	json_object_set_new(o, "version", json_integer((json_int_t)svc->version));
 	struct discovery_stats ds;

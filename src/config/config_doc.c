@@ -70,6 +70,12 @@ static const struct config_doc_row doc_rows[] = {
 	  "max_buffer); a relay that needs a buffer beyond it, or that malloc refuses, is closed as "
 	  "local_error and counted, so a flood of slow readers cannot grow zklb without bound. "
 	  "0 = no cap." },
+	{ "relay", NULL,
+	  "The services' default relay (a service's own relay: wins): user copies in the worker; "
+	  "kernel relays in the kernel through a BPF sockmap, for the services it fits (no tls:, "
+	  "no pool.reuse or pool.prewarm, a TCP listen address; the others stay user); auto is "
+	  "the same. Where the kernel refuses BPF, connections are relayed in user space, logged "
+	  "once and counted (zklb_service_kernel_fallbacks_total)." },
 	{ "allowed_networks", "list of CIDR prefixes or addresses",
 	  "Destinations instances may have, checked on the resolved address of every instance; "
 	  "empty = any that is not denied." },
@@ -166,6 +172,13 @@ static const struct config_doc_row doc_rows[] = {
 	{ "services.NAME.proxy_protocol", NULL,
 	  "v2: write a PROXY protocol v2 header (the client's address and the one it connected to) "
 	  "first on each upstream connection. Excludes pool.reuse and pool.prewarm." },
+	{ "services.NAME.relay", NULL,
+	  "user: the worker copies the bytes. kernel: once connected, the client and upstream "
+	  "sockets are paired in a BPF sockmap and the kernel moves the bytes (the worker still "
+	  "owns timeouts, half-close, close and counters); excludes tls:, pool.reuse, pool.prewarm "
+	  "and a unix: listen address. auto: kernel where the service allows it. A connection "
+	  "whose reader falls more than 4 MiB behind moves to the user-space relay for good. "
+	  "Default: the top-level relay." },
 	{ "services.NAME.max_connections_per_instance", "0..1000000",
 	  "No instance gets more open connections than this from zklb (all workers); when every "
 	  "one is full, a new client is closed as no_backend and counted. 0 = no limit." },
