@@ -1,0 +1,88 @@
+"""relay: kernel beyond the relay's own behaviour (test_relay.py runs that on
+every relay): the kernel refusing BPF for real (no capabilities), `auto` on
+services the kernel cannot carry, and the configuration rules.
+"""
+
+import shutil
+
+import pytest
+
+from harness import (connect, echo_roundtrip, random_bytes, run_zklb, sha256, static_service, stream, to_yaml,
+                     zklb_binary, zklb_config)
+
+SVC = "web"
+
+
+def unprivileged_zklb(workdir):
+    """A wrapper that runs zklb as root without any capability (setpriv), so
+    bpf() is refused as it is for an unprivileged service."""
+    wrapper = workdir / "zklb-nocaps"
+    wrapper.write_text("#!/bin/sh\nexec setpriv --inh-caps=-all --ambient-caps=-all "
+                       f"--bounding-set=-all -- {zklb_binary()} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+def test_kernel_relay_refused_without_capabilities(backend, zklb, tmp_path):
+    """bpf() refused: zklb starts, says so once, and relays every connection in
+    user space, counted as fallbacks."""
+    b = backend("b1", "echo")
+    lb = zklb(services={SVC: static_service([b], relay="kernel")}, start=False)
+    lb.binary = unprivileged_zklb(tmp_path)
+    lb.start()
+    for n in (1, 70_000, 3 << 20):
+        data = random_bytes(n, seed=n)
+        got = stream(lb.listen(SVC), data)
+        assert sha256(got) == sha256(data)
+    log = lb.log()
+    assert log.count("the kernel relay is not available") == 1, log
+    m = lb.metrics()
+    assert m.value("zklb_kernel_relay_available") == 0
+    assert m.value("zklb_service_kernel_fallbacks_total", service=SVC) == 3
+    assert m.value("zklb_service_kernel_relays_total", service=SVC) == 0
+    r = lb.services()[SVC]["relay"]
+    assert (r["mode"], r["in_use"], r["kernel_fallbacks"]) == ("kernel", "user", 3)
+
+
+def test_auto_keeps_what_the_kernel_cannot_carry_in_user_space(backend, zklb):
+    """relay: auto at the top: a plain service goes kernel, a pooled one stays
+    user (and is not counted as a fallback)."""
+    b = backend("b1", "echo")
+    lb = zklb(services={
+        "plain": static_service([b]),
+        "pooled": static_service([b], pool={"reuse": "redis"}),
+    }, relay="auto")
+    for name in ("plain", "pooled"):
+        s = connect(lb.listen(name))
+        assert echo_roundtrip(s) == b"ping\n"
+        s.close()
+    svcs = lb.services()
+    assert svcs["plain"]["relay"]["in_use"] == "kernel"
+    assert svcs["plain"]["relay"]["kernel_connections"] == 1
+    assert svcs["pooled"]["relay"]["in_use"] == "user"
+    assert (svcs["pooled"]["relay"]["kernel_connections"],
+            svcs["pooled"]["relay"]["kernel_fallbacks"]) == (0, 0)
+
+
+@pytest.mark.parametrize("extra, why", [
+    ({"pool": {"reuse": "http1"}}, "pool.reuse"),
+    ({"listen": "unix:/tmp/zklb-kernel-test.sock"}, "unix:"),
+], ids=["pool", "unix"])
+def test_kernel_refuses_what_it_cannot_carry(tmp_path, extra, why):
+    svc = static_service(["127.0.0.1:1"], relay="kernel")
+    svc.update(extra)
+    path = tmp_path / "z.yaml"
+    path.write_text(to_yaml(zklb_config({SVC: svc})))
+    r = run_zklb(["check", "-c", str(path)])
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "relay" in (r.stdout + r.stderr) and why in (r.stdout + r.stderr)
+
+
+def test_top_level_kernel_leaves_pooled_services_alone(tmp_path):
+    """A top-level relay: kernel is a default: a pooled service stays valid."""
+    path = tmp_path / "z.yaml"
+    path.write_text(to_yaml(zklb_config(
+        {SVC: static_service(["127.0.0.1:1"], pool={"reuse": "http1"})}, relay="kernel")))
+    r = run_zklb(["check", "-c", str(path)])
+    assert r.returncode == 0, r.stdout + r.stderr
