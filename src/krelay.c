@@ -189,41 +189,27 @@ static int sock_cookie(int fd, uint64_t *cookie)
 	return getsockopt(fd, SOL_SOCKET, SO_COOKIE, cookie, &len) < 0 ? -errno : 0;
 }
 
-static int sock_acked(int fd, uint64_t *acked)
+/*
+ * Bytes fd's socket has taken for sending since it connected: acknowledged
+ * (read first), then queued (SIOCOUTQ), so never more than the truth. With
+ * `established`, -ENOTCONN unless the socket is an established TCP one (only
+ * those may enter a sockmap: not one with its peer's FIN in, say); a socket
+ * that is not TCP fails TCP_INFO.
+ */
+static int sock_written(int fd, bool established, uint64_t *written)
 {
 	struct tcp_info ti;
 	socklen_t len = sizeof(ti);
+	int outq = 0;
 	memset(&ti, 0, sizeof(ti));
 	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
 		return -errno;
-	*acked = ti.tcpi_bytes_acked;
-	/* Only an established socket may enter a sockmap (a FIN seen already, say). */
-	return ti.tcpi_state == BPF_TCP_ESTABLISHED ? 0 : -ENOTCONN;
-}
-
-/* Bytes fd's socket has taken for sending: acknowledged, then queued (never too many). */
-static int sock_written(int fd, uint64_t *written)
-{
-	uint64_t acked = 0;
-	int outq = 0;
-	int rc = sock_acked(fd, &acked);
-	if (rc == -ENOTCONN)
-		rc = 0;		/* a FIN came: the count still holds */
-	if (rc < 0)
-		return rc;
+	if (established && ti.tcpi_state != BPF_TCP_ESTABLISHED)
+		return -ENOTCONN;
 	if (ioctl(fd, SIOCOUTQ, &outq) < 0)
 		return -errno;
-	*written = acked + (uint64_t)(outq > 0 ? outq : 0);
+	*written = ti.tcpi_bytes_acked + (uint64_t)(outq > 0 ? outq : 0);
 	return 0;
-}
-
-static bool sock_is_tcp(int fd)
-{
-	int domain = 0, proto = 0;
-	socklen_t dl = sizeof(domain), pl = sizeof(proto);
-	return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0 &&
-	       getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) == 0 &&
-	       (domain == AF_INET || domain == AF_INET6) && proto == IPPROTO_TCP;
 }
 
 static int ring_sample(void *ctx, void *data, size_t size)
@@ -297,15 +283,11 @@ static void map_delete2(int fd, uint32_t a, uint32_t b)
 int krelay_pair(struct krelay *k, int cfd, int ufd, uint32_t limit, const struct krelay_ring *ring,
 		struct krelay_pair *p)
 {
-	uint64_t acked_c, acked_u;
 	int rc;
 	memset(p, 0, sizeof(*p));
-	if (!sock_is_tcp(cfd) || !sock_is_tcp(ufd))
-		return -EPROTONOSUPPORT;
-	if ((rc = sock_cookie(cfd, &p->cookie[0])) < 0 || (rc = sock_cookie(ufd, &p->cookie[1])) < 0 ||
-	    (rc = sock_acked(cfd, &acked_c)) < 0 || (rc = sock_acked(ufd, &acked_u)) < 0 ||
-	    (rc = sock_written(ufd, &p->written_base[KRELAY_C2U])) < 0 ||
-	    (rc = sock_written(cfd, &p->written_base[KRELAY_U2C])) < 0)
+	if ((rc = sock_written(ufd, true, &p->written_base[KRELAY_C2U])) < 0 ||
+	    (rc = sock_written(cfd, true, &p->written_base[KRELAY_U2C])) < 0 ||
+	    (rc = sock_cookie(cfd, &p->cookie[0])) < 0 || (rc = sock_cookie(ufd, &p->cookie[1])) < 0)
 		return rc;
 	if (!slot_take(k, &p->slot))
 		return -ENOSPC;
@@ -381,7 +363,7 @@ int krelay_drained(const struct krelay *k, const struct krelay_pair *p, enum kre
 	if (ioctl(from_fd, SIOCINQ, &inq) < 0)
 		return -errno;
 	uint64_t bytes = krelay_bytes(k, p, d);
-	int rc = sock_written(to_fd, &written);
+	int rc = sock_written(to_fd, false, &written);
 	if (rc < 0)
 		return rc;
 	return written - p->written_base[d] >= bytes;

@@ -1427,7 +1427,13 @@ static void on_ksweep(evutil_socket_t fd, short what, void *arg)
 			relay_kernel_resume(r);
 		if (!r->kernel)
 			continue;
-		relay_kernel_check(r);
+		/* FINs, resets and errors come as socket events: no syscall here otherwise. */
+		struct krelay *k = relay_krelay(r);
+		if (r->kpending || krelay_spilled(k, &r->kp, KRELAY_C2U) ||
+		    krelay_spilled(k, &r->kp, KRELAY_U2C))
+			relay_kernel_check(r);
+		else
+			relay_kernel_count(r);
 		pending |= r->kernel && r->kpending;
 	}
 	if (rw->n_kernel)
