@@ -1,14 +1,15 @@
 """relay: kernel beyond the relay's own behaviour (test_relay.py runs that on
 every relay): the kernel refusing BPF for real (no capabilities), `auto` on
-services the kernel cannot carry, and the configuration rules.
+services the kernel cannot carry, the configuration rules, and a reload that
+turns the kernel relay on.
 """
 
 import shutil
 
 import pytest
 
-from harness import (connect, echo_roundtrip, random_bytes, run_zklb, sha256, static_service, stream, to_yaml,
-                     zklb_binary, zklb_config)
+from harness import (connect, echo_roundtrip, random_bytes, run_zklb, sha256, static_service, stream,
+                     to_yaml, wait_until, zklb_binary, zklb_config)
 
 SVC = "web"
 
@@ -86,3 +87,25 @@ def test_top_level_kernel_leaves_pooled_services_alone(tmp_path):
         {SVC: static_service(["127.0.0.1:1"], pool={"reuse": "http1"})}, relay="kernel")))
     r = run_zklb(["check", "-c", str(path)])
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_reload_moves_new_connections_to_the_kernel(backend, zklb):
+    """relay: user -> kernel by SIGHUP: the program loads then, the open
+    connection stays in user space and keeps working, new ones go kernel."""
+    b = backend("b1", "echo")
+    lb = zklb(services={SVC: static_service([b])})
+    old = connect(lb.listen(SVC))
+    assert echo_roundtrip(old) == b"ping\n"
+    assert lb.metrics().value("zklb_kernel_relay_available") == 0
+    cfg = dict(lb.config)
+    cfg["relay"] = "kernel"
+    lb.reload(cfg)
+    wait_until(lambda: lb.metrics().value("zklb_kernel_relay_available") == 1, 5,
+               what="the kernel relay loaded by the reload")
+    new = connect(lb.listen(SVC))
+    assert echo_roundtrip(new, b"kernel\n") == b"kernel\n"
+    assert echo_roundtrip(old, b"still user\n") == b"still user\n"
+    r = lb.services()[SVC]["relay"]
+    assert (r["mode"], r["in_use"], r["kernel_connections"]) == ("kernel", "kernel", 1)
+    old.close()
+    new.close()
