@@ -49,7 +49,16 @@ struct krelay *krelay_open(char *why, size_t why_len);
 void krelay_free(struct krelay *k);
 
 /*
- * Pair cfd and ufd (connected TCP sockets; nothing read from cfd yet, any
+ * Can cfd and ufd be paired after user space has read from them: are both
+ * receive queues empty? The kernel's verdict takes whole skbs from the
+ * queue: one that recv() read half of would be relayed again whole. Bytes
+ * that arrive later come in skbs of their own.
+ */
+bool krelay_quiet(int cfd, int ufd);
+
+/*
+ * Pair cfd and ufd (connected TCP sockets; nothing read from them yet or
+ * krelay_quiet() just said so, any
  * PROXY header already written to ufd). Bytes already queued on either
  * socket are relayed too. A direction spills (krelay_spilled) once more
  * than `limit` bytes wait in the kernel to enter their target socket (the

@@ -280,6 +280,12 @@ static void map_delete2(int fd, uint32_t a, uint32_t b)
 	bpf_map_delete_elem(fd, &b);
 }
 
+bool krelay_quiet(int cfd, int ufd)
+{
+	int cin = -1, uin = -1;
+	return ioctl(cfd, SIOCINQ, &cin) == 0 && cin == 0 && ioctl(ufd, SIOCINQ, &uin) == 0 && uin == 0;
+}
+
 int krelay_pair(struct krelay *k, int cfd, int ufd, uint32_t limit, const struct krelay_ring *ring,
 		struct krelay_pair *p)
 {

@@ -756,7 +756,7 @@ static const struct metric metrics[] = {
 	  "Connections meant for the in-kernel relay and relayed in user space (BPF refused or pairing failed)." },
 	{ "zklb_service_kernel_spills_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
 	  AT(service, kernel_spills),
-	  "Kernel-relayed connections moved to the user-space relay: a reader fell more than 4 MiB behind." },
+	  "Kernel-relayed connections moved to the user-space relay: a reader fell more than max_buffer behind." },
 	{ "zklb_service_local_zone_instances", "gauge", SCOPE_SERVICE, NULL, NULL, NULL, get_local_zone, 0,
 	  "Instances in this host's zone (locality: prefer zone)." },
 	{ "zklb_service_local_zone_routable", "gauge", SCOPE_SERVICE, NULL, NULL, NULL, get_local_zone, 1,

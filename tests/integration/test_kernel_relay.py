@@ -5,6 +5,7 @@ turns the kernel relay on.
 """
 
 import shutil
+import threading
 
 import pytest
 
@@ -47,8 +48,8 @@ def test_kernel_relay_refused_without_capabilities(backend, zklb, tmp_path):
 
 
 def test_auto_keeps_what_the_kernel_cannot_carry_in_user_space(backend, zklb):
-    """relay: auto at the top: a plain service goes kernel, a pooled one stays
-    user (and is not counted as a fallback)."""
+    """relay: auto at the top: a plain service's lasting connection goes kernel,
+    a pooled one stays user (and is not counted as a fallback)."""
     b = backend("b1", "echo")
     lb = zklb(services={
         "plain": static_service([b]),
@@ -56,7 +57,8 @@ def test_auto_keeps_what_the_kernel_cannot_carry_in_user_space(backend, zklb):
     }, relay="auto")
     for name in ("plain", "pooled"):
         s = connect(lb.listen(name))
-        assert echo_roundtrip(s) == b"ping\n"
+        for _ in range(8):
+            assert echo_roundtrip(s) == b"ping\n"
         s.close()
     svcs = lb.services()
     assert svcs["plain"]["relay"]["in_use"] == "kernel"
@@ -109,3 +111,38 @@ def test_reload_moves_new_connections_to_the_kernel(backend, zklb):
     assert (r["mode"], r["in_use"], r["kernel_connections"]) == ("kernel", "kernel", 1)
     old.close()
     new.close()
+
+
+def test_auto_pairs_connections_that_stay_and_keeps_every_byte(backend, zklb):
+    """relay: auto leaves a one-exchange connection in user space and pairs one
+    that keeps talking, mid-stream: every byte before, across and after the
+    switch arrives once and in order."""
+    b = backend("b1", "echo")
+    lb = zklb(services={SVC: static_service([b], relay="auto")})
+    short = connect(lb.listen(SVC))
+    assert echo_roundtrip(short) == b"ping\n"
+    short.close()
+    s = connect(lb.listen(SVC), timeout=30)
+    for i in range(8):
+        msg = b"message %d\n" % i
+        assert echo_roundtrip(s, msg) == msg
+    r = lb.services()[SVC]["relay"]
+    assert (r["mode"], r["in_use"], r["kernel_connections"]) == ("auto", "kernel", 1), r
+    data = random_bytes(4 << 20, seed=9)
+    got = bytearray()
+
+    def read_back():
+        while len(got) < len(data):
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            got.extend(chunk)
+
+    reader = threading.Thread(target=read_back)
+    reader.start()
+    s.sendall(data)
+    reader.join(30)
+    assert len(got) == len(data) and sha256(bytes(got)) == sha256(data)
+    assert echo_roundtrip(s, b"after\n") == b"after\n"
+    s.close()
+    b.wait_active(0)
