@@ -45,12 +45,10 @@ extern const size_t krelay_bpf_obj_len;
 /* dirs[] of krelay.bpf.c, one per slot. */
 struct krelay_dir_state {
 	_Atomic uint64_t bytes;		/* redirected to the peer (the program adds) */
-	uint32_t seq_base;		/* the program's: the peer's write_seq before it redirected */
-	uint32_t seq_set;		/* the program's: 1 once seq_base holds */
+	uint64_t written_base;		/* what the peer's socket had taken when paired (sock_written) */
 	uint32_t limit;			/* bytes waiting to enter the peer's socket, at most */
 	_Atomic uint32_t spilled;	/* 1: the worker moves the pair to user space */
 	uint32_t ring;			/* the pairing worker's entry in rings */
-	uint32_t pad;
 };
 _Static_assert(sizeof(struct krelay_dir_state) == 32, "dirs[] value size");
 
@@ -263,13 +261,13 @@ void krelay_ring_free(struct krelay *k, struct krelay_ring *r)
 	free(r);
 }
 
-static void dir_reset(struct krelay_dir_state *d, uint32_t limit, uint32_t ring)
+static void dir_reset(struct krelay_dir_state *d, uint64_t written_base, uint32_t limit,
+		      uint32_t ring)
 {
 	d->ring = ring;
 	atomic_store_explicit(&d->bytes, 0, memory_order_relaxed);
 	atomic_store_explicit(&d->spilled, 0, memory_order_relaxed);
-	d->seq_base = 0;
-	d->seq_set = 0;
+	d->written_base = written_base;
 	d->limit = limit;
 }
 
@@ -299,8 +297,8 @@ int krelay_pair(struct krelay *k, int cfd, int ufd, uint32_t limit, const struct
 		return -ENOSPC;
 	uint32_t cs = p->slot, us = p->slot + 1;
 	uint32_t ring_id = ring ? ring->id : KRELAY_RINGS;
-	dir_reset(&k->dirs[cs], limit, ring_id);
-	dir_reset(&k->dirs[us], limit, ring_id);
+	dir_reset(&k->dirs[cs], p->written_base[KRELAY_C2U], limit, ring_id);
+	dir_reset(&k->dirs[us], p->written_base[KRELAY_U2C], limit, ring_id);
 	if (bpf_map_update_elem(k->slots_fd, &p->cookie[0], &cs, BPF_ANY) < 0 ||
 	    bpf_map_update_elem(k->slots_fd, &p->cookie[1], &us, BPF_ANY) < 0) {
 		rc = -errno;

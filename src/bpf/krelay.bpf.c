@@ -16,7 +16,9 @@
  * through its ring; the worker takes both sockets out of `socks` (no more
  * verdicts: TCP's own window pushes back again), waits for what was
  * redirected to be sent, takes them out of `park` too and relays in user
- * space. Redirects go to the peer's entry in `park` (the sockets without a
+ * space. Until the worker acts, skbs are still redirected: neither passing
+ * them to the source's own queue (which the socket cannot be read past once
+ * its receive buffer fills) nor dropping them keeps every byte. Redirects go to the peer's entry in `park` (the sockets without a
  * program), which holds both sockets of a pair before either enters
  * `socks`, so a redirect has a target from the first skb to the close.
  */
@@ -26,12 +28,10 @@
 /* Keep in step with struct krelay_dir_state in src/krelay.c. */
 struct krelay_dir_state {
 	__u64 bytes;		/* redirected to the peer */
-	__u32 seq_base;		/* the peer's write_seq before the first redirect */
-	__u32 seq_set;		/* 1: seq_base holds */
+	__u64 written_base;	/* bytes the peer's socket had taken when paired (user space's) */
 	__u32 limit;		/* redirected bytes not yet in the peer's socket, at most */
 	__u32 spilled;		/* 1: the worker moves the pair to user space */
 	__u32 ring;		/* the worker's entry in rings */
-	__u32 pad;
 };
 
 #define KRELAY_SLOTS 65536
@@ -79,31 +79,29 @@ struct {
 	__array(values, struct ring);
 } rings SEC(".maps");
 
-/* The one field of the kernel's struct tcp_sock read here, found by CO-RE. */
+/* The fields of the kernel's struct tcp_sock read here, found by CO-RE. */
 struct tcp_sock {
+	__u64 bytes_acked;
 	__u32 write_seq;
+	__u32 snd_una;
 } __attribute__((preserve_access_index));
 
 /*
  * Redirected bytes that have not entered the peer's socket yet (they wait in
- * the kernel's redirect queue); 0 when the peer is gone. Only this program
- * writes to the peer once paired, so its write_seq before the first redirect
- * is the base. Counted mod 2^32: the difference is small.
+ * the kernel's redirect queue); 0 when the peer is gone. What the socket
+ * took is counted as user space counts it (krelay_drained): acknowledged
+ * plus queued, against the same count taken when the pair was made.
  */
-static __always_inline __u32 peer_backlog(__u32 peer, struct krelay_dir_state *d)
+static __always_inline __s64 peer_backlog(__u32 peer, struct krelay_dir_state *d)
 {
 	struct bpf_sock *sk = bpf_map_lookup_elem(&park, &peer);
-	__u32 backlog = 0;
+	__s64 backlog = 1LL << 40;	/* no peer to measure: spill */
 	if (!sk)
-		return 0;
+		return backlog;
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 	if (tp) {
-		__u32 seq = tp->write_seq;
-		if (!d->seq_set) {
-			d->seq_base = seq - (__u32)d->bytes;
-			d->seq_set = 1;
-		}
-		backlog = (__u32)d->bytes - (seq - d->seq_base);
+		__u64 written = tp->bytes_acked + (__u32)(tp->write_seq - tp->snd_una);
+		backlog = (__s64)(d->bytes - (written - d->written_base));
 	}
 	bpf_sk_release(sk);
 	return backlog;
@@ -128,7 +126,7 @@ int krelay_verdict(struct __sk_buff *skb)
 	struct krelay_dir_state *d = bpf_map_lookup_elem(&dirs, &self);
 	if (!d)
 		return SK_DROP;
-	if (!d->spilled && (__s32)peer_backlog(peer, d) > (__s32)d->limit) {
+	if (!d->spilled && peer_backlog(peer, d) > (__s64)d->limit) {
 		d->spilled = 1;
 		void *ring = bpf_map_lookup_elem(&rings, &d->ring);
 		if (ring)

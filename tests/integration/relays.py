@@ -4,6 +4,9 @@
 - user: the worker copies the bytes;
 - kernel: the BPF sockmap relays them; the test fails unless /services and
   /metrics say the kernel took connections;
+- auto: the kernel relay pairing a connection mid-stream, once it has shown
+  it stays (whether a given test's connections get there is up to timing:
+  the test checks the bytes, not the count);
 - fallback: relay: kernel where BPF is refused (ZKLB_KRELAY=off makes the
   load fail): the connections are relayed in user space and counted as
   fallbacks.
@@ -14,6 +17,7 @@ import pytest
 RELAYS = {
     "user": ({"relay": "user"}, {}),
     "kernel": ({"relay": "kernel"}, {}),
+    "auto": ({"relay": "auto"}, {}),
     "fallback": ({"relay": "kernel"}, {"ZKLB_KRELAY": "off"}),
 }
 
@@ -71,6 +75,8 @@ def check_relay_counts(z, relay, may_fall_back=False):
             assert (r["mode"], r["in_use"]) == ("kernel", "kernel"), r
             assert m.value("zklb_kernel_relay_available") == 1
             assert kernel >= 1 or established == 0 or may_fall_back, r
+        elif relay == "auto":
+            assert (r["mode"], r["in_use"]) == ("auto", "kernel"), r
         else:
             assert (r["mode"], r["in_use"], kernel) == ("kernel", "user", 0), r
             assert m.value("zklb_kernel_relay_available") == 0

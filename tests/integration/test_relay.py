@@ -224,11 +224,13 @@ class Sender:
 
 
 def test_slow_reader_stalls_sender_at_a_bound(zklb, relay):
-    """A client that reads nothing stops the backend after a bounded amount (the
-    sockets' buffers plus max_buffer; plus at most 4 MiB the kernel relay lets
-    its target leave unacknowledged before it moves the connection to user
-    space), and every byte still arrives once it reads."""
-    blob = random_bytes(64 << 20, seed=21)
+    """A client that reads nothing stops the backend after a bounded amount,
+    well short of the whole download, and every byte still arrives once it
+    reads. The bound is the sockets' buffers (TCP grows them up to tcp_rmem's
+    maximum, 32 MiB here) plus max_buffer; the kernel relay adds what the
+    sender gets in before the worker takes the pair out of the verdict map
+    (its redirect queue has no bound of its own)."""
+    blob = random_bytes(128 << 20, seed=21)
     src = Sender(blob)
     lb = zklb(services={SVC: static_service([src.address])})
     s = connect(lb.listen(SVC), timeout=60)
@@ -240,13 +242,14 @@ def test_slow_reader_stalls_sender_at_a_bound(zklb, relay):
         last = src.sent
         time.sleep(0.5)
     stalled = src.sent
-    assert stalled < 32 << 20, f"the backend sent {stalled} bytes to a reader reading nothing"
+    assert stalled < 80 << 20, f"the backend sent {stalled} bytes to a reader reading nothing"
     got = recv_all(s, timeout=60, limit=len(blob) + 1)
     s.close()
     src.stop()
     assert len(got) == len(blob) and sha256(got) == sha256(blob)
     if relay == "kernel":
         assert lb.metrics().value("zklb_service_kernel_spills_total", service=SVC) == 1
+    print(f"relay {relay}: the backend stalled after {stalled} bytes")
 
 
 def test_drain_lets_transfer_finish(backend, zklb):
