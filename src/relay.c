@@ -1122,6 +1122,8 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
 	}
 	half_settle(r, &r->c2u, r->ufd, &r->cr, &r->uw);
 	relay_maybe_done(r);
+	if (r->kwant && r->kreads >= KRELAY_AFTER_READS)
+		relay_kernel_try(r);	/* a request just went up: both sides are often quiet now */
 }
 
 static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
@@ -1167,7 +1169,7 @@ static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
 	half_settle(r, &r->u2c, r->cfd, &r->ur, &r->cw);
 	relay_maybe_done(r);
 	if (r->kwant)
-		relay_kernel_try(r);
+		relay_kernel_try(r);	/* counts the upstream's reads */
 }
 
 static void on_client_write(evutil_socket_t fd, short what, void *arg)
@@ -1411,8 +1413,12 @@ static void relay_kernel_check(struct relay *r)
  */
 static void relay_kernel_try(struct relay *r)
 {
-	if (r->state != RELAY_ESTABLISHED || ++r->kreads < KRELAY_AFTER_READS)
+	if (r->state != RELAY_ESTABLISHED)
 		return;
+	if (r->kreads < KRELAY_AFTER_READS) {
+		r->kreads++;
+		return;
+	}
 	if (r->c2u.buf || r->u2c.buf || r->c2u.piped || r->u2c.piped || r->c2u.eof || r->u2c.eof ||
 	    !krelay_quiet(r->cfd, r->ufd))
 		return;		/* not now: at a later read */
