@@ -1122,8 +1122,6 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
 	}
 	half_settle(r, &r->c2u, r->ufd, &r->cr, &r->uw);
 	relay_maybe_done(r);
-	if (r->kwant && r->kreads >= KRELAY_AFTER_READS)
-		relay_kernel_try(r);	/* a request just went up: both sides are often quiet now */
 }
 
 static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
