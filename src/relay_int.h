@@ -76,7 +76,9 @@ struct relay {
 	bool kpaired;				/* kp is in the maps (until close, spilled or not) */
 	bool kpending;				/* a FIN or a spill waits for bytes to drain */
 	bool kparked;				/* spilled: the kernel finishes sending, relays no more */
-	uint8_t kresume;			/* spilled: 1, 2 sweeps to go before copying starts */
+	uint8_t kresume;			/* spilled: 1, 2 sweeps to go before kadd's events go on */
+	uint8_t kresumed;			/* parked: directions (1 << krelay_dir) copied in user space */
+	uint8_t kadd;				/* parked: directions whose read event goes on at kresume */
 	struct krelay_pair kp;
 	struct event kc;			/* kernel: the client's FIN, reset, error */
 	struct event ku;			/* kernel: the upstream's */

@@ -87,21 +87,21 @@ void relay_kernel_end(struct relay *r)
 }
 
 /*
- * Both directions spilled and what the kernel redirected is out: relay in
- * user space from here. A FIN seen meanwhile is read again by recv() after
- * the bytes that wait before it; one already passed on stays passed.
+ * A parked pair's direction d has nothing left in the kernel: the copying
+ * relay reads its source from now on. A FIN seen meanwhile is read again by
+ * recv() after the bytes that wait before it; one already passed on stays
+ * passed. Not in this loop turn: libevent's changelist would carry the
+ * edge-triggered flag of the events deleted at parking over to these. Two
+ * sweeps on, an epoll_wait has applied the deletion for sure (the sweep may
+ * run later in this very turn).
  */
-static void relay_kernel_to_user(struct relay *r)
+static void relay_kernel_to_user(struct relay *r, enum krelay_dir d)
 {
-	atomic_fetch_add_explicit(&r->set->svc->kernel_spills, 1, memory_order_relaxed);
-	log_debug("svc=%s be=%s a reader fell behind: the connection moves to the user-space relay",
-		  r->set->svc->name, r->be->name);
-	/*
-	 * Not in this loop turn: libevent's changelist would carry the
-	 * edge-triggered flag of the events just deleted over to these. Two
-	 * sweeps on, an epoll_wait has applied the deletion for sure (the
-	 * sweep may run later in this very turn).
-	 */
+	const struct relay_half *h = d == KRELAY_C2U ? &r->c2u : &r->u2c;
+	r->kresumed |= (uint8_t)(1u << d);
+	if (h->shut)
+		return;
+	r->kadd |= (uint8_t)(1u << d);
 	r->kresume = 2;
 	relay_ksweep_arm(r->rw, 1);
 }
@@ -112,14 +112,15 @@ static void relay_kernel_resume(struct relay *r)
 		relay_ksweep_arm(r->rw, 1);
 		return;
 	}
-	if (!r->c2u.shut) {
+	if (r->kadd & (1u << KRELAY_C2U)) {
 		r->c2u.eof = false;
 		event_add(&r->cr, NULL);
 	}
-	if (!r->u2c.shut) {
+	if (r->kadd & (1u << KRELAY_U2C)) {
 		r->u2c.eof = false;
 		event_add(&r->ur, NULL);
 	}
+	r->kadd = 0;
 }
 
 /*
@@ -165,22 +166,37 @@ static void relay_kernel_check(struct relay *r)
 {
 	struct krelay *k = relay_krelay(r);
 	relay_kernel_count(r);
-	if (!relay_kernel_side(r, true) || !relay_kernel_side(r, false))
+	/* A direction the copying relay has back is its business (its FIN included). */
+	if ((!(r->kresumed & (1u << KRELAY_C2U)) && !relay_kernel_side(r, true)) ||
+	    (!(r->kresumed & (1u << KRELAY_U2C)) && !relay_kernel_side(r, false)))
 		return;
 	r->kpending = false;
 	if (r->kparked || krelay_spilled(k, &r->kp, KRELAY_C2U) ||
 	    krelay_spilled(k, &r->kp, KRELAY_U2C)) {
-		/* Both directions, so no event of the copying relay shares a socket with ours. */
-		if (!r->kparked)
+		if (!r->kparked) {
+			/* Both directions, so no event of the copying relay shares a socket with ours. */
 			krelay_park(k, &r->kp);
-		r->kparked = true;
-		if (krelay_drained(k, &r->kp, KRELAY_C2U, r->cfd, r->ufd) != 0 &&
-		    krelay_drained(k, &r->kp, KRELAY_U2C, r->ufd, r->cfd) != 0) {
-			relay_kernel_end(r);	/* nothing left in the kernel: plain sockets again */
-			relay_kernel_to_user(r);
-		} else {
-			r->kpending = true;
+			event_del(&r->kc);
+			event_del(&r->ku);
+			r->kparked = true;
+			atomic_fetch_add_explicit(&r->set->svc->kernel_spills, 1, memory_order_relaxed);
+			log_debug("svc=%s be=%s a reader fell behind: the connection moves to the "
+				  "user-space relay", r->set->svc->name, r->be->name);
 		}
+		/*
+		 * Each direction comes back as soon as its own bytes are out: a peer
+		 * that reads only once its writes went through (an echo with a
+		 * blocking send) must not wait for the other direction's.
+		 */
+		for (enum krelay_dir d = KRELAY_C2U; d <= KRELAY_U2C; d++) {
+			int from = d == KRELAY_C2U ? r->cfd : r->ufd, to = d == KRELAY_C2U ? r->ufd : r->cfd;
+			if (!(r->kresumed & (1u << d)) && krelay_drained(k, &r->kp, d, from, to) != 0)
+				relay_kernel_to_user(r, d);
+		}
+		if (r->kresumed == ((1u << KRELAY_C2U) | (1u << KRELAY_U2C)))
+			relay_kernel_end(r);	/* nothing left in the kernel: plain sockets again */
+		else
+			r->kpending = true;
 		return;
 	}
 	for (enum krelay_dir d = KRELAY_C2U; d <= KRELAY_U2C; d++) {
