@@ -132,6 +132,14 @@ enum proxy_protocol {
 	PROXY_PROTOCOL_V2,		/* a PROXY v2 header first on each upstream connection */
 };
 
+/* relay: which relay copies a service's bytes. */
+enum relay_mode {
+	RELAY_MODE_UNSET = 0,		/* a service without relay: takes the top-level one */
+	RELAY_MODE_USER,		/* the worker reads and writes (splice for bulk) */
+	RELAY_MODE_KERNEL,		/* a BPF sockmap relays; user space where refused */
+	RELAY_MODE_AUTO,		/* kernel where the service allows it, else user */
+};
+
 struct tls_conf {
 	bool enabled;			/* the tls: section is present and not enabled: false */
 	char *ca;			/* owned; may be NULL */
@@ -210,6 +218,7 @@ struct service_conf {
 	uint32_t retries;		/* at most CONFIG_MAX_RETRIES */
 	enum proxy_protocol proxy_protocol;	/* towards the backends */
 	enum service_via via;		/* direct, or through the instances' hosts' trunks */
+	enum relay_mode relay;		/* never UNSET once the configuration is checked */
 	uint32_t max_connections_per_instance;	/* open or connecting, per instance; 0 = no limit */
 	struct health_conf health;
 	struct pool_conf pool;
@@ -348,6 +357,7 @@ struct config {
 	uint32_t max_connections;	/* client connections, all services; 0 = no cap */
 	struct queue_timeout_conf queue_timeout;	/* services' default queue_timeout */
 	uint64_t max_buffer_memory;	/* bytes relays may hold in buffers, all together; 0 = no cap */
+	enum relay_mode relay;		/* services' default relay */
 	struct overlay_policy_conf overlay;	/* the file's `overlay:` section */
 	struct render_conf *render;	/* owned, n_render entries */
 	size_t n_render;
@@ -400,6 +410,13 @@ const char *balance_kind_name(enum balance_kind k);
 const char *discovery_kind_name(enum discovery_kind k);
 const char *check_kind_name(enum check_kind k);
 const char *reuse_kind_name(enum reuse_kind k);
+
+/*
+ * Can the kernel relay (relay: kernel|auto) carry this service's
+ * connections: no tls:, no pool.reuse or pool.prewarm, not via: trunk, a TCP
+ * listen address? (Under via: auto the relay keeps trunk streams in user space.)
+ */
+bool config_relay_kernel_fits(const struct service_conf *s);
 
 /* The destination lists in force for sc: its own, or the global ones. */
 const struct net_list *config_allowed_networks(const struct config *cfg, const struct service_conf *sc);

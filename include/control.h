@@ -93,6 +93,8 @@ struct control {
 	struct service_cap cap;			/* max_connections, all services; workers read it */
 	struct admin_stats admin_stats;		/* the admin API's counters (admin.c writes them) */
 	struct relay_budget relay_budget;	/* max_buffer_memory; every worker's relays use it */
+	struct krelay *krelay;			/* owned; relay: kernel|auto, NULL until loaded or refused */
+	bool krelay_tried;			/* loading was tried (once per process) */
 	int exit_status;			/* control_run's: 1 after a fatal error found while running */
 };
 

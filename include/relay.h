@@ -83,6 +83,8 @@ struct relay_budget {
 };
 
 struct balance_candidate;
+struct krelay;
+struct krelay_ring;
 
 struct relay_worker {
 	struct event_base *base;		/* ref: the worker's */
@@ -101,6 +103,12 @@ struct relay_worker {
 	struct trunk_client *trunk;		/* ref: the control's calling side; NULL without trunk: */
 	struct balance_candidate *cands;	/* owned; balancing scratch, grown to the largest set */
 	size_t cands_cap;			/* entries in cands */
+	struct krelay *_Atomic krelay;		/* ref: the control's; NULL = no kernel relay */
+	struct event *ksweep;			/* owned; looks after kernel-relayed connections */
+	uint64_t ksweep_at_ms;			/* when ksweep fires, if pending (monotonic) */
+	struct krelay_ring *kring;		/* owned; spills of this worker's pairs; NULL until one */
+	struct event *kring_ev;			/* owned; kring readable */
+	uint32_t n_kernel;			/* relays the kernel relays now */
 };
 
 const char *relay_close_reason_name(enum relay_close_reason r);

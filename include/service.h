@@ -124,6 +124,9 @@ struct service {
 	_Atomic uint64_t at_capacity;		/* connects refused: every candidate at its max_connections_per_instance */
 	_Atomic uint64_t out_of_zone;		/* connects sent out of the local zone (locality) */
 	_Atomic uint64_t held_drops;		/* held members dropped at a failure (service_hold) */
+	_Atomic uint64_t kernel_relays;		/* connections the kernel relay took (relay: kernel|auto) */
+	_Atomic uint64_t kernel_fallbacks;	/* connections meant for it, relayed in user space */
+	_Atomic uint64_t kernel_spills;		/* kernel-relayed connections moved to user space */
 };
 
 /* "pending", "static", "connected", "disconnected" or "cached". */

@@ -200,6 +200,27 @@ static void trunk_peer_json(const char *peer, const struct trunk_stats *st, void
 	json_array_append_new(arg, e);
 }
 
+/*
+ * relay: as configured, which relay new connections get ("kernel" or
+ * "user"), and how many connections went to the kernel or fell back.
+ */
+static json_t *relay_json(const struct control *c, const struct service *svc,
+			  const struct service_conf *sc)
+{
+	static const char *const names[] = {
+		[RELAY_MODE_UNSET] = "user", [RELAY_MODE_USER] = "user",
+		[RELAY_MODE_KERNEL] = "kernel", [RELAY_MODE_AUTO] = "auto",
+	};
+	bool kernel = sc->relay == RELAY_MODE_KERNEL || sc->relay == RELAY_MODE_AUTO;
+	/* auto on a service the kernel cannot carry stays in user space */
+	bool in_kernel = kernel && config_relay_kernel_fits(sc) && c->krelay;
+	return json_pack("{sssssIsIsI}", "mode", names[sc->relay],
+			 "in_use", in_kernel ? "kernel" : "user",
+			 "kernel_connections", (json_int_t)atomic_load(&svc->kernel_relays),
+			 "kernel_fallbacks", (json_int_t)atomic_load(&svc->kernel_fallbacks),
+			 "kernel_spills", (json_int_t)atomic_load(&svc->kernel_spills));
+}
+
 static json_t *service_json(struct control *c, size_t idx)
 {
 	struct service *svc = c->services[idx];
@@ -216,6 +237,7 @@ static json_t *service_json(struct control *c, size_t idx)
 	static const char *const via_names[] = { [VIA_DIRECT] = "direct", [VIA_TRUNK] = "trunk",
 						 [VIA_AUTO] = "auto" };
 	json_object_set_new(o, "via", json_string(via_names[sc->via]));
+	json_object_set_new(o, "relay", relay_json(c, svc, sc));
 	json_object_set_new(o, "origin", json_string(sc->origin ? sc->origin : "file"));
 	json_object_set_new(o, "version", json_integer((json_int_t)svc->version));
 	struct discovery_stats ds;

@@ -21,6 +21,7 @@
 #include "announce.h"
 #include "checker.h"
 #include "discovery.h"
+#include "krelay.h"
 #include "listener.h"
 #include "overlay.h"
 #include "renderer.h"
@@ -555,6 +556,33 @@ static void services_replace(struct control *c, struct service **services, size_
 }
 
 /*
+ * relay: kernel|auto — load the BPF relay the first time a configuration
+ * asks for it, once per process, and hand it to every worker. Refused (not
+ * root, no CAP_BPF, no sockmap): one log line, and the services' connections
+ * are relayed in user space and counted as fallbacks.
+ */
+static void control_krelay(struct control *c, const struct config *cfg)
+{
+	bool wanted = false;
+	for (size_t i = 0; i < cfg->n_services; i++)
+		wanted |= cfg->services[i].relay == RELAY_MODE_KERNEL ||
+			  cfg->services[i].relay == RELAY_MODE_AUTO;
+	if (!wanted || c->krelay_tried)
+		return;
+	c->krelay_tried = true;
+	char why[256];
+	c->krelay = krelay_open(why, sizeof(why));
+	if (!c->krelay) {
+		log_warn("relay: the kernel relay is not available (%s): relaying in user space", why);
+		return;
+	}
+	log_info("relay: the kernel relay (BPF sockmap) is loaded");
+	for (unsigned i = 0; i < c->n_workers; i++)
+		if (c->workers[i])
+			atomic_store_explicit(&c->workers[i]->relay.krelay, c->krelay, memory_order_release);
+}
+
+/*
  * Make `cfg` the running configuration. On failure nothing changed and the
  * caller still owns cfg.
  */
@@ -571,6 +599,7 @@ static bool control_apply(struct control *c, struct config *cfg)
 	c->cfg = config_ref_new(cfg);
 	log_setup(cfg->log_level, cfg->log_format);
 	atomic_store(&c->relay_budget.limit, cfg->max_buffer_memory);
+	control_krelay(c, cfg);
 	atomic_store(&c->cap.max, cfg->max_connections);
 
 	struct service **services = xcalloc(cfg->n_services, sizeof(*services));
@@ -1158,6 +1187,7 @@ void control_free(struct control *c)
 		worker_join_free(c->workers[i]);
 	}
 	free(c->workers);
+	krelay_free(c->krelay);		/* after the workers: their relays used it */
 	accesslog_free(c->alog);	/* after the workers: it writes what they queued */
 	resolver_free(c->resolver);
 	admin_free(c->admin);

@@ -80,6 +80,7 @@ struct scrape {
 	uint64_t fd_refused;			/* clients closed: their fd was in the reserve */
 	uint64_t buffer_bytes;			/* relays' buffers now (max_buffer_memory) */
 	uint64_t buffer_refusals;		/* relays closed: no buffer could be had */
+	uint64_t kernel_relay;			/* 1: the BPF sockmap relay is loaded */
 	uint64_t closes[RELAY_CLOSE_REASONS];
 	uint64_t discards[POOL_DISCARD_COUNT];
 	uint64_t not_reusable[FRAMING_VERDICT_COUNT];
@@ -204,6 +205,7 @@ static void scrape_gather(struct scrape *s, struct control *c)
 	s->lookup_threads = rs.threads;
 	s->buffer_bytes = atomic_load(&c->relay_budget.used);
 	s->buffer_refusals = atomic_load(&c->relay_budget.refusals);
+	s->kernel_relay = c->krelay != NULL;
 	for (unsigned i = 0; i < c->n_workers; i++) {
 		struct worker *w = c->workers[i];
 		s->relays += atomic_load(&w->relay.n_relays);
@@ -616,6 +618,9 @@ static const struct metric metrics[] = {
 	{ "zklb_relay_buffer_refusals_total", "counter", SCOPE_PROCESS, NULL, NULL, NULL, get_u64,
 	  AT(scrape, buffer_refusals),
 	  "Client connections closed because no buffer could be had (max_buffer_memory, or memory)." },
+	{ "zklb_kernel_relay_available", "gauge", SCOPE_PROCESS, NULL, NULL, NULL, get_u64,
+	  AT(scrape, kernel_relay),
+	  "1 when the in-kernel relay (BPF sockmap) is loaded; 0 when no service asks for it or the kernel refused it." },
 	{ "zklb_connections_closed_total", "counter", SCOPE_PROCESS, "reason", close_reason, NULL, get_u64,
 	  AT(scrape, closes),
 	  "Client connections closed, by reason." },
@@ -817,6 +822,15 @@ static const struct metric metrics[] = {
 	{ "zklb_service_out_of_zone_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
 	  AT(service, out_of_zone),
 	  "Connects sent out of this host's zone (locality: prefer zone)." },
+	{ "zklb_service_kernel_relays_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
+	  AT(service, kernel_relays),
+	  "Connections the in-kernel relay took (relay: kernel or auto)." },
+	{ "zklb_service_kernel_fallbacks_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
+	  AT(service, kernel_fallbacks),
+	  "Connections meant for the in-kernel relay and relayed in user space (BPF refused or pairing failed)." },
+	{ "zklb_service_kernel_spills_total", "counter", SCOPE_SERVICE, NULL, NULL, NULL, get_service,
+	  AT(service, kernel_spills),
+	  "Kernel-relayed connections moved to the user-space relay: a reader fell more than max_buffer behind." },
 	{ "zklb_service_local_zone_instances", "gauge", SCOPE_SERVICE, NULL, NULL, NULL, get_local_zone, 0,
 	  "Instances in this host's zone (locality: prefer zone)." },
 	{ "zklb_service_local_zone_routable", "gauge", SCOPE_SERVICE, NULL, NULL, NULL, get_local_zone, 1,

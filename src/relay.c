@@ -46,11 +46,21 @@
  * connection for a complete one; a backend's reset before its first byte
  * is a failure of that instance (passive ejection).
  *
+ * Kernel relay (relay: kernel|auto, relay_kernel.c, krelay.h): once established, a plain
+ * TCP pair without framing goes into the BPF sockmap and the kernel moves
+ * its bytes. The worker then watches each socket only for FIN, reset and
+ * error (EV_CLOSED, edge-triggered: the data_ready wake-ups of every
+ * message carry EPOLLIN, which is not asked for), and the worker's sweep
+ * (rw->ksweep) reads the counters, passes a FIN on once the bytes before it
+ * are out, and moves a connection whose reader fell behind (it spilled) to
+ * the copying relay for good: both directions spill, and reading starts
+ * once what the kernel redirected has reached its target.
+ *
  * Timeouts: one timer per relay, owned by the current state: the connect
  * timeout while WAITING or CONNECTING, the idle timeout once ESTABLISHED
  * (re-armed lazily from `last_active_ms`, so traffic costs no timer update).
  */
-#include "relay.h"
+#include "relay_int.h"
 #include "accesslog.h"
 #include "backend.h"
 #include "backend_set.h"
@@ -78,63 +88,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define RELAY_MAX_TRIED (CONFIG_MAX_RETRIES + 1)	/* every attempt is remembered */
 #define WEIGHT_SCALE 100		/* balancing weight units per configured weight */
 #define SPLICE_AFTER 4			/* full reads in a row that make a direction splice */
 #define SPLICE_CHUNK (256 * 1024)	/* at most this much in a pipe at once (its size) */
 #define RELAY_SCRATCH_LEN (64 * 1024)	/* rw->scratch, the read buffer of the fast path */
-
-/* One half of the relay: one direction of the copy, with its own buffer, FIN and pipe. */
-struct relay_half {
-	char *buf;				/* borrowed from rw->spares; NULL when empty */
-	uint32_t start;				/* first pending byte */
-	uint32_t end;				/* one past the last pending byte */
-	bool eof;				/* the reading side sent FIN */
-	bool shut;				/* SHUT_WR sent to the writing side */
-	bool no_splice;				/* splice refused (EINVAL): copy instead */
-	int pipe[2];				/* splice mode: read/write ends, -1 when off */
-	uint32_t piped;				/* bytes sitting in the pipe */
-	uint32_t full_reads;			/* reads in a row that filled the buffer */
-};
-
-struct relay {
-	struct relay *next;			/* rw's list of live relays, then of dead ones */
-	struct relay *prev;
-	struct relay *wnext;			/* q's list of waiting relays */
-	struct relay_worker *rw;		/* owner */
-	struct relay_queue *q;			/* while WAITING only; NULL once detached */
-	struct backend_set *set;		/* ref */
-	struct backend *be;			/* ref; the current or last target */
-	enum relay_state state;
-	int cfd;				/* client socket, owned */
-	int ufd;				/* upstream socket, owned; -1 before connect */
-	struct event cr;			/* client readable */
-	struct event cw;			/* client writable */
-	struct event ur;			/* upstream readable */
-	struct event uw;			/* upstream writable (and connect completion) */
-	struct event timer;
-	struct relay_half c2u;			/* client -> upstream */
-	struct relay_half u2c;			/* upstream -> client */
-	uint32_t cap;				/* max_buffer of the service */
-	uint32_t attempts;			/* connects started */
-	struct backend *tried[RELAY_MAX_TRIED];	/* not refs: identity only */
-	bool first_byte;			/* the backend sent something */
-	bool fin_deferred;			/* client FIN held back: upstream may be pooled */
-	bool reused;				/* the upstream came from the idle pool */
-	bool over_budget;			/* a buffer was refused: max_buffer_memory spent */
-	struct framing *fr;			/* owned; pool.reuse tracker, NULL when off */
-	struct tls_conn *tls;			/* owned; upstream TLS, NULL for plain TCP */
-	struct trunk_call *call;		/* owned ref; a trunk stream's resets, else NULL */
-	bool reset;				/* close both sides with a reset (error close) */
-	uint64_t last_active_ms;
-	/* For the access log (log.access) only: */
-	uint64_t accepted_ms;			/* monotonic */
-	uint64_t established_ms;		/* monotonic; 0 before a backend answered the connect */
-	uint64_t bytes_in;			/* backend -> client */
-	uint64_t bytes_out;			/* client -> backend */
-	bool backend_fin_first;			/* the backend ended its side before the client */
-	struct net_addr peer;			/* the client, when the access log is on; len 0: unknown */
-};
 
 static const char *const close_reason_names[RELAY_CLOSE_REASONS] = {
 	[RELAY_CLOSE_DONE] = "done",
@@ -157,7 +114,6 @@ const char *relay_close_reason_name(enum relay_close_reason r)
 	return r < RELAY_CLOSE_REASONS ? close_reason_names[r] : "?";
 }
 
-static void relay_close(struct relay *r, enum relay_close_reason why);
 static void relay_client_fin(struct relay *r);
 static void relay_upstream_write_failed(struct relay *r);
 static void relay_connect_next(struct relay *r);
@@ -521,6 +477,13 @@ static void relay_established(struct relay *r)
 	relay_set_state(r, RELAY_ESTABLISHED);
 	r->last_active_ms = now_ms();
 	r->established_ms = r->last_active_ms;
+	/* kernel: pair now; auto: once the connection shows it stays (relay_kernel_try) */
+	if (relay_kernel_wanted(r)) {
+		if (r->set->conf->relay == RELAY_MODE_AUTO)
+			r->kwant = true;
+		else if (relay_kernel_start(r))
+			return;
+	}
 	event_add(&r->cr, NULL);
 	event_add(&r->ur, NULL);
 }
@@ -837,7 +800,7 @@ static void half_release(struct relay *r, struct relay_half *h)
 }
 
 /* Give the pipe back (relay closing). A pipe with bytes in it is closed. */
-static void half_unsplice(struct relay *r, struct relay_half *h)
+void relay_half_unsplice(struct relay *r, struct relay_half *h)
 {
 	if (h->pipe[0] < 0)
 		return;
@@ -1143,7 +1106,7 @@ static ssize_t half_pump(struct relay *r, struct relay_half *h, int from_fd, int
 		n = half_pump_splice(h, from_fd, to_fd, write_failed);
 		if (n < 0 && errno == EINVAL) {
 			/* This socket pair cannot splice: back to copying. */
-			half_unsplice(r, h);
+			relay_half_unsplice(r, h);
 			h->no_splice = true;
 			errno = EAGAIN;
 		}
@@ -1293,6 +1256,8 @@ static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
 	}
 	half_settle(r, &r->u2c, r->cfd, &r->ur, &r->cw);
 	relay_maybe_done(r);
+	if (r->kwant)
+		relay_kernel_try(r);	/* counts the upstream's reads */
 }
 
 static void on_client_write(evutil_socket_t fd, short what, void *arg)
@@ -1369,6 +1334,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		}
 		break;
 	case RELAY_ESTABLISHED: {
+		relay_kernel_count(r);	/* kernel-relayed bytes are activity too */
 		uint64_t idle = r->set->conf->idle_timeout_ms;
 		uint64_t quiet = now_ms() - r->last_active_ms;
 		if (quiet >= idle)
@@ -1417,7 +1383,7 @@ static void relay_log_access(const struct relay *r, enum relay_close_reason why)
 	accesslog_push(r->rw->alog, &rec);
 }
 
-static void relay_close(struct relay *r, enum relay_close_reason why)
+void relay_close(struct relay *r, enum relay_close_reason why)
 {
 	struct relay_worker *rw = r->rw;
 	if (r->state == RELAY_CLOSED)
@@ -1446,6 +1412,7 @@ static void relay_close(struct relay *r, enum relay_close_reason why)
 	relay_set_state(r, RELAY_CLOSED);
 	event_del(&r->cr);
 	event_del(&r->cw);
+	relay_kernel_end(r);	/* out of the maps before the sockets close */
 	if (r->reset)
 		close_with_reset(r->cfd, NULL);
 	else
@@ -1454,8 +1421,8 @@ static void relay_close(struct relay *r, enum relay_close_reason why)
 	upstream_release(r);
 	half_release(r, &r->c2u);
 	half_release(r, &r->u2c);
-	half_unsplice(r, &r->c2u);
-	half_unsplice(r, &r->u2c);
+	relay_half_unsplice(r, &r->c2u);
+	relay_half_unsplice(r, &r->u2c);
 
 	if (r->prev)
 		r->prev->next = r->next;
@@ -1525,10 +1492,12 @@ void relay_worker_init(struct relay_worker *rw, struct event_base *base, struct 
 	rw->scratch_len = RELAY_SCRATCH_LEN;
 	rw->scratch = xmalloc(rw->scratch_len);
 	spare_init(&rw->spares);
+	relay_kernel_worker_init(rw);
 }
 
 void relay_worker_free(struct relay_worker *rw)
 {
+	relay_kernel_worker_free(rw);
 	spare_free(&rw->spares);
 	free(rw->scratch);
 	rw->scratch = NULL;

@@ -67,6 +67,30 @@ static bool listen_clash(const char *a, const char *b)
 	return strcasecmp(ha, hb) == 0;
 }
 
+bool config_relay_kernel_fits(const struct service_conf *s)
+{
+	return !s->tls.enabled && s->pool.reuse == REUSE_NONE && !s->pool.prewarm &&
+	       s->via != VIA_TRUNK && !(s->listen && strncmp(s->listen, "unix:", 5) == 0);
+}
+
+/*
+ * relay: a service without one takes the top-level one where it fits (a
+ * top-level kernel leaves TLS, pooled and unix-socket services in user
+ * space); one that asks for kernel and cannot have it is an error
+ * (config_cross_check).
+ */
+static void config_resolve_relay(struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_services; i++) {
+		struct service_conf *s = &cfg->services[i];
+		if (s->relay != RELAY_MODE_UNSET)
+			continue;
+		s->relay = cfg->relay == RELAY_MODE_UNSET ? RELAY_MODE_USER : cfg->relay;
+		if (s->relay == RELAY_MODE_KERNEL && !config_relay_kernel_fits(s))
+			s->relay = RELAY_MODE_USER;
+	}
+}
+
 /*
  * Checks across sections, once everything parsed. root is the top mapping of
  * a file (NULL for an overlay); services is the mapping the services came from
@@ -99,6 +123,12 @@ static void config_cross_check(struct schema_ctx *v, const json_t *root, const j
 			if (s->pool.reuse != REUSE_NONE || s->pool.prewarm)
 				schema_error(v, &vp, false, "excludes pool.reuse and pool.prewarm: a "
 					     "trunk stream is not pooled");
+		}
+		if (s->relay == RELAY_MODE_KERNEL && !config_relay_kernel_fits(s)) {
+			struct schema_path rp = { &np, "relay", 0, sobj };
+			schema_error(v, &rp, false, "kernel excludes tls:, pool.reuse, pool.prewarm, via: "
+				     "trunk and a unix: listen address (the kernel relays plain TCP "
+				     "only); use auto");
 		}
 		if (s->locality.prefer == LOCALITY_ZONE && !cfg->zone) {
 			const json_t *lobj = sobj ? json_object_get(sobj, "locality") : NULL;
@@ -449,6 +479,7 @@ static struct config *config_from_tree(struct schema_ctx *v, const json_t *root)
 	else
 		schema_apply(v, NULL, root, config_keys_top(), cfg);
 	config_resolve_queue(cfg);
+	config_resolve_relay(cfg);
 	config_cross_check(v, root, root ? json_object_get(root, "services") : NULL, cfg);
 	if (v->n_errors > 0) {
 		config_free(cfg);
@@ -589,6 +620,7 @@ struct config *config_overlay_json(const struct config *base, const char *json, 
 		cfg->services[i] = svc;
 	}
 	config_resolve_queue(cfg);
+	config_resolve_relay(cfg);
 	config_cross_check(&v, NULL, services, cfg);
 	json_decref(doc);
 	schema_done(&v);

@@ -73,6 +73,12 @@ static const struct config_doc_row doc_rows[] = {
 	  "max_buffer); a relay that needs a buffer beyond it, or that malloc refuses, is closed as "
 	  "local_error and counted, so a flood of slow readers cannot grow zklb without bound. "
 	  "0 = no cap." },
+	{ "relay", NULL,
+	  "The services' default relay (a service's own relay: wins): user copies in the worker; "
+	  "kernel and auto relay in the kernel through a BPF sockmap (see services.NAME.relay), "
+	  "for the services they fit (no tls:, no pool.reuse or pool.prewarm, a TCP listen "
+	  "address; the others stay user). Where the kernel refuses BPF, connections are relayed "
+	  "in user space, logged once and counted (zklb_service_kernel_fallbacks_total)." },
 	{ "allowed_networks", "list of CIDR prefixes or addresses",
 	  "Destinations instances may have, checked on the resolved address of every instance; "
 	  "empty = any that is not denied." },
@@ -184,6 +190,16 @@ static const struct config_doc_row doc_rows[] = {
 	  "zklb.trunk, else the instance is not routable and /services says so). auto: the trunk "
 	  "when the instance advertises one, else direct. Needs a trunk: section; excludes "
 	  "pool.reuse and pool.prewarm." },
+	{ "services.NAME.relay", NULL,
+	  "user: the worker copies the bytes. kernel: once connected, the client and upstream "
+	  "sockets are paired in a BPF sockmap and the kernel moves the bytes (the worker still "
+	  "owns timeouts, half-close, close and counters); excludes tls:, pool.reuse, pool.prewarm, "
+	  "via: trunk and a unix: listen address (under via: auto, trunk streams stay in user "
+	  "space); every connection is paired once connected. auto: the same "
+	  "where the service allows it, but a connection is paired only once it has carried 4 "
+	  "reads from the upstream and nothing of it is queued, so short connections never pay "
+	  "for pairing. A connection whose reader falls more than max_buffer behind moves to the "
+	  "user-space relay for good. Default: the top-level relay." },
 	{ "services.NAME.max_connections_per_instance", "0..1000000",
 	  "No instance gets more open connections than this from zklb (all workers); when every "
 	  "one is full, a new client is closed as no_backend and counted. 0 = no limit." },

@@ -216,6 +216,10 @@ static const struct schema_enum proxy_protocol_names[] = {
 static const struct schema_enum via_names[] = {
 	{ "direct", VIA_DIRECT }, { "trunk", VIA_TRUNK }, { "auto", VIA_AUTO }, { NULL, 0 },
 };
+static const struct schema_enum relay_names[] = {
+	{ "user", RELAY_MODE_USER }, { "kernel", RELAY_MODE_KERNEL }, { "auto", RELAY_MODE_AUTO },
+	{ NULL, 0 },
+};
 static const struct schema_enum locality_names[] = {
 	{ "none", LOCALITY_NONE }, { "zone", LOCALITY_ZONE }, { NULL, 0 },
 };
@@ -260,6 +264,7 @@ static const struct schema_key service_keys[] = {
 	{ "retries",         S_U32,     "2",             S_RELOAD,        AT(service_conf, retries),             &r_retries,        NULL },
 	{ "proxy_protocol",  S_ENUM,    "none",          S_RELOAD,        AT(service_conf, proxy_protocol),      proxy_protocol_names, NULL },
 	{ "via",             S_ENUM,    "direct",        S_RELOAD,        AT(service_conf, via),                 via_names,         NULL },
+	{ "relay",           S_ENUM,    NULL,            S_RELOAD,        AT(service_conf, relay),               relay_names,       NULL },
 	{ "max_connections_per_instance", S_U32, "0",    S_RELOAD,        AT(service_conf, max_connections_per_instance), &r_count, NULL },
 	{ "health",          S_SECTION, NULL,            S_RELOAD,        AT(service_conf, health),              &health_section,   NULL },
 	{ "pool",            S_SECTION, NULL,            S_RELOAD,        AT(service_conf, pool),                &pool_section,     NULL },
@@ -381,6 +386,7 @@ static const struct schema_key top_keys[] = {
 	{ "max_connections", S_U32,     "0",             S_RELOAD,        AT(config, max_connections),           &r_count,          NULL },
 	{ "queue_timeout",   S_FN,      "connect_timeout", S_RELOAD,      AT(config, queue_timeout),             NULL,              fn_queue_timeout },
 	{ "max_buffer_memory", S_SIZE,  "1g",            S_RELOAD,        AT(config, max_buffer_memory),         NULL,              NULL },
+	{ "relay",           S_ENUM,    "user",          S_RELOAD,        AT(config, relay),                     relay_names,       NULL },
 	{ "allowed_networks", S_FN,     "[]",            S_RELOAD,        AT(config, allowed_networks),          NULL,              fn_networks },
 	{ "denied_networks", S_FN,      "[reserved]",    S_RELOAD,        AT(config, denied_networks),           NULL,              fn_networks },
 	{ "overlay",         S_SECTION, NULL,            S_RELOAD,        AT(config, overlay),                   &overlay_section,  NULL },

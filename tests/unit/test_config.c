@@ -464,6 +464,31 @@ static void test_proxy_protocol_excludes_pooling(void **state)
 		     "a pooled connection cannot carry a per-client PROXY header");
 }
 
+/* relay: a service takes the top-level one where it fits; kernel is refused where it cannot be. */
+static void test_relay(void **state)
+{
+	struct config *cfg = load_ok(STATIC_SVC);
+	assert_int_equal(cfg->relay, RELAY_MODE_USER);
+	assert_int_equal(cfg->services[0].relay, RELAY_MODE_USER);
+	config_free(cfg);
+	cfg = load_ok("relay: kernel\n" STATIC_SVC);
+	assert_int_equal(cfg->services[0].relay, RELAY_MODE_KERNEL);
+	config_free(cfg);
+	/* a top-level kernel is a default: a pooled service stays in user space */
+	cfg = load_ok("relay: kernel\n" STATIC_SVC "    pool: {reuse: redis}\n");
+	assert_int_equal(cfg->services[0].relay, RELAY_MODE_USER);
+	config_free(cfg);
+	cfg = load_ok("relay: kernel\n" STATIC_SVC "    relay: auto\n    tls: {verify: false}\n");
+	assert_int_equal(cfg->services[0].relay, RELAY_MODE_AUTO);
+	assert_false(config_relay_kernel_fits(&cfg->services[0]));
+	config_free(cfg);
+	expect_error(STATIC_SVC "    relay: kernel\n    pool: {prewarm: 2}\n",
+		     "t.yaml:5:12: services.web.relay: kernel excludes tls:, pool.reuse, pool.prewarm, "
+		     "via: trunk and a unix: listen address (the kernel relays plain TCP only); use auto");
+	expect_error(STATIC_SVC "    relay: sockmap\n",
+		     "t.yaml:5:12: services.web.relay: 'sockmap' is not one of user, kernel, auto");
+}
+
 /* tls: defaults, and every key checked where it is written. */
 static void test_tls(void **state)
 {
@@ -1665,6 +1690,7 @@ int main(void)
 		cmocka_unit_test(test_sentinel_discovery),
 		cmocka_unit_test(test_zone_and_locality),
 		cmocka_unit_test(test_proxy_protocol_excludes_pooling),
+		cmocka_unit_test(test_relay),
 		cmocka_unit_test(test_required_errors),
 		cmocka_unit_test(test_cross_errors),
 		cmocka_unit_test(test_misc_errors),
