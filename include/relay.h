@@ -86,6 +86,9 @@ struct balance_candidate;
 struct krelay;
 struct krelay_ring;
 
+/* Close a relay for a reason (relay.c's relay_close; relay_kernel.c calls it through rw). */
+typedef void relay_close_fn(struct relay *r, enum relay_close_reason why);
+
 struct relay_worker {
 	struct event_base *base;		/* ref: the worker's */
 	struct event *reap;			/* ref: the worker's; made active to free `dead` */
@@ -109,6 +112,7 @@ struct relay_worker {
 	struct krelay_ring *kring;		/* owned; spills of this worker's pairs; NULL until one */
 	struct event *kring_ev;			/* owned; kring readable */
 	uint32_t n_kernel;			/* relays the kernel relays now */
+	relay_close_fn *kclose;			/* relay_close: how relay_kernel.c closes one */
 };
 
 const char *relay_close_reason_name(enum relay_close_reason r);

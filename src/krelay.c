@@ -78,6 +78,7 @@ struct krelay_ring {
 };
 
 /* libbpf's own messages: at debug level only; the caller logs the outcome. */
+__attribute__((format(printf, 2, 0)))
 static int krelay_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	char line[512];

@@ -114,6 +114,7 @@ const char *relay_close_reason_name(enum relay_close_reason r)
 	return r < RELAY_CLOSE_REASONS ? close_reason_names[r] : "?";
 }
 
+static void relay_close(struct relay *r, enum relay_close_reason why);
 static void relay_client_fin(struct relay *r);
 static void relay_upstream_write_failed(struct relay *r);
 static void relay_connect_next(struct relay *r);
@@ -477,7 +478,7 @@ static void relay_established(struct relay *r)
 	relay_set_state(r, RELAY_ESTABLISHED);
 	r->last_active_ms = now_ms();
 	r->established_ms = r->last_active_ms;
-	/* kernel: pair now; auto: once the connection shows it stays (relay_kernel_try) */
+	/* kernel: pair now; auto: once the connection shows it stays (relay_kernel_due) */
 	if (relay_kernel_wanted(r)) {
 		if (r->set->conf->relay == RELAY_MODE_AUTO)
 			r->kwant = true;
@@ -800,7 +801,7 @@ static void half_release(struct relay *r, struct relay_half *h)
 }
 
 /* Give the pipe back (relay closing). A pipe with bytes in it is closed. */
-void relay_half_unsplice(struct relay *r, struct relay_half *h)
+static void relay_half_unsplice(struct relay *r, struct relay_half *h)
 {
 	if (h->pipe[0] < 0)
 		return;
@@ -1210,6 +1211,21 @@ static bool relay_trunk_reset(const struct relay *r)
 	return r->call && trunk_call_remote(r->call) != TRUNK_CALL_CLEAN;
 }
 
+/* relay: auto — r is due: its bytes go to the kernel from now on (or on in user space). */
+static void relay_pair_now(struct relay *r)
+{
+	relay_half_unsplice(r, &r->c2u);
+	relay_half_unsplice(r, &r->u2c);
+	event_del(&r->cr);
+	event_del(&r->cw);
+	event_del(&r->ur);
+	event_del(&r->uw);
+	if (relay_kernel_start(r))
+		return;
+	event_add(&r->cr, NULL);
+	event_add(&r->ur, NULL);
+}
+
 static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
@@ -1256,8 +1272,8 @@ static void on_upstream_read(evutil_socket_t fd, short what, void *arg)
 	}
 	half_settle(r, &r->u2c, r->cfd, &r->ur, &r->cw);
 	relay_maybe_done(r);
-	if (r->kwant)
-		relay_kernel_try(r);	/* counts the upstream's reads */
+	if (r->kwant && relay_kernel_due(r))	/* counts the upstream's reads */
+		relay_pair_now(r);
 }
 
 static void on_client_write(evutil_socket_t fd, short what, void *arg)
@@ -1383,7 +1399,8 @@ static void relay_log_access(const struct relay *r, enum relay_close_reason why)
 	accesslog_push(r->rw->alog, &rec);
 }
 
-void relay_close(struct relay *r, enum relay_close_reason why)
+/* Close r now for `why` (counted, logged to the access log); freed after the loop turn. */
+static void relay_close(struct relay *r, enum relay_close_reason why)
 {
 	struct relay_worker *rw = r->rw;
 	if (r->state == RELAY_CLOSED)
@@ -1492,7 +1509,7 @@ void relay_worker_init(struct relay_worker *rw, struct event_base *base, struct 
 	rw->scratch_len = RELAY_SCRATCH_LEN;
 	rw->scratch = xmalloc(rw->scratch_len);
 	spare_init(&rw->spares);
-	relay_kernel_worker_init(rw);
+	relay_kernel_worker_init(rw, relay_close);
 }
 
 void relay_worker_free(struct relay_worker *rw)

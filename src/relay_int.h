@@ -89,24 +89,21 @@ struct relay {
 	struct event ku;			/* kernel: the upstream's */
 };
 
-/* relay.c */
-/* Close r now for `why` (counted, logged to the access log); freed after the loop turn. */
-void relay_close(struct relay *r, enum relay_close_reason why);
-/* Give h's splice pipe back (a pipe with bytes in it is closed). */
-void relay_half_unsplice(struct relay *r, struct relay_half *h);
-
-/* relay_kernel.c */
+/* relay_kernel.c (below relay.c: it closes a relay through rw->kclose, relay_close) */
 /* relay: kernel|auto applies to r (and nothing the kernel cannot carry)? */
 bool relay_kernel_wanted(const struct relay *r);
 /* Pair r now: false = relay it in user space; true = the kernel has it (or r is closed). */
 bool relay_kernel_start(struct relay *r);
-/* relay: auto, after an upstream read: pair r if it has shown it stays and is quiet. */
-void relay_kernel_try(struct relay *r);
+/*
+ * relay: auto, after an upstream read (counted): has r shown it stays, and
+ * is nothing of it buffered or queued? Then the caller pairs it now.
+ */
+bool relay_kernel_due(struct relay *r);
 /* Add what the kernel relayed since the last look to r's and its backend's counters. */
 void relay_kernel_count(struct relay *r);
 /* r closes: last counts, then out of the maps. */
 void relay_kernel_end(struct relay *r);
-void relay_kernel_worker_init(struct relay_worker *rw);
+void relay_kernel_worker_init(struct relay_worker *rw, relay_close_fn *close);
 void relay_kernel_worker_free(struct relay_worker *rw);
 
 #endif

@@ -140,7 +140,7 @@ static bool relay_kernel_side(struct relay *r, bool client)
 		(void)getsockopt(pf.fd, SOL_SOCKET, SO_ERROR, &err, &len);
 		if (!client && !r->first_byte && err == ECONNRESET)
 			service_report_failure(r->set->svc, r->be, "reset before the first byte");
-		relay_close(r, client ? RELAY_CLOSE_CLIENT_ERROR : RELAY_CLOSE_BACKEND_ERROR);
+		r->rw->kclose(r, client ? RELAY_CLOSE_CLIENT_ERROR : RELAY_CLOSE_BACKEND_ERROR);
 		return false;
 	}
 	if ((pf.revents & (POLLRDHUP | POLLHUP)) && !h->eof) {
@@ -217,7 +217,7 @@ static void relay_kernel_check(struct relay *r)
 	}
 	relay_kernel_count(r);
 	if (r->c2u.shut && r->u2c.shut)
-		relay_close(r, RELAY_CLOSE_DONE);
+		r->rw->kclose(r, RELAY_CLOSE_DONE);
 }
 
 /*
@@ -230,28 +230,19 @@ static void relay_kernel_check(struct relay *r)
  * pay it. What arrives later waits in the sockets' queues and is relayed by
  * the kernel, in order, once paired.
  */
-void relay_kernel_try(struct relay *r)
+bool relay_kernel_due(struct relay *r)
 {
 	if (r->state != RELAY_ESTABLISHED)
-		return;
+		return false;
 	if (r->kreads < KRELAY_AFTER_READS) {
 		r->kreads++;
-		return;
+		return false;
 	}
 	if (r->c2u.buf || r->u2c.buf || r->c2u.piped || r->u2c.piped || r->c2u.eof || r->u2c.eof ||
 	    !krelay_quiet(r->cfd, r->ufd))
-		return;		/* not now: at a later read */
+		return false;	/* not now: at a later read */
 	r->kwant = false;
-	relay_half_unsplice(r, &r->c2u);
-	relay_half_unsplice(r, &r->u2c);
-	event_del(&r->cr);
-	event_del(&r->cw);
-	event_del(&r->ur);
-	event_del(&r->uw);
-	if (relay_kernel_start(r))
-		return;
-	event_add(&r->cr, NULL);
-	event_add(&r->ur, NULL);
+	return true;
 }
 
 /* The worker's ring: a pair of this worker spilled. */
@@ -289,7 +280,7 @@ static void on_ksweep(evutil_socket_t fd, short what, void *arg)
 	bool pending = false;
 	struct relay *next;
 	for (struct relay *r = rw->live; r; r = next) {
-		next = r->next;		/* relay_close() unlinks r only */
+		next = r->next;		/* closing unlinks r only */
 		if (r->kresume)
 			relay_kernel_resume(r);
 		if (!r->kernel)
@@ -340,7 +331,7 @@ bool relay_kernel_start(struct relay *r)
 			log_debug("svc=%s be=%s kernel relay refused: %s", r->set->svc->name,
 				  r->be->name, strerror(-rc));
 		if (rc == -EIO) {
-			relay_close(r, RELAY_CLOSE_LOCAL_ERROR);
+			rw->kclose(r, RELAY_CLOSE_LOCAL_ERROR);
 			return true;
 		}
 		return false;
@@ -360,8 +351,9 @@ bool relay_kernel_start(struct relay *r)
 	return true;
 }
 
-void relay_kernel_worker_init(struct relay_worker *rw)
+void relay_kernel_worker_init(struct relay_worker *rw, relay_close_fn *close)
 {
+	rw->kclose = close;
 	rw->ksweep = evtimer_new(rw->base, on_ksweep, rw);
 }
 
