@@ -408,7 +408,7 @@ static void test_tcp_pass(void **state)
 	run_check(base, &conf, &addr, &r, 1);
 	assert_true(r.passed[0]);
 	assert_string_equal(r.reason[0], "ok");
-	assert_true(r.elapsed_ms[0] < 50);
+	assert_true(r.elapsed_ms[0] < 2000);	/* a loopback connect; only "never" is caught here */
 
 	close(lfd);
 	event_base_free(base);
@@ -454,7 +454,7 @@ static void test_tcp_connect_timeout(void **state)
 	run_check(base, &conf, &addr, &r, 1);
 	assert_false(r.passed[0]);
 	assert_string_equal(r.reason[0], "connect timeout");
-	assert_true(r.elapsed_ms[0] >= 45 && r.elapsed_ms[0] < 500);
+	assert_true(r.elapsed_ms[0] >= 45 && r.elapsed_ms[0] < 2000);
 
 	for (int i = 0; i < 4; i++)
 		close(fillers[i]);
@@ -475,11 +475,15 @@ static void test_tcp_schedule(void **state)
 	uint64_t t0 = now_ms();
 
 	run_check(base, &conf, &addr, &r, 4);
-	/* first within one interval, then interval ±10% apart (plus timer slack) */
-	assert_true(r.at_ms[0] - t0 <= 60);
+	/*
+	 * First within one interval, then interval -10% apart at least: a timer
+	 * never fires early. The upper bounds only catch "never" (a loaded CI
+	 * machine delays timers; timing goals belong to benchmarks).
+	 */
+	assert_true(r.at_ms[0] - t0 <= 2000);
 	for (int i = 1; i < 4; i++) {
 		uint64_t gap = r.at_ms[i] - r.at_ms[i - 1];
-		if (gap < 44 || gap > 150)
+		if (gap < 44 || gap > 2000)
 			fail_msg("gap %d: %llu ms", i, (unsigned long long)gap);
 		assert_true(r.passed[i]);
 	}
@@ -600,7 +604,7 @@ static void test_send_expect_timeout(void **state)
 	run_check(base, &conf, &addr, &r, 1);
 	assert_false(r.passed[0]);
 	assert_string_equal(r.reason[0], "timeout");
-	assert_true(r.elapsed_ms[0] >= 45 && r.elapsed_ms[0] < 500);
+	assert_true(r.elapsed_ms[0] >= 45 && r.elapsed_ms[0] < 2000);
 
 	close(lfd);
 	event_base_free(base);
