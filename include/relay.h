@@ -111,6 +111,7 @@ struct relay_worker {
 	uint64_t ksweep_at_ms;			/* when ksweep fires, if pending (monotonic) */
 	struct krelay_ring *kring;		/* owned; spills of this worker's pairs; NULL until one */
 	struct event *kring_ev;			/* owned; kring readable */
+	bool kring_failed;			/* kring could not be made: the sweep finds spills */
 	uint32_t n_kernel;			/* relays the kernel relays now */
 	relay_close_fn *kclose;			/* relay_close: how relay_kernel.c closes one */
 };

@@ -315,13 +315,19 @@ bool relay_kernel_start(struct relay *r)
 {
 	struct krelay *k = relay_krelay(r);
 	struct relay_worker *rw = r->rw;
-	if (k && !rw->kring) {
+	if (k && !rw->kring && !rw->kring_failed) {
 		/* Once per worker; without a ring, the sweep still finds spills. */
 		int fd = -1;
+		errno = 0;
 		rw->kring = krelay_ring_open(k, relay_kernel_spilled, rw, &fd);
 		if (rw->kring) {
 			rw->kring_ev = event_new(rw->base, fd, EV_READ | EV_PERSIST, on_kring, rw);
 			event_add(rw->kring_ev, NULL);
+		} else {
+			rw->kring_failed = true;	/* tried once: not again per pairing */
+			log_warn("kernel relay: this worker's spill ring cannot be made (%s): a reader "
+				 "falling behind is found by the %d ms sweep instead",
+				 errno ? strerror(errno) : "no ring left", KSWEEP_MS);
 		}
 	}
 	int rc = k ? krelay_pair(k, r->cfd, r->ufd, r->cap, rw->kring, &r->kp) : -EPERM;

@@ -148,6 +148,13 @@ static void acceptor_update(struct worker *w, const char *key, struct backend_se
 		backend_set_put(set);
 		return;
 	}
+	/*
+	 * The listen address now belongs to another service (a rename, or one
+	 * service's address taken over by another): nobody would serve or
+	 * expire the old one's queue, so its clients are closed now, counted.
+	 */
+	if (set->svc != a->set->svc)
+		acceptor_queue_close(w, a);
 	backend_set_put(a->set);
 	a->set = set;
 	if (set->ready)
@@ -667,9 +674,9 @@ static void worker_free(struct worker *w)
 	event_free(w->reaper);
 	event_free(w->pool_tick);
 	event_free(w->queue_tick);
+	relay_worker_free(&w->relay);	/* frees events of w->base: before the base */
 	event_base_free(w->base);
 	close(w->wake_fd);
-	relay_worker_free(&w->relay);
 	pthread_mutex_destroy(&w->inbox_lock);
 	free(w);
 }

@@ -235,3 +235,28 @@ def test_a_client_that_gave_up_passes_its_turn(backend, zklb, workdir):
         assert "established=false" in gave_up()[0]
     finally:
         close_all([first, gone] + ([next_one] if next_one else []))
+
+
+def test_a_reload_that_gives_the_address_to_another_service_closes_its_queue(backend, zklb,
+                                                                          workdir):
+    """The listen address passes to a service of another name (a rename): the old
+    service's queue would be served and expired by nobody, so its clients are
+    closed at the reload (end reason shutdown), long before queue_timeout."""
+    b = backend("b1", "hold")
+    log = workdir / "access.log"
+    lb = zklb(services={SVC: static_service([b], max_connections=1, queue_timeout="60s")},
+              log={"level": "info", "format": "text", "access": str(log)})
+    addr = lb.listen(SVC)
+    held = connect(addr)
+    b.wait_active(1)
+    waiting = connect(addr)
+    try:
+        wait_until(lambda: queued(lb) == 1, 5, what="a client queued")
+        cfg = dict(lb.config)
+        cfg["services"] = {"renamed": dict(cfg["services"][SVC])}
+        lb.reload(cfg)
+        assert closed_by_peer(waiting, 10), "a queued client of the old service was stranded"
+        assert lb.running() and nothing_yet(held)
+        wait_until(lambda: "end=shutdown" in log.read_text(), 5, what="its access log line")
+    finally:
+        close_all([held, waiting])
