@@ -11,7 +11,8 @@ through the binary, with real sockets on loopback:
   - a queued client that gives up is skipped when its turn comes: the slot
     goes to the next one, and its access log line says client_closed;
   - a drain closes queued clients at once (end reason shutdown), so they can
-    reconnect to whoever listens next;
+    reconnect to whoever listens next; so does a reload that gives the listen
+    address to another service (its old queue would have nobody to serve it);
   - beyond queue_max queued clients, accepting pauses (the listen backlog) and
     that is counted; the backlog's clients are queued in turn as room frees.
 
@@ -185,10 +186,12 @@ def test_full_queue_falls_back_to_the_backlog(backend, zklb):
         close_all(clients)
 
 
-def test_drain_closes_queued_clients(backend, zklb, workdir):
+def one_held_one_queued(backend, zklb, workdir, queue_timeout):
+    """zklb with max_connections 1 and an access log: one client served (held
+    by the backend), one queued. → (zklb, access log path, held, queued)."""
     b = backend("b1", "hold")
     log = workdir / "access.log"
-    lb = zklb(services={SVC: static_service([b], max_connections=1, queue_timeout="30s")},
+    lb = zklb(services={SVC: static_service([b], max_connections=1, queue_timeout=queue_timeout)},
               drain_timeout="30s", log={"level": "info", "format": "text", "access": str(log)})
     addr = lb.listen(SVC)
     held = connect(addr)
@@ -196,6 +199,15 @@ def test_drain_closes_queued_clients(backend, zklb, workdir):
     waiting = connect(addr)
     try:
         wait_until(lambda: queued(lb) == 1, 5, what="a client queued")
+    except BaseException:
+        close_all([held, waiting])
+        raise
+    return lb, log, held, waiting
+
+
+def test_drain_closes_queued_clients(backend, zklb, workdir):
+    lb, log, held, waiting = one_held_one_queued(backend, zklb, workdir, "30s")
+    try:
         lb.send_signal(signal.SIGTERM)
         # At the drain's start, long before its deadline (30s): the open one stays.
         assert closed_by_peer(waiting, 10), "a queued client outlived the drain's start"
@@ -242,16 +254,8 @@ def test_a_reload_that_gives_the_address_to_another_service_closes_its_queue(bac
     """The listen address passes to a service of another name (a rename): the old
     service's queue would be served and expired by nobody, so its clients are
     closed at the reload (end reason shutdown), long before queue_timeout."""
-    b = backend("b1", "hold")
-    log = workdir / "access.log"
-    lb = zklb(services={SVC: static_service([b], max_connections=1, queue_timeout="60s")},
-              log={"level": "info", "format": "text", "access": str(log)})
-    addr = lb.listen(SVC)
-    held = connect(addr)
-    b.wait_active(1)
-    waiting = connect(addr)
+    lb, log, held, waiting = one_held_one_queued(backend, zklb, workdir, "60s")
     try:
-        wait_until(lambda: queued(lb) == 1, 5, what="a client queued")
         cfg = dict(lb.config)
         cfg["services"] = {"renamed": dict(cfg["services"][SVC])}
         lb.reload(cfg)
