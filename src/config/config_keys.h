@@ -1,7 +1,7 @@
 /*
- * config_keys — the key tables of every configuration section, their
- * validators and per-section finishers (config_keys.c). Internal to config:
- * config.h is the API.
+ * config_keys — the key tables of every configuration section and the
+ * per-section finishers (config_keys.c; the validators of single values are
+ * config_values.h's). Internal to config: config.h is the API.
  */
 #ifndef ZKLB_CONFIG_KEYS_H
 #define ZKLB_CONFIG_KEYS_H
