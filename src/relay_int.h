@@ -89,6 +89,15 @@ struct relay {
 	struct event ku;			/* kernel: the upstream's */
 };
 
+/* relay_choose.c */
+/*
+ * The next backend for r: never one already tried nor one at its
+ * max_connections_per_instance (*full counts those); NULL when none is left.
+ */
+struct backend *relay_choose(struct relay *r, uint64_t now, size_t *full);
+/* The trunk port be is reached through for r, or 0: a TCP connection of its own. */
+uint16_t relay_trunk_port(const struct relay *r, const struct backend *be);
+
 /* relay_kernel.c (below relay.c: it closes a relay through rw->kclose, relay_close) */
 /* relay: kernel|auto applies to r (and nothing the kernel cannot carry)? */
 bool relay_kernel_wanted(const struct relay *r);
