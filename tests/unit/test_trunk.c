@@ -259,35 +259,85 @@ static void test_payload_trunk_port(void **state)
 	assert_int_equal(trunk_port_of(key_only, sizeof(key_only) - 1), 0);
 }
 
+/* The configuration must be refused with a message containing `want`. */
+static void expect_refused(const char *yaml, const char *want)
+{
+	struct config_errors errs;
+	struct config *c = load(yaml, &errs);
+	bool found = false;
+	for (size_t i = 0; i < errs.n; i++)
+		found |= strstr(errs.msgs[i], want) != NULL;
+	if (c || !found) {
+		print_message("wanted: %s\n", want);
+		for (size_t i = 0; i < errs.n; i++)
+			print_message("got:    %s\n", errs.msgs[i]);
+	}
+	assert_null(c);
+	assert_true(found);
+	config_errors_free(&errs);
+}
+
+/*
+ * A trunk: section with certificate files that load, so that each refusal
+ * below is for the key it names and not for the files: dir/t.pem, dir/t.key.
+ */
+static void trunk_tls(char *dir, char *tls, size_t len)
+{
+	assert_non_null(mkdtemp(dir));
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "openssl req -x509 -newkey ec -pkeyopt "
+		 "ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=t -keyout %s/t.key "
+		 "-out %s/t.pem 2>/dev/null && chmod 600 %s/t.key", dir, dir, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(tls, len, "tls: {ca: %s/t.pem, cert: %s/t.pem, key: %s/t.key}", dir, dir, dir);
+}
+
+static void rm_dir(const char *dir)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* via: and connections_per_peer in the configuration. */
 static void test_via_config(void **state)
 {
 	struct config_errors errs;
+	char dir[] = "/tmp/zklb-test-trunk-XXXXXX", tls[256], yaml[512];
 	(void)state;
-	/* via: trunk without a trunk: section is refused; an unknown via too. */
-	struct config *c = load("services: {a: {listen: \"127.0.0.1:1\", via: trunk, "
+	expect_refused("services: {a: {listen: \"127.0.0.1:1\", via: trunk, "
+		       "discovery: {type: static, backends: [\"127.0.0.1:2\"]}}}\n",
+		       "services.a.via: via: trunk or auto needs a trunk: section");
+	expect_refused("services: {a: {listen: \"127.0.0.1:1\", via: sideways, "
+		       "discovery: {type: static, backends: [\"127.0.0.1:2\"]}}}\n",
+		       "services.a.via: 'sideways' is not one of direct, trunk, auto");
+	struct config *c = load("services: {a: {listen: \"127.0.0.1:1\", via: direct, "
 				"discovery: {type: static, backends: [\"127.0.0.1:2\"]}}}\n", &errs);
-	assert_null(c);
-	config_errors_free(&errs);
-	c = load("services: {a: {listen: \"127.0.0.1:1\", via: sideways, "
-		 "discovery: {type: static, backends: [\"127.0.0.1:2\"]}}}\n", &errs);
-	assert_null(c);
-	config_errors_free(&errs);
-	c = load("services: {a: {listen: \"127.0.0.1:1\", via: direct, "
-		 "discovery: {type: static, backends: [\"127.0.0.1:2\"]}}}\n", &errs);
 	assert_non_null(c);
 	assert_int_equal(c->services[0].via, VIA_DIRECT);
 	config_free(c);
 	config_errors_free(&errs);
-	c = load("trunk: {listen: \"127.0.0.1:4143\", connections_per_peer: 17, "
-		 "tls: {ca: /nonexistent, cert: /nonexistent, key: /nonexistent}}\n", &errs);
-	assert_null(c);
+
+	trunk_tls(dir, tls, sizeof(tls));
+	snprintf(yaml, sizeof(yaml), "trunk: {listen: \"127.0.0.1:4143\", connections_per_peer: 17, "
+		 "%s}\n", tls);
+	expect_refused(yaml, "trunk.connections_per_peer: 17 is out of range 1..16");
+	snprintf(yaml, sizeof(yaml), "trunk: {listen: \"127.0.0.1:4143\", connections_per_peer: 2, "
+		 "%s}\nservices: {a: {listen: \"127.0.0.1:1\", via: trunk, discovery: {type: static, "
+		 "backends: [\"127.0.0.1:2\"]}}}\n", tls);
+	c = load(yaml, &errs);
+	assert_non_null(c);
+	assert_int_equal(c->trunk.connections_per_peer, 2);
+	assert_int_equal(c->services[0].via, VIA_TRUNK);
+	config_free(c);
 	config_errors_free(&errs);
+	rm_dir(dir);
 }
 
 static void test_config_section(void **state)
 {
 	struct config_errors errs;
+	char dir[] = "/tmp/zklb-test-trunk-XXXXXX", tls[256], yaml[512];
 	(void)state;
 	struct config *c = load("services: {}\n", &errs);
 	assert_non_null(c);
@@ -295,17 +345,22 @@ static void test_config_section(void **state)
 	config_free(c);
 	config_errors_free(&errs);
 	/* The keys are required, and the certificate files must load. */
-	c = load("trunk: {listen: \"127.0.0.1:4143\"}\n", &errs);
-	assert_null(c);
+	expect_refused("trunk: {listen: \"127.0.0.1:4143\"}\n", "trunk.tls: required key is missing");
+	expect_refused("trunk: {listen: \"127.0.0.1:4143\", tls: {ca: /nonexistent, "
+		       "cert: /nonexistent, key: /nonexistent}}\n", "/nonexistent");
+	trunk_tls(dir, tls, sizeof(tls));
+	snprintf(yaml, sizeof(yaml), "trunk: {listen: \"unix:/tmp/x\", %s}\n", tls);
+	expect_refused(yaml, "trunk.listen: 'unix:/tmp/x' is not host:port");
+	snprintf(yaml, sizeof(yaml), "trunk: {listen: \"127.0.0.1:4143\", stream_window: 1m, "
+		 "connection_window: 64k, %s}\n", tls);
+	expect_refused(yaml, "trunk.connection_window: 65536 is below stream_window (1048576)");
+	snprintf(yaml, sizeof(yaml), "trunk: {listen: \"127.0.0.1:4143\", %s}\n", tls);
+	c = load(yaml, &errs);
+	assert_non_null(c);
+	assert_string_equal(c->trunk.listen, "127.0.0.1:4143");
+	config_free(c);
 	config_errors_free(&errs);
-	c = load("trunk: {listen: \"unix:/tmp/x\", tls: {ca: /nonexistent, cert: /nonexistent, "
-		 "key: /nonexistent}}\n", &errs);
-	assert_null(c);
-	config_errors_free(&errs);
-	c = load("trunk: {listen: \"127.0.0.1:4143\", stream_window: 1m, connection_window: 64k, "
-		 "tls: {ca: /nonexistent, cert: /nonexistent, key: /nonexistent}}\n", &errs);
-	assert_null(c);
-	config_errors_free(&errs);
+	rm_dir(dir);
 }
 
 int main(void)
